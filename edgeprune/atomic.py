@@ -1,0 +1,81 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+
+A crash or a full disk leaves either the old file or the new one, never a
+half-written artifact. Torch-free (used on the device side too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import EdgepruneError
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgepruneError(f"cannot create folder {parent}: {exc.strerror or exc}") from exc
+    if not os.access(parent, os.W_OK):
+        raise EdgepruneError(f"cannot write to {parent}: permission denied")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    ``suffix`` keeps an extension on the temporary name for writers that
+    dispatch on it (np.savez adds ``.npz`` if missing, for instance).
+    """
+    path = Path(path)
+    _check_parent(path)
+    sfx = suffix if suffix is not None else "".join(path.suffixes) or ".tmp"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=sfx, dir=path.parent)
+    except OSError as exc:
+        raise EdgepruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
+    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    # numpy scalars/arrays without importing numpy at module import time
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def dumps(obj, indent: int | None = 2) -> str:
+    """json.dumps that understands numpy values and paths (for --json output)."""
+    return json.dumps(obj, indent=indent, default=_json_default)

@@ -1,0 +1,184 @@
+"""Checkpoints: spec + state_dict + metadata, no pickled modules.
+
+Saved with ``torch.save`` of plain containers and loaded with
+``torch.load(weights_only=True)``, so a checkpoint from the internet cannot
+run code. Writes are atomic.
+
+    {"format": "edgeprune-checkpoint", "version": 1,
+     "spec": {...}, "state_dict": {...},
+     "meta": {"classes": [...], "input": {"layout": "NCL", "channels": 2, "length": L},
+              "normalization": "l1", "params": int, "macs": int,
+              "metrics": {...}, "lineage": [...], "created": iso time, ...},
+     "train_state": {... optional, for --resume ...}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path
+from .errors import EdgepruneError
+
+FORMAT = "edgeprune-checkpoint"
+VERSION = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1", **extra) -> dict[str, Any]:
+    from .models.macs import model_stats
+
+    stats = model_stats(spec)
+    layout = "NCL"
+    meta = {
+        "classes": list(classes),
+        "input": {"layout": layout, "channels": 2, "length": int(spec["input"][-1])},
+        "normalization": normalization,
+        "params": stats["params"],
+        "macs": stats["macs"],
+        "units": stats["units"],
+        "weight_layers": stats["weight_layers"],
+        "metrics": {},
+        "lineage": [],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    meta.update(extra)
+    return meta
+
+
+def save_checkpoint(path: str | Path, spec: dict[str, Any], state_dict: dict, meta: dict[str, Any],
+                    train_state: dict[str, Any] | None = None) -> None:
+    import torch
+
+    if len(meta.get("classes", [])) != spec["num_classes"]:
+        raise EdgepruneError(
+            f"checkpoint metadata names {len(meta.get('classes', []))} classes but the model has {spec['num_classes']} outputs")
+    obj = {
+        "format": FORMAT,
+        "version": VERSION,
+        # JSON text round-trips exactly and is safe under weights_only
+        "spec": json.dumps(spec),
+        "meta": json.dumps(meta),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+    }
+    if train_state is not None:
+        obj["train_state"] = train_state
+    with atomic_path(path, suffix=".tmp") as tmp:
+        torch.save(obj, tmp)
+
+
+class Checkpoint:
+    """A loaded checkpoint: ``spec``, ``state_dict``, ``meta`` (and ``train_state``)."""
+
+    def __init__(self, spec, state_dict, meta, train_state=None, path=None):
+        self.spec = spec
+        self.state_dict = state_dict
+        self.meta = meta
+        self.train_state = train_state
+        self.path = path
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def length(self) -> int:
+        return int(self.spec["input"][-1])
+
+    def build(self):
+        """The model with its weights loaded, in eval mode."""
+        from .models import build_model
+
+        model = build_model(self.spec)
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise EdgepruneError(f"checkpoint {self.path}: weights do not fit its spec ({first})") from exc
+        return model.eval()
+
+    def sha256(self) -> str | None:
+        return file_sha256(self.path) if self.path else None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    import pickle
+    import zipfile
+
+    import torch
+
+    from .models.spec import validate_spec
+
+    path = Path(path)
+    if not path.exists():
+        raise EdgepruneError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise EdgepruneError(f"checkpoint {path} is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise EdgepruneError(f"checkpoint {path} is empty")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise EdgepruneError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data "
+                             f"(only edgeprune checkpoints are loaded, never pickled code)") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgepruneError(f"checkpoint {path} is not a readable torch file (truncated or corrupt?): {msg}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise EdgepruneError(f"{path} is not an edgeprune checkpoint")
+    if obj.get("version") != VERSION:
+        raise EdgepruneError(f"checkpoint {path} has format version {obj.get('version')!r}; this edgeprune reads {VERSION}")
+    try:
+        spec = json.loads(obj["spec"])
+        meta = json.loads(obj["meta"])
+        state = obj["state_dict"]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise EdgepruneError(f"checkpoint {path} is damaged: {exc}") from exc
+    validate_spec(spec)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EdgepruneError(f"checkpoint {path} is damaged: state_dict is not a dict of tensors")
+    if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
+        raise EdgepruneError(f"checkpoint {path} is damaged: metadata lacks the class list")
+    return Checkpoint(spec, state, meta, obj.get("train_state"), path)
+
+
+def checkpoint_bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def describe(ckpt: Checkpoint) -> dict[str, Any]:
+    """What ``edgeprune inspect`` shows."""
+    from .models.spec import unit_indices
+
+    layers = ckpt.spec["layers"]
+    return {
+        "path": str(ckpt.path) if ckpt.path else None,
+        "sha256": ckpt.sha256(),
+        "model": ckpt.spec["name"],
+        "family": ckpt.spec["family"],
+        "dim": ckpt.spec["dim"],
+        "input": ckpt.meta.get("input"),
+        "normalization": ckpt.meta.get("normalization"),
+        "classes": ckpt.classes,
+        "params": ckpt.meta.get("params"),
+        "macs": ckpt.meta.get("macs"),
+        "units": len(unit_indices(ckpt.spec)),
+        "weight_layers": ckpt.meta.get("weight_layers"),
+        "layers": [{k: v for k, v in l.items()} for l in layers],
+        "metrics": ckpt.meta.get("metrics", {}),
+        "lineage": ckpt.meta.get("lineage", []),
+        "created": ckpt.meta.get("created"),
+        "dataset": ckpt.meta.get("dataset"),
+    }
+
+

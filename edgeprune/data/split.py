@@ -1,0 +1,56 @@
+"""Stratified train/val/test split per (class, SNR), and SNR filters (torch-free)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EdgepruneError
+from .dataset import SignalDataset
+
+DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
+
+
+def split_indices(y: np.ndarray, snr: np.ndarray, fractions=DEFAULT_FRACTIONS, seed: int = 0):
+    """Indices of train/val/test, stratified per (label, SNR) group, deterministic in ``seed``."""
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
+        raise EdgepruneError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    keys = np.stack([np.asarray(y, np.int64), np.round(np.asarray(snr, np.float64) * 100).astype(np.int64)], 1)
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    for group in np.split(order, bounds):
+        g = group[rng.permutation(len(group))]
+        n = len(g)
+        n_train = int(round(fr[0] * n))
+        n_val = int(round(fr[1] * n))
+        n_val = min(n_val, n - n_train)
+        parts[0].append(g[:n_train])
+        parts[1].append(g[n_train:n_train + n_val])
+        parts[2].append(g[n_train + n_val:])
+    return tuple(np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts)
+
+
+def split_dataset(ds: SignalDataset, fractions=DEFAULT_FRACTIONS, seed: int = 0):
+    """(train, val, test) datasets; see :func:`split_indices`."""
+    return tuple(ds.subset(i) for i in split_indices(ds.y, ds.snr, fractions, seed))
+
+
+def filter_snr(ds: SignalDataset, min_snr: float | None = None, max_snr: float | None = None,
+               levels=None) -> SignalDataset:
+    """Keep frames with min_snr <= SNR <= max_snr (and in ``levels`` if given)."""
+    keep = np.ones(len(ds), bool)
+    if min_snr is not None:
+        keep &= ds.snr >= min_snr
+    if max_snr is not None:
+        keep &= ds.snr <= max_snr
+    if levels is not None:
+        keep &= np.isin(ds.snr, np.asarray(list(levels), np.float32))
+    if not keep.any():
+        raise EdgepruneError(f"no frames left after the SNR filter (the data has SNRs {ds.snr_levels()})")
+    out = ds.subset(np.flatnonzero(keep))
+    out.meta = dict(ds.meta, snr_filter={"min": min_snr, "max": max_snr, "levels": list(levels) if levels else None})
+    return out

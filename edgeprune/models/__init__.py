@@ -1,0 +1,11 @@
+"""Model zoo: architecture as data (specs), a builder, MACs and parameter counts."""
+
+from .spec import infer_shapes, validate_spec  # noqa: F401  (torch-free)
+from .zoo import ZOO, make_spec, zoo_names  # noqa: F401  (torch-free)
+
+
+def build_model(spec):
+    """Build an ``nn.Module`` from a spec (imports torch)."""
+    from .net import EdgeNet
+
+    return EdgeNet(spec)

@@ -1,0 +1,159 @@
+"""Architecture as data.
+
+A *spec* is a plain JSON-able dict that fully describes a network, so that a
+layer-pruned model (fewer layers) and a channel-pruned model (narrower
+layers) are simply other specs. Torch-free: shapes are inferred symbolically.
+
+    {
+      "schema": 1, "name": "resnet56", "family": "resnet", "dim": 2,
+      "input": [1, 2, 128],          # (C, H, L) for dim 2, (C, L) for dim 1
+      "num_classes": 11,
+      "layers": [ {"type": "conv", "in": 1, "out": 16, "k": 3, "stride": 1,
+                   "padding": 1, "bias": false, "bn": true, "relu": true,
+                   "role": "stem"}, ... ]
+    }
+
+Layer types and their fields:
+
+- ``conv``: in, out, k, stride, padding, bias, bn, relu. Conv-BN-ReLU.
+- ``basic_block``: in, mid, out, stride. CIFAR residual BasicBlock
+  (conv-bn-relu-conv-bn + shortcut, relu) with the parameter-free "option A"
+  shortcut: strided subsampling plus zero channels.
+- ``res_stack``: in, out, k, pool. A residual stack (O'Shea et al. 2018):
+  1x1 conv, two residual units of two k-convs, then max-pool.
+- ``maxpool``: k (stride k).
+- ``flatten``; ``gap`` (global average pool + flatten).
+- ``linear``: in, out, bn, relu (bn/relu false for the classifier).
+
+Every layer may carry ``role`` (``stem``, ``unit``, ``head``, ``classifier``)
+and ``stage`` (the stage index). Units (``role == "unit"``) are the layers
+layer pruning may remove.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import EdgepruneError
+
+SCHEMA = 1
+LAYER_FIELDS: dict[str, dict[str, type | tuple]] = {
+    "conv": {"in": int, "out": int, "k": int, "stride": int, "padding": int, "bias": bool, "bn": bool, "relu": bool},
+    "basic_block": {"in": int, "mid": int, "out": int, "stride": int},
+    "res_stack": {"in": int, "out": int, "k": int, "pool": int},
+    "maxpool": {"k": int},
+    "flatten": {},
+    "gap": {},
+    "linear": {"in": int, "out": int, "bn": bool, "relu": bool},
+}
+OPTIONAL_FIELDS = {"role": str, "stage": int, "origin": int, "reinit": bool}
+
+
+def _out_len(n: int, k: int, s: int, p: int) -> int:
+    return (n + 2 * p - k) // s + 1
+
+
+def infer_shapes(spec: dict[str, Any]) -> list[tuple[int, ...]]:
+    """Return the per-sample output shape of every layer (in order).
+
+    Raises EdgepruneError if widths do not chain or a spatial size collapses.
+    """
+    dim = spec["dim"]
+    shape: tuple[int, ...] = tuple(int(v) for v in spec["input"])
+    if len(shape) != dim + 1:
+        raise EdgepruneError(f"spec {spec.get('name')!r}: input {list(shape)} does not match dim {dim}")
+    shapes = []
+    for i, layer in enumerate(spec["layers"]):
+        t = layer["type"]
+        where = f"spec {spec.get('name')!r} layer {i} ({t})"
+        if t in ("conv", "basic_block", "res_stack"):
+            if len(shape) != dim + 1:
+                raise EdgepruneError(f"{where}: expects a feature map, got shape {list(shape)}")
+            if shape[0] != layer["in"]:
+                raise EdgepruneError(f"{where}: takes {layer['in']} channels but receives {shape[0]}")
+            spatial = shape[1:]
+            if t == "conv":
+                spatial = tuple(_out_len(n, layer["k"], layer["stride"], layer["padding"]) for n in spatial)
+            elif t == "basic_block":
+                spatial = tuple(_out_len(n, 3, layer["stride"], 1) for n in spatial)
+                if layer["out"] < layer["in"]:
+                    raise EdgepruneError(f"{where}: the option-A shortcut cannot reduce channels ({layer['in']} -> {layer['out']})")
+            else:  # res_stack
+                if layer["k"] % 2 != 1:
+                    raise EdgepruneError(f"{where}: kernel must be odd")
+                # 2-D stacks pool the length axis only (the I/Q axis is 2 high)
+                spatial = spatial[:-1] + (spatial[-1] // layer["pool"],)
+            shape = (layer["out"],) + spatial
+        elif t == "maxpool":
+            if dim == 2:
+                # the 2-row I/Q axis may be shorter than the kernel: pool it with 1
+                spatial = tuple(n // layer["k"] if n >= layer["k"] else n for n in shape[1:])
+            else:
+                spatial = tuple(n // layer["k"] for n in shape[1:])
+            shape = (shape[0],) + spatial
+        elif t == "flatten":
+            n = 1
+            for v in shape:
+                n *= v
+            shape = (n,)
+        elif t == "gap":
+            shape = (shape[0],)
+        elif t == "linear":
+            if len(shape) != 1:
+                raise EdgepruneError(f"{where}: needs a flat input, got shape {list(shape)} (add a flatten layer)")
+            if shape[0] != layer["in"]:
+                raise EdgepruneError(f"{where}: takes {layer['in']} features but receives {shape[0]}")
+            shape = (layer["out"],)
+        else:
+            raise EdgepruneError(f"{where}: unknown layer type {t!r}")
+        if any(v <= 0 for v in shape):
+            raise EdgepruneError(f"{where}: output shape {list(shape)} has collapsed to zero (input too short for this model)")
+        shapes.append(shape)
+    return shapes
+
+
+def validate_spec(spec: Any) -> dict[str, Any]:
+    """Check a spec's structure and consistency; return it. Raises EdgepruneError."""
+    if not isinstance(spec, dict):
+        raise EdgepruneError("model spec must be a dict")
+    for key in ("name", "family", "dim", "input", "num_classes", "layers"):
+        if key not in spec:
+            raise EdgepruneError(f"model spec lacks the key {key!r}")
+    if spec.get("schema", SCHEMA) != SCHEMA:
+        raise EdgepruneError(f"model spec schema {spec.get('schema')!r} is not supported (expected {SCHEMA})")
+    if spec["dim"] not in (1, 2):
+        raise EdgepruneError(f"model spec dim must be 1 or 2, got {spec['dim']!r}")
+    if not isinstance(spec["layers"], list) or not spec["layers"]:
+        raise EdgepruneError("model spec has no layers")
+    for i, layer in enumerate(spec["layers"]):
+        if not isinstance(layer, dict) or "type" not in layer:
+            raise EdgepruneError(f"model spec layer {i} is not a layer dict")
+        fields = LAYER_FIELDS.get(layer["type"])
+        if fields is None:
+            raise EdgepruneError(f"model spec layer {i}: unknown type {layer['type']!r}")
+        for f, typ in fields.items():
+            if f not in layer:
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}) lacks {f!r}")
+            v = layer[f]
+            if typ is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} must be a non-negative integer, got {v!r}")
+            if typ is bool and not isinstance(v, bool):
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} must be true/false, got {v!r}")
+        for f in layer:
+            if f != "type" and f not in fields and f not in OPTIONAL_FIELDS:
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}): unknown field {f!r}")
+    last = spec["layers"][-1]
+    if last["type"] != "linear" or last["out"] != spec["num_classes"]:
+        raise EdgepruneError("model spec must end in a linear classifier with num_classes outputs")
+    infer_shapes(spec)
+    return spec
+
+
+def unit_indices(spec: dict[str, Any]) -> list[int]:
+    """Indices (into spec['layers']) of the prunable units, in order."""
+    return [i for i, l in enumerate(spec["layers"]) if l.get("role") == "unit"]
+
+
+def clone(spec: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(spec)

@@ -1,0 +1,1 @@
+"""Pruning: the paper's layer pruning and the baselines, behind one registry."""

@@ -1,0 +1,71 @@
+"""The pruning-method registry behind ``edgeprune prune --method NAME``.
+
+A method is a function
+
+    method(ckpt: Checkpoint, data: SignalDataset | None, *, target_macs: float | None,
+           seed: int, **options) -> PruneResult
+
+that returns the pruned architecture (a spec), its weights and a lineage
+record; it does not fine-tune (fine-tuning is the same for every method and
+is done by the caller). Modules register their methods on import; the
+modules listed in METHOD_MODULES are imported lazily on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import EdgepruneError
+
+METHOD_MODULES = [
+    "edgeprune.pruning.layer",
+    "edgeprune.pruning.dbp",
+    "edgeprune.pruning.random_units",
+    "edgeprune.pruning.channel",
+]
+
+
+@dataclass
+class PruneResult:
+    spec: dict[str, Any]
+    state_dict: dict[str, Any]
+    lineage: dict[str, Any]              # method, options, kept units / widths, MACs before/after ...
+    info: dict[str, Any] = field(default_factory=dict)   # anything to print (plan path, search steps ...)
+
+
+_METHODS: dict[str, tuple[Callable[..., PruneResult], str]] = {}
+_loaded = False
+
+
+def register(name: str, help: str):
+    def deco(fn):
+        _METHODS[name] = (fn, help)
+        return fn
+    return deco
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for mod in METHOD_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:  # a real missing dependency inside the module
+                raise
+    _loaded = True
+
+
+def methods() -> dict[str, str]:
+    _load_all()
+    return {k: v[1] for k, v in _METHODS.items()}
+
+
+def get_method(name: str) -> Callable[..., PruneResult]:
+    _load_all()
+    if name not in _METHODS:
+        raise EdgepruneError(f"unknown pruning method {name!r}; choose one of: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name][0]

@@ -1,0 +1,264 @@
+"""The training loop shared by ``train``, ``finetune`` and every pruning baseline.
+
+Recipe of the reference code by default: Adam lr 1e-3, StepLR(10, 0.8),
+batch 128. Model selection on the *validation* split (never the test split).
+Deterministic on CPU for a given seed: the shuffle and torch's RNG are
+re-seeded from (seed, epoch) at every epoch, so a run resumed after a crash
+ends with the same weights as an uninterrupted one.
+
+Crash safety: after every epoch the full training state (weights, optimiser,
+scheduler, best weights, history) is written atomically to
+``<out>.state``; ``resume=True`` continues from it. The final checkpoint
+(the best epoch on validation) is written atomically to ``out``, then the
+state file is removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..atomic import atomic_path
+from ..checkpoint import save_checkpoint
+from ..data.dataset import SignalDataset
+from ..errors import EdgepruneError
+from ..progress import progress
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    step_size: int = 10
+    gamma: float = 0.8
+    weight_decay: float = 0.0
+    l1: float = 0.0               # + l1 * sum|theta| (the reference fine-tuning term is 1e-4)
+    bn_sparsity: float = 0.0      # + s * sum|gamma_BN| (network slimming's sparsity training)
+    distill_alpha: float = 0.0    # weight of the KD term when a teacher is given
+    distill_temperature: float = 4.0
+    seed: int = 0
+    threads: int | None = None
+    eval_batch_size: int = 512
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu") -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)
+        out.append(model(xb).float().cpu().numpy())
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(out)
+
+
+def accuracy(model: nn.Module, ds: SignalDataset, batch_size: int = 512, device="cpu") -> float:
+    if len(ds) == 0:
+        return float("nan")
+    logits = predict_logits(model, ds.x, batch_size, device)
+    return float((logits.argmax(1) == ds.y).mean())
+
+
+def _bn_l1(model: nn.Module) -> torch.Tensor:
+    terms = [m.weight.abs().sum() for m in model.modules()
+             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.weight is not None]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state")
+
+
+def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: SignalDataset, cfg: TrainConfig,
+        out: str | Path | None, meta: dict[str, Any], resume: bool = False, log_path: str | Path | None = None,
+        teacher: nn.Module | None = None, desc: str = "train",
+        after_step: Callable[[nn.Module], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` and write the best-on-validation checkpoint to ``out``.
+
+    ``meta`` is the checkpoint metadata (see ``checkpoint.make_meta``); the
+    returned dict (also stored as ``meta['metrics']``) has ``best_epoch``,
+    ``val_acc``, ``train_loss`` and the per-epoch ``history``. Under
+    ``torchrun`` the model is wrapped in DistributedDataParallel and each
+    rank trains on its own shard of every batch; only rank 0 writes.
+    ``after_step`` is called after every optimiser step (used by
+    sparsity-regularised training).
+    """
+    if cfg.epochs < 0:
+        raise EdgepruneError("epochs must be >= 0")
+    if len(train) == 0:
+        raise EdgepruneError("the training split is empty")
+    if len(val) == 0:
+        raise EdgepruneError("the validation split is empty (the dataset is too small to split)")
+    set_threads(cfg.threads)
+    rank, world = _dist_info()
+    out = Path(out) if out is not None else None
+    state_file = _state_path(out) if out is not None else None
+    torch.manual_seed(cfg.seed)
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(cfg.step_size, 1), gamma=cfg.gamma)
+
+    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    best = {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(model.state_dict())}
+    if resume and state_file is not None and state_file.exists():
+        st = torch.load(state_file, map_location="cpu", weights_only=True)
+        if json.loads(st["config"]) != _resumable(cfg):
+            raise EdgepruneError(f"{state_file} was written with other training settings; remove it or rerun with the same options")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        start_epoch = int(st["epoch"]) + 1
+        history = json.loads(st["history"])
+        best = {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]), "state": st["best_model"]}
+    elif resume and out is not None and out.exists() and not (state_file and state_file.exists()):
+        pass  # nothing to resume: train from scratch (the final file is overwritten atomically)
+
+    n = len(train)
+    bs_global = cfg.batch_size
+    if bs_global < world:
+        raise EdgepruneError(f"batch size {bs_global} is smaller than the number of processes {world}")
+    steps = max(1, math.ceil(n / bs_global))
+    log_fh = open(log_path, "a") if (log_path and rank == 0) else None
+    teacher_on = teacher is not None and cfg.distill_alpha > 0
+    if teacher_on:
+        teacher.eval()
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            g = np.random.default_rng([cfg.seed, epoch])
+            torch.manual_seed(cfg.seed * 100003 + epoch)
+            perm = g.permutation(n)
+            tot_loss = 0.0
+            seen = 0
+            bar = progress(total=steps, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch") if rank == 0 else None
+            for s in range(steps):
+                idx = perm[s * bs_global:(s + 1) * bs_global]
+                if world > 1:
+                    idx = idx[rank::world]
+                    if len(idx) == 0:
+                        idx = perm[:1]
+                xb = torch.from_numpy(train.x[idx])
+                yb = torch.from_numpy(train.y[idx])
+                logits = ddp_model(xb)
+                loss = F.cross_entropy(logits, yb)
+                if teacher_on:
+                    with torch.no_grad():
+                        tl = teacher(xb)
+                    T = cfg.distill_temperature
+                    kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tl / T, 1), reduction="batchmean") * T * T
+                    loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
+                if cfg.l1 > 0:
+                    loss = loss + cfg.l1 * sum(p.abs().sum() for p in model.parameters())
+                if cfg.bn_sparsity > 0:
+                    loss = loss + cfg.bn_sparsity * _bn_l1(model)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step(model)
+                if not torch.isfinite(loss):
+                    raise EdgepruneError(f"training diverged (loss is {loss.item()}) at epoch {epoch + 1}; lower the learning rate")
+                tot_loss += float(loss.item()) * len(idx)
+                seen += len(idx)
+                if bar is not None:
+                    bar.update(1)
+                    if s % 20 == 0:
+                        bar.set_postfix(loss=f"{tot_loss / max(seen, 1):.4f}")
+            if bar is not None:
+                bar.close()
+            sched.step()
+            val_acc = accuracy(model, val, cfg.eval_batch_size)
+            rec = {"epoch": epoch + 1, "train_loss": tot_loss / max(seen, 1), "val_acc": val_acc,
+                   "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+                   "examples_per_s": seen * world / max(time.perf_counter() - t0, 1e-9)}
+            history.append(rec)
+            if val_acc > best["val_acc"]:
+                best = {"epoch": epoch + 1, "val_acc": val_acc, "state": copy.deepcopy(model.state_dict())}
+            if log_fh is not None:
+                log_fh.write(json.dumps(rec) + "\n")
+                log_fh.flush()
+            if rank == 0 and state_file is not None:
+                _save_state(state_file, model, opt, sched, epoch, history, best, cfg)
+    finally:
+        if log_fh is not None:
+            log_fh.close()
+
+    if best["epoch"] < 0:  # zero epochs: keep the given weights
+        best["val_acc"] = accuracy(model, val, cfg.eval_batch_size)
+        best["epoch"] = 0
+    model.load_state_dict(best["state"])
+    metrics = {
+        "best_epoch": best["epoch"],
+        "val_acc": best["val_acc"],
+        "epochs": cfg.epochs,
+        "history": history,
+        "train_config": cfg.to_dict(),
+    }
+    meta = dict(meta)
+    meta["metrics"] = dict(meta.get("metrics", {}), **{k: v for k, v in metrics.items() if k != "history"},
+                           history=history)
+    if out is not None and rank == 0:
+        save_checkpoint(out, spec, model.state_dict(), meta)
+        if state_file is not None and state_file.exists():
+            state_file.unlink()
+    return metrics
+
+
+def _resumable(cfg: TrainConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
+    d.pop("threads", None)
+    d.pop("eval_batch_size", None)
+    return json.loads(json.dumps(d))
+
+
+def _save_state(path: Path, model, opt, sched, epoch, history, best, cfg) -> None:
+    st = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "history": json.dumps(history),
+        "best_epoch": best["epoch"],
+        "best_val_acc": best["val_acc"],
+        "best_model": best["state"],
+        "config": json.dumps(_resumable(cfg)),
+    }
+    with atomic_path(path, suffix=".tmp") as tmp:
+        torch.save(st, tmp)
+
+
+def environment_threads() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
