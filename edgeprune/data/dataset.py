@@ -120,3 +120,30 @@ def load_npz(path: str | Path) -> SignalDataset:
         meta = {}
     meta.setdefault("format", "npz")
     return SignalDataset(x, y, snr, classes, meta)
+
+
+NORMALIZATIONS = ("l1", "l2", "max", "none")
+
+
+def normalize_frames(x: np.ndarray, mode: str = "l1") -> np.ndarray:
+    """Scale each frame of ``x`` (N, 2, L) in place-free fashion and return float32.
+
+    ``l1``: divide by the sum over samples of the complex magnitude
+    sqrt(I^2 + Q^2) (the RML2016 convention, values around 1e-2 at L=128);
+    ``l2``: divide by the root of the summed power; ``max``: by the peak
+    magnitude; ``none``: unchanged. All-zero frames stay zero.
+    """
+    if mode not in NORMALIZATIONS:
+        raise EdgepruneError(f"unknown normalisation {mode!r} (choose from {', '.join(NORMALIZATIONS)})")
+    x = np.asarray(x, dtype=np.float32)
+    if mode == "none" or x.size == 0:
+        return x
+    mag = np.hypot(x[:, 0, :], x[:, 1, :])
+    if mode == "l1":
+        scale = mag.sum(axis=1, dtype=np.float64)
+    elif mode == "l2":
+        scale = np.sqrt((mag.astype(np.float64) ** 2).sum(axis=1))
+    else:
+        scale = mag.max(axis=1)
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return x / scale[:, None, None]

@@ -1,20 +1,161 @@
-"""Dataset readers: one entry point, ``load_dataset``, dispatching on format.
+"""Dataset readers: one entry point, :func:`load_dataset`, dispatching on format.
 
-(Foundation version: the project's .npz only; the real formats are added by
-the data work.)
+Formats (``fmt=``): ``npz`` (the project's own), ``rml-pickle`` (RML2016.10a/b
+dict pickles), ``rml2018-hdf5``, ``hisarmod`` (a HisarMod2019.1 CSV folder),
+``sigmf``. Without ``fmt`` the format is told from the extension, a folder's
+structure, or the file's first bytes.
+
+Options (all readers unless noted): ``classes``, ``min_snr``, ``max_snr``,
+``per_key``; ``split`` (hisarmod: train|test); ``length``, ``hop``,
+``backend`` (sigmf); ``normalize`` (l1|l2|max|none: rescale every frame after
+loading; sigmf frames are L1-normalised by default).
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from ..errors import EdgepruneError
-from .dataset import SignalDataset, load_npz
+from .dataset import SignalDataset, load_npz, normalize_frames
+
+FORMATS = ("npz", "rml-pickle", "rml2018-hdf5", "hisarmod", "sigmf")
+_ALIASES = {"pkl": "rml-pickle", "pickle": "rml-pickle", "rml": "rml-pickle", "rml2016": "rml-pickle",
+            "hdf5": "rml2018-hdf5", "h5": "rml2018-hdf5", "rml2018": "rml2018-hdf5", "hisar": "hisarmod",
+            "hisarmod2019": "hisarmod", "csv": "hisarmod"}
+_EXT = {".npz": "npz", ".pkl": "rml-pickle", ".pickle": "rml-pickle", ".dat": "rml-pickle",
+        ".hdf5": "rml2018-hdf5", ".h5": "rml2018-hdf5", ".sigmf-meta": "sigmf", ".sigmf-data": "sigmf",
+        ".sigmf": "sigmf"}
+
+
+def detect_format(path: str | Path) -> str:
+    """The format name of ``path`` (see :data:`FORMATS`), or an EdgepruneError."""
+    from .hisar import is_hisar_folder
+
+    p = Path(path)
+    name = p.name.lower()
+    if p.is_dir():
+        if is_hisar_folder(p):
+            return "hisarmod"
+        raise EdgepruneError(f"{p} is a folder but not a HisarMod2019.1 dataset (no Train/ or Test/ CSV files)")
+    for sfx, fmt in _EXT.items():
+        if name.endswith(sfx):
+            return fmt
+    if name.endswith(".csv") and is_hisar_folder(p.parent.parent if p.parent.name.lower() in ("train", "test")
+                                                 else p.parent):
+        return "hisarmod"
+    if not p.exists():
+        if Path(str(p) + ".sigmf-meta").exists():
+            return "sigmf"
+        raise EdgepruneError(f"dataset {p} does not exist")
+    if p.stat().st_size == 0:
+        raise EdgepruneError(f"dataset {p} is empty")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK"):
+        return "npz"
+    if head.startswith(b"\x89HDF"):
+        return "rml2018-hdf5"
+    if head[:1] == b"\x80" or head[:1] in (b"(", b"}"):
+        return "rml-pickle"
+    raise EdgepruneError(f"cannot tell the format of {p} (use --format: {', '.join(FORMATS)})")
+
+
+def _resolve(path: Path, fmt: str | None) -> tuple[str, Path]:
+    if fmt is None:
+        fmt = detect_format(path)
+    fmt = _ALIASES.get(fmt.lower(), fmt.lower())
+    if fmt not in FORMATS:
+        raise EdgepruneError(f"unknown dataset format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt == "hisarmod" and not path.is_dir():
+        path = path.parent.parent if path.parent.name.lower() in ("train", "test") else path.parent
+    return fmt, path
+
+
+def _reader(fmt: str):
+    if fmt == "npz":
+        return lambda path, **_: load_npz(path)
+    if fmt == "rml-pickle":
+        from .rml_pickle import read_rml_pickle
+        return read_rml_pickle
+    if fmt == "rml2018-hdf5":
+        from .hdf5 import read_rml2018_hdf5
+        return read_rml2018_hdf5
+    if fmt == "hisarmod":
+        from .hisar import read_hisar
+        return read_hisar
+    from .sigmf_io import read_sigmf
+    return read_sigmf
 
 
 def load_dataset(path: str | Path, fmt: str | None = None, **options) -> SignalDataset:
+    """Load a dataset in any supported format as a :class:`SignalDataset`.
+
+    ``options`` with value None are ignored; an option the format does not
+    take is an error. For npz, ``classes``/``min_snr``/``max_snr``/``per_key``
+    are applied after loading.
+    """
     path = Path(path)
-    fmt = fmt or ("npz" if path.suffix == ".npz" else None)
+    options = {k: v for k, v in options.items() if v is not None}
+    normalize = options.pop("normalize", None)
+    fmt, path = _resolve(path, fmt)
+    reader = _reader(fmt)
     if fmt == "npz":
-        return load_npz(path)
-    raise EdgepruneError(f"cannot tell the format of {path}")
+        ds = load_npz(path)
+        ds = _select(ds, **_only(options, ("classes", "min_snr", "max_snr", "per_key"), fmt))
+    else:
+        if fmt == "sigmf" and normalize is not None:
+            options["normalize"] = normalize
+            normalize = None
+        accepted = tuple(inspect.signature(reader).parameters)[1:]
+        ds = reader(path, **_only(options, accepted, fmt))
+    if normalize is not None:
+        ds = SignalDataset(normalize_frames(ds.x, normalize), ds.y, ds.snr, ds.classes,
+                           dict(ds.meta, normalization=normalize))
+    ds.meta.setdefault("format", fmt)
+    sel = {k: options[k] for k in ("classes", "min_snr", "max_snr", "per_key") if k in options}
+    if sel:
+        ds.meta["selection"] = sel
+    return ds
+
+
+def _only(options: dict, accepted, fmt: str) -> dict:
+    extra = sorted(set(options) - set(accepted))
+    if extra:
+        raise EdgepruneError(f"the {fmt} reader does not take the option(s) {', '.join(extra)} "
+                             f"(it takes {', '.join(accepted) or 'none'})")
+    return options
+
+
+def _select(ds: SignalDataset, classes=None, min_snr=None, max_snr=None, per_key=None) -> SignalDataset:
+    import numpy as np
+
+    keep = np.ones(len(ds), bool)
+    names = list(ds.classes)
+    if classes is not None:
+        wanted = [classes] if isinstance(classes, str) else list(classes)
+        bad = [c for c in wanted if c not in names]
+        if bad:
+            raise EdgepruneError(f"class(es) {bad} not in the dataset (it has {', '.join(names)})")
+        names = [c for c in ds.classes if c in set(wanted)]
+        keep &= np.isin(ds.y, [ds.classes.index(c) for c in names])
+    if min_snr is not None:
+        keep &= ds.snr >= min_snr
+    if max_snr is not None:
+        keep &= ds.snr <= max_snr
+    if per_key:
+        idx = np.flatnonzero(keep)
+        keys = ds.y[idx] * 1_000_000 + np.round(ds.snr[idx] * 100).astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
+        rank = np.arange(len(sk)) - np.searchsorted(sk, sk, side="left")
+        keep[:] = False
+        keep[idx[order][rank < per_key]] = True
+    if keep.all() and names == ds.classes:
+        return ds
+    if not keep.any():
+        raise EdgepruneError("no frames match the selection")
+    idx = np.flatnonzero(keep)
+    lut = np.full(len(ds.classes), -1, np.int64)
+    lut[[ds.classes.index(c) for c in names]] = np.arange(len(names))
+    return SignalDataset(ds.x[idx], lut[ds.y[idx]], ds.snr[idx], names, dict(ds.meta))

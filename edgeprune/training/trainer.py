@@ -11,6 +11,13 @@ scheduler, best weights, history) is written atomically to
 ``<out>.state``; ``resume=True`` continues from it. The final checkpoint
 (the best epoch on validation) is written atomically to ``out``, then the
 state file is removed.
+
+Data parallel: when torch.distributed is initialised (``edgeprune train``
+under torchrun, see :mod:`edgeprune.training.distributed`), the model is
+wrapped in DistributedDataParallel, every rank takes its own shard of each
+global batch (so ``batch_size`` stays the global batch), BatchNorm running
+statistics are averaged over the ranks after every epoch, validation is
+sharded and summed, and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_text
 from ..checkpoint import save_checkpoint
 from ..data.dataset import SignalDataset
 from ..errors import EdgepruneError
@@ -51,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     eval_batch_size: int = 512
+    device: str = "cpu"           # "cpu", "cuda" or "cuda:N" (the training device; not part of resume checks)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +93,38 @@ def accuracy(model: nn.Module, ds: SignalDataset, batch_size: int = 512, device=
         return float("nan")
     logits = predict_logits(model, ds.x, batch_size, device)
     return float((logits.argmax(1) == ds.y).mean())
+
+
+def _distributed_accuracy(model: nn.Module, ds: SignalDataset, batch_size: int, device, rank: int, world: int) -> float:
+    """Accuracy over ``ds`` with each rank scoring every ``world``-th frame, summed over the ranks."""
+    if world == 1:
+        return accuracy(model, ds, batch_size, device)
+    idx = np.arange(rank, len(ds), world)
+    correct = 0
+    if len(idx):
+        logits = predict_logits(model, ds.x[idx], batch_size, device)
+        correct = int((logits.argmax(1) == ds.y[idx]).sum())
+    t = torch.tensor([correct], dtype=torch.float64, device=_collective_device(device))
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / len(ds)
+
+
+def _collective_device(device) -> torch.device:
+    # gloo reduces CPU tensors, nccl CUDA tensors
+    return torch.device(device) if str(device).startswith("cuda") else torch.device("cpu")
+
+
+def _sync_buffers(model: nn.Module, world: int) -> None:
+    """Average floating buffers (BatchNorm running statistics) over the ranks; others from rank 0."""
+    if world == 1:
+        return
+    with torch.no_grad():
+        for b in model.buffers():
+            if b.is_floating_point():
+                torch.distributed.all_reduce(b)
+                b.div_(world)
+            else:
+                torch.distributed.broadcast(b, 0)
 
 
 def _bn_l1(model: nn.Module) -> torch.Tensor:
@@ -122,10 +162,15 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     out = Path(out) if out is not None else None
     state_file = _state_path(out) if out is not None else None
     torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device or "cpu")
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device)
 
     ddp_model = model
     if world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(model)
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(cfg.step_size, 1), gamma=cfg.gamma)
 
@@ -133,7 +178,11 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(model.state_dict())}
     if resume and state_file is not None and state_file.exists():
-        st = torch.load(state_file, map_location="cpu", weights_only=True)
+        try:
+            st = torch.load(state_file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a damaged state file is a user-facing problem
+            raise EdgepruneError(f"cannot resume: {state_file} is not a readable training state ({exc}); "
+                                 f"remove it to start again") from exc
         if json.loads(st["config"]) != _resumable(cfg):
             raise EdgepruneError(f"{state_file} was written with other training settings; remove it or rerun with the same options")
         model.load_state_dict(st["model"])
@@ -141,15 +190,20 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
         sched.load_state_dict(st["scheduler"])
         start_epoch = int(st["epoch"]) + 1
         history = json.loads(st["history"])
-        best = {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]), "state": st["best_model"]}
-    elif resume and out is not None and out.exists() and not (state_file and state_file.exists()):
-        pass  # nothing to resume: train from scratch (the final file is overwritten atomically)
+        best = {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]),
+                "state": {k: v.to(device) for k, v in st["best_model"].items()}}
+        if log_path and rank == 0:
+            # the log ends where the saved state ends (a killed run may have logged one epoch more)
+            write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+    # else: nothing to resume, train from scratch (the final file is overwritten atomically)
 
     n = len(train)
     bs_global = cfg.batch_size
     if bs_global < world:
         raise EdgepruneError(f"batch size {bs_global} is smaller than the number of processes {world}")
     steps = max(1, math.ceil(n / bs_global))
+    if steps > 1 and n - (steps - 1) * bs_global < world:
+        steps -= 1  # a last batch too small to give every rank a frame is dropped (on every rank alike)
     log_fh = open(log_path, "a") if (log_path and rank == 0) else None
     teacher_on = teacher is not None and cfg.distill_alpha > 0
     if teacher_on:
@@ -163,15 +217,13 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
             perm = g.permutation(n)
             tot_loss = 0.0
             seen = 0
+            seen_global = 0
             bar = progress(total=steps, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch") if rank == 0 else None
             for s in range(steps):
-                idx = perm[s * bs_global:(s + 1) * bs_global]
-                if world > 1:
-                    idx = idx[rank::world]
-                    if len(idx) == 0:
-                        idx = perm[:1]
-                xb = torch.from_numpy(train.x[idx])
-                yb = torch.from_numpy(train.y[idx])
+                gidx = perm[s * bs_global:(s + 1) * bs_global]
+                idx = gidx[rank::world] if world > 1 else gidx
+                xb = torch.from_numpy(train.x[idx]).to(device, non_blocking=True)
+                yb = torch.from_numpy(train.y[idx]).to(device, non_blocking=True)
                 logits = ddp_model(xb)
                 loss = F.cross_entropy(logits, yb)
                 if teacher_on:
@@ -184,15 +236,17 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
                     loss = loss + cfg.l1 * sum(p.abs().sum() for p in model.parameters())
                 if cfg.bn_sparsity > 0:
                     loss = loss + cfg.bn_sparsity * _bn_l1(model)
+                loss_value = float(loss.item())
+                if not math.isfinite(loss_value):
+                    raise EdgepruneError(f"training diverged (loss is {loss_value}) at epoch {epoch + 1}; lower the learning rate")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if after_step is not None:
                     after_step(model)
-                if not torch.isfinite(loss):
-                    raise EdgepruneError(f"training diverged (loss is {loss.item()}) at epoch {epoch + 1}; lower the learning rate")
-                tot_loss += float(loss.item()) * len(idx)
+                tot_loss += loss_value * len(idx)
                 seen += len(idx)
+                seen_global += len(gidx)
                 if bar is not None:
                     bar.update(1)
                     if s % 20 == 0:
@@ -200,24 +254,31 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
             if bar is not None:
                 bar.close()
             sched.step()
-            val_acc = accuracy(model, val, cfg.eval_batch_size)
-            rec = {"epoch": epoch + 1, "train_loss": tot_loss / max(seen, 1), "val_acc": val_acc,
+            train_seconds = time.perf_counter() - t0
+            train_loss = tot_loss / max(seen, 1)
+            if world > 1:
+                _sync_buffers(model, world)
+                t = torch.tensor([tot_loss, float(seen)], dtype=torch.float64, device=_collective_device(device))
+                torch.distributed.all_reduce(t)
+                train_loss = float(t[0] / max(t[1], 1.0))
+            val_acc = _distributed_accuracy(model, val, cfg.eval_batch_size, device, rank, world)
+            rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_acc": val_acc,
                    "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-                   "examples_per_s": seen * world / max(time.perf_counter() - t0, 1e-9)}
+                   "examples_per_s": seen_global / max(train_seconds, 1e-9), "processes": world}
             history.append(rec)
             if val_acc > best["val_acc"]:
                 best = {"epoch": epoch + 1, "val_acc": val_acc, "state": copy.deepcopy(model.state_dict())}
+            if rank == 0 and state_file is not None:
+                _save_state(state_file, model, opt, sched, epoch, history, best, cfg)
             if log_fh is not None:
                 log_fh.write(json.dumps(rec) + "\n")
                 log_fh.flush()
-            if rank == 0 and state_file is not None:
-                _save_state(state_file, model, opt, sched, epoch, history, best, cfg)
     finally:
         if log_fh is not None:
             log_fh.close()
 
     if best["epoch"] < 0:  # zero epochs: keep the given weights
-        best["val_acc"] = accuracy(model, val, cfg.eval_batch_size)
+        best["val_acc"] = _distributed_accuracy(model, val, cfg.eval_batch_size, device, rank, world)
         best["epoch"] = 0
     model.load_state_dict(best["state"])
     metrics = {
@@ -234,6 +295,8 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
         save_checkpoint(out, spec, model.state_dict(), meta)
         if state_file is not None and state_file.exists():
             state_file.unlink()
+    if world > 1:
+        torch.distributed.barrier()  # the checkpoint exists for every rank once fit returns
     return metrics
 
 
@@ -241,6 +304,7 @@ def _resumable(cfg: TrainConfig) -> dict[str, Any]:
     d = cfg.to_dict()
     d.pop("threads", None)
     d.pop("eval_batch_size", None)
+    d.pop("device", None)
     return json.loads(json.dumps(d))
 
 

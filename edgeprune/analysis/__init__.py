@@ -1,0 +1,1 @@
+"""Layer analysis for layer pruning: units, representations, similarity, segmentation, importance, plans."""

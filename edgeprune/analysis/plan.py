@@ -1,0 +1,217 @@
+"""The layer-pruning plan: analysis of a trained checkpoint, and the choice of units to keep.
+
+:func:`analyze` runs representations -> similarity -> Fisher segmentation ->
+importance -> budget and returns the plan (a JSON-able dict) that
+``edgeprune analyze`` writes and ``edgeprune prune --plan`` reads. A plan
+records the model name and spec hash it was made for, so it cannot be
+applied to another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgepruneError
+
+PLAN_FORMAT = "edgeprune-plan"
+PLAN_VERSION = 1
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """sha256 of the spec's canonical JSON."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def blocks_of(plan_or_units, bounds) -> list[list[int]]:
+    """Candidate (removable) unit layers of each block, in order."""
+    units = plan_or_units["units"] if isinstance(plan_or_units, dict) else [u.to_dict() for u in plan_or_units]
+    out = []
+    for a, b in bounds:
+        out.append([u["layer"] for u in units[a:b] if u["removable"]])
+    return out
+
+
+def choose_counts(spec, blocks, scores, *, keep=None, keep_units=None, target_macs=None, transition="keep"):
+    """(counts, mode) from at most one budget option; one unit per block by default."""
+    from ..pruning.budget import check_counts, counts_for_macs, counts_for_units, parse_keep
+
+    given = [n for n, v in (("--keep", keep), ("--keep-units", keep_units), ("--target-macs", target_macs)) if v is not None]
+    if len(given) > 1:
+        raise EdgepruneError(f"give only one of {', '.join(given)}")
+    ranked = [sorted(b, key=lambda i: (scores[i], i)) for b in blocks]
+    if keep is not None:
+        return check_counts(parse_keep(keep), blocks), "keep"
+    if keep_units is not None:
+        return counts_for_units(int(keep_units), blocks), "keep-units"
+    if target_macs is not None:
+        return counts_for_macs(spec, target_macs, ranked, scores, transition)[0], "target-macs"
+    return check_counts([1 if b else 0 for b in blocks], blocks), "default"
+
+
+def select_units(spec, state_dict, plan, counts, *, search="per-unit", scorer=None):
+    """Kept unit layers per block for ``counts`` (per-unit ranking or the exhaustive search)."""
+    from .importance import SEARCHES, select_exhaustive, select_per_unit
+
+    if search not in SEARCHES:
+        raise EdgepruneError(f"unknown search {search!r}; choose one of: {', '.join(SEARCHES)}")
+    blocks = blocks_of(plan, plan["segments"]["bounds"])
+    scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
+    if search == "per-unit":
+        return select_per_unit(blocks, counts, scores), None
+    if scorer is None:
+        raise EdgepruneError("the exhaustive search needs the checkpoint and data to score combinations")
+    chosen, best = select_exhaustive(blocks, counts, scorer)
+    return chosen, best
+
+
+def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto", max_segments: int | None = None,
+            importance: str = "synflow", batches: int = 5, batch_size: int = 128, seed: int = 0,
+            keep=None, keep_units=None, target_macs=None, transition: str = "keep", search: str = "per-unit",
+            split=None) -> dict[str, Any]:
+    """Analyse a checkpoint on its training frames and return the plan.
+
+    ``ckpt``: a Checkpoint or path; ``data``: a SignalDataset or path (the
+    checkpoint's recorded split is reproduced and only its train part is used).
+    """
+    from ..models.macs import model_stats
+    from ..pruning.reassembly import TRANSITION_MODES, plan_layers
+    from ..training.finetune import _load_ckpt, resolve_split
+    from .importance import TransplantScorer, check_proxy, unit_scores
+    from .representations import iter_unit_features, sample_batches
+    from .segmentation import column_sums, default_max_segments, segment
+    from .similarity import SimilarityAccumulator, check_metric
+    from .units import discover_units
+
+    check_metric(similarity)
+    check_proxy(importance)
+    if transition not in TRANSITION_MODES:
+        raise EdgepruneError(f"transition must be one of {', '.join(TRANSITION_MODES)}")
+    ckpt = _load_ckpt(ckpt, "the model")
+    spec = ckpt.spec
+    units = discover_units(spec)
+    if not any(u.removable for u in units):
+        raise EdgepruneError(f"model {spec['name']!r} has no removable units")
+    if data is None:
+        raise EdgepruneError("the analysis needs data (--data)")
+    (train, _, _), split_info = resolve_split(ckpt, data, split)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    t0 = time.perf_counter()
+    model = ckpt.build()
+    idx = sample_batches(len(train), batches, batch_size, seed)
+    acc = SimilarityAccumulator(similarity)
+    t_sim = 0.0
+    for feats in iter_unit_features(model, [model.layers[u.layer] for u in units], train.x, idx):
+        t1 = time.perf_counter()
+        acc.add(feats)
+        t_sim += time.perf_counter() - t1
+    sim = acc.result()
+    timings["representations_s"] = time.perf_counter() - t0 - t_sim
+    timings["similarity_s"] = t_sim
+
+    t0 = time.perf_counter()
+    if max_segments is None:
+        max_segments = default_max_segments(len(units), spec["name"])
+    seg = segment(column_sums(sim), segments, max_segments)
+    timings["segmentation_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    data_idx = idx[0]
+    scorer = TransplantScorer(spec, ckpt.state_dict, importance, seed=seed,
+                              data_x=train.x[data_idx], data_y=train.y[data_idx])
+    cand = [u.layer for u in units if u.removable]
+    scores = unit_scores(scorer, cand)
+    timings["importance_s"] = time.perf_counter() - t0
+
+    plan: dict[str, Any] = {
+        "format": PLAN_FORMAT, "version": PLAN_VERSION,
+        "model": spec["name"], "spec_sha256": spec_hash(spec),
+        "checkpoint": {"path": str(ckpt.path) if ckpt.path else None, "sha256": ckpt.sha256()},
+        "seed": int(seed),
+        "units": [u.to_dict() for u in units],
+        "similarity": {"metric": similarity, "batches": len(idx), "batch_size": int(len(idx[0])),
+                       "split": split_info, "matrix": sim.round(6).tolist()},
+        "segments": seg.to_dict(),
+        "importance": {"proxy": importance, "rule": "lowest score kept", "scoring": "transplant into a random copy",
+                       "scores": {str(k): v for k, v in scores.items()}},
+    }
+    t0 = time.perf_counter()
+    blocks = blocks_of(plan, seg.bounds)
+    counts, mode = choose_counts(spec, blocks, scores, keep=keep, keep_units=keep_units,
+                                 target_macs=target_macs, transition=transition)
+    chosen, best = select_units(spec, ckpt.state_dict, plan, counts, search=search, scorer=scorer)
+    timings["selection_s"] = time.perf_counter() - t0
+    timings["analysis_s"] = time.perf_counter() - t_all - timings["selection_s"]
+    kept = sorted(u for b in chosen for u in b)
+    before = model_stats(spec)
+    new_spec, _, rep = plan_layers(spec, kept, transition)
+    after = model_stats(new_spec)
+    plan.update({
+        "keep": {"mode": mode, "counts": counts, "search": search, "target_macs": target_macs,
+                 "exhaustive_scores": best},
+        "blocks": [{"bounds": list(b), "candidates": c, "kept": k} for b, c, k in zip(seg.bounds, blocks, chosen)],
+        "kept_units": kept,
+        "transition": transition,
+        "expected": {"name": new_spec["name"], "macs_before": before["macs"], "macs_after": after["macs"],
+                     "params_before": before["params"], "params_after": after["params"],
+                     "macs_reduction": 1 - after["macs"] / before["macs"],
+                     "params_reduction": 1 - after["params"] / before["params"],
+                     "units_after": rep["units_after"], "forced": rep["forced"], "reinit": rep["reinit"]},
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    return plan
+
+
+def save_plan(path, plan: dict[str, Any]) -> None:
+    from ..atomic import write_json
+
+    write_json(path, plan)
+
+
+def load_plan(path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise EdgepruneError(f"plan {path} does not exist")
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgepruneError(f"plan {path} is not readable JSON: {exc}") from exc
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise EdgepruneError(f"{path} is not an edgeprune plan")
+    for key in ("model", "spec_sha256", "units", "segments", "importance", "kept_units"):
+        if key not in plan:
+            raise EdgepruneError(f"plan {path} is damaged: it lacks {key!r}")
+    return plan
+
+
+def check_plan(plan: dict[str, Any], spec: dict[str, Any]) -> None:
+    """A clear error when ``plan`` was made for another model."""
+    if plan["model"] != spec["name"] or plan["spec_sha256"] != spec_hash(spec):
+        raise EdgepruneError(f"the plan was made for model {plan['model']!r} (spec {plan['spec_sha256'][:12]}), "
+                             f"not for this checkpoint's {spec['name']!r} (spec {spec_hash(spec)[:12]})")
+
+
+def plan_summary(plan: dict[str, Any]) -> str:
+    e = plan["expected"]
+    lines = [f"plan for {plan['model']}: {len(plan['units'])} units, similarity {plan['similarity']['metric']}, "
+             f"importance {plan['importance']['proxy']} ({plan['keep']['search']})",
+             f"segments (K={plan['segments']['k']}{', auto' if plan['segments']['auto'] else ''}): "
+             + " ".join(f"[{a}-{b - 1}]" for a, b in plan["segments"]["bounds"]),
+             f"keep {plan['keep']['counts']} ({plan['keep']['mode']}) -> units {plan['kept_units']} "
+             f"(transition {plan['transition']})",
+             f"MACs {e['macs_before']:,} -> {e['macs_after']:,} (-{100 * e['macs_reduction']:.1f}%), "
+             f"params {e['params_before']:,} -> {e['params_after']:,} (-{100 * e['params_reduction']:.1f}%)",
+             "time " + ", ".join(f"{k[:-2]} {v:.2f}s" for k, v in plan["timings"].items())]
+    return "\n".join(lines)
+
+
+def as_array(matrix) -> np.ndarray:
+    return np.asarray(matrix, dtype=np.float64)

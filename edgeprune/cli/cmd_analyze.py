@@ -1,0 +1,74 @@
+"""``edgeprune analyze``: the layer-pruning plan of a trained checkpoint, with plots."""
+
+from __future__ import annotations
+
+from .main import add_json, add_seed, emit
+
+ORDER = 40
+
+
+def add_analysis_options(p) -> None:
+    p.add_argument("--similarity", choices=["cka-unbiased", "cka", "cosine"], default="cka-unbiased",
+                   help="similarity between unit outputs (default cka-unbiased, the reference code's)")
+    p.add_argument("--segments", default="auto", help="number of blocks K, or 'auto' (the 5%% rule; default)")
+    p.add_argument("--max-segments", type=int, default=None,
+                   help="largest K tried by 'auto' (default: ResNet56 5, ResNet110 7, else from the depth)")
+    p.add_argument("--importance", choices=["synflow", "gradnorm", "snip"], default="synflow",
+                   help="training-free importance proxy (default synflow; the lowest score is kept)")
+    p.add_argument("--search", choices=["per-unit", "exhaustive"], default="per-unit",
+                   help="score units one by one (linear in depth, default) or every combination per block (reference)")
+    p.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")
+    p.add_argument("--batch-size", type=int, default=128, help="frames per batch (default 128)")
+
+
+def add_budget_options(p, target_help: str) -> None:
+    p.add_argument("--keep", default=None, help="units kept per block, like 1,1,1,1 (default one per block)")
+    p.add_argument("--keep-units", type=int, default=None, help="units kept in all, spread over the blocks")
+    p.add_argument("--target-macs", type=float, default=None, help=target_help)
+
+
+def register(sub, common):
+    p = sub.add_parser("analyze", parents=[common], help="analyse a trained model for layer pruning (plan + plots)",
+                       description="Forward a few batches of the training frames, measure the similarity of every "
+                                   "unit's output, split the units into contiguous blocks (Fisher optimal "
+                                   "segmentation), score them with a training-free proxy and choose the units to "
+                                   "keep. Writes DIR/plan.json, DIR/similarity.png and DIR/importance.png.")
+    p.add_argument("--model", required=True, help="trained checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="dataset file (the checkpoint's training split is used)")
+    p.add_argument("--out", required=True, help="output folder")
+    add_analysis_options(p)
+    add_budget_options(p, "keep at most this fraction of the baseline MACs (e.g. 0.15)")
+    p.add_argument("--transition", choices=["keep", "reinit"], default="keep",
+                   help="stage transitions: keep the trained block (default) or re-initialise it (reference)")
+    p.add_argument("--no-plots", action="store_true", help="write plan.json only")
+    add_seed(p)
+    add_json(p)
+    p.set_defaults(func=run_analyze)
+
+
+def run_analyze(args):
+    from pathlib import Path
+
+    from ..analysis.plan import analyze, plan_summary, save_plan
+    from ..errors import EdgepruneError
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EdgepruneError(f"--out {out} exists and is not a folder")
+    plan = analyze(args.model, args.data, similarity=args.similarity, segments=args.segments,
+                   max_segments=args.max_segments, importance=args.importance, batches=args.batches,
+                   batch_size=args.batch_size, seed=args.seed, keep=args.keep, keep_units=args.keep_units,
+                   target_macs=args.target_macs, transition=args.transition, search=args.search)
+    out.mkdir(parents=True, exist_ok=True)
+    save_plan(out / "plan.json", plan)
+    files = {"plan": str(out / "plan.json")}
+    if not args.no_plots:
+        from ..analysis.plots import plot_importance, plot_similarity
+
+        files["similarity_png"] = str(plot_similarity(plan, out / "similarity.png"))
+        files["importance_png"] = str(plot_importance(plan, out / "importance.png"))
+    doc = {"files": files, "model": plan["model"], "segments": plan["segments"]["bounds"],
+           "k": plan["segments"]["k"], "kept_units": plan["kept_units"], "counts": plan["keep"]["counts"],
+           "expected": plan["expected"], "timings": plan["timings"]}
+    emit(args, doc, plan_summary(plan) + "\nwrote " + ", ".join(files.values()))
+    return 0

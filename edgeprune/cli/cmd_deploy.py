@@ -1,0 +1,147 @@
+"""``edgeprune predict``, ``edgeprune targets`` and ``edgeprune doctor``: device side, no torch needed."""
+
+from __future__ import annotations
+
+from .main import add_json, emit
+
+ORDER = 65
+
+
+def register(sub, common):
+    p = sub.add_parser("predict", parents=[common], help="classify I/Q frames or a SigMF recording with a bundle",
+                       description="Classify frames (.npy of shape (N, 2, L) or (2, L), or complex (N, L)) or a "
+                                   "SigMF recording (windowed, streamed) with a bundle, ONNX file or engine; "
+                                   "applies the bundle's preprocessing. Needs no torch.")
+    p.add_argument("model", help="bundle (folder or .tar.gz), .onnx or .engine")
+    p.add_argument("--input", required=True, help="FILE.npy or RECORDING.sigmf-meta")
+    p.add_argument("--batch", type=int, default=256, help="frames per inference call (default 256)")
+    p.add_argument("--hop", type=int, default=None, help="SigMF window hop in samples (default: the frame length)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="which bundle variant (default: the bundle's default)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    add_json(p)
+    p.set_defaults(func=run_predict)
+
+    t = sub.add_parser("targets", parents=[common], help="list device profiles (targets/*.toml)",
+                       description="List the device profiles on the search path: --targets-dir, "
+                                   "EDGEPRUNE_TARGETS, then the shipped targets/ folder.")
+    t.add_argument("--targets-dir", action="append", default=None, metavar="DIR", help="extra folder of .toml files")
+    add_json(t)
+    t.set_defaults(func=run_targets)
+
+    d = sub.add_parser("doctor", parents=[common], help="report the installed stack and what is usable here",
+                       description="Versions of torch, onnx, onnxruntime, onnxsim, TensorRT, pycuda/cuda-python; "
+                                   "opsets; Jetson release; GPU; which commands and precisions work here and why not.")
+    add_json(d)
+    d.set_defaults(func=run_doctor)
+
+
+def _npy_chunks(path, batch):
+    import numpy as np
+
+    from ..errors import EdgepruneError
+
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise EdgepruneError(f"input {path} does not exist") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise EdgepruneError(f"{path} is not a readable .npy array of numbers: {exc}") from exc
+    if np.iscomplexobj(arr):
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2:
+            raise EdgepruneError(f"complex input must have shape (N, L), got {arr.shape}")
+        for i in range(0, len(arr), batch):
+            c = np.asarray(arr[i:i + batch])
+            yield i, np.stack([c.real, c.imag], 1).astype(np.float32)
+        return
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise EdgepruneError(f"{path}: frames must have shape (N, 2, L) or (2, L), got {arr.shape}")
+    for i in range(0, len(arr), batch):
+        yield i, np.asarray(arr[i:i + batch])
+
+
+def _sigmf_chunks(path, length, hop, batch, normalization):
+    from ..errors import EdgepruneError
+
+    try:
+        from ..data.sigmf_io import iter_sigmf_frames
+    except ImportError as exc:
+        raise EdgepruneError("reading SigMF recordings needs edgeprune.data.sigmf_io, which this install lacks") from exc
+    hop = hop or length
+    # the predictor normalises as the bundle says, so the reader passes frames through unchanged
+    start = 0
+    for chunk in iter_sigmf_frames(path, length, hop=hop, normalize="none", batch=batch):
+        for i in range(0, len(chunk), batch):
+            part = chunk[i:i + batch]
+            yield start, part
+            start += len(part)
+
+
+def run_predict(args):
+    import numpy as np
+
+    from export.predictor import Predictor
+
+    from ..errors import EdgepruneError
+
+    if args.batch < 1:
+        raise EdgepruneError("--batch must be >= 1")
+    if args.hop is not None and args.hop < 1:
+        raise EdgepruneError("--hop must be >= 1")
+    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads)
+    src = str(args.input)
+    sigmf = src.endswith((".sigmf-meta", ".sigmf-data", ".sigmf"))
+    hop = args.hop or pred.length
+    chunks = _sigmf_chunks(src, pred.length, hop, args.batch, pred.normalization) if sigmf else _npy_chunks(src, args.batch)
+    rows = []
+    counts: dict[str, int] = {}
+    json_mode = getattr(args, "json", False)
+    if not json_mode:
+        print(f"# {pred.info()['backend']} {pred.precision} {pred.model_path.name}; "
+              f"normalisation {pred.normalization}; {'window offset' if sigmf else 'frame'}  class  confidence")
+    with pred:
+        for start, frames in chunks:
+            out = pred.predict(frames)
+            for k in range(len(frames)):
+                idx = start + k
+                row = {"frame": idx, "label": int(out["labels"][k]), "class": out["names"][k],
+                       "confidence": float(out["confidence"][k])}
+                if sigmf:
+                    row["offset"] = idx * hop
+                counts[row["class"]] = counts.get(row["class"], 0) + 1
+                if json_mode:
+                    rows.append(row)
+                else:
+                    pos = row["offset"] if sigmf else idx
+                    print(f"{pos}\t{row['class']}\t{row['confidence']:.4f}")
+    if json_mode:
+        emit(args, {"model": pred.info(), "input": src, "windowed": sigmf, "hop": hop if sigmf else None,
+                    "frames": len(rows), "counts": counts, "predictions": rows})
+    else:
+        total = sum(counts.values())
+        print(f"# {total} frame(s): " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
+def run_targets(args):
+    from export.targets import list_targets
+
+    ts = list_targets(args.targets_dir)
+    lines = [f"{'target':<14}{'backend':<13}{'precisions':<17}{'opset':>5}  {'TensorRT':<9}{'JetPack':<8}{'DLA':>3}  "
+             f"{'batch min/opt/max':<18} source"]
+    for t in ts:
+        lines.append(f"{t.name:<14}{t.backend:<13}{','.join(t.precisions):<17}{t.opset:>5}  {t.tensorrt or '-':<9}"
+                     f"{t.jetpack or '-':<8}{t.dla_cores:>3}  {f'{t.batch_min}/{t.batch_opt}/{t.batch_max}':<18} {t.source}")
+    emit(args, {"targets": [t.to_dict() for t in ts]}, "\n".join(lines))
+
+
+def run_doctor(args):
+    from export.doctor import format_report, report
+
+    r = report()
+    emit(args, r, format_report(r))

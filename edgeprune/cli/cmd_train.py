@@ -1,0 +1,125 @@
+"""``edgeprune train`` and ``edgeprune eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import EdgepruneError
+from .main import add_json, add_seed, emit
+
+ORDER = 30
+
+DEBUG_ENV = "EDGEPRUNE_DDP_DEBUG_DIR"
+
+
+def register(sub, common):
+    p = sub.add_parser(
+        "train", parents=[common], help="train a zoo model on a dataset",
+        description="Train a zoo model (Adam, StepLR) on the train split of a dataset, select the epoch with the best "
+                    "validation accuracy, and write a checkpoint. The training state is saved atomically after every "
+                    "epoch to <out>.state, so --resume continues an interrupted run. Under torchrun the same command "
+                    "trains data-parallel (DistributedDataParallel; gloo on CPU, nccl on CUDA) and only rank 0 writes: "
+                    "torchrun --nproc_per_node 2 -m edgeprune train ...")
+    p.add_argument("--data", required=True, help="dataset file (.npz or a supported real format)")
+    p.add_argument("--model", required=True, help="zoo model name (see `edgeprune models`)")
+    p.add_argument("--epochs", type=int, required=True, help="number of epochs")
+    p.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--step-size", type=int, default=10, help="StepLR step in epochs (default 10)")
+    p.add_argument("--gamma", type=float, default=0.8, help="StepLR factor (default 0.8)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
+    add_seed(p)
+    p.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions (default 0.6,0.2,0.2)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split (default 0)")
+    p.add_argument("--min-snr", type=float, default=None, help="keep frames with SNR >= this (dB)")
+    p.add_argument("--max-snr", type=float, default=None, help="keep frames with SNR <= this (dB)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.state if an interrupted run left one")
+    p.add_argument("--log", default=None, help="JSON-lines log, one record per epoch (default <out>.log.jsonl)")
+    p.add_argument("--ddp-debug-dir", default=None,
+                   help=f"write rank<N>.json with a digest of each rank's final weights here (or set {DEBUG_ENV})")
+    add_json(p)
+    p.set_defaults(func=run_train)
+
+    q = sub.add_parser(
+        "eval", parents=[common], help="evaluate a checkpoint: accuracy, accuracy per SNR, confusion matrix",
+        description="Evaluate a checkpoint on a dataset. On the file it was trained on, the recorded test split "
+                    "(fractions, seed, SNR filter) is reproduced; on another file all frames are used unless --split "
+                    "is given. Classes are matched by name.")
+    q.add_argument("--model", required=True, help="checkpoint (.pt)")
+    q.add_argument("--data", required=True, help="dataset file")
+    q.add_argument("--split", choices=["test", "val", "train", "all"], default=None,
+                   help="which frames (default: test on the training file, all on another file)")
+    q.add_argument("--min-snr", type=float, default=None, help="also drop frames with SNR below this (dB)")
+    q.add_argument("--max-snr", type=float, default=None, help="also drop frames with SNR above this (dB)")
+    q.add_argument("--batch-size", type=int, default=512, help="inference batch size (default 512)")
+    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    q.add_argument("--plot", default=None, metavar="DIR", help="write accuracy_vs_snr.png and confusion.png here")
+    add_json(q)
+    q.set_defaults(func=run_eval)
+
+
+def run_train(args):
+    from ..training.train import train_model
+
+    result = train_model(args.data, args.model, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         step_size=args.step_size, gamma=args.gamma, weight_decay=args.weight_decay, seed=args.seed,
+                         split=args.split, split_seed=args.split_seed, min_snr=args.min_snr, max_snr=args.max_snr,
+                         threads=args.threads, device=args.device, resume=args.resume, log=args.log,
+                         ddp_debug_dir=args.ddp_debug_dir)
+    if "summary" in result:
+        text = result.pop("summary")
+        emit(args, result, text)
+    return 0
+
+
+def run_eval(args):
+    if args.batch_size < 1:
+        raise EdgepruneError("--batch-size must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise EdgepruneError("--threads must be >= 1")
+    from ..checkpoint import load_checkpoint
+    from ..training.distributed import resolve_device
+    from ..training.evaluate import eval_data, evaluate
+    from ..training.trainer import set_threads
+
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    ckpt = load_checkpoint(args.model)
+    if not Path(args.data).exists():
+        raise EdgepruneError(f"dataset {args.data} does not exist")
+    ds, info = eval_data(ckpt, args.data, args.split, args.min_snr, args.max_snr)
+    res = evaluate(ckpt, ds, batch_size=args.batch_size, device=device)
+    out = {"checkpoint": str(args.model), "model": ckpt.spec["name"], "data": info, **res}
+    if args.plot:
+        from ..training.plots import plot_evaluation
+
+        out["plots"] = plot_evaluation(res, args.plot)
+    emit(args, out, _eval_text(out))
+    return 0
+
+
+def _eval_text(r) -> str:
+    d = r["data"]
+    lines = [f"{r['model']} on {d['path']} ({d['split']} split, {r['frames']} frames): "
+             f"accuracy {100 * r['accuracy']:.2f}%",
+             "", f"{'SNR dB':>7} {'frames':>7} {'accuracy':>9}"]
+    for row in r["per_snr"]:
+        lines.append(f"{row['snr']:>7g} {row['frames']:>7} {100 * row['accuracy']:>8.2f}%")
+    lines += ["", f"{'class':<12} {'frames':>7} {'recall':>8}"]
+    for c in r["per_class"]:
+        rec = "-" if c["recall"] is None else f"{100 * c['recall']:.2f}%"
+        lines.append(f"{c['name']:<12} {c['frames']:>7} {rec:>8}")
+    n = len(r["classes"])
+    if n <= 12:
+        w = max(6, max(len(c) for c in r["classes"]) + 1)
+        lines += ["", "confusion (rows true, columns predicted)", " " * w + "".join(f"{c[:w - 1]:>{w}}" for c in r["classes"])]
+        for name, row in zip(r["classes"], r["confusion"]):
+            lines.append(f"{name[:w - 1]:<{w}}" + "".join(f"{v:>{w}}" for v in row))
+    if r.get("plots"):
+        lines += ["", "plots: " + ", ".join(r["plots"].values())]
+    return "\n".join(lines)
+

@@ -1,0 +1,141 @@
+"""RML2018.01a HDF5 (``GOLD_XYZ_OSC.0001_1024.hdf5``), read by class/SNR selection.
+
+The file holds ``X`` (N, 1024, 2) float32, ``Y`` (N, 24) one-hot and ``Z``
+(N, 1) SNR. Only the labels and SNRs are scanned (in chunks); frames are read
+as contiguous slices of the selected rows, so the 20 GB file is never loaded
+whole. Class names follow the TRUE one-hot order (not the shipped classes.txt).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgepruneError, require
+from .dataset import SignalDataset
+from .synth import RML2018_CLASSES
+
+SCAN_ROWS = 1 << 16
+
+
+def _open(path: Path):
+    h5py = require("h5py", "reading RML2018 HDF5 files")
+    if not path.exists():
+        raise EdgepruneError(f"dataset {path} does not exist")
+    if path.stat().st_size == 0:
+        raise EdgepruneError(f"dataset {path} is empty")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise EdgepruneError(f"{path} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+    missing = [k for k in ("X", "Y", "Z") if k not in f]
+    if missing:
+        keys = list(f.keys())
+        f.close()
+        raise EdgepruneError(f"{path} is not an RML2018 file: it lacks the datasets {missing} (has {keys})")
+    x, y, z = f["X"], f["Y"], f["Z"]
+    n = x.shape[0] if x.ndim else 0
+    problems = []
+    if x.ndim != 3 or x.shape[2] != 2:
+        problems.append(f"X must be (N, L, 2), got {x.shape}")
+    if y.ndim != 2 or y.shape[0] != n:
+        problems.append(f"Y must be (N, classes) with N={n}, got {y.shape}")
+    if z.shape[0:1] != (n,) or (z.ndim == 2 and z.shape[1] != 1) or z.ndim > 2:
+        problems.append(f"Z must be (N, 1) with N={n}, got {z.shape}")
+    if n == 0:
+        problems.append("it holds no frames")
+    if problems:
+        f.close()
+        raise EdgepruneError(f"{path} is not an RML2018 file: " + "; ".join(problems))
+    return f
+
+
+def class_names(n_classes: int) -> list[str]:
+    return list(RML2018_CLASSES) if n_classes == len(RML2018_CLASSES) else [f"class{i}" for i in range(n_classes)]
+
+
+def scan_labels(f) -> tuple[np.ndarray, np.ndarray]:
+    """(labels int64, snr float32) of every row, read in chunks (X is not touched)."""
+    y_ds, z_ds = f["Y"], f["Z"]
+    n = y_ds.shape[0]
+    labels = np.empty(n, np.int64)
+    for lo in range(0, n, SCAN_ROWS):
+        block = np.asarray(y_ds[lo:lo + SCAN_ROWS])
+        labels[lo:lo + len(block)] = block.argmax(axis=1)
+    snr = np.asarray(z_ds[...], dtype=np.float32).reshape(-1)
+    return labels, snr
+
+
+def _runs(idx: np.ndarray):
+    """Contiguous (start, stop) runs of sorted indices."""
+    if len(idx) == 0:
+        return []
+    cut = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate([[0], cut])
+    stops = np.concatenate([cut, [len(idx)]])
+    return [(int(idx[a]), int(idx[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = None, max_snr: float | None = None,
+                      per_key: int | None = None) -> SignalDataset:
+    """Load the selected classes/SNRs (first ``per_key`` rows of each key) as (N, 2, L) frames."""
+    path = Path(path)
+    f = _open(path)
+    try:
+        names = class_names(f["Y"].shape[1])
+        labels, snr = scan_labels(f)
+        keep_cls = list(range(len(names)))
+        if classes is not None:
+            wanted = [classes] if isinstance(classes, str) else list(classes)
+            bad = [c for c in wanted if c not in names]
+            if bad:
+                raise EdgepruneError(f"class(es) {bad} not in {path} (it has {', '.join(names)})")
+            keep_cls = [names.index(c) for c in names if c in set(wanted)]
+        mask = np.isin(labels, keep_cls)
+        if min_snr is not None:
+            mask &= snr >= min_snr
+        if max_snr is not None:
+            mask &= snr <= max_snr
+        idx = np.flatnonzero(mask)
+        if per_key:
+            keys = labels[idx] * 100_000 + np.round(snr[idx] * 10).astype(np.int64)
+            order = np.argsort(keys, kind="stable")
+            sk = keys[order]
+            first = np.searchsorted(sk, sk, side="left")
+            rank = np.arange(len(sk)) - first
+            idx = np.sort(idx[order][rank < per_key])
+        if len(idx) == 0:
+            raise EdgepruneError(f"no frames of {path} match the selection (SNR {min_snr}..{max_snr})")
+        x_ds = f["X"]
+        length = x_ds.shape[1]
+        x = np.empty((len(idx), 2, length), np.float32)
+        pos = 0
+        for a, b in _runs(idx):
+            block = np.asarray(x_ds[a:b], dtype=np.float32)
+            x[pos:pos + (b - a)] = block.transpose(0, 2, 1)
+            pos += b - a
+    except OSError as exc:
+        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {exc}") from exc
+    finally:
+        f.close()
+    lut = np.full(len(names), -1, np.int64)
+    lut[keep_cls] = np.arange(len(keep_cls))
+    y = lut[labels[idx]]
+    meta = {"source": str(path), "format": "rml2018-hdf5", "dataset": "rml2018.01a" if len(names) == 24 else None,
+            "normalization": "none", "snr_mode": "rml2018 label"}
+    return SignalDataset(x, y, snr[idx], [names[c] for c in keep_cls], meta)
+
+
+def hdf5_summary(path: str | Path) -> dict:
+    """Classes, frame shape and counts per (class, SNR) without reading X."""
+    path = Path(path)
+    f = _open(path)
+    try:
+        names = class_names(f["Y"].shape[1])
+        labels, snr = scan_labels(f)
+        shape = [2, int(f["X"].shape[1])]
+    finally:
+        f.close()
+    return {"classes": names, "labels": labels, "snr": snr, "frame_shape": shape,
+            "meta": {"format": "rml2018-hdf5", "normalization": "none"}}

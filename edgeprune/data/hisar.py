@@ -1,0 +1,151 @@
+"""HisarMod2019.1 CSV folders (``Train/`` and ``Test/``).
+
+``<split>_data.csv``: one example per row, 1024 MATLAB-style complex values
+(``a+bi``, ``a-bi``, ``1.5e-03-2i``, ``3i``, plain reals; ``j`` accepted too);
+``<split>_labels.csv``: one label code per row; ``<split>_snr.csv``: one SNR
+per row. Label codes map to names as documented in the HisarMod paper
+(PSK x0, QAM x1, FSK x2, PAM x3, analog x4).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgepruneError
+from ..progress import progress as progress_bar
+from .dataset import SignalDataset
+
+LABEL_CODES = {
+    0: "BPSK", 10: "QPSK", 20: "8PSK", 30: "16PSK", 40: "32PSK", 50: "64PSK",
+    1: "4QAM", 11: "8QAM", 21: "16QAM", 31: "32QAM", 41: "64QAM", 51: "128QAM", 61: "256QAM",
+    2: "2FSK", 12: "4FSK", 22: "8FSK", 32: "16FSK",
+    3: "4PAM", 13: "8PAM", 23: "16PAM",
+    4: "AM-DSB", 14: "AM-DSB-SC", 24: "AM-USB", 34: "AM-LSB", 44: "FM", 54: "PM",
+}
+# class index order: by family as listed above (PSK, QAM, FSK, PAM, analog)
+HISAR_CLASSES = list(LABEL_CODES.values())
+SPLITS = ("train", "test")
+
+_SPACES = re.compile(r"\s+")
+_IMAG = re.compile(r"[iIjJ](?![nN])")    # the imaginary unit, not the I of Inf
+
+
+def parse_complex_row(line: str) -> np.ndarray:
+    """Parse one CSV row of MATLAB complex numbers into complex128."""
+    text = _IMAG.sub("j", _SPACES.sub("", line))
+    try:
+        return np.array([complex(tok) for tok in text.split(",") if tok != ""], dtype=np.complex128)
+    except ValueError as exc:
+        raise ValueError(f"not a complex number list ({exc})") from exc
+
+
+def find_split_files(folder: Path, split: str) -> dict[str, Path]:
+    """The data/labels/snr CSV paths of ``split`` under ``folder`` (or ``folder/<Split>``)."""
+    if split not in SPLITS:
+        raise EdgepruneError(f"unknown HisarMod split {split!r} (choose from {', '.join(SPLITS)})")
+    candidates = [folder / split.capitalize(), folder / split, folder]
+    for base in candidates:
+        files = {kind: base / f"{split}_{kind}.csv" for kind in ("data", "labels", "snr")}
+        if all(p.exists() for p in files.values()):
+            return files
+    raise EdgepruneError(f"{folder} is not a HisarMod2019.1 folder: no {split.capitalize()}/{split}_data.csv, "
+                         f"{split}_labels.csv and {split}_snr.csv")
+
+
+def is_hisar_folder(folder: Path) -> bool:
+    for split in SPLITS:
+        try:
+            find_split_files(folder, split)
+            return True
+        except EdgepruneError:
+            pass
+    return False
+
+
+def _read_column(path: Path, kind: str) -> np.ndarray:
+    try:
+        vals = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1)
+    except ValueError as exc:
+        raise EdgepruneError(f"{path}: the {kind} file must hold one number per row ({exc})") from exc
+    if vals.ndim != 1:
+        vals = vals.reshape(len(vals), -1)[:, 0]
+    return vals
+
+
+def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: float | None = None,
+               max_snr: float | None = None, per_key: int | None = None) -> SignalDataset:
+    """Load one split of a HisarMod2019.1 folder as (N, 2, 1024) frames."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EdgepruneError(f"{folder} is not a folder")
+    files = find_split_files(folder, split)
+    for kind, p in files.items():
+        if p.stat().st_size == 0:
+            raise EdgepruneError(f"{p} is empty")
+    codes = _read_column(files["labels"], "labels")
+    snr = _read_column(files["snr"], "SNR").astype(np.float32)
+    if len(codes) != len(snr):
+        raise EdgepruneError(f"{folder}: {len(codes)} labels but {len(snr)} SNR values")
+    if not np.all(codes == np.round(codes)):
+        raise EdgepruneError(f"{files['labels']}: label codes must be integers")
+    unknown = sorted({int(c) for c in codes} - set(LABEL_CODES))
+    if unknown:
+        raise EdgepruneError(f"{files['labels']}: unknown HisarMod label code(s) {unknown[:10]}")
+    names = HISAR_CLASSES
+    if classes is not None:
+        wanted = [classes] if isinstance(classes, str) else list(classes)
+        bad = [c for c in wanted if c not in names]
+        if bad:
+            raise EdgepruneError(f"class(es) {bad} are not HisarMod classes ({', '.join(names)})")
+        names = [c for c in HISAR_CLASSES if c in set(wanted)]
+    code_to_idx = {code: names.index(name) for code, name in LABEL_CODES.items() if name in names}
+    keep = np.array([int(c) in code_to_idx for c in codes])
+    if min_snr is not None:
+        keep &= snr >= min_snr
+    if max_snr is not None:
+        keep &= snr <= max_snr
+    if per_key:
+        seen: dict = {}
+        for i in np.flatnonzero(keep):
+            k = (int(codes[i]), float(snr[i]))
+            seen[k] = seen.get(k, 0) + 1
+            if seen[k] > per_key:
+                keep[i] = False
+    n_keep = int(keep.sum())
+    if n_keep == 0:
+        raise EdgepruneError(f"no frames of {folder} match the selection")
+    frames = None
+    pos = 0
+    row = -1
+    with open(files["data"], "r", encoding="ascii", errors="replace") as fh:
+        for line in progress_bar(fh, total=len(codes), desc=f"HisarMod {split}", unit="rows"):
+            if not line.strip():
+                continue
+            row += 1
+            if row >= len(codes):
+                raise EdgepruneError(f"{files['data']} has more rows than {files['labels'].name} ({len(codes)})")
+            if not keep[row]:
+                continue
+            try:
+                z = parse_complex_row(line)
+            except ValueError as exc:
+                raise EdgepruneError(f"{files['data']} row {row + 1}: {exc}") from exc
+            if frames is None:
+                if len(z) < 8:
+                    raise EdgepruneError(f"{files['data']} row {row + 1} has only {len(z)} values")
+                frames = np.empty((n_keep, 2, len(z)), np.float32)
+            if len(z) != frames.shape[2]:
+                raise EdgepruneError(f"{files['data']} row {row + 1} has {len(z)} values, expected {frames.shape[2]}")
+            frames[pos, 0] = z.real
+            frames[pos, 1] = z.imag
+            pos += 1
+    if row + 1 != len(codes):
+        raise EdgepruneError(f"{files['data']} has {row + 1} rows but {files['labels'].name} has {len(codes)} "
+                             "(truncated file?)")
+    y = np.array([code_to_idx[int(c)] for c in codes[keep]], np.int64)
+    meta = {"source": str(folder), "format": "hisarmod-csv", "dataset": "hisarmod2019.1", "split": split,
+            "normalization": "none"}
+    return SignalDataset(frames, y, snr[keep], names, meta)

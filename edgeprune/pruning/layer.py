@@ -1,0 +1,73 @@
+"""The paper's layer pruning as the ``layer`` method of ``edgeprune prune``.
+
+With a plan (from ``edgeprune analyze``) its kept units are used, or, when a
+budget option is given, re-chosen from its segments and importance scores.
+Without a plan the analysis runs first (it needs data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgepruneError
+from .registry import PruneResult, register
+
+
+@register("layer", "the paper's layer pruning: similarity + Fisher segmentation + importance, then reassembly")
+def layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int = 0, plan=None, keep=None,
+                keep_units: int | None = None, transition: str | None = None, similarity: str = "cka-unbiased",
+                segments="auto", max_segments: int | None = None, importance: str = "synflow",
+                search: str = "per-unit", batches: int = 5, batch_size: int = 128, **options) -> PruneResult:
+    """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage."""
+    from ..analysis.plan import (analyze, blocks_of, check_plan, choose_counts, load_plan, select_units)
+    from .reassembly import reassemble
+
+    if options:
+        raise EdgepruneError(f"the layer method does not take the option(s) {', '.join(sorted(options))}")
+    plan_ref = None
+    budget_given = any(v is not None for v in (keep, keep_units, target_macs))
+    if plan is not None:
+        if isinstance(plan, (str, Path)):
+            from ..checkpoint import file_sha256
+
+            plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}
+            plan = load_plan(plan)
+        check_plan(plan, ckpt.spec)
+        transition = transition or plan.get("transition") or "keep"
+        if budget_given:
+            scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
+            blocks = blocks_of(plan, plan["segments"]["bounds"])
+            counts, mode = choose_counts(ckpt.spec, blocks, scores, keep=keep, keep_units=keep_units,
+                                         target_macs=target_macs, transition=transition)
+            scorer = None
+            if search == "exhaustive":
+                from ..analysis.importance import TransplantScorer
+
+                scorer = TransplantScorer(ckpt.spec, ckpt.state_dict, plan["importance"]["proxy"], seed=plan["seed"])
+            chosen, _ = select_units(ckpt.spec, ckpt.state_dict, plan, counts, search=search, scorer=scorer)
+            kept = sorted(u for b in chosen for u in b)
+        else:
+            counts, mode = plan["keep"]["counts"], plan["keep"]["mode"]
+            kept = list(plan["kept_units"])
+    else:
+        transition = transition or "keep"
+        if data is None:
+            raise EdgepruneError("layer pruning without --plan needs --data to analyse the model")
+        plan = analyze(ckpt, data, similarity=similarity, segments=segments, max_segments=max_segments,
+                       importance=importance, batches=batches, batch_size=batch_size, seed=seed, keep=keep,
+                       keep_units=keep_units, target_macs=target_macs, transition=transition, search=search)
+        counts, mode = plan["keep"]["counts"], plan["keep"]["mode"]
+        kept = list(plan["kept_units"])
+    new_spec, new_state, rep = reassemble(ckpt.spec, ckpt.state_dict, kept, transition=transition, seed=seed)
+    summary = {k: plan[k] for k in ("model", "spec_sha256", "seed", "kept_units", "transition") if k in plan}
+    summary.update({"similarity": plan["similarity"]["metric"], "importance": plan["importance"]["proxy"],
+                    "segments": plan["segments"]["bounds"], "counts": counts, "mode": mode})
+    lineage = {
+        "op": "prune", "method": "layer", "parent_sha256": ckpt.sha256(), "parent_model": ckpt.spec["name"],
+        "plan": plan_ref if plan_ref else summary, "plan_summary": summary, "kept_units": rep["kept_units"],
+        "forced": rep["forced"], "reinit": rep["reinit"], "transition": transition, "seed": seed,
+        "macs_before": rep["macs_before"], "macs_after": rep["macs_after"],
+        "params_before": rep["params_before"], "params_after": rep["params_after"],
+    }
+    return PruneResult(spec=new_spec, state_dict=new_state, lineage=lineage, info={"plan": plan, "report": rep})

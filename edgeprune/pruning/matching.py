@@ -1,0 +1,236 @@
+"""Matched-MACs searches: make every pruning method hit the same MACs budget.
+
+``--target-macs F`` asks for ``F x`` the unpruned model's MACs (the one MAC
+definition, :func:`edgeprune.models.macs.count_macs`), within a relative
+tolerance (2% by default) of that target.
+
+Two searches:
+
+- :func:`search_ratio` for channel methods. A probe prunes a fresh copy with a
+  Torch-Pruning ratio and counts MACs. It bisects a uniform ratio first; when
+  the widths jump over the tolerance window (one channel less in every block
+  of a stage at once), it refines by giving the next ratio step to the first
+  ``k`` layers only and bisects ``k``.
+- :func:`search_unit_set` for depth methods (DBP, random units, ...). Units
+  are visited in the method's removal order; a unit is removed unless that
+  would take the MACs below the window, and the walk stops once the MACs are
+  inside the window. So the most "removable" units go first and the budget is
+  met as closely as the unit sizes allow.
+
+Both raise :class:`EdgepruneError` naming the nearest achievable fraction when
+the window cannot be reached.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..errors import EdgepruneError
+
+DEFAULT_TOLERANCE = 0.02
+
+
+def check_target(fraction: Any) -> float:
+    """Validate a ``--target-macs`` fraction: a number in (0, 1]."""
+    if fraction is None:
+        raise EdgepruneError("a MACs target is required (--target-macs F, a fraction of the model's MACs in (0, 1])")
+    if isinstance(fraction, bool):
+        raise EdgepruneError(f"--target-macs must be a number in (0, 1], got {fraction!r}")
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        raise EdgepruneError(f"--target-macs must be a number in (0, 1], got {fraction!r}") from None
+    if not math.isfinite(f) or f <= 0 or f > 1:
+        raise EdgepruneError(f"--target-macs must be a fraction in (0, 1] of the model's MACs, got {fraction!r}")
+    return f
+
+
+def check_tolerance(tol: Any) -> float:
+    try:
+        t = float(tol)
+    except (TypeError, ValueError):
+        raise EdgepruneError(f"MACs tolerance must be a number, got {tol!r}") from None
+    if not math.isfinite(t) or t <= 0 or t >= 1:
+        raise EdgepruneError(f"MACs tolerance must be in (0, 1), got {tol!r}")
+    return t
+
+
+def within(macs: float, target: float, tol: float = DEFAULT_TOLERANCE) -> bool:
+    """True when ``macs`` lies within ``tol`` (relative) of ``target``."""
+    return abs(macs - target) <= tol * target
+
+
+@dataclass
+class MatchResult:
+    """The outcome of a search: the chosen setting, its MACs and the probes made."""
+
+    setting: Any
+    macs: int
+    base_macs: int
+    target_macs: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        return self.macs / self.base_macs
+
+    @property
+    def error(self) -> float:
+        """Relative distance to the target (signed)."""
+        return (self.macs - self.target_macs) / self.target_macs
+
+    def summary(self) -> dict[str, Any]:
+        return {"base_macs": self.base_macs, "target_macs": self.target_macs, "macs": self.macs,
+                "fraction": self.fraction, "relative_error": self.error, "probes": len(self.steps)}
+
+
+def _unreachable(what: str, fraction: float, nearest: float, tol: float, hint: str = "") -> EdgepruneError:
+    return EdgepruneError(
+        f"{what} cannot reach {fraction:g} x MACs within {tol:.0%}: the nearest achievable is "
+        f"{nearest:.4f} x{hint}")
+
+
+def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, fraction: float, n_sets: int,
+                 max_ratio: float, tol: float = DEFAULT_TOLERANCE, what: str = "channel pruning",
+                 iters: int = 24) -> MatchResult:
+    """Find pruning ratios whose MACs are within ``tol`` of ``fraction x base_macs``.
+
+    ``probe(r_lo, r_hi, k)`` prunes a fresh copy with ratio ``r_hi`` on the
+    first ``k`` of ``n_sets`` layer sets and ``r_lo`` on the rest, and returns
+    its MACs (non-increasing in the ratios and in ``k``). The returned
+    ``setting`` is ``(r_lo, r_hi, k)``.
+    """
+    fraction = check_target(fraction)
+    tol = check_tolerance(tol)
+    target = fraction * base_macs
+    steps: list[dict[str, Any]] = []
+    cache: dict[tuple, int] = {}
+
+    def run(r_lo: float, r_hi: float, k: int) -> int:
+        key = (round(r_lo, 12), round(r_hi, 12), k)
+        if key not in cache:
+            cache[key] = int(probe(r_lo, r_hi, k))
+            steps.append({"ratio": r_lo, "ratio_hi": r_hi, "k": k, "macs": cache[key]})
+        return cache[key]
+
+    m0 = run(0.0, 0.0, 0)
+    if within(m0, target, tol):
+        return MatchResult((0.0, 0.0, 0), m0, base_macs, target, steps)
+    m_max = run(max_ratio, max_ratio, 0)
+    if m_max > target * (1 + tol):
+        raise _unreachable(what, fraction, m_max / base_macs, tol,
+                           " (every prunable layer is down to one channel; stem, classifier and coupled "
+                           "channels are not pruned)")
+    if within(m_max, target, tol):
+        return MatchResult((max_ratio, max_ratio, 0), m_max, base_macs, target, steps)
+    lo, hi = 0.0, max_ratio          # macs(lo) > target >= macs(hi)
+    m_lo, m_hi = m0, m_max
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        m = run(mid, mid, 0)
+        if within(m, target, tol):
+            return MatchResult((mid, mid, 0), m, base_macs, target, steps)
+        if m > target:
+            lo, m_lo = mid, m
+        else:
+            hi, m_hi = mid, m
+        if hi - lo < 1e-7:
+            break
+    # the MACs jump from m_lo to m_hi between lo and hi: move layer sets one at a time
+    a, b = 0, n_sets                 # macs(lo, hi, a) = m_lo > target ; macs(lo, hi, b) = m_hi
+    best = min(((m_lo, (lo, lo, 0)), (m_hi, (hi, hi, 0))), key=lambda t: abs(t[0] - target))
+    while b - a > 1:
+        k = (a + b) // 2
+        m = run(lo, hi, k)
+        if abs(m - target) < abs(best[0] - target):
+            best = (m, (lo, hi, k))
+        if within(m, target, tol):
+            return MatchResult((lo, hi, k), m, base_macs, target, steps)
+        if m > target:
+            a = k
+        else:
+            b = k
+    raise _unreachable(what, fraction, best[0] / base_macs, tol,
+                       " (the channel widths cannot be set finer; try a nearby target or a looser tolerance)")
+
+
+def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], int], base_macs: int,
+                    fraction: float, tol: float = DEFAULT_TOLERANCE, what: str = "depth pruning") -> MatchResult:
+    """Choose units to remove, in ``order``, so the MACs land within ``tol`` of the target.
+
+    ``macs_without(removed)`` returns the real MACs of the model without the
+    listed units (so re-initialised or forced layers are accounted for). The
+    walk removes unit ``u`` unless that would take the MACs below
+    ``(1 - tol) x target``, and stops once the MACs are at most
+    ``(1 + tol) x target``. The returned ``setting`` is the list of removed
+    units, in removal order.
+    """
+    fraction = check_target(fraction)
+    tol = check_tolerance(tol)
+    target = fraction * base_macs
+    removed: list[Any] = []
+    steps: list[dict[str, Any]] = []
+    macs = base_macs
+    floor, ceil = target * (1 - tol), target * (1 + tol)
+    skipped = 0
+    best_below = None
+    for u in order:
+        if macs <= ceil:
+            break
+        after = int(macs_without(removed + [u]))
+        if after < floor:
+            steps.append({"unit": u, "macs": after, "removed": False})
+            skipped += 1
+            if best_below is None or after > best_below:
+                best_below = after
+            continue
+        removed.append(u)
+        macs = after
+        steps.append({"unit": u, "macs": macs, "removed": True})
+    if not within(macs, target, tol):
+        nearest = macs
+        if best_below is not None and abs(best_below - target) < abs(macs - target):
+            nearest = best_below
+        if skipped == 0:
+            hint = (" (every removable unit is already removed; the stem, the head and the units the "
+                    "reassembly must keep stay)")
+        else:
+            hint = " (the units are too coarse for this target; try a nearby target or a looser tolerance)"
+        raise _unreachable(what, fraction, nearest / base_macs, tol, hint)
+    return MatchResult(removed, int(macs), base_macs, target, steps)
+
+
+def match_depth(spec: dict[str, Any], state_dict: dict, order: Sequence[int], fraction: float,
+                tol: float = DEFAULT_TOLERANCE, transition: str = "keep", seed: int = 0,
+                what: str = "depth pruning"):
+    """Remove units (spec layer indices) in ``order`` until the MACs match; reassemble.
+
+    Uses the layer-pruning reassembly (:func:`edgeprune.pruning.reassembly.reassemble`).
+    Returns ``(new_spec, new_state_dict, report, MatchResult)``.
+    """
+    from ..analysis.units import discover_units
+    from ..models.macs import model_stats
+    from .reassembly import plan_layers, reassemble
+
+    units = [u.layer for u in discover_units(spec) if u.role == "unit"]
+    base_macs = int(model_stats(spec)["macs"])
+    memo: dict[tuple, int] = {}
+
+    def keep_of(removed) -> list[int]:
+        gone = set(removed)
+        return [l for l in units if l not in gone]
+
+    def macs_without(removed) -> int:
+        key = tuple(sorted(removed))
+        if key not in memo:
+            memo[key] = int(model_stats(plan_layers(spec, keep_of(removed), transition)[0])["macs"])
+        return memo[key]
+
+    match = search_unit_set(list(order), macs_without, base_macs, fraction, tol, what)
+    new_spec, new_state, report = reassemble(spec, state_dict, keep_of(match.setting), transition=transition,
+                                             seed=seed)
+    if int(report["macs_after"]) != match.macs:  # the search and the reassembly must agree
+        raise EdgepruneError(f"internal: reassembled MACs {report['macs_after']} != searched {match.macs}")
+    return new_spec, new_state, report, match

@@ -1,0 +1,1 @@
+"""The comparison study behind ``edgeprune compare`` and ``edgeprune demo``."""

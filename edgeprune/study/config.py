@@ -1,0 +1,143 @@
+"""Study configuration (TOML), validated on load: unknown keys and wrong types are errors."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgepruneError
+
+# section -> key -> (type(s), default). A default of REQUIRED must be given.
+REQUIRED = object()
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "study": {
+        "name": (str, "study"),
+        "seed": (int, 0),
+        "threads": (int, 0),            # torch threads for training (0 = torch default)
+    },
+    "data": {
+        "synth": (str, ""),             # a generator preset (rml2016.10a, rml2018.01a) ...
+        "file": (str, ""),              # ... or a dataset file in any supported format
+        "per_key": (int, 100),
+        "snr_mode": (str, "rml"),
+        "snrs": (list, []),             # SNR levels to generate/keep ([] = all)
+        "min_snr": ((int, float), None),
+        "max_snr": ((int, float), None),
+        "length": (int, 0),             # 0 = the preset's / file's frame length
+        "split": (list, [0.6, 0.2, 0.2]),
+    },
+    "model": {
+        "name": (str, "resnet56-1d"),
+        "checkpoint": (str, ""),        # start from a trained checkpoint instead of training
+    },
+    "train": {
+        "epochs": (int, 10),
+        "batch_size": (int, 128),
+        "lr": (float, 1e-3),
+        "step_size": (int, 10),
+        "gamma": (float, 0.8),
+    },
+    "prune": {
+        "methods": (list, ["layer", "channel-l1"]),
+        "targets": (list, [0.5]),       # fractions of the baseline MACs
+        "similarity": (str, "cka-unbiased"),
+        "importance": (str, "synflow"),
+        "transition": (str, "keep"),
+    },
+    "finetune": {
+        "epochs": (int, 5),
+        "lr": (float, 1e-3),
+        "l1": (float, 1e-4),
+        "distill": (bool, False),
+    },
+    "export": {
+        "precisions": (list, ["fp32"]),
+        "opset": (int, 17),
+    },
+    "profile": {
+        "backends": (list, ["onnxruntime"]),
+        "batch": (list, [1, 64]),
+        "threads": (list, [1]),
+        "warmup": (int, 20),
+        "iters": (int, 200),
+        "min_time_ms": (int, 0),
+    },
+}
+
+
+def _check_type(section: str, key: str, value: Any, typ: Any) -> Any:
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) and bool not in types:
+        raise EdgepruneError(f"config [{section}] {key}: expected {'/'.join(t.__name__ for t in types)}, got a boolean")
+    if not isinstance(value, types):
+        raise EdgepruneError(f"config [{section}] {key}: expected {'/'.join(t.__name__ for t in types)}, "
+                             f"got {type(value).__name__} ({value!r})")
+    return value
+
+
+def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise EdgepruneError(f"{where}: a study config must be a table of sections")
+    cfg: dict[str, dict[str, Any]] = {}
+    for section in raw:
+        if section not in SCHEMA:
+            raise EdgepruneError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise EdgepruneError(f"{where}: [{section}] must be a table")
+        for key in given:
+            if key not in keys:
+                raise EdgepruneError(f"{where}: unknown key {key!r} in [{section}] (known: {', '.join(keys)})")
+        out = {}
+        for key, (typ, default) in keys.items():
+            if key in given:
+                v = given[key]
+                out[key] = v if v is None else _check_type(section, key, v, typ)
+            else:
+                out[key] = copy.deepcopy(default)
+        cfg[section] = out
+    d = cfg["data"]
+    if bool(d["synth"]) == bool(d["file"]):
+        raise EdgepruneError(f"{where}: [data] needs exactly one of synth = PRESET or file = PATH")
+    for t in cfg["prune"]["targets"]:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
+            raise EdgepruneError(f"{where}: [prune] targets must be MACs fractions in (0, 1], got {t!r}")
+    for b in cfg["profile"]["batch"]:
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise EdgepruneError(f"{where}: [profile] batch sizes must be positive integers, got {b!r}")
+    for p in cfg["export"]["precisions"]:
+        if p not in ("fp32", "fp16", "int8"):
+            raise EdgepruneError(f"{where}: [export] unknown precision {p!r} (fp32, fp16, int8)")
+    if "fp32" not in cfg["export"]["precisions"]:
+        cfg["export"]["precisions"].insert(0, "fp32")
+    for b in cfg["profile"]["backends"]:
+        if b not in ("onnxruntime", "torch", "tensorrt"):
+            raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} (onnxruntime, torch, tensorrt)")
+    if not cfg["prune"]["methods"]:
+        raise EdgepruneError(f"{where}: [prune] methods is empty")
+    return cfg
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgepruneError(f"study config {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
+    cfg = normalise(raw, str(path))
+    if cfg["data"]["file"]:
+        f = Path(cfg["data"]["file"]).expanduser()
+        if not f.is_absolute():
+            f = (path.parent / f).resolve()
+        cfg["data"]["file"] = str(f)
+    if cfg["model"]["checkpoint"]:
+        c = Path(cfg["model"]["checkpoint"]).expanduser()
+        cfg["model"]["checkpoint"] = str(c if c.is_absolute() else (path.parent / c).resolve())
+    return cfg

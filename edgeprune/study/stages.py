@@ -1,0 +1,59 @@
+"""Resumable stages: each stage's outputs are reused when re-run with the same inputs.
+
+A stage is identified by a key: the sha256 of its configuration and the keys
+of the stages it depends on. ``state.json`` in the study folder records the
+finished stages (written atomically after each one), so a killed study
+resumes where it stopped, and a changed setting reruns exactly the stages
+that depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..atomic import write_json
+
+
+def stage_key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class StageCache:
+    def __init__(self, root: Path, log: Callable[[str], None] = print):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "state.json"
+        self.log = log
+        self.state: dict[str, Any] = {"stages": {}}
+        if self.path.exists():
+            try:
+                self.state = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, OSError):
+                self.log(f"note: {self.path} is unreadable; starting the study afresh")
+        self.reused: list[str] = []
+        self.ran: list[str] = []
+
+    def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], outputs: list[Path] | None = None) -> dict[str, Any]:
+        """Run ``fn`` unless stage ``name`` already finished with this ``key`` and its outputs exist."""
+        rec = self.state["stages"].get(name)
+        if rec and rec.get("key") == key and all(Path(p).exists() for p in rec.get("outputs", [])):
+            self.reused.append(name)
+            self.log(f"[reuse] {name}")
+            return rec["result"]
+        self.log(f"[run]   {name}")
+        t0 = time.perf_counter()
+        result = fn()
+        self.state["stages"][name] = {
+            "key": key,
+            "result": result,
+            "outputs": [str(p) for p in (outputs or [])],
+            "seconds": round(time.perf_counter() - t0, 3),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        write_json(self.path, self.state)
+        self.ran.append(name)
+        return result

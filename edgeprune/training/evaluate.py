@@ -1,0 +1,141 @@
+"""Evaluation: overall accuracy, accuracy per SNR, confusion matrix, per-class recall.
+
+``evaluate(model_or_ckpt, ds)`` is the one function behind ``edgeprune eval``
+and the study reports. ``eval_data(ckpt, path, split)`` reproduces the
+frames a checkpoint should be scored on: its own test split when the file is
+the one it was trained on (same sha256), all of another file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import Checkpoint, file_sha256, load_checkpoint
+from ..data.dataset import SignalDataset
+from ..errors import EdgepruneError
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def align_classes(ds: SignalDataset, classes: list[str], what: str = "the checkpoint") -> SignalDataset:
+    """``ds`` with labels renumbered to ``classes`` by name; a clear error if the names differ."""
+    classes = [str(c) for c in classes]
+    if list(ds.classes) == classes:
+        return ds
+    have, want = set(ds.classes), set(classes)
+    if have != want:
+        parts = []
+        if want - have:
+            parts.append(f"missing from the data: {', '.join(sorted(want - have))}")
+        if have - want:
+            parts.append(f"unknown to {what}: {', '.join(sorted(have - want))}")
+        raise EdgepruneError(f"the dataset's classes do not match {what}'s ({'; '.join(parts)})")
+    mapping = np.array([classes.index(c) for c in ds.classes], dtype=np.int64)
+    return SignalDataset(ds.x, mapping[ds.y], ds.snr, classes, dict(ds.meta, class_order_remapped=True))
+
+
+def check_length(ds: SignalDataset, length: int, what: str = "the checkpoint") -> None:
+    if ds.length != int(length):
+        raise EdgepruneError(f"the dataset's frames have {ds.length} samples but {what} expects {length}")
+
+
+def _as_model(model_or_ckpt):
+    """(module, classes or None, length or None, checkpoint or None)."""
+    if isinstance(model_or_ckpt, (str, Path)):
+        model_or_ckpt = load_checkpoint(model_or_ckpt)
+    if isinstance(model_or_ckpt, Checkpoint):
+        return model_or_ckpt.build(), model_or_ckpt.classes, model_or_ckpt.length, model_or_ckpt
+    return model_or_ckpt, None, None, None
+
+
+def evaluate(model_or_ckpt, ds: SignalDataset, batch_size: int = 512, device: str = "cpu") -> dict[str, Any]:
+    """Score ``ds`` with a model, a :class:`Checkpoint` or a checkpoint path.
+
+    With a checkpoint, the data's classes are matched to the checkpoint's by
+    name and the frame length is checked. Returns ``frames``, ``accuracy``,
+    ``classes``, ``per_snr`` (a list of ``{snr, frames, correct, accuracy}``
+    in SNR order), ``confusion`` (counts, rows = true class, columns =
+    predicted) and ``per_class`` (``{name, frames, recall}``).
+    """
+    from .trainer import predict_logits
+
+    model, classes, length, _ = _as_model(model_or_ckpt)
+    if classes is not None:
+        ds = align_classes(ds, classes)
+        check_length(ds, length)
+    if len(ds) == 0:
+        raise EdgepruneError("there are no frames to evaluate")
+    model.to(device)
+    logits = predict_logits(model, ds.x, batch_size, device)
+    n_cls = len(ds.classes)
+    if logits.shape[1] != n_cls:
+        raise EdgepruneError(f"the model has {logits.shape[1]} outputs but the dataset has {n_cls} classes")
+    pred = logits.argmax(1)
+    correct = pred == ds.y
+    conf = np.zeros((n_cls, n_cls), np.int64)
+    np.add.at(conf, (ds.y, pred), 1)
+    per_snr = []
+    for level in np.unique(ds.snr):
+        m = ds.snr == level
+        per_snr.append({"snr": float(level), "frames": int(m.sum()), "correct": int(correct[m].sum()),
+                        "accuracy": float(correct[m].mean())})
+    rows = conf.sum(1)
+    per_class = [{"name": c, "frames": int(rows[i]),
+                  "recall": float(conf[i, i] / rows[i]) if rows[i] else None}
+                 for i, c in enumerate(ds.classes)]
+    return {
+        "frames": int(len(ds)),
+        "correct": int(correct.sum()),
+        "accuracy": float(correct.mean()),
+        "classes": list(ds.classes),
+        "per_snr": per_snr,
+        "confusion": conf.tolist(),
+        "per_class": per_class,
+    }
+
+
+def eval_data(ckpt: Checkpoint, path: str | Path, split: str | None = None,
+              min_snr: float | None = None, max_snr: float | None = None) -> tuple[SignalDataset, dict[str, Any]]:
+    """The frames of ``path`` to score ``ckpt`` on, and a description of the choice.
+
+    On the file the checkpoint was trained on (same sha256), the recorded SNR
+    filter and split (fractions + seed) are reproduced and ``split`` defaults
+    to ``test``. On another file ``split`` defaults to ``all``; a named split
+    uses the checkpoint's recorded fractions and seed. ``min_snr``/``max_snr``
+    add an SNR filter on top.
+    """
+    from ..data.readers import load_dataset
+    from ..data.split import DEFAULT_FRACTIONS, filter_snr, split_dataset
+
+    if split is not None and split not in SPLITS:
+        raise EdgepruneError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    path = Path(path)
+    ds = load_dataset(path)
+    rec = ckpt.meta.get("dataset") or {}
+    sha = file_sha256(path)
+    same = bool(rec.get("sha256")) and rec.get("sha256") == sha
+    align_classes(ds.subset(np.zeros(0, np.int64)), ckpt.classes)  # fail early on a class mismatch
+    check_length(ds, ckpt.length)
+    chosen = split or ("test" if same else "all")
+    sp = rec.get("split") or {}
+    fractions = tuple(sp.get("fractions") or DEFAULT_FRACTIONS)
+    seed = int(sp.get("seed", 0))
+    snr_rec = rec.get("snr_filter") or {}
+    if same and (snr_rec.get("min") is not None or snr_rec.get("max") is not None):
+        ds = filter_snr(ds, snr_rec.get("min"), snr_rec.get("max"))
+    if chosen != "all":
+        ds = split_dataset(ds, fractions, seed)[SPLITS.index(chosen)]
+    if min_snr is not None or max_snr is not None:
+        ds = filter_snr(ds, min_snr, max_snr)
+    if len(ds) == 0:
+        raise EdgepruneError(f"the {chosen} split of {path} is empty")
+    ds = align_classes(ds, ckpt.classes)  # after the split, which depends on the file's own label order
+    info = {"path": str(path), "sha256": sha, "same_as_training": same, "split": chosen,
+            "fractions": list(fractions) if chosen != "all" else None,
+            "split_seed": seed if chosen != "all" else None,
+            "snr_filter": ({"min": snr_rec.get("min"), "max": snr_rec.get("max")} if same and snr_rec else None),
+            "extra_snr_filter": ({"min": min_snr, "max": max_snr} if (min_snr is not None or max_snr is not None) else None)}
+    return ds, info

@@ -1,0 +1,187 @@
+"""Training from a dataset file: the Python API behind ``edgeprune train``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgepruneError
+
+DEBUG_ENV = "EDGEPRUNE_DDP_DEBUG_DIR"
+
+
+@dataclass
+class _Options:
+    data: Any
+    model: str
+    out: Any
+    epochs: int
+    batch_size: int
+    lr: float
+    step_size: int
+    gamma: float
+    weight_decay: float
+    seed: int
+    split: Any
+    split_seed: int
+    min_snr: float | None
+    max_snr: float | None
+    threads: int | None
+    device: str
+    resume: bool
+    log: Any
+    ddp_debug_dir: Any
+
+
+def parse_fractions(text) -> tuple[float, float, float]:
+    try:
+        if isinstance(text, (tuple, list)):
+            text = ",".join(str(v) for v in text)
+        parts = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(v < 0 for v in parts) or abs(sum(parts) - 1.0) > 1e-6:
+        raise EdgepruneError(f"--split must be three non-negative fractions summing to 1, like 0.6,0.2,0.2 (got {text!r})")
+    if parts[0] == 0 or parts[1] == 0:
+        raise EdgepruneError("--split needs non-zero train and validation fractions")
+    return parts  # type: ignore[return-value]
+
+
+def _check_train_args(opts) -> None:
+    if opts.epochs < 0:
+        raise EdgepruneError("--epochs must be >= 0")
+    if opts.batch_size < 1:
+        raise EdgepruneError("--batch-size must be >= 1")
+    if not opts.lr > 0:
+        raise EdgepruneError("--lr must be > 0")
+    if opts.step_size < 1:
+        raise EdgepruneError("--step-size must be >= 1")
+    if not opts.gamma > 0:
+        raise EdgepruneError("--gamma must be > 0")
+    if opts.weight_decay < 0:
+        raise EdgepruneError("--weight-decay must be >= 0")
+    if opts.threads is not None and opts.threads < 1:
+        raise EdgepruneError("--threads must be >= 1")
+    if opts.min_snr is not None and opts.max_snr is not None and opts.min_snr > opts.max_snr:
+        raise EdgepruneError("--min-snr is above --max-snr")
+    if Path(opts.out).is_dir():
+        raise EdgepruneError(f"--out {opts.out} is a folder; give a checkpoint file name")
+
+
+def _scalar_items(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: float = 1e-3, step_size: int = 10,
+                gamma: float = 0.8, weight_decay: float = 0.0, seed: int = 0, split="0.6,0.2,0.2",
+                split_seed: int = 0, min_snr: float | None = None, max_snr: float | None = None,
+                threads: int | None = None, device: str = "auto", resume: bool = False, log=None,
+                ddp_debug_dir=None) -> dict:
+    """Train zoo model ``model`` on the dataset file ``data`` and write the checkpoint ``out``.
+
+    The split is stratified per (class, SNR) with ``split`` fractions and
+    ``split_seed``; the epoch with the best validation accuracy is kept; the
+    test accuracy is stored in the checkpoint's metrics. Under torchrun it
+    trains data-parallel and only rank 0 writes. Returns a summary dict
+    (``{"rank": r}`` alone on the other ranks).
+    """
+    opts = _Options(data=data, model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                    step_size=step_size, gamma=gamma, weight_decay=weight_decay, seed=seed, split=split,
+                    split_seed=split_seed, min_snr=min_snr, max_snr=max_snr, threads=threads, device=device,
+                    resume=resume, log=log, ddp_debug_dir=ddp_debug_dir)
+    _check_train_args(opts)
+    fractions = parse_fractions(opts.split)
+    from ..models import zoo_names
+
+    if opts.model not in zoo_names():
+        raise EdgepruneError(f"unknown model {opts.model!r}; choose one of: {', '.join(zoo_names())}")
+    data_path = Path(opts.data)
+    if not data_path.exists():
+        raise EdgepruneError(f"dataset {data_path} does not exist")
+
+    import torch
+
+    from ..atomic import write_json
+    from ..checkpoint import file_sha256, load_checkpoint, make_meta, save_checkpoint
+    from ..data.readers import load_dataset
+    from ..data.split import filter_snr, split_dataset
+    from ..models import build_model, make_spec
+    from ..training.distributed import distributed_session, state_dict_digest
+    from ..training.evaluate import evaluate
+    from ..training.trainer import TrainConfig, fit, set_threads
+
+    set_threads(opts.threads)
+    ds = load_dataset(data_path)
+    total_frames = len(ds)
+    if opts.min_snr is not None or opts.max_snr is not None:
+        ds = filter_snr(ds, opts.min_snr, opts.max_snr)
+    train, val, test = split_dataset(ds, fractions, opts.split_seed)
+    spec = make_spec(opts.model, ds.length, len(ds.classes))
+    out = Path(opts.out)
+    log_path = Path(opts.log) if opts.log else out.with_name(out.name + ".log.jsonl")
+    state_file = out.with_name(out.name + ".state")
+    debug_dir = opts.ddp_debug_dir or os.environ.get(DEBUG_ENV)
+
+    with distributed_session(opts.device) as ctx:
+        main = ctx.is_main
+        resuming = opts.resume and state_file.exists()
+        if main:
+            if opts.resume and not resuming:
+                print(f"edgeprune: nothing to resume ({state_file} does not exist); training from scratch",
+                      file=sys.stderr)
+            if not resuming:
+                log_path.unlink(missing_ok=True)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(opts.seed)
+        model = build_model(spec)
+        dataset_rec = {
+            "path": str(data_path.resolve()),
+            "sha256": file_sha256(data_path),
+            "format": ds.meta.get("format"),
+            "classes": list(ds.classes),
+            "length": ds.length,
+            "frames": total_frames,
+            "split": {"fractions": list(fractions), "seed": opts.split_seed,
+                      "frames": {"train": len(train), "val": len(val), "test": len(test)}},
+            "snr_filter": {"min": opts.min_snr, "max": opts.max_snr},
+            "normalization": ds.meta.get("normalization"),
+            "meta": _scalar_items(ds.meta),
+        }
+        cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, step_size=opts.step_size,
+                          gamma=opts.gamma, weight_decay=opts.weight_decay, seed=opts.seed, threads=opts.threads,
+                          device=ctx.device)
+        meta = make_meta(spec, ds.classes, normalization=ds.meta.get("normalization") or "none",
+                         dataset=dataset_rec,
+                         lineage=[{"op": "train", "model": opts.model, "dataset_sha256": dataset_rec["sha256"],
+                                   "seed": opts.seed, "epochs": opts.epochs, "processes": ctx.world_size}])
+        metrics = fit(model, spec, train, val, cfg, out, meta, resume=opts.resume, log_path=log_path,
+                      desc=f"train {opts.model}")
+        if debug_dir:
+            write_json(Path(debug_dir) / f"rank{ctx.rank}.json",
+                       {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
+                        "device": ctx.device, "digest": state_dict_digest(model.state_dict()),
+                        "best_epoch": metrics["best_epoch"], "val_acc": metrics["val_acc"]})
+        if not main:
+            return {"rank": ctx.rank}
+        result = {"checkpoint": str(out), "model": opts.model, "params": meta["params"], "macs": meta["macs"],
+                  "epochs": opts.epochs, "best_epoch": metrics["best_epoch"], "val_acc": metrics["val_acc"],
+                  "processes": ctx.world_size, "device": ctx.device, "log": str(log_path),
+                  "frames": {"train": len(train), "val": len(val), "test": len(test)}}
+        if len(test):
+            ev = evaluate(model, test, device=ctx.device)
+            ck = load_checkpoint(out)
+            ck.meta["metrics"]["test_acc"] = ev["accuracy"]
+            save_checkpoint(out, ck.spec, ck.state_dict, ck.meta)
+            result["test_acc"] = ev["accuracy"]
+        last = metrics["history"][-1] if metrics["history"] else {}
+        result["examples_per_s"] = last.get("examples_per_s")
+        text = (f"trained {opts.model} for {opts.epochs} epochs on {len(train)} frames "
+                f"({ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, {ctx.device}); "
+                f"best epoch {metrics['best_epoch']}: val acc {metrics['val_acc']:.4f}"
+                + (f", test acc {result['test_acc']:.4f}" if "test_acc" in result else "")
+                + f"\nwrote {out} (log {log_path})")
+        result["summary"] = text
+    return result

@@ -1,0 +1,372 @@
+"""Checkpoint -> ONNX: export, simplify, check, verify against PyTorch, fp16/int8 variants.
+
+The exported graph has one input ``iq`` (N, 2, L) float32 with a dynamic batch
+axis and one output ``logits`` (N, classes), weights inside the file, node
+names that keep the model's layer path (``/layers.3/conv1/Conv``) so per-node
+profiles map back to the spec's layers, and edgeprune metadata in
+``metadata_props``. torch is imported inside the functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeprune import __version__
+from edgeprune.atomic import atomic_path
+from edgeprune.errors import EdgepruneError, require
+
+from .preprocess import check_normalization, normalize
+from .verify import INPUT_NAME, OUTPUT_NAME, check_parity, compare_logits, make_session, onnx_accuracy, run_logits
+
+DEFAULT_OPSET = 17
+LEGACY_MAX_OPSET = 17  # above this the dynamo exporter is used (TensorRT 8.5 needs <= 17)
+PRECISIONS = ("fp32", "fp16", "int8")
+METADATA_PREFIX = "edgeprune."
+
+
+def _load_ckpt(ckpt):
+    from edgeprune.checkpoint import Checkpoint, load_checkpoint
+
+    return ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
+
+
+# ----------------------------------------------------------------- export
+
+def torch_to_onnx(model, length: int, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto"):
+    """Run torch.onnx.export (legacy TorchScript for opset <= 17, dynamo above) and return the onnx.ModelProto."""
+    import torch
+
+    onnx = require("onnx", "ONNX export")
+    if exporter == "auto":
+        exporter = "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"
+    x = torch.zeros(2, 2, length, dtype=torch.float32)
+    model = model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if exporter == "legacy":
+                torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                                  do_constant_folding=True)
+            elif exporter == "dynamo":
+                require("onnxscript", "the dynamo ONNX exporter (opset >= 18)")
+                import logging
+
+                logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+                torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                                  external_data=False, verbose=False)
+            else:
+                raise EdgepruneError(f"unknown exporter {exporter!r}; choose auto, legacy or dynamo")
+        except EdgepruneError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch raises many types here
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgepruneError(f"torch.onnx.export ({exporter}, opset {opset}) failed: {first}") from exc
+    m = onnx.load(str(path))
+    if exporter == "dynamo":
+        name_nodes_by_scope(m)
+    return m, exporter
+
+
+def name_nodes_by_scope(model) -> None:
+    """Give dynamo-exported nodes legacy-style names (``/layers.3/conv1/Conv``) from their module scope.
+
+    The dynamo exporter names nodes ``node_Conv_12`` and keeps the module path
+    in the node metadata ``pkg.torch.onnx.name_scopes``, which onnxsim drops;
+    the name survives simplification.
+    """
+    used: set[str] = set()
+    for node in model.graph.node:
+        scopes = None
+        for p in node.metadata_props:
+            if p.key == "pkg.torch.onnx.name_scopes":
+                try:
+                    scopes = json.loads(p.value.replace("'", '"'))
+                except json.JSONDecodeError:
+                    scopes = None
+        module_path = ""
+        if scopes:
+            mods = [s for s in scopes[:-1] if s]  # the last entry is the op itself
+            module_path = mods[-1] if mods else ""
+        parts = re.sub(r"\.(\d+)(?=\.|$)", r"#\1", module_path).split(".") if module_path else []
+        prefix = "/" + "/".join(p.replace("#", ".") for p in parts) + "/" if parts else "/"
+        base = f"{prefix}{node.op_type}"
+        name, k = base, 0
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        node.name = name
+
+
+def simplify(model):
+    """onnxsim.simplify with a clear error when it fails."""
+    onnxsim = require("onnxsim", "ONNX simplification", "pip install onnxsim")
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as exc:  # noqa: BLE001
+        raise EdgepruneError(f"onnxsim could not simplify the model: {str(exc).strip().splitlines()[0]}") from exc
+    if not ok:
+        raise EdgepruneError("onnxsim could not validate the simplified model")
+    return simplified
+
+
+def layer_named_fraction(model) -> float:
+    """Share of Conv/Gemm/MatMul nodes whose name carries ``layers.<i>`` (what the profiler maps by)."""
+    weighted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    if not weighted:
+        return 0.0
+    return sum(1 for n in weighted if re.search(r"layers\.\d+", n.name)) / len(weighted)
+
+
+def opset_of(model) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def set_metadata(model, values: dict[str, Any]) -> None:
+    """Write ``values`` into metadata_props (strings; lists/dicts as JSON), replacing existing keys."""
+    keep = [p for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    for p in keep:
+        model.metadata_props.add(key=p.key, value=p.value)
+    for k, v in values.items():
+        if v is None:
+            continue
+        model.metadata_props.add(key=k, value=v if isinstance(v, str) else json.dumps(v))
+
+
+def read_metadata(path_or_model) -> dict[str, Any]:
+    """The metadata_props of an ONNX file (torch-free; JSON values decoded)."""
+    onnx = require("onnx", "reading ONNX metadata")
+    m = path_or_model if not isinstance(path_or_model, (str, Path)) else onnx.load(str(path_or_model), load_external_data=False)
+    out: dict[str, Any] = {}
+    for p in m.metadata_props:
+        try:
+            out[p.key] = json.loads(p.value)
+        except json.JSONDecodeError:
+            out[p.key] = p.value
+    return out
+
+
+# ------------------------------------------------------------------ frames
+
+def dataset_splits(ckpt, data_path) -> tuple[Any, Any, dict[str, Any]]:
+    """(train, test) SignalDatasets of ``data_path`` split as the checkpoint was trained, and a description.
+
+    The split (fractions + seed, and the SNR filter on the training file) is
+    the one recorded in the checkpoint (``edgeprune.training.evaluate``), else
+    the default 6:2:2 with seed 0. Frames are normalised as the checkpoint
+    expects unless the dataset says they already are.
+    """
+    from edgeprune.training.evaluate import eval_data
+
+    test, info = eval_data(ckpt, data_path, split="test")
+    train, _ = eval_data(ckpt, data_path, split="train")
+    norm = check_normalization(ckpt.meta.get("normalization", "none"))
+    data_norm = str(test.meta.get("normalization", "none") or "none").lower()
+    if norm != data_norm:
+        train.x = normalize(train.x, norm)
+        test.x = normalize(test.x, norm)
+    info = {"data": str(data_path), "split": "test", "fractions": info.get("fractions"),
+            "split_seed": info.get("split_seed"), "same_as_training": info.get("same_as_training"),
+            "test_frames": len(test), "normalization": norm, "normalized_here": norm != data_norm}
+    return train, test, info
+
+
+def calibration_frames(train, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` frames drawn (seeded, stratified by random order) from the training split."""
+    if len(train) == 0:
+        raise EdgepruneError("the calibration data has no training frames")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(train))[:max(1, int(n))])
+    return np.ascontiguousarray(train.x[idx])
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------- main
+
+def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None = None, target=None,
+                      calib_data=None, verify_data=None, calib_frames: int = 512, verify_frames: int = 256,
+                      exporter: str | None = None, calib_method: str = "minmax", seed: int = 0,
+                      targets_dir=None) -> dict[str, Any]:
+    """Export a checkpoint to ONNX at ``out`` and return a report (dict).
+
+    ``precision`` fp32/fp16/int8 (default: the target's default, else fp32);
+    ``opset``/``exporter`` default from the target (else 17, legacy);
+    ``calib_data`` a dataset file whose training split calibrates int8
+    (defaults to ``verify_data``); ``verify_data`` a dataset file whose test
+    split (as recorded in the checkpoint) gives the parity frames and the
+    accuracy written into the metadata. Without data the parity check runs
+    on seeded random frames and no accuracy is recorded.
+    """
+    require("torch", "exporting a checkpoint (edgeprune export)", "pip install torch")
+    onnx = require("onnx", "ONNX export")
+    from edgeprune.models.macs import MAC_DEFINITION
+    from edgeprune.training.trainer import accuracy as torch_accuracy
+    from edgeprune.training.trainer import predict_logits
+
+    from .targets import load_target
+
+    ckpt = _load_ckpt(ckpt)
+    tgt = load_target(target, targets_dir) if target is not None else None
+    if precision is None:
+        precision = tgt.default_precision if tgt else "fp32"
+    if precision not in PRECISIONS:
+        raise EdgepruneError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
+    if tgt is not None and precision not in tgt.precisions:
+        raise EdgepruneError(f"target {tgt.name} does not support {precision} (it supports {', '.join(tgt.precisions)})")
+    if opset is None:
+        opset = tgt.opset if tgt else DEFAULT_OPSET
+    if not isinstance(opset, int) or not 11 <= opset <= 23:
+        raise EdgepruneError(f"opset must be an integer in 11..23, got {opset!r}")
+    if tgt is not None and opset > tgt.opset:
+        raise EdgepruneError(f"target {tgt.name} (TensorRT {tgt.tensorrt or '-'}) takes ONNX opset <= {tgt.opset}, "
+                             f"not {opset}")
+    if exporter is None:
+        exporter = tgt.exporter if tgt else "auto"
+    if exporter == "auto":
+        exporter = "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"
+    if exporter == "legacy" and opset > 20:
+        raise EdgepruneError(f"the legacy exporter cannot emit opset {opset}; use the dynamo exporter")
+    if precision == "int8" and calib_data is None and verify_data is None:
+        raise EdgepruneError("int8 export needs frames to calibrate on: give --calib-data FILE (or --data FILE)")
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise EdgepruneError(f"the output file must end in .onnx, got {out}")
+
+    norm = check_normalization(ckpt.meta.get("normalization", "none"))
+    model = ckpt.build()
+    length = ckpt.length
+    with tempfile.TemporaryDirectory(prefix="edgeprune-export-") as tmp:
+        raw, exporter = torch_to_onnx(model, length, Path(tmp) / "raw.onnx", opset, exporter)
+    actual_opset = opset_of(raw)
+    if actual_opset != opset:
+        try:
+            from onnx import version_converter
+
+            raw = version_converter.convert_version(raw, opset)
+            actual_opset = opset_of(raw)
+        except Exception:  # noqa: BLE001 - keep what the exporter emitted and say so
+            pass
+    if tgt is not None and actual_opset > tgt.opset:
+        raise EdgepruneError(f"the {exporter} exporter emitted opset {actual_opset}, above what target {tgt.name} takes "
+                             f"({tgt.opset})")
+    fp32 = simplify(raw)
+    names_fraction = layer_named_fraction(fp32)
+
+    # frames for parity and accuracy
+    test = train = None
+    data_info: dict[str, Any] = {}
+    if verify_data is not None:
+        train, test, data_info = dataset_splits(ckpt, verify_data)
+        if len(test) == 0:
+            raise EdgepruneError(f"the test split of {verify_data} is empty (too few frames)")
+        vx = test.x[:verify_frames]
+        frames_source = f"test split of {verify_data}"
+    else:
+        rng = np.random.default_rng(seed)
+        vx = normalize(rng.standard_normal((min(verify_frames, 64), 2, length)).astype(np.float32), norm)
+        frames_source = f"random normal frames (seed {seed}, normalised '{norm}')"
+
+    if precision == "fp32":
+        variant = fp32
+    elif precision == "fp16":
+        from .quantize import to_fp16
+
+        variant = to_fp16(fp32)
+    else:
+        from .quantize import quantize_int8
+
+        ctrain = train
+        if calib_data is not None and str(calib_data) != str(verify_data):
+            ctrain, _, _ = dataset_splits(ckpt, calib_data)
+        cx = calibration_frames(ctrain, calib_frames, seed)
+        variant = quantize_int8(fp32, cx, per_channel=True, method=calib_method)
+        data_info["calibration"] = {"data": str(calib_data or verify_data), "frames": int(len(cx)),
+                                    "method": calib_method, "split": "train"}
+
+    try:
+        onnx.checker.check_model(variant, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise EdgepruneError(f"onnx.checker rejected the exported model: {str(exc).strip().splitlines()[0]}") from exc
+
+    session = make_session(variant.SerializeToString(), threads=None)
+    ref = predict_logits(model, vx)
+    got = run_logits(session, vx)
+    parity = check_parity(compare_logits(ref, got), precision, f"the exported ONNX model")
+    parity["frames_source"] = frames_source
+
+    acc: dict[str, Any] = {}
+    if test is not None:
+        acc = {"onnxruntime": onnx_accuracy(session, test.x, test.y), "torch": torch_accuracy(model, test),
+               "frames": len(test), **{k: v for k, v in data_info.items() if k != "calibration"}}
+
+    src_sha = ckpt.sha256()
+    classes = ckpt.classes
+    meta_props = {
+        METADATA_PREFIX + "version": __version__,
+        METADATA_PREFIX + "model": ckpt.spec.get("name"),
+        METADATA_PREFIX + "classes": classes,
+        METADATA_PREFIX + "input": {"name": INPUT_NAME, "layout": "NCL", "channels": 2, "length": length,
+                                    "dtype": "float32"},
+        METADATA_PREFIX + "normalization": norm,
+        METADATA_PREFIX + "macs": int(ckpt.meta.get("macs") or 0),
+        METADATA_PREFIX + "params": int(ckpt.meta.get("params") or 0),
+        METADATA_PREFIX + "mac_definition": MAC_DEFINITION,
+        METADATA_PREFIX + "precision": precision,
+        METADATA_PREFIX + "opset": actual_opset,
+        METADATA_PREFIX + "exporter": exporter,
+        METADATA_PREFIX + "target": tgt.name if tgt else None,
+        METADATA_PREFIX + "source_sha256": src_sha,
+        METADATA_PREFIX + "accuracy": acc.get("onnxruntime"),
+        METADATA_PREFIX + "accuracy_data": {k: acc[k] for k in ("data", "split", "fractions", "split_seed", "frames")} if acc else None,
+    }
+    set_metadata(variant, meta_props)
+    variant.producer_name = "edgeprune"
+    variant.producer_version = __version__
+    data = variant.SerializeToString()
+    if len(data) >= 2 ** 31 - 1:
+        raise EdgepruneError("the model is larger than 2 GB, which ONNX cannot hold in one file")
+    with atomic_path(out, suffix=".onnx") as tmp_out:
+        tmp_out.write_bytes(data)
+
+    return {
+        "path": str(out),
+        "sha256": _sha256_bytes(data),
+        "size": len(data),
+        "model": ckpt.spec.get("name"),
+        "source": str(ckpt.path) if ckpt.path else None,
+        "source_sha256": src_sha,
+        "precision": precision,
+        "opset": actual_opset,
+        "exporter": exporter,
+        "target": tgt.name if tgt else None,
+        "input": {"name": INPUT_NAME, "shape": ["batch", 2, length], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(classes)]},
+        "classes": classes,
+        "normalization": norm,
+        "macs": int(ckpt.meta.get("macs") or 0),
+        "params": int(ckpt.meta.get("params") or 0),
+        "nodes": len(variant.graph.node),
+        "layer_named_nodes": names_fraction,
+        "parity": parity,
+        "accuracy": acc or None,
+        "calibration": data_info.get("calibration"),
+    }

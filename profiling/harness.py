@@ -1,0 +1,242 @@
+"""The latency harness: warm-up, then repeated timed runs, for every model x backend x precision x batch x threads.
+
+    from profiling.harness import profile
+    results = profile(["model.onnx"], backends=["onnxruntime"], batches=[1, 64], threads=[1, 2])
+    results["records"][0]["median_ms"]
+
+Torch-free unless a checkpoint is profiled with the torch backend (or a
+checkpoint must be exported to ONNX first). A combination that cannot run
+(TensorRT missing, no engine for that precision, ...) is listed in
+``results["skipped"]`` with its reason; if nothing at all can run, an
+EdgepruneError explains why.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.progress import progress
+
+from .backends import BACKENDS, OrtRunner, Runner, TorchRunner, TrtRunner, backend_version, check_backend
+from .machine import cpu_label, machine_info
+from .records import latency_stats, new_results
+from .sources import PRECISIONS, ModelSource, resolve_model
+
+
+def measure(runner: Runner, warmup_ms: float | None = 200.0, warmup_iters: int | None = None,
+            duration_ms: float | None = 1000.0, iters: int | None = None, min_iters: int = 10,
+            max_iters: int = 1_000_000) -> tuple[list[int], int]:
+    """Warm up (``warmup_iters`` runs, else for ``warmup_ms``), then time runs.
+
+    Timed runs: exactly ``iters`` if given, else as many as fit in ``duration_ms``
+    (at least ``min_iters``, at most ``max_iters``). Returns (times in ns, warm-up runs).
+    """
+    warm = 0
+    if warmup_iters is not None:
+        for _ in range(int(warmup_iters)):
+            runner.run()
+        warm = int(warmup_iters)
+    else:
+        end = time.perf_counter_ns() + int((warmup_ms or 0) * 1e6)
+        runner.run()  # at least one: first-call allocations must not be timed
+        warm = 1
+        while time.perf_counter_ns() < end:
+            runner.run()
+            warm += 1
+    for v in runner.extras.values():
+        v.clear()
+    times: list[int] = []
+    if iters is not None:
+        for _ in range(int(iters)):
+            times.append(runner.timed())
+        return times, warm
+    end = time.perf_counter_ns() + int((duration_ms or 0) * 1e6)
+    while (len(times) < min_iters or time.perf_counter_ns() < end) and len(times) < max_iters:
+        times.append(runner.timed())
+    return times, warm
+
+
+def _positive_ints(values, what: str) -> list[int]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            try:
+                v = int(str(v).strip())
+            except ValueError:
+                raise EdgepruneError(f"{what} must be positive integers, got {v!r}") from None
+        if v < 1:
+            raise EdgepruneError(f"{what} must be >= 1, got {v}")
+        out.append(v)
+    if not out:
+        raise EdgepruneError(f"give at least one {what.rstrip('es') if what.endswith('es') else what}")
+    return out
+
+
+def validate_options(backends, batches, threads, precisions) -> tuple[list, list, list, list]:
+    backends = [b.strip().lower() for b in backends if b.strip()]
+    if not backends:
+        raise EdgepruneError("give at least one backend")
+    for b in backends:
+        if b not in BACKENDS:
+            raise EdgepruneError(f"unknown backend {b!r}; choose from: {', '.join(BACKENDS)}")
+    batches = _positive_ints(batches, "batch sizes")
+    threads = _positive_ints(threads, "thread counts")
+    precisions = list(precisions or [None])
+    for p in precisions:
+        if p is not None and p not in PRECISIONS:
+            raise EdgepruneError(f"unknown precision {p!r}; choose from: {', '.join(PRECISIONS)}")
+    return backends, batches, threads, precisions
+
+
+def _plan(src: ModelSource, backend: str, precision: str | None):
+    """(what to run, resolved precision) or raise _Skip with the reason."""
+    if backend == "onnxruntime":
+        if src.kind == "engine":
+            raise _Skip("an engine runs on the tensorrt backend only")
+        if src.kind == "checkpoint":
+            if precision == "int8":
+                raise _Skip("int8 needs calibration data: export it with `edgeprune export --precision int8 "
+                            "--calib-data FILE` and profile that ONNX file")
+            return src.onnx_path(precision or "fp32"), precision or "fp32"
+        if precision is None:
+            prec = "fp32" if "fp32" in src.onnx else next(iter(src.onnx), None)
+        else:
+            prec = precision
+        if prec not in src.onnx:
+            raise _Skip(f"no {precision} ONNX model in {src.path.name} (it has: {', '.join(src.onnx) or 'none'})")
+        return src.onnx[prec], prec
+    if backend == "torch":
+        if src.kind != "checkpoint":
+            raise _Skip("the torch backend runs edgeprune checkpoints (.pt) only")
+        return src.checkpoint, precision or "fp32"
+    # tensorrt
+    if not src.engines:
+        raise _Skip(f"{src.path.name} has no TensorRT engine (build one on the target with `edgeprune build`)")
+    prec = precision or ("fp16" if "fp16" in src.engines else next(iter(src.engines)))
+    if prec not in src.engines:
+        raise _Skip(f"no {prec} engine in {src.path.name} (it has: {', '.join(src.engines)})")
+    return src.engines[prec], prec
+
+
+class _Skip(Exception):
+    pass
+
+
+def _make_runner(backend: str, target, batch: int, threads: int, precision: str, cuda_graphs: bool,
+                 providers, seed: int) -> Runner:
+    if backend == "onnxruntime":
+        return OrtRunner(target, batch, threads, providers, seed)
+    if backend == "torch":
+        return TorchRunner(target, batch, threads, precision, "auto", cuda_graphs, seed)
+    return TrtRunner(target, batch, seed)
+
+
+def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), precisions=(None,),
+            warmup_ms: float | None = 200.0, warmup_iters: int | None = None, duration_ms: float | None = 1000.0,
+            iters: int | None = None, min_iters: int = 10, per_layer: bool = False, per_layer_iters: int = 50,
+            cuda_graphs: bool = False, providers=None, seed: int = 0, show_progress: bool = True,
+            allow_empty: bool = False) -> dict:
+    """Measure every combination; return a results dict (see profiling.records).
+
+    Combinations that cannot run are listed in ``results["skipped"]``; when none
+    can run an EdgepruneError says why, unless ``allow_empty`` (then the
+    results hold no records, only the skipped list).
+    """
+    backends, batches, threads, precisions = validate_options(backends, batches, threads, precisions)
+    if warmup_iters is not None and warmup_iters < 0:
+        raise EdgepruneError("--warmup must be >= 0")
+    if iters is not None and iters < 1:
+        raise EdgepruneError("--iters must be >= 1")
+    if duration_ms is not None and duration_ms <= 0 and iters is None:
+        raise EdgepruneError("--duration-ms must be > 0")
+    if per_layer and per_layer_iters < 1:
+        raise EdgepruneError("--per-layer-iters must be >= 1")
+    if not models:
+        raise EdgepruneError("give at least one model to profile")
+    unavailable = {b: check_backend(b) for b in backends}
+    machine = machine_info()
+    results = new_results(machine)
+    sources = [m if isinstance(m, ModelSource) else resolve_model(m) for m in models]
+    combos = []
+    for src in sources:
+        for b in backends:
+            for prec in precisions:
+                for batch in batches:
+                    # threads matter for CPU execution; a TensorRT engine runs once per batch
+                    for th in (threads[:1] if b == "tensorrt" else threads):
+                        combos.append((src, b, prec, batch, th))
+    bar = progress(total=len(combos), desc="profiling", unit="run") if show_progress else None
+    try:
+        for src, b, prec, batch, th in combos:
+            if bar is not None:
+                bar.set_description(f"{src.name} {b} b{batch} t{th}")
+            base = {"model": src.name, "path": str(src.path), "backend": b, "precision": prec, "batch": batch,
+                    "threads": th}
+            try:
+                if unavailable[b]:
+                    raise _Skip(unavailable[b])
+                target, resolved = _plan(src, b, prec)
+                rec = _measure_one(src, b, target, resolved, batch, th, warmup_ms, warmup_iters, duration_ms,
+                                   iters, min_iters, cuda_graphs, providers, seed, machine)
+                if per_layer and b == "onnxruntime":
+                    from .per_layer import per_layer_profile
+
+                    rec["per_layer"] = per_layer_profile(
+                        target, batch, th, warmup=5, iters=per_layer_iters, layer_macs=src.layer_macs(),
+                        spec=src.spec, providers=providers, seed=seed)
+                results["records"].append(rec)
+            except _Skip as why:
+                results["skipped"].append({**base, "reason": str(why)})
+            except EdgepruneError as exc:
+                if len(combos) == 1:
+                    raise
+                results["skipped"].append({**base, "reason": str(exc)})
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        for src, given in zip(sources, models):
+            if not isinstance(given, ModelSource):
+                src.close()
+    if not results["records"] and not allow_empty:
+        reasons = "; ".join(sorted({s["reason"] for s in results["skipped"]}))
+        raise EdgepruneError(f"nothing could be profiled: {reasons}")
+    return results
+
+
+def _measure_one(src: ModelSource, backend: str, target, precision: str, batch: int, threads: int,
+                 warmup_ms, warmup_iters, duration_ms, iters, min_iters, cuda_graphs, providers, seed,
+                 machine: dict) -> dict:
+    runner = _make_runner(backend, target, batch, threads, precision, cuda_graphs, providers, seed)
+    try:
+        times, warm = measure(runner, warmup_ms, warmup_iters, duration_ms, iters, min_iters)
+        desc = runner.describe()
+        extras = {k: latency_stats(v, batch) for k, v in runner.extras.items() if v}
+    finally:
+        runner.close()
+    on = desc.get("on", "cpu")
+    rec = {
+        **src.info(),
+        "file": str(target) if Path(str(target)) != src.path else None,
+        "backend": backend,
+        "backend_version": backend_version(backend),
+        "providers": desc.get("providers"),
+        "device": cpu_label(machine) if on == "cpu" else on,
+        "precision": precision,
+        "batch": batch,
+        "threads": threads,
+        "input_shape": desc.get("input_shape"),
+        "timing": runner.timing,
+        "cuda_graphs": bool(cuda_graphs and backend == "torch" and runner.timing.endswith("cuda-graph")),
+        "warmup_iters": warm,
+        **latency_stats(times, batch),
+        "seed": seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+    }
+    for key, st in extras.items():  # TensorRT: h2d / gpu_compute / d2h
+        rec[key] = {k: st[k] for k in ("median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms", "max_ms")}
+    return rec

@@ -1,0 +1,141 @@
+"""Matched MACs: every baseline hits F x the MACs within 2%, and bad targets fail clearly."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.pruning.matching import (check_target, search_ratio, search_unit_set, within)
+
+
+def _ckpt(name, length=64, classes=4, seed=0):
+    import torch
+
+    from edgeprune.checkpoint import Checkpoint, make_meta
+    from edgeprune.models import build_model, make_spec
+
+    spec = make_spec(name, length, classes)
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    return Checkpoint(spec, model.state_dict(), make_meta(spec, [f"tone{k}" for k in range(classes)]))
+
+
+def _macs(spec, state):
+    from edgeprune.models import build_model
+    from edgeprune.models.macs import count_macs
+
+    net = build_model(spec)
+    net.load_state_dict(state, strict=True)
+    return count_macs(net)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, float("nan"), "half", None, True])
+def test_bad_targets_are_clear_errors(bad):
+    with pytest.raises(EdgepruneError, match="target-macs"):
+        check_target(bad)
+
+
+@pytest.mark.parametrize("method", ["random", "channel-l1"])
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5])
+def test_methods_refuse_bad_targets(method, bad):
+    from edgeprune.pruning.registry import get_method
+
+    with pytest.raises(EdgepruneError, match=r"\(0, 1\]"):
+        get_method(method)(_ckpt("resnet20-1d"), None, target_macs=bad, seed=0)
+
+
+def test_unknown_method_is_a_clear_error():
+    from edgeprune.pruning.registry import get_method
+
+    with pytest.raises(EdgepruneError, match="unknown pruning method 'nope'.*channel-l1.*dbp.*random"):
+        get_method("nope")
+
+
+def test_baseline_methods_are_registered():
+    from edgeprune.pruning.registry import methods
+
+    assert {"dbp", "random", "channel-l1", "channel-l2", "channel-fpgm", "channel-bn"} <= set(methods())
+
+
+def _depth_fraction(spec, removed_blocks):
+    """A target reachable by removing any ``removed_blocks`` non-transition blocks (they cost the same)."""
+    from edgeprune.analysis.units import removable_units
+    from edgeprune.models.macs import model_stats
+
+    units = removable_units(spec)
+    base = model_stats(spec)["macs"]
+    assert len({u.macs for u in units}) == 1
+    return 1 - removed_blocks * units[0].macs / base
+
+
+@pytest.mark.parametrize("name", ["resnet20-1d", "resnet20"])
+@pytest.mark.parametrize("method", ["random", "channel-l1", "channel-l2", "channel-fpgm"])
+@pytest.mark.parametrize("fraction", [0.5, 0.3])
+def test_methods_hit_target_within_2_percent(name, method, fraction):
+    from edgeprune.pruning.registry import get_method
+
+    ck = _ckpt(name)
+    if method == "random":   # ResNet20 units are 1/9 of the MACs each: aim at what whole units can reach
+        fraction = _depth_fraction(ck.spec, 2 if fraction == 0.5 else 4) * (1.01 if fraction == 0.5 else 0.99)
+    res = get_method(method)(ck, None, target_macs=fraction, seed=0)
+    base = _macs(ck.spec, ck.state_dict)
+    got = _macs(res.spec, res.state_dict)
+    assert got == res.lineage["macs_after"]
+    assert abs(got - fraction * base) <= 0.02 * fraction * base, (got / base, fraction)
+
+
+def test_too_coarse_depth_target_names_nearest():
+    from edgeprune.pruning.registry import get_method
+
+    ck = _ckpt("resnet20-1d")
+    between = (_depth_fraction(ck.spec, 2) + _depth_fraction(ck.spec, 3)) / 2
+    with pytest.raises(EdgepruneError, match=r"too coarse"):
+        get_method("random")(ck, None, target_macs=between, seed=0)
+
+
+def test_unreachable_depth_target_names_nearest():
+    from edgeprune.pruning.registry import get_method
+
+    # resnet20-1d keeps its stem, 3 stage transitions and one block per stage at least
+    with pytest.raises(EdgepruneError, match=r"cannot reach 0.05 x MACs within 2%: the nearest achievable is 0\.\d+"):
+        get_method("random")(_ckpt("resnet20-1d"), None, target_macs=0.05, seed=0)
+
+
+def test_unreachable_channel_target_names_nearest():
+    from edgeprune.pruning.registry import get_method
+
+    # only the blocks' mid channels may go: the stem and the block outputs stay
+    with pytest.raises(EdgepruneError, match=r"cannot reach 0.01 x MACs.*nearest achievable is 0\.\d+"):
+        get_method("channel-l1")(_ckpt("resnet20-1d"), None, target_macs=0.01, seed=0)
+
+
+def test_target_one_keeps_the_model():
+    from edgeprune.pruning.registry import get_method
+
+    ck = _ckpt("resnet20-1d")
+    res = get_method("channel-l2")(ck, None, target_macs=1.0, seed=0)
+    assert res.spec["layers"] == ck.spec["layers"]
+
+
+def test_search_unit_set_skips_units_that_overshoot():
+    sizes = {"a": 50, "b": 30, "c": 10, "d": 5}
+
+    def without(removed):
+        return 100 - sum(sizes[u] for u in removed)
+
+    # target 40: removing a (->50) then b would undershoot (20), c -> 40 hits it
+    res = search_unit_set(["a", "b", "c", "d"], without, 100, 0.4)
+    assert res.setting == ["a", "c"] and res.macs == 40
+    with pytest.raises(EdgepruneError, match="nearest achievable is 0.4500"):
+        search_unit_set(["a", "d"], without, 100, 0.3)
+
+
+def test_search_ratio_refines_across_a_jump():
+    # two layer sets of 10 MACs each plus a fixed 80: a uniform ratio jumps 20 at once
+    def probe(r_lo, r_hi, k):
+        per = [r_hi if i < k else r_lo for i in range(2)]
+        return 80 + sum(10 if r < 0.5 else 0 for r in per)
+
+    res = search_ratio(probe, 100, 0.9, n_sets=2, max_ratio=0.9)
+    assert res.macs == 90 and res.setting[2] == 1
+    assert within(res.macs, 90)
