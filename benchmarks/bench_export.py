@@ -101,8 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "bench_export.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("EDGEPRUNE_QUIET", "1")
-    per_key = args.per_key or (20 if args.quick else 120)
-    epochs = args.epochs or (2 if args.quick else 10)
+    per_key = args.per_key or (20 if args.quick else 60)
+    epochs = args.epochs or (2 if args.quick else 4)
     snrs = [10, 18] if args.quick else list(range(0, 20, 2))
     iters = {1: 50 if args.quick else 400, 64: 10 if args.quick else 100}
     from export.onnx_export import export_checkpoint

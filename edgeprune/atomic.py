@@ -48,10 +48,38 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        # a write that failed part-way (no space, file too large, I/O error): one clear line
+        raise EdgepruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed writer of ``path`` left beside it (``.NAME.*`` from atomic_path).
+
+    Call it only where no other process is writing ``path`` (e.g. when resuming
+    a run that was killed). Returns the removed paths.
+    """
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{glob_escape(path.name)}.*"):
+            if p.is_file():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -74,7 +74,18 @@ def save_checkpoint(path: str | Path, spec: dict[str, Any], state_dict: dict, me
     if train_state is not None:
         obj["train_state"] = train_state
     with atomic_path(path, suffix=".tmp") as tmp:
+        torch_save(obj, tmp, path)
+
+
+def torch_save(obj, tmp, path) -> None:
+    """torch.save to ``tmp``; a failed write (no space, file too large) is one clear EdgepruneError."""
+    import torch
+
+    try:
         torch.save(obj, tmp)
+    except RuntimeError as exc:  # torch reports I/O failures of its zip writer as RuntimeError
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise EdgepruneError(f"cannot write {path}: {first}") from exc
 
 
 class Checkpoint:
@@ -99,10 +110,14 @@ class Checkpoint:
         """The model with its weights loaded, in eval mode."""
         from .models import build_model
 
-        model = build_model(self.spec)
+        try:
+            model = build_model(self.spec)
+        except (RuntimeError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EdgepruneError(f"checkpoint {self.path}: its spec does not build a model ({first})") from exc
         try:
             model.load_state_dict(self.state_dict, strict=True)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise EdgepruneError(f"checkpoint {self.path}: weights do not fit its spec ({first})") from exc
         return model.eval()
@@ -149,6 +164,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgepruneError(f"checkpoint {path} is damaged: state_dict is not a dict of tensors")
     if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
         raise EdgepruneError(f"checkpoint {path} is damaged: metadata lacks the class list")
+    if len(meta["classes"]) != spec["num_classes"] or not all(isinstance(c, str) for c in meta["classes"]):
+        raise EdgepruneError(f"checkpoint {path} is damaged: its metadata names {len(meta['classes'])} classes "
+                             f"but the model has {spec['num_classes']} outputs")
     return Checkpoint(spec, state, meta, obj.get("train_state"), path)
 
 

@@ -18,7 +18,6 @@ any extra timings, such as GPU compute vs host-device copies, in
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 

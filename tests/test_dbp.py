@@ -77,10 +77,14 @@ def test_dbp_on_a_2d_model(toy_dataset):
     spec = make_spec("resnet20", 64, 4)
     torch.manual_seed(0)
     ck = Checkpoint(spec, build_model(spec).state_dict(), make_meta(spec, toy_dataset.classes))
-    res = get_method("dbp")(ck, toy_dataset, target_macs=0.5, seed=0, probe_steps=30, probe_train=64,
-                            probe_val=32)
+    from edgeprune.pruning.reassembly import spec_macs
+
     base = ck.meta["macs"]
-    assert abs(res.lineage["macs_after"] - 0.5 * base) <= 0.02 * 0.5 * base
+    keep = [i for i, l in enumerate(spec["layers"]) if l.get("role") == "unit" and i not in (5, 8, 9)]
+    fraction = spec_macs(spec, keep) / base          # 2-D ResNet20 units are 1/9 of the MACs: a reachable target
+    res = get_method("dbp")(ck, toy_dataset, target_macs=fraction, seed=0, probe_steps=30, probe_train=64,
+                            probe_val=32)
+    assert abs(res.lineage["macs_after"] - fraction * base) <= 0.02 * fraction * base
 
 
 def test_dbp_needs_data_and_target():

@@ -80,3 +80,29 @@ def test_bad_specs():
         validate_spec(spec)
     with pytest.raises(EdgepruneError, match="collapsed"):
         infer_shapes(dict(make_spec("cnn1d", 64, 11), input=[2, 16]))
+
+
+def _narrow(spec, frac=0.5):
+    for l in spec["layers"]:
+        if l["type"] == "basic_block":
+            l["mid"] = max(1, int(l["mid"] * frac))
+    return spec
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_analytic_costs_match_the_built_model(name):
+    """spec_stats (analytic, torch-free) == the hook counter and torch's parameter count, per layer too."""
+    from edgeprune.models.spec import layer_costs, spec_stats
+
+    for length, classes in ((128, 11), (1024, 24)):
+        for spec in (make_spec(name, length, classes), _narrow(make_spec(name, length, classes))):
+            model = build_model(spec)
+            st = spec_stats(spec)
+            total, per = count_macs(model, per_layer=True)
+            assert st["macs"] == total
+            assert st["params"] == count_params(model)
+            assert st["weight_layers"] == sum(
+                1 for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)))
+            for i, c in enumerate(layer_costs(spec)):
+                assert c["macs"] == per.get(i, 0)
+                assert c["params"] == count_params(model.layers[i])

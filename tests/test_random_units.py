@@ -46,9 +46,14 @@ def test_random_removes_only_removable_units_and_keeps_weights():
 def test_random_on_cnn1d_2d_resnet_forward():
     from edgeprune.pruning.random_units import random_units
 
-    for name in ("cnn1d", "resnet20"):
+    from edgeprune.pruning.reassembly import spec_macs
+
+    for name, gone in (("cnn1d", [1, 2]), ("resnet20", [5, 8, 9])):
         ck = _ckpt(name)
-        res = random_units(ck, None, target_macs=0.5, seed=0)
+        keep = [i for i, l in enumerate(ck.spec["layers"]) if l.get("role") == "unit" and i not in gone]
+        fraction = spec_macs(ck.spec, keep) / ck.meta["macs"]      # reachable with whole units
+        res = random_units(ck, None, target_macs=fraction, seed=0)
+        assert abs(res.lineage["macs_after"] - fraction * ck.meta["macs"]) <= 0.02 * fraction * ck.meta["macs"]
         net = build_model(res.spec)
         net.load_state_dict(res.state_dict, strict=True)
         assert net.eval()(torch.randn(2, 2, 64)).shape == (2, 4)

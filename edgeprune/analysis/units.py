@@ -54,14 +54,11 @@ _REPAIRABLE = {"conv", "res_stack"}
 
 def discover_units(spec: dict[str, Any]) -> list[Unit]:
     """The ordered units of a spec (stem first when the model has one)."""
-    from ..models.macs import count_macs
-    from ..models.net import EdgeNet
-    from ..models.spec import infer_shapes, validate_spec
+    from ..models.spec import infer_shapes, layer_costs, validate_spec
 
     validate_spec(spec)
     shapes = [tuple(spec["input"])] + [tuple(s) for s in infer_shapes(spec)]
-    model = EdgeNet(spec)
-    _, per_layer = count_macs(model, per_layer=True)
+    costs = layer_costs(spec)  # analytic: no model is built (this runs for every candidate in budget searches)
     units: list[Unit] = []
     for i, layer in enumerate(spec["layers"]):
         role = layer.get("role")
@@ -79,8 +76,7 @@ def discover_units(spec: dict[str, Any]) -> list[Unit]:
             removable = layer["type"] in _REPAIRABLE
         units.append(Unit(
             layer=i, position=len(units), stage=int(layer.get("stage", 0)), removable=removable,
-            transition=transition, macs=int(per_layer.get(i, 0)),
-            params=int(sum(p.numel() for p in model.layers[i].parameters())),
+            transition=transition, macs=costs[i]["macs"], params=costs[i]["params"],
             type=layer["type"], role=role, in_shape=in_shape, out_shape=out_shape))
     return units
 

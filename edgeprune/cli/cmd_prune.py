@@ -30,6 +30,11 @@ def register(sub, common):
     add_analysis_options(p)
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra method option (VALUE parsed as JSON when possible); repeatable")
+    p.add_argument("--target-latency", type=float, default=None, metavar="MS",
+                   help="layer pruning to meet this median latency per batch (ms) on --target")
+    p.add_argument("--target", default=None, help="device profile for --target-latency (see `edgeprune targets`)")
+    p.add_argument("--latency-model", default=None,
+                   help="a fitted latency model (edgeprune latency-model fit); default: calibrate on this machine")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune for this many epochs afterwards")
     p.add_argument("--distill", action="store_true", help="fine-tune with distillation from the unpruned model")
     add_seed(p)
@@ -66,57 +71,26 @@ def _options(args) -> dict:
 
 
 def run_prune(args):
-    from pathlib import Path
+    from ..pruning.apply import prune_checkpoint
 
-    from ..checkpoint import load_checkpoint, make_meta, save_checkpoint
-    from ..data.readers import load_dataset
-    from ..errors import EdgepruneError
-    from ..models.macs import model_stats
-    from ..pruning.registry import get_method
-
-    out = Path(args.out)
-    if out.is_dir():
-        raise EdgepruneError(f"--out {out} is a folder; give a checkpoint file name")
-    if args.finetune_epochs < 0:
-        raise EdgepruneError("--finetune-epochs must be >= 0")
-    if (args.finetune_epochs or args.distill) and not args.data:
-        raise EdgepruneError("fine-tuning needs --data")
-    if args.distill and not args.finetune_epochs:
-        raise EdgepruneError("--distill needs --finetune-epochs > 0")
-    method = get_method(args.method)
-    ckpt = load_checkpoint(args.model)
-    data = load_dataset(args.data) if args.data else None
-    res = method(ckpt, data, target_macs=args.target_macs, seed=args.seed, **_options(args))
-    before, after = model_stats(ckpt.spec), model_stats(res.spec)
-    meta = make_meta(res.spec, ckpt.classes, normalization=ckpt.meta.get("normalization", "none"))
-    for key in ("dataset", "split"):
-        if key in ckpt.meta:
-            meta[key] = ckpt.meta[key]
-    lineage = dict(res.lineage)
-    lineage.setdefault("op", "prune")
-    lineage.setdefault("method", args.method)
-    lineage.setdefault("parent_sha256", ckpt.sha256())
-    lineage.setdefault("macs_before", before["macs"])
-    lineage.setdefault("macs_after", after["macs"])
-    meta["lineage"] = list(ckpt.meta.get("lineage", [])) + [lineage]
-    save_checkpoint(out, res.spec, res.state_dict, meta)
-    doc = {"checkpoint": str(out), "method": args.method, "model_before": ckpt.spec["name"],
-           "model_after": res.spec["name"], "before": before, "after": after,
-           "macs_reduction": 1 - after["macs"] / before["macs"],
-           "params_reduction": 1 - after["params"] / before["params"],
-           "kept_units": res.lineage.get("kept_units"), "finetune": None}
-    if args.finetune_epochs:
-        from ..training.finetune import finetune
-
-        doc["finetune"] = finetune(out, data, args.finetune_epochs, out, seed=args.seed,
-                                   distill_from=ckpt if args.distill else None)
-    lines = [f"pruned {ckpt.spec['name']} with {args.method} -> {res.spec['name']}",
+    doc = prune_checkpoint(args.model, args.out, method=args.method, data=args.data, target_macs=args.target_macs,
+                           target_latency=args.target_latency, target=args.target,
+                           latency_model=args.latency_model, seed=args.seed, finetune_epochs=args.finetune_epochs,
+                           distill=args.distill, **_options(args))
+    before, after, out = doc["before"], doc["after"], doc["checkpoint"]
+    ckpt_name, method = doc["model_before"], args.method
+    lines = [f"pruned {ckpt_name} with {method} -> {doc['model_after']}",
              f"MACs   {before['macs']:>12,} -> {after['macs']:>12,} (-{100 * doc['macs_reduction']:.1f}%)",
              f"params {before['params']:>12,} -> {after['params']:>12,} (-{100 * doc['params_reduction']:.1f}%)",
              f"units  {before['units']:>12} -> {after['units']:>12}   weight layers {before['weight_layers']} -> "
              f"{after['weight_layers']}"]
     if doc["kept_units"] is not None:
         lines.append(f"kept units {doc['kept_units']}")
+    lat = doc.get("latency")
+    if lat:
+        lines.append(f"latency budget {lat['budget_ms']:.3f} ms on {lat['target']} ({lat['backend']}, batch {lat['batch']}, "
+                     f"{lat['threads']} thread(s)): predicted {lat['predicted_ms']:.3f} ms, measured {lat['measured_ms']:.3f} ms "
+                     f"({lat['error_vs_budget_pct']:+.1f}% vs budget; {'meets' if lat['meets_budget'] else 'MISSES'} it)")
     if doc["finetune"]:
         f = doc["finetune"]
         lines.append(f"fine-tuned {args.finetune_epochs} epochs: val acc {f['val_acc']:.4f}"

@@ -48,13 +48,20 @@ def _emit(args, res):
     emit(args, doc, text)
 
 
+def _stage_log():
+    """The study's per-stage lines go to stderr like progress bars, so --quiet silences them too."""
+    from ..progress import is_quiet
+
+    return (lambda msg: None) if is_quiet() else None
+
+
 def run_compare(args):
     from ..study.runner import run_study
 
-    _emit(args, run_study(args.config, args.out))
+    _emit(args, run_study(args.config, args.out, log=_stage_log()))
 
 
 def run_demo(args):
     from ..study.runner import quickstart_config, run_study
 
-    _emit(args, run_study(args.config or quickstart_config(), args.out))
+    _emit(args, run_study(args.config or quickstart_config(), args.out, log=_stage_log()))

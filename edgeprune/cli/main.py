@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:  # a file that cannot be read or written: permission, no space, not a folder ...
+        if debug:
+            raise
+        what = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgeprune: error: {what}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except MemoryError:
         if debug:
             raise

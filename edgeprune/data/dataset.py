@@ -44,6 +44,8 @@ class SignalDataset:
         if x.shape[2] < 8:
             raise EdgepruneError(f"frames of {x.shape[2]} samples are too short (at least 8)")
         if x.dtype != np.float32:
+            if x.dtype == bool or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+                raise EdgepruneError(f"frames must be real numbers (I and Q rows), got dtype {x.dtype}")
             self.x = x = x.astype(np.float32)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(x):
@@ -55,6 +57,8 @@ class SignalDataset:
         if snr.ndim != 1 or len(snr) != len(x):
             raise EdgepruneError(f"SNR must be a vector of {len(x)} entries, got shape {snr.shape}")
         self.snr = snr.astype(np.float32)
+        if len(snr) and not np.isfinite(self.snr).all():
+            raise EdgepruneError(f"{int((~np.isfinite(self.snr)).sum())} SNR value(s) are NaN or Inf")
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise EdgepruneError("class names must be a non-empty list without duplicates")
         self.classes = [str(c) for c in self.classes]

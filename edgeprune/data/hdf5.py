@@ -29,6 +29,21 @@ def _open(path: Path):
         f = h5py.File(path, "r")
     except OSError as exc:
         raise EdgepruneError(f"{path} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+    try:
+        return _check_layout(f, path)
+    except EdgepruneError:
+        f.close()
+        raise
+    except _H5_ERRORS as exc:  # a damaged file can fail anywhere inside h5py
+        f.close()
+        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {type(exc).__name__}: "
+                             f"{(str(exc).splitlines() or [''])[0]}") from exc
+
+
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
+
+
+def _check_layout(f, path: Path):
     missing = [k for k in ("X", "Y", "Z") if k not in f]
     if missing:
         keys = list(f.keys())
@@ -61,9 +76,20 @@ def scan_labels(f) -> tuple[np.ndarray, np.ndarray]:
     n = y_ds.shape[0]
     labels = np.empty(n, np.int64)
     for lo in range(0, n, SCAN_ROWS):
-        block = np.asarray(y_ds[lo:lo + SCAN_ROWS])
+        try:
+            block = np.asarray(y_ds[lo:lo + SCAN_ROWS], dtype=np.float64)
+        except (TypeError, ValueError, OSError) as exc:
+            raise EdgepruneError(f"{f.filename}: Y is not a numeric one-hot label matrix ({exc})") from exc
+        if not ((block == 0) | (block == 1)).all() or not (block.sum(axis=1) == 1).all():
+            bad = lo + int(np.flatnonzero(~(((block == 0) | (block == 1)).all(axis=1) & (block.sum(axis=1) == 1)))[0])
+            raise EdgepruneError(f"{f.filename}: Y row {bad} is not one-hot (labels must be rows of 0s with a single 1)")
         labels[lo:lo + len(block)] = block.argmax(axis=1)
-    snr = np.asarray(z_ds[...], dtype=np.float32).reshape(-1)
+    try:
+        snr = np.asarray(z_ds[...], dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError, OSError) as exc:
+        raise EdgepruneError(f"{f.filename}: Z is not a numeric SNR column ({exc})") from exc
+    if not np.isfinite(snr).all():
+        raise EdgepruneError(f"{f.filename}: Z (the SNR column) holds NaN or Inf values")
     return labels, snr
 
 
@@ -115,8 +141,11 @@ def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = No
             block = np.asarray(x_ds[a:b], dtype=np.float32)
             x[pos:pos + (b - a)] = block.transpose(0, 2, 1)
             pos += b - a
-    except OSError as exc:
-        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {exc}") from exc
+    except EdgepruneError:
+        raise
+    except _H5_ERRORS as exc:
+        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {type(exc).__name__}: "
+                             f"{(str(exc).splitlines() or [''])[0]}") from exc
     finally:
         f.close()
     lut = np.full(len(names), -1, np.int64)
@@ -135,6 +164,11 @@ def hdf5_summary(path: str | Path) -> dict:
         names = class_names(f["Y"].shape[1])
         labels, snr = scan_labels(f)
         shape = [2, int(f["X"].shape[1])]
+    except EdgepruneError:
+        raise
+    except _H5_ERRORS as exc:
+        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {type(exc).__name__}: "
+                             f"{(str(exc).splitlines() or [''])[0]}") from exc
     finally:
         f.close()
     return {"classes": names, "labels": labels, "snr": snr, "frame_shape": shape,

@@ -30,7 +30,7 @@ ALLOWED_GLOBALS = {
 def _latin1_encode(text, encoding="latin1", errors="strict"):
     """Stand-in for ``_codecs.encode`` (how Python 3 protocol-2 pickles store bytes): latin1 only."""
     if not isinstance(text, str) or encoding.lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
-        raise EdgepruneError(f"refusing to load the pickle: it calls _codecs.encode with {encoding!r}")
+        raise EdgepruneError(f"refusing to load the pickle: it calls _codecs.encode with {str(encoding)[:40]!r}")
     return text.encode("latin1")
 
 
@@ -55,7 +55,7 @@ class SafeUnpickler(pickle.Unpickler):
                     module.replace("numpy.core", "numpy._core")
                 return getattr(importlib.import_module(alt), name)
         raise EdgepruneError(
-            f"refusing to load the pickle: it references the global '{module}.{name}', which is not "
+            f"refusing to load the pickle: it references the global {f'{module}.{name}'[:80]!r}, which is not "
             "needed for numpy arrays (the file may be malicious or not an RML dataset)")
 
 
@@ -89,8 +89,9 @@ def read_rml_pickle(path: str | Path, classes=None, min_snr: float | None = None
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
             AttributeError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise EdgepruneError(f"{path} is not a readable RML pickle (truncated or corrupt?): "
-                             f"{type(exc).__name__}: {exc}") from exc
+                             f"{type(exc).__name__}: {first}") from exc
     if not isinstance(obj, dict) or not obj:
         raise EdgepruneError(f"{path} is not an RML dataset: expected a non-empty dict "
                              f"{{(modulation, snr): array}}, got {type(obj).__name__}")

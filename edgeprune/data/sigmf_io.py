@@ -105,6 +105,8 @@ def _builtin_meta(meta_path: Path) -> dict:
         raise EdgepruneError(f"{meta_path} is empty")
     try:
         meta = json.loads(text)
+    except RecursionError as exc:
+        raise EdgepruneError(f"{meta_path} is not SigMF metadata (JSON nested too deeply)") from exc
     except json.JSONDecodeError as exc:
         raise EdgepruneError(f"{meta_path} is not valid SigMF JSON (truncated?): {exc}") from exc
     if not isinstance(meta, dict) or not isinstance(meta.get("global"), dict):
@@ -144,20 +146,37 @@ def open_recording(path: str | Path, backend: str = "auto") -> Recording:
     meta = _builtin_meta(meta_path)
     if backend == "sigmf":
         meta = _sigmf_meta(meta_path)
+    try:
+        return _recording(meta, meta_path, data_path)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        raise EdgepruneError(f"{meta_path}: malformed SigMF metadata ({type(exc).__name__}: "
+                             f"{(str(exc).splitlines() or [''])[0]})") from exc
+
+
+def _recording(meta: dict, meta_path: Path, data_path: Path) -> Recording:
     g = meta["global"]
+    if not isinstance(g, dict):
+        raise EdgepruneError(f"{meta_path} is not SigMF metadata: 'global' is not an object")
     datatype = g.get("core:datatype")
-    if not datatype:
+    if not datatype or not isinstance(datatype, str):
         raise EdgepruneError(f"{meta_path} has no core:datatype")
     is_complex, dt, scale = parse_datatype(datatype)
     if int(g.get("core:num_channels", 1) or 1) != 1:
         raise EdgepruneError(f"{meta_path}: multi-channel recordings are not supported (core:num_channels > 1)")
     captures = meta.get("captures") or [{}]
+    if not isinstance(captures, list) or not isinstance(captures[0], dict):
+        raise EdgepruneError(f"{meta_path}: 'captures' must be a list of objects")
     header = int(captures[0].get("core:header_bytes", 0) or 0)
     trailing = int(g.get("core:trailing_bytes", 0) or 0)
+    if header < 0 or trailing < 0:
+        raise EdgepruneError(f"{meta_path}: core:header_bytes and core:trailing_bytes must not be negative")
     item = dt.itemsize * (2 if is_complex else 1)
     usable = data_path.stat().st_size - header - trailing
     if usable < 0:
         raise EdgepruneError(f"{data_path} is shorter than its declared header")
+    if usable % item:
+        raise EdgepruneError(f"{data_path} holds {usable} bytes of samples, not a whole number of "
+                             f"{item}-byte {datatype} samples (truncated or the wrong datatype?)")
     n = usable // item
     annotations = [a for a in (meta.get("annotations") or []) if isinstance(a, dict)]
     sr = g.get("core:sample_rate")

@@ -115,6 +115,15 @@ def infer_shapes(spec: dict[str, Any]) -> list[tuple[int, ...]]:
 
 def validate_spec(spec: Any) -> dict[str, Any]:
     """Check a spec's structure and consistency; return it. Raises EdgepruneError."""
+    try:
+        return _validate_spec(spec)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        # a spec read from a file is untrusted: a malformed value is the user's problem, in one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise EdgepruneError(f"model spec is malformed ({type(exc).__name__}: {first})") from exc
+
+
+def _validate_spec(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise EdgepruneError("model spec must be a dict")
     for key in ("name", "family", "dim", "input", "num_classes", "layers"):
@@ -157,3 +166,60 @@ def unit_indices(spec: dict[str, Any]) -> list[int]:
 
 def clone(spec: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(spec)
+
+
+def layer_costs(spec: dict[str, Any]) -> list[dict[str, int]]:
+    """Per-layer MACs (conv + linear multiply-accumulates per frame), parameters and weight layers.
+
+    Computed from the spec alone (torch-free, microseconds); equal to the
+    hook-based counter in :mod:`edgeprune.models.macs` (checked in tests).
+    """
+    dim = spec["dim"]
+    shapes = [tuple(int(v) for v in spec["input"])] + infer_shapes(spec)
+    out = []
+    for i, l in enumerate(spec["layers"]):
+        t = l["type"]
+        s_in, s_out = shapes[i], shapes[i + 1]
+        macs = params = weights = 0
+        if t == "conv":
+            kk = l["k"] ** dim
+            pos = _numel(s_out[1:])
+            macs = pos * l["out"] * l["in"] * kk
+            params = l["out"] * l["in"] * kk + (l["out"] if l["bias"] else 0) + (2 * l["out"] if l["bn"] else 0)
+            weights = 1
+        elif t == "basic_block":
+            kk = 3 ** dim
+            pos = _numel(s_out[1:])
+            macs = pos * l["mid"] * l["in"] * kk + pos * l["out"] * l["mid"] * kk
+            params = l["mid"] * l["in"] * kk + 2 * l["mid"] + l["out"] * l["mid"] * kk + 2 * l["out"]
+            weights = 2
+        elif t == "res_stack":
+            pos = _numel(s_in[1:])
+            c = l["out"]
+            macs = pos * c * l["in"] + 4 * pos * c * c * l["k"]
+            params = c * l["in"] + 2 * c + 4 * (c * c * l["k"] + 2 * c)
+            weights = 5
+        elif t == "linear":
+            macs = l["in"] * l["out"]
+            params = l["in"] * l["out"] + l["out"] + (2 * l["out"] if l["bn"] else 0)
+            weights = 1
+        out.append({"macs": macs, "params": params, "weight_layers": weights})
+    return out
+
+
+def _numel(shape) -> int:
+    n = 1
+    for v in shape:
+        n *= int(v)
+    return n
+
+
+def spec_stats(spec: dict[str, Any]) -> dict[str, int]:
+    """Params, MACs, prunable units and weight layers of a spec, without building it."""
+    costs = layer_costs(spec)
+    return {
+        "params": sum(c["params"] for c in costs),
+        "macs": sum(c["macs"] for c in costs),
+        "units": len(unit_indices(spec)),
+        "weight_layers": sum(c["weight_layers"] for c in costs),
+    }

@@ -36,7 +36,6 @@ ordinary spec checkpoint.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from ..errors import EdgepruneError, require

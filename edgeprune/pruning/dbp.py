@@ -179,8 +179,8 @@ def dbp(ckpt, data, *, target_macs=None, seed: int = 0, tolerance: float | None 
     else:
         gains = {r["layer"]: r["gain"] for r in rows}
         removed = [l for l in order if gains[l] < float(gain_threshold)]
-        keep = [r["layer"] for r in rows if r["layer"] not in set(removed) and r["position"] >= 0]
-        keep = [l for l in keep if ckpt.spec["layers"][l].get("role") == "unit"]
+        keep = [r["layer"] for r in rows
+                if r["layer"] not in set(removed) and ckpt.spec["layers"][r["layer"]].get("role") == "unit"]
         new_spec, new_state, report = reassemble(ckpt.spec, ckpt.state_dict, keep, transition=transition, seed=seed)
     unused = sorted(k for k, v in options.items() if v is not None)
     if unused:

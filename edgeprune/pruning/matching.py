@@ -157,49 +157,76 @@ def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, frac
 
 
 def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], int], base_macs: int,
-                    fraction: float, tol: float = DEFAULT_TOLERANCE, what: str = "depth pruning") -> MatchResult:
+                    fraction: float, tol: float = DEFAULT_TOLERANCE, what: str = "depth pruning",
+                    budget: int = 400) -> MatchResult:
     """Choose units to remove, in ``order``, so the MACs land within ``tol`` of the target.
 
     ``macs_without(removed)`` returns the real MACs of the model without the
-    listed units (so re-initialised or forced layers are accounted for). The
-    walk removes unit ``u`` unless that would take the MACs below
-    ``(1 - tol) x target``, and stops once the MACs are at most
-    ``(1 + tol) x target``. The returned ``setting`` is the list of removed
+    listed units (so re-initialised or forced layers are accounted for).
+    The result is the first feasible removal set in the method's priority
+    order: a depth-first walk that removes the next unit in ``order`` unless
+    that would take the MACs below ``(1 - tol) x target``, stops as soon as
+    the MACs are within the window, and backtracks when a branch cannot reach
+    it (its first path is the plain greedy walk). At most ``budget`` MACs
+    evaluations are made. The returned ``setting`` is the list of removed
     units, in removal order.
     """
     fraction = check_target(fraction)
     tol = check_tolerance(tol)
     target = fraction * base_macs
-    removed: list[Any] = []
-    steps: list[dict[str, Any]] = []
-    macs = base_macs
+    order = list(order)
     floor, ceil = target * (1 - tol), target * (1 + tol)
-    skipped = 0
-    best_below = None
-    for u in order:
+    steps: list[dict[str, Any]] = []
+    memo: dict[tuple, int] = {}
+    nearest = [base_macs]
+
+    def cost(removed: list[Any]) -> int:
+        key = tuple(sorted(map(str, removed)))
+        if key not in memo:
+            if len(memo) >= budget:
+                raise _Budget()
+            memo[key] = int(macs_without(list(removed)))
+            steps.append({"removed": list(removed), "macs": memo[key]})
+            if abs(memo[key] - target) < abs(nearest[0] - target):
+                nearest[0] = memo[key]
+        return memo[key]
+
+    def walk(i: int, removed: list[Any], macs: int):
         if macs <= ceil:
-            break
-        after = int(macs_without(removed + [u]))
-        if after < floor:
-            steps.append({"unit": u, "macs": after, "removed": False})
-            skipped += 1
-            if best_below is None or after > best_below:
-                best_below = after
-            continue
-        removed.append(u)
-        macs = after
-        steps.append({"unit": u, "macs": macs, "removed": True})
-    if not within(macs, target, tol):
-        nearest = macs
-        if best_below is not None and abs(best_below - target) < abs(macs - target):
-            nearest = best_below
-        if skipped == 0:
+            return removed, macs if macs >= floor else None
+        if i >= len(order) or cost(removed + order[i:]) > ceil:
+            return None             # even removing everything left is not enough
+        for j in range(i, len(order)):
+            after = cost(removed + [order[j]])
+            if after < floor:
+                continue
+            found = walk(j + 1, removed + [order[j]], after)
+            if found is not None and found[1] is not None:
+                return found
+        return None
+
+    smallest = cost(order)
+    found = None
+    if smallest <= ceil:
+        try:
+            found = walk(0, [], base_macs)
+        except _Budget:
+            found = None
+    if found is None or found[1] is None:
+        if smallest > ceil:
             hint = (" (every removable unit is already removed; the stem, the head and the units the "
                     "reassembly must keep stay)")
+            near = smallest
         else:
             hint = " (the units are too coarse for this target; try a nearby target or a looser tolerance)"
-        raise _unreachable(what, fraction, nearest / base_macs, tol, hint)
-    return MatchResult(removed, int(macs), base_macs, target, steps)
+            near = nearest[0]
+        raise _unreachable(what, fraction, near / base_macs, tol, hint)
+    removed, macs = found
+    return MatchResult(list(removed), int(macs), base_macs, target, steps)
+
+
+class _Budget(Exception):
+    pass
 
 
 def match_depth(spec: dict[str, Any], state_dict: dict, order: Sequence[int], fraction: float,
@@ -216,17 +243,13 @@ def match_depth(spec: dict[str, Any], state_dict: dict, order: Sequence[int], fr
 
     units = [u.layer for u in discover_units(spec) if u.role == "unit"]
     base_macs = int(model_stats(spec)["macs"])
-    memo: dict[tuple, int] = {}
 
     def keep_of(removed) -> list[int]:
         gone = set(removed)
         return [l for l in units if l not in gone]
 
     def macs_without(removed) -> int:
-        key = tuple(sorted(removed))
-        if key not in memo:
-            memo[key] = int(model_stats(plan_layers(spec, keep_of(removed), transition)[0])["macs"])
-        return memo[key]
+        return int(model_stats(plan_layers(spec, keep_of(removed), transition)[0])["macs"])
 
     match = search_unit_set(list(order), macs_without, base_macs, fraction, tol, what)
     new_spec, new_state, report = reassemble(spec, state_dict, keep_of(match.setting), transition=transition,

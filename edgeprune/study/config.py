@@ -85,18 +85,20 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     cfg: dict[str, dict[str, Any]] = {}
     for section in raw:
         if section not in SCHEMA:
-            raise EdgepruneError(f"{where}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+            raise EdgepruneError(f"{where}: unknown section {str(section)[:40]!r} (known: {', '.join(SCHEMA)})")
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
             raise EdgepruneError(f"{where}: [{section}] must be a table")
         for key in given:
             if key not in keys:
-                raise EdgepruneError(f"{where}: unknown key {key!r} in [{section}] (known: {', '.join(keys)})")
+                raise EdgepruneError(f"{where}: unknown key {str(key)[:40]!r} in [{section}] (known: {', '.join(keys)})")
         out = {}
         for key, (typ, default) in keys.items():
             if key in given:
                 v = given[key]
+                if v is None and default is not None:
+                    raise EdgepruneError(f"{where}: [{section}] {key} must not be empty (null)")
                 out[key] = v if v is None else _check_type(section, key, v, typ)
             else:
                 out[key] = copy.deepcopy(default)
@@ -120,7 +122,27 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
             raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} (onnxruntime, torch, tensorrt)")
     if not cfg["prune"]["methods"]:
         raise EdgepruneError(f"{where}: [prune] methods is empty")
+    _check_items(where, "prune", "methods", cfg["prune"]["methods"], str, "method names")
+    _check_items(where, "data", "snrs", cfg["data"]["snrs"], (int, float), "SNR levels in dB")
+    _check_items(where, "profile", "threads", cfg["profile"]["threads"], int, "thread counts")
+    if any(t < 1 for t in cfg["profile"]["threads"]):
+        raise EdgepruneError(f"{where}: [profile] threads must be positive integers")
+    split = cfg["data"]["split"]
+    _check_items(where, "data", "split", split, (int, float), "fractions")
+    if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1) > 1e-6:
+        raise EdgepruneError(f"{where}: [data] split must be three fractions (train, val, test) summing to 1, "
+                             f"got {split!r}")
+    for sec, key, low in (("data", "per_key", 1), ("train", "epochs", 0), ("train", "batch_size", 1),
+                          ("finetune", "epochs", 0), ("profile", "iters", 1), ("profile", "warmup", 0)):
+        if cfg[sec][key] < low:
+            raise EdgepruneError(f"{where}: [{sec}] {key} must be at least {low}, got {cfg[sec][key]}")
     return cfg
+
+
+def _check_items(where: str, section: str, key: str, values: list, typ, what: str) -> None:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, typ):
+            raise EdgepruneError(f"{where}: [{section}] {key} must list {what}, got {v!r}"[:300])
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -129,7 +151,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise EdgepruneError(f"study config {path} does not exist")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
     cfg = normalise(raw, str(path))
     if cfg["data"]["file"]:
@@ -137,7 +159,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if not f.is_absolute():
             f = (path.parent / f).resolve()
         cfg["data"]["file"] = str(f)
+        if not f.exists():
+            raise EdgepruneError(f"{path}: [data] file {f} does not exist")
     if cfg["model"]["checkpoint"]:
         c = Path(cfg["model"]["checkpoint"]).expanduser()
         cfg["model"]["checkpoint"] = str(c if c.is_absolute() else (path.parent / c).resolve())
+        if not Path(cfg["model"]["checkpoint"]).is_file():
+            raise EdgepruneError(f"{path}: [model] checkpoint {cfg['model']['checkpoint']} does not exist")
     return cfg

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..atomic import atomic_path, write_json, write_text
 
-MARKERS = {"baseline": "*", "layer": "o", "dbp": "s", "random": "x", "channel-l1": "^", "channel-l2": "v",
+MARKERS = {"baseline": "*", "layer": "o", "layer+kd": "P", "dbp": "s", "random": "x", "channel-l1": "^", "channel-l2": "v",
            "channel-fpgm": "<", "channel-bn": ">"}
 
 

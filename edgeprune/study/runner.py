@@ -128,32 +128,35 @@ class Study:
         mid = model_id(method, target)
         pruned = self.out / "models" / f"{_file_id(mid)}.pruned.pt"
         final = self.out / "models" / f"{_file_id(mid)}.pt"
-        pkey = stage_key("prune", method, target, base_key, p, self.seed, plan["plan"] if plan else None)
+        base_method, distill = split_method(method)
+        # the "+kd" variant prunes exactly like its base method: share the pruned checkpoint
+        pruned = self.out / "models" / f"{_file_id(model_id(base_method, target))}.pruned.pt"
+        pkey = stage_key("prune", base_method, target, base_key, p, self.seed, plan["plan"] if plan else None)
 
         def run_prune():
-            from ..checkpoint import make_meta, save_checkpoint
+            from ..checkpoint import save_checkpoint
+            from ..pruning.apply import pruned_meta
             from ..pruning.registry import get_method
 
             ck = load_checkpoint(base)
-            fn = get_method(method)
+            fn = get_method(base_method)
             opts: dict[str, Any] = {}
-            if method == "layer":
+            if base_method == "layer":
                 opts = {"plan": plan["plan"], "transition": p["transition"]}
             res = fn(ck, data, target_macs=float(target), seed=self.seed, **opts)
-            meta = make_meta(res.spec, ck.classes, normalization=ck.meta.get("normalization", "none"),
-                             dataset=ck.meta.get("dataset"),
-                             lineage=list(ck.meta.get("lineage", [])) + [dict(res.lineage, parent_sha256=file_sha256(base))])
+            res.lineage.setdefault("method", base_method)
+            meta = pruned_meta(ck, res)
             save_checkpoint(pruned, res.spec, res.state_dict, meta)
             return {"path": str(pruned), "macs": meta["macs"], "params": meta["params"]}
 
-        self.cache.run(f"prune {mid}", pkey, run_prune, [pruned])
-        fkey = stage_key("finetune", pkey, f, self.seed)
+        self.cache.run(f"prune {model_id(base_method, target)}", pkey, run_prune, [pruned])
+        fkey = stage_key("finetune", pkey, f, distill, self.seed)
 
         def run_finetune():
             from ..training.finetune import finetune
 
             r = finetune(pruned, data_path_of(self), f["epochs"], final, lr=f["lr"], l1=f["l1"], seed=self.seed,
-                         distill_from=base if f["distill"] else None, threads=self.threads)
+                         distill_from=base if (f["distill"] or distill) else None, threads=self.threads)
             return {"path": str(final), "result": {k: v for k, v in r.items() if not isinstance(v, (dict, list))}}
 
         self.cache.run(f"finetune {mid}", fkey, run_finetune, [final])
@@ -225,7 +228,7 @@ class Study:
             for backend, models in runs:
                 res = profile(models, backends=(backend,), batches=pr["batch"], threads=pr["threads"],
                               warmup_iters=pr["warmup"], iters=pr["iters"], duration_ms=None,
-                              seed=self.seed, show_progress=True)
+                              seed=self.seed, show_progress=True, allow_empty=True)
                 for rec in res["records"]:
                     mid, prec = by_path.get(str(Path(rec["path"]).resolve()), (rec.get("model"), "fp32"))
                     rec["model_id"] = mid
@@ -262,6 +265,12 @@ class Study:
         bck = load_checkpoint(base)
         entries.append({"id": "baseline", "method": "baseline", "target": 1.0, "checkpoint": base, "key": base_key,
                         "pruned": None})
+        from ..pruning.registry import methods as known_methods
+
+        for method in self.cfg["prune"]["methods"]:
+            if split_method(method)[0] not in known_methods():
+                raise EdgepruneError(f"[prune] unknown method {method!r}; choose from: {', '.join(sorted(known_methods()))} "
+                                     f"(add '+kd' for distillation)")
         for method in self.cfg["prune"]["methods"]:
             for target in self.cfg["prune"]["targets"]:
                 try:
@@ -305,6 +314,14 @@ class Study:
         return {"results": results, **paths}
 
 
+def split_method(method: str) -> tuple[str, bool]:
+    """``"layer+kd"`` -> ("layer", True): the method, fine-tuned with distillation from the baseline."""
+    base, _, suffix = method.partition("+")
+    if suffix not in ("", "kd"):
+        raise EdgepruneError(f"unknown method variant {method!r} (only '+kd', distillation, is known)")
+    return base, suffix == "kd"
+
+
 def data_path_of(study: Study) -> Path:
     return study._data_path
 
@@ -312,7 +329,18 @@ def data_path_of(study: Study) -> Path:
 def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None) -> dict[str, Any]:
     """Run (or resume) the study described by ``config`` (a TOML path or a config dict) into ``out``."""
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
-    return Study(cfg, out, log).run()
+    out = Path(out)
+    fresh = not out.exists()
+    try:
+        return Study(cfg, out, log).run()
+    except BaseException:
+        # a study that fails before finishing any stage leaves no half-made folder behind;
+        # once a stage is recorded (state.json) the folder is kept so a re-run resumes
+        if fresh and out.is_dir() and not (out / "state.json").exists():
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def quickstart_config() -> Path:

@@ -31,11 +31,29 @@ class StageCache:
         self.state: dict[str, Any] = {"stages": {}}
         if self.path.exists():
             try:
-                self.state = json.loads(self.path.read_text())
-            except (json.JSONDecodeError, OSError):
+                state = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, OSError, UnicodeDecodeError, RecursionError):
+                state = None
+            if isinstance(state, dict) and isinstance(state.get("stages"), dict) \
+                    and all(isinstance(r, dict) for r in state["stages"].values()):
+                self.state = state
+            else:
                 self.log(f"note: {self.path} is unreadable; starting the study afresh")
         self.reused: list[str] = []
         self.ran: list[str] = []
+        self._clear_stale_temps()
+
+    def _clear_stale_temps(self) -> None:
+        """Remove temporary files (``.NAME.XXXXXXXX[.ext]``, from atomic writes) a killed run left behind."""
+        import re
+
+        pattern = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+        for p in self.root.rglob(".*"):
+            if p.is_file() and pattern.match(p.name):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
 
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], outputs: list[Path] | None = None) -> dict[str, Any]:
         """Run ``fn`` unless stage ``name`` already finished with this ``key`` and its outputs exist."""

@@ -177,21 +177,43 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     start_epoch = 0
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(model.state_dict())}
+    if resume and out is not None and rank == 0:
+        from ..atomic import remove_stale_temps
+
+        # a run killed while writing leaves its temporary file behind: resuming clears it
+        for f in (out, state_file):
+            remove_stale_temps(f)
     if resume and state_file is not None and state_file.exists():
+        import pickle
+
         try:
             st = torch.load(state_file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise EdgepruneError(f"cannot resume: {state_file} was refused: it holds objects other than tensors "
+                                 f"and plain data (never loaded as code); remove it to start again") from exc
         except Exception as exc:  # noqa: BLE001 - a damaged state file is a user-facing problem
-            raise EdgepruneError(f"cannot resume: {state_file} is not a readable training state ({exc}); "
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EdgepruneError(f"cannot resume: {state_file} is not a readable training state ({first}); "
                                  f"remove it to start again") from exc
-        if json.loads(st["config"]) != _resumable(cfg):
+        try:
+            same = isinstance(st, dict) and json.loads(st["config"]) == _resumable(cfg)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EdgepruneError(f"cannot resume: {state_file} is damaged ({type(exc).__name__}); "
+                                 f"remove it to start again") from exc
+        if not same:
             raise EdgepruneError(f"{state_file} was written with other training settings; remove it or rerun with the same options")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        start_epoch = int(st["epoch"]) + 1
-        history = json.loads(st["history"])
-        best = {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]),
-                "state": {k: v.to(device) for k, v in st["best_model"].items()}}
+        try:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            start_epoch = int(st["epoch"]) + 1
+            history = json.loads(st["history"])
+            best = {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]),
+                    "state": {k: v.to(device) for k, v in st["best_model"].items()}}
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EdgepruneError(f"cannot resume: {state_file} does not fit this model or is damaged ({first}); "
+                                 f"remove it to start again") from exc
         if log_path and rank == 0:
             # the log ends where the saved state ends (a killed run may have logged one epoch more)
             write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
@@ -204,6 +226,7 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     steps = max(1, math.ceil(n / bs_global))
     if steps > 1 and n - (steps - 1) * bs_global < world:
         steps -= 1  # a last batch too small to give every rank a frame is dropped (on every rank alike)
+    log_new = bool(log_path) and not Path(log_path).exists()
     log_fh = open(log_path, "a") if (log_path and rank == 0) else None
     teacher_on = teacher is not None and cfg.distill_alpha > 0
     if teacher_on:
@@ -276,6 +299,8 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     finally:
         if log_fh is not None:
             log_fh.close()
+            if log_new and os.path.getsize(log_path) == 0:
+                os.unlink(log_path)  # a run that failed before its first epoch leaves no empty log
 
     if best["epoch"] < 0:  # zero epochs: keep the given weights
         best["val_acc"] = _distributed_accuracy(model, val, cfg.eval_batch_size, device, rank, world)
@@ -320,8 +345,10 @@ def _save_state(path: Path, model, opt, sched, epoch, history, best, cfg) -> Non
         "best_model": best["state"],
         "config": json.dumps(_resumable(cfg)),
     }
+    from ..checkpoint import torch_save
+
     with atomic_path(path, suffix=".tmp") as tmp:
-        torch.save(st, tmp)
+        torch_save(st, tmp, path)
 
 
 def environment_threads() -> int:

@@ -1,0 +1,170 @@
+"""Latency-targeted layer pruning: choose the kept units so the model meets a latency budget.
+
+1. The layer plan (similarity, segments, importance) gives, for every MACs
+   fraction, the units the paper's method keeps; sweeping the fraction gives
+   a ladder of candidate architectures (specs, no weights needed).
+2. A latency model ``latency ~ a*MACs + b*layers + c`` for the target's
+   backend and batch (profiling.latency_model) predicts each candidate's
+   latency. Given one (``latency_model=path``) it is used as it is; otherwise
+   it is calibrated here: a few candidates spread over the ladder are
+   exported with random weights (latency does not depend on the values) and
+   measured on this machine, and the model is fitted on them.
+3. The largest candidate whose predicted latency fits the budget is built
+   from the trained weights; then its real latency is measured and reported
+   against the budget (and against the prediction).
+
+Only meaningful where the target's backend runs: an ONNX Runtime target on
+this machine, a TensorRT target on the board.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgepruneError
+
+
+def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, Any]:
+    from export.targets import load_target
+
+    tgt = load_target(target)
+    if tgt.backend not in ("onnxruntime", "tensorrt"):
+        raise EdgepruneError(f"target {tgt.name}: latency-targeted pruning supports onnxruntime and tensorrt backends, "
+                             f"not {tgt.backend!r}")
+    b = int(batch or (tgt.batch_profile[0] if tgt.batch_profile else 1))
+    if b < 1:
+        raise EdgepruneError("--batch must be >= 1")
+    return {"target": tgt, "backend": tgt.backend, "batch": b, "threads": int(threads or 1), "opset": tgt.opset}
+
+
+def ladder(ckpt, plan: dict[str, Any], transition: str = "keep", points: int = 40) -> list[dict[str, Any]]:
+    """Distinct candidate architectures along the MACs axis (smallest first)."""
+    import numpy as np
+
+    from ..analysis.plan import blocks_of, choose_counts, select_units
+    from ..models.macs import model_stats
+    from .reassembly import plan_layers
+
+    blocks = blocks_of(plan, plan["segments"]["bounds"])
+    scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for f in np.linspace(0.01, 1.0, points):
+        try:
+            counts, _ = choose_counts(ckpt.spec, blocks, scores, target_macs=float(f), transition=transition)
+        except EdgepruneError:
+            continue  # below the smallest reachable model
+        chosen, _ = select_units(ckpt.spec, ckpt.state_dict, plan, counts)
+        kept = tuple(sorted(u for b in chosen for u in b))
+        if kept in seen:
+            continue
+        seen.add(kept)
+        spec = plan_layers(ckpt.spec, list(kept), transition)[0]
+        st = model_stats(spec)
+        out.append({"fraction": float(f), "kept": list(kept), "spec": spec, "macs": st["macs"],
+                    "layers": st["weight_layers"], "params": st["params"]})
+    if not out:
+        raise EdgepruneError("no candidate architecture could be formed from the plan")
+    out.sort(key=lambda c: c["macs"])
+    return out
+
+
+def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: int, seed: int) -> list[dict[str, Any]]:
+    """Export each spec (random weights) and time it on the target's backend; profiler records."""
+    import torch
+
+    from export.onnx_export import torch_to_onnx
+    from profiling.harness import profile
+
+    from ..models import build_model
+
+    with tempfile.TemporaryDirectory(prefix="edgeprune-lat-") as tmp:
+        paths = []
+        for i, spec in enumerate(specs):
+            torch.manual_seed(seed + i)
+            model = build_model(spec).eval()
+            p = Path(tmp) / f"cand{i}.onnx"
+            torch_to_onnx(model, int(spec["input"][-1]), p, opset=setup["opset"])
+            paths.append(str(p))
+        res = profile(paths, backends=(setup["backend"],), batches=(setup["batch"],), threads=(setup["threads"],),
+                      warmup_iters=max(5, iters // 10), iters=iters, duration_ms=None, seed=seed, show_progress=True)
+    by_path = {r["path"]: r for r in res["records"]}
+    missing = [p for p in paths if p not in by_path]
+    if missing:
+        reasons = "; ".join(sorted({s["reason"] for s in res.get("skipped", [])}))
+        raise EdgepruneError(f"could not measure candidates on {setup['backend']}: {reasons}")
+    return [by_path[p] for p in paths]
+
+
+def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model=None, plan=None,
+                     transition: str = "keep", batch: int | None = None, threads: int | None = None,
+                     calib_points: int = 6, iters: int = 200, seed: int = 0, **analysis_options):
+    """Layer-prune ``ckpt`` to meet ``budget_ms`` (median latency per batch) on ``target``.
+
+    Returns a PruneResult whose ``info`` holds the prediction, the measured
+    latency, the error against the budget and the latency model's fit quality.
+    """
+    from profiling.latency_model import LatencyModel
+
+    from ..analysis.plan import analyze, check_plan, load_plan
+    from .layer import layer_prune
+
+    if not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
+        raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
+    setup = _target_setup(target, batch, threads)
+    if isinstance(plan, (str, Path)):
+        plan = load_plan(plan)
+    if plan is None:
+        if data is None:
+            raise EdgepruneError("latency-targeted pruning without --plan needs --data to analyse the model")
+        plan = analyze(ckpt, data, seed=seed, transition=transition, **analysis_options)
+    check_plan(plan, ckpt.spec)
+    cands = ladder(ckpt, plan, transition)
+
+    quality = None
+    if latency_model is not None:
+        lm = LatencyModel.load(latency_model, backend=setup["backend"], batch=setup["batch"], threads=setup["threads"])
+        source = str(latency_model)
+    else:
+        import numpy as np
+
+        idx = sorted(set(np.linspace(0, len(cands) - 1, min(calib_points, len(cands))).round().astype(int).tolist()))
+        specs = [cands[i]["spec"] for i in idx] + [ckpt.spec]
+        records = _measure_specs(specs, setup, iters, seed)
+        if len(records) < 3:
+            raise EdgepruneError("too few distinct architectures to calibrate a latency model")
+        lm = LatencyModel.fit(records)
+        source = f"calibrated on {len(records)} architectures here"
+    quality = getattr(lm, "quality", None)
+    for c in cands:
+        c["predicted_ms"] = float(lm.predict(c["macs"], c["layers"]))
+    fitting = [c for c in cands if c["predicted_ms"] <= budget_ms]
+    if not fitting:
+        fastest = min(cands, key=lambda c: c["predicted_ms"])
+        raise EdgepruneError(f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms on "
+                             f"{setup['target'].name} (batch {setup['batch']}); the fastest candidate is predicted at "
+                             f"{fastest['predicted_ms']:.3f} ms ({fastest['macs']:,} MACs)")
+    best = max(fitting, key=lambda c: (c["macs"], c["layers"]))
+    res = layer_prune(ckpt, data, plan=plan, target_macs=best["fraction"], transition=transition, seed=seed)
+    from ..models.macs import model_stats
+
+    if model_stats(res.spec)["macs"] != best["macs"]:  # pragma: no cover - guards the ladder's logic
+        raise EdgepruneError("internal: the chosen candidate could not be rebuilt from the plan")
+    measured = _measure_specs([res.spec], setup, iters, seed)[0]
+    info = {
+        "budget_ms": float(budget_ms), "target": setup["target"].name, "backend": setup["backend"],
+        "batch": setup["batch"], "threads": setup["threads"],
+        "predicted_ms": best["predicted_ms"], "measured_ms": measured["median_ms"],
+        "measured_p90_ms": measured.get("p90_ms"),
+        "error_vs_budget_pct": 100 * (measured["median_ms"] - budget_ms) / budget_ms,
+        "error_vs_prediction_pct": 100 * (measured["median_ms"] - best["predicted_ms"]) / best["predicted_ms"],
+        "meets_budget": measured["median_ms"] <= budget_ms,
+        "latency_model": {"source": source, "quality": quality},
+        "candidates": [{k: c[k] for k in ("fraction", "macs", "layers", "predicted_ms")} for c in cands],
+    }
+    res.lineage = dict(res.lineage, target_latency=info["budget_ms"], latency_target=setup["target"].name,
+                       predicted_ms=info["predicted_ms"], measured_ms=info["measured_ms"])
+    res.info = dict(res.info, latency=info)
+    return res
