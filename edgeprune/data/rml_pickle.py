@@ -87,8 +87,8 @@ def read_rml_pickle(path: str | Path, classes=None, min_snr: float | None = None
             obj = safe_load(fh)
     except EdgepruneError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
-            AttributeError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy's constructors fed damaged state raise almost anything
+        # (ValueError, TypeError, SystemError, RecursionError ...): whatever it is, the file is not readable
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise EdgepruneError(f"{path} is not a readable RML pickle (truncated or corrupt?): "
                              f"{type(exc).__name__}: {first}") from exc

@@ -58,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     eval_batch_size: int = 512
+    bn_warmup_batches: int = 4    # BN running statistics set from this many batches before epoch 1 (0 = off)
     device: str = "cpu"           # "cpu", "cuda" or "cuda:N" (the training device; not part of resume checks)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -125,6 +126,39 @@ def _sync_buffers(model: nn.Module, world: int) -> None:
                 b.div_(world)
             else:
                 torch.distributed.broadcast(b, 0)
+
+
+def bn_warm_start(model: nn.Module, x: np.ndarray, batch_size: int, batches: int, seed: int, device) -> None:
+    """Set every BatchNorm layer's running statistics to their average over a few training batches.
+
+    PyTorch starts running variances at 1. RML-style L1-normalised frames
+    (values ~1e-2) give activation variances near 1e-5, so with momentum 0.1 the
+    initial value dominates evaluation for hundreds of steps: short runs (a demo,
+    fine-tuning) then score at chance although they learn. Warm-started
+    statistics fix that, and after pruning they recalibrate the kept layers to
+    their new inputs. Deterministic: the frames come from ``seed``.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or len(x) < 2:
+        return
+    order = np.random.default_rng([seed, 7919]).permutation(len(x))[: batches * batch_size]
+    saved = [m.momentum for m in bns]
+    was_training = model.training
+    model.train()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the warm-up batches
+    try:
+        with torch.no_grad():
+            for i in range(0, len(order), batch_size):
+                idx = np.sort(order[i:i + batch_size])
+                if len(idx) < 2:
+                    break
+                model(torch.from_numpy(x[idx]).to(device))
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was_training)
 
 
 def _bn_l1(model: nn.Module) -> torch.Tensor:
@@ -218,6 +252,9 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
             # the log ends where the saved state ends (a killed run may have logged one epoch more)
             write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
     # else: nothing to resume, train from scratch (the final file is overwritten atomically)
+    if start_epoch == 0 and cfg.bn_warmup_batches > 0:
+        bn_warm_start(model, train.x, cfg.batch_size, cfg.bn_warmup_batches, cfg.seed, device)
+        best["state"] = copy.deepcopy(model.state_dict())
 
     n = len(train)
     bs_global = cfg.batch_size
