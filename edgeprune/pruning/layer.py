@@ -8,7 +8,6 @@ Without a plan the analysis runs first (it needs data).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..errors import EdgepruneError
 from .registry import PruneResult, register
@@ -35,28 +34,51 @@ def layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int 
             plan = load_plan(plan)
         check_plan(plan, ckpt.spec)
         transition = transition or plan.get("transition") or "keep"
-        if budget_given:
-            scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
-            blocks = blocks_of(plan, plan["segments"]["bounds"])
-            counts, mode = choose_counts(ckpt.spec, blocks, scores, keep=keep, keep_units=keep_units,
-                                         target_macs=target_macs, transition=transition)
-            scorer = None
-            if search == "exhaustive":
-                from ..analysis.importance import TransplantScorer
-
-                scorer = TransplantScorer(ckpt.spec, ckpt.state_dict, plan["importance"]["proxy"], seed=plan["seed"])
-            chosen, _ = select_units(ckpt.spec, ckpt.state_dict, plan, counts, search=search, scorer=scorer)
-            kept = sorted(u for b in chosen for u in b)
-        else:
-            counts, mode = plan["keep"]["counts"], plan["keep"]["mode"]
-            kept = list(plan["kept_units"])
     else:
         transition = transition or "keep"
         if data is None:
             raise EdgepruneError("layer pruning without --plan needs --data to analyse the model")
         plan = analyze(ckpt, data, similarity=similarity, segments=segments, max_segments=max_segments,
-                       importance=importance, batches=batches, batch_size=batch_size, seed=seed, keep=keep,
-                       keep_units=keep_units, target_macs=target_macs, transition=transition, search=search)
+                       importance=importance, batches=batches, batch_size=batch_size, seed=seed,
+                       transition=transition, search=search)
+    resegmented = None
+    if budget_given:
+        scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
+        bounds = [tuple(b) for b in plan["segments"]["bounds"]]
+        try:
+            counts, mode = choose_counts(ckpt.spec, blocks_of(plan, bounds), scores, keep=keep,
+                                         keep_units=keep_units, target_macs=target_macs, transition=transition)
+        except EdgepruneError as exc:
+            # A low MACs target can be out of reach because every block keeps a unit: segment the
+            # plan's similarity sequence into fewer blocks (the same Fisher programme) until it fits.
+            if target_macs is None or "unreachable" not in str(exc):
+                raise
+            counts = None
+            from ..analysis.plan import as_array
+            from ..analysis.segmentation import column_sums, segment as fisher_segment
+
+            seq = column_sums(as_array(plan["similarity"]["matrix"]))
+            for k in range(len(bounds) - 1, 0, -1):
+                trial = [tuple(b) for b in fisher_segment(seq, k).bounds]
+                try:
+                    counts, mode = choose_counts(ckpt.spec, blocks_of(plan, trial), scores,
+                                                 target_macs=target_macs, transition=transition)
+                except EdgepruneError:
+                    continue
+                resegmented = {"from": len(bounds), "to": k}
+                bounds = trial
+                break
+            if counts is None:
+                raise
+        plan = dict(plan, segments=dict(plan["segments"], bounds=[list(b) for b in bounds], k=len(bounds)))
+        scorer = None
+        if search == "exhaustive":
+            from ..analysis.importance import TransplantScorer
+
+            scorer = TransplantScorer(ckpt.spec, ckpt.state_dict, plan["importance"]["proxy"], seed=plan["seed"])
+        chosen, _ = select_units(ckpt.spec, ckpt.state_dict, plan, counts, search=search, scorer=scorer)
+        kept = sorted(u for b in chosen for u in b)
+    else:
         counts, mode = plan["keep"]["counts"], plan["keep"]["mode"]
         kept = list(plan["kept_units"])
     new_spec, new_state, rep = reassemble(ckpt.spec, ckpt.state_dict, kept, transition=transition, seed=seed)
@@ -67,6 +89,7 @@ def layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int 
         "op": "prune", "method": "layer", "parent_sha256": ckpt.sha256(), "parent_model": ckpt.spec["name"],
         "plan": plan_ref if plan_ref else summary, "plan_summary": summary, "kept_units": rep["kept_units"],
         "forced": rep["forced"], "reinit": rep["reinit"], "transition": transition, "seed": seed,
+        "resegmented": resegmented,
         "macs_before": rep["macs_before"], "macs_after": rep["macs_after"],
         "params_before": rep["params_before"], "params_after": rep["params_after"],
     }
