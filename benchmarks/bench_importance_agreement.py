@@ -16,7 +16,6 @@ the relative score gap of the per-unit choice over the exhaustive optimum
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys

@@ -27,12 +27,7 @@ FORMAT = "edgeprune-checkpoint"
 VERSION = 1
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from .digest import file_sha256  # noqa: E402,F401  (re-exported: edgeprune.checkpoint.file_sha256)
 
 
 def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1", **extra) -> dict[str, Any]:
@@ -58,8 +53,6 @@ def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1
 
 def save_checkpoint(path: str | Path, spec: dict[str, Any], state_dict: dict, meta: dict[str, Any],
                     train_state: dict[str, Any] | None = None) -> None:
-    import torch
-
     if len(meta.get("classes", [])) != spec["num_classes"]:
         raise EdgepruneError(
             f"checkpoint metadata names {len(meta.get('classes', []))} classes but the model has {spec['num_classes']} outputs")

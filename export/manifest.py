@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,7 @@ FORMATS = ("onnx", "tensorrt")
 
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from edgeprune.digest import file_sha256 as sha256_file  # noqa: E402,F401  (torch-free)
 
 
 def file_entry(path: str | Path) -> dict[str, Any]:

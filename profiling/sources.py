@@ -25,14 +25,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from edgeprune.digest import file_sha256  # noqa: E402,F401  (torch-free)
 
 
 @dataclass
