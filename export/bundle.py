@@ -116,8 +116,8 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
             if emeta_path.is_file():
                 try:
                     emeta = json.loads(emeta_path.read_text())
-                except (OSError, json.JSONDecodeError) as exc:
-                    raise EdgepruneError(f"engine metadata {emeta_path} is not readable JSON: {exc}") from exc
+                except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
+                    raise EdgepruneError(f"engine metadata {emeta_path} is not readable JSON: {_first_line(exc)}") from exc
                 shutil.copyfile(emeta_path, stage / "model.engine.json")
             shutil.copyfile(engine, stage / "model.engine")
             prec = emeta.get("precision", tgt.default_precision)
@@ -241,12 +241,13 @@ def _safe_extract(archive: Path, dest: Path) -> None:
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise EdgepruneError(f"{archive} is not a readable tar.gz bundle: {exc}") from exc
+        raise EdgepruneError(f"{archive} is not a readable tar.gz bundle: {_first_line(exc)}") from exc
     with tar:
         try:
             members = tar.getmembers()
         except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
-            raise EdgepruneError(f"{archive} is not a readable tar.gz bundle (truncated or corrupt?): {exc}") from exc
+            raise EdgepruneError(f"{archive} is not a readable tar.gz bundle (truncated or corrupt?): "
+                                 f"{_first_line(exc)}") from exc
         seen = set()
         for m in members:
             name = m.name
@@ -283,7 +284,14 @@ def _safe_extract(archive: Path, dest: Path) -> None:
                 with src, open(target, "xb") as fh:
                     shutil.copyfileobj(src, fh)
             except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
-                raise EdgepruneError(f"{archive}: cannot extract {flat!r} (truncated or corrupt?): {exc}") from exc
+                raise EdgepruneError(f"{archive}: cannot extract {flat!r} (truncated or corrupt?): "
+                                     f"{_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (tarfile lists every method it tried, one per line)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(":") if text else type(exc).__name__
 
 
 def zlib_error():
@@ -298,6 +306,8 @@ def _read_manifest(root: Path, source: Path) -> dict[str, Any]:
         raise EdgepruneError(f"{source} is not a bundle: it has no {MANIFEST}")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except RecursionError as exc:
+        raise EdgepruneError(f"{source}: {MANIFEST} is not a bundle manifest (JSON nested too deeply)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgepruneError(f"{source}: {MANIFEST} is not valid JSON ({exc})") from exc
     return validate_manifest(manifest, f"{source}/{MANIFEST}")

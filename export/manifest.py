@@ -72,7 +72,7 @@ def validate_manifest(m: Any, where: str = "manifest.json") -> dict[str, Any]:
     if not m["variants"]:
         raise EdgepruneError(f"{where}: the bundle has no model variants")
     for i, var in enumerate(m["variants"]):
-        if not isinstance(var, dict) or var.get("file") not in m["files"]:
+        if not isinstance(var, dict) or not isinstance(var.get("file"), str) or var["file"] not in m["files"]:
             raise EdgepruneError(f"{where}: variant {i} names a file that is not in 'files'")
         if var.get("format") not in FORMATS:
             raise EdgepruneError(f"{where}: variant {i} has unknown format {var.get('format')!r}")

@@ -114,7 +114,10 @@ class Predictor:
             self.providers = ["TensorRT"]
 
     def _onnx_meta(self) -> dict[str, Any]:
-        raw = self._session.get_modelmeta().custom_metadata_map
+        try:
+            raw = self._session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError as exc:
+            raise EdgepruneError(f"{self.source}: the model's metadata is not valid UTF-8 (damaged file?)") from exc
         out = {}
         for k, v in raw.items():
             try:
@@ -136,7 +139,11 @@ class Predictor:
     # inference ----------------------------------------------------------
     def check_frames(self, frames) -> np.ndarray:
         """Validate and return frames as float32 (N, 2, L); (2, L) becomes (1, 2, L)."""
-        x = np.asarray(frames)
+        try:
+            x = np.asarray(frames)
+        except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+            raise EdgepruneError(f"frames must be a numeric array of shape (N, 2, {self.length}) "
+                                 f"(got something numpy cannot make one array of)") from exc
         if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise EdgepruneError(f"frames must be real numbers (float32), got dtype {x.dtype}")
         if x.ndim == 2:

@@ -105,7 +105,7 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
         raise EdgepruneError(f"{where}: a target must be a TOML table")
     for key in data:
         if key not in _TOP:
-            raise EdgepruneError(f"{where}: unknown key '{key}' (known: {', '.join(_TOP)})")
+            raise EdgepruneError(f"{where}: unknown key {str(key)[:40]!r} (known: {', '.join(_TOP)})")
     for key, (typ, required) in _TOP.items():
         if key not in data:
             if required:
@@ -149,7 +149,7 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
     batch = data.get("batch", {})
     for key in batch:
         if key not in _BATCH:
-            raise EdgepruneError(f"{where}: unknown key 'batch.{key}' (known: {', '.join(_BATCH)})")
+            raise EdgepruneError(f"{where}: unknown key {('batch.' + str(key))[:46]!r} (known: {', '.join(_BATCH)})")
     for key, typ in _BATCH.items():
         if key in batch:
             _check_type(where, f"batch.{key}", batch[key], typ)

@@ -208,6 +208,8 @@ def load_models(path: str | Path) -> list[LatencyModel]:
         raise EdgepruneError(f"latency model file {path} does not exist")
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as exc:
+        raise EdgepruneError(f"latency model file {path} is not a latency model (JSON nested too deeply)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgepruneError(f"latency model file {path} is not valid JSON ({exc})") from exc
     if not isinstance(obj, dict) or obj.get("kind") != KIND or not isinstance(obj.get("models"), list):

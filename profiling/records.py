@@ -76,7 +76,9 @@ def load_results(path: str | Path) -> dict:
         raise EdgepruneError(f"results file {path} is a folder, not a file")
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
+        raise EdgepruneError(f"results file {path} is not a results file (JSON nested too deeply)") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgepruneError(f"results file {path} is not valid JSON ({exc})") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("records"), list):
         raise EdgepruneError(f"{path} is not an edgeprune latency results file (no 'records' list)")

@@ -182,6 +182,8 @@ def load_plan(path) -> dict[str, Any]:
         raise EdgepruneError(f"plan {path} does not exist")
     try:
         plan = json.loads(path.read_text())
+    except RecursionError as exc:
+        raise EdgepruneError(f"plan {path} is not an edgeprune plan (JSON nested too deeply)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgepruneError(f"plan {path} is not readable JSON: {exc}") from exc
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:

@@ -38,10 +38,10 @@ def _emit(args, res):
            "seconds": res["results"]["seconds"]}
     text = None
     if not getattr(args, "json", False):
-        from ..study.report import markdown_table
+        from ..study.report import text_table
 
         keys, rows = headline(res["results"])
-        text = "\n".join(markdown_table(keys, rows) + [
+        text = "\n".join(text_table(keys, rows) + [
             "",
             f"stages run: {len(doc['stages']['ran'])}, reused: {len(doc['stages']['reused'])}; {doc['seconds']} s",
             f"report: {doc['report_md']} and {doc['report_html']}; data: {doc['results_json']}"])

@@ -14,7 +14,24 @@ from .registry import PruneResult, register
 
 
 @register("layer", "the paper's layer pruning: similarity + Fisher segmentation + importance, then reassembly")
-def layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int = 0, plan=None, keep=None,
+def layer_prune(ckpt, data=None, **kwargs) -> PruneResult:
+    """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage.
+
+    Takes the options of :func:`_layer_prune`. A given ``plan`` (a path or a
+    dict) is user input: a malformed one gives one EdgepruneError, never a
+    KeyError or TypeError from deep inside.
+    """
+    if kwargs.get("plan") is None:
+        return _layer_prune(ckpt, data, **kwargs)
+    try:
+        return _layer_prune(ckpt, data, **kwargs)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise EdgepruneError(f"the plan is damaged or malformed ({type(exc).__name__}: {first}); "
+                             f"make a new one with 'edgeprune analyze'") from exc
+
+
+def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int = 0, plan=None, keep=None,
                 keep_units: int | None = None, transition: str | None = None, similarity: str = "cka-unbiased",
                 segments="auto", max_segments: int | None = None, importance: str = "synflow",
                 search: str = "per-unit", batches: int = 5, batch_size: int = 128, **options) -> PruneResult:

@@ -86,6 +86,24 @@ def markdown_table(keys, rows) -> list[str]:
     return lines
 
 
+def text_table(keys, rows) -> list[str]:
+    """A compact terminal table: one line per model, latency with speed-up per measured setting."""
+    labels = [key_label(k) for k in keys]
+    head = f"{'model':<18} {'MMACs':>7} {'params':>9} {'layers':>6} {'acc %':>6}"
+    for lb in labels:
+        head += f"  {lb:>24}"
+    lines = [head]
+    for r in rows:
+        acc = f"{100 * r['accuracy']:.2f}" if r.get("accuracy") is not None else "-"
+        line = f"{r['id']:<18} {r['macs'] / 1e6:>7.2f} {r['params']:>9,} {_fmt(r['layers']):>6} {acc:>6}"
+        for lb in labels:
+            ms, sp = r["latency_ms"].get(lb), r["speedup"].get(lb)
+            cell = "-" if ms is None else f"{ms:.3f} ms ({sp:.2f}x)" if sp else f"{ms:.3f} ms"
+            line += f"  {cell:>24}"
+        lines.append(line)
+    return lines
+
+
 def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
     """Ids on the (lower latency, higher accuracy) Pareto front."""
     front = []

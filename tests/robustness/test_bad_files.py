@@ -232,7 +232,6 @@ def test_bundle_manifests(tmp_path, capsys, shared):
                 outputs=[tmp_path / "r.json"], name=f"manifest {label}: profile")
 
 
-@pytest.mark.xfail(strict=True, reason="export/bundle.py: json.loads RecursionError escapes (fix after 17:45)")
 def test_bundle_manifest_nested_too_deep(tmp_path, capsys, shared):
     frames = tmp_path / "frames.npy"
     np.save(frames, np.zeros((2, 2, shared["length"]), np.float32))
@@ -254,7 +253,6 @@ def test_bundle_archives(tmp_path, capsys, shared):
         refuses(capsys, ["predict", p, "--input", frames], name=f"bundle archive {label}: predict")
 
 
-@pytest.mark.xfail(strict=True, reason="export/bundle.py: tarfile's multi-line error reaches the user (fix after 17:45)")
 @pytest.mark.parametrize("label", ["empty", "random", "magic+random"])
 def test_bundle_archives_not_gzip(tmp_path, capsys, shared, label):
     frames = tmp_path / "frames.npy"
@@ -370,9 +368,9 @@ DEEP = b"[" * 200000 + b"]" * 200000        # valid JSON that overflows a recurs
 @pytest.mark.parametrize("reader", [
     "sigmf meta",
     "study state.json",
-    pytest.param("plan.json", marks=pytest.mark.xfail(strict=True, reason="analysis/plan.py: RecursionError (after 17:45)")),
-    pytest.param("profile results", marks=pytest.mark.xfail(strict=True, reason="profiling/records.py: RecursionError (after 17:45)")),
-    pytest.param("latency model", marks=pytest.mark.xfail(strict=True, reason="profiling/latency_model.py: RecursionError (after 17:45)")),
+    "plan.json",
+    "profile results",
+    "latency model",
 ])
 def test_json_nested_too_deep(tmp_path, capsys, shared, reader):
     """JSON nested deeper than Python's recursion limit is refused in one line, not a RecursionError."""
@@ -421,7 +419,6 @@ def test_damaged_study_state(tmp_path):
         assert ok, (label, notes, cache.state)
 
 
-@pytest.mark.xfail(strict=True, reason="export/predictor.py: non-UTF-8 ONNX metadata raises UnicodeDecodeError (after 17:45)")
 def test_onnx_metadata_not_utf8(tmp_path, capsys, shared):
     """An ONNX file whose edgeprune metadata bytes are not UTF-8 (found by fuzzing) is refused cleanly."""
     blob = shared["onnx"].read_bytes()
@@ -434,7 +431,6 @@ def test_onnx_metadata_not_utf8(tmp_path, capsys, shared):
     refuses(capsys, ["predict", p, "--input", frames], name="onnx metadata not utf-8: predict")
 
 
-@pytest.mark.xfail(strict=True, reason="export/targets.py: a key with a newline makes a two-line message (after 17:45)")
 def test_target_key_with_newline(tmp_path, capsys, shared):
     """Found by fuzzing: TOML allows quoted keys with newlines; the message must stay one line."""
     from export.targets import builtin_dirs
@@ -445,7 +441,6 @@ def test_target_key_with_newline(tmp_path, capsys, shared):
     refuses(capsys, ["targets", "--targets-dir", d], name="target toml key with a newline: targets")
 
 
-@pytest.mark.xfail(strict=True, reason="export/manifest.py: a variant 'file' that is a table raises TypeError (after 17:45)")
 def test_manifest_variant_file_not_a_string(tmp_path, capsys, shared):
     """Found by fuzzing: a variant whose 'file' is a JSON object."""
     frames = tmp_path / "frames.npy"

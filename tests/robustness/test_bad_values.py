@@ -128,7 +128,6 @@ def test_predict_bad_frames(tmp_path, capsys, shared, label):
     refuses(capsys, ["predict", shared["onnx"], "--input", p], name=f"predict (onnx) frames {label}")
 
 
-@pytest.mark.xfail(strict=True, reason="export/predictor.py: a ragged list raises numpy's ValueError (fix after 17:45)")
 def test_predictor_api_bad_frames(shared):
     from export.predictor import Predictor
 

@@ -272,7 +272,6 @@ def test_fuzz_model_spec(shared):
     run()
 
 
-@pytest.mark.xfail(strict=True, reason="export/bundle.py: tarfile's multi-line error reaches the user (fix after 17:45)")
 def test_fuzz_bundle_archive(scratch, shared):
     from export.bundle import open_bundle
 
@@ -375,7 +374,6 @@ def test_fuzz_profile_results_and_latency_models(scratch):
     run()
 
 
-@pytest.mark.xfail(strict=True, reason="pruning/layer.py: a malformed plan raises KeyError/TypeError (fix after 17:45)")
 def test_fuzz_plan_with_layer_pruning(scratch, shared):
     """A plan whose values are mutated (model name and spec hash intact) is refused or used correctly."""
     from edgeprune.analysis.plan import analyze
