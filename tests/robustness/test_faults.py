@@ -24,8 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pytest
 
 from .tally import check_error_output, record, refuses
 
@@ -203,10 +201,8 @@ def _unwritable_targets(tmp_path):
 
 def test_unwritable_outputs_fail_cleanly(tmp_path, capsys, shared):
     ck, data, onnx = shared["ckpt"], shared["data"], shared["onnx"]
-    from .test_faults import STUDY as study_cfg
-
     cfg = tmp_path / "s.toml"
-    cfg.write_text(study_cfg)
+    cfg.write_text(STUDY)
     for label, base in _unwritable_targets(tmp_path):
         commands = {
             "data synth": ["data", "synth", "--per-key", "2", "--length", "64", "--out", f"{base}.npz"],
