@@ -50,16 +50,19 @@ def blocks_for(spec, k):
     return [units[i:i + size] for i in range(0, len(units), size)]
 
 
-def run(models, seeds, rs, segments):
+def run(models, seeds, rs, segments, checkpoints=()):
     from edgeprune.analysis.importance import (TransplantScorer, select_exhaustive, select_per_unit,
                                                unit_scores)
     from edgeprune.models import make_spec
 
+    from edgeprune.checkpoint import load_checkpoint
+
     rows = []
-    for name in models:
-        spec = make_spec(name, 128, 11)
+    jobs = [(name, make_spec(name, 128, 11), None) for name in models]
+    jobs += [(f"{load_checkpoint(c).spec['name']} (trained)", load_checkpoint(c).spec, c) for c in checkpoints]
+    for name, spec, ckpt in jobs:
         for seed in seeds:
-            sd = trained_like(spec, seed)
+            sd = load_checkpoint(ckpt).state_dict if ckpt else trained_like(spec, seed)
             scorer = TransplantScorer(spec, sd, "synflow", seed=seed)
             blocks = blocks_for(spec, segments)
             t0 = time.perf_counter()
@@ -83,7 +86,7 @@ def run(models, seeds, rs, segments):
                              "agreement": same / len(blocks), "mean_gap": sum(gaps) / len(gaps),
                              "max_gap": max(gaps), "per_unit_s": t_unit, "exhaustive_s": t_exh,
                              "exhaustive_evals": sum(math.comb(len(b), c) for b, c in zip(blocks, counts))})
-                print(f"{name:<13} seed {seed} r={r}: {same}/{len(blocks)} blocks agree, score gap "
+                print(f"{name:<22} seed {seed} r={r}: {same}/{len(blocks)} blocks agree, score gap "
                       f"mean {100 * rows[-1]['mean_gap']:.2f}% max {100 * rows[-1]['max_gap']:.2f}%, "
                       f"per-unit {t_unit:.2f} s vs exhaustive {t_exh:.2f} s", file=sys.stderr)
     return rows
@@ -95,6 +98,7 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--r", default="1,2,3")
     ap.add_argument("--segments", type=int, default=4)
+    ap.add_argument("--checkpoints", default="", help="also trained checkpoints (comma-separated)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="bench-out/importance_agreement.json")
     a = ap.parse_args(argv)
@@ -103,8 +107,10 @@ def main(argv=None):
     rs = [int(r) for r in a.r.split(",")]
     if a.quick:
         models, seeds, rs = ["resnet20-1d"], [0], [1, 2]
-    rows = run(models, seeds, rs, a.segments)
-    print(f"\n{'model':<13} {'r':>2} {'runs':>4} {'agreement':>10} {'mean gap %':>11} {'max gap %':>10} "
+    checkpoints = [c for c in a.checkpoints.split(",") if c]
+    rows = run(models, seeds, rs, a.segments, checkpoints)
+    models = models + sorted({r["model"] for r in rows if r["model"].endswith("(trained)")})
+    print(f"\n{'model':<22} {'r':>2} {'runs':>4} {'agreement':>10} {'mean gap %':>11} {'max gap %':>10} "
           f"{'per-unit s':>11} {'exhaustive s':>13}")
     summary = []
     for name in models:
@@ -117,7 +123,7 @@ def main(argv=None):
                    "per_unit_s": sum(x["per_unit_s"] for x in sel) / len(sel),
                    "exhaustive_s": sum(x["exhaustive_s"] for x in sel) / len(sel)}
             summary.append(agg)
-            print(f"{name:<13} {r:>2} {len(sel):>4} {100 * agg['agreement']:>9.1f}% {100 * agg['mean_gap']:>11.3f} "
+            print(f"{name:<22} {r:>2} {len(sel):>4} {100 * agg['agreement']:>9.1f}% {100 * agg['mean_gap']:>11.3f} "
                   f"{100 * agg['max_gap']:>10.3f} {agg['per_unit_s']:>11.2f} {agg['exhaustive_s']:>13.2f}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,11 +42,36 @@ def run_study(model: str, out: Path, reprofile: bool) -> dict:
     return run(ROOT / "configs" / f"bench-{model}.toml", out)["results"]
 
 
-def lat(results, mid, batch):
+def lat(results, mid, batch, stat="median_ms"):
     for r in results["latency"]:
         if r["model_id"] == mid and r["backend"] == "onnxruntime" and int(r["batch"]) == batch:
-            return r["median_ms"]
+            return r[stat]
     return None
+
+
+def extra_finetune(model: str, res: dict, study: Path, epochs: int) -> list[dict]:
+    """Fine-tune the >= 80%-pruned layer models (with and without distillation) for ``epochs``; cached by file."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.training.finetune import finetune
+
+    base = next(m for m in res["models"] if m["id"] == "baseline")
+    rows = []
+    for m in res["models"]:
+        if m["method"] not in ("layer", "layer+kd") or m["macs"] / base["macs"] > 0.2:
+            continue
+        pruned = study / "models" / f"{m['id'].replace('@', '-at-').replace('layer+kd', 'layer')}.pruned.pt"
+        out = study / "models" / f"{m['id'].replace('@', '-at-')}.ft{epochs}.pt"
+        if not out.exists():
+            finetune(pruned, study / "data" / "dataset.npz", epochs, out, seed=0,
+                     distill_from=study / "models" / "baseline.pt" if m["method"] == "layer+kd" else None)
+        acc = load_checkpoint(out).meta["metrics"]["test_acc"]
+        drop = 100 * (base["accuracy"] - acc)
+        rows.append({"id": m["id"], "finetune_epochs": epochs, "accuracy": acc, "drop_points": drop,
+                     "macs_reduction": 1 - m["macs"] / base["macs"], "within_1_5": drop <= 1.5})
+        print(f"issue 3 ({epochs} fine-tuning epochs): {m['id']}: {100 * rows[-1]['macs_reduction']:.1f}% fewer MACs, "
+              f"accuracy {100 * acc:.2f}% vs {100 * base['accuracy']:.2f}% ({-drop:+.2f} points; "
+              f"{'within' if drop <= 1.5 else 'NOT within'} 1.5)")
+    return rows
 
 
 def tables(model: str, res: dict) -> dict:
@@ -80,20 +105,28 @@ def tables(model: str, res: dict) -> dict:
             print(f"issue 3: {m['id']}: {100 * (1 - m['macs'] / base['macs']):.1f}% fewer MACs, accuracy "
                   f"{100 * m['accuracy']:.2f}% vs {100 * base['accuracy']:.2f}% ({-drop:+.2f} points; "
                   f"{'within' if drop <= 1.5 else 'NOT within'} 1.5)")
-    for t in sorted({m["target"] for m in res["models"] if m["method"] == "layer"}):
-        lay = next((r for r in out["rows"] if r["method"] == "layer" and r["target"] == t), None)
-        chans = [r for r in out["rows"] if r["method"].startswith("channel-") and r["target"] == t and r["b1_speedup"]]
-        if not lay or not lay["b1_speedup"] or not chans:
-            continue
-        ch = max(chans, key=lambda r: r["b1_speedup"])
-        rec = {"target": t, "layer_speedup": lay["b1_speedup"], "macs_ratio": 1 / lay["macs_fraction"],
-               "best_channel": ch["method"], "channel_speedup": ch["b1_speedup"],
-               "layer_over_channel": lay["b1_speedup"] / ch["b1_speedup"]}
-        rec["speedup_at_least_macs_ratio"] = rec["layer_speedup"] >= rec["macs_ratio"]
-        rec["at_least_1_25x_channel"] = rec["layer_over_channel"] >= 1.25
-        out["issue6"].append(rec)
-        print(f"issue 6 (ORT b1, target {t}): layer {rec['layer_speedup']:.2f}x vs MACs ratio {rec['macs_ratio']:.2f}x; "
-              f"best channel ({ch['method']}) {rec['channel_speedup']:.2f}x; layer/channel {rec['layer_over_channel']:.2f}")
+    # the machine is a shared VM whose speed shifts between rounds: report the check on the median
+    # round (what the table shows) and on the fastest run (the least disturbed estimate)
+    for stat in ("median_ms", "min_ms"):
+        base_b1 = lat(res, "baseline", 1, stat)
+        for t in sorted({m["target"] for m in res["models"] if m["method"] == "layer"}):
+            def sp(method):
+                m = next((m for m in res["models"] if m["method"] == method and m["target"] == t), None)
+                v = lat(res, m["id"], 1, stat) if m else None
+                return (base_b1 / v, m) if (v and base_b1) else (None, m)
+            lay, lm = sp("layer")
+            chans = [(x, mm) for x, mm in (sp(c) for c in ("channel-l1", "channel-l2", "channel-fpgm", "channel-bn"))
+                     if x]
+            if not lay or not chans:
+                continue
+            ch, cm = max(chans, key=lambda z: z[0])
+            ratio = base["macs"] / lm["macs"]
+            rec = {"statistic": stat, "target": t, "layer_speedup": lay, "macs_ratio": ratio,
+                   "best_channel": cm["method"], "channel_speedup": ch, "layer_over_channel": lay / ch,
+                   "speedup_at_least_macs_ratio": lay >= ratio, "at_least_1_25x_channel": lay / ch >= 1.25}
+            out["issue6"].append(rec)
+            print(f"issue 6 (ORT b1, {stat[:-3]}, target {t}): layer {lay:.2f}x vs MACs ratio {ratio:.2f}x; best channel "
+                  f"({cm['method']}) {ch:.2f}x; layer/channel {lay / ch:.2f}")
     return out
 
 
@@ -102,12 +135,17 @@ def main(argv=None):
     ap.add_argument("--models", default="resnet56-1d,resnet56")
     ap.add_argument("--study-dir", default=str(ROOT / "bench-out"))
     ap.add_argument("--reprofile", action="store_true", help="re-measure latency only (reuses every other stage)")
+    ap.add_argument("--extra-finetune", type=int, default=0, metavar="E",
+                    help="also fine-tune the >= 80%%-pruned layer models for E epochs (issue 3's accuracy check)")
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "bench_study.json"))
     a = ap.parse_args(argv)
     summary = {}
     for model in a.models.split(","):
         res = run_study(model, Path(a.study_dir) / f"study-{model}", a.reprofile)
         summary[model] = tables(model, res)
+        if a.extra_finetune:
+            summary[model]["issue3_extra"] = extra_finetune(model, res, Path(a.study_dir) / f"study-{model}",
+                                                            a.extra_finetune)
         summary[model]["machine"] = res.get("machine")
     from edgeprune.atomic import write_json
 

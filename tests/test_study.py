@@ -34,6 +34,8 @@ backends = ["onnxruntime"]
 batch = [1]
 iters = 5
 warmup = 1
+min_time_ms = 5
+rounds = 2
 """
 
 
@@ -93,6 +95,9 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     # layer and layer+kd share the pruned network; they differ only in fine-tuning
     assert models["layer@0.6"]["macs"] == models["layer+kd@0.6"]["macs"]
     assert {r["model_id"] for r in res["latency"]} == set(ids)
+    # each figure is the median of the interleaved rounds
+    for r in res["latency"]:
+        assert len(r["rounds"]) == 2 and r["median_ms"] in r["rounds"]
     assert doc["stages"]["reused"] == ["prune layer@0.6"]  # layer+kd reuses the pruned network of layer
     # a second run reuses every stage
     assert main(["compare", "--config", str(cfg), "--out", str(out), "--json", "-q"]) == 0

@@ -62,7 +62,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "threads": (list, [1]),
         "warmup": (int, 20),
         "iters": (int, 200),
-        "min_time_ms": (int, 0),
+        "min_time_ms": (int, 0),       # time every model for at least this long per round (0: just `iters`)
+        "rounds": (int, 1),            # interleaved rounds; a model's figure is its median round
     },
 }
 

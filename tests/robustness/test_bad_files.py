@@ -306,17 +306,20 @@ def test_study_config_toml(tmp_path, capsys):
     from edgeprune.study.runner import quickstart_config
 
     valid = quickstart_config().read_bytes()
-    extra = {"unknown-section": valid + b"\n[bogus]\nx = 1\n", "wrong-type": valid.replace(b"epochs = 8", b'epochs = "8"'),
+    extra = {"unknown-section": valid + b"\n[bogus]\nx = 1\n", "wrong-type": valid.replace(b"epochs = 10", b'epochs = "10"'),
              "both-data": valid.replace(b'synth = "rml2016.10a"', b'synth = "rml2016.10a"\nfile = "x.npz"'),
              "bad-target": valid.replace(b"targets = [0.3]", b"targets = [3]"),
              "missing-file": b'[data]\nfile = "nope.npz"\n',
-             "method-number": valid.replace(b'methods = ["layer", "channel-l1", "random"]', b"methods = [1]"),
+             "method-number": valid.replace(b'methods = ["layer", "dbp", "random", "channel-l1"]', b"methods = [1]"),
              "split-two": valid.replace(b"[data]", b"[data]\nsplit = [0.5, 0.5]"),
              "threads-zero": valid.replace(b"threads = [1]", b"threads = [0]"),
              "snrs-text": valid.replace(b"snrs = [-4, 0, 4, 8, 12, 16]", b'snrs = ["high"]'),
              "key-newline": valid.replace(b"[study]\n", b'[study]\n"a\\nb" = 1\n', 1)}
+    for label, blob in extra.items():
+        # a replacement that no longer matches the quickstart would leave a valid config (and run a whole study)
+        assert blob != valid, f"the {label!r} corruption no longer changes configs/quickstart.toml"
     for label, blob in {**corruptions(valid, 11), **extra}.items():
-        if label == "minus1":  # 'iters = 200' -> 'iters = 20' is still a valid config
+        if label == "minus1":  # 'iters = 100' -> 'iters = 10' is still a valid config
             continue
         p = tmp_path / f"{label}.toml"
         p.write_bytes(blob)
@@ -468,6 +471,6 @@ def test_study_config_dict_with_nulls():
         doc = {k: dict(v) for k, v in base.items()}
         doc[section][key] = None
         api_refuses(normalise, doc, name=f"study config dict {section}.{key} = null")
-    assert normalise(base)["train"]["epochs"] == 8
+    assert normalise(base)["train"]["epochs"] == 10
     with pytest.raises(EdgepruneError):
         normalise(dict(base, data={"synth": "rml2016.10a", "min_snr": "x"}))
