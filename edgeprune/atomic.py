@@ -107,3 +107,16 @@ def _json_default(obj):
 def dumps(obj, indent: int | None = 2) -> str:
     """json.dumps that understands numpy values and paths (for --json output)."""
     return json.dumps(obj, indent=indent, default=_json_default)
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """Parse a JSON file; any failure is one EdgepruneError naming ``what`` (e.g. "plan x.json").
+
+    Deeply nested documents (RecursionError in the parser) are refused too.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError as exc:
+        raise EdgepruneError(f"{what} is not valid JSON (nested too deeply)") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgepruneError(f"{what} is not valid JSON ({exc})") from exc

@@ -8,12 +8,10 @@ members that would land outside the extraction folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import shutil
-import sys
 import tarfile
 import tempfile
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune import __version__
-from edgeprune.atomic import atomic_path, write_json
+from edgeprune.atomic import atomic_path, read_json, write_json
 from edgeprune.errors import EdgepruneError
 
 from .manifest import (KIND, MANIFEST, SCHEMA_VERSION, check_file_name, file_entry,
@@ -304,12 +302,7 @@ def _read_manifest(root: Path, source: Path) -> dict[str, Any]:
     mpath = root / MANIFEST
     if not mpath.is_file() or mpath.is_symlink():
         raise EdgepruneError(f"{source} is not a bundle: it has no {MANIFEST}")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except RecursionError as exc:
-        raise EdgepruneError(f"{source}: {MANIFEST} is not a bundle manifest (JSON nested too deeply)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepruneError(f"{source}: {MANIFEST} is not valid JSON ({exc})") from exc
+    manifest = read_json(mpath, f"{source}: {MANIFEST}")
     return validate_manifest(manifest, f"{source}/{MANIFEST}")
 
 

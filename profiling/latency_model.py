@@ -18,13 +18,12 @@ Torch-free.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgeprune.atomic import write_json
+from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
 
 SCHEMA = 1
@@ -206,12 +205,7 @@ def load_models(path: str | Path) -> list[LatencyModel]:
     path = Path(path)
     if not path.exists():
         raise EdgepruneError(f"latency model file {path} does not exist")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except RecursionError as exc:
-        raise EdgepruneError(f"latency model file {path} is not a latency model (JSON nested too deeply)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepruneError(f"latency model file {path} is not valid JSON ({exc})") from exc
+    obj = read_json(path, f"latency model file {path}")
     if not isinstance(obj, dict) or obj.get("kind") != KIND or not isinstance(obj.get("models"), list):
         raise EdgepruneError(f"{path} is not an edgeprune latency model file")
     if obj.get("schema") != SCHEMA:

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-from edgeprune.atomic import write_json
+from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
 
 SCHEMA = 1
@@ -74,12 +74,7 @@ def load_results(path: str | Path) -> dict:
         raise EdgepruneError(f"results file {path} does not exist")
     if path.is_dir():
         raise EdgepruneError(f"results file {path} is a folder, not a file")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except RecursionError as exc:
-        raise EdgepruneError(f"results file {path} is not a results file (JSON nested too deeply)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepruneError(f"results file {path} is not valid JSON ({exc})") from exc
+    obj = read_json(path, f"results file {path}")
     if not isinstance(obj, dict) or not isinstance(obj.get("records"), list):
         raise EdgepruneError(f"{path} is not an edgeprune latency results file (no 'records' list)")
     if obj.get("schema", SCHEMA) != SCHEMA:

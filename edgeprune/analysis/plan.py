@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import read_json
 from ..errors import EdgepruneError
 
 PLAN_FORMAT = "edgeprune-plan"
@@ -180,12 +181,7 @@ def load_plan(path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise EdgepruneError(f"plan {path} does not exist")
-    try:
-        plan = json.loads(path.read_text())
-    except RecursionError as exc:
-        raise EdgepruneError(f"plan {path} is not an edgeprune plan (JSON nested too deeply)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepruneError(f"plan {path} is not readable JSON: {exc}") from exc
+    plan = read_json(path, f"plan {path}")
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
         raise EdgepruneError(f"{path} is not an edgeprune plan")
     for key in ("model", "spec_sha256", "units", "segments", "importance", "kept_units"):
