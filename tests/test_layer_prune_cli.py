@@ -68,7 +68,7 @@ def test_prune_budgets_and_errors(setup, capsys):
     r = _json(capsys, base + ["--keep-units", "4", "--out", str(d / "k4.pt")])
     assert r["after"]["units"] >= 4
     r = _json(capsys, base + ["--target-macs", "0.6", "--out", str(d / "t.pt")])
-    assert r["after"]["macs"] <= 0.6 * r["before"]["macs"]
+    assert abs(r["after"]["macs"] / r["before"]["macs"] - 0.6) <= 0.6 * 0.02
 
     def err(argv, text):
         assert main(argv) != 0
@@ -114,6 +114,6 @@ def test_low_target_resegments_into_fewer_blocks(tmp_path, toy_dataset):
     target = lowest + 1e-4
     res = layer_prune(ck, toy_dataset, plan=plan, target_macs=target, seed=0)
     assert res.lineage["resegmented"]["to"] < res.lineage["resegmented"]["from"] == 5
-    assert res.lineage["macs_after"] <= target * base
+    assert abs(res.lineage["macs_after"] / base - target) <= 0.02 * target
     with pytest.raises(EdgepruneError, match="unreachable"):
         layer_prune(ck, toy_dataset, plan=plan, target_macs=lowest * 0.5, seed=0)

@@ -87,10 +87,7 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     models = {m["id"]: m for m in res["models"]}
     base = models["baseline"]["macs"]
     for mid in ids[1:]:
-        if models[mid]["method"] == "channel-l1":
-            assert abs(models[mid]["macs"] / base - 0.6) <= 0.6 * 0.02 + 1e-9
-        else:  # the layer method keeps at most the target
-            assert models[mid]["macs"] <= 0.6 * base
+        assert abs(models[mid]["macs"] / base - 0.6) <= 0.6 * 0.02 + 1e-9, mid   # every method within 2%
         assert 0 <= models[mid]["accuracy"] <= 1
     # layer and layer+kd share the pruned network; they differ only in fine-tuning
     assert models["layer@0.6"]["macs"] == models["layer+kd@0.6"]["macs"]

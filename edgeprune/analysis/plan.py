@@ -38,21 +38,31 @@ def blocks_of(plan_or_units, bounds) -> list[list[int]]:
     return out
 
 
-def choose_counts(spec, blocks, scores, *, keep=None, keep_units=None, target_macs=None, transition="keep"):
-    """(counts, mode) from at most one budget option; one unit per block by default."""
-    from ..pruning.budget import check_counts, counts_for_macs, counts_for_units, parse_keep
+def choose_counts(spec, blocks, scores, *, keep=None, keep_units=None, target_macs=None, transition="keep",
+                  tolerance=None):
+    """(counts, mode, match) from at most one budget option; one unit per block by default.
+
+    ``target_macs`` lands within ``tolerance`` (default 2%) of the target, as
+    for every method of ``edgeprune prune``; ``match`` is then the
+    :class:`~edgeprune.pruning.budget.MacsChoice` (its ``chosen`` units are
+    the ones to keep), else None.
+    """
+    from ..pruning.budget import check_counts, counts_for_macs_matched, counts_for_units, parse_keep
+    from ..pruning.matching import DEFAULT_TOLERANCE
 
     given = [n for n, v in (("--keep", keep), ("--keep-units", keep_units), ("--target-macs", target_macs)) if v is not None]
     if len(given) > 1:
         raise EdgepruneError(f"give only one of {', '.join(given)}")
     ranked = [sorted(b, key=lambda i: (scores[i], i)) for b in blocks]
     if keep is not None:
-        return check_counts(parse_keep(keep), blocks), "keep"
+        return check_counts(parse_keep(keep), blocks), "keep", None
     if keep_units is not None:
-        return counts_for_units(int(keep_units), blocks), "keep-units"
+        return counts_for_units(int(keep_units), blocks), "keep-units", None
     if target_macs is not None:
-        return counts_for_macs(spec, target_macs, ranked, scores, transition)[0], "target-macs"
-    return check_counts([1 if b else 0 for b in blocks], blocks), "default"
+        tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
+        match = counts_for_macs_matched(spec, target_macs, ranked, scores, transition, tol)
+        return match.counts, "target-macs", match
+    return check_counts([1 if b else 0 for b in blocks], blocks), "default", None
 
 
 def select_units(spec, state_dict, plan, counts, *, search="per-unit", scorer=None):
@@ -69,6 +79,23 @@ def select_units(spec, state_dict, plan, counts, *, search="per-unit", scorer=No
         raise EdgepruneError("the exhaustive search needs the checkpoint and data to score combinations")
     chosen, best = select_exhaustive(blocks, counts, scorer)
     return chosen, best
+
+
+def select_for_budget(spec, state_dict, plan, counts, match, *, search="per-unit", scorer=None, transition="keep"):
+    """Kept units per block for ``counts``; with a MACs ``match`` its units, unless the exhaustive search's
+    choice (same counts, possibly other units) also lands in the MACs window."""
+    from ..pruning.matching import within
+    from ..pruning.reassembly import spec_macs
+
+    if match is None:
+        return select_units(spec, state_dict, plan, counts, search=search, scorer=scorer)
+    if search == "per-unit" or match.rule == "units":
+        return match.chosen, None
+    chosen, best = select_units(spec, state_dict, plan, counts, search=search, scorer=scorer)
+    macs = spec_macs(spec, [u for b in chosen for u in b], transition)
+    if within(macs, match.target * match.base_macs, match.tolerance):
+        return chosen, best
+    return match.chosen, None
 
 
 def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto", max_segments: int | None = None,
@@ -145,9 +172,10 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     }
     t0 = time.perf_counter()
     blocks = blocks_of(plan, seg.bounds)
-    counts, mode = choose_counts(spec, blocks, scores, keep=keep, keep_units=keep_units,
-                                 target_macs=target_macs, transition=transition)
-    chosen, best = select_units(spec, ckpt.state_dict, plan, counts, search=search, scorer=scorer)
+    counts, mode, match = choose_counts(spec, blocks, scores, keep=keep, keep_units=keep_units,
+                                        target_macs=target_macs, transition=transition)
+    chosen, best = select_for_budget(spec, ckpt.state_dict, plan, counts, match, search=search, scorer=scorer,
+                                     transition=transition)
     timings["selection_s"] = time.perf_counter() - t0
     timings["analysis_s"] = time.perf_counter() - t_all - timings["selection_s"]
     kept = sorted(u for b in chosen for u in b)
@@ -156,7 +184,7 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     after = model_stats(new_spec)
     plan.update({
         "keep": {"mode": mode, "counts": counts, "search": search, "target_macs": target_macs,
-                 "exhaustive_scores": best},
+                 "exhaustive_scores": best, "match": match.summary() if match is not None else None},
         "blocks": [{"bounds": list(b), "candidates": c, "kept": k} for b, c, k in zip(seg.bounds, blocks, chosen)],
         "kept_units": kept,
         "transition": transition,

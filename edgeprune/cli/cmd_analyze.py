@@ -37,7 +37,7 @@ def register(sub, common):
     p.add_argument("--data", required=True, help="dataset file (the checkpoint's training split is used)")
     p.add_argument("--out", required=True, help="output folder")
     add_analysis_options(p)
-    add_budget_options(p, "keep at most this fraction of the baseline MACs (e.g. 0.15)")
+    add_budget_options(p, "choose the kept units for this fraction of the baseline MACs, within 2%% (e.g. 0.15)")
     p.add_argument("--transition", choices=["keep", "reinit"], default="keep",
                    help="stage transitions: keep the trained block (default) or re-initialise it (reference)")
     p.add_argument("--no-plots", action="store_true", help="write plan.json only")

@@ -24,7 +24,7 @@ def register(sub, common):
     p.add_argument("--plan", default=None, help="plan.json from 'edgeprune analyze' (layer method)")
     from .cmd_analyze import add_analysis_options, add_budget_options
 
-    add_budget_options(p, "keep at most this fraction of the baseline MACs (e.g. 0.15 = 85%% reduction)")
+    add_budget_options(p, "this fraction of the baseline MACs, met within 2%% by every method (e.g. 0.15 = 85%% fewer)")
     p.add_argument("--transition", choices=["keep", "reinit"], default=None,
                    help="stage transitions: keep the trained block (default) or re-initialise it (reference)")
     add_analysis_options(p)

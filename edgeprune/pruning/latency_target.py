@@ -43,17 +43,19 @@ def ladder(ckpt, plan: dict[str, Any], transition: str = "keep", points: int = 4
     """Distinct candidate architectures along the MACs axis (smallest first)."""
     import numpy as np
 
-    from ..analysis.plan import blocks_of, choose_counts, select_units
+    from ..analysis.plan import blocks_of, select_units
     from ..models.macs import model_stats
+    from .budget import counts_for_macs
     from .reassembly import plan_layers
 
     blocks = blocks_of(plan, plan["segments"]["bounds"])
     scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
+    ranked = [sorted(b, key=lambda i: (scores[i], i)) for b in blocks]
     seen: set[tuple[int, ...]] = set()
     out = []
     for f in np.linspace(0.01, 1.0, points):
         try:
-            counts, _ = choose_counts(ckpt.spec, blocks, scores, target_macs=float(f), transition=transition)
+            counts, _ = counts_for_macs(ckpt.spec, float(f), ranked, scores, transition)  # at most f
         except EdgepruneError:
             continue  # below the smallest reachable model
         chosen, _ = select_units(ckpt.spec, ckpt.state_dict, plan, counts)

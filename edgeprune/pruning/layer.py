@@ -34,13 +34,21 @@ def layer_prune(ckpt, data=None, **kwargs) -> PruneResult:
 def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int = 0, plan=None, keep=None,
                 keep_units: int | None = None, transition: str | None = None, similarity: str = "cka-unbiased",
                 segments="auto", max_segments: int | None = None, importance: str = "synflow",
-                search: str = "per-unit", batches: int = 5, batch_size: int = 128, **options) -> PruneResult:
-    """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage."""
-    from ..analysis.plan import (analyze, blocks_of, check_plan, choose_counts, load_plan, select_units)
+                search: str = "per-unit", batches: int = 5, batch_size: int = 128, tolerance: float | None = None,
+                **options) -> PruneResult:
+    """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage.
+
+    ``target_macs`` lands within ``tolerance`` (default 2%) of the target or
+    raises naming the nearest achievable fraction, like the other methods.
+    """
+    from ..analysis.plan import analyze, blocks_of, check_plan, choose_counts, load_plan, select_for_budget
     from .reassembly import reassemble
+
+    from .matching import DEFAULT_TOLERANCE, TargetUnreachable, check_tolerance
 
     if options:
         raise EdgepruneError(f"the layer method does not take the option(s) {', '.join(sorted(options))}")
+    tolerance = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     plan_ref = None
     budget_given = any(v is not None for v in (keep, keep_units, target_macs))
     if plan is not None:
@@ -58,19 +66,21 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
         plan = analyze(ckpt, data, similarity=similarity, segments=segments, max_segments=max_segments,
                        importance=importance, batches=batches, batch_size=batch_size, seed=seed,
                        transition=transition, search=search)
-    resegmented = None
+    resegmented = match = None
     if budget_given:
         scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
         bounds = [tuple(b) for b in plan["segments"]["bounds"]]
         try:
-            counts, mode = choose_counts(ckpt.spec, blocks_of(plan, bounds), scores, keep=keep,
-                                         keep_units=keep_units, target_macs=target_macs, transition=transition)
-        except EdgepruneError as exc:
-            # A low MACs target can be out of reach because every block keeps a unit: segment the
-            # plan's similarity sequence into fewer blocks (the same Fisher programme) until it fits.
-            if target_macs is None or "unreachable" not in str(exc):
+            counts, mode, match = choose_counts(ckpt.spec, blocks_of(plan, bounds), scores, keep=keep,
+                                                keep_units=keep_units, target_macs=target_macs,
+                                                transition=transition, tolerance=tolerance)
+        except TargetUnreachable as exc:
+            # A MACs target can be out of reach because every block keeps a unit (low targets) or because
+            # the blocks' units cannot sum to the window: segment the plan's similarity sequence into fewer
+            # blocks (the same Fisher programme) until it fits; else name the nearest over all segmentations.
+            if target_macs is None:
                 raise
-            counts = None
+            counts, nearest = None, exc.nearest
             from ..analysis.plan import as_array
             from ..analysis.segmentation import column_sums, segment as fisher_segment
 
@@ -78,22 +88,34 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
             for k in range(len(bounds) - 1, 0, -1):
                 trial = [tuple(b) for b in fisher_segment(seq, k).bounds]
                 try:
-                    counts, mode = choose_counts(ckpt.spec, blocks_of(plan, trial), scores,
-                                                 target_macs=target_macs, transition=transition)
-                except EdgepruneError:
+                    counts, mode, match = choose_counts(ckpt.spec, blocks_of(plan, trial), scores,
+                                                        target_macs=target_macs, transition=transition,
+                                                        tolerance=tolerance)
+                except TargetUnreachable as inner:
+                    nearest = min(nearest, inner.nearest, key=lambda f: abs(f - float(target_macs)))
                     continue
                 resegmented = {"from": len(bounds), "to": k}
                 bounds = trial
                 break
             if counts is None:
-                raise
+                f = float(target_macs)
+                if nearest > f * (1 + tolerance):
+                    raise TargetUnreachable(
+                        f"--target-macs {f:g} is unreachable for layer pruning: the smallest network it can build "
+                        f"(one unit per block, 1 to {len(bounds)} blocks tried, plus stem, head and stage "
+                        f"transitions) has {nearest:.4f} x the baseline MACs; use a larger target", nearest) from None
+                raise TargetUnreachable(
+                    f"layer pruning cannot reach {f:g} x MACs within {tolerance:.0%} (1 to {len(bounds)} blocks "
+                    f"tried): the nearest achievable is {nearest:.4f} x; whole units are coarse steps of the MACs, "
+                    f"so try a nearby target or a looser tolerance (--opt tolerance=0.05)", nearest) from None
         plan = dict(plan, segments=dict(plan["segments"], bounds=[list(b) for b in bounds], k=len(bounds)))
         scorer = None
         if search == "exhaustive":
             from ..analysis.importance import TransplantScorer
 
             scorer = TransplantScorer(ckpt.spec, ckpt.state_dict, plan["importance"]["proxy"], seed=plan["seed"])
-        chosen, _ = select_units(ckpt.spec, ckpt.state_dict, plan, counts, search=search, scorer=scorer)
+        chosen, _ = select_for_budget(ckpt.spec, ckpt.state_dict, plan, counts, match, search=search,
+                                      scorer=scorer, transition=transition)
         kept = sorted(u for b in chosen for u in b)
     else:
         counts, mode = plan["keep"]["counts"], plan["keep"]["mode"]
@@ -107,6 +129,8 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
         "plan": plan_ref if plan_ref else summary, "plan_summary": summary, "kept_units": rep["kept_units"],
         "forced": rep["forced"], "reinit": rep["reinit"], "transition": transition, "seed": seed,
         "resegmented": resegmented,
+        "target_macs": None if target_macs is None else float(target_macs),
+        "match": match.summary() if match is not None else None,
         "macs_before": rep["macs_before"], "macs_after": rep["macs_after"],
         "params_before": rep["params_before"], "params_after": rep["params_after"],
     }

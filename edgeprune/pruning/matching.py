@@ -86,10 +86,18 @@ class MatchResult:
                 "fraction": self.fraction, "relative_error": self.error, "probes": len(self.steps)}
 
 
-def _unreachable(what: str, fraction: float, nearest: float, tol: float, hint: str = "") -> EdgepruneError:
-    return EdgepruneError(
+class TargetUnreachable(EdgepruneError):
+    """A MACs target no setting of the method reaches; ``nearest`` is the closest fraction found."""
+
+    def __init__(self, message: str, nearest: float):
+        super().__init__(message)
+        self.nearest = float(nearest)
+
+
+def _unreachable(what: str, fraction: float, nearest: float, tol: float, hint: str = "") -> TargetUnreachable:
+    return TargetUnreachable(
         f"{what} cannot reach {fraction:g} x MACs within {tol:.0%}: the nearest achievable is "
-        f"{nearest:.4f} x{hint}")
+        f"{nearest:.4f} x{hint}", nearest)
 
 
 def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, fraction: float, n_sets: int,
