@@ -229,6 +229,7 @@ def _measure_one(src: ModelSource, backend: str, target, precision: str, batch: 
         "batch": batch,
         "threads": threads,
         "input_shape": desc.get("input_shape"),
+        "io": desc.get("io"),
         "timing": runner.timing,
         "cuda_graphs": bool(cuda_graphs and backend == "torch" and runner.timing.endswith("cuda-graph")),
         "warmup_iters": warm,
