@@ -16,6 +16,7 @@ measurement (for a quiet machine), nothing else.
 
     python benchmarks/bench_study.py --out bench-out/bench_study.json
     python benchmarks/bench_study.py --models resnet56-1d --reprofile
+    python benchmarks/bench_study.py --explain     # also: where batch-1 time goes (a fit)
 """
 
 from __future__ import annotations
@@ -130,6 +131,71 @@ def tables(model: str, res: dict) -> dict:
     return out
 
 
+def explain(model: str, res: dict, study: Path, stat: str = "min_ms") -> dict:
+    """Where the batch-1 time of depth-pruned models goes, from the study's own measurements.
+
+    Every depth-pruned model (layer, DBP, random) and the baseline is the same network with some units
+    removed, so its ONNX Runtime batch-1 latency is fitted (least squares, on the fastest run) as
+    ``fixed + sum over stages of (units kept in the stage) x (time per unit of the stage)``. ``fixed`` is what no
+    depth pruning removes: the call, stem, stage transitions, head and classifier. The fit shows each
+    stage's time per MAC and how much of a pruned model's time is fixed; the speed-up it predicts is set
+    beside the MACs ratio and the measured speed-up.
+    """
+    import numpy as np
+
+    from edgeprune.checkpoint import load_checkpoint
+
+    spec = load_checkpoint(study / "models" / "baseline.pt").spec
+    layers = spec["layers"]
+    from edgeprune.models.spec import layer_costs
+
+    cost = layer_costs(spec)
+    transitions = {i for i, l in enumerate(layers) if l.get("role") == "unit" and int(l.get("stride", 1)) > 1}
+    stages = sorted({l.get("stage") for l in layers if l.get("role") == "unit"})
+    stage_of = {i: l.get("stage") for i, l in enumerate(layers) if l.get("role") == "unit" and i not in transitions}
+    unit_macs = {st: np.mean([cost[i]["macs"] for i, s_ in stage_of.items() if s_ == st]) for st in stages}
+    rows, ys, ids = [], [], []
+    for m in res["models"]:
+        if m["method"] not in ("baseline", "layer", "dbp", "random"):
+            continue
+        if m["method"] == "baseline":
+            kept = set(stage_of)
+        else:
+            f = study / "models" / f"{m['id'].replace('@', '-at-')}.pruned.pt"
+            kept = set(load_checkpoint(f).meta["lineage"][-1].get("kept_units") or [])
+        y = lat(res, m["id"], 1, stat)
+        if not kept or not y:
+            continue
+        rows.append([1.0] + [sum(1 for i in kept if stage_of.get(i) == st) for st in stages])
+        ys.append(y)
+        ids.append(m)
+    X, Y = np.array(rows), np.array(ys)
+    coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    pred = X @ coef
+    ss_res, ss_tot = float(((Y - pred) ** 2).sum()), float(((Y - Y.mean()) ** 2).sum())
+    out = {"model": model, "statistic": stat, "fixed_ms": float(coef[0]), "r2": 1 - ss_res / ss_tot if ss_tot else None,
+           "stages": [], "models": []}
+    print(f"\n## {model}: where batch-1 time goes (fit on {len(Y)} depth-pruned models' fastest runs, "
+          f"R^2 {out['r2']:.3f})")
+    print(f"fixed (call, stem, stage transitions, head): {1e3 * coef[0]:.1f} us")
+    for st, t in zip(stages, coef[1:]):
+        out["stages"].append({"stage": st, "us_per_unit": 1e3 * float(t), "macs_per_unit": float(unit_macs[st]),
+                              "ns_per_mac": 1e6 * float(t) / float(unit_macs[st])})
+        print(f"stage {st}: {1e3 * t:.2f} us per unit of {unit_macs[st] / 1e6:.2f} MMACs = "
+              f"{1e6 * t / unit_macs[st]:.4f} ns/MAC")
+    base = next(i for i, m in enumerate(ids) if m["method"] == "baseline")
+    print(f"{'model':<16} {'MACs ratio':>10} {'predicted':>9} {'measured':>8} {'fixed share':>11}")
+    for i, m in enumerate(ids):
+        if i == base:
+            continue
+        row = {"id": m["id"], "macs_ratio": ids[base]["macs"] / m["macs"], "predicted_speedup": pred[base] / pred[i],
+               "measured_speedup": Y[base] / Y[i], "fixed_share": coef[0] / pred[i]}
+        out["models"].append(row)
+        print(f"{m['id']:<16} {row['macs_ratio']:>9.2f}x {row['predicted_speedup']:>8.2f}x "
+              f"{row['measured_speedup']:>7.2f}x {row['fixed_share']:>11.0%}")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet56-1d,resnet56")
@@ -137,6 +203,8 @@ def main(argv=None):
     ap.add_argument("--reprofile", action="store_true", help="re-measure latency only (reuses every other stage)")
     ap.add_argument("--extra-finetune", type=int, default=0, metavar="E",
                     help="also fine-tune the >= 80%%-pruned layer models for E epochs (issue 3's accuracy check)")
+    ap.add_argument("--explain", action="store_true",
+                    help="also fit where batch-1 time goes (fixed part, time per unit of each stage)")
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "bench_study.json"))
     a = ap.parse_args(argv)
     summary = {}
@@ -146,6 +214,8 @@ def main(argv=None):
         if a.extra_finetune:
             summary[model]["issue3_extra"] = extra_finetune(model, res, Path(a.study_dir) / f"study-{model}",
                                                             a.extra_finetune)
+        if a.explain:
+            summary[model]["explain"] = explain(model, res, Path(a.study_dir) / f"study-{model}")
         summary[model]["machine"] = res.get("machine")
     from edgeprune.atomic import write_json
 

@@ -37,9 +37,15 @@ def test_ladder_is_monotone_and_budget_is_met_by_prediction(toy_checkpoint, toy_
     cands = info["candidates"]
     assert [c["macs"] for c in cands] == sorted(c["macs"] for c in cands)
     assert info["predicted_ms"] <= budget
-    # the chosen model is the largest candidate predicted to fit
-    fitting = [c for c in cands if c["predicted_ms"] <= budget]
+    # the chosen model is the largest candidate predicted to fit under the budget less the 3% margin
+    assert info["margin"] == 0.03 and info["aim_ms"] == pytest.approx(0.97 * budget)
+    fitting = [c for c in cands if c["predicted_ms"] <= info["aim_ms"]]
     assert res.lineage["macs_after"] == max(c["macs"] for c in fitting)
+    # without a margin the choice is the largest predicted under the budget itself (never smaller)
+    res0 = prune_to_latency(ck, toy_dataset, budget, "x86-cpu", latency_model=lm_file, batches=1, batch_size=32,
+                            iters=20, margin=0.0)
+    assert res0.lineage["macs_after"] == max(c["macs"] for c in cands if c["predicted_ms"] <= budget)
+    assert res0.lineage["macs_after"] >= res.lineage["macs_after"]
     assert info["measured_ms"] > 0 and info["batch"] == 1 and info["backend"] == "onnxruntime"
     assert res.lineage["target_latency"] == pytest.approx(budget)
 
@@ -67,11 +73,31 @@ def test_unreachable_budget_and_bad_options(tmp_path, toy_checkpoint, toy_datase
         prune_to_latency(ck, toy_dataset, 1e-4, "x86-cpu", latency_model=lm_file, batches=1, batch_size=32)
     with pytest.raises(EdgepruneError, match="positive number"):
         prune_to_latency(ck, toy_dataset, -1.0, "x86-cpu", latency_model=lm_file)
+    for bad in (-0.1, 1.0, "x", True):
+        with pytest.raises(EdgepruneError, match="latency-margin"):
+            prune_to_latency(ck, toy_dataset, 1.0, "x86-cpu", latency_model=lm_file, margin=bad)
     out = tmp_path / "x.pt"
     for extra, msg in ((["--target-latency", "1"], "needs --target"),
                        (["--target-latency", "1", "--target", "x86-cpu", "--method", "random"], "works with --method layer"),
-                       (["--target-latency", "1", "--target", "no-such-board"], "no-such-board")):
+                       (["--target-latency", "1", "--target", "no-such-board"], "no-such-board"),
+                       (["--target-macs", "0.5", "--latency-margin", "0.1"], "works with --target-latency")):
         rc = main(["prune", "--model", str(toy_checkpoint), "--data", str(toy_npz), "--out", str(out), *extra])
         err = capsys.readouterr().err
         assert rc != 0 and msg in err and "Traceback" not in err, err
         assert not out.exists()
+
+
+def test_every_ladder_candidate_is_rebuilt_exactly(toy_checkpoint, toy_dataset):
+    """The chosen candidate is rebuilt from its own per-block counts, whatever MACs window a fraction would give."""
+    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.latency_target import ladder
+    from edgeprune.pruning.layer import layer_prune
+
+    ck = load_checkpoint(toy_checkpoint)
+    plan = analyze(ck, toy_dataset, batches=1, batch_size=32)
+    cands = ladder(ck, plan)
+    assert len(cands) >= 3
+    for c in cands:
+        res = layer_prune(ck, None, plan=plan, keep=c["counts"])
+        assert res.lineage["macs_after"] == c["macs"]
+        assert set(c["kept"]) <= set(res.lineage["kept_units"])      # plus the stage transitions kept anyway

@@ -33,6 +33,8 @@ def register(sub, common):
     p.add_argument("--target-latency", type=float, default=None, metavar="MS",
                    help="layer pruning to meet this median latency per batch (ms) on --target")
     p.add_argument("--target", default=None, help="device profile for --target-latency (see `edgeprune targets`)")
+    p.add_argument("--latency-margin", type=float, default=None, metavar="F",
+                   help="with --target-latency: aim this fraction under the budget (default 0.03)")
     p.add_argument("--latency-model", default=None,
                    help="a fitted latency model (edgeprune latency-model fit); default: calibrate on this machine")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune for this many epochs afterwards")
@@ -71,12 +73,19 @@ def _options(args) -> dict:
 
 
 def run_prune(args):
+    from ..errors import EdgepruneError
     from ..pruning.apply import prune_checkpoint
+
+    extra = {}
+    if args.latency_margin is not None:
+        if args.target_latency is None:
+            raise EdgepruneError("--latency-margin works with --target-latency")
+        extra["margin"] = args.latency_margin
 
     doc = prune_checkpoint(args.model, args.out, method=args.method, data=args.data, target_macs=args.target_macs,
                            target_latency=args.target_latency, target=args.target,
                            latency_model=args.latency_model, seed=args.seed, finetune_epochs=args.finetune_epochs,
-                           distill=args.distill, **_options(args))
+                           distill=args.distill, **_options(args), **extra)
     before, after, out = doc["before"], doc["after"], doc["checkpoint"]
     ckpt_name, method = doc["model_before"], args.method
     lines = [f"pruned {ckpt_name} with {method} -> {doc['model_after']}",

@@ -65,7 +65,7 @@ def ladder(ckpt, plan: dict[str, Any], transition: str = "keep", points: int = 4
         seen.add(kept)
         spec = plan_layers(ckpt.spec, list(kept), transition)[0]
         st = model_stats(spec)
-        out.append({"fraction": float(f), "kept": list(kept), "spec": spec, "macs": st["macs"],
+        out.append({"fraction": float(f), "counts": list(counts), "kept": list(kept), "spec": spec, "macs": st["macs"],
                     "layers": st["weight_layers"], "params": st["params"]})
     if not out:
         raise EdgepruneError("no candidate architecture could be formed from the plan")
@@ -73,8 +73,16 @@ def ladder(ckpt, plan: dict[str, Any], transition: str = "keep", points: int = 4
     return out
 
 
-def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: int, seed: int) -> list[dict[str, Any]]:
-    """Export each spec (random weights) and time it on the target's backend; profiler records."""
+def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: int, seed: int,
+                   rounds: int = 3) -> list[dict[str, Any]]:
+    """Export each spec (random weights) and time it on the target's backend; profiler records.
+
+    The specs are timed in ``rounds`` interleaved rounds (every spec once per round), and each record's
+    ``median_ms`` is the median of its round medians: a shared machine's speed shifts between phases,
+    and interleaving puts every candidate in every phase.
+    """
+    import statistics
+
     import torch
 
     from export.onnx_export import torch_to_onnx
@@ -82,6 +90,7 @@ def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: in
 
     from ..models import build_model
 
+    rounds = max(1, int(rounds))
     with tempfile.TemporaryDirectory(prefix="edgeprune-lat-") as tmp:
         paths = []
         for i, spec in enumerate(specs):
@@ -90,20 +99,38 @@ def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: in
             p = Path(tmp) / f"cand{i}.onnx"
             torch_to_onnx(model, int(spec["input"][-1]), p, opset=setup["opset"])
             paths.append(str(p))
-        res = profile(paths, backends=(setup["backend"],), batches=(setup["batch"],), threads=(setup["threads"],),
-                      warmup_iters=max(5, iters // 10), iters=iters, duration_ms=None, seed=seed, show_progress=True)
-    by_path = {r["path"]: r for r in res["records"]}
-    missing = [p for p in paths if p not in by_path]
-    if missing:
-        reasons = "; ".join(sorted({s["reason"] for s in res.get("skipped", [])}))
-        raise EdgepruneError(f"could not measure candidates on {setup['backend']}: {reasons}")
-    return [by_path[p] for p in paths]
+        per_round = []
+        for r in range(rounds):
+            res = profile(paths, backends=(setup["backend"],), batches=(setup["batch"],), threads=(setup["threads"],),
+                          warmup_iters=max(5, iters // 10), iters=max(10, iters // rounds), duration_ms=None,
+                          seed=seed, show_progress=True)
+            by_path = {rec["path"]: rec for rec in res["records"]}
+            missing = [p for p in paths if p not in by_path]
+            if missing:
+                reasons = "; ".join(sorted({s["reason"] for s in res.get("skipped", [])}))
+                raise EdgepruneError(f"could not measure candidates on {setup['backend']}: {reasons}")
+            per_round.append(by_path)
+    out = []
+    for p in paths:
+        recs = [by_path[p] for by_path in per_round]
+        rec = dict(recs[-1])
+        rec["round_medians_ms"] = [r["median_ms"] for r in recs]
+        rec["median_ms"] = float(statistics.median(rec["round_medians_ms"]))
+        rec["min_ms"] = min(r["min_ms"] for r in recs)
+        rec["rounds"] = rounds
+        out.append(rec)
+    return out
 
 
 def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model=None, plan=None,
                      transition: str = "keep", batch: int | None = None, threads: int | None = None,
-                     calib_points: int = 6, iters: int = 200, seed: int = 0, **analysis_options):
+                     calib_points: int = 6, iters: int = 200, seed: int = 0, margin: float = 0.03,
+                     **analysis_options):
     """Layer-prune ``ckpt`` to meet ``budget_ms`` (median latency per batch) on ``target``.
+
+    The largest candidate predicted at or under ``budget_ms x (1 - margin)`` is built: the margin (3% by
+    default) absorbs the prediction error, so a candidate predicted just under the budget does not miss it
+    by a hair.
 
     Returns a PruneResult whose ``info`` holds the prediction, the measured
     latency, the error against the budget and the latency model's fit quality.
@@ -115,6 +142,8 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
 
     if not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
         raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+        raise EdgepruneError(f"--latency-margin must be a fraction in [0, 1), got {margin!r}")
     setup = _target_setup(target, batch, threads)
     if isinstance(plan, (str, Path)):
         plan = load_plan(plan)
@@ -142,21 +171,24 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     quality = getattr(lm, "quality", None)
     for c in cands:
         c["predicted_ms"] = float(lm.predict(c["macs"], c["layers"]))
-    fitting = [c for c in cands if c["predicted_ms"] <= budget_ms]
+    aim = budget_ms * (1 - margin)
+    fitting = [c for c in cands if c["predicted_ms"] <= aim]
     if not fitting:
         fastest = min(cands, key=lambda c: c["predicted_ms"])
-        raise EdgepruneError(f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms on "
-                             f"{setup['target'].name} (batch {setup['batch']}); the fastest candidate is predicted at "
+        raise EdgepruneError(f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms "
+                             f"(aiming at {aim:.4g} ms with a {margin:.0%} margin) on {setup['target'].name} "
+                             f"(batch {setup['batch']}); the fastest candidate is predicted at "
                              f"{fastest['predicted_ms']:.3f} ms ({fastest['macs']:,} MACs)")
     best = max(fitting, key=lambda c: (c["macs"], c["layers"]))
-    res = layer_prune(ckpt, data, plan=plan, target_macs=best["fraction"], transition=transition, seed=seed)
+    res = layer_prune(ckpt, data, plan=plan, keep=best["counts"], transition=transition, seed=seed)
     from ..models.macs import model_stats
 
     if model_stats(res.spec)["macs"] != best["macs"]:  # pragma: no cover - guards the ladder's logic
         raise EdgepruneError("internal: the chosen candidate could not be rebuilt from the plan")
     measured = _measure_specs([res.spec], setup, iters, seed)[0]
     info = {
-        "budget_ms": float(budget_ms), "target": setup["target"].name, "backend": setup["backend"],
+        "budget_ms": float(budget_ms), "margin": float(margin), "aim_ms": float(aim),
+        "target": setup["target"].name, "backend": setup["backend"],
         "batch": setup["batch"], "threads": setup["threads"],
         "predicted_ms": best["predicted_ms"], "measured_ms": measured["median_ms"],
         "measured_p90_ms": measured.get("p90_ms"),
