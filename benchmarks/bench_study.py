@@ -145,10 +145,10 @@ def explain(model: str, res: dict, study: Path, stat: str = "min_ms") -> dict:
 
     from edgeprune.checkpoint import load_checkpoint
 
-    spec = load_checkpoint(study / "models" / "baseline.pt").spec
-    layers = spec["layers"]
     from edgeprune.models.spec import layer_costs
 
+    spec = load_checkpoint(study / "models" / "baseline.pt").spec
+    layers = spec["layers"]
     cost = layer_costs(spec)
     transitions = {i for i, l in enumerate(layers) if l.get("role") == "unit" and int(l.get("stride", 1)) > 1}
     stages = sorted({l.get("stage") for l in layers if l.get("role") == "unit"})
@@ -175,8 +175,8 @@ def explain(model: str, res: dict, study: Path, stat: str = "min_ms") -> dict:
     ss_res, ss_tot = float(((Y - pred) ** 2).sum()), float(((Y - Y.mean()) ** 2).sum())
     out = {"model": model, "statistic": stat, "fixed_ms": float(coef[0]), "r2": 1 - ss_res / ss_tot if ss_tot else None,
            "stages": [], "models": []}
-    print(f"\n## {model}: where batch-1 time goes (fit on {len(Y)} depth-pruned models' fastest runs, "
-          f"R^2 {out['r2']:.3f})")
+    print(f"\n## {model}: where batch-1 time goes (fit on the fastest runs of {len(Y)} architectures: the baseline "
+          f"and its depth-pruned models; R^2 {out['r2']:.3f})")
     print(f"fixed (call, stem, stage transitions, head): {1e3 * coef[0]:.1f} us")
     for st, t in zip(stages, coef[1:]):
         out["stages"].append({"stage": st, "us_per_unit": 1e3 * float(t), "macs_per_unit": float(unit_macs[st]),

@@ -17,7 +17,7 @@ ORDER = [
     ["bench_layer_pruning.py", "--models="],   # analysis timing (the pruning results come from bench_study.py)
     ["bench_export.py"],
     ["bench_latency.py"],
-    ["bench_study.py", "--extra-finetune", "15"],
+    ["bench_study.py", "--extra-finetune", "15", "--explain"],
     ["bench_latency_target.py"],
     ["robustness.py"],
 ]

@@ -13,8 +13,10 @@
   F x 0.98 (the units are coarse: one unit can be several percent of the
   MACs), the per-block counts nearest to the fill's (fewest units moved
   between blocks, then the MACs nearest F) that land in the window are
-  taken. Targets that no counts reach are an error naming the nearest
-  achievable fraction.
+  taken; failing that, the matched-MACs removal walk over the fill order
+  reversed, which may keep a lower-ranked unit of another size. Targets
+  nothing reaches are an error naming the nearest achievable fraction
+  (``edgeprune prune`` then also tries fewer Fisher blocks).
 
 Candidates of a block are its removable units (not the stem, not the ResNet
 stage transitions that the reassembly keeps anyway), ranked by importance.
@@ -128,7 +130,6 @@ def counts_for_macs(spec: dict[str, Any], target: float, ranked_blocks: list[lis
         if not added and all(full):
             break
     return counts, macs
-
 
 
 @dataclass

@@ -42,9 +42,8 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
     raises naming the nearest achievable fraction, like the other methods.
     """
     from ..analysis.plan import analyze, blocks_of, check_plan, choose_counts, load_plan, select_for_budget
-    from .reassembly import reassemble
-
     from .matching import DEFAULT_TOLERANCE, TargetUnreachable, check_tolerance
+    from .reassembly import reassemble
 
     if options:
         raise EdgepruneError(f"the layer method does not take the option(s) {', '.join(sorted(options))}")
