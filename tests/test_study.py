@@ -72,7 +72,7 @@ def test_headline_speedups_and_pareto():
     assert pareto_front([(2.0, 0.9, "a"), (0.8, 0.88, "b"), (1.0, 0.8, "c")]) == ["a", "b"]
 
 
-def test_compare_end_to_end_and_resume(tmp_path, capsys):
+def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)
     out = tmp_path / "study"
@@ -101,6 +101,16 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     assert again["stages"]["ran"] == []
     assert set(again["stages"]["reused"]) == set(doc["stages"]["ran"])
+    # changed pruning code reruns pruning and what follows it, not the data, the baseline or the analysis
+    from edgeprune.study import stages
+
+    real = stages.code_fingerprint
+    monkeypatch.setattr(stages, "code_fingerprint",
+                        lambda *pk: "changed" if "edgeprune.pruning" in pk else real(*pk))
+    assert main(["compare", "--config", str(cfg), "--out", str(out), "--json", "-q"]) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert {"data", "baseline", "analyze", "evaluate baseline", "export baseline fp32"} <= set(third["stages"]["reused"])
+    assert {"prune layer@0.6", "prune channel-l1@0.6", "finetune layer@0.6", "profile"} <= set(third["stages"]["ran"])
 
 
 def test_compare_bad_config_is_one_line(tmp_path, capsys):

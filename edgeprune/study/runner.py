@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..checkpoint import file_sha256, load_checkpoint
 from ..errors import EdgepruneError
 from .config import load_config, normalise
+from . import stages
 from .stages import StageCache, stage_key
 
 
@@ -47,7 +48,7 @@ class Study:
     # -- stages -------------------------------------------------------------------------------
     def data_stage(self) -> tuple[Path, str]:
         d = self.cfg["data"]
-        key = stage_key("data", d, self.seed)
+        key = stage_key("data", d, self.seed, stages.code_fingerprint("edgeprune.data"))
         out = self.out / "data" / "dataset.npz"
 
         def run():
@@ -76,7 +77,8 @@ class Study:
 
     def baseline_stage(self, data_path: Path, data_key: str) -> tuple[Path, str]:
         m, t = self.cfg["model"], self.cfg["train"]
-        key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"])
+        key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"],
+                        stages.code_fingerprint("edgeprune.models", "edgeprune.training"))
         out = self.out / "models" / "baseline.pt"
 
         def run():
@@ -101,7 +103,8 @@ class Study:
         if "layer" not in self.cfg["prune"]["methods"]:
             return None
         p = self.cfg["prune"]
-        key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed)
+        key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed,
+                        stages.code_fingerprint("edgeprune.analysis"))
         folder = self.out / "analysis"
         plan_path = folder / "plan.json"
 
@@ -131,7 +134,8 @@ class Study:
         base_method, distill = split_method(method)
         # the "+kd" variant prunes exactly like its base method: share the pruned checkpoint
         pruned = self.out / "models" / f"{_file_id(model_id(base_method, target))}.pruned.pt"
-        pkey = stage_key("prune", base_method, target, base_key, p, self.seed, plan["plan"] if plan else None)
+        pkey = stage_key("prune", base_method, target, base_key, p, self.seed, plan["plan"] if plan else None,
+                         stages.code_fingerprint("edgeprune.pruning", "edgeprune.analysis"))
 
         def run_prune():
             from ..checkpoint import save_checkpoint
@@ -150,7 +154,7 @@ class Study:
             return {"path": str(pruned), "macs": meta["macs"], "params": meta["params"]}
 
         self.cache.run(f"prune {model_id(base_method, target)}", pkey, run_prune, [pruned])
-        fkey = stage_key("finetune", pkey, f, distill, self.seed)
+        fkey = stage_key("finetune", pkey, f, distill, self.seed, stages.code_fingerprint("edgeprune.training"))
 
         def run_finetune():
             from ..training.finetune import finetune
@@ -176,7 +180,8 @@ class Study:
                 rec["accuracy_before_finetune"] = evaluate(pk, ds)["accuracy"]
             return rec
 
-        return self.cache.run(f"evaluate {mid}", stage_key("evaluate", key, str(data_path)), run)
+        ekey = stage_key("evaluate", key, str(data_path), stages.code_fingerprint("edgeprune.training"))
+        return self.cache.run(f"evaluate {mid}", ekey, run)
 
     def export_stage(self, mid: str, ckpt: Path, key: str, data_path: Path) -> dict[str, Any]:
         e = self.cfg["export"]
@@ -192,13 +197,13 @@ class Study:
                 keep = {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None}
                 return {"path": str(onnx_path), **keep}
 
-            out[prec] = self.cache.run(f"export {mid} {prec}", stage_key("export", key, prec, e["opset"]), run,
-                                       [onnx_path])
+            xkey = stage_key("export", key, prec, e["opset"], stages.code_fingerprint("export"))
+            out[prec] = self.cache.run(f"export {mid} {prec}", xkey, run, [onnx_path])
         return out
 
     def profile_stage(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         pr = self.cfg["profile"]
-        key = stage_key("profile", pr, [(e["id"], e["key"]) for e in entries])
+        key = stage_key("profile", pr, [(e["id"], e["key"]) for e in entries], stages.code_fingerprint("profiling"))
         out = self.out / "profile" / "latency.json"
 
         def run():

@@ -4,11 +4,15 @@ A stage is identified by a key: the sha256 of its configuration and the keys
 of the stages it depends on. ``state.json`` in the study folder records the
 finished stages (written atomically after each one), so a killed study
 resumes where it stopped, and a changed setting reruns exactly the stages
-that depend on it.
+that depend on it. The keys also hold a fingerprint of the code each stage
+runs (:func:`code_fingerprint`), so an upgraded edgeprune does not reuse
+results its older code made: a changed pruning module reruns the pruning
+stages and everything after them, not the data or the baseline training.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -16,6 +20,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_json
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(*packages: str) -> str:
+    """sha256 (16 hex digits) of the Python sources of ``packages`` (importable names), e.g. "edgeprune.pruning"."""
+    import importlib
+
+    h = hashlib.sha256()
+    for name in sorted(packages):
+        mod = importlib.import_module(name)
+        root = Path(mod.__file__).parent
+        files = sorted(root.rglob("*.py")) if mod.__file__.endswith("__init__.py") else [Path(mod.__file__)]
+        for f in files:
+            h.update(f"{name}/{f.relative_to(root).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def stage_key(*parts: Any) -> str:
