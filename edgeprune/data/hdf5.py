@@ -8,6 +8,7 @@ whole. Class names follow the TRUE one-hot order (not the shipped classes.txt).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,29 @@ def _open(path: Path):
         raise
     except _H5_ERRORS as exc:  # a damaged file can fail anywhere inside h5py
         f.close()
-        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {type(exc).__name__}: "
-                             f"{(str(exc).splitlines() or [''])[0]}") from exc
+        raise _damaged(path, exc) from exc
 
 
 _H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
+
+
+def _damaged(path: Path, exc: BaseException) -> EdgepruneError:
+    return EdgepruneError(f"{path} could not be read (truncated or corrupt?): {type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0]}")
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """The opened file; h5py errors while reading become one EdgepruneError; the file is always closed."""
+    f = _open(path)
+    try:
+        yield f
+    except EdgepruneError:
+        raise
+    except _H5_ERRORS as exc:
+        raise _damaged(path, exc) from exc
+    finally:
+        f.close()
 
 
 def _check_layout(f, path: Path):
@@ -107,8 +126,7 @@ def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = No
                       per_key: int | None = None) -> SignalDataset:
     """Load the selected classes/SNRs (first ``per_key`` rows of each key) as (N, 2, L) frames."""
     path = Path(path)
-    f = _open(path)
-    try:
+    with _reading(path) as f:
         names = class_names(f["Y"].shape[1])
         labels, snr = scan_labels(f)
         keep_cls = list(range(len(names)))
@@ -141,13 +159,6 @@ def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = No
             block = np.asarray(x_ds[a:b], dtype=np.float32)
             x[pos:pos + (b - a)] = block.transpose(0, 2, 1)
             pos += b - a
-    except EdgepruneError:
-        raise
-    except _H5_ERRORS as exc:
-        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {type(exc).__name__}: "
-                             f"{(str(exc).splitlines() or [''])[0]}") from exc
-    finally:
-        f.close()
     lut = np.full(len(names), -1, np.int64)
     lut[keep_cls] = np.arange(len(keep_cls))
     y = lut[labels[idx]]
@@ -159,17 +170,9 @@ def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = No
 def hdf5_summary(path: str | Path) -> dict:
     """Classes, frame shape and counts per (class, SNR) without reading X."""
     path = Path(path)
-    f = _open(path)
-    try:
+    with _reading(path) as f:
         names = class_names(f["Y"].shape[1])
         labels, snr = scan_labels(f)
         shape = [2, int(f["X"].shape[1])]
-    except EdgepruneError:
-        raise
-    except _H5_ERRORS as exc:
-        raise EdgepruneError(f"{path} could not be read (truncated or corrupt?): {type(exc).__name__}: "
-                             f"{(str(exc).splitlines() or [''])[0]}") from exc
-    finally:
-        f.close()
     return {"classes": names, "labels": labels, "snr": snr, "frame_shape": shape,
             "meta": {"format": "rml2018-hdf5", "normalization": "none"}}

@@ -8,9 +8,10 @@
    latency. Given one (``latency_model=path``) it is used as it is; otherwise
    it is calibrated here: a few candidates spread over the ladder are
    exported with random weights (latency does not depend on the values) and
-   measured on this machine, and the model is fitted on them.
-3. The largest candidate whose predicted latency fits the budget is built
-   from the trained weights; then its real latency is measured and reported
+   measured on this machine in interleaved rounds, and the model is fitted
+   on them.
+3. The largest candidate predicted at least a margin (3%) under the budget
+   is built from the trained weights; then its real latency is measured and reported
    against the budget (and against the prediction).
 
 Only meaningful where the target's backend runs: an ONNX Runtime target on
