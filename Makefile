@@ -2,7 +2,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .install.stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test fuzz bench clean
 
 # Install edgeprune (editable) with the test tools; torch is pinned by constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
@@ -19,6 +19,11 @@ demo: $(STAMP)
 # The test suite.
 test: $(STAMP)
 	$(PYTHON) -m pytest -q -p no:cacheprovider
+
+# Longer randomised fuzzing (not part of `make test`): fresh hypothesis examples on every run,
+# EDGEPRUNE_FUZZ_SCALE (default 10) times as many; a failure prints its falsifying example.
+fuzz: $(STAMP)
+	EDGEPRUNE_HYPOTHESIS=fuzz $(PYTHON) -m pytest -q -p no:cacheprovider tests/robustness/test_fuzz.py
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/run_all.py

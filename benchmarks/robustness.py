@@ -15,8 +15,10 @@ tests/robustness/tally.py), then sums it up:
   "survived" = resumed with identical results / failed cleanly with nothing
   half-written / identical results / bounded memory.
 
-    python benchmarks/robustness.py [--quick] [--out bench-out/robustness.json]
+    python benchmarks/robustness.py [--quick] [--fuzz] [--out bench-out/robustness.json]
 
+``--fuzz`` runs the fuzz properties on fresh random examples, ten times as many as
+``make test`` (the hypothesis "fuzz" profile; same as ``make fuzz``), counted here.
 ``--quick`` leaves out the subprocess-heavy fault tests (SIGKILL, file-size
 limit, the 136 MiB recording). Prints a table and writes the counts, the
 pytest outcome and every failed check as JSON to ``--out``.
@@ -42,12 +44,13 @@ QUICK_SKIP = "not sigkill and not part_way and not long_sigmf"
 def _parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="skip the slow subprocess fault tests")
+    p.add_argument("--fuzz", action="store_true", help="random (not derandomised) fuzzing, 10x the examples")
     p.add_argument("--out", default="bench-out/robustness.json")
     p.add_argument("--pytest-args", default="", help="extra arguments for pytest (space separated)")
     return p.parse_args(argv)
 
 
-def run_suite(quick: bool, extra: list[str]) -> tuple[list[dict], dict, float]:
+def run_suite(quick: bool, extra: list[str], fuzz: bool = False) -> tuple[list[dict], dict, float]:
     """Run the suite; return (tally records, pytest outcome counts, seconds)."""
     with tempfile.TemporaryDirectory(prefix="edgeprune-robustness-") as tmp:
         log = Path(tmp) / "tally.jsonl"
@@ -57,6 +60,8 @@ def run_suite(quick: bool, extra: list[str]) -> tuple[list[dict], dict, float]:
         if quick:
             cmd += ["-k", QUICK_SKIP]
         env = dict(os.environ, EDGEPRUNE_ROBUSTNESS_LOG=str(log), EDGEPRUNE_QUIET="1")
+        if fuzz:
+            env["EDGEPRUNE_HYPOTHESIS"] = "fuzz"
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
@@ -102,7 +107,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     from edgeprune.atomic import write_json
 
-    records, outcome, seconds = run_suite(args.quick, args.pytest_args.split())
+    records, outcome, seconds = run_suite(args.quick, args.pytest_args.split(), args.fuzz)
     counts = summarise(records)
     failed = [r for r in records if not r["ok"]]
     by_area = Counter(r["name"].split()[0] for r in records if r["kind"] == "bad_input")
@@ -110,12 +115,12 @@ def main(argv=None) -> int:
             ("fuzz cases (hypothesis)", counts["fuzz_cases"]), ("  handled cleanly", counts["fuzz_handled_cleanly"]),
             ("faults injected", counts["faults_injected"]), ("  survived, nothing lost", counts["survived_nothing_lost"])]
     width = max(len(r[0]) for r in rows)
-    print(f"robustness suite ({'quick' if args.quick else 'full'}): {seconds:.0f} s, pytest {outcome}")
+    print(f"robustness suite ({'quick' if args.quick else 'full'}{', random fuzzing' if args.fuzz else ''}): {seconds:.0f} s, pytest {outcome}")
     for name, value in rows:
         print(f"{name:<{width}}  {value:>6}")
     for r in failed[:20]:
         print(f"NOT CLEAN: [{r['kind']}] {r['name']}: {r['detail']}")
-    doc = {"quick": args.quick, "seconds": round(seconds, 1), "pytest": outcome, **counts,
+    doc = {"quick": args.quick, "fuzz": args.fuzz, "seconds": round(seconds, 1), "pytest": outcome, **counts,
            "not_clean": failed, "bad_inputs_by_area": dict(by_area.most_common()),
            "python": sys.version.split()[0]}
     write_json(args.out, doc)

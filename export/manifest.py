@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.schema import integer, mapping, number, obj, opt, seq, text, validate
 
 SCHEMA_VERSION = 1
 KIND = "edgeprune-bundle"
@@ -41,8 +42,42 @@ def check_file_name(name: str, where: str = "manifest") -> str:
     return name
 
 
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _normalization(name) -> bool:
+    from .preprocess import check_normalization
+
+    check_normalization(name)
+    return True
+
+
+# Every field the bundle, the Predictor, the profiler and the runner read, with its type.
+MANIFEST_SCHEMA = obj(
+    kind=text(choices=(KIND,), doc="always " + KIND),
+    schema_version=integer(doc="the manifest format version"),
+    model=opt(text()),
+    classes=seq(text(nonempty=True), nonempty=True, hi=1 << 16, doc="class names, index order"),
+    input=obj(name=opt(text()), layout=text(choices=("NCL",)), channels=integer(choices=(2,)),
+              length=integer(lo=1, hi=1 << 24), dtype=opt(text(choices=("float32",)))),
+    output=opt(obj(name=opt(text()))),
+    preprocessing=obj(normalization=text(check=_normalization, doc="none, l1, l2 or max"),
+                      description=opt(text())),
+    default_precision=opt(text(choices=_PRECISIONS, nullable=True)),
+    opset=opt(integer(lo=1, hi=1000, nullable=True)),
+    macs=opt(number(lo=0, nullable=True)),
+    params=opt(number(lo=0, nullable=True)),
+    weight_layers=opt(number(lo=0, nullable=True)),
+    units=opt(number(lo=0, nullable=True)),
+    variants=seq(obj(file=text(), format=text(choices=FORMATS), precision=text(choices=_PRECISIONS),
+                     accuracy=opt(number(lo=0, hi=1, nullable=True))),
+                 nonempty=True, doc="the model files"),
+    files=mapping(obj(sha256=text(pattern="[0-9a-f]{64}"), size=integer(lo=0)), doc="every file with its hash"),
+)
+
+
 def validate_manifest(m: Any, where: str = "manifest.json") -> dict[str, Any]:
-    """Check a parsed manifest; raise EdgepruneError naming the first problem."""
+    """Check a parsed manifest against MANIFEST_SCHEMA and its cross-references; raise EdgepruneError naming the first problem."""
     if not isinstance(m, dict):
         raise EdgepruneError(f"{where}: not a JSON object")
     if m.get("kind") != KIND:
@@ -51,31 +86,12 @@ def validate_manifest(m: Any, where: str = "manifest.json") -> dict[str, Any]:
     if v != SCHEMA_VERSION:
         raise EdgepruneError(f"{where}: unknown schema_version {v!r}; this edgeprune reads version {SCHEMA_VERSION} "
                              f"(upgrade edgeprune on this machine or re-bundle)")
-    for key, typ in (("classes", list), ("input", dict), ("preprocessing", dict), ("variants", list), ("files", dict)):
-        if not isinstance(m.get(key), typ):
-            raise EdgepruneError(f"{where}: '{key}' is missing or not a {typ.__name__}")
-    if not m["classes"] or not all(isinstance(c, str) for c in m["classes"]):
-        raise EdgepruneError(f"{where}: 'classes' must be a non-empty list of names")
-    inp = m["input"]
-    if not isinstance(inp.get("length"), int) or inp.get("channels") != 2 or inp.get("layout") != "NCL":
-        raise EdgepruneError(f"{where}: 'input' must give layout NCL, channels 2 and an integer length")
-    from .preprocess import check_normalization
-
-    check_normalization(m["preprocessing"].get("normalization"))
-    for name, entry in m["files"].items():
+    validate(m, MANIFEST_SCHEMA, where)
+    for name in m["files"]:
         check_file_name(name, where)
         if name == MANIFEST:
             raise EdgepruneError(f"{where}: the manifest cannot list itself")
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64 \
-                or not isinstance(entry.get("size"), int):
-            raise EdgepruneError(f"{where}: file entry {name!r} needs a sha256 and a size")
-    if not m["variants"]:
-        raise EdgepruneError(f"{where}: the bundle has no model variants")
     for i, var in enumerate(m["variants"]):
-        if not isinstance(var, dict) or not isinstance(var.get("file"), str) or var["file"] not in m["files"]:
+        if var["file"] not in m["files"]:
             raise EdgepruneError(f"{where}: variant {i} names a file that is not in 'files'")
-        if var.get("format") not in FORMATS:
-            raise EdgepruneError(f"{where}: variant {i} has unknown format {var.get('format')!r}")
-        if var.get("precision") not in ("fp32", "fp16", "int8"):
-            raise EdgepruneError(f"{where}: variant {i} has unknown precision {var.get('precision')!r}")
     return m

@@ -25,10 +25,22 @@ import numpy as np
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
+from edgeprune.schema import anything, integer, number, obj, opt, seq, text, validate
 
 SCHEMA = 1
 KIND = "edgeprune-latency-model"
 GROUP_KEYS = ("device", "backend", "batch", "precision", "threads")
+_QNUM = opt(number(nullable=True))
+# Every field that predictions, descriptions and the latency-targeted pruning read, with its type.
+MODEL_SCHEMA = obj(
+    coefficients=obj(a_ms_per_mac=number(), b_ms_per_layer=number(), c_ms=number()),
+    key=opt(obj({k: opt(anything()) for k in GROUP_KEYS}, nullable=True)),
+    stat=opt(text(choices=("median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms", "max_ms"))),
+    quality=opt(obj(r2=_QNUM, mean_abs_pct_err=_QNUM, max_abs_pct_err=_QNUM, loo_mean_abs_pct_err=_QNUM,
+                    n=_QNUM, nullable=True)),
+    points=opt(seq(anything(), nullable=True)),
+)
+FILE_SCHEMA = obj(schema=integer(choices=(SCHEMA,)), kind=text(choices=(KIND,)), models=seq(MODEL_SCHEMA))
 FORMULA = "latency_ms = a * MACs + b * layers + c (MACs per frame; layers = conv + linear weight layers)"
 MIN_POINTS = 3
 
@@ -210,4 +222,5 @@ def load_models(path: str | Path) -> list[LatencyModel]:
         raise EdgepruneError(f"{path} is not an edgeprune latency model file")
     if obj.get("schema") != SCHEMA:
         raise EdgepruneError(f"latency model file {path} has schema {obj.get('schema')!r}; this edgeprune reads {SCHEMA}")
+    validate(obj, FILE_SCHEMA, f"latency model file {path}")
     return [LatencyModel.from_dict(d) for d in obj["models"]]

@@ -19,6 +19,7 @@ from typing import Iterable
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
+from edgeprune.schema import anything, integer, number, obj, opt, seq, text, validate
 
 SCHEMA = 1
 KIND = "edgeprune-latency-results"
@@ -28,6 +29,23 @@ IDENTITY = ("sha256", "backend", "precision", "batch", "threads", "device", "cud
 REQUIRED = ("model", "path", "sha256", "kind", "backend", "backend_version", "providers", "device",
             "precision", "batch", "threads", "iterations", *STAT_KEYS, "throughput_fps",
             "macs", "params", "layers", "machine")
+
+
+_MS = opt(number(lo=0))
+# Every field that merges, latency-model fits and study reports read from a record read back, with its type.
+# A hand-written record (measured elsewhere) needs the model, backend, precision, batch and median latency;
+# whatever else it gives must have the right type.
+RECORD_SCHEMA = obj(
+    model=text(), backend=text(), precision=text(choices=("fp32", "fp16", "int8")),
+    batch=integer(lo=1), median_ms=number(lo=0), threads=opt(integer(lo=0, nullable=True)),
+    iterations=opt(integer(lo=1)), **{k: _MS for k in STAT_KEYS if k != "median_ms"},
+    throughput_fps=opt(number(lo=0)),
+    macs=opt(number(lo=0, nullable=True)), params=opt(number(lo=0, nullable=True)),
+    layers=opt(number(lo=0, nullable=True)), sha256=opt(text(nullable=True)), device=opt(text(nullable=True)),
+    model_id=opt(text()), machine=opt(anything()),
+)
+RESULTS_SCHEMA = obj(schema=opt(integer(choices=(SCHEMA,))), kind=opt(text(choices=(KIND,))),
+                     machine=opt(anything()), records=seq(RECORD_SCHEMA), skipped=opt(seq(anything())))
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -79,9 +97,7 @@ def load_results(path: str | Path) -> dict:
         raise EdgepruneError(f"{path} is not an edgeprune latency results file (no 'records' list)")
     if obj.get("schema", SCHEMA) != SCHEMA:
         raise EdgepruneError(f"results file {path} has schema {obj.get('schema')!r}; this edgeprune reads {SCHEMA}")
-    for i, rec in enumerate(obj["records"]):
-        if not isinstance(rec, dict):
-            raise EdgepruneError(f"results file {path}: record {i} is not an object")
+    validate(obj, RESULTS_SCHEMA, f"results file {path}")
     obj.setdefault("skipped", [])
     return obj
 

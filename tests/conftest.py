@@ -6,8 +6,29 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("EDGEPRUNE_QUIET", "1")
+
+# Property tests are deterministic in the README's test command: the "ci" profile derandomises hypothesis
+# (examples derived from each test alone, no example database) and constraints.txt pins the hypothesis
+# version, so every machine runs the same examples. `make fuzz` selects the "fuzz" profile: fresh random
+# examples on every run, EDGEPRUNE_FUZZ_SCALE (default 10) times as many, failures printed with the
+# falsifying example and a @reproduce_failure blob.
+_QUIET_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=_QUIET_CHECKS)
+settings.register_profile("fuzz", derandomize=False, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=_QUIET_CHECKS)
+HYPOTHESIS_PROFILE = os.environ.get("EDGEPRUNE_HYPOTHESIS", "ci")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def fuzz_examples(n: int) -> int:
+    """``n`` examples in the deterministic suite; EDGEPRUNE_FUZZ_SCALE x ``n`` under `make fuzz`."""
+    if HYPOTHESIS_PROFILE != "fuzz":
+        return n
+    return n * max(1, int(os.environ.get("EDGEPRUNE_FUZZ_SCALE", "10")))
 
 
 def make_toy_dataset(n_per_key: int = 24, classes: int = 4, length: int = 64, snrs=(0.0, 10.0), seed: int = 0):

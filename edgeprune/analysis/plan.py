@@ -19,9 +19,33 @@ import numpy as np
 
 from ..atomic import read_json
 from ..errors import EdgepruneError
+from ..schema import anything, boolean, integer, mapping, number, obj, opt, seq, text, validate
 
 PLAN_FORMAT = "edgeprune-plan"
 PLAN_VERSION = 1
+
+_INDEX = integer(lo=0, hi=1 << 20)
+# Every field that pruning, plots, summaries and the latency ladder read from a plan, with its type.
+PLAN_SCHEMA = obj(
+    format=text(choices=(PLAN_FORMAT,)),
+    version=opt(integer()),
+    model=text(), spec_sha256=text(pattern="[0-9a-f]{64}"),
+    seed=integer(),
+    units=seq(obj(layer=_INDEX, position=_INDEX, removable=boolean(), role=text(), transition=opt(boolean())),
+              nonempty=True, hi=1 << 16),
+    similarity=obj(metric=text(), matrix=seq(seq(number())), batches=opt(integer(lo=0)),
+                   batch_size=opt(integer(lo=0))),
+    segments=obj(k=integer(lo=1), bounds=seq(seq(_INDEX, lo=2, hi=2), nonempty=True), auto=boolean()),
+    importance=obj(proxy=text(), rule=opt(text()), scores=mapping(number(), keys=lambda k: k.lstrip("-").isdigit())),
+    keep=obj(counts=seq(integer(lo=0)), mode=text(), search=text()),
+    kept_units=seq(_INDEX),
+    transition=text(choices=("keep", "reinit")),
+    expected=obj(name=opt(text()), macs_before=number(lo=0), macs_after=number(lo=0),
+                 params_before=number(lo=0), params_after=number(lo=0),
+                 macs_reduction=number(), params_reduction=number()),
+    timings=mapping(number()),
+    checkpoint=opt(anything()), created=opt(text()),
+)
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -212,14 +236,32 @@ def load_plan(path) -> dict[str, Any]:
     plan = read_json(path, f"plan {path}")
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
         raise EdgepruneError(f"{path} is not an edgeprune plan")
-    for key in ("model", "spec_sha256", "units", "segments", "importance", "kept_units"):
-        if key not in plan:
-            raise EdgepruneError(f"plan {path} is damaged: it lacks {key!r}")
+    return validate_plan(plan, f"plan {path}")
+
+
+def validate_plan(plan: Any, where: str = "plan") -> dict[str, Any]:
+    """Check ``plan`` against PLAN_SCHEMA and its cross-references (segments cover the units in order,
+    kept units are units); raise EdgepruneError naming the first problem."""
+    validate(plan, PLAN_SCHEMA, where)
+    n = len(plan["units"])
+    pos = 0
+    for a, b in plan["segments"]["bounds"]:
+        if a != pos or b <= a or b > n:
+            raise EdgepruneError(f"{where}: 'segments.bounds' must cover the {n} units in order with non-empty "
+                                 f"blocks (got {plan['segments']['bounds']})")
+        pos = b
+    if pos != n:
+        raise EdgepruneError(f"{where}: 'segments.bounds' end at {pos}, not at the last unit ({n})")
+    layers = {u["layer"] for u in plan["units"]}
+    stray = [u for u in plan["kept_units"] if u not in layers]
+    if stray:
+        raise EdgepruneError(f"{where}: 'kept_units' names layers that are not units: {stray[:5]}")
     return plan
 
 
-def check_plan(plan: dict[str, Any], spec: dict[str, Any]) -> None:
-    """A clear error when ``plan`` was made for another model."""
+def check_plan(plan: dict[str, Any], spec: dict[str, Any], where: str = "plan") -> None:
+    """A clear error when ``plan`` is damaged or was made for another model."""
+    validate_plan(plan, where)
     if plan["model"] != spec["name"] or plan["spec_sha256"] != spec_hash(spec):
         raise EdgepruneError(f"the plan was made for model {plan['model']!r} (spec {plan['spec_sha256'][:12]}), "
                              f"not for this checkpoint's {spec['name']!r} (spec {spec_hash(spec)[:12]})")

@@ -263,6 +263,9 @@ class Study:
         from profiling.records import load_results
 
         res = load_results(out)
+        from ..schema import obj, seq, text, validate
+
+        validate(res, obj(records=seq(obj(model_id=text(doc="the study model a record measures")))), str(out))
         self.machine = res.get("machine", {})
         for s in res.get("skipped", []):
             self.notes.append(f"not profiled: {s.get('model')} {s.get('backend')} b{s.get('batch')}: {s.get('reason')}")

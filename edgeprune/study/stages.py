@@ -20,6 +20,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_json
+from ..errors import EdgepruneError
+from ..schema import anything, mapping, number, obj, opt, seq, text, validate
+
+# A finished stage: its key, what it returned, the files it wrote, and the sha256 of its result (a result that
+# no longer matches its digest was edited or damaged, and the stage runs again).
+STAGE_SCHEMA = obj(key=text(), result=anything(), outputs=seq(text()), digest=opt(text(pattern="[0-9a-f]{64}")),
+                   seconds=opt(number(lo=0)), finished=opt(text()))
+STATE_SCHEMA = obj(stages=mapping(STAGE_SCHEMA))
+
+
+def result_digest(result: Any) -> str:
+    return hashlib.sha256(json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,13 +64,11 @@ class StageCache:
         if self.path.exists():
             try:
                 state = json.loads(self.path.read_text())
-            except (json.JSONDecodeError, OSError, UnicodeDecodeError, RecursionError):
-                state = None
-            if isinstance(state, dict) and isinstance(state.get("stages"), dict) \
-                    and all(isinstance(r, dict) for r in state["stages"].values()):
-                self.state = state
-            else:
-                self.log(f"note: {self.path} is unreadable; starting the study afresh")
+                self.state = validate(state, STATE_SCHEMA, str(self.path))
+            except (json.JSONDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
+                self.log(f"note: {self.path} is unreadable ({type(exc).__name__}); starting the study afresh")
+            except EdgepruneError as exc:
+                self.log(f"note: {exc}; starting the study afresh")
         self.reused: list[str] = []
         self.ran: list[str] = []
         self._clear_stale_temps()
@@ -78,7 +88,8 @@ class StageCache:
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], outputs: list[Path] | None = None) -> dict[str, Any]:
         """Run ``fn`` unless stage ``name`` already finished with this ``key`` and its outputs exist."""
         rec = self.state["stages"].get(name)
-        if rec and rec.get("key") == key and all(Path(p).exists() for p in rec.get("outputs", [])):
+        if rec and rec["key"] == key and all(Path(p).exists() for p in rec["outputs"]) \
+                and rec.get("digest") == result_digest(rec["result"]):
             self.reused.append(name)
             self.log(f"[reuse] {name}")
             return rec["result"]
@@ -88,6 +99,7 @@ class StageCache:
         self.state["stages"][name] = {
             "key": key,
             "result": result,
+            "digest": result_digest(result),
             "outputs": [str(p) for p in (outputs or [])],
             "seconds": round(time.perf_counter() - t0, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),

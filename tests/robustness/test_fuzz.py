@@ -1,4 +1,7 @@
-"""Property-based fuzzing (hypothesis, derandomised so runs repeat exactly).
+"""Property-based fuzzing (hypothesis).
+
+In ``make test`` the examples are derandomised (tests/conftest.py, profile "ci") so runs repeat
+exactly; ``make fuzz`` runs the same properties on fresh random examples, ten times as many.
 
 Readers get random bytes and mutated valid files; parsers get random JSON
 values and mutated valid documents. Every call must either succeed or raise
@@ -16,17 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import fuzz_examples
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeprune.errors import EdgepruneError
 
 from .tally import record
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large])
-FEW = settings(FUZZ, max_examples=25)
+FUZZ = settings(max_examples=fuzz_examples(60))
+FEW = settings(FUZZ, max_examples=fuzz_examples(25))
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=True, allow_infinity=True)
@@ -137,7 +139,7 @@ def test_fuzz_rml_pickle(scratch):
 
     valid = py2_pickle(rml_dict(mods=("QPSK", "BPSK"), snrs=(0,), n=2, length=8))
 
-    @settings(FUZZ, max_examples=150)
+    @settings(FUZZ, max_examples=fuzz_examples(150))
     @given(bytes_or_mutation(valid))
     def run(blob):
         clean("rml pickle reader", load_dataset, _write(scratch, "f.pkl", blob))
@@ -260,7 +262,7 @@ def test_fuzz_model_spec(shared):
 
     spec = json.loads(torch.load(shared["ckpt"], weights_only=True)["spec"])
 
-    @settings(FUZZ, max_examples=100)
+    @settings(FUZZ, max_examples=fuzz_examples(100))
     @given(mutated_doc(spec))
     def run(s):
         def check_then_build():
@@ -320,7 +322,7 @@ def test_fuzz_target(shared):
 
     doc = tomllib.loads((builtin_dirs()[0] / "x86-cpu.toml").read_text())
 
-    @settings(FUZZ, max_examples=100)
+    @settings(FUZZ, max_examples=fuzz_examples(100))
     @given(st.one_of(json_values, mutated_doc(doc)))
     def run(d):
         clean("target parser", parse_target, d, "fuzz.toml")
@@ -334,7 +336,7 @@ def test_fuzz_study_config():
 
     doc = tomllib.loads(quickstart_config().read_text())
 
-    @settings(FUZZ, max_examples=100)
+    @settings(FUZZ, max_examples=fuzz_examples(100))
     @given(st.one_of(json_values, mutated_doc(doc)))
     def run(d):
         clean("study config parser", normalise, d)
