@@ -14,8 +14,9 @@ any extra timings, such as GPU compute vs host-device copies, in
   per call, which matters for models that take tens of microseconds).
 - PyTorch: ``torch.set_num_threads``, eval + ``inference_mode``; on CUDA,
   timed with CUDA events, optionally replayed from a CUDA graph.
-- TensorRT: an engine run by ``export.trt_runtime.TrtRunner`` (``execute_async_v3``
-  on a CUDA stream); CUDA events separate the host-to-device copy, the GPU
+- TensorRT: an engine run by the device runtime's TensorRT backend
+  (``export.runtime.backend_tensorrt``: ``execute_async_v2`` on TensorRT 8.0-8.4,
+  ``execute_async_v3`` from 8.5, on a CUDA stream); CUDA events separate the host-to-device copy, the GPU
   compute and the device-to-host copy.
 """
 
@@ -290,7 +291,7 @@ class TrtRunner(Runner):
         from export.trt_runtime import TrtRunner as EngineRunner
 
         self.runner = EngineRunner(engine_path)
-        shape = list(self.runner.engine.get_tensor_shape(self.runner.input_name))
+        shape = list(self.runner.input_shape())
         if shape[0] not in (-1, batch):
             raise EdgepruneError(f"the engine has a fixed batch of {shape[0]}; it cannot run batch {batch}")
         if any(d < 1 for d in shape[1:]):

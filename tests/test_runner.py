@@ -323,3 +323,49 @@ def test_bad_input_is_one_line_on_every_python(boards, which, tmp_path):
     assert "neither ONNX Runtime nor TensorRT" in lines[0] and "pip install onnxruntime" in lines[0]
     r = _run(py, boards["nano"], "check", env=clean_env(PYTHONPATH=str(site)))
     assert r.returncode != 0 and r.stderr.strip().splitlines()[-1].startswith("edgeprune: error: nothing in this")
+
+
+FAKE_TRTEXEC = """#!/bin/sh
+# stands in for /usr/src/tensorrt/bin/trtexec: records its arguments, writes an engine file
+echo "$@" > "$(dirname "$0")/args.txt"
+for a in "$@"; do case "$a" in --saveEngine=*) printf 'plan' > "${a#--saveEngine=}";; esac; done
+echo "&&&& PASSED TensorRT.trtexec"
+"""
+
+
+@pytest.mark.parametrize("which", ["3.6.15", "this"])
+def test_build_runs_trtexec_with_the_targets_flags(boards, which, tmp_path):
+    """No trtexec here: a stand-in script records the command; the flags are TensorRT 8.2's (JetPack 4.6.1)."""
+    from export.bundle import open_bundle
+
+    py = _python(which)
+    b = shutil.copytree(boards["nano"], tmp_path / "nano")
+    r = _run(py, b, "build", "--print", "--json")
+    assert r.returncode == 0, r.stderr
+    line = json.loads(r.stdout)["trtexec"]
+    assert f"--saveEngine={b}/board-fp16.engine" in line and f"--timingCacheFile={b}/board-timing.cache" in line
+    assert "--fp16" in line and "--workspace=512" in line and "--memPoolSize" not in line  # TensorRT 8.2 flags
+    assert f"--minShapes=iq:1x2x{LENGTH}" in line and f"--maxShapes=iq:64x2x{LENGTH}" in line
+    r = _run(py, b, "build")
+    assert r.returncode != 0 and "trtexec not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    fake = tmp_path / "bin" / "trtexec"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_TRTEXEC)
+    fake.chmod(0o755)
+    r = _run(py, b, "build", "--trtexec", fake)
+    assert r.returncode == 0, r.stderr
+    assert (b / "board-fp16.engine").read_bytes() == b"plan" and not (b / "board-fp16.engine.partial").exists()
+    meta = json.loads((b / "board-fp16.engine.json").read_text())
+    assert meta["precision"] == "fp16" and meta["source_onnx"] == "model-fp32.onnx" and meta["engine_sha256"]
+    assert "--fp16" in (fake.parent / "args.txt").read_text()
+    with open_bundle(b) as opened:  # the board's own build outputs do not make the bundle "tampered"
+        assert "board-fp16.engine" not in opened.manifest["files"]
+    r = _run(py, b, "check", "--json")
+    assert r.returncode == 0, r.stderr
+    eng = [x for x in json.loads(r.stdout)["runnable"] if x["backend"] == "tensorrt"]
+    assert eng == [{"file": "board-fp16.engine", "precision": "fp16", "backend": "tensorrt", "can_run": False,
+                    "reason": eng[0]["reason"]}] and "tensorrt" in eng[0]["reason"]
+    (b / "board-fp16.engine").write_bytes(b"pla9")  # damaged after the build
+    r = _run(py, b, "predict", "--input", boards["frames"], "--backend", "tensorrt")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+    assert "does not match the sha256 its build recorded" in r.stderr

@@ -36,9 +36,9 @@ def import_tensorrt(purpose="building or running TensorRT engines"):
     try:
         import tensorrt as trt
     except ImportError:
-        from .jetpack import install_hint
+        from .jetpack import tensorrt_hint
 
-        raise MissingDependency("tensorrt", purpose, install_hint())
+        raise MissingDependency("tensorrt", purpose, tensorrt_hint())
     return trt
 
 

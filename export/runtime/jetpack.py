@@ -59,6 +59,17 @@ def trt_max_opset(version):
     return best
 
 
+def tensorrt_hint(jetpack=None):
+    """How to get TensorRT's Python bindings here."""
+    if jetpack is None and os.path.exists("/etc/nv_tegra_release"):
+        jetpack = jetpack_version()
+    if jetpack:
+        return "sudo apt install python3-libnvinfer (TensorRT's Python bindings; they come with JetPack {})".format(
+            jetpack)
+    return ("sudo apt install python3-libnvinfer on a Jetson (it comes with JetPack), or pip install tensorrt "
+            "--extra-index-url https://pypi.nvidia.com on x86 with an NVIDIA GPU")
+
+
 def install_hint(jetpack=None):
     """What to install to run a bundle: ONNX Runtime or TensorRT, for this JetPack (or an x86 host)."""
     if jetpack is None and os.path.exists("/etc/nv_tegra_release"):
