@@ -132,11 +132,12 @@ def run_targets(args):
     from export.targets import list_targets
 
     ts = list_targets(args.targets_dir)
-    lines = [f"{'target':<14}{'backend':<13}{'precisions':<17}{'opset':>5}  {'TensorRT':<9}{'JetPack':<8}{'DLA':>3}  "
-             f"{'batch min/opt/max':<18} source"]
+    lines = [f"{'target':<14}{'backend':<13}{'precisions':<17}{'opset':>5}  {'TensorRT':<9}{'JetPack':<8}{'Python':<7}"
+             f"{'DLA':>3}  {'batch min/opt/max':<18} source"]
     for t in ts:
         lines.append(f"{t.name:<14}{t.backend:<13}{','.join(t.precisions):<17}{t.opset:>5}  {t.tensorrt or '-':<9}"
-                     f"{t.jetpack or '-':<8}{t.dla_cores:>3}  {f'{t.batch_min}/{t.batch_opt}/{t.batch_max}':<18} {t.source}")
+                     f"{t.jetpack or '-':<8}{t.python or '-':<7}{t.dla_cores:>3}  "
+                     f"{f'{t.batch_min}/{t.batch_opt}/{t.batch_max}':<18} {t.source}")
     emit(args, {"targets": [t.to_dict() for t in ts]}, "\n".join(lines))
 
 

@@ -16,8 +16,10 @@ L4T_TO_JETPACK = {"32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3
 # JetPack major.minor -> (Python, TensorRT, CUDA)
 JETPACK_STACK = {"4.6": ("3.6", "8.0", "10.2"), "4.6.1": ("3.6", "8.2", "10.2"), "5.1": ("3.8", "8.5", "11.4"),
                  "6.0": ("3.10", "8.6", "12.2"), "6.1": ("3.10", "10.3", "12.6"), "6.2": ("3.10", "10.3", "12.6")}
-# highest ONNX opset each TensorRT's ONNX parser takes (onnx-tensorrt operators.md per release branch)
-TRT_MAX_OPSET = ((8, 0, 13), (8, 2, 13), (8, 4, 17), (8, 5, 17), (8, 6, 17), (10, 0, 20), (10, 3, 20))
+# highest ONNX opset each TensorRT's ONNX parser takes (onnx-tensorrt docs/operators.md per release branch;
+# 10.3 not found there, assumed as 10.0/10.1; 10.8 and 11.0 as edgeprune doctor has listed them)
+TRT_MAX_OPSET = ((8, 0, 13), (8, 2, 13), (8, 4, 17), (8, 5, 17), (8, 6, 17), (10, 0, 20), (10, 3, 20), (10, 8, 22),
+                 (11, 0, 23))
 
 
 def l4t_release(path="/etc/nv_tegra_release"):
@@ -48,6 +50,8 @@ def jetpack_version(l4t=None):
 
 def trt_max_opset(version):
     """Highest ONNX opset the ONNX parser of TensorRT ``version`` ('8.2.1') takes, or None if unknown."""
+    if not version:
+        return None
     try:
         mm = tuple(int(v) for v in str(version).split(".")[:2])
     except ValueError:
