@@ -74,3 +74,26 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(extra)
     return env
+
+
+def device_install_venv(version: str = "3.8.18") -> Path:
+    """A cached venv of ``version`` with pip and setuptools only, to ``pip install ".[device]"`` into."""
+    folder = cache_dir() / f"py{version}-device-install"
+    py = folder / "bin" / "python"
+    stamp = folder / ".edgeprune-ready"
+    if stamp.is_file() and py.is_file():
+        return py
+    base = pyenv_python(version)
+    if base is None:
+        pytest.skip(f"Python {version} is not installed (pyenv install {version})")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([str(base), "-m", "venv", str(folder)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"cannot make a Python {version} venv: {r.stderr.strip()[-300:]}")
+    r = _pip(py, "setuptools>=61", "wheel")
+    if r.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"pip cannot install setuptools on Python {version}: {(r.stderr or r.stdout).strip()[-200:]}")
+    stamp.write_text("ok\n")
+    return py
