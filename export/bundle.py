@@ -24,7 +24,7 @@ from edgeprune.atomic import atomic_path, read_json, write_json
 from edgeprune.errors import EdgepruneError
 
 from .manifest import (KIND, MANIFEST, SCHEMA_VERSION, check_file_name, file_entry,
-                       sha256_file, validate_manifest)
+                       sha256_file, validate_manifest)  # noqa: F401  (sha256_file: re-exported)
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 MAX_MEMBER_BYTES = 4 << 30
