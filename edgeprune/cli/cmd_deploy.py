@@ -20,6 +20,9 @@ def register(sub, common):
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="which bundle variant (default: the bundle's default)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--providers", default=None,
+                   help="ONNX Runtime providers, comma list (each must be present here), or 'auto' (the bundle "
+                        "target's providers that are present here); default: the CPU")
     add_json(p)
     p.set_defaults(func=run_predict)
 
@@ -93,7 +96,8 @@ def run_predict(args):
         raise EdgepruneError("--batch must be >= 1")
     if args.hop is not None and args.hop < 1:
         raise EdgepruneError("--hop must be >= 1")
-    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads)
+    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+                     providers=getattr(args, "providers", None))
     src = str(args.input)
     sigmf = src.endswith((".sigmf-meta", ".sigmf-data", ".sigmf"))
     hop = args.hop or pred.length

@@ -59,6 +59,8 @@ def resolve_providers(requested, available, target_providers=None):
         return [CPU], []
     if isinstance(requested, str) and requested != "auto":
         requested = [p.strip() for p in requested.split(",") if p.strip()]
+    if list(requested) == ["auto"]:
+        requested = "auto"
     if requested == "auto":
         wanted = list(target_providers or [CPU])
         chosen = [p for p in wanted if p in available]

@@ -378,6 +378,14 @@ def main(argv=None, root=None):
     except EdgepruneError as exc:
         sys.stderr.write("edgeprune: error: {}\n".format(str(exc).replace("\n", " ")))
         return getattr(exc, "exit_code", 2)
+    except ImportError as exc:
+        name = getattr(exc, "name", None) or first_line(exc)
+        if "numpy" in str(name):
+            sys.stderr.write("edgeprune: error: run.py needs numpy, which is not installed (sudo apt install "
+                             "python3-numpy on a Jetson, or pip install numpy)\n")
+        else:
+            sys.stderr.write("edgeprune: error: cannot import {} ({})\n".format(name, first_line(exc)))
+        return 3
     except KeyboardInterrupt:
         sys.stderr.write("edgeprune: interrupted\n")
         return 130
