@@ -1,12 +1,14 @@
-"""Build TensorRT engines from ONNX for a target (TensorRT 8.5 to 11), and the trtexec equivalent.
+"""Build TensorRT engines from ONNX for a target (TensorRT 8.0 to 11), and the trtexec equivalent.
 
 - before 10: the network needs the EXPLICIT_BATCH flag; from 10 networks are explicit-batch anyway;
+- the workspace limit is ``set_memory_pool_limit`` from 8.4, ``max_workspace_size`` before (JetPack 4.6);
 - FP16/INT8 builder flags exist up to 10.x; TensorRT 11 networks are strongly
   typed: precision comes from the ONNX itself (an fp16 model, Q/DQ for int8);
 - INT8 always comes from the Q/DQ nodes of an int8 ONNX (no implicit calibrator);
 - DLA with GPU fallback where the target has DLA cores (needs fp16 or int8).
 
-tensorrt is imported only inside ``build_engine``; ``trtexec_command`` needs nothing.
+tensorrt is imported only inside ``build_engine``; ``trtexec_command`` needs nothing. Never run here
+(no TensorRT); a bundle's ``run.py build`` is the trtexec route on the board.
 """
 
 from __future__ import annotations
