@@ -148,6 +148,52 @@ def test_runner_refuses_what_open_bundle_refuses(tmp_path_factory):
     assert n > 25
 
 
+def test_random_manifest_damage_refused_by_both(tmp_path_factory):
+    """Any key of the manifest replaced by a random JSON value or removed: whatever open_bundle's check refuses,
+    run.py's check refuses too (it may be stricter, e.g. a boolean schema_version)."""
+    import copy
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from edgeprune.errors import EdgepruneError
+    from export.manifest import validate_manifest
+    from export.runtime.manifest import check_manifest
+
+    out, _, _ = shared_bundle(tmp_path_factory)
+    base = json.loads((out / "manifest.json").read_text())
+    paths = [(k,) for k in base] + [("input", k) for k in base["input"]] + \
+        [("preprocessing", k) for k in base["preprocessing"]] + [("variants", 0, k) for k in base["variants"][0]] + \
+        [("files", k) for k in base["files"]] + [("files", next(iter(base["files"])), k) for k in ("sha256", "size")]
+    values = st.recursive(st.none() | st.booleans() | st.integers(-3, 100) | st.text(max_size=70),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                          max_leaves=6)
+
+    def refused(check, m):
+        try:
+            check(m)
+        except EdgepruneError:
+            return True
+        return False
+
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(paths), st.one_of(st.just("<delete>"), values))
+    def check(path, value):
+        m = copy.deepcopy(base)
+        parent = m
+        for k in path[:-1]:
+            parent = parent[k]
+        if value == "<delete>":
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = value
+        if refused(validate_manifest, m):
+            assert refused(check_manifest, m), (path, value)
+
+    check()
+
+
 # ------------------------------------------------------------ real runs on each Python
 
 @pytest.fixture(scope="module")
