@@ -82,10 +82,34 @@ for batch, calls in ((1, calls1), (64, calls64)):
     np.testing.assert_allclose(np.asarray(model.predict(x, preprocess=False)["probs"]).argmax(1),
                                np.asarray(ref[0]).argmax(1))
     med = lambda v: float(np.median(v)) / 1e3  # noqa: E731
+    # the runner's own work alone, no model: input checks, softmax + argmax, and predict() on a stub backend
+    frames = __import__(run.PACKAGE + ".frames", fromlist=["x"])
+    z = model.backend.infer(x)
+    class Stub(object):
+        name = "stub"
+        def infer(self, a):
+            return z
+        def describe(self):
+            return {}
+        def close(self):
+            pass
+    stub = rt.Model(Stub(), "stub", model.classes, model.normalization, model.length, "fp32")
+    parts = {"checks": lambda: frames.check_frames(x, model.length),
+             "softmax_argmax": lambda: frames.classify(z, model.classes),
+             "predict_without_model": lambda: stub.predict(x),
+             "numpy_feed_run": lambda: model.backend.infer(x)}
+    alone = {}
+    for k, f in parts.items():
+        for _ in range(50):
+            f()
+        ts = []
+        for _ in range(max(200, calls // 2)):
+            t0 = pc(); f(); ts.append(pc() - t0)
+        alone[k] = med(ts)
     out["batches"][str(batch)] = {
         "plain": med(res["plain"]), "bench": med(res["bench"]), "predict": med(res["predict"]),
         "bench_overhead": med(np.subtract(res["bench"], res["plain"])),
-        "predict_overhead": med(np.subtract(res["predict"], res["plain"])), "calls": calls}
+        "predict_overhead": med(np.subtract(res["predict"], res["plain"])), "calls": calls, "alone": alone}
     model.close()
 print(json.dumps(out))
 '''
@@ -175,6 +199,14 @@ def main() -> int:
             print(f"{res['python']:<8} {res['numpy']:<7} {res['onnxruntime']:<7} {batch:>5} {t['plain']:>9.1f} "
                   f"{t['bench']:>9.1f} {t['bench_overhead']:>7.1f} {t['predict']:>10.1f} "
                   f"{t['predict_overhead']:>9.1f}")
+    print("\nthe runner's own work timed alone (us per call): input checks, softmax+argmax, predict() on a stub "
+          "backend (no model), and session.run with a numpy feed (the model included):")
+    for res in rows:
+        for batch, t in res["batches"].items():
+            a = t["alone"]
+            print(f"  Python {res['python']:<8} batch {batch:>3}: checks {a['checks']:.1f}, softmax+argmax "
+                  f"{a['softmax_argmax']:.1f}, predict without model {a['predict_without_model']:.1f}, "
+                  f"numpy-feed run {a['numpy_feed_run']:.1f} (bound: {t['plain']:.1f})")
     print("\ncold start of `python run.py predict --input one-frame.npy` (s), and of `import numpy, onnxruntime` alone:")
     for res in rows:
         print(f"  Python {res['python']:<8} {res['cold_start_s']:.2f} s   (imports alone {res['import_numpy_onnxruntime_s']:.2f} s)")
