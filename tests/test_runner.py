@@ -18,7 +18,7 @@ from export.runner_file import RUNTIME_DIR, embedded_sources, render, runtime_so
 from export_fixtures import LENGTH, edgeprune_cmd, shared_bundle, shared_trained
 from venvs import clean_env, device_venv
 
-PYTHONS = ["3.6.15", "3.8.18", "this"]
+PYTHONS = ["3.6.15", "3.8.18", "3.10.13", "this"]  # JetPack 4.6, 5.1, 6.x, and this Python
 
 
 # ------------------------------------------------------------ the embedded code is the package

@@ -389,3 +389,30 @@ def test_cuda_api_order_is_pycuda_cuda_python_libcudart(monkeypatch):
     monkeypatch.setattr(rc, "APIS", (make("pycuda", False),))
     with pytest.raises(EdgepruneError, match="libcudart comes with JetPack"):
         rc.cuda_api()
+
+
+# ---------------------------------------------------------------- which JetPack, what to install
+
+def test_jetpack_from_l4t_release(tmp_path):
+    """/etc/nv_tegra_release line 1 -> L4T -> JetPack, as NVIDIA's release table maps them."""
+    from export.runtime import jetpack as jp
+
+    f = tmp_path / "nv_tegra_release"
+    f.write_text("# R35 (release), REVISION: 3.1, GCID: 32790763, BOARD: t186ref, EABI: aarch64, DATE: Thu\n")
+    assert jp.l4t_release(str(f)) == "35.3.1" and jp.jetpack_version("35.3.1") == "5.1.1"
+    table = {"32.6.1": "4.6", "32.7.1": "4.6.1", "35.2.1": "5.1", "35.4.1": "5.1.2", "36.3.0": "6.0",
+             "36.4.0": "6.1", "36.4.3": "6.2"}
+    assert {k: jp.jetpack_version(k) for k in table} == table
+    assert jp.l4t_release(str(tmp_path / "absent")) is None
+    assert jp.JETPACK_STACK["4.6"][:2] == ("3.6", "8.0") and jp.JETPACK_STACK["4.6.1"][:2] == ("3.6", "8.2")
+    assert jp.JETPACK_STACK["5.1"][:2] == ("3.8", "8.5") and jp.JETPACK_STACK["6.2"][:2] == ("3.10", "10.3")
+
+
+def test_what_to_install_follows_the_jetpack():
+    from export.runtime.jetpack import install_hint, tensorrt_hint
+
+    assert "cp36" in install_hint("4.6.1") and "python3-libnvinfer" in install_hint("4.6.1")
+    assert "cp38" in install_hint("5.1") and "JetPack 5.1" in install_hint("5.1")
+    assert "jetson-ai-lab" in install_hint("6.2") and "cp36" not in install_hint("6.2")
+    assert "JetPack 6.2" in tensorrt_hint("6.2")
+    assert "pip install onnxruntime" in install_hint(None) or "JetPack" in install_hint(None)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGES = {"3.6": ["numpy==1.19.5", "onnxruntime==1.10.0"], "3.8": ["numpy", "onnxruntime"]}
+PACKAGES = {"3.6": ["numpy==1.19.5", "onnxruntime==1.10.0"], "3.8": ["numpy", "onnxruntime"],
+            "3.10": ["numpy", "onnxruntime"]}
 
 
 def cache_dir() -> Path:
