@@ -406,6 +406,10 @@ def test_build_runs_trtexec_with_the_targets_flags(boards, which, tmp_path):
     assert "--fp16" in (fake.parent / "args.txt").read_text()
     with open_bundle(b) as opened:  # the board's own build outputs do not make the bundle "tampered"
         assert "board-fp16.engine" not in opened.manifest["files"]
+    from profiling.sources import resolve_model
+
+    with resolve_model(b) as src:  # edgeprune profile finds the board's engine as run.py does
+        assert src.engines == {"fp16": b / "board-fp16.engine"}
     r = _run(py, b, "check", "--json")
     assert r.returncode == 0, r.stderr
     eng = [x for x in json.loads(r.stdout)["runnable"] if x["backend"] == "tensorrt"]
