@@ -24,7 +24,7 @@ from edgeprune.atomic import atomic_path, read_json, write_json
 from edgeprune.errors import EdgepruneError
 
 from .manifest import (KIND, MANIFEST, SCHEMA_VERSION, check_file_name, file_entry,
-                       sha256_file, validate_manifest)
+                       sha256_file, validate_manifest)  # noqa: F401  (sha256_file: re-exported)
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 MAX_MEMBER_BYTES = 4 << 30
@@ -123,7 +123,11 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
                              "metadata_file": "model.engine.json" if emeta else None,
                              "tensorrt": emeta.get("tensorrt_version"), "device": emeta.get("device"),
                              "profile": emeta.get("profile"), "accuracy": None})
+        from .runner_file import write_runner
+
+        write_runner(stage)  # the bundle's own runner (Python 3.6+, numpy + ONNX Runtime or TensorRT)
         files = {p.name: file_entry(p) for p in sorted(stage.iterdir()) if p.is_file()}
+        layers, units = _layer_counts(ck)
         default = tgt.default_precision if tgt.default_precision in precisions else precisions[0]
         manifest = {
             "schema_version": SCHEMA_VERSION,
@@ -137,6 +141,8 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
             "opset": opset,
             "macs": int(ck.meta.get("macs") or 0),
             "params": int(ck.meta.get("params") or 0),
+            "weight_layers": layers,
+            "units": units,
             "mac_definition": MAC_DEFINITION,
             "accuracy": {v["precision"] + ("-engine" if v["format"] == "tensorrt" else ""): v["accuracy"]
                          for v in variants},
@@ -169,6 +175,21 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _layer_counts(ck) -> tuple[int | None, int | None]:
+    """Weight layers (conv + linear) and prunable units of a checkpoint, as the profiler counts them."""
+    try:
+        from edgeprune.models.spec import unit_indices
+
+        layers = ck.meta.get("weight_layers")
+        if layers is None:
+            from edgeprune.models.macs import model_stats
+
+            layers = model_stats(ck.spec)["weight_layers"]
+        return int(layers), len(unit_indices(ck.spec))
+    except Exception:  # noqa: BLE001 - a user model without a zoo spec: the profiler counts from the ONNX graph
+        return None, None
 
 
 # ------------------------------------------------------------------- open
@@ -307,25 +328,14 @@ def _read_manifest(root: Path, source: Path) -> dict[str, Any]:
 
 
 def verify_files(root: Path, manifest: dict[str, Any], source: Path) -> None:
-    """Check every listed file exists, is a plain file and matches its size and sha256; nothing unlisted."""
-    listed = set(manifest["files"])
-    for p in root.iterdir():
-        if p.name == MANIFEST:
-            continue
-        if p.name not in listed:
-            raise EdgepruneError(f"bundle {source} holds a file the manifest does not list: {p.name!r}")
-    for name, entry in manifest["files"].items():
-        p = root / name
-        if p.is_symlink():
-            raise EdgepruneError(f"bundle {source}: {name!r} is a symbolic link; bundles hold plain files only")
-        if not p.is_file():
-            raise EdgepruneError(f"bundle {source} is incomplete: {name!r} is missing")
-        if p.stat().st_size != entry["size"]:
-            raise EdgepruneError(f"bundle {source}: {name!r} has {p.stat().st_size} bytes, the manifest says "
-                                 f"{entry['size']} (damaged or tampered with)")
-        if sha256_file(p) != entry["sha256"]:
-            raise EdgepruneError(f"bundle {source}: {name!r} does not match its sha256 in the manifest "
-                                 f"(damaged or tampered with)")
+    """Check every listed file exists, is a plain file and matches its size and sha256; nothing unlisted
+    (except the engine, its record and the timing cache that ``run.py build`` writes on the board).
+
+    The one check, shared with the bundle's run.py (``export.runtime.manifest.verify_files``).
+    """
+    from .runtime.manifest import verify_files as _verify
+
+    _verify(root, manifest, source)
 
 
 def open_bundle(path: str | os.PathLike) -> Bundle:

@@ -11,9 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# TensorRT major.minor -> highest ONNX opset its parser takes (from NVIDIA's support matrices)
-TRT_MAX_OPSET = {(8, 2): 13, (8, 4): 17, (8, 5): 17, (8, 6): 17, (10, 0): 19, (10, 3): 20, (10, 8): 22,
-                 (11, 0): 23}
+from .runtime.jetpack import TRT_MAX_OPSET, trt_max_opset  # noqa: F401  (one table, shared with run.py)
 
 
 def _version(dist: str) -> str | None:
@@ -28,20 +26,6 @@ def _try_import(module: str):
         return importlib.import_module(module), None
     except Exception as exc:  # noqa: BLE001 - a broken install is reported, not raised
         return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-
-
-def trt_max_opset(version: str | None) -> int | None:
-    if not version:
-        return None
-    try:
-        mm = tuple(int(v) for v in version.split(".")[:2])
-    except ValueError:
-        return None
-    best = None
-    for k, v in sorted(TRT_MAX_OPSET.items()):
-        if k <= mm:
-            best = v
-    return best
 
 
 def jetson_release() -> dict[str, Any] | None:

@@ -21,28 +21,21 @@ import numpy as np
 
 from edgeprune.errors import EdgepruneError
 
-from .preprocess import check_normalization, normalize
+from .runtime import frames as _frames
+from .runtime import registry
+from .runtime.model import Model, open_model
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _tensorrt_available() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class Predictor:
-    """A loaded model ready to classify frames; see the module docstring."""
+    """A loaded model ready to classify frames; see the module docstring.
+
+    Built on the device runtime (``export.runtime``): the same backend
+    registry, file choice, preprocessing and softmax as a bundle's run.py.
+    ``providers``: ONNX Runtime providers by name (each must be present here),
+    ``"auto"`` (the bundle target's, those present here), or None (the CPU).
+    """
 
     def __init__(self, model, backend: str = "auto", precision: str | None = None, threads: int | None = None,
                  providers=None):
@@ -57,130 +50,61 @@ class Predictor:
             from .bundle import open_bundle
 
             self._bundle = b = open_bundle(self.source)
-            self.classes = b.classes
-            self.normalization = b.normalization
-            self.length = b.length
-            engines = b.variants("tensorrt")
-            use_trt = backend == "tensorrt" or (backend == "auto" and engines and _tensorrt_available()
-                                                and (precision is None or any(v["precision"] == precision for v in engines)))
-            if use_trt:
-                var = b.variant(precision, "tensorrt")
-            else:
-                var = b.variant(precision, "onnx")
-            self.precision = var["precision"]
-            self._init_backend(b.path(var["file"]), "tensorrt" if use_trt else "onnxruntime", threads, providers)
+            try:
+                self._model = open_model(str(b.root), b.manifest, backend, precision, threads, providers,
+                                         source=str(self.source))
+            except BaseException:
+                b.close()
+                raise
         elif self.source.suffix == ".onnx":
             if backend == "tensorrt":
                 raise EdgepruneError("an .onnx file runs on onnxruntime; build an engine first (edgeprune build)")
-            self._init_backend(self.source, "onnxruntime", threads, providers)
-            meta = self._onnx_meta()
-            self.classes = meta.get("edgeprune.classes") or [str(i) for i in range(self._n_out())]
-            self.normalization = check_normalization(meta.get("edgeprune.normalization", "none"))
-            self.length = int((meta.get("edgeprune.input") or {}).get("length") or self._in_len())
-            self.precision = meta.get("edgeprune.precision")
+            be = registry.open_backend("onnxruntime", str(self.source), threads=threads, providers=providers)
+            meta = _decode(be.metadata())
+            classes = meta.get("edgeprune.classes") or [str(i) for i in range(_last_dim(be.output_shape()))]
+            length = (meta.get("edgeprune.input") or {}).get("length") or _last_dim(be.input_shape())
+            if not length:
+                raise EdgepruneError(f"{self.source}: cannot tell the frame length (no edgeprune metadata)")
+            self._model = Model(be, self.source, classes, meta.get("edgeprune.normalization", "none"), length,
+                                meta.get("edgeprune.precision") or "fp32", str(self.source))
         elif self.source.suffix in (".engine", ".plan", ".trt"):
             if backend == "onnxruntime":
                 raise EdgepruneError("a TensorRT engine runs on the tensorrt backend")
-            self._init_backend(self.source, "tensorrt", threads, providers)
-            meta = self._runner.metadata
+            be = registry.open_backend("tensorrt", str(self.source))
+            meta = be.metadata
             if not meta.get("classes"):
+                be.close()
                 raise EdgepruneError(f"{self.source}.json (written by edgeprune build) is missing; "
                                      f"it gives the class names and preprocessing")
-            self.classes = list(meta["classes"])
-            self.normalization = check_normalization(meta.get("normalization", "none"))
-            self.length = int(meta["input_length"])
-            self.precision = meta.get("precision")
+            self._model = Model(be, self.source, meta["classes"], meta.get("normalization", "none"),
+                                meta["input_length"], meta.get("precision"), str(self.source))
         else:
             raise EdgepruneError(f"{self.source}: give a bundle (folder or .tar.gz), an .onnx file or an .engine")
-        if self.precision is None and self.backend == "onnxruntime":
-            self.precision = "fp32"
-
-    # backends ----------------------------------------------------------
-    def _init_backend(self, path: Path, backend: str, threads, providers) -> None:
-        self.backend = backend
-        self.model_path = path
-        if backend == "onnxruntime":
-            from .verify import make_session
-
-            self._session = make_session(str(path), threads=threads, providers=providers)
-            self._input = self._session.get_inputs()[0].name
-            self._runner = None
-            self.providers = self._session.get_providers()
-        else:
-            from .trt_runtime import TrtRunner
-
-            self._session = None
-            self._runner = TrtRunner(path)
-            self.providers = ["TensorRT"]
-
-    def _onnx_meta(self) -> dict[str, Any]:
-        try:
-            raw = self._session.get_modelmeta().custom_metadata_map
-        except UnicodeDecodeError as exc:
-            raise EdgepruneError(f"{self.source}: the model's metadata is not valid UTF-8 (damaged file?)") from exc
-        out = {}
-        for k, v in raw.items():
-            try:
-                out[k] = json.loads(v)
-            except json.JSONDecodeError:
-                out[k] = v
-        return out
-
-    def _n_out(self) -> int:
-        shape = self._session.get_outputs()[0].shape
-        return int(shape[-1]) if isinstance(shape[-1], int) else 0
-
-    def _in_len(self) -> int:
-        shape = self._session.get_inputs()[0].shape
-        if not isinstance(shape[-1], int):
-            raise EdgepruneError(f"{self.source}: cannot tell the frame length (no edgeprune metadata)")
-        return int(shape[-1])
+        m = self._model
+        self.classes = m.classes
+        self.normalization = m.normalization
+        self.length = m.length
+        self.precision = m.precision
+        self.backend = m.backend_name
+        self.model_path = Path(m.model_path)
+        self.providers = m.providers
+        self._session = getattr(m.backend, "session", None)
+        self._runner = m.backend if self.backend == "tensorrt" else None
 
     # inference ----------------------------------------------------------
     def check_frames(self, frames) -> np.ndarray:
         """Validate and return frames as float32 (N, 2, L); (2, L) becomes (1, 2, L)."""
-        try:
-            x = np.asarray(frames)
-        except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-            raise EdgepruneError(f"frames must be a numeric array of shape (N, 2, {self.length}) "
-                                 f"(got something numpy cannot make one array of)") from exc
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-            raise EdgepruneError(f"frames must be real numbers (float32), got dtype {x.dtype}")
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1] != 2:
-            raise EdgepruneError(f"frames must have shape (N, 2, {self.length}) or (2, {self.length}) "
-                                 f"(rows I and Q), got {tuple(np.shape(frames))}")
-        if x.shape[2] != self.length:
-            raise EdgepruneError(f"frames have {x.shape[2]} samples but the model takes {self.length}")
-        x = x.astype(np.float32, copy=False)
-        if x.size and not np.isfinite(x).all():
-            bad = int((~np.isfinite(x).reshape(len(x), -1).all(axis=1)).sum())
-            raise EdgepruneError(f"{bad} frame(s) contain NaN or Inf samples")
-        return x
+        return _frames.check_frames(frames, self.length)
 
     def logits(self, frames, preprocess: bool = True) -> np.ndarray:
-        x = self.check_frames(frames)
-        if preprocess:
-            x = normalize(x, self.normalization)
-        if len(x) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        if self._session is not None:
-            return np.asarray(self._session.run(None, {self._input: np.ascontiguousarray(x)})[0], np.float32)
-        with self._lock:
-            return self._runner.infer(x)
+        if self.backend == "tensorrt":
+            with self._lock:  # one execution context
+                return self._model.logits(frames, preprocess)
+        return self._model.logits(frames, preprocess)
 
     def predict(self, frames, preprocess: bool = True) -> dict[str, Any]:
         """Class index, name, confidence and probabilities for each frame."""
-        z = self.logits(frames, preprocess)
-        probs = _softmax(z) if len(z) else z
-        labels = probs.argmax(axis=1) if len(z) else np.zeros(0, np.int64)
-        return {
-            "labels": labels.astype(np.int64),
-            "names": [self.classes[i] for i in labels],
-            "confidence": probs.max(axis=1) if len(z) else np.zeros(0, np.float32),
-            "probs": probs,
-        }
+        return _frames.classify(self.logits(frames, preprocess), self.classes)
 
     def predict_stream(self, chunks: Iterable[np.ndarray], batch: int = 256) -> Iterator[dict[str, Any]]:
         """Predict over an iterable of frame chunks, ``batch`` frames at a time (bounded memory)."""
@@ -196,6 +120,7 @@ class Predictor:
                 "length": self.length, "normalization": self.normalization}
 
     def close(self) -> None:
+        self._model.close()
         if self._bundle is not None:
             self._bundle.close()
 
@@ -205,3 +130,17 @@ class Predictor:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    out = {}
+    for k, v in raw.items():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _last_dim(shape) -> int:
+    return int(shape[-1]) if shape and isinstance(shape[-1], int) else 0

@@ -41,6 +41,7 @@ _TOP = {
     "exporter": (str, False),
     "tensorrt": (str, False),
     "jetpack": (str, False),
+    "python": (str, False),
     "dla_cores": (int, False),
     "workspace_mib": (int, False),
     "providers": (list, False),
@@ -62,6 +63,7 @@ class Target:
     exporter: str = "auto"
     tensorrt: str | None = None
     jetpack: str | None = None
+    python: str | None = None
     dla_cores: int = 0
     workspace_mib: int = 1024
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -139,6 +141,7 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
         raise EdgepruneError(f"{where}: 'dla_cores' needs backend = \"tensorrt\"")
     if backend == "tensorrt" and "tensorrt" not in data:
         raise EdgepruneError(f"{where}: missing key 'tensorrt' (the TensorRT version, e.g. \"8.5\")")
+    _check_stack(where, data, opset)
     ws = data.get("workspace_mib", 1024)
     if ws < 0:
         raise EdgepruneError(f"{where}: 'workspace_mib' must be >= 0")
@@ -163,10 +166,29 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
     return Target(
         name=data["name"], backend=backend, precisions=tuple(precisions), opset=opset,
         description=data.get("description", ""), default_precision=default, exporter=exporter,
-        tensorrt=data.get("tensorrt"), jetpack=data.get("jetpack"), dla_cores=dla, workspace_mib=ws,
+        tensorrt=data.get("tensorrt"), jetpack=data.get("jetpack"), python=data.get("python"), dla_cores=dla,
+        workspace_mib=ws,
         providers=tuple(providers), batch_min=bmin, batch_opt=bopt, batch_max=bmax,
         batch_profile=tuple(profile), source=where,
     )
+
+
+def _check_stack(where: str, data: dict[str, Any], opset: int) -> None:
+    """A JetPack's TensorRT and Python are what NVIDIA ships with it; the opset is one its TensorRT parses."""
+    from .runtime.jetpack import JETPACK_STACK, trt_max_opset
+
+    trt, jp, py = data.get("tensorrt"), data.get("jetpack"), data.get("python")
+    if jp in JETPACK_STACK:
+        want_py, want_trt, _ = JETPACK_STACK[jp]
+        if trt is not None and str(trt).split(".")[:2] != want_trt.split(".")[:2]:
+            raise EdgepruneError(f"{where}: JetPack {jp} ships TensorRT {want_trt}, not {trt}")
+        if py is not None and py != want_py:
+            raise EdgepruneError(f"{where}: JetPack {jp} ships Python {want_py}, not {py}")
+    if data.get("backend") == "tensorrt" and trt:
+        ceiling = trt_max_opset(trt)
+        if ceiling is not None and opset > ceiling:
+            raise EdgepruneError(f"{where}: 'opset' {opset} is above what TensorRT {trt}'s ONNX parser takes "
+                                 f"({ceiling})")
 
 
 def load_target_file(path: str | os.PathLike) -> Target:

@@ -1,19 +1,20 @@
-"""Build TensorRT engines from ONNX for a target (TensorRT 8.5 to 11), and the trtexec equivalent.
+"""Build TensorRT engines from ONNX for a target (TensorRT 8.0 to 11), and the trtexec equivalent.
 
 - before 10: the network needs the EXPLICIT_BATCH flag; from 10 networks are explicit-batch anyway;
+- the workspace limit is ``set_memory_pool_limit`` from 8.4, ``max_workspace_size`` before (JetPack 4.6);
 - FP16/INT8 builder flags exist up to 10.x; TensorRT 11 networks are strongly
   typed: precision comes from the ONNX itself (an fp16 model, Q/DQ for int8);
 - INT8 always comes from the Q/DQ nodes of an int8 ONNX (no implicit calibrator);
 - DLA with GPU fallback where the target has DLA cores (needs fp16 or int8).
 
-tensorrt is imported only inside ``build_engine``; ``trtexec_command`` needs nothing.
+tensorrt is imported only inside ``build_engine``; ``trtexec_command`` needs nothing. Never run here
+(no TensorRT); a bundle's ``run.py build`` is the trtexec route on the board.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -79,28 +80,18 @@ def profile_shapes(tgt, length: int) -> dict[str, list[int]]:
 
 
 def trtexec_command(onnx_path, target, out, precision: str | None = None, timing_cache=None,
-                    dla_core: int | None = 0, targets_dir=None) -> str:
-    """The trtexec command line that builds the same engine by hand on the board (no tensorrt needed)."""
+                    dla_core: int | None = 0, targets_dir=None, trt_version: str | None = None) -> str:
+    """The trtexec command line that builds the same engine by hand on the board (no tensorrt needed).
+
+    Flags follow the TensorRT that runs it (``trt_version``, default the target's): the same function
+    writes the command a bundle's ``run.py build`` runs (``export.runtime.trtexec``).
+    """
+    from .runtime.trtexec import command_line, trtexec_args
+
     onnx_path, tgt, precision, info = _resolve(onnx_path, target, precision, targets_dir)
-    shapes = profile_shapes(tgt, info["length"])
-    fmt = lambda s: "iq:" + "x".join(str(v) for v in s)  # noqa: E731
-    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={out}",
-            f"--minShapes={fmt(shapes['min'])}", f"--optShapes={fmt(shapes['opt'])}", f"--maxShapes={fmt(shapes['max'])}"]
-    major = int(str(tgt.tensorrt).split(".")[0])
-    if major < 11:
-        if precision == "fp16":
-            args.append("--fp16")
-        elif precision == "int8":
-            args += ["--int8", "--fp16"]  # Q/DQ gives the int8 layers; fp16 for the rest
-    else:
-        args.append("--stronglyTyped")
-    if tgt.dla_cores and precision in ("fp16", "int8") and dla_core is not None:
-        args += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
-    if tgt.workspace_mib:
-        args.append(f"--memPoolSize=workspace:{tgt.workspace_mib}")  # MiB
-    if timing_cache:
-        args.append(f"--timingCacheFile={timing_cache}")
-    return " ".join(shlex.quote(a) for a in args)
+    args = trtexec_args(onnx_path, out, tgt.to_dict(), precision, info["length"], trt_version=trt_version,
+                        timing_cache=timing_cache, dla_core=dla_core, trtexec="trtexec")
+    return command_line(args)
 
 
 def build_engine(onnx_path, target, out, precision: str | None = None, timing_cache=None,

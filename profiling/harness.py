@@ -13,15 +13,18 @@ EdgepruneError explains why.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import progress
 
-from .backends import BACKENDS, OrtRunner, Runner, TorchRunner, TrtRunner, backend_version, check_backend
+from .backend_torch import TorchRunner
+from .backends import BACKENDS, OrtRunner, Runner, TrtRunner, backend_version, check_backend
 from .machine import cpu_label, machine_info
-from .records import latency_stats, new_results
+from export.runtime.bench import make_record
+from export.runtime.stats import measure as _measure
+
+from .records import new_results
 from .sources import PRECISIONS, ModelSource, resolve_model
 
 
@@ -32,30 +35,9 @@ def measure(runner: Runner, warmup_ms: float | None = 200.0, warmup_iters: int |
 
     Timed runs: exactly ``iters`` if given, else as many as fit in ``duration_ms``
     (at least ``min_iters``, at most ``max_iters``). Returns (times in ns, warm-up runs).
+    The one definition (``export.runtime.stats.measure``), shared with a bundle's ``run.py bench``.
     """
-    warm = 0
-    if warmup_iters is not None:
-        for _ in range(int(warmup_iters)):
-            runner.run()
-        warm = int(warmup_iters)
-    else:
-        end = time.perf_counter_ns() + int((warmup_ms or 0) * 1e6)
-        runner.run()  # at least one: first-call allocations must not be timed
-        warm = 1
-        while time.perf_counter_ns() < end:
-            runner.run()
-            warm += 1
-    for v in runner.extras.values():
-        v.clear()
-    times: list[int] = []
-    if iters is not None:
-        for _ in range(int(iters)):
-            times.append(runner.timed())
-        return times, warm
-    end = time.perf_counter_ns() + int((duration_ms or 0) * 1e6)
-    while (len(times) < min_iters or time.perf_counter_ns() < end) and len(times) < max_iters:
-        times.append(runner.timed())
-    return times, warm
+    return _measure(runner, warmup_ms, warmup_iters, duration_ms, iters, min_iters, max_iters)
 
 
 def _positive_ints(values, what: str) -> list[int]:
@@ -214,30 +196,11 @@ def _measure_one(src: ModelSource, backend: str, target, precision: str, batch: 
     try:
         times, warm = measure(runner, warmup_ms, warmup_iters, duration_ms, iters, min_iters)
         desc = runner.describe()
-        extras = {k: latency_stats(v, batch) for k, v in runner.extras.items() if v}
     finally:
         runner.close()
     on = desc.get("on", "cpu")
-    rec = {
-        **src.info(),
-        "file": str(target) if Path(str(target)) != src.path else None,
-        "backend": backend,
-        "backend_version": backend_version(backend),
-        "providers": desc.get("providers"),
-        "device": cpu_label(machine) if on == "cpu" else on,
-        "precision": precision,
-        "batch": batch,
-        "threads": threads,
-        "input_shape": desc.get("input_shape"),
-        "io": desc.get("io"),
-        "timing": runner.timing,
-        "cuda_graphs": bool(cuda_graphs and backend == "torch" and runner.timing.endswith("cuda-graph")),
-        "warmup_iters": warm,
-        **latency_stats(times, batch),
-        "seed": seed,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine,
-    }
-    for key, st in extras.items():  # TensorRT: h2d / gpu_compute / d2h
-        rec[key] = {k: st[k] for k in ("median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms", "max_ms")}
-    return rec
+    return make_record(src.info(), backend, backend_version(backend), desc, precision, batch, threads,
+                       desc.get("input_shape"), desc.get("io"), runner.timing, warm, times, runner.extras, seed,
+                       machine, cpu_label(machine) if on == "cpu" else on,
+                       file=str(target) if Path(str(target)) != src.path else None,
+                       cuda_graphs=bool(cuda_graphs and backend == "torch" and runner.timing.endswith("cuda-graph")))

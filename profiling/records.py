@@ -13,9 +13,7 @@ frames per second over the timed runs: ``batch * 1000 / mean_ms``.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Iterable
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
@@ -48,35 +46,8 @@ RESULTS_SCHEMA = obj(schema=opt(integer(choices=(SCHEMA,))), kind=opt(text(choic
                      machine=opt(anything()), records=seq(RECORD_SCHEMA), skipped=opt(seq(anything())))
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default) of an ascending list."""
-    if not sorted_values:
-        raise ValueError("no values")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def latency_stats(times_ns: Iterable[int], batch: int) -> dict:
-    """median/mean/p90/p99/min/max/std (ms) and throughput (frames/s) of per-call times in ns."""
-    ms = sorted(t / 1e6 for t in times_ns)
-    if not ms:
-        raise EdgepruneError("no timed runs to summarise")
-    n = len(ms)
-    mean = sum(ms) / n
-    var = sum((v - mean) ** 2 for v in ms) / (n - 1) if n > 1 else 0.0
-    return {
-        "median_ms": percentile(ms, 50),
-        "mean_ms": mean,
-        "p90_ms": percentile(ms, 90),
-        "p99_ms": percentile(ms, 99),
-        "min_ms": ms[0],
-        "max_ms": ms[-1],
-        "std_ms": math.sqrt(var),
-        "iterations": n,
-        "throughput_fps": batch * 1000.0 / mean if mean > 0 else float("inf"),
-    }
+# one definition of the statistics, shared with a bundle's run.py (export.runtime.stats)
+from export.runtime.stats import latency_stats, percentile  # noqa: E402,F401
 
 
 def new_results(machine: dict | None = None) -> dict:
@@ -127,17 +98,4 @@ def save_results(path: str | Path, results: dict, append: bool = False) -> dict:
     return results
 
 
-def format_table(records: list[dict]) -> str:
-    """A fixed-width text table of records."""
-    head = (f"{'model':<22} {'backend':<12} {'prec':<5} {'batch':>5} {'thr':>3} {'median':>9} {'p90':>9} "
-            f"{'p99':>9} {'std':>8} {'frames/s':>10} {'MMACs':>8} {'layers':>6} {'iters':>6}")
-    lines = [head, "-" * len(head)]
-    for r in records:
-        macs = f"{r['macs'] / 1e6:.2f}" if r.get("macs") is not None else "?"
-        layers = str(r["layers"]) if r.get("layers") is not None else "?"
-        lines.append(
-            f"{str(r['model'])[:22]:<22} {r['backend']:<12} {r['precision']:<5} {r['batch']:>5} {r['threads']:>3} "
-            f"{r['median_ms']:>9.3f} {r['p90_ms']:>9.3f} {r['p99_ms']:>9.3f} {r['std_ms']:>8.3f} "
-            f"{r['throughput_fps']:>10.1f} {macs:>8} {layers:>6} {r['iterations']:>6}")
-    lines.append("(latency in ms per call of one batch; frames/s = batch x 1000 / mean)")
-    return "\n".join(lines)
+from export.runtime.bench import format_table  # noqa: E402,F401  (the same table as run.py bench)

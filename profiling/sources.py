@@ -372,6 +372,12 @@ def _bundle_source(path: Path, bundle) -> ModelSource:
         fmt = v.get("format") or ("onnx" if f.name.endswith(".onnx") else "tensorrt")
         prec = v.get("precision") or _precision_from_name(f.name) or "fp32"
         (src.onnx if fmt == "onnx" else src.engines).setdefault(prec, f)
+    root = getattr(bundle, "root", None)
+    if root is not None and variants:  # engines `run.py build` made on the board come first, as for predict
+        from export.runtime.model import engine_candidates
+
+        for prec, f in engine_candidates(str(root), manifest).items():
+            src.engines[prec] = Path(f)
     if not variants:  # a manifest without variants: go by file names
         for f in by_name.values():
             if f.name.lower().endswith(".onnx"):

@@ -40,7 +40,7 @@ def test_manifest_contents(bundle):
         assert 0 <= v["accuracy"] <= 1
     for name, e in m["files"].items():
         assert sha256_file(out / name) == e["sha256"] and (out / name).stat().st_size == e["size"]
-    assert set(m["files"]) == {"model-fp32.onnx", "model-int8.onnx"}
+    assert set(m["files"]) == {"model-fp32.onnx", "model-int8.onnx", "run.py"}  # run.py: the bundle's own runner
     assert m["tools"]["onnxruntime"] and m["tools"]["edgeprune"] and m["created"]
     from edgeprune.checkpoint import load_checkpoint
 
@@ -142,7 +142,7 @@ def test_tar_gz_bundle_and_cli(tmp_path_factory, tmp_path, capsys):
         root = b.root
         assert b.variant()["precision"] == "fp16" and (root / "model-fp16.onnx").is_file()
         with tarfile.open(out) as tar:
-            assert sorted(tar.getnames()) == ["manifest.json", "model-fp16.onnx", "model-fp32.onnx"]
+            assert sorted(tar.getnames()) == ["manifest.json", "model-fp16.onnx", "model-fp32.onnx", "run.py"]
     assert not root.exists()  # extraction folder removed on close
     # truncated archive
     trunc = tmp_path / "trunc.tar.gz"
@@ -164,7 +164,7 @@ def test_bundle_with_engine_file(tmp_path_factory, tmp_path):
     m = make_bundle(ckpt, "xavier-nx", out, precisions=["fp16"], engine=eng)
     eng_var = [v for v in m["variants"] if v["format"] == "tensorrt"][0]
     assert eng_var["precision"] == "fp16" and eng_var["tensorrt"] == "8.5.2"
-    assert {"model.engine", "model.engine.json", "model-fp16.onnx"} == set(m["files"])
+    assert {"model.engine", "model.engine.json", "model-fp16.onnx", "run.py"} == set(m["files"])
     with open_bundle(out) as b:
         assert b.path("model.engine").read_bytes() == eng.read_bytes()
     with pytest.raises(EdgepruneError, match="does not support int8"):

@@ -160,7 +160,7 @@ def test_issue18_manifest_without_normalization_is_one_error_line(tmp_path, bund
 
 def test_manifest_declaration_covers_what_the_readers_use(tmp_path, bundle, manifest, frames):
     """A manifest stripped to its declared fields still opens, predicts the same and profiles."""
-    from export.manifest import MANIFEST_SCHEMA
+    from export.runtime.manifest import MANIFEST_SCHEMA
     from export.predictor import Predictor
     from profiling.harness import profile
 
@@ -178,7 +178,7 @@ def test_manifest_declaration_covers_what_the_readers_use(tmp_path, bundle, mani
 
 
 def _manifest_cases():
-    from export.manifest import MANIFEST_SCHEMA
+    from export.runtime.manifest import MANIFEST_SCHEMA
 
     return MANIFEST_SCHEMA, required_paths(MANIFEST_SCHEMA), declared_paths(MANIFEST_SCHEMA)
 

@@ -26,7 +26,7 @@ def test_shipped_targets():
     ts = {t.name: t for t in list_targets()}
     assert {"jetson-nano", "xavier-nx", "orin-nano", "agx-orin", "x86-cpu"} <= set(ts)
     nano, nx, orin, agx, cpu = (ts[n] for n in ("jetson-nano", "xavier-nx", "orin-nano", "agx-orin", "x86-cpu"))
-    assert nano.tensorrt == "8.2" and nano.jetpack == "4.6" and nano.precisions[0] == "fp16" and nano.opset <= 13
+    assert nano.tensorrt == "8.2" and nano.jetpack == "4.6.1" and nano.precisions[0] == "fp16" and nano.opset <= 13
     assert nx.tensorrt == "8.5" and nx.jetpack == "5.1" and nx.dla_cores == 2 and nx.opset <= 17
     assert {"fp16", "int8"} <= set(nx.precisions)
     assert orin.tensorrt.startswith("10.3") and orin.jetpack.startswith("6") and orin.dla_cores == 0
@@ -93,3 +93,36 @@ def test_cli_targets(capsys, tmp_path):
     assert "jetson-nano" in capsys.readouterr().out
     assert main(["targets", "--targets-dir", str(tmp_path / "nope")]) != 0
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_shipped_targets_match_what_each_jetpack_ships():
+    """JetPack -> TensorRT and Python as NVIDIA ships them; the opset under the TensorRT's parser ceiling."""
+    from export.runtime.jetpack import JETPACK_STACK, trt_max_opset
+
+    ts = {t.name: t for t in list_targets()}
+    assert {"orin-nx", "jetson-nano", "xavier-nx", "orin-nano", "agx-orin"} <= set(ts)
+    seen = set()
+    for t in ts.values():
+        if t.backend != "tensorrt":
+            continue
+        py, trt, _ = JETPACK_STACK[t.jetpack]
+        assert (t.tensorrt, t.python) == (trt, py), t.name
+        assert t.opset <= trt_max_opset(t.tensorrt), t.name
+        seen.add(t.jetpack)
+    assert {"4.6.1", "5.1", "6.2"} <= seen
+    expected = {"jetson-nano": ("8.2", "3.6", 13), "xavier-nx": ("8.5", "3.8", 17), "orin-nx": ("10.3", "3.10", 20)}
+    for name, (trt, py, ceiling) in expected.items():
+        assert ts[name].tensorrt == trt and ts[name].python == py and trt_max_opset(trt) == ceiling
+    assert trt_max_opset("8.0.1") == 13 and trt_max_opset("8.4.3") == 17
+
+
+@pytest.mark.parametrize("extra, msg", [
+    ('tensorrt = "8.2"\njetpack = "4.6"\n', "JetPack 4.6 ships TensorRT 8.0, not 8.2"),
+    ('tensorrt = "8.5"\njetpack = "5.1"\npython = "3.6"\n', "JetPack 5.1 ships Python 3.8"),
+    ('tensorrt = "8.2"\n', "'opset' 17 is above what TensorRT 8.2's ONNX parser takes (13)"),
+])
+def test_inconsistent_jetpack_stack_refused(tmp_path, extra, msg):
+    f = tmp_path / "bad.toml"
+    f.write_text(extra + GOOD.format(name="bad").replace('backend = "onnxruntime"', 'backend = "tensorrt"'))
+    with pytest.raises(EdgepruneError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        load_target_file(f)

@@ -20,6 +20,9 @@ def register(sub, common):
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="which bundle variant (default: the bundle's default)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--providers", default=None,
+                   help="ONNX Runtime providers, comma list (each must be present here), or 'auto' (the bundle "
+                        "target's providers that are present here); default: the CPU")
     add_json(p)
     p.set_defaults(func=run_predict)
 
@@ -93,7 +96,8 @@ def run_predict(args):
         raise EdgepruneError("--batch must be >= 1")
     if args.hop is not None and args.hop < 1:
         raise EdgepruneError("--hop must be >= 1")
-    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads)
+    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+                     providers=getattr(args, "providers", None))
     src = str(args.input)
     sigmf = src.endswith((".sigmf-meta", ".sigmf-data", ".sigmf"))
     hop = args.hop or pred.length
@@ -132,11 +136,12 @@ def run_targets(args):
     from export.targets import list_targets
 
     ts = list_targets(args.targets_dir)
-    lines = [f"{'target':<14}{'backend':<13}{'precisions':<17}{'opset':>5}  {'TensorRT':<9}{'JetPack':<8}{'DLA':>3}  "
-             f"{'batch min/opt/max':<18} source"]
+    lines = [f"{'target':<14}{'backend':<13}{'precisions':<17}{'opset':>5}  {'TensorRT':<9}{'JetPack':<8}{'Python':<7}"
+             f"{'DLA':>3}  {'batch min/opt/max':<18} source"]
     for t in ts:
         lines.append(f"{t.name:<14}{t.backend:<13}{','.join(t.precisions):<17}{t.opset:>5}  {t.tensorrt or '-':<9}"
-                     f"{t.jetpack or '-':<8}{t.dla_cores:>3}  {f'{t.batch_min}/{t.batch_opt}/{t.batch_max}':<18} {t.source}")
+                     f"{t.jetpack or '-':<8}{t.python or '-':<7}{t.dla_cores:>3}  "
+                     f"{f'{t.batch_min}/{t.batch_opt}/{t.batch_max}':<18} {t.source}")
     emit(args, {"targets": [t.to_dict() for t in ts]}, "\n".join(lines))
 
 

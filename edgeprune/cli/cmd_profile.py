@@ -44,7 +44,8 @@ def register(sub, common):
     p.add_argument("--per-layer-iters", type=int, default=50, help="profiled runs for --per-layer (default 50)")
     p.add_argument("--cuda-graphs", action="store_true", help="torch on CUDA: replay a captured CUDA graph")
     p.add_argument("--providers", default=None,
-                   help="ONNX Runtime execution providers, comma list (default CPUExecutionProvider)")
+                   help="ONNX Runtime execution providers, comma list; each must be present here "
+                        "(default CPUExecutionProvider)")
     p.add_argument("--out", default=None, help="write the results JSON here (atomically)")
     p.add_argument("--append", action="store_true", help="merge into an existing --out file")
     p.add_argument("--fit-latency-model", default=None, metavar="FILE",

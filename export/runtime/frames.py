@@ -1,0 +1,118 @@
+"""Frames in, classes out: normalisation, input checks, softmax, .npy reading (numpy only, Python 3.6+).
+
+``normalize`` is the deploy-side twin of ``edgeprune.data.dataset.normalize_frames``
+(the definition the training data is made with); a test compares the two on
+random frames for every mode.
+
+- ``none``: frames are used as given;
+- ``l1``: each frame is divided by the sum over samples of sqrt(I^2 + Q^2);
+- ``l2``: by the square root of the summed power;
+- ``max``: by the peak magnitude.
+All-zero frames stay zero; normalising twice changes nothing.
+"""
+
+import numpy as np
+
+from .errors import EdgepruneError
+
+NORMALIZATIONS = ("l1", "l2", "max", "none")
+
+
+def check_normalization(name):
+    name = "none" if name in (None, "") else str(name).lower()
+    if name not in NORMALIZATIONS:
+        raise EdgepruneError("unknown normalisation {!r}; known: {}".format(name, ", ".join(NORMALIZATIONS)))
+    return name
+
+
+def normalize(x, mode):
+    """float32 frames (N, 2, L) scaled per frame by ``mode``."""
+    mode = check_normalization(mode)
+    x = np.asarray(x, dtype=np.float32)
+    if mode == "none" or x.size == 0:
+        return x
+    mag = np.hypot(x[:, 0, :], x[:, 1, :])
+    if mode == "l1":
+        scale = mag.sum(axis=1, dtype=np.float64)
+    elif mode == "l2":
+        scale = np.sqrt((mag.astype(np.float64) ** 2).sum(axis=1))
+    else:
+        scale = mag.max(axis=1)
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return x / scale[:, None, None]
+
+
+def check_frames(frames, length):
+    """Validate and return frames as float32 (N, 2, length); (2, length) becomes (1, 2, length)."""
+    try:
+        x = np.asarray(frames)
+    except (ValueError, TypeError):  # ragged nested lists and the like
+        raise EdgepruneError("frames must be a numeric array of shape (N, 2, {}) (got something numpy cannot "
+                             "make one array of)".format(length))
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise EdgepruneError("frames must be real numbers (float32), got dtype {}".format(x.dtype))
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[1] != 2:
+        raise EdgepruneError("frames must have shape (N, 2, {0}) or (2, {0}) (rows I and Q), got {1}".format(
+            length, tuple(np.shape(frames))))
+    if x.shape[2] != length:
+        raise EdgepruneError("frames have {} samples but the model takes {}".format(x.shape[2], length))
+    x = x.astype(np.float32, copy=False)
+    if x.size and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x).reshape(len(x), -1).all(axis=1)).sum())
+        raise EdgepruneError("{} frame(s) contain NaN or Inf samples".format(bad))
+    return x
+
+
+def softmax(z):
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def classify(logits, classes):
+    """Class index, name, confidence and probabilities of each row of ``logits``."""
+    z = np.asarray(logits, dtype=np.float32)
+    if len(z) == 0:
+        return {"labels": np.zeros(0, np.int64), "names": [], "confidence": np.zeros(0, np.float32),
+                "probs": z.reshape(0, len(classes))}
+    probs = softmax(z)
+    labels = probs.argmax(axis=1).astype(np.int64)
+    return {"labels": labels, "names": [classes[i] for i in labels], "confidence": probs.max(axis=1),
+            "probs": probs}
+
+
+def npy_chunks(path, batch):
+    """(first frame index, frames) chunks of a .npy file: (N, 2, L) / (2, L) real, or complex (N, L) / (L,)."""
+    try:
+        arr = np.load(str(path), mmap_mode="r", allow_pickle=False)
+    except (IOError, OSError) as exc:
+        if not __import__("os").path.exists(str(path)):
+            raise EdgepruneError("input {} does not exist".format(path))
+        raise EdgepruneError("{} is not a readable .npy array of numbers: {}".format(path, exc))
+    except (ValueError, EOFError) as exc:
+        raise EdgepruneError("{} is not a readable .npy array of numbers: {}".format(path, exc))
+    if np.iscomplexobj(arr):
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2:
+            raise EdgepruneError("complex input must have shape (N, L), got {}".format(arr.shape))
+        return _complex_chunks(arr, batch)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise EdgepruneError("{}: frames must have shape (N, 2, L) or (2, L), got {}".format(path, arr.shape))
+    return _real_chunks(arr, batch)
+
+
+def _complex_chunks(arr, batch):
+    for i in range(0, len(arr), batch):
+        c = np.asarray(arr[i:i + batch])
+        yield i, np.stack([c.real, c.imag], 1).astype(np.float32)
+
+
+def _real_chunks(arr, batch):
+    for i in range(0, len(arr), batch):
+        yield i, np.asarray(arr[i:i + batch])

@@ -1,0 +1,132 @@
+"""A verified bundle folder opened on a backend: which model file runs, and frames -> classes (Python 3.6+).
+
+``export.Predictor`` (for bundles) and a bundle's run.py both open models here,
+so they pick the same file, preprocess the same way and give the same answers.
+
+Which file runs (``choose``): with ``backend="auto"``, a TensorRT engine when
+TensorRT can run here and the bundle has one of the precision asked for
+(an engine ``run.py build`` made on this board first, then one shipped in
+the bundle); otherwise the ONNX variant (the bundle's default precision
+unless one is asked for) on ONNX Runtime.
+"""
+
+import os
+
+from . import registry
+from .errors import EdgepruneError
+from .frames import check_frames, check_normalization, classify, normalize
+from .manifest import file_sha256, pick_variant
+
+
+def board_engine(root, precision):
+    return os.path.join(str(root), "board-{}.engine".format(precision))
+
+
+def engine_candidates(root, manifest):
+    """{precision: engine path}: engines built on this board by run.py build, then engines in the bundle."""
+    out = {}
+    for prec in ("fp16", "int8", "fp32"):
+        p = board_engine(root, prec)
+        if os.path.isfile(p):
+            out[prec] = p
+    for v in manifest["variants"]:
+        if v["format"] == "tensorrt":
+            out.setdefault(v["precision"], os.path.join(str(root), v["file"]))
+    return out
+
+
+def _check_board_engine(path):
+    """An engine run.py built must still match the sha256 its build recorded."""
+    from .backend_tensorrt import read_engine_metadata
+
+    if not os.path.basename(path).startswith("board-"):
+        return
+    meta = read_engine_metadata(path)
+    if not meta.get("engine_sha256"):
+        raise EdgepruneError("{} has no build record ({}.json); rebuild it with python3 run.py build".format(
+            path, os.path.basename(path)))
+    if file_sha256(path) != meta["engine_sha256"]:
+        raise EdgepruneError("{} does not match the sha256 its build recorded (damaged?); rebuild it with "
+                             "python3 run.py build".format(path))
+
+
+def choose(root, manifest, backend="auto", precision=None, source=None):
+    """(backend name, model path, precision) for this bundle here; see the module docstring."""
+    source = source or root
+    if backend not in ("auto", "onnxruntime", "tensorrt"):
+        raise EdgepruneError("unknown backend {!r}; choose one of auto, onnxruntime, tensorrt".format(backend))
+    engines = engine_candidates(root, manifest)
+    if backend == "tensorrt" or (backend == "auto" and engines and registry.availability("tensorrt") is None
+                                 and (precision is None or precision in engines)):
+        if not engines:
+            raise EdgepruneError("bundle {} has no TensorRT engine; build one on this board: python3 run.py build "
+                                 "(or edgeprune build)".format(source))
+        if precision is None:
+            default = manifest.get("default_precision")
+            precision = default if default in engines else sorted(engines)[0]
+        if precision not in engines:
+            raise EdgepruneError("bundle {} has no {} TensorRT engine (it has {}); build one: python3 run.py build "
+                                 "--precision {}".format(source, precision, ", ".join(sorted(engines)), precision))
+        return "tensorrt", engines[precision], precision
+    var = pick_variant(manifest, precision, "onnx", source)
+    if backend == "auto" and registry.availability("onnxruntime") is not None \
+            and registry.availability("tensorrt") is not None:
+        from .jetpack import install_hint
+
+        raise EdgepruneError("neither ONNX Runtime nor TensorRT can run here; install one: " + install_hint())
+    return "onnxruntime", os.path.join(str(root), var["file"]), var["precision"]
+
+
+class Model(object):
+    """An opened model: ``predict(frames)``, ``logits(frames)``, ``info()``, ``close()``."""
+
+    def __init__(self, backend, path, classes, normalization, length, precision, source=None):
+        self.backend = backend
+        self.model_path = path
+        self.classes = list(classes)
+        self.normalization = check_normalization(normalization)
+        self.length = int(length)
+        self.precision = precision
+        self.source = source or path
+        self.providers = list(backend.describe().get("providers") or [])
+
+    @property
+    def backend_name(self):
+        return self.backend.name
+
+    def check_frames(self, frames):
+        return check_frames(frames, self.length)
+
+    def logits(self, frames, preprocess=True):
+        x = self.check_frames(frames)
+        if preprocess:
+            x = normalize(x, self.normalization)
+        if len(x) == 0:
+            import numpy as np
+
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.backend.infer(x)
+
+    def predict(self, frames, preprocess=True):
+        return classify(self.logits(frames, preprocess), self.classes)
+
+    def info(self):
+        return {"source": str(self.source), "backend": self.backend.name, "providers": self.providers,
+                "model_file": str(self.model_path), "precision": self.precision, "classes": self.classes,
+                "length": self.length, "normalization": self.normalization}
+
+    def close(self):
+        self.backend.close()
+
+
+def open_model(root, manifest, backend="auto", precision=None, threads=None, providers=None, source=None):
+    """Open the model ``choose`` picks for this verified bundle folder."""
+    name, path, prec = choose(root, manifest, backend, precision, source)
+    if name == "tensorrt":
+        _check_board_engine(path)
+        be = registry.open_backend("tensorrt", path)
+    else:
+        be = registry.open_backend("onnxruntime", path, threads=threads, providers=providers,
+                                   target_providers=(manifest.get("target") or {}).get("providers"))
+    return Model(be, path, manifest["classes"], manifest["preprocessing"].get("normalization"),
+                 manifest["input"]["length"], prec, source)
