@@ -37,6 +37,26 @@ def _profile(*args, timeout=300):
     return subprocess.run(edgeprune_cmd("profile", *args), capture_output=True, text=True, timeout=timeout)
 
 
+def _listeners(port: int) -> list[str]:
+    """Local addresses (hex, as the kernel lists them) of TCP sockets listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for ln in lines:
+            parts = ln.split()
+            addr, p = parts[1].rsplit(":", 1)
+            if int(p, 16) == port and parts[3] == "0A":  # 0A = LISTEN
+                found.append(addr)
+    return found
+
+
+def test_sshd_listens_on_loopback_only(sshd):
+    assert _listeners(sshd["port"]) == ["0100007F"]  # 127.0.0.1, nothing on other addresses or IPv6
+
+
 def test_profile_remote_end_to_end(sshd, bundle, tmp_path):
     from export.runtime.manifest import manifest_hash
     from profiling.records import REQUIRED
