@@ -203,3 +203,42 @@ def test_study_measures_on_the_board_and_merges_results(sshd, bundle, tmp_path):
     r = subprocess.run(edgeprune_cmd("compare", "--config", cfg, "--out", out, "--results", other, "-q"),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "is not a model of this study" in r.stderr.strip().splitlines()[-1]
+
+
+def test_remote_jetson_state_and_energy_never_mixed(sshd, bundle, tmp_path):
+    """A 'Jetson' over SSH (fake board tree and tegrastats/nvpmodel, set up by the board-side python wrapper):
+    records carry its power mode, clock state and energy; two clock states give two report columns."""
+    from board_fixtures import fake_tools, make_board
+    from edgeprune.study.report import headline
+
+    line = ("RAM 2000/7620MB (lfb 5x1MB) CPU [50%@1984,40%@1984,30%@1984,20%@1984] EMC_FREQ 10%@3199 "
+            "GR3D_FREQ 60%@[918] tj@52.25C VDD_IN 7000mW/6000mW VDD_CPU_GPU_CV 2100mW/2000mW VDD_SOC 1000mW/1000mW")
+    tools = fake_tools(tmp_path / "bin", [line], mode="15W", mode_id=1)
+    results = {}
+    for state, locked in (("locked", True), ("unlocked", False)):
+        root = make_board(tmp_path / state, "orinnx-jp6", locked=locked, gpu_mhz=918)
+        py = tmp_path / f"python-{state}"
+        py.write_text(f"#!/bin/sh\nEDGEPRUNE_BOARD_ROOT={root} PATH={tools}:$PATH exec {sys.executable} \"$@\"\n")
+        py.chmod(py.stat().st_mode | stat.S_IXUSR)
+        r = _profile(bundle, "--remote", "testboard", "--ssh-config", sshd["config"], "--remote-python", py,
+                     "--remote-dir", tmp_path / "rb", "--duration-ms", "400", "--warmup", "2", "--precision", "fp32",
+                     "--energy", "--json", "-q")
+        assert r.returncode == 0, r.stderr
+        assert ("clocks are not locked" in r.stderr) == (not locked)  # the board's warning comes back, named
+        rec = json.loads(r.stdout)["records"][0]
+        assert rec["board"]["nvpmodel"] == {"mode": "15W", "id": 1} and rec["board"]["clocks_locked"] is locked
+        assert rec["energy"]["available"] and rec["energy"]["avg_power_mw"] == 7000.0
+        assert rec["measured_on"] == ("testboard: NVIDIA Orin NX Developer Kit, 15W, clocks "
+                                      + ("locked" if locked else "unlocked"))
+        results[state] = rec
+    # the same two models measured in both states: one column per state, each ratio within its column
+    recs = []
+    for state, rec in results.items():
+        for mid, scale in (("baseline", 1.0), ("small", 0.5 if state == "locked" else 0.8)):
+            recs.append(dict(rec, model_id=mid, median_ms=rec["median_ms"] * scale))
+    models = [{"id": "baseline", "method": "baseline", "target": 1.0, "macs": 100, "params": 1, "layers": 1,
+               "accuracy": 0.9}, {"id": "small", "method": "layer", "target": 0.5, "macs": 50, "params": 1,
+                                  "layers": 1, "accuracy": 0.8}]
+    keys, rows = headline({"models": models, "latency": recs})
+    sp = rows[1]["speedup"]
+    assert len(keys) == 2 and sorted(round(v, 9) for v in sp.values()) == [1.25, 2.0]
