@@ -145,3 +145,37 @@ def test_stream_bad_input(setup):
     assert r.returncode != 0 and b"give its --format" in r.stderr
     rows, st = _stream(bundle, b"\x00" * 10, "--format", "cf32")
     assert rows == [] and st["windows"] == 0 and st["partial_window_samples"] == 1 and st["trailing_bytes"] == 2
+
+
+@pytest.fixture(scope="module")
+def nano(tmp_path_factory):
+    """A bundle for JetPack 4.6's target: opset 13, which ONNX Runtime 1.10 (the last for Python 3.6) loads."""
+    from export.bundle import make_bundle
+
+    _, ckpt, _ = shared_bundle(tmp_path_factory)
+    out = tmp_path_factory.mktemp("nano") / "nano"
+    make_bundle(ckpt, "jetson-nano", out)
+    return out
+
+
+@pytest.mark.parametrize("which", ["3.6.15", "this"])
+def test_run_py_streams_like_edgeprune_predict(setup, nano, which):
+    """The bundle's own runner reads the same pipe on the board's Python (3.6 on JetPack 4.6) with the same result."""
+    import sys
+
+    from venvs import clean_env, device_venv
+
+    _, _, z, _ = setup
+    bundle = nano
+    raw = _interleave(z, np.uint8, 128, 128).tobytes() + b"\x80" * 50  # cu8 (rtl_sdr), 25 samples left over
+    ref, ref_st = _stream(bundle, raw, "--format", "cu8", "--hop", "48", "--rate", "1e6")
+    py = sys.executable if which == "this" else str(device_venv(which))
+    r = subprocess.run([py, str(bundle / "run.py"), "predict", "--input", "-", "--format", "cu8", "--hop", "48",
+                        "--rate", "1e6"], input=raw, capture_output=True, timeout=120, env=clean_env(), cwd="/")
+    assert r.returncode == 0, r.stderr.decode()
+    rows = [json.loads(ln) for ln in r.stdout.decode().splitlines()]
+    st = json.loads(r.stderr.decode().strip().splitlines()[-1][2:])
+    assert [(x["offset"], x["time"], x["label"]) for x in rows] == [(x["offset"], x["time"], x["label"]) for x in ref]
+    np.testing.assert_allclose([x["confidence"] for x in rows], [x["confidence"] for x in ref], atol=1e-5)
+    for key in ("windows", "samples", "partial_windows_dropped", "partial_window_samples", "batch"):
+        assert st[key] == ref_st[key], key

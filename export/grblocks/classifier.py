@@ -68,7 +68,3 @@ class classifier(gr.sync_block):  # noqa: N801 - GNU Radio's naming for blocks
                 self.message_port_pub(self.port, _pmt_dict(info))
                 self.windows += 1
         return n
-
-    def stop(self):
-        self.predictor.close()
-        return True

@@ -26,8 +26,11 @@ def _parser():
     sub = p.add_subparsers(dest="command")
     pr = sub.add_parser("predict", help="classify I/Q frames (.npy) or a SigMF recording")
     pr.add_argument("--input", required=True, help="FILE.npy (N, 2, L) / (2, L) / complex (N, L), or REC.sigmf-meta")
-    pr.add_argument("--batch", type=int, default=256, help="frames per inference call (default 256)")
+    pr.add_argument("--batch", type=int, default=None, help="frames per inference call (default 256; 1 for a stream)")
     pr.add_argument("--hop", type=int, default=None, help="SigMF window hop in samples (default: the frame length)")
+    pr.add_argument("--format", choices=("cf32", "ci16", "cu8", "ci8"), default=None,
+                    help="raw interleaved I/Q (--input - for stdin): one JSON line per window")
+    pr.add_argument("--rate", type=float, default=None, help="sample rate of a raw stream in Hz")
     _model_args(pr)
     pr.add_argument("--json", action="store_true", help="print one JSON document")
     be = sub.add_parser("bench", help="latency records in the schema of edgeprune profile")
@@ -112,10 +115,15 @@ def cmd_predict(args, root, manifest):
     from .model import open_model
     from .sigmf import frame_chunks, is_sigmf
 
+    streaming = args.input == "-" or args.format
+    if args.batch is None:
+        args.batch = 1 if streaming else 256
     if args.batch < 1:
         raise EdgepruneError("--batch must be >= 1")
     if args.hop is not None and args.hop < 1:
         raise EdgepruneError("--hop must be >= 1")
+    if streaming:
+        return cmd_stream(args, root, manifest)
     model = open_model(root, manifest, args.backend, args.precision, args.threads, args.providers, source=root)
     src = str(args.input)
     sigmf = is_sigmf(src)
@@ -150,6 +158,30 @@ def cmd_predict(args, root, manifest):
         total = sum(counts.values())
         print("# {} frame(s): ".format(total) + ", ".join("{} {}".format(c, n) for c, n in
                                                          sorted(counts.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
+def cmd_stream(args, root, manifest):
+    """Raw I/Q from stdin or a file: one JSON line per window; the summary on stderr (as edgeprune predict)."""
+    from .model import open_model
+    from .stream import ByteSamples, Stream
+
+    if not args.format:
+        raise EdgepruneError("--input - reads raw I/Q: give its --format (cf32, ci16, cu8 or ci8)")
+    if args.input != "-" and not os.path.isfile(args.input):
+        raise EdgepruneError("input {} does not exist".format(args.input))
+    model = open_model(root, manifest, args.backend, args.precision, args.threads, args.providers, source=root)
+    fh = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    try:
+        stream = Stream(model.predict, ByteSamples(fh, args.format), model.length, args.hop, args.batch, args.rate)
+        for row in stream:
+            sys.stdout.write(json.dumps(row) + "\n")
+            sys.stdout.flush()
+    finally:
+        model.close()
+        if fh is not sys.stdin.buffer:
+            fh.close()
+    sys.stderr.write("# " + json.dumps(stream.stats) + "\n")
     return 0
 
 
