@@ -153,3 +153,20 @@ def test_bench_off_a_jetson(bundle, tmp_path):
     rec, err = _bench(bundle, board_env(empty), "--iters", "3", "--energy")
     assert rec["board"] == {"jetson": False, "state": "not a Jetson"}
     assert rec["energy"] == {"available": False, "reason": "not a Jetson"} and "warning" not in err
+
+
+def test_throttling_per_core_with_two_clusters(tmp_path):
+    """Locked clocks on a board whose CPU clusters differ (like a TX2): each core is held to its own maximum."""
+    root = make_board(tmp_path, "xaviernx-jp51", locked=True, cpu_khz=2035200, cpus=4)
+    for n in (2, 3):
+        for f in ("scaling_cur_freq", "scaling_min_freq", "scaling_max_freq"):
+            (root / f"sys/devices/system/cpu/cpu{n}/cpufreq/{f}").write_text("1420800\n")
+    ck = B.clocks(str(root))
+    assert B.clocks_locked(ck) is True and ck["cpu_ids"] == [0, 1, 2, 3]
+    fine = B.parse_tegrastats("RAM 1/2MB CPU [1%@2035,1%@2035,1%@1420,1%@1420] GR3D_FREQ 9%@[1109] VDD_IN 1/1")
+    assert B._throttling(True, ck, ck, [fine]) == (False, [])
+    slow = B.parse_tegrastats("RAM 1/2MB CPU [1%@1420,1%@2035,1%@1420,1%@1420] GR3D_FREQ 9%@[1109] VDD_IN 1/1")
+    assert B._throttling(True, ck, ck, [slow]) == (True, ["tegrastats cpu0 at 1420 MHz, locked at 2035 MHz"])
+    (root / "sys/devices/system/cpu/cpu3/cpufreq/scaling_cur_freq").write_text("1190400\n")
+    assert B._throttling(True, ck, B.clocks(str(root)), []) == (
+        True, ["cpu3 at 1190 MHz after the loop, locked at 1420 MHz"])

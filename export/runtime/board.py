@@ -202,7 +202,7 @@ def gpu_devfreq(root=None):
 def clocks(root=None):
     """GPU (Hz), EMC (Hz, None without root), CPU (kHz, per online core) frequencies now."""
     root = board_root(root)
-    out = {"gpu_hz": None, "gpu_min_hz": None, "gpu_max_hz": None, "emc_hz": None, "cpu_khz": [],
+    out = {"gpu_hz": None, "gpu_min_hz": None, "gpu_max_hz": None, "emc_hz": None, "cpu_ids": [], "cpu_khz": [],
            "cpu_min_khz": [], "cpu_max_khz": [], "cpu_governor": []}
     g = gpu_devfreq(root)
     if g:
@@ -228,6 +228,7 @@ def clocks(root=None):
         cur = _int(_read(root, base + "/cpufreq/scaling_cur_freq"))
         if cur is None:
             continue
+        out["cpu_ids"].append(n)
         out["cpu_khz"].append(cur)
         out["cpu_min_khz"].append(_int(_read(root, base + "/cpufreq/scaling_min_freq")))
         out["cpu_max_khz"].append(_int(_read(root, base + "/cpufreq/scaling_max_freq")))
@@ -512,19 +513,21 @@ def _throttling(locked, before, after, samples):
     gmax = before.get("gpu_max_hz")
     if gmax and after.get("gpu_hz") is not None and after["gpu_hz"] < gmax:
         ev.append("GPU at {} MHz after the loop, locked at {} MHz".format(after["gpu_hz"] // 1000000, gmax // 1000000))
-    for i, (cur, hi) in enumerate(zip(after.get("cpu_khz") or [], before.get("cpu_max_khz") or [])):
+    locked_khz = dict(zip(before.get("cpu_ids") or [], before.get("cpu_max_khz") or []))  # per core: clusters differ
+    for n, cur in zip(after.get("cpu_ids") or [], after.get("cpu_khz") or []):
+        hi = locked_khz.get(n)
         if hi and cur < hi:
-            ev.append("cpu{} at {} MHz after the loop, locked at {} MHz".format(i, cur // 1000, hi // 1000))
-    cmax = max(before.get("cpu_max_khz") or [0]) // 1000
+            ev.append("cpu{} at {} MHz after the loop, locked at {} MHz".format(n, cur // 1000, hi // 1000))
     for s in samples:
         g = s.get("gr3d") or {}
         if gmax and g.get("mhz") is not None and g["mhz"] < gmax // 1000000 - 1:
             ev.append("tegrastats GR3D at {} MHz, locked at {} MHz".format(g["mhz"], gmax // 1000000))
             break
-    for s in samples:
-        lows = [c["mhz"] for c in (s.get("cpu") or []) if c and cmax and c["mhz"] < cmax - 1]
+    for s in samples:  # tegrastats lists every core in order, offline ones as "off"
+        lows = [(n, c["mhz"], locked_khz[n] // 1000) for n, c in enumerate(s.get("cpu") or [])
+                if c and locked_khz.get(n) and c["mhz"] < locked_khz[n] // 1000 - 1]
         if lows:
-            ev.append("tegrastats CPU at {} MHz, locked at {} MHz".format(min(lows), cmax))
+            ev.append("tegrastats cpu{} at {} MHz, locked at {} MHz".format(*lows[0]))
             break
     return bool(ev), ev
 
