@@ -21,6 +21,7 @@ ORDER = [
     ["bench_latency_target.py"],
     ["bench_runner.py"],
     ["robustness.py"],
+    ["bench_hil.py"],                          # needs root and openssh-server (a loopback sshd)
 ]
 
 

@@ -114,6 +114,19 @@ class Predictor:
             for i in range(0, len(chunk), batch):
                 yield self.predict(chunk[i:i + batch])
 
+    def stream(self, chunks: Iterable[np.ndarray], hop: int | None = None, batch: int = 1,
+               rate: float | None = None):
+        """Classify a stream of complex64 sample chunks (any sizes) window by window, in bounded memory.
+
+        Returns an iterator of dicts (window, offset, time, label, class,
+        confidence, latency_ms); its ``stats`` (windows, samples, partial
+        window dropped, latency per call) is final once it is exhausted.
+        ``hop`` defaults to the frame length; ``rate`` (Hz) gives ``time``.
+        """
+        from .runtime.stream import Stream
+
+        return Stream(self.predict, chunks, self.length, hop, batch, rate)
+
     def info(self) -> dict[str, Any]:
         return {"source": str(self.source), "backend": self.backend, "providers": self.providers,
                 "model_file": str(self.model_path), "precision": self.precision, "classes": self.classes,

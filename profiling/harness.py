@@ -140,6 +140,9 @@ def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), preci
     unavailable = {b: check_backend(b) for b in backends}
     machine = machine_info()
     results = new_results(machine)
+    from export.runtime.board import BoardMonitor
+
+    monitor = BoardMonitor()  # Jetson: power mode, clocks, temperatures in every record; else "not a Jetson"
     sources = [m if isinstance(m, ModelSource) else resolve_model(m) for m in models]
     combos = []
     for src in sources:
@@ -160,8 +163,10 @@ def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), preci
                 if unavailable[b]:
                     raise _Skip(unavailable[b])
                 target, resolved = _plan(src, b, prec)
+                before = monitor.snapshot()
                 rec = _measure_one(src, b, target, resolved, batch, th, warmup_ms, warmup_iters, duration_ms,
                                    iters, min_iters, cuda_graphs, providers, seed, machine)
+                rec.update(monitor.fields(before, monitor.snapshot(), None, rec["mean_ms"], batch))
                 if per_layer and b == "onnxruntime":
                     from .per_layer import per_layer_profile
 

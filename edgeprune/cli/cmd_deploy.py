@@ -13,9 +13,18 @@ def register(sub, common):
                                    "SigMF recording (windowed, streamed) with a bundle, ONNX file or engine; "
                                    "applies the bundle's preprocessing. Needs no torch.")
     p.add_argument("model", help="bundle (folder or .tar.gz), .onnx or .engine")
-    p.add_argument("--input", required=True, help="FILE.npy or RECORDING.sigmf-meta")
-    p.add_argument("--batch", type=int, default=256, help="frames per inference call (default 256)")
-    p.add_argument("--hop", type=int, default=None, help="SigMF window hop in samples (default: the frame length)")
+    p.add_argument("--input", required=True,
+                   help="FILE.npy, RECORDING.sigmf-meta, or - (raw interleaved I/Q on stdin, needs --format)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="frames per inference call (default 256; 1 for a stream)")
+    p.add_argument("--hop", type=int, default=None,
+                   help="window hop in samples for SigMF and streams (default: the frame length)")
+    p.add_argument("--format", choices=("cf32", "ci16", "cu8", "ci8"), default=None,
+                   help="raw I/Q sample format of --input - or a raw file: cf32 (GNU Radio file sink), ci16, "
+                        "cu8 (rtl_sdr), ci8 (hackrf_transfer); prints one JSON line per window")
+    p.add_argument("--rate", type=float, default=None, help="sample rate in Hz of a stream (gives each window's time)")
+    p.add_argument("--annotate", default=None, metavar="OUT.sigmf-meta",
+                   help="with a SigMF input: write the recording's metadata with one annotation per window here")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="which bundle variant (default: the bundle's default)")
@@ -92,14 +101,21 @@ def run_predict(args):
 
     from ..errors import EdgepruneError
 
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise EdgepruneError("--batch must be >= 1")
     if args.hop is not None and args.hop < 1:
         raise EdgepruneError("--hop must be >= 1")
-    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
-                     providers=getattr(args, "providers", None))
     src = str(args.input)
     sigmf = src.endswith((".sigmf-meta", ".sigmf-data", ".sigmf"))
+    if src == "-" or args.format:
+        return run_stream(args)
+    if args.annotate and not sigmf:
+        raise EdgepruneError("--annotate needs a SigMF recording as --input")
+    if args.rate is not None:
+        raise EdgepruneError("--rate is for raw streams (--format); a SigMF recording carries its own")
+    args.batch = args.batch or 256
+    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+                     providers=getattr(args, "providers", None))
     hop = args.hop or pred.length
     chunks = _sigmf_chunks(src, pred.length, hop, args.batch, pred.normalization) if sigmf else _npy_chunks(src, args.batch)
     rows = []
@@ -118,17 +134,62 @@ def run_predict(args):
                 if sigmf:
                     row["offset"] = idx * hop
                 counts[row["class"]] = counts.get(row["class"], 0) + 1
-                if json_mode:
+                if json_mode or args.annotate:
                     rows.append(row)
-                else:
+                if not json_mode:
                     pos = row["offset"] if sigmf else idx
                     print(f"{pos}\t{row['class']}\t{row['confidence']:.4f}")
+    if args.annotate:
+        from export.sigmf_annotate import write_annotations
+
+        write_annotations(src, args.annotate, rows, pred.length, pred.info())
     if json_mode:
         emit(args, {"model": pred.info(), "input": src, "windowed": sigmf, "hop": hop if sigmf else None,
-                    "frames": len(rows), "counts": counts, "predictions": rows})
+                    "annotated": args.annotate, "frames": len(rows), "counts": counts, "predictions": rows})
     else:
         total = sum(counts.values())
         print(f"# {total} frame(s): " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
+def run_stream(args):
+    """Raw interleaved I/Q (stdin or a file) -> one JSON line per window on stdout; a summary line on stderr."""
+    import json
+    import os
+    import sys
+
+    from export.predictor import Predictor
+    from export.runtime.stream import ByteSamples
+
+    from ..errors import EdgepruneError
+
+    if not args.format:
+        raise EdgepruneError("--input - reads raw I/Q: give its --format (cf32, ci16, cu8 or ci8)")
+    if args.annotate:
+        raise EdgepruneError("--annotate needs a SigMF recording as --input, not a raw stream")
+    if args.input != "-" and not os.path.isfile(args.input):
+        raise EdgepruneError(f"input {args.input} does not exist")
+    pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+                     providers=getattr(args, "providers", None))
+    fh = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    out = sys.stdout
+    try:
+        with pred:
+            stream = pred.stream(ByteSamples(fh, args.format), hop=args.hop, batch=args.batch or 1, rate=args.rate)
+            for row in stream:
+                out.write(json.dumps(row) + "\n")
+                out.flush()  # a reader downstream sees each window as it is classified
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+    st = stream.stats
+    msg = (f"{st['windows']} window(s) of {st['length']} samples (hop {st['hop']}) from {st['samples']} samples; "
+           f"partial last window dropped: {st['partial_windows_dropped']} ({st['partial_window_samples']} samples)"
+           + (f"; {st['trailing_bytes']} trailing byte(s) not a whole sample" if st["trailing_bytes"] else ""))
+    lat = st.get("latency_ms_per_call")
+    if lat:
+        msg += f"; latency per call (batch {st['batch']}) median {lat['median_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms"
+    sys.stderr.write("# " + msg + "\n# " + json.dumps(st) + "\n")
     return 0
 
 

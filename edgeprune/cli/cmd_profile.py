@@ -25,8 +25,9 @@ def register(sub, common):
                     "latency median/mean/p90/p99/min/max/std (ms per call), throughput (frames/s), MACs, params, "
                     "layers, backend versions and the machine in every record.")
     p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint, ONNX file, engine or bundle")
-    p.add_argument("--backend", default="onnxruntime",
-                   help="comma list of torch, onnxruntime, tensorrt (default onnxruntime)")
+    p.add_argument("--backend", default=None,
+                   help="comma list of torch, onnxruntime, tensorrt (default onnxruntime; with --remote: the "
+                        "bundle's target)")
     p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
     p.add_argument("--threads", default="1", help="comma list of CPU thread counts (default 1)")
     p.add_argument("--precision", default=None,
@@ -51,6 +52,16 @@ def register(sub, common):
     p.add_argument("--fit-latency-model", default=None, metavar="FILE",
                    help="fit latency ~ a*MACs + b*layers + c per (device, backend, batch, precision, threads) "
                         "on the records (with --append: on the whole file) and save it here")
+    r = p.add_argument_group("remote profiling over SSH (bundles only)")
+    r.add_argument("--remote", default=None, metavar="USER@HOST[:PORT]",
+                   help="copy each bundle to this board with ssh, run its run.py bench (and build for TensorRT "
+                        "targets) there, and write the board's records here")
+    r.add_argument("--remote-dir", default=None, help="folder on the board (default ~/edgeprune-bundles)")
+    r.add_argument("--remote-python", default="python3", help="python on the board (default python3)")
+    r.add_argument("--ssh-config", default=None, metavar="FILE", help="ssh -F FILE")
+    r.add_argument("--identity", default=None, metavar="KEY", help="ssh -i KEY")
+    r.add_argument("--energy", action="store_true",
+                   help="with --remote on a Jetson: sample tegrastats during the timed loop (power, mJ per frame)")
     add_seed(p)
     add_json(p)
     p.set_defaults(func=run_profile)
@@ -108,12 +119,18 @@ def run_profile(args):
 
     if args.append and not args.out:
         raise EdgepruneError("--append needs --out FILE")
-    results = profile(
-        args.models, backends=_csv(args.backend), batches=_csv(args.batch), threads=_csv(args.threads),
-        precisions=_csv(args.precision) if args.precision else None,
-        warmup_ms=args.warmup_ms, warmup_iters=args.warmup, duration_ms=args.duration_ms, iters=args.iters,
-        min_iters=args.min_iters, per_layer=args.per_layer, per_layer_iters=args.per_layer_iters,
-        cuda_graphs=args.cuda_graphs, providers=_csv(args.providers) if args.providers else None, seed=args.seed)
+    if args.remote:
+        results = _profile_remote(args)
+    elif args.energy:
+        raise EdgepruneError("--energy is measured on the board: use it with --remote, or run "
+                             "'python3 run.py bench --energy' in the bundle on the Jetson")
+    else:
+        results = profile(
+            args.models, backends=_csv(args.backend or "onnxruntime"), batches=_csv(args.batch),
+            threads=_csv(args.threads), precisions=_csv(args.precision) if args.precision else None,
+            warmup_ms=args.warmup_ms, warmup_iters=args.warmup, duration_ms=args.duration_ms, iters=args.iters,
+            min_iters=args.min_iters, per_layer=args.per_layer, per_layer_iters=args.per_layer_iters,
+            cuda_graphs=args.cuda_graphs, providers=_csv(args.providers) if args.providers else None, seed=args.seed)
     written = save_results(args.out, results, append=args.append) if args.out else results
     lines = [format_table(results["records"])]
     for rec in results["records"]:
@@ -138,6 +155,27 @@ def run_profile(args):
     if args.out:
         lines.append(f"results -> {args.out} ({len(written['records'])} records)")
     emit(args, out, "\n".join(lines))
+
+
+def _profile_remote(args) -> dict:
+    from profiling.harness import validate_options
+    from profiling.remote import Remote, profile_remote
+
+    from ..progress import is_quiet
+
+    backends = _csv(args.backend) if args.backend else ["auto"]
+    if len(backends) != 1 or backends[0] not in ("auto", "onnxruntime", "tensorrt"):
+        raise EdgepruneError("--remote takes one --backend: onnxruntime or tensorrt (default: the bundle's target)")
+    if args.per_layer or args.cuda_graphs or args.providers:
+        raise EdgepruneError("--per-layer, --cuda-graphs and --providers are not available with --remote")
+    _, batches, threads, precisions = validate_options(["onnxruntime"], _csv(args.batch), _csv(args.threads),
+                                                       _csv(args.precision) if args.precision else None)
+    remote = Remote(args.remote, args.remote_dir, args.remote_python, args.ssh_config, args.identity)
+    log = (lambda m: None) if is_quiet() else (lambda m: print(m, file=__import__("sys").stderr))
+    return profile_remote(args.models, remote, batches=batches, threads=threads, precisions=precisions,
+                          warmup_iters=args.warmup, warmup_ms=args.warmup_ms, iters=args.iters,
+                          duration_ms=args.duration_ms, min_iters=args.min_iters, energy=args.energy,
+                          backend=backends[0], seed=args.seed, log=log)
 
 
 def _records_from(paths) -> list[dict]:

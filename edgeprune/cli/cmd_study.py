@@ -15,6 +15,9 @@ def register(sub, common):
                                    "reuses finished stages, so an interrupted study resumes.")
     p.add_argument("--config", required=True, help="study config (see configs/)")
     p.add_argument("--out", required=True, help="study folder")
+    p.add_argument("--results", nargs="+", default=(), metavar="FILE",
+                   help="latency results measured elsewhere (edgeprune profile, or run.py bench --out on a board) "
+                        "of this study's ONNX files or bundles, merged into the report in their own columns")
     add_json(p)
     p.set_defaults(func=run_compare)
 
@@ -58,7 +61,7 @@ def _stage_log():
 def run_compare(args):
     from ..study.runner import run_study
 
-    _emit(args, run_study(args.config, args.out, log=_stage_log()))
+    _emit(args, run_study(args.config, args.out, log=_stage_log(), results_files=args.results))
 
 
 def run_demo(args):

@@ -64,6 +64,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "iters": (int, 200),
         "min_time_ms": (int, 0),       # time every model for at least this long per round (0: just `iters`)
         "rounds": (int, 1),            # interleaved rounds; a model's figure is its median round
+        "target": (str, ""),            # a device profile: bundle every model for it (study/bundles/)
+        "remote": (str, ""),            # user@host[:port]: also time every bundle on that board over SSH
+        "remote_dir": (str, ""),        # folder on the board (default ~/edgeprune-bundles)
+        "remote_python": (str, "python3"),
+        "ssh_config": (str, ""),        # ssh -F FILE (relative to the config file)
+        "energy": (bool, False),        # Jetson: tegrastats power during the board's timed loop
     },
 }
 
@@ -121,6 +127,9 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     for b in cfg["profile"]["backends"]:
         if b not in ("onnxruntime", "torch", "tensorrt"):
             raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} (onnxruntime, torch, tensorrt)")
+    if cfg["profile"]["remote"] and not cfg["profile"]["target"]:
+        raise EdgepruneError(f"{where}: [profile] remote needs target = a device profile for the board "
+                             f"(see edgeprune targets), e.g. target = \"jetson-orin-nx\"")
     if not cfg["prune"]["methods"]:
         raise EdgepruneError(f"{where}: [prune] methods is empty")
     _check_items(where, "prune", "methods", cfg["prune"]["methods"], str, "method names")
@@ -162,6 +171,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         cfg["data"]["file"] = str(f)
         if not f.exists():
             raise EdgepruneError(f"{path}: [data] file {f} does not exist")
+    if cfg["profile"]["ssh_config"]:
+        c = Path(cfg["profile"]["ssh_config"]).expanduser()
+        cfg["profile"]["ssh_config"] = str(c if c.is_absolute() else (path.parent / c).resolve())
     if cfg["model"]["checkpoint"]:
         c = Path(cfg["model"]["checkpoint"]).expanduser()
         cfg["model"]["checkpoint"] = str(c if c.is_absolute() else (path.parent / c).resolve())

@@ -20,13 +20,17 @@ MARKERS = {"baseline": "*", "layer": "o", "layer+kd": "P", "dbp": "s", "random":
 
 
 def latency_key(rec: dict[str, Any]) -> tuple:
-    return (rec["backend"], rec.get("precision", "fp32"), int(rec["batch"]), int(rec.get("threads") or 0))
+    # measured_on: set on records timed elsewhere (a board over SSH, merged --results), so timings of different
+    # boards, power modes or clock states get their own columns and never share a speed-up ratio
+    return (rec["backend"], rec.get("precision", "fp32"), int(rec["batch"]), int(rec.get("threads") or 0),
+            rec.get("measured_on") or "")
 
 
 def key_label(key: tuple) -> str:
-    backend, prec, batch, threads = key
+    backend, prec, batch, threads = key[:4]
     t = f", {threads} thr" if threads else ""
-    return f"{backend} {prec} b{batch}{t}"
+    where = f" @ {key[4]}" if len(key) > 4 and key[4] else ""
+    return f"{backend} {prec} b{batch}{t}{where}"
 
 
 def headline(results: dict[str, Any]) -> tuple[list[tuple], list[dict[str, Any]]]:

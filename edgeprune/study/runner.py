@@ -35,8 +35,10 @@ def _file_id(mid: str) -> str:
 
 
 class Study:
-    def __init__(self, cfg: dict[str, Any], out: str | Path, log: Callable[[str], None] | None = None):
+    def __init__(self, cfg: dict[str, Any], out: str | Path, log: Callable[[str], None] | None = None,
+                 results_files=()):
         self.cfg = cfg
+        self.results_files = [Path(p) for p in results_files or ()]
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -271,6 +273,97 @@ class Study:
             self.notes.append(f"not profiled: {s.get('model')} {s.get('backend')} b{s.get('batch')}: {s.get('reason')}")
         return res["records"]
 
+    def bundle_stage(self, entries: list[dict[str, Any]]) -> dict[str, Path]:
+        """[profile] target: a bundle folder per model in study/bundles/ (what a board runs); {id: folder}."""
+        pr, e = self.cfg["profile"], self.cfg["export"]
+        out = {}
+        for ent in entries:
+            folder = self.out / "bundles" / _file_id(ent["id"])
+
+            def run(ent=ent, folder=folder):
+                import shutil
+
+                from export.bundle import make_bundle
+                from export.targets import load_target
+
+                tgt = load_target(pr["target"])
+                precs = [p for p in e["precisions"] if p in tgt.precisions] or ["fp32"]
+                if folder.exists():
+                    shutil.rmtree(folder)
+                m = make_bundle(ent["checkpoint"], pr["target"], folder, precisions=precs,
+                                calib_data=self._data_path if "int8" in precs else None, seed=self.seed)
+                return {"path": str(folder), "precisions": [v["precision"] for v in m["variants"]
+                                                            if v["format"] == "onnx"]}
+
+            key = stage_key("bundle", ent["key"], pr["target"], e["precisions"], stages.code_fingerprint("export"))
+            out[ent["id"]] = self.cache.run(f"bundle {ent['id']}", key, run, [folder / "manifest.json"])
+        return out
+
+    def remote_stage(self, bundles: dict[str, dict]) -> list[dict[str, Any]]:
+        """[profile] remote: every bundle timed on the board over SSH (records tagged with the board)."""
+        pr = self.cfg["profile"]
+        out = self.out / "profile" / "remote-latency.json"
+        ids = sorted(bundles)
+        key = stage_key("remote-profile", pr, [(i, bundles[i]["path"]) for i in ids],
+                        [self._bundle_hash(bundles[i]["path"]) for i in ids], stages.code_fingerprint("profiling"))
+
+        def run():
+            from profiling.records import save_results
+            from profiling.remote import Remote, profile_remote
+
+            remote = Remote(pr["remote"], pr["remote_dir"] or None, pr["remote_python"], pr["ssh_config"] or None)
+            precs = [p for p in self.cfg["export"]["precisions"] if p in bundles[ids[0]]["precisions"]]
+            res = profile_remote([bundles[i]["path"] for i in ids], remote, batches=pr["batch"],
+                                 threads=pr["threads"], precisions=precs, warmup_iters=pr["warmup"],
+                                 iters=pr["iters"], energy=pr["energy"], seed=self.seed, log=self.log)
+            save_results(out, res)
+            return {"path": str(out), "n": len(res["records"])}
+
+        self.cache.run("remote profile", key, run, [out])
+        from profiling.records import load_results
+
+        by_sha = {self._bundle_hash(bundles[i]["path"]): i for i in ids}
+        recs = []
+        for rec in load_results(out)["records"]:
+            rec["model_id"] = by_sha.get(rec.get("sha256"), rec.get("model"))
+            recs.append(rec)
+        return recs
+
+    @staticmethod
+    def _bundle_hash(folder) -> str:
+        from export.runtime.manifest import manifest_hash
+
+        import json
+
+        return manifest_hash(json.loads((Path(folder) / "manifest.json").read_text()))
+
+    def merge_results(self, entries: list[dict[str, Any]], bundles: dict[str, dict]) -> list[dict[str, Any]]:
+        """``compare --results FILE...``: records measured elsewhere, accepted only for this study's models."""
+        from profiling.records import load_results
+        from profiling.remote import measured_on
+
+        known: dict[str, str] = {}
+        for ent in entries:
+            known[file_sha256(ent["checkpoint"])] = ent["id"]
+            for ex in ent["onnx"].values():
+                known[file_sha256(ex["path"])] = ent["id"]
+        for mid, b in bundles.items():
+            known[self._bundle_hash(b["path"])] = mid
+        merged = []
+        for path in self.results_files:
+            res = load_results(path)
+            for rec in res["records"]:
+                sha = str(rec.get("sha256"))
+                if sha not in known:
+                    raise EdgepruneError(
+                        f"--results {path}: {rec.get('model')} (sha256 {sha[:12]}) is not a model of this study; "
+                        f"measure the study's own ONNX files or bundles (study/onnx, study/bundles)")
+                rec = dict(rec, model_id=known[sha], merged_from=str(path))
+                rec["measured_on"] = rec.get("measured_on") or measured_on(rec)
+                merged.append(rec)
+            self.notes.append(f"merged {len(res['records'])} latency record(s) from {path}")
+        return merged
+
     # -- the whole study ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         from ..data.readers import load_dataset
@@ -318,6 +411,11 @@ class Study:
                          for p, x in e["onnx"].items()},
             })
         latency = self.profile_stage(entries)
+        bundles = self.bundle_stage(entries) if self.cfg["profile"]["target"] else {}
+        if self.cfg["profile"]["remote"]:
+            latency += self.remote_stage(bundles)
+        if self.results_files:
+            latency += self.merge_results(entries, bundles)
         images = []
         if plan:
             import shutil
@@ -349,13 +447,17 @@ def data_path_of(study: Study) -> Path:
     return study._data_path
 
 
-def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None) -> dict[str, Any]:
-    """Run (or resume) the study described by ``config`` (a TOML path or a config dict) into ``out``."""
+def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, results_files=()) -> dict[str, Any]:
+    """Run (or resume) the study described by ``config`` (a TOML path or a config dict) into ``out``.
+
+    ``results_files``: latency results measured elsewhere (``edgeprune profile`` or a bundle's
+    ``run.py bench --out``) of this study's models, merged into the report beside its own.
+    """
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     out = Path(out)
     fresh = not out.exists()
     try:
-        return Study(cfg, out, log).run()
+        return Study(cfg, out, log, results_files).run()
     except BaseException:
         # a study that fails before finishing any stage leaves no half-made folder behind;
         # once a stage is recorded (state.json) the folder is kept so a re-run resumes

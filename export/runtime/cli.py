@@ -26,8 +26,11 @@ def _parser():
     sub = p.add_subparsers(dest="command")
     pr = sub.add_parser("predict", help="classify I/Q frames (.npy) or a SigMF recording")
     pr.add_argument("--input", required=True, help="FILE.npy (N, 2, L) / (2, L) / complex (N, L), or REC.sigmf-meta")
-    pr.add_argument("--batch", type=int, default=256, help="frames per inference call (default 256)")
+    pr.add_argument("--batch", type=int, default=None, help="frames per inference call (default 256; 1 for a stream)")
     pr.add_argument("--hop", type=int, default=None, help="SigMF window hop in samples (default: the frame length)")
+    pr.add_argument("--format", choices=("cf32", "ci16", "cu8", "ci8"), default=None,
+                    help="raw interleaved I/Q (--input - for stdin): one JSON line per window")
+    pr.add_argument("--rate", type=float, default=None, help="sample rate of a raw stream in Hz")
     _model_args(pr)
     pr.add_argument("--json", action="store_true", help="print one JSON document")
     be = sub.add_parser("bench", help="latency records in the schema of edgeprune profile")
@@ -40,6 +43,10 @@ def _parser():
     be.add_argument("--min-iters", type=int, default=10, help="at least this many timed runs (default 10)")
     be.add_argument("--seed", type=int, default=0)
     be.add_argument("--out", default=None, help="write the results JSON here (atomically)")
+    be.add_argument("--energy", action="store_true",
+                    help="Jetson: sample tegrastats (or the INA3221 rails) during the timed loop; adds average power "
+                         "and mJ per frame")
+    be.add_argument("--energy-interval-ms", type=int, default=100, help="tegrastats interval (default 100)")
     _model_args(be, threads=False)
     be.add_argument("--json", action="store_true", help="print the results JSON")
     ch = sub.add_parser("check", help="verify every file and report what can run here")
@@ -108,10 +115,15 @@ def cmd_predict(args, root, manifest):
     from .model import open_model
     from .sigmf import frame_chunks, is_sigmf
 
+    streaming = args.input == "-" or args.format
+    if args.batch is None:
+        args.batch = 1 if streaming else 256
     if args.batch < 1:
         raise EdgepruneError("--batch must be >= 1")
     if args.hop is not None and args.hop < 1:
         raise EdgepruneError("--hop must be >= 1")
+    if streaming:
+        return cmd_stream(args, root, manifest)
     model = open_model(root, manifest, args.backend, args.precision, args.threads, args.providers, source=root)
     src = str(args.input)
     sigmf = is_sigmf(src)
@@ -149,6 +161,30 @@ def cmd_predict(args, root, manifest):
     return 0
 
 
+def cmd_stream(args, root, manifest):
+    """Raw I/Q from stdin or a file: one JSON line per window; the summary on stderr (as edgeprune predict)."""
+    from .model import open_model
+    from .stream import ByteSamples, Stream
+
+    if not args.format:
+        raise EdgepruneError("--input - reads raw I/Q: give its --format (cf32, ci16, cu8 or ci8)")
+    if args.input != "-" and not os.path.isfile(args.input):
+        raise EdgepruneError("input {} does not exist".format(args.input))
+    model = open_model(root, manifest, args.backend, args.precision, args.threads, args.providers, source=root)
+    fh = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    try:
+        stream = Stream(model.predict, ByteSamples(fh, args.format), model.length, args.hop, args.batch, args.rate)
+        for row in stream:
+            sys.stdout.write(json.dumps(row) + "\n")
+            sys.stdout.flush()
+    finally:
+        model.close()
+        if fh is not sys.stdin.buffer:
+            fh.close()
+    sys.stderr.write("# " + json.dumps(stream.stats) + "\n")
+    return 0
+
+
 # ------------------------------------------------------------------ bench
 
 def bundle_info(root, manifest):
@@ -166,7 +202,7 @@ def bundle_info(root, manifest):
 
 
 def cmd_bench(args, root, manifest):
-    from .bench import bench_backend, format_table, make_record, new_results
+    from .bench import format_table, make_record, new_results
     from .machine import cpu_label, machine_info
     from .model import open_model
 
@@ -188,19 +224,25 @@ def cmd_bench(args, root, manifest):
     first.close()
     if kind == "tensorrt":
         threads = threads[:1]  # a TensorRT engine runs once per batch
+    from .board import BoardMonitor, bench_backend_monitored
+
+    monitor = BoardMonitor(energy=args.energy, interval_ms=args.energy_interval_ms)
     for th in threads:
         model = open_model(root, manifest, args.backend, args.precision, th, args.providers, source=root)
         try:
             be = model.backend
             for batch in batches:
-                times, warm, runner = bench_backend(be, batch, length, args.seed, args.warmup_ms, args.warmup,
-                                                    args.duration_ms, args.iters, args.min_iters)
+                times, warm, runner, watch = bench_backend_monitored(
+                    monitor, be, batch, length, args.seed, args.warmup_ms, args.warmup, args.duration_ms, args.iters,
+                    args.min_iters)
                 desc = be.describe()
                 on = desc.get("on", "cpu")
                 results["records"].append(make_record(
                     info, be.name, registry.version(be.name), desc, model.precision, batch, th,
                     [batch, 2, length], runner.io, runner.timing, warm, times, runner.extras, args.seed, machine,
                     cpu_label(machine) if on == "cpu" else on, file=model.model_path))
+                rec = results["records"][-1]
+                rec.update(monitor.fields(watch[0], watch[1], watch[2], rec["mean_ms"], batch))
         finally:
             model.close()
     if args.out:
@@ -209,9 +251,31 @@ def cmd_bench(args, root, manifest):
         print(dumps(results))
     else:
         print(format_table(results["records"]))
+        for line in board_lines(results["records"]):
+            print(line)
         if args.out:
             print("# wrote {}".format(args.out))
     return 0
+
+
+def board_lines(records):
+    """The board state and energy of the records, one line each (nothing off a Jetson without --energy)."""
+    lines = []
+    for r in records:
+        b = r.get("board") or {}
+        e = r.get("energy")
+        if b.get("jetson"):
+            pm = b.get("nvpmodel") or {}
+            lines.append("# {} b{}: {} L4T {} (JetPack {}), nvpmodel {} ({}), clocks {}, peak {} C{}".format(
+                str(r["model"])[:22], r["batch"], b.get("model"), b.get("l4t"), b.get("jetpack"), pm.get("mode"),
+                pm.get("id"), {True: "locked", False: "NOT locked", None: "unknown"}[b.get("clocks_locked")],
+                b.get("peak_temp_c"), ", THROTTLED" if b.get("throttled") else ""))
+        if e is not None:
+            lines.append("# {} b{}: energy {}".format(
+                str(r["model"])[:22], r["batch"], "{:.0f} mW average ({}, {} samples), {:.4f} mJ/frame".format(
+                    e["avg_power_mw"], e.get("rail"), e["samples"], e["mj_per_frame"]) if e.get("available")
+                else "not measured: " + str(e.get("reason"))))
+    return lines
 
 
 # ------------------------------------------------------------------ check

@@ -1,0 +1,242 @@
+"""Profile bundles on a board over SSH with the OpenSSH client (torch-free).
+
+For each bundle: the folder is streamed to the board (``tar`` through one
+``ssh`` connection, into ``REMOTE_DIR/<name>-<manifest sha256[:12]>``), the
+bundle's own runner runs there (``python3 run.py build`` first for TensorRT
+targets, then ``python3 run.py bench --json``), and its records come back on
+stdout. They are ordinary latency records (the board's machine and board
+state inside), tagged with ``remote`` (host, port, folder, python) and
+``measured_on`` (the board and its power/clock state), so results from
+different boards, power modes or clock states never share a ratio.
+
+Nothing runs on the board but the shell, tar and the bundle's run.py. SSH
+runs with ``BatchMode=yes`` (no password prompts) and a connect timeout.
+Errors name the host and what is missing: unreachable, refused key,
+unknown host key, no python3, no numpy, no ONNX Runtime/TensorRT.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from edgeprune.errors import EdgepruneError
+
+PROBE = r'''
+import json, platform, sys
+out = {"python": platform.python_version()}
+for name in ("numpy", "onnxruntime", "tensorrt"):
+    try:
+        mod = __import__(name)
+        out[name] = str(getattr(mod, "__version__", "installed"))
+    except Exception as exc:
+        out[name] = None
+        out[name + "_error"] = "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+print("EDGEPRUNE-PROBE " + json.dumps(out))
+'''
+
+
+class RemoteError(EdgepruneError):
+    """Something on the SSH path or the board failed; the message names the host."""
+
+
+class Remote:
+    """``user@host[:port]`` and how to reach it with ssh."""
+
+    def __init__(self, spec: str, remote_dir: str | None = None, python: str = "python3",
+                 ssh_config: str | None = None, identity: str | None = None, options=(), connect_timeout: int = 10):
+        spec = str(spec or "").strip()
+        m = re.fullmatch(r"(?:([^@\s:]+)@)?([^@\s:/]+)(?::(\d+))?", spec)
+        if not m:
+            raise EdgepruneError(f"--remote {spec!r}: expected user@host or user@host:port")
+        self.user, self.host = m.group(1), m.group(2)
+        self.port = int(m.group(3)) if m.group(3) else None
+        if self.port is not None and not 0 < self.port < 65536:
+            raise EdgepruneError(f"--remote {spec!r}: port must be 1-65535")
+        self.dest = f"{self.user}@{self.host}" if self.user else self.host
+        self.name = spec
+        self.dir = remote_dir or "edgeprune-bundles"   # relative: under the remote user's home
+        self.python = python or "python3"
+        self.ssh_config = ssh_config
+        self.identity = identity
+        self.options = list(options or [])
+        self.connect_timeout = int(connect_timeout)
+
+    def ssh_args(self) -> list[str]:
+        args = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
+        if self.ssh_config:
+            args += ["-F", str(self.ssh_config)]
+        if self.identity:
+            args += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
+        if self.port:
+            args += ["-p", str(self.port)]
+        for o in self.options:
+            args += ["-o", o]
+        return args + ["--", self.dest]
+
+    def run(self, command: str, stdin: bytes | None = None, timeout: float = 600, what: str = "") -> tuple[str, str]:
+        """Run a shell command on the board; (stdout, stderr). SSH failures raise RemoteError naming the host."""
+        try:
+            p = subprocess.run(self.ssh_args() + [command], input=stdin if stdin is not None else b"",
+                               capture_output=True, timeout=timeout)
+        except FileNotFoundError as exc:
+            raise EdgepruneError("the OpenSSH client (ssh) is not installed here: apt install openssh-client") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise RemoteError(f"{self.name}: {what or 'the remote command'} did not finish in {timeout:.0f} s") from exc
+        out = p.stdout.decode("utf-8", "replace")
+        err = p.stderr.decode("utf-8", "replace")
+        if p.returncode == 255:
+            raise RemoteError(self.explain_ssh_failure(err))
+        if p.returncode != 0:
+            raise RemoteError(self.explain_command_failure(p.returncode, out, err, what))
+        return out, err
+
+    def explain_ssh_failure(self, err: str) -> str:
+        lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.startswith("Warning: Permanently")]
+        last = lines[-1] if lines else "ssh exited with 255"
+        text = err.lower()
+        if "permission denied" in text:
+            return (f"{self.name} refused the SSH key ({last}); give the right key (--identity or the ssh config) or "
+                    f"install yours on the board (ssh-copy-id {self.dest})")
+        if "host key verification failed" in text or "remote host identification has changed" in text:
+            return (f"{self.name}: host key verification failed (unknown or changed host key); connect once with "
+                    f"ssh {self.dest} to accept it, or add it to known_hosts")
+        for pat in ("connection refused", "timed out", "no route to host", "could not resolve hostname",
+                    "network is unreachable", "connection closed", "name or service not known"):
+            if pat in text:
+                return f"cannot reach {self.name} over SSH: {last}"
+        return f"ssh to {self.name} failed: {last}"
+
+    def explain_command_failure(self, rc: int, out: str, err: str, what: str) -> str:
+        lines = [ln.strip() for ln in (err or out).splitlines() if ln.strip()]
+        ep = [ln for ln in lines if ln.startswith("edgeprune: error:")]
+        last = (ep or lines or [f"exit {rc}"])[-1]
+        if self.python in err and (rc == 127 or "not found" in err or "No such file or directory" in err):
+            return (f"{self.name} has no {self.python} ({last}); install Python 3.6+ there, or give "
+                    f"--remote-python PATH")
+        return f"{self.name}: {what or 'remote command'} failed: {last}"[:600]
+
+    # ---------------------------------------------------------------- steps
+    def probe(self) -> dict[str, Any]:
+        """Python, numpy, ONNX Runtime and TensorRT versions on the board; errors name what is missing."""
+        out, _ = self.run(f"{shlex.quote(self.python)} -", stdin=PROBE.encode(), timeout=120,
+                          what=f"{self.python} (probe)")
+        line = [ln for ln in out.splitlines() if ln.startswith("EDGEPRUNE-PROBE ")]
+        if not line:
+            raise RemoteError(f"{self.name}: {self.python} printed no answer to the probe: {out.strip()[-200:]!r}")
+        info = json.loads(line[-1].split(" ", 1)[1])
+        py = tuple(int(v) for v in info["python"].split(".")[:2])
+        if py < (3, 6):
+            raise RemoteError(f"{self.name}: {self.python} is Python {info['python']}; the bundle runner needs 3.6+")
+        if not info.get("numpy"):
+            raise RemoteError(f"{self.name}: {self.python} has no numpy ({info.get('numpy_error')}); install it there "
+                              f"(pip install numpy, or apt install python3-numpy)")
+        if not info.get("onnxruntime") and not info.get("tensorrt"):
+            raise RemoteError(f"{self.name}: {self.python} has neither ONNX Runtime nor TensorRT "
+                              f"({info.get('onnxruntime_error')}); install onnxruntime (or JetPack's "
+                              f"python3-libnvinfer) there")
+        return info
+
+    def remote_folder(self, manifest: dict, local_name: str) -> str:
+        from export.runtime.manifest import manifest_hash
+
+        return f"{self.dir.rstrip('/')}/{local_name}-{manifest_hash(manifest)[:12]}"
+
+    def copy_bundle(self, root: Path, folder: str) -> None:
+        """Stream the bundle folder ``root`` into ``folder`` on the board (tar over one ssh connection)."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for p in sorted(root.iterdir()):
+                if p.is_file():
+                    tar.add(str(p), arcname=p.name)
+        q = shlex.quote(folder)
+        self.run(f"rm -rf {q} && mkdir -p {q} && tar -C {q} -xf -", stdin=buf.getvalue(), timeout=600,
+                 what="copying the bundle")
+
+    def bundle_runner(self, folder: str, args: list[str], timeout: float = 3600) -> tuple[str, str]:
+        cmd = f"cd {shlex.quote(folder)} && {shlex.quote(self.python)} run.py " + " ".join(shlex.quote(a) for a in args)
+        return self.run(cmd, timeout=timeout, what="run.py " + args[0])
+
+
+def measured_on(rec: dict[str, Any]) -> str:
+    """Where and in which state a record was timed: board (or CPU), power mode, clocks; '' is not used here."""
+    b = rec.get("board") or {}
+    mach = rec.get("machine") or {}
+    where = (rec.get("remote") or {}).get("host") or f"host {str(mach.get('hostname_sha256', ''))[:6]}"
+    if b.get("jetson"):
+        pm = (b.get("nvpmodel") or {}).get("mode") or "mode ?"
+        ck = {True: "clocks locked", False: "clocks unlocked"}.get(b.get("clocks_locked"), "clocks ?")
+        return f"{where}: {b.get('model') or 'Jetson'}, {pm}, {ck}"
+    return f"{where}: {mach.get('cpu') or mach.get('arch') or 'cpu'}"
+
+
+def profile_remote(bundles, remote: Remote, batches=(1,), threads=(1,), precisions=(None,), warmup_iters=None,
+                   warmup_ms=200.0, iters=None, duration_ms=1000.0, min_iters=10, energy=False, backend="auto",
+                   seed=0, log=None) -> dict[str, Any]:
+    """Profile each bundle on the board; a results dict of ordinary records tagged with the board."""
+    from export.bundle import open_bundle
+
+    from .records import new_results
+
+    log = log or (lambda msg: None)
+    info = remote.probe()
+    log(f"{remote.name}: Python {info['python']}, numpy {info['numpy']}, onnxruntime {info.get('onnxruntime')}, "
+        f"tensorrt {info.get('tensorrt')}")
+    results = None
+    for path in bundles:
+        path = Path(path)
+        if not (path.is_dir() or str(path).endswith((".tar.gz", ".tgz"))):
+            raise EdgepruneError(f"--remote profiles bundles (folder or .tar.gz); {path} is not one")
+        b = open_bundle(path)
+        try:
+            name = path.name[:-7] if path.name.endswith(".tar.gz") else path.stem if path.suffix == ".tgz" else path.name
+            folder = remote.remote_folder(b.manifest, name)
+            log(f"{remote.name}: copying {path.name} -> {folder}")
+            remote.copy_bundle(Path(b.root), folder)
+            target = b.manifest.get("target") or {}
+            if target.get("backend") == "tensorrt" and backend != "onnxruntime":
+                if not info.get("tensorrt"):
+                    raise RemoteError(f"{remote.name}: the bundle's target {target.get('name')} runs TensorRT, which "
+                                      f"{remote.python} there cannot import ({info.get('tensorrt_error')}); use "
+                                      f"--backend onnxruntime or install python3-libnvinfer")
+                for prec in [p for p in precisions if p] or [None]:
+                    log(f"{remote.name}: building the TensorRT engine ({prec or 'default precision'})")
+                    remote.bundle_runner(folder, ["build", "--json"] + (["--precision", prec] if prec else []))
+            for prec in precisions:
+                args = ["bench", "--json", "--batch", ",".join(map(str, batches)),
+                        "--threads", ",".join(map(str, threads)), "--seed", str(seed), "--backend", backend,
+                        "--min-iters", str(min_iters)]
+                args += ["--warmup", str(warmup_iters)] if warmup_iters is not None else ["--warmup-ms", str(warmup_ms)]
+                args += ["--iters", str(iters)] if iters is not None else ["--duration-ms", str(duration_ms)]
+                if prec:
+                    args += ["--precision", prec]
+                if energy:
+                    args.append("--energy")
+                log(f"{remote.name}: run.py {' '.join(args)}")
+                out, err = remote.bundle_runner(folder, args)
+                for ln in err.splitlines():
+                    if ln.startswith("edgeprune: warning:"):
+                        sys.stderr.write(f"{ln} ({remote.name})\n")
+                try:
+                    res = json.loads(out)
+                except ValueError as exc:
+                    raise RemoteError(f"{remote.name}: run.py bench printed no results JSON: {out.strip()[-200:]!r}") \
+                        from exc
+                if results is None:
+                    results = new_results(res.get("machine") or {})
+                for rec in res.get("records", []):
+                    rec["remote"] = {"host": remote.name, "dir": folder, "python": remote.python,
+                                     "python_version": info["python"]}
+                    rec["local_path"] = str(path)
+                    rec["measured_on"] = measured_on(rec)
+                    results["records"].append(rec)
+        finally:
+            b.close()
+    return results or new_results({})
