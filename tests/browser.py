@@ -181,3 +181,26 @@ class Chromium:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tests/browser.py REPORT.html OUT.png [HEIGHT]``: a screenshot of the top of a report."""
+    import sys
+    import tempfile
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as prof, Chromium(Path(prof), height=int(args[2]) if len(args) == 3 else 1400) as b:
+        b.open(Path(args[0]).resolve().as_uri())
+        b.evaluate("Promise.all(Array.from(document.images).map(i => i.decode().catch(() => 0)))", await_promise=True)
+        b.screenshot(Path(args[1]))
+        errors = b.console_errors()
+    for e in errors:
+        print(e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,15 +33,20 @@ def _emit(args, res):
     from ..study.report import headline
 
     _, rows = headline(res["results"])
+    from ..study.report import build_report
+
+    rep = build_report(res["results"])
     doc = {"report_md": res["report_md"], "report_html": res["report_html"], "results_json": res["results_json"],
-           "headline": rows, "notes": res["results"]["notes"], "stages": res["results"]["stages"],
-           "seconds": res["results"]["seconds"]}
+           "headline": rows, "verdict": rep["verdict"], "warnings": rep["warnings"], "notes": res["results"]["notes"],
+           "stages": res["results"]["stages"], "seconds": res["results"]["seconds"]}
     text = None
     if not getattr(args, "json", False):
         from ..study.report import text_table
 
         keys, rows = headline(res["results"])
-        text = "\n".join(text_table(keys, rows) + [
+        verdict = [ln.replace("**", "") for ln in rep["verdict"]["lines"]]
+        warns = [f"warning ({w['kind']}): {w['title']}" for w in rep["warnings"]]
+        text = "\n".join(text_table(keys, rows) + [""] + verdict + ([""] + warns if warns else []) + [
             "",
             f"stages run: {len(doc['stages']['ran'])}, reused: {len(doc['stages']['reused'])}; {doc['seconds']} s",
             f"report: {doc['report_md']} and {doc['report_html']}; data: {doc['results_json']}"])
