@@ -280,3 +280,35 @@ def test_report_in_headless_chromium(tmp_path):
     assert errors == [] and remote == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
     print(f"screenshot: {tmp_path / 'report.png'}; report: {paths['report_html']}")
+
+
+def test_report_command_rerenders_merged_results_and_refuses_bad_input(tmp_path, capsys):
+    import json
+
+    from edgeprune.cli.main import main
+
+    res = clean_results()
+    study = tmp_path / "study"
+    write_report(res, study)
+    assert main(["report", str(study), "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+    # records measured on a board are added to the results by hand: the report now warns, naming both machines
+    doc = json.loads((study / "results.json").read_text())
+    board = dict(MACHINE, board="NVIDIA Jetson Orin Nano", hostname_sha256="bbbbbbbbbbbbbbbb")
+    doc["latency"] += [_rec("baseline", "onnxruntime", 1, [3.0, 3.1, 3.2], board),
+                       _rec("layer@0.3", "onnxruntime", 8, [2.0, 2.1, 2.2], board)]
+    (study / "results.json").write_text(json.dumps(doc))
+    assert main(["report", str(study / "results.json"), "--out", str(tmp_path / "again"), "--json", "-q"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (w,) = out["warnings"]
+    assert w["kind"] == "merged-machines" and "NVIDIA Jetson Orin Nano, host bbbbbbbb: 2 records" in w["evidence"][-1]
+    assert "merged-machines" in (tmp_path / "again" / "report.md").read_text()
+    for bad, msg in (({"models": []}, "no 'models' list"),
+                     ({"models": [{"id": "a", "method": "layer", "accuracy": "high"}]}, "non-numeric 'accuracy'"),
+                     ({"models": [{"id": "a", "method": "b"}], "latency": [{"backend": "x", "batch": 1,
+                                                                           "median_ms": -1}]}, "positive")):
+        f = tmp_path / "bad.json"
+        f.write_text(json.dumps(bad))
+        assert main(["report", str(f)]) != 0
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err and err.count("\n") == 1

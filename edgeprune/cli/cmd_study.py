@@ -28,6 +28,16 @@ def register(sub, common):
     add_json(d)
     d.set_defaults(func=run_demo)
 
+    r = sub.add_parser("report", parents=[common], help="write a study's report again from its results.json",
+                       description="Write report.md, report.html and the plots again from a study's results.json: "
+                                   "after adding latency records measured elsewhere (the report then warns that "
+                                   "they come from another machine), or to give an older study this version's "
+                                   "verdict and warnings. Nothing is re-measured.")
+    r.add_argument("results", help="a study's results.json, or the study folder")
+    r.add_argument("--out", default=None, help="folder for the report (default: the folder of the results)")
+    add_json(r)
+    r.set_defaults(func=run_report)
+
 
 def _emit(args, res):
     from ..study.report import headline
@@ -70,3 +80,16 @@ def run_demo(args):
     from ..study.runner import quickstart_config, run_study
 
     _emit(args, run_study(args.config or quickstart_config(), args.out, log=_stage_log()))
+
+
+def run_report(args):
+    from ..study.report import build_report, load_results, rerender
+
+    paths = rerender(args.results, args.out)
+    res, _ = load_results(paths["results_json"])
+    rep = build_report(res)
+    doc = {**paths, "verdict": rep["verdict"], "warnings": rep["warnings"]}
+    text = "\n".join([ln.replace("**", "") for ln in rep["verdict"]["lines"]]
+                     + [f"warning ({w['kind']}): {w['title']}" for w in rep["warnings"]]
+                     + ["", f"report: {paths['report_md']} and {paths['report_html']}"])
+    emit(args, doc, text)

@@ -426,6 +426,62 @@ def render_markdown(rep: dict[str, Any], images: list[str]) -> str:
     return "\n".join(md)
 
 
+PLOTS = ("latency_vs_macs.png", "accuracy_vs_latency.png", "accuracy_vs_snr.png", "units_kept.png")
+
+
+def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """A study's results.json (or its folder), checked enough to render: (results, the folder it is in)."""
+    from ..atomic import read_json
+    from ..errors import EdgepruneError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise EdgepruneError(f"{path} does not exist (give a study's results.json or its folder)")
+    res = read_json(path, f"study results {path}")
+    if not isinstance(res, dict) or not isinstance(res.get("models"), list) or not res["models"]:
+        raise EdgepruneError(f"{path} is not a study's results.json (no 'models' list)")
+    for m in res["models"]:
+        if not isinstance(m, dict) or not isinstance(m.get("id"), str) or not isinstance(m.get("method"), str):
+            raise EdgepruneError(f"{path}: every model needs a string 'id' and 'method'")
+        for k in ("macs", "params", "accuracy", "target", "frames"):
+            if m.get(k) is not None and (isinstance(m[k], bool) or not isinstance(m[k], (int, float))):
+                raise EdgepruneError(f"{path}: model {m['id']!r} has a non-numeric {k!r}")
+    lat = res.get("latency", [])
+    if not isinstance(lat, list):
+        raise EdgepruneError(f"{path}: 'latency' must be a list of profile records")
+    for r in lat:
+        if (not isinstance(r, dict) or not isinstance(r.get("backend"), str) or isinstance(r.get("batch"), bool)
+                or not isinstance(r.get("batch"), int) or isinstance(r.get("median_ms"), bool)
+                or not isinstance(r.get("median_ms"), (int, float)) or r["median_ms"] <= 0):
+            raise EdgepruneError(f"{path}: every latency record needs 'backend', an integer 'batch' and a positive "
+                                 "'median_ms'")
+    for k in ("study", "dataset", "machine", "plan"):
+        if res.get(k) is not None and not isinstance(res[k], dict):
+            raise EdgepruneError(f"{path}: {k!r} must be an object")
+    return res, path.parent
+
+
+def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
+    """Write the report of a finished study again from its results.json (into ``out``, default its folder)."""
+    import shutil
+
+    res, folder = load_results(path)
+    out = Path(out) if out else folder
+    out.mkdir(parents=True, exist_ok=True)
+    extra = []
+    for img in res.get("images") or []:
+        if not isinstance(img, str) or img in PLOTS or Path(img).name != img:
+            continue
+        if (folder / img).is_file():
+            if out.resolve() != folder.resolve():
+                shutil.copyfile(folder / img, out / img)
+            extra.append(img)
+    clean = {k: v for k, v in res.items() if k not in ("headline", "images", "verdict", "warnings")}
+    return write_report(clean, out, extra_images=extra)
+
+
 def write_report(results: dict[str, Any], out: str | Path, extra_images: list[str] | None = None) -> dict[str, str]:
     """Write results.json, report.md, report.html and the plots into ``out``."""
     from .report_html import render_html
