@@ -26,7 +26,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #
 table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}
 caption{caption-side:top;text-align:left;font-size:12px;color:#444;padding:.3em 0;max-width:1100px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-td:first-child,th:first-child{text-align:left}
+td:first-child,th:first-child,td.t{text-align:left}
 th{background:#eee;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #eee}
@@ -93,7 +93,8 @@ def table_html(t: dict[str, Any]) -> str:
         cells = []
         for text, v in row:
             dv = "" if v is None else (repr(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))
-            cells.append(f"<td data-v='{html.escape(dv)}'>{html.escape(text)}</td>")
+            cls = " class='t'" if isinstance(v, str) else ""
+            cells.append(f"<td{cls} data-v='{html.escape(dv)}'>{html.escape(text)}</td>")
         h.append("<tr>" + "".join(cells) + "</tr>")
     h.append("</tbody></table>")
     return "\n".join(h)
