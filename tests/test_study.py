@@ -89,6 +89,19 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     for mid in ids[1:]:
         assert abs(models[mid]["macs"] / base - 0.6) <= 0.6 * 0.02 + 1e-9, mid   # every method within 2%
         assert 0 <= models[mid]["accuracy"] <= 1
+    # what the report's verdict and warnings read: test frames, the split and file scored, what was kept
+    from edgeprune.checkpoint import load_checkpoint
+
+    assert [t["target"] for t in doc["verdict"]["targets"]] == [0.6]
+    assert (out / "report.md").read_text().startswith("# edgeprune study: tiny\n\n## Verdict")
+    for mid in ids:
+        ck = load_checkpoint(models[mid]["checkpoint"])
+        assert models[mid]["frames"] == ck.meta["dataset"]["split"]["frames"]["test"]
+        assert models[mid]["eval"]["split"] == "test" and models[mid]["eval"]["same_as_training"] is True
+    for mid in ("layer@0.6", "layer+kd@0.6"):
+        kept = models[mid]["pruning"]["kept_units"]
+        assert len(kept) == models[mid]["units"] and set(models[mid]["pruning"]["forced"]) <= set(kept)
+    assert models["channel-l1@0.6"]["pruning"]["kept_units"] is None   # channel pruning keeps every unit
     # layer and layer+kd share the pruned network; they differ only in fine-tuning
     assert models["layer@0.6"]["macs"] == models["layer+kd@0.6"]["macs"]
     assert {r["model_id"] for r in res["latency"]} == set(ids)

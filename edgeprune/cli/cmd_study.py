@@ -31,20 +31,35 @@ def register(sub, common):
     add_json(d)
     d.set_defaults(func=run_demo)
 
+    r = sub.add_parser("report", parents=[common], help="write a study's report again from its results.json",
+                       description="Write report.md, report.html and the plots again from a study's results.json: "
+                                   "after adding latency records measured elsewhere (the report then warns that "
+                                   "they come from another machine), or to give an older study this version's "
+                                   "verdict and warnings. Nothing is re-measured.")
+    r.add_argument("results", help="a study's results.json, or the study folder")
+    r.add_argument("--out", default=None, help="folder for the report (default: the folder of the results)")
+    add_json(r)
+    r.set_defaults(func=run_report)
+
 
 def _emit(args, res):
     from ..study.report import headline
 
     _, rows = headline(res["results"])
+    from ..study.report import build_report
+
+    rep = build_report(res["results"])
     doc = {"report_md": res["report_md"], "report_html": res["report_html"], "results_json": res["results_json"],
-           "headline": rows, "notes": res["results"]["notes"], "stages": res["results"]["stages"],
-           "seconds": res["results"]["seconds"]}
+           "headline": rows, "verdict": rep["verdict"], "warnings": rep["warnings"], "notes": res["results"]["notes"],
+           "stages": res["results"]["stages"], "seconds": res["results"]["seconds"]}
     text = None
     if not getattr(args, "json", False):
         from ..study.report import text_table
 
         keys, rows = headline(res["results"])
-        text = "\n".join(text_table(keys, rows) + [
+        verdict = [ln.replace("**", "") for ln in rep["verdict"]["lines"]]
+        warns = [f"warning ({w['kind']}): {w['title']}" for w in rep["warnings"]]
+        text = "\n".join(text_table(keys, rows) + [""] + verdict + ([""] + warns if warns else []) + [
             "",
             f"stages run: {len(doc['stages']['ran'])}, reused: {len(doc['stages']['reused'])}; {doc['seconds']} s",
             f"report: {doc['report_md']} and {doc['report_html']}; data: {doc['results_json']}"])
@@ -68,3 +83,16 @@ def run_demo(args):
     from ..study.runner import quickstart_config, run_study
 
     _emit(args, run_study(args.config or quickstart_config(), args.out, log=_stage_log()))
+
+
+def run_report(args):
+    from ..study.report import build_report, load_results, rerender
+
+    paths = rerender(args.results, args.out)
+    res, _ = load_results(paths["results_json"])
+    rep = build_report(res)
+    doc = {**paths, "verdict": rep["verdict"], "warnings": rep["warnings"]}
+    text = "\n".join([ln.replace("**", "") for ln in rep["verdict"]["lines"]]
+                     + [f"warning ({w['kind']}): {w['title']}" for w in rep["warnings"]]
+                     + ["", f"report: {paths['report_md']} and {paths['report_html']}"])
+    emit(args, doc, text)

@@ -2,35 +2,27 @@
 
 Input is the ``results`` dict the runner assembles:
 ``models`` (one entry per model: id, method, target, macs, params, layers,
-accuracy, per_snr ...) and ``latency`` (profiler records tagged with the
-model id). Torch-free; matplotlib is imported lazily.
+accuracy, frames, per_snr, eval, training, pruning ...), ``latency`` (profiler
+records tagged with the model id) and, for layer pruning, ``plan`` (units,
+blocks and kept units of the analysis). The report opens with the verdict
+(:mod:`.verdict`) and the warnings (:mod:`.caveats`), then a compact headline
+table, a detail table per backend, and the plots with one-line explanations.
+Torch-free; matplotlib is imported lazily.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path, write_json, write_text
+from .caveats import caveats
+from .verdict import (compute_verdict, key_label, latency_key, latency_table, pareto_front, primary_key,  # noqa: F401
+                      spread)
 
 MARKERS = {"baseline": "*", "layer": "o", "layer+kd": "P", "dbp": "s", "random": "x", "channel-l1": "^", "channel-l2": "v",
            "channel-fpgm": "<", "channel-bn": ">"}
-
-
-def latency_key(rec: dict[str, Any]) -> tuple:
-    # measured_on: set on records timed elsewhere (a board over SSH, merged --results), so timings of different
-    # boards, power modes or clock states get their own columns and never share a speed-up ratio
-    return (rec["backend"], rec.get("precision", "fp32"), int(rec["batch"]), int(rec.get("threads") or 0),
-            rec.get("measured_on") or "")
-
-
-def key_label(key: tuple) -> str:
-    backend, prec, batch, threads = key[:4]
-    t = f", {threads} thr" if threads else ""
-    where = f" @ {key[4]}" if len(key) > 4 and key[4] else ""
-    return f"{backend} {prec} b{batch}{t}{where}"
 
 
 def headline(results: dict[str, Any]) -> tuple[list[tuple], list[dict[str, Any]]]:
@@ -74,22 +66,6 @@ def _fmt(v, nd=2):
     return str(v)
 
 
-def markdown_table(keys, rows) -> list[str]:
-    labels = [key_label(k) for k in keys]
-    head = ["method", "target", "MACs", "params", "layers", "acc %"]
-    for lb in labels:
-        head += [f"{lb} ms", f"{lb} speed-up", f"{lb} speed-up/MACs-ratio"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["method"], _fmt(r.get("target")), _fmt(r["macs"]), _fmt(r["params"]), _fmt(r["layers"]),
-                 _fmt(100 * r["accuracy"] if r.get("accuracy") is not None else None)]
-        for lb in labels:
-            cells += [_fmt(r["latency_ms"].get(lb), 3), _fmt(r["speedup"].get(lb)),
-                      _fmt(r["speedup_per_macs_ratio"].get(lb))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
 def text_table(keys, rows) -> list[str]:
     """A compact terminal table: one line per model, latency with speed-up per measured setting."""
     labels = [key_label(k) for k in keys]
@@ -108,16 +84,97 @@ def text_table(keys, rows) -> list[str]:
     return lines
 
 
-def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
-    """Ids on the (lower latency, higher accuracy) Pareto front."""
-    front = []
-    for lat, acc, mid in points:
-        dominated = any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for l2, a2, _ in points)
-        if not dominated:
-            front.append(mid)
-    return front
+# -- tables: one structure, rendered to markdown and HTML ------------------------------------------
+def _cell(v, text: str | None = None) -> tuple[str, Any]:
+    """(shown text, sort value); None sorts last."""
+    return (text if text is not None else _fmt(v), v)
 
 
+def headline_table(results: dict[str, Any], prim: tuple | None) -> dict[str, Any]:
+    models = results["models"]
+    base = next((m for m in models if m["method"] == "baseline"), None)
+    table = latency_table(results)
+    plab = key_label(prim) if prim else None
+    cols = ["model", "method", "MACs (M)", "MACs (% of baseline)", "params (k)", "weight layers", "accuracy (%)"]
+    if plab:
+        cols += ["latency (ms)", "speed-up (x)"]
+    rows = []
+    for m in models:
+        frac = (m["macs"] / base["macs"]) if base and m.get("macs") and base.get("macs") else None
+        acc = m.get("accuracy")
+        ci = m.get("accuracy_ci")
+        acc_txt = "-" if acc is None else (f"{100 * acc:.1f} ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+                                           if isinstance(ci, (list, tuple)) and len(ci) == 2 else f"{100 * acc:.1f}")
+        row = [_cell(m["id"]), _cell(m["method"]),
+               _cell(m["macs"] / 1e6 if m.get("macs") else None, f"{m['macs'] / 1e6:.3f}" if m.get("macs") else "-"),
+               _cell(100 * frac if frac else None, f"{100 * frac:.1f}" if frac else "-"),
+               _cell(m["params"] / 1e3 if m.get("params") else None,
+                     f"{m['params'] / 1e3:.1f}" if m.get("params") else "-"),
+               _cell(m.get("layers")), _cell(100 * acc if acc is not None else None, acc_txt)]
+        if plab:
+            rec = table.get(prim, {}).get(m["id"])
+            b = table.get(prim, {}).get(base["id"]) if base else None
+            ms = rec["median_ms"] if rec else None
+            sp = (b["median_ms"] / ms) if (rec and b) else None
+            row += [_cell(ms, f"{ms:.3f}" if ms else "-"), _cell(sp, f"{sp:.2f}" if sp else "-")]
+        rows.append(row)
+    cap = ("Headline: every model of the study. MACs are per frame (conv + linear multiply-accumulates); "
+           "accuracy is on the test split" + (", with its 95% interval over seeds" if any(
+               m.get("accuracy_ci") for m in models) else "") +
+           (f"; latency is the median over interleaved rounds on {plab}, speed-up is the baseline's latency over "
+            "the model's." if plab else "."))
+    return {"id": "headline", "caption": cap, "columns": cols, "rows": rows}
+
+
+def backend_tables(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table per (backend, precision): latency, speed-up, speed-up over the MACs cut and round spread per batch."""
+    models = results["models"]
+    base = next((m for m in models if m["method"] == "baseline"), None)
+    table = latency_table(results)
+    groups: dict[tuple, list[tuple]] = {}
+    for k in sorted(table):
+        groups.setdefault(k[:2], []).append(k)
+    out = []
+    for (backend, prec), keys in groups.items():
+        cols = ["model"]
+        for k in keys:
+            s = f"b{k[2]}" + (f", {k[3]} thr" if k[3] else "")
+            cols += [f"{s} latency (ms)", f"{s} speed-up (x)", f"{s} speed-up / MACs cut", f"{s} round spread (%)"]
+        rows = []
+        for m in models:
+            if not any(m["id"] in table[k] for k in keys):
+                continue
+            row = [_cell(m["id"])]
+            cut = (base["macs"] / m["macs"]) if base and m.get("macs") else None
+            for k in keys:
+                rec = table[k].get(m["id"])
+                b = table[k].get(base["id"]) if base else None
+                ms = rec["median_ms"] if rec else None
+                sp = (b["median_ms"] / ms) if (rec and b) else None
+                spm = sp / cut if (sp and cut) else None
+                sd = spread(rec) if rec else None
+                row += [_cell(ms, f"{ms:.3f}" if ms else "-"), _cell(sp, f"{sp:.2f}" if sp else "-"),
+                        _cell(spm, f"{spm:.2f}" if spm else "-"),
+                        _cell(100 * sd if sd is not None else None, f"{100 * sd:.1f}" if sd is not None else "-")]
+            rows.append(row)
+        ver = next((table[k][i].get("backend_version") for k in keys for i in table[k]), None)
+        out.append({"id": f"detail-{backend}-{prec}",
+                    "caption": f"{backend}{' ' + ver if ver else ''}, {prec}: median latency per call of one batch "
+                               "(ms), speed-up over the baseline, speed-up divided by the MACs cut (above 1: more "
+                               "real speed than the MACs cut promises) and the spread of the interleaved rounds "
+                               "((slowest - fastest) / median).",
+                    "columns": cols, "rows": rows})
+    return out
+
+
+def markdown_table(t: dict[str, Any]) -> list[str]:
+    lines = [f"*{t['caption']}*", "", "| " + " | ".join(t["columns"]) + " |", "|" + "---|" * len(t["columns"])]
+    for row in t["rows"]:
+        lines.append("| " + " | ".join(text for text, _ in row) + " |")
+    return lines
+
+
+# -- plots -----------------------------------------------------------------------------------------
 def make_plots(results: dict[str, Any], out: Path) -> list[str]:
     try:
         import matplotlib
@@ -128,10 +185,9 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
         return []
     written = []
     models = {m["id"]: m for m in results["models"]}
-    keys, rows = headline(results)
-    by_key: dict[tuple, list[dict]] = {}
-    for rec in results.get("latency", []):
-        by_key.setdefault(latency_key(rec), []).append(rec)
+    table = latency_table(results)
+    keys = sorted(table)
+    prim = primary_key(results, keys)
 
     if keys:
         n = len(keys)
@@ -139,8 +195,8 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
         nrows = math.ceil(n / cols)
         fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 4 * nrows), squeeze=False)
         for ax, k in zip(axes.flat, keys):
-            for rec in by_key[k]:
-                m = models.get(rec["model_id"])
+            for mid, rec in table[k].items():
+                m = models.get(mid)
                 if not m:
                     continue
                 ax.scatter(m["macs"] / 1e6, rec["median_ms"], marker=MARKERS.get(m["method"], "o"), s=60,
@@ -148,9 +204,9 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
             h, lb = ax.get_legend_handles_labels()
             uniq = dict(zip(lb, h))
             ax.legend(uniq.values(), uniq.keys(), fontsize=7)
-            ax.set_xlabel("MMACs")
+            ax.set_xlabel("MACs per frame (millions)")
             ax.set_ylabel("median latency (ms)")
-            ax.set_title(key_label(k), fontsize=9)
+            ax.set_title(f"Latency (ms) vs MACs (M): {key_label(k)}", fontsize=9)
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
@@ -160,11 +216,10 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
         plt.close(fig)
         written.append(p.name)
 
-        k = keys[0]
         pts = []
         fig, ax = plt.subplots(figsize=(6, 4.5))
-        for rec in by_key[k]:
-            m = models.get(rec["model_id"])
+        for mid, rec in table[prim].items():
+            m = models.get(mid)
             if m and m.get("accuracy") is not None:
                 pts.append((rec["median_ms"], m["accuracy"], m["id"]))
                 ax.scatter(rec["median_ms"], 100 * m["accuracy"], marker=MARKERS.get(m["method"], "o"), s=60,
@@ -176,8 +231,9 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
         h, lb = ax.get_legend_handles_labels()
         uniq = dict(zip(lb, h))
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
-        ax.set_xlabel(f"median latency (ms), {key_label(k)}")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_xlabel("median latency (ms)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"Accuracy (%) vs latency (ms): {key_label(prim)}", fontsize=9)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         p = out / "accuracy_vs_latency.png"
@@ -194,7 +250,8 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
                 ax.plot([float(x) for x in xs], [100 * ps[x] for x in xs], marker=MARKERS.get(m["method"], "o"),
                         ms=3, lw=1, label=m["id"])
         ax.set_xlabel("SNR (dB)")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title("Accuracy (%) per SNR (dB)", fontsize=9)
         ax.legend(fontsize=6, ncol=2)
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -202,7 +259,82 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
         _save(fig, p)
         plt.close(fig)
         written.append(p.name)
+
+    p = _plot_units_kept(plt, results, out)
+    if p:
+        written.append(p)
     return written
+
+
+KEEP_COLORS = {"plan": "tab:red", "target": "tab:orange", "transition": "tab:purple", "kept": "tab:blue",
+               "removed": "white", "fixed": "0.75"}
+KEEP_LABELS = {"plan": "kept: the plan's unit of its block",
+               "target": "kept: added to reach the MACs target", "transition": "kept: stage transition",
+               "kept": "kept by the method's own rule (DBP probe, random order)", "removed": "removed",
+               "fixed": "not removable (stem)"}
+
+
+def unit_reasons(results: dict[str, Any]) -> tuple[list[int], dict[str, dict[int, str]]]:
+    """Unit layers (in order) and, per depth-pruned model, why each unit is kept or removed."""
+    plan = results.get("plan") or {}
+    units = plan.get("units") or []
+    layers = [u["layer"] for u in units]
+    fixed = {u["layer"]: ("transition" if u.get("transition") and u.get("role") != "stem" else "fixed")
+             for u in units if not u.get("removable")}
+    out: dict[str, dict[int, str]] = {}
+    if plan.get("kept_units") is not None and units:
+        out["plan (layer)"] = {u: fixed.get(u) or ("plan" if u in plan["kept_units"] else "removed") for u in layers}
+    for m in results.get("models", []):
+        pr = m.get("pruning") or {}
+        kept = pr.get("kept_units")
+        if kept is None or not layers:
+            continue
+        kept = set(kept)
+        forced = {f["layer"] if isinstance(f, dict) else f for f in pr.get("forced") or []}
+        plan_kept = set(pr.get("plan_kept") or [])
+        reasons = {}
+        for u in layers:
+            if u in fixed or u in forced:
+                reasons[u] = fixed.get(u, "transition")
+            elif u in kept:
+                reasons[u] = ("plan" if u in plan_kept else "target") if pr.get("method") == "layer" else "kept"
+            else:
+                reasons[u] = "removed"
+        out[m["id"]] = reasons
+    return layers, out
+
+
+def _plot_units_kept(plt, results, out: Path) -> str | None:
+    layers, reasons = unit_reasons(results)
+    if len(reasons) < 2:  # the plan alone is already in similarity.png
+        return None
+    from matplotlib.patches import Patch
+
+    pos = {u["layer"]: u["position"] for u in results["plan"]["units"]}
+    names = list(reasons)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(layers) + 2.5), 0.45 * len(names) + 1.6))
+    used = set()
+    for i, name in enumerate(names):
+        for u, why in reasons[name].items():
+            used.add(why)
+            ax.add_patch(plt.Rectangle((pos[u] - 0.45, i - 0.4), 0.9, 0.8, facecolor=KEEP_COLORS[why],
+                                       edgecolor="0.3", lw=0.5))
+    for a, _ in (results["plan"].get("segments") or [])[1:]:
+        ax.axvline(a - 0.5, color="k", lw=1, ls=":")
+    ax.set_xlim(-0.7, max(pos.values()) + 0.7)
+    ax.set_ylim(len(names) - 0.4, -0.6)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel("unit position (0 = stem); dotted lines: block boundaries of the plan")
+    ax.set_title("Units kept by each depth-pruned model (coloured = kept, white = removed)", fontsize=9)
+    order = [k for k in KEEP_LABELS if k in used]
+    ax.legend(handles=[Patch(facecolor=KEEP_COLORS[k], edgecolor="0.3", label=KEEP_LABELS[k]) for k in order],
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
+    fig.tight_layout()
+    p = out / "units_kept.png"
+    _save(fig, p)
+    plt.close(fig)
+    return p.name
 
 
 def _save(fig, path: Path) -> None:
@@ -210,61 +342,158 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, dpi=110, format="png")
 
 
+def figure_notes(results: dict[str, Any]) -> dict[str, str]:
+    """One line per plot: what it shows and how to read it."""
+    table = latency_table(results)
+    prim = primary_key(results, sorted(table))
+    plan = results.get("plan") or {}
+    notes = {
+        "latency_vs_macs.png": "Each point is one model on one backend setting: at equal MACs a lower point is a "
+                               "faster model, so the spread within a MACs column is what the MACs count misses.",
+        "accuracy_vs_latency.png": f"Accuracy against median latency on {key_label(prim) if prim else 'the primary setting'}: "
+                                   "up and left is better; the dashed line joins the Pareto-optimal models.",
+        "accuracy_vs_snr.png": "Test accuracy at each SNR level: where the pruned models lose (or gain) accuracy "
+                               "against the baseline as the noise grows.",
+        "units_kept.png": "Which units each depth-pruned model kept, and why: the layer method starts from the plan's "
+                          "unit of each block and adds units until it reaches the MACs target; stage transitions "
+                          "stay by default; DBP and random keep what their own rule picks.",
+    }
+    if plan:
+        seg = plan.get("segments") or []
+        metric = plan.get("similarity_metric", "similarity")
+        proxy = plan.get("importance_proxy", "importance")
+        rule = plan.get("importance_rule", "")
+        kept = plan.get("kept_units")
+        notes["similarity.png"] = (f"{metric} between the outputs of every pair of the baseline's units (1 = same "
+                                   f"representation); white lines are the {len(seg)} blocks found by Fisher "
+                                   f"segmentation, red stars the units the plan keeps ({kept}): one per block, "
+                                   f"chosen by {proxy} ({rule}).")
+        notes["units_kept.png"] = notes["units_kept.png"].replace(
+            "the plan's unit of each block", f"the plan's unit of each block (by {proxy}, {rule})")
+        notes["importance.png"] = (f"{proxy} score of each unit (unitless); shaded bands are the blocks, red bars "
+                                   f"the units kept ({rule} in each block).")
+    return notes
+
+
+# -- the report ------------------------------------------------------------------------------------
+def _setup_lines(results: dict[str, Any]) -> list[str]:
+    out = []
+    mach = results.get("machine", {})
+    if mach:
+        out.append("Machine: " + ", ".join(f"{k} {v}" for k, v in mach.items() if not isinstance(v, (dict, list))))
+    ds = results.get("dataset", {})
+    if ds:
+        out.append("Data: " + ", ".join(f"{k} {v}" for k, v in ds.items() if not isinstance(v, (dict, list))))
+    if results.get("mac_definition"):
+        out.append(results["mac_definition"])
+    return out
+
+
+def build_report(results: dict[str, Any]) -> dict[str, Any]:
+    """Everything the md and html renderings show: verdict, warnings, tables."""
+    table = latency_table(results)
+    prim = primary_key(results, sorted(table))
+    verdict = compute_verdict(results)
+    return {"title": f"edgeprune study: {results.get('study', {}).get('study', {}).get('name', 'study')}",
+            "verdict": verdict, "warnings": caveats(results, verdict),
+            "tables": [headline_table(results, prim)] + backend_tables(results),
+            "notes": list(results.get("notes", [])), "setup": _setup_lines(results),
+            "figure_notes": figure_notes(results)}
+
+
+def render_markdown(rep: dict[str, Any], images: list[str]) -> str:
+    md = [f"# {rep['title']}", "", "## Verdict", ""]
+    md += rep["verdict"]["lines"]
+    md.append("")
+    if rep["warnings"]:
+        md += [f"## Warnings ({len(rep['warnings'])})", ""]
+        for w in rep["warnings"]:
+            md.append(f"- **{w['kind']}**: {w['title']}")
+            md += [f"  - {e}" for e in w["evidence"]]
+        md.append("")
+    md += ["## Headline", ""] + markdown_table(rep["tables"][0]) + [""]
+    if len(rep["tables"]) > 1:
+        md += ["## Per backend", ""]
+        for t in rep["tables"][1:]:
+            md += markdown_table(t) + [""]
+    if images:
+        md += ["## Plots", ""]
+        for img in images:
+            md += [f"![{img}]({img})", "", f"*{rep['figure_notes'].get(img, img)}*", ""]
+    if rep["notes"]:
+        md += ["## Notes", ""] + [f"- {n}" for n in rep["notes"]] + [""]
+    md += ["## Setup", ""] + [f"{s}  " for s in rep["setup"]] + [""]
+    return "\n".join(md)
+
+
+PLOTS = ("latency_vs_macs.png", "accuracy_vs_latency.png", "accuracy_vs_snr.png", "units_kept.png")
+
+
+def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """A study's results.json (or its folder), checked enough to render: (results, the folder it is in)."""
+    from ..atomic import read_json
+    from ..errors import EdgepruneError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise EdgepruneError(f"{path} does not exist (give a study's results.json or its folder)")
+    res = read_json(path, f"study results {path}")
+    if not isinstance(res, dict) or not isinstance(res.get("models"), list) or not res["models"]:
+        raise EdgepruneError(f"{path} is not a study's results.json (no 'models' list)")
+    for m in res["models"]:
+        if not isinstance(m, dict) or not isinstance(m.get("id"), str) or not isinstance(m.get("method"), str):
+            raise EdgepruneError(f"{path}: every model needs a string 'id' and 'method'")
+        for k in ("macs", "params", "accuracy", "target", "frames"):
+            if m.get(k) is not None and (isinstance(m[k], bool) or not isinstance(m[k], (int, float))):
+                raise EdgepruneError(f"{path}: model {m['id']!r} has a non-numeric {k!r}")
+    lat = res.get("latency", [])
+    if not isinstance(lat, list):
+        raise EdgepruneError(f"{path}: 'latency' must be a list of profile records")
+    for r in lat:
+        if (not isinstance(r, dict) or not isinstance(r.get("backend"), str) or isinstance(r.get("batch"), bool)
+                or not isinstance(r.get("batch"), int) or isinstance(r.get("median_ms"), bool)
+                or not isinstance(r.get("median_ms"), (int, float)) or r["median_ms"] <= 0):
+            raise EdgepruneError(f"{path}: every latency record needs 'backend', an integer 'batch' and a positive "
+                                 "'median_ms'")
+    for k in ("study", "dataset", "machine", "plan"):
+        if res.get(k) is not None and not isinstance(res[k], dict):
+            raise EdgepruneError(f"{path}: {k!r} must be an object")
+    return res, path.parent
+
+
+def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
+    """Write the report of a finished study again from its results.json (into ``out``, default its folder)."""
+    import shutil
+
+    res, folder = load_results(path)
+    out = Path(out) if out else folder
+    out.mkdir(parents=True, exist_ok=True)
+    extra = []
+    for img in res.get("images") or []:
+        if not isinstance(img, str) or img in PLOTS or Path(img).name != img:
+            continue
+        if (folder / img).is_file():
+            if out.resolve() != folder.resolve():
+                shutil.copyfile(folder / img, out / img)
+            extra.append(img)
+    clean = {k: v for k, v in res.items() if k not in ("headline", "images", "verdict", "warnings")}
+    return write_report(clean, out, extra_images=extra)
+
+
 def write_report(results: dict[str, Any], out: str | Path, extra_images: list[str] | None = None) -> dict[str, str]:
     """Write results.json, report.md, report.html and the plots into ``out``."""
+    from .report_html import render_html
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images = make_plots(results, out) + list(extra_images or [])
-    keys, rows = headline(results)
-    results = dict(results, headline=rows, images=images)
+    _, rows = headline(results)
+    rep = build_report(results)
+    results = dict(results, headline=rows, images=images, verdict=rep["verdict"], warnings=rep["warnings"])
     write_json(out / "results.json", results)
-
-    st = results.get("study", {})
-    md = [f"# edgeprune study: {st.get('study', {}).get('name', 'study')}", ""]
-    mach = results.get("machine", {})
-    if mach:
-        md.append("Machine: " + ", ".join(f"{k} {v}" for k, v in mach.items() if not isinstance(v, (dict, list))))
-        md.append("")
-    md.append(results.get("mac_definition", ""))
-    md.append("")
-    ds = results.get("dataset", {})
-    if ds:
-        md.append("Data: " + ", ".join(f"{k} {v}" for k, v in ds.items() if not isinstance(v, (dict, list))))
-        md.append("")
-    md.append("## Headline")
-    md.append("")
-    md += markdown_table(keys, rows)
-    md.append("")
-    md.append("Speed-up is the baseline's median latency over the model's, measured in this run; "
-              "speed-up/MACs-ratio above 1 means the model gained more real speed than its MACs cut promises.")
-    md.append("")
-    notes = results.get("notes", [])
-    if notes:
-        md.append("## Notes")
-        md += [f"- {n}" for n in notes]
-        md.append("")
-    for img in images:
-        md.append(f"![{img}]({img})")
-        md.append("")
-    write_text(out / "report.md", "\n".join(md))
-
-    h = ["<!doctype html><html><head><meta charset='utf-8'><title>edgeprune study</title>",
-         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
-         "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}</style>",
-         "</head><body>", f"<h1>edgeprune study: {html.escape(str(st.get('study', {}).get('name', 'study')))}</h1>",
-         f"<p>{html.escape(results.get('mac_definition', ''))}</p>", "<h2>Headline</h2>"]
-    table = markdown_table(keys, rows)
-    head_cells = [c.strip() for c in table[0].strip("|").split("|")]
-    h.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head_cells) + "</tr>")
-    for line in table[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        h.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    h.append("</table>")
-    if notes:
-        h.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    for img in images:
-        h.append(f"<p><img src='{html.escape(img)}' style='max-width:100%'></p>")
-    h.append("</body></html>")
-    write_text(out / "report.html", "\n".join(h))
+    write_text(out / "report.md", render_markdown(rep, images))
+    write_text(out / "report.html", render_html(rep, images, out))
     return {"report_md": str(out / "report.md"), "report_html": str(out / "report.html"),
             "results_json": str(out / "results.json")}

@@ -173,16 +173,19 @@ class Study:
             from ..training.evaluate import eval_data, evaluate
 
             ck = load_checkpoint(ckpt)
-            ds, _ = eval_data(ck, data_path, split="test")
+            ds, info = eval_data(ck, data_path, split="test")
             r = evaluate(ck, ds)
             rec = {"accuracy": r["accuracy"], "per_snr": {str(s["snr"]): s["accuracy"] for s in r["per_snr"]},
-                   "frames": r["frames"]}
+                   "frames": r["frames"],
+                   # what the report needs to tell whether these frames can include training frames
+                   "eval": {"split": info["split"], "same_as_training": info["same_as_training"],
+                            "sha256": info["sha256"], "trained_on": (ck.meta.get("dataset") or {}).get("sha256")}}
             if pruned is not None:
                 pk = load_checkpoint(pruned)
                 rec["accuracy_before_finetune"] = evaluate(pk, ds)["accuracy"]
             return rec
 
-        ekey = stage_key("evaluate", key, str(data_path), stages.code_fingerprint("edgeprune.training"))
+        ekey = stage_key("evaluate", key, str(data_path), stages.code_fingerprint("edgeprune.training"), "eval-info")
         return self.cache.run(f"evaluate {mid}", ekey, run)
 
     def export_stage(self, mid: str, ckpt: Path, key: str, data_path: Path) -> dict[str, Any]:
@@ -407,6 +410,8 @@ class Study:
                 "macs": ck.meta["macs"], "params": ck.meta["params"], "layers": ck.meta.get("weight_layers"),
                 "units": ck.meta.get("units"), "accuracy": ev["accuracy"],
                 "accuracy_before_finetune": ev.get("accuracy_before_finetune"), "per_snr": ev["per_snr"],
+                "frames": ev.get("frames"), "eval": ev.get("eval"), "training": training_summary(ck.meta),
+                "pruning": pruning_summary(ck.meta),
                 "onnx": {p: {k: v for k, v in x.items() if k in ("path", "accuracy", "max_abs_diff", "argmax_agreement")}
                          for p, x in e["onnx"].items()},
             })
@@ -425,7 +430,9 @@ class Study:
                     shutil.copyfile(img, self.out / Path(img).name)
                     images.append(Path(img).name)
         results = {
-            "study": self.cfg, "dataset": {k: v for k, v in self.dataset_info.items() if k != "classes"},
+            "plan": plan_summary(plan["plan"]) if plan else None,
+            "study": self.cfg, "dataset": {**{k: v for k, v in self.dataset_info.items() if k != "classes"},
+                                          "n_classes": len(self.dataset_info.get("classes") or [])},
             "machine": getattr(self, "machine", {}), "mac_definition": MAC_DEFINITION,
             "models": models, "latency": latency, "notes": self.notes,
             "stages": {"ran": self.cache.ran, "reused": self.cache.reused},
@@ -433,6 +440,42 @@ class Study:
         }
         paths = write_report(results, self.out, extra_images=images)
         return {"results": results, **paths}
+
+
+def training_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """Epochs, best epoch and validation accuracy per epoch of a checkpoint's last training run."""
+    m = meta.get("metrics") or {}
+    hist = m.get("history") or []
+    return {"epochs": m.get("epochs"), "best_epoch": m.get("best_epoch"),
+            "val_acc": [h.get("val_acc") for h in hist if isinstance(h, dict)]}
+
+
+def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What a pruned model kept and why (from its lineage): kept units, forced transitions, the plan's choice."""
+    rec = next((r for r in reversed(meta.get("lineage") or []) if isinstance(r, dict) and r.get("op") == "prune"), None)
+    if rec is None:
+        return None
+    forced = [f["layer"] if isinstance(f, dict) else f for f in rec.get("forced") or []]
+    match = rec.get("match") or {}
+    return {"method": rec.get("method"), "kept_units": rec.get("kept_units"), "forced": forced,
+            "plan_kept": (rec.get("plan_summary") or {}).get("kept_units"), "rule": match.get("rule"),
+            "resegmented": rec.get("resegmented")}
+
+
+def plan_summary(path: str | Path) -> dict[str, Any] | None:
+    """The parts of plan.json the report draws: units, blocks, kept units, the similarity and importance used."""
+    import json
+
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    keep = ("layer", "position", "role", "removable", "transition")
+    return {"units": [{k: u.get(k) for k in keep} for u in plan.get("units", [])],
+            "segments": (plan.get("segments") or {}).get("bounds"), "kept_units": plan.get("kept_units"),
+            "similarity_metric": (plan.get("similarity") or {}).get("metric"),
+            "importance_proxy": (plan.get("importance") or {}).get("proxy"),
+            "importance_rule": (plan.get("importance") or {}).get("rule")}
 
 
 def split_method(method: str) -> tuple[str, bool]:

@@ -52,6 +52,7 @@ def _missing_input_commands(tmp, shared):
         "latency-model predict": ["latency-model", "predict", f"{nope}.json", shared["onnx"]],
         "compare": ["compare", "--config", f"{nope}.toml", "--out", out / "s"],
         "demo": ["demo", "--config", f"{nope}.toml", "--out", out / "d"],
+        "report": ["report", nope, "--out", out / "r"],
     }
 
 
