@@ -132,7 +132,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgepruneError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise EdgepruneError(f"checkpoint {path} is a folder, not a file")
-    if path.stat().st_size == 0:
+    from .safeio import check_input
+
+    if check_input(path, "checkpoint", "checkpoint").st_size == 0:  # a regular file within the limit
         raise EdgepruneError(f"checkpoint {path} is empty")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)

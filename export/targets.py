@@ -171,14 +171,14 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
 
 def load_target_file(path: str | os.PathLike) -> Target:
     """Load and validate one ``.toml`` profile."""
+    from edgeprune.safeio import read_bytes
+
     path = Path(path)
+    raw = read_bytes(path, "target file", "doc")  # a regular file within the size limit (never a FIFO)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise EdgepruneError(f"target file {path} does not exist") from exc
-    except OSError as exc:
-        raise EdgepruneError(f"cannot read target file {path}: {exc.strerror or exc}") from exc
+        data = tomllib.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise EdgepruneError(f"{path}: not valid TOML (nested too deeply)") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgepruneError(f"{path}: not valid TOML ({exc})") from exc
     target = parse_target(data, str(path))

@@ -132,8 +132,11 @@ def resolve_model(path: str | Path) -> ModelSource:
     path = Path(path)
     if not path.exists():
         raise EdgepruneError(f"model {path} does not exist")
-    if path.is_file() and path.stat().st_size == 0:
-        raise EdgepruneError(f"model {path} is an empty file")
+    if not path.is_dir():
+        from edgeprune.safeio import check_input
+
+        if check_input(path, "model", "checkpoint").st_size == 0:  # a regular file, never a FIFO or device
+            raise EdgepruneError(f"model {path} is an empty file")
     kind = detect_kind(path)
     if kind == "checkpoint":
         return _from_checkpoint(path)

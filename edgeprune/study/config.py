@@ -147,11 +147,12 @@ def _check_items(where: str, section: str, key: str, values: list, typ, what: st
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
+    from ..safeio import read_bytes
+
     path = Path(path)
-    if not path.is_file():
-        raise EdgepruneError(f"study config {path} does not exist")
+    data = read_bytes(path, "study config", "doc")  # a regular file within the size limit (never a FIFO)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
     cfg = normalise(raw, str(path))

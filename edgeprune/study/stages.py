@@ -63,7 +63,9 @@ class StageCache:
         self.state: dict[str, Any] = {"stages": {}}
         if self.path.exists():
             try:
-                state = json.loads(self.path.read_text())
+                from ..safeio import read_bytes
+
+                state = json.loads(read_bytes(self.path, "study state", "doc").decode("utf-8"))
                 self.state = validate(state, STATE_SCHEMA, str(self.path))
             except (json.JSONDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
                 self.log(f"note: {self.path} is unreadable ({type(exc).__name__}); starting the study afresh")
