@@ -22,6 +22,11 @@ bundle        EDGEPRUNE_MAX_BUNDLE_BYTES          8 GiB      everything a bundle
 array         EDGEPRUNE_MAX_ARRAY_BYTES           16 GiB     the arrays one input may decode into memory
 expansion     EDGEPRUNE_MAX_EXPANSION             32 (x)     decoded bytes per byte stored (compression,
                                                              pickle memo references, sparse HDF5 extents)
+width         EDGEPRUNE_MAX_WIDTH                 8192       channels or features of one layer in a model spec
+layers        EDGEPRUNE_MAX_LAYERS                4096       layers in a model spec
+params        EDGEPRUNE_MAX_PARAMS                1e8        parameters of a model spec (400 MB of float32)
+activation    EDGEPRUNE_MAX_ACTIVATION            2^24       values in one layer's output for one frame
+                                                             (also bounds the input length and padding)
 ============  ==================================  =========  ==============================================
 
 The expansion cap is what keeps a small hostile file from growing: a
@@ -50,6 +55,11 @@ LIMITS = {
     "bundle": ("EDGEPRUNE_MAX_BUNDLE_BYTES", 8 * GiB),
     "array": ("EDGEPRUNE_MAX_ARRAY_BYTES", 16 * GiB),
     "expansion": ("EDGEPRUNE_MAX_EXPANSION", 32),
+    # model specs read from checkpoints (edgeprune.models.spec.validate_spec)
+    "width": ("EDGEPRUNE_MAX_WIDTH", 8192),
+    "layers": ("EDGEPRUNE_MAX_LAYERS", 4096),
+    "params": ("EDGEPRUNE_MAX_PARAMS", 100_000_000),
+    "activation": ("EDGEPRUNE_MAX_ACTIVATION", 1 << 24),
 }
 SLACK = 1 * MiB
 

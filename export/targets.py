@@ -47,6 +47,8 @@ _TOP = {
     "batch": (dict, False),
 }
 _BATCH = {"min": int, "opt": int, "max": int, "profile": list}
+MAX_WORKSPACE_MIB = 1 << 20  # 1 TiB: TensorRT's builder workspace, in MiB
+MAX_BATCH = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,15 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
     if exporter == "legacy" and opset > 20:
         raise EdgepruneError(f"{where}: the legacy exporter cannot emit opset {opset}")
     dla = data.get("dla_cores", 0)
-    if dla < 0:
-        raise EdgepruneError(f"{where}: 'dla_cores' must be >= 0")
+    if not 0 <= dla <= 16:
+        raise EdgepruneError(f"{where}: 'dla_cores' must be in 0..16, got {dla}")
     if dla and backend != "tensorrt":
         raise EdgepruneError(f"{where}: 'dla_cores' needs backend = \"tensorrt\"")
     if backend == "tensorrt" and "tensorrt" not in data:
         raise EdgepruneError(f"{where}: missing key 'tensorrt' (the TensorRT version, e.g. \"8.5\")")
     ws = data.get("workspace_mib", 1024)
-    if ws < 0:
-        raise EdgepruneError(f"{where}: 'workspace_mib' must be >= 0")
+    if not 0 <= ws <= MAX_WORKSPACE_MIB:
+        raise EdgepruneError(f"{where}: 'workspace_mib' must be in 0..{MAX_WORKSPACE_MIB} (1 TiB), got {ws}")
     providers = data.get("providers", ["CPUExecutionProvider"])
     for p in providers:
         if not isinstance(p, str):
@@ -154,8 +156,8 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
         if key in batch:
             _check_type(where, f"batch.{key}", batch[key], typ)
     bmin, bopt, bmax = batch.get("min", 1), batch.get("opt", 1), batch.get("max", 64)
-    if not 1 <= bmin <= bopt <= bmax:
-        raise EdgepruneError(f"{where}: batch sizes must satisfy 1 <= min <= opt <= max, got {bmin}/{bopt}/{bmax}")
+    if not 1 <= bmin <= bopt <= bmax <= MAX_BATCH:
+        raise EdgepruneError(f"{where}: batch sizes must satisfy 1 <= min <= opt <= max <= {MAX_BATCH}, got {bmin}/{bopt}/{bmax}")
     profile = batch.get("profile", sorted({bmin, bopt, bmax}))
     for b in profile:
         if isinstance(b, bool) or not isinstance(b, int) or not bmin <= b <= bmax:

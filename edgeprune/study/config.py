@@ -69,6 +69,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 
 
 def _check_type(section: str, key: str, value: Any, typ: Any) -> Any:
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EdgepruneError(f"config [{section}] {key}: must be a finite number, got {value}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 63:
+        raise EdgepruneError(f"config [{section}] {key}: {value} is out of range")
     types = typ if isinstance(typ, tuple) else (typ,)
     if float in types and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -137,6 +143,11 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
                           ("finetune", "epochs", 0), ("profile", "iters", 1), ("profile", "warmup", 0)):
         if cfg[sec][key] < low:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be at least {low}, got {cfg[sec][key]}")
+    for sec, key, lo, hi in (("study", "seed", 0, 2 ** 32 - 1), ("train", "lr", 1e-12, 10.0),
+                             ("finetune", "lr", 1e-12, 10.0), ("train", "gamma", 1e-12, 10.0),
+                             ("finetune", "l1", 0.0, 1e6), ("study", "threads", 0, 4096)):
+        if not lo <= cfg[sec][key] <= hi:
+            raise EdgepruneError(f"{where}: [{sec}] {key} must be in {lo:g}..{hi:g}, got {cfg[sec][key]}")
     return cfg
 
 
