@@ -38,6 +38,9 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
     if isinstance(model, (str, os.PathLike)):
         if not os.path.isfile(model):
             raise EdgepruneError(f"ONNX file {model} does not exist")
+        from .onnx_external import check_model_file
+
+        check_model_file(model)  # external data: only files a bundle manifest beside it lists
         src = str(model)
     else:
         src = model

@@ -111,6 +111,9 @@ def ort_session(onnx_path, threads: int, providers=None, profile_prefix: str | N
         if p not in available:
             raise EdgepruneError(f"ONNX Runtime execution provider {p!r} is not available here "
                                  f"(available: {', '.join(available)})")
+    from export.onnx_external import check_model_file
+
+    check_model_file(onnx_path)  # external data: only files a bundle manifest beside it lists
     try:
         return ort.InferenceSession(str(onnx_path), ort_session_options(threads, profile_prefix), providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types

@@ -203,6 +203,9 @@ def describe_onnx(path: str | Path) -> dict:
         import onnx
     except ImportError:
         onnx = None
+    from export.onnx_external import check_model_file
+
+    check_model_file(path)  # external data: only files a bundle manifest beside it lists
     if onnx is None:
         return _describe_with_ort(path)
     try:
