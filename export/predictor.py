@@ -74,9 +74,18 @@ class Predictor:
                 raise EdgepruneError("an .onnx file runs on onnxruntime; build an engine first (edgeprune build)")
             self._init_backend(self.source, "onnxruntime", threads, providers)
             meta = self._onnx_meta()
-            self.classes = meta.get("edgeprune.classes") or [str(i) for i in range(self._n_out())]
+            classes = meta.get("edgeprune.classes")
+            if classes is not None and (not isinstance(classes, list) or not classes
+                                        or not all(isinstance(c, str) for c in classes)):
+                raise EdgepruneError(f"{self.source}: its edgeprune.classes metadata is not a list of class names")
+            self.classes = classes or [str(i) for i in range(self._n_out())]
             self.normalization = check_normalization(meta.get("edgeprune.normalization", "none"))
-            self.length = int((meta.get("edgeprune.input") or {}).get("length") or self._in_len())
+            inp = meta.get("edgeprune.input") or {}
+            length = inp.get("length") if isinstance(inp, dict) else None
+            if length is not None and (isinstance(length, bool) or not isinstance(length, int)
+                                       or not 1 <= length <= 1 << 24):
+                raise EdgepruneError(f"{self.source}: its edgeprune.input metadata has no valid frame length")
+            self.length = int(length or self._in_len())
             self.precision = meta.get("edgeprune.precision")
         elif self.source.suffix in (".engine", ".plan", ".trt"):
             if backend == "onnxruntime":
@@ -94,6 +103,23 @@ class Predictor:
             raise EdgepruneError(f"{self.source}: give a bundle (folder or .tar.gz), an .onnx file or an .engine")
         if self.precision is None and self.backend == "onnxruntime":
             self.precision = "fp32"
+        if self._session is not None:
+            self._check_model_io()
+
+    def _check_model_io(self) -> None:
+        """The manifest's or metadata's frame length and classes must be what the model itself takes and gives."""
+        where = f"{self.source}" + (" (manifest.json)" if self._bundle is not None else " (its metadata)")
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or not outputs:
+            raise EdgepruneError(f"{self.source}: the model has {len(inputs)} inputs and {len(outputs)} outputs; "
+                                 f"an edgeprune model has one input (frames) and one output (logits)")
+        ishape, oshape = inputs[0].shape, outputs[0].shape
+        if len(ishape) != 3 or (isinstance(ishape[1], int) and ishape[1] != 2):
+            raise EdgepruneError(f"{self.source}: the model's input has shape {ishape}, not (N, 2, L) I/Q frames")
+        if isinstance(ishape[2], int) and ishape[2] != self.length:
+            raise EdgepruneError(f"{where} says frames of {self.length} samples but the model takes {ishape[2]}")
+        if oshape and isinstance(oshape[-1], int) and oshape[-1] != len(self.classes):
+            raise EdgepruneError(f"{where} names {len(self.classes)} classes but the model has {oshape[-1]} outputs")
 
     # backends ----------------------------------------------------------
     def _init_backend(self, path: Path, backend: str, threads, providers) -> None:
@@ -166,9 +192,15 @@ class Predictor:
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         if self._session is not None:
-            return np.asarray(self._session.run(None, {self._input: np.ascontiguousarray(x)})[0], np.float32)
-        with self._lock:
-            return self._runner.infer(x)
+            z = np.asarray(self._session.run(None, {self._input: np.ascontiguousarray(x)})[0], np.float32)
+        else:
+            with self._lock:
+                z = self._runner.infer(x)
+        if z.size and not np.isfinite(z).all():
+            bad = int((~np.isfinite(z).reshape(len(z), -1).all(axis=1)).sum())
+            raise EdgepruneError(f"the model's scores are NaN or Inf for {bad} frame(s): their samples are too large "
+                                 f"for it (normalisation {self.normalization!r}; values near the float32 limit?)")
+        return z
 
     def predict(self, frames, preprocess: bool = True) -> dict[str, Any]:
         """Class index, name, confidence and probabilities for each frame."""

@@ -292,8 +292,10 @@ def _metadata_stats(meta: dict, info: dict) -> None:
 def _describe_with_ort(path: Path) -> dict:
     """The same, on a device with ONNX Runtime but without the onnx package (MACs from metadata only)."""
     ort = require("onnxruntime", "profiling an ONNX model")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # ORT's native warnings would reach the user's terminal as raw lines
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise EdgepruneError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0][:200]})") from exc
     meta = dict(sess.get_modelmeta().custom_metadata_map)

@@ -111,6 +111,22 @@ def main(argv: list[str] | None = None) -> int:
 
     set_quiet(bool(getattr(args, "quiet", False)))
     debug = bool(getattr(args, "debug", False))
+    import warnings
+
+    # Python warnings (numpy RuntimeWarnings, the sigmf package's notes, library deprecations) never reach the
+    # user's terminal as raw lines: the inputs they would be about are validated, and --debug shows them.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _run(args, debug)
+        finally:
+            if debug:
+                for w in caught:
+                    print(f"edgeprune: debug: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})",
+                          file=sys.stderr)
+
+
+def _run(args, debug: bool) -> int:
     try:
         check_numbers(args)
         rc = args.func(args)
