@@ -362,6 +362,8 @@ def _prescan(fh, archive: Path, cap: int) -> None:
     fh.seek(0)
     stream = gzip.GzipFile(fileobj=fh, mode="rb") if head == b"\x1f\x8b" else fh
     total = 0
+    listed = None  # the manifest's files, once its member has gone by: later members are checked at their header
+    doc_cap = min(limit_doc(), MAX_META_HEADER * 16)
     try:
         while True:
             block = stream.read(512)
@@ -375,8 +377,18 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                     size = int(raw_size.split(b"\0", 1)[0].strip() or b"0", 8)
             except ValueError:
                 return  # not a tar header: tarfile reports it
-            if block[156:157] in _META_TYPES and size > MAX_META_HEADER:
+            kind = block[156:157]
+            if kind in _META_TYPES and size > MAX_META_HEADER:
                 raise EdgepruneError(f"refusing bundle {archive}: a tar extended header declares {size} bytes")
+            name = block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+            name = name[2:] if name.startswith("./") else name
+            if kind in (b"0", b"\0") and listed is not None and name != MANIFEST and "/" not in name:
+                entry = listed.get(name)
+                if not isinstance(entry, dict):
+                    raise EdgepruneError(f"bundle {archive} holds a file the manifest does not list: {name[:80]!r}")
+                if entry.get("size") != size:
+                    raise EdgepruneError(f"bundle {archive}: {name!r} has {size} bytes, the manifest says "
+                                         f"{entry.get('size')} (damaged or tampered with)")
             total += size
             if total > cap:
                 from edgeprune.safeio import human
@@ -384,6 +396,14 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                 raise EdgepruneError(f"refusing bundle {archive}: its members declare more than {human(cap)} "
                                      f"(EDGEPRUNE_MAX_BUNDLE_BYTES)")
             left = (size + 511) // 512 * 512
+            if kind in (b"0", b"\0") and name == MANIFEST and size <= doc_cap:
+                raw = stream.read(left)[:size]
+                left = 0
+                try:
+                    doc = json.loads(raw.decode("utf-8"))
+                    listed = doc.get("files") if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
+                except (ValueError, UnicodeDecodeError, RecursionError):
+                    listed = None  # the full check after this one reports it
             while left > 0:
                 got = len(stream.read(min(left, 1 << 20)))
                 if not got:
@@ -391,6 +411,12 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                 left -= got
     except (OSError, EOFError, zlib_error()):
         return  # damaged compression: tarfile reports it in one line
+
+
+def limit_doc() -> int:
+    from edgeprune.safeio import limit
+
+    return limit("doc")
 
 
 def _parse_manifest(raw: bytes, archive: Path) -> dict[str, Any]:

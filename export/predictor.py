@@ -53,6 +53,10 @@ class Predictor:
         self._lock = threading.Lock()
         if not self.source.exists():
             raise EdgepruneError(f"{self.source} does not exist")
+        if not self.source.is_dir():
+            from edgeprune.safeio import check_input
+
+            check_input(self.source, "model", "bundle")  # a regular file: never a FIFO or a device
         if self.source.is_dir() or str(self.source).endswith((".tar.gz", ".tgz")):
             from .bundle import open_bundle
 

@@ -152,6 +152,9 @@ def open_recording(path: str | Path, backend: str = "auto") -> Recording:
             backend = "builtin"
     # the builtin parse first: it gives clear errors for empty / non-JSON files
     meta = _builtin_meta(meta_path)
+    from ..schema import validate
+
+    validate(meta, _meta_schema(), str(meta_path))  # our checks before the sigmf package parses it
     if backend == "sigmf":
         meta = _sigmf_meta(meta_path)
     try:
