@@ -397,6 +397,16 @@ def build_cases(d: Path, shared) -> list[dict]:
     _checkpoint_with_spec(ckpt, deep, lambda s: s["layers"].__setitem__(
         slice(1, 1), [dict(s["layers"][1]) for _ in range(5000)]))
     add(B, "checkpoint spec with 5000 more layers: inspect", ["inspect", deep], match="EDGEPRUNE_MAX_LAYERS")
+    # ablation: with the limit raised, the same files are what they claim (the limit, not luck, refused them)
+    add("limits overridable", "npz zip bomb with EDGEPRUNE_MAX_EXPANSION raised: data info loads 512 MiB",
+        ["--quiet", "data", "info", bombs / "zipbomb.npz"], expect="ok", env={"EDGEPRUNE_MAX_EXPANSION": "100000"},
+        rss_at_least=400 << 20)
+    add("limits overridable", "65536 channels with EDGEPRUNE_MAX_WIDTH raised: the params cap refuses next",
+        ["inspect", wide], env={"EDGEPRUNE_MAX_WIDTH": "100000"}, match="EDGEPRUNE_MAX_PARAMS")
+    add("limits overridable", "RML memo bomb with EDGEPRUNE_MAX_ARRAY_BYTES lowered to 1 MiB, expansion raised",
+        ["data", "info", bombs / "RML2016.10a_dict.pkl"],
+        env={"EDGEPRUNE_MAX_EXPANSION": "100000", "EDGEPRUNE_MAX_ARRAY_BYTES": str(1 << 20)},
+        match="EDGEPRUNE_MAX_ARRAY_BYTES")
     big_sigmf = _sigmf(bombs, "long", samples=np.zeros(1 << 16, np.complex64))
     add(B, "data info on a SigMF capture with --length 8 (summary reads no samples)",
         ["data", "info", big_sigmf, "--length", "8"], expect="ok")
@@ -548,7 +558,7 @@ def build_cases(d: Path, shared) -> list[dict]:
 
 def _run_driver(cases, work: Path, timeout_each: int = 90) -> dict:
     doc = {"options": {"as_mib": 2048, "fsize_mib": 1024, "timeout": timeout_each},
-           "cases": [{k: c[k] for k in ("name", "argv", "cwd")} for c in cases]}
+           "cases": [{k: c[k] for k in ("name", "argv", "cwd", "env") if k in c} for c in cases]}
     cases_path = work / "cases.json"
     results_path = work / "results.json"
     cases_path.write_text(json.dumps(doc))
@@ -574,7 +584,10 @@ def judge(case: dict, res: dict) -> list[str]:
         if res["rc"] < 0:
             problems.append(f"killed by signal {-res['rc']}")
     grew = res["peak_rss"] - min(res["start_rss"], res["peak_rss"])
-    if grew > RSS_BUDGET:
+    if case.get("rss_at_least"):
+        if res["peak_rss"] < case["rss_at_least"]:
+            problems.append(f"peak RSS {res['peak_rss'] >> 20} MiB: the file did not expand as built")
+    elif grew > RSS_BUDGET:
         problems.append(f"peak RSS grew by {grew / GIB:.2f} GiB (budget 1 GiB)")
     if (res.get("written") or 0) > WRITE_BUDGET:
         problems.append(f"wrote {res['written'] / GIB:.2f} GiB (budget 1 GiB)")
@@ -619,7 +632,7 @@ def outcomes(tmp_path_factory, shared):
 
 
 CLASSES = ("non-regular files", "expansion bombs", "foreign references", "malformed values", "study folder",
-           "noise on success")
+           "noise on success", "limits overridable")
 
 
 @pytest.mark.parametrize("cls", CLASSES)
