@@ -118,13 +118,15 @@ def per_class(records: list[dict]) -> list[dict]:
         if r["kind"] != "subprocess":
             continue
         row = rows.setdefault(r.get("cls") or "?", {"class": r.get("cls") or "?", "cases": 0, "clean": 0,
-                                                   "peak_rss_mib": 0.0, "seconds": 0.0, "slowest_s": 0.0})
+                                                   "peak_rss_mib": 0.0, "grew_mib": 0.0, "seconds": 0.0,
+                                                   "slowest_s": 0.0})
         row["cases"] += 1
         row["clean"] += bool(r["ok"])
         row["peak_rss_mib"] = max(row["peak_rss_mib"], (r.get("peak_rss") or 0) / 2 ** 20)
+        row["grew_mib"] = max(row["grew_mib"], ((r.get("peak_rss") or 0) - (r.get("start_rss") or 0)) / 2 ** 20)
         row["seconds"] += r.get("seconds") or 0.0
         row["slowest_s"] = max(row["slowest_s"], r.get("seconds") or 0.0)
-    return [dict(v, peak_rss_mib=round(v["peak_rss_mib"]), seconds=round(v["seconds"], 2),
+    return [dict(v, peak_rss_mib=round(v["peak_rss_mib"]), grew_mib=round(v["grew_mib"]), seconds=round(v["seconds"], 2),
                  slowest_s=round(v["slowest_s"], 2)) for v in rows.values()]
 
 
@@ -150,10 +152,10 @@ def main(argv=None) -> int:
     if classes:
         print()
         print(f"{'class (python -m edgeprune in a child)':<40} {'cases':>5} {'clean':>5} {'peak RSS MiB':>12} "
-              f"{'time s':>7} {'slowest s':>9}")
+              f"{'grew MiB':>8} {'time s':>7} {'slowest s':>9}")
         for row in classes:
             print(f"{row['class']:<40} {row['cases']:>5} {row['clean']:>5} {row['peak_rss_mib']:>12} "
-                  f"{row['seconds']:>7.2f} {row['slowest_s']:>9.2f}")
+                  f"{row['grew_mib']:>8} {row['seconds']:>7.2f} {row['slowest_s']:>9.2f}")
     for r in failed[:20]:
         print(f"NOT CLEAN: [{r['kind']}] {r['name']}: {r['detail']}")
     doc = {"quick": args.quick, "fuzz": args.fuzz, "seconds": round(seconds, 1), "pytest": outcome, **counts,

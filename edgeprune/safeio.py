@@ -191,6 +191,37 @@ def read_text(path, what="file", kind="doc", encoding="utf-8"):
         raise EdgepruneError("%s is not %s text (byte %d)" % (_name(what, path), encoding.upper(), exc.start))
 
 
+def check_zip(fh, what, size, methods=(0, 8)):
+    """The members of the zip archive open in ``fh`` (``size`` bytes), after checking them all.
+
+    Encrypted members, compression methods outside ``methods`` (0 stored,
+    8 deflated: what np.savez and torch.save write), members claiming more stored
+    bytes than the file holds, and members whose declared sizes add up beyond the
+    expansion and array caps are refused before anything is decompressed.
+    """
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(fh)
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise EdgepruneError("%s is not a readable zip archive (truncated or corrupt?): %s" % (what, exc))
+    total = 0
+    for info in infos:
+        name = info.filename[:60]
+        if info.flag_bits & 0x1:
+            raise EdgepruneError("%s: member %r is encrypted; edgeprune reads only plain members" % (what, name))
+        if info.compress_type not in methods:
+            raise EdgepruneError("%s: member %r uses compression method %d (only stored or deflated members are "
+                                 "read)" % (what, name, info.compress_type))
+        if info.compress_size > size:
+            raise EdgepruneError("%s: member %r claims %d stored bytes, more than the file holds (%d)"
+                                 % (what, name, info.compress_size, size))
+        total += info.file_size
+    check_expansion(what, total, size)
+    return zf, infos
+
+
 def check_array(what, produced):
     """Refuse allocating ``produced`` bytes of arrays for one input beyond the array cap."""
     produced = int(produced)

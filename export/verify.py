@@ -20,6 +20,7 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
     default so measured latencies are comparable.
     """
     ort = require("onnxruntime", "running ONNX models", "pip install onnxruntime")
+    ort.set_default_logger_severity(3)  # the environment's own log lines (before session options apply) too
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.inter_op_num_threads = 1

@@ -104,25 +104,9 @@ def _check_npz(fh, path: Path, size: int) -> None:
     the members' declared sizes must add up within the expansion and array caps
     (edgeprune.safeio), and each .npy header's shape must fit the member's size.
     """
-    from ..safeio import check_expansion
+    from ..safeio import check_zip
 
-    try:
-        zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise EdgepruneError(f"{path} is not a readable .npz file (truncated or corrupt?): {exc}") from exc
-    infos = zf.infolist()
-    total = 0
-    for info in infos:
-        if info.flag_bits & 0x1:
-            raise EdgepruneError(f"{path}: member {info.filename[:60]!r} is encrypted; edgeprune .npz files are plain")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise EdgepruneError(f"{path}: member {info.filename[:60]!r} uses compression method "
-                                 f"{info.compress_type}, which np.savez never writes (stored or deflated only)")
-        if info.compress_size > size:
-            raise EdgepruneError(f"{path}: member {info.filename[:60]!r} claims {info.compress_size} stored bytes, "
-                                 f"more than the file holds ({size})")
-        total += info.file_size
-    check_expansion(f"{path}", total, size)
+    zf, infos = check_zip(fh, str(path), size)
     for info in infos:
         if not info.filename.endswith(".npy"):
             continue

@@ -117,7 +117,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
             raise EdgepruneError(f"{where}: [prune] targets must be MACs fractions in (0, 1], got {t!r}")
     for b in cfg["profile"]["batch"]:
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 1 << 16:
             raise EdgepruneError(f"{where}: [profile] batch sizes must be positive integers, got {b!r}")
     for p in cfg["export"]["precisions"]:
         if p not in ("fp32", "fp16", "int8"):
@@ -132,7 +132,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     _check_items(where, "prune", "methods", cfg["prune"]["methods"], str, "method names")
     _check_items(where, "data", "snrs", cfg["data"]["snrs"], (int, float), "SNR levels in dB")
     _check_items(where, "profile", "threads", cfg["profile"]["threads"], int, "thread counts")
-    if any(t < 1 for t in cfg["profile"]["threads"]):
+    if any(not 1 <= t <= 4096 for t in cfg["profile"]["threads"]):
         raise EdgepruneError(f"{where}: [profile] threads must be positive integers")
     split = cfg["data"]["split"]
     _check_items(where, "data", "split", split, (int, float), "fractions")
@@ -145,7 +145,13 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be at least {low}, got {cfg[sec][key]}")
     for sec, key, lo, hi in (("study", "seed", 0, 2 ** 32 - 1), ("train", "lr", 1e-12, 10.0),
                              ("finetune", "lr", 1e-12, 10.0), ("train", "gamma", 1e-12, 10.0),
-                             ("finetune", "l1", 0.0, 1e6), ("study", "threads", 0, 4096)):
+                             ("finetune", "l1", 0.0, 1e6), ("study", "threads", 0, 4096),
+                             ("data", "per_key", 1, 10 ** 7), ("data", "length", 0, 1 << 20),
+                             ("train", "epochs", 0, 10 ** 6), ("finetune", "epochs", 0, 10 ** 6),
+                             ("train", "batch_size", 1, 1 << 20), ("train", "step_size", 1, 10 ** 6),
+                             ("profile", "iters", 1, 10 ** 8), ("profile", "warmup", 0, 10 ** 8),
+                             ("profile", "rounds", 1, 10 ** 4), ("profile", "min_time_ms", 0, 10 ** 8),
+                             ("export", "opset", 7, 30)):
         if not lo <= cfg[sec][key] <= hi:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be in {lo:g}..{hi:g}, got {cfg[sec][key]}")
     return cfg

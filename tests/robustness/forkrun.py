@@ -10,7 +10,7 @@ too, not only Python's), and runs the ``edgeprune`` package exactly as
 ``python -m edgeprune ARGV`` does (``runpy.run_module`` with ``sys.argv``).
 The driver waits at most ``timeout`` seconds (then kills it) and records the
 exit status, stdout, stderr, wall time, peak RSS (``wait4``), the RSS the child
-started with (shared with the driver), and the bytes it wrote (``/proc/self/io``).
+had right after the fork (it shares the driver's pages), and the bytes it wrote (``/proc/self/io``).
 
 A case: ``{"name", "argv", "cwd"?, "env"?, "timeout"?}``. Linux only.
 """
@@ -34,6 +34,8 @@ def _status(key):
 
 
 def _child(case, out_dir, as_bytes, fsize_bytes):
+    with open(os.path.join(out_dir, "start.json"), "w") as fh:  # the child's own RSS before it runs anything
+        json.dump({"rss": _status("VmRSS")}, fh)
     os.environ.update(case.get("env") or {})
     if case.get("cwd"):
         os.chdir(case["cwd"])
@@ -119,9 +121,13 @@ def run_case(case, work, as_extra, fsize_bytes, default_timeout):
         io = json.loads(read("io.json") or "{}")
     except ValueError:
         io = {}
+    try:
+        child_start = json.loads(read("start.json") or "{}").get("rss", base_rss)
+    except ValueError:
+        child_start = base_rss
     return {"name": case["name"], "rc": rc, "timed_out": killed, "seconds": round(seconds, 3),
             "stdout": read("stdout")[-4000:], "stderr": read("stderr")[-4000:],
-            "peak_rss": usage.ru_maxrss * 1024, "start_rss": base_rss,
+            "peak_rss": usage.ru_maxrss * 1024, "start_rss": child_start, "driver_rss": base_rss,
             "written": io.get("wchar"), "disk_written": io.get("write_bytes")}
 
 
