@@ -112,8 +112,10 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
             emeta_path = engine.with_name(engine.name + ".json")
             emeta = {}
             if emeta_path.is_file():
+                from edgeprune.safeio import read_bytes
+
                 try:
-                    emeta = json.loads(emeta_path.read_text())
+                    emeta = json.loads(read_bytes(emeta_path, "engine metadata", "doc").decode("utf-8"))
                 except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
                     raise EdgepruneError(f"engine metadata {emeta_path} is not readable JSON: {_first_line(exc)}") from exc
                 shutil.copyfile(emeta_path, stage / "model.engine.json")

@@ -153,9 +153,11 @@ def read_engine_metadata(engine_path: str | Path) -> dict[str, Any]:
     p = Path(str(engine_path) + ".json")
     if not p.is_file():
         return {}
+    from edgeprune.safeio import read_bytes
+
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        return json.loads(read_bytes(p, "engine metadata", "doc").decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
         raise EdgepruneError(f"engine metadata {p} is not readable JSON: {exc}") from exc
 
 
@@ -176,7 +178,9 @@ class TrtRunner:
             raise EdgepruneError(f"engine {path} does not exist")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        from edgeprune.safeio import read_bytes
+
+        self.engine = self.runtime.deserialize_cuda_engine(read_bytes(path, "engine", "checkpoint"))
         if self.engine is None:
             raise EdgepruneError(f"TensorRT could not deserialize {path} (built with another TensorRT version or "
                                  f"for another GPU? engines are not portable)")
