@@ -530,6 +530,13 @@ def build_cases(d: Path, shared) -> list[dict]:
                        ("batch", VALID_TARGET + "[batch]\nmax = 4294967296\n")):
         folder = _target(d, name, body.format(name=name))
         add(V, f"target {name}", ["targets", "--targets-dir", folder], match="workspace|TOML|dla|batch|unknown")
+    from edgeprune.data.dataset import load_npz, save_npz
+
+    loud = load_npz(data)
+    loud.x = np.full_like(loud.x, 3e38)
+    save_npz(d / "loud.npz", loud)
+    add(V, "frames of 3e38 through a model without normalisation: eval", ["eval", "--model", ckpt, "--data",
+                                                                           d / "loud.npz"], match="NaN or Inf")
     huge = d / "huge.npy"
     np.save(huge, np.full((4, 2, shared["length"]), 3e38, np.float32))
     add(V, "frames of 3e38 through a bundle without normalisation: predict", ["predict", bundle, "--input", huge],
