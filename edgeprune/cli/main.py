@@ -115,15 +115,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # Python warnings (numpy RuntimeWarnings, the sigmf package's notes, library deprecations) never reach the
     # user's terminal as raw lines: the inputs they would be about are validated, and --debug shows them.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    caught: list[str] = []
+
+    def keep(message, category, filename, lineno, file=None, line=None):
+        if len(caught) < 50:  # bounded: a warning raised once per batch must not grow memory
+            caught.append(f"{category.__name__}: {message} ({filename}:{lineno})")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # each distinct warning once
+        warnings.showwarning = keep
         try:
             return _run(args, debug)
         finally:
             if debug:
                 for w in caught:
-                    print(f"edgeprune: debug: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})",
-                          file=sys.stderr)
+                    print(f"edgeprune: debug: {w}", file=sys.stderr)
 
 
 def _run(args, debug: bool) -> int:
