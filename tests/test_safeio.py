@@ -157,9 +157,22 @@ def test_study_lock_and_temp_cleanup(tmp_path):
     (root / "data").mkdir()
     out = root / "data" / "dataset.npz"
     cache.run("data", "k1", lambda: (out.write_text("x"), {"n": 1})[1], [out])
-    with pytest.raises(EdgepruneError, match="another edgeprune run"):
-        StageCache(root, log=lambda m: None)
+    # another process on the same folder: one clear error (within one process the lock is reentrant)
+    import subprocess
+    import sys
+
+    probe = subprocess.run([sys.executable, "-c", "import sys; from edgeprune.study.stages import StageCache; "
+                            "from edgeprune.errors import EdgepruneError\n"
+                            "try:\n    StageCache(sys.argv[1], log=lambda m: None)\n"
+                            "except EdgepruneError as e:\n    print(e)", str(root)],
+                           capture_output=True, text=True, timeout=120)
+    assert "another edgeprune run" in probe.stdout, probe
+    StageCache(root, log=lambda m: None).close()  # same process: reentrant
     cache.close()
+    probe = subprocess.run([sys.executable, "-c", "import sys; from edgeprune.study.stages import StageCache; "
+                            "StageCache(sys.argv[1], log=lambda m: None); print('locked')", str(root)],
+                           capture_output=True, text=True, timeout=120)
+    assert "locked" in probe.stdout, probe  # released by the last handle
     user = [root / ".env.template", root / "sub" / ".bashrc.original", root / "data" / ".notes.12345678",
             root / "data" / ".other.npz.abcd1234.npz"]
     stale = [root / "data" / ".dataset.npz.abcd1234.npz", root / ".state.json.x1y2z3w4.json"]

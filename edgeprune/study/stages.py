@@ -57,15 +57,47 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def lock_folder(root: Path):
-    """Hold an exclusive lock on ``root/.lock`` for the life of the process (or until the file is closed).
+_HELD: dict = {}  # (pid, resolved folder) -> [open lock file, handles]; the lock is per process, reentrant
 
-    A second edgeprune run on the same study folder gets one clear error
-    instead of both overwriting each other's stages. The lock is released by
-    the kernel when the process ends, however it ends.
+
+class _FolderLock:
+    """One handle on a study folder's lock; the process holds the OS lock until its last handle closes."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def close(self) -> None:
+        if self.key is None:
+            return
+        entry = _HELD.get(self.key)
+        self.key = None
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _HELD[self.key_of(entry)]
+                entry[0].close()
+
+    @staticmethod
+    def key_of(entry):
+        return entry[2]
+
+
+def lock_folder(root: Path) -> _FolderLock:
+    """Hold an exclusive lock on ``root/.lock`` until the returned handle is closed (or the process ends).
+
+    A second edgeprune process on the same study folder gets one clear error
+    instead of both overwriting each other's stages; within one process the
+    lock is reentrant (the Python API may open a study's cache more than once).
+    The kernel releases the lock when the process ends, however it ends.
     """
     import fcntl
+    import os
 
+    key = (os.getpid(), str(Path(root).resolve()))
+    entry = _HELD.get(key)
+    if entry is not None:
+        entry[1] += 1
+        return _FolderLock(key)
     path = Path(root) / LOCK_NAME
     try:
         fh = open(path, "a+")
@@ -77,7 +109,8 @@ def lock_folder(root: Path):
         fh.close()
         raise EdgepruneError(f"another edgeprune run is using the study folder {root} ({path} is locked); "
                              f"wait for it to finish or give another --out") from exc
-    return fh
+    _HELD[key] = [fh, 1, key]
+    return _FolderLock(key)
 
 
 class StageCache:
