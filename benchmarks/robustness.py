@@ -10,6 +10,13 @@ tests/robustness/tally.py), then sums it up:
   (API: an EdgepruneError with a one-line message);
 * fuzz cases: hypothesis examples (random bytes, mutated files, random
   documents); "handled" = loaded or refused with an EdgepruneError;
+* user's view (tests/robustness/test_subprocess.py): hostile files and values
+  run as ``python -m edgeprune`` in child processes with an address-space
+  limit and a timeout, counted per class (non-regular files, expansion bombs,
+  foreign references, malformed values, the study folder, noise on success,
+  limits overridable) with each class's peak RSS and time; "clean" = exactly
+  one ``edgeprune: error:`` line (or an intended success with empty stderr),
+  at most 1 GiB more RSS than the child started with, at most 1 GiB written;
 * faults: SIGKILL mid-run then resume, unwritable outputs, writes failing
   part-way, 8 threads sharing a predictor, a long recording streamed;
   "survived" = resumed with identical results / failed cleanly with nothing
@@ -96,10 +103,31 @@ def summarise(records: list[dict]) -> dict:
     bad, bad_ok = count("bad_input")
     fuzz, fuzz_ok = count("fuzz")
     faults, faults_ok = count("fault")
+    user, user_ok = count("subprocess")
     fuzz_refused = sum(1 for r in records if r["kind"] == "fuzz" and r["ok"] and r["detail"].startswith("refused"))
     return {"bad_inputs_tried": bad, "refused_cleanly": bad_ok,
             "fuzz_cases": fuzz, "fuzz_handled_cleanly": fuzz_ok, "fuzz_refused": fuzz_refused,
-            "faults_injected": faults, "survived_nothing_lost": faults_ok}
+            "faults_injected": faults, "survived_nothing_lost": faults_ok,
+            "user_view_cases": user, "user_view_clean": user_ok}
+
+
+def per_class(records: list[dict]) -> list[dict]:
+    """The subprocess cases per class: cases, clean, peak RSS (MiB, the largest child), seconds (summed)."""
+    rows: dict[str, dict] = {}
+    for r in records:
+        if r["kind"] != "subprocess":
+            continue
+        row = rows.setdefault(r.get("cls") or "?", {"class": r.get("cls") or "?", "cases": 0, "clean": 0,
+                                                   "peak_rss_mib": 0.0, "grew_mib": 0.0, "seconds": 0.0,
+                                                   "slowest_s": 0.0})
+        row["cases"] += 1
+        row["clean"] += bool(r["ok"])
+        row["peak_rss_mib"] = max(row["peak_rss_mib"], (r.get("peak_rss") or 0) / 2 ** 20)
+        row["grew_mib"] = max(row["grew_mib"], ((r.get("peak_rss") or 0) - (r.get("start_rss") or 0)) / 2 ** 20)
+        row["seconds"] += r.get("seconds") or 0.0
+        row["slowest_s"] = max(row["slowest_s"], r.get("seconds") or 0.0)
+    return [dict(v, peak_rss_mib=round(v["peak_rss_mib"]), grew_mib=round(v["grew_mib"]), seconds=round(v["seconds"], 2),
+                 slowest_s=round(v["slowest_s"], 2)) for v in rows.values()]
 
 
 def main(argv=None) -> int:
@@ -113,15 +141,25 @@ def main(argv=None) -> int:
     by_area = Counter(r["name"].split()[0] for r in records if r["kind"] == "bad_input")
     rows = [("bad inputs tried", counts["bad_inputs_tried"]), ("  refused cleanly", counts["refused_cleanly"]),
             ("fuzz cases (hypothesis)", counts["fuzz_cases"]), ("  handled cleanly", counts["fuzz_handled_cleanly"]),
-            ("faults injected", counts["faults_injected"]), ("  survived, nothing lost", counts["survived_nothing_lost"])]
+            ("faults injected", counts["faults_injected"]), ("  survived, nothing lost", counts["survived_nothing_lost"]),
+            ("user's view (python -m edgeprune, limits)", counts["user_view_cases"]),
+            ("  clean", counts["user_view_clean"])]
     width = max(len(r[0]) for r in rows)
     print(f"robustness suite ({'quick' if args.quick else 'full'}{', random fuzzing' if args.fuzz else ''}): {seconds:.0f} s, pytest {outcome}")
     for name, value in rows:
         print(f"{name:<{width}}  {value:>6}")
+    classes = per_class(records)
+    if classes:
+        print()
+        print(f"{'class (python -m edgeprune in a child)':<40} {'cases':>5} {'clean':>5} {'peak RSS MiB':>12} "
+              f"{'grew MiB':>8} {'time s':>7} {'slowest s':>9}")
+        for row in classes:
+            print(f"{row['class']:<40} {row['cases']:>5} {row['clean']:>5} {row['peak_rss_mib']:>12} "
+                  f"{row['grew_mib']:>8} {row['seconds']:>7.2f} {row['slowest_s']:>9.2f}")
     for r in failed[:20]:
         print(f"NOT CLEAN: [{r['kind']}] {r['name']}: {r['detail']}")
     doc = {"quick": args.quick, "fuzz": args.fuzz, "seconds": round(seconds, 1), "pytest": outcome, **counts,
-           "not_clean": failed, "bad_inputs_by_area": dict(by_area.most_common()),
+           "not_clean": failed, "bad_inputs_by_area": dict(by_area.most_common()), "user_view_by_class": classes,
            "python": sys.version.split()[0]}
     write_json(args.out, doc)
     print(f"wrote {args.out}")

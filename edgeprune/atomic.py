@@ -112,10 +112,15 @@ def dumps(obj, indent: int | None = 2) -> str:
 def read_json(path: str | os.PathLike, what: str):
     """Parse a JSON file; any failure is one EdgepruneError naming ``what`` (e.g. "plan x.json").
 
-    Deeply nested documents (RecursionError in the parser) are refused too.
+    Deeply nested documents (RecursionError in the parser) are refused too, and
+    so is anything but a regular file within the document size limit
+    (:mod:`edgeprune.safeio`).
     """
+    from .safeio import read_bytes
+
+    data = read_bytes(path, what, "doc")  # a regular file within EDGEPRUNE_MAX_DOC_BYTES (never a FIFO)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except RecursionError as exc:
         raise EdgepruneError(f"{what} is not valid JSON (nested too deeply)") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

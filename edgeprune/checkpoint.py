@@ -132,7 +132,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgepruneError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise EdgepruneError(f"checkpoint {path} is a folder, not a file")
-    if path.stat().st_size == 0:
+    from .safeio import check_input
+
+    size = check_input(path, "checkpoint", "checkpoint").st_size  # a regular file within the limit
+    if size and zipfile.is_zipfile(path):
+        from .safeio import check_zip
+
+        with open(path, "rb") as fh:  # torch.save's zip: declared member sizes checked before torch reads them
+            check_zip(fh, f"checkpoint {path}", size)
+    if size == 0:
         raise EdgepruneError(f"checkpoint {path} is empty")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 
 def file_sha256(path: str | Path) -> str:
+    from .safeio import open_input
+
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_input(path, "file", None) as fh:  # a regular file: a FIFO or /dev/zero would never end
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

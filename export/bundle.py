@@ -112,8 +112,10 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
             emeta_path = engine.with_name(engine.name + ".json")
             emeta = {}
             if emeta_path.is_file():
+                from edgeprune.safeio import read_bytes
+
                 try:
-                    emeta = json.loads(emeta_path.read_text())
+                    emeta = json.loads(read_bytes(emeta_path, "engine metadata", "doc").decode("utf-8"))
                 except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
                     raise EdgepruneError(f"engine metadata {emeta_path} is not readable JSON: {_first_line(exc)}") from exc
                 shutil.copyfile(emeta_path, stage / "model.engine.json")
@@ -256,55 +258,209 @@ class Bundle:
         return False
 
 
-def _safe_extract(archive: Path, dest: Path) -> None:
+MAX_MEMBERS = 256
+
+
+def _member_name(archive: Path, m) -> str | None:
+    """The flat file name of a tar member after every structural check; None for the root folder entry."""
+    name = m.name
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
+        raise EdgepruneError(f"refusing bundle {archive}: member {name[:80]!r} has an absolute path")
+    parts = Path(name).parts
+    if ".." in parts or "\\" in name:
+        raise EdgepruneError(f"refusing bundle {archive}: member {name[:80]!r} would land outside the bundle folder")
+    if m.issym() or m.islnk():
+        raise EdgepruneError(f"refusing bundle {archive}: member {name[:80]!r} is a link "
+                             f"(to {m.linkname[:80]!r}); bundles hold plain files only")
+    if m.isdir():
+        if name.strip("./"):
+            raise EdgepruneError(f"refusing bundle {archive}: member {name[:80]!r} is a folder; bundles are flat")
+        return None
+    if not m.isfile():
+        raise EdgepruneError(f"refusing bundle {archive}: member {name[:80]!r} is a device, FIFO or other special file")
+    if m.sparse is not None:
+        raise EdgepruneError(f"refusing bundle {archive}: member {name[:80]!r} is a sparse file")
+    flat = name[2:] if name.startswith("./") else name
+    check_file_name(flat, f"bundle {archive}")
+    return flat
+
+
+def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
+    """Check every member of ``archive`` against its manifest, then extract only the listed files.
+
+    Nothing is written until the whole archive is checked: the manifest member
+    is read (into memory, within the document size limit) and validated; every
+    other member must be a plain file the manifest lists, with exactly the
+    listed size, at most once; the declared sizes must add up within
+    EDGEPRUNE_MAX_BUNDLE_BYTES. Then the listed members are copied out, each
+    cut at its listed size. Returns the validated manifest.
+    """
+    from edgeprune.safeio import human, limit, open_input
+
+    cap, doc_cap = limit("bundle"), limit("doc")
+    fh = open_input(archive, "bundle", "bundle")
     try:
-        tar = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        _prescan(fh, archive, cap)
+        fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    try:
+        tar = tarfile.open(fileobj=fh, mode="r:*")
+    except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+        fh.close()
         raise EdgepruneError(f"{archive} is not a readable tar.gz bundle: {_first_line(exc)}") from exc
-    with tar:
+    with fh, tar:
+        manifest = None
+        members: dict[str, tarfile.TarInfo] = {}
+        total = 0
         try:
-            members = tar.getmembers()
+            while True:
+                m = tar.next()
+                if m is None:
+                    break
+                flat = _member_name(archive, m)
+                if flat is None:
+                    continue
+                if flat in members:
+                    raise EdgepruneError(f"refusing bundle {archive}: member {flat!r} appears twice")
+                if len(members) >= MAX_MEMBERS:
+                    raise EdgepruneError(f"refusing bundle {archive}: more than {MAX_MEMBERS} members")
+                total += m.size
+                if m.size > MAX_MEMBER_BYTES or total > cap:
+                    raise EdgepruneError(f"refusing bundle {archive}: its members declare {human(total)}, over the "
+                                         f"{human(min(cap, MAX_MEMBER_BYTES) if m.size > MAX_MEMBER_BYTES else cap)} "
+                                         f"limit (EDGEPRUNE_MAX_BUNDLE_BYTES)")
+                members[flat] = m
+                if flat == MANIFEST:
+                    if m.size > doc_cap:
+                        raise EdgepruneError(f"refusing bundle {archive}: {MANIFEST} declares {human(m.size)}")
+                    manifest_raw = tar.extractfile(m).read(m.size)
+                    manifest = _parse_manifest(manifest_raw, archive)
+                if manifest is not None:
+                    for name, info in members.items():
+                        _check_listed(archive, manifest, name, info)
         except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
             raise EdgepruneError(f"{archive} is not a readable tar.gz bundle (truncated or corrupt?): "
                                  f"{_first_line(exc)}") from exc
-        seen = set()
-        for m in members:
-            name = m.name
-            if name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
-                raise EdgepruneError(f"refusing bundle {archive}: member {name!r} has an absolute path")
-            parts = Path(name).parts
-            if ".." in parts or "\\" in name:
-                raise EdgepruneError(f"refusing bundle {archive}: member {name!r} would land outside the bundle folder")
-            if m.issym() or m.islnk():
-                raise EdgepruneError(f"refusing bundle {archive}: member {name!r} is a link "
-                                     f"(to {m.linkname!r}); bundles hold plain files only")
-            if m.isdir():
-                if name.strip("./"):
-                    raise EdgepruneError(f"refusing bundle {archive}: member {name!r} is a folder; bundles are flat")
+        if manifest is None:
+            raise EdgepruneError(f"{archive} is not a bundle: it has no {MANIFEST}")
+        missing = sorted(set(manifest["files"]) - set(members))
+        if missing:
+            raise EdgepruneError(f"bundle {archive} is incomplete: {missing[0]!r} is missing")
+        with open(dest / MANIFEST, "xb") as out:
+            out.write(manifest_raw)
+        for flat, m in members.items():
+            if flat == MANIFEST:
                 continue
-            if not m.isfile():
-                raise EdgepruneError(f"refusing bundle {archive}: member {name!r} is a device, FIFO or other special file")
-            flat = name[2:] if name.startswith("./") else name
-            check_file_name(flat, f"bundle {archive}")
-            if flat in seen:
-                raise EdgepruneError(f"refusing bundle {archive}: member {flat!r} appears twice")
-            seen.add(flat)
-            if m.size > MAX_MEMBER_BYTES:
-                raise EdgepruneError(f"refusing bundle {archive}: member {flat!r} is larger than 4 GiB")
-        for m in members:
-            if not m.isfile():
-                continue
-            flat = m.name[2:] if m.name.startswith("./") else m.name
             target = dest / flat
             if target.resolve().parent != dest.resolve():
                 raise EdgepruneError(f"refusing bundle {archive}: member {m.name!r} would land outside the bundle folder")
             try:
                 src = tar.extractfile(m)
-                with src, open(target, "xb") as fh:
-                    shutil.copyfileobj(src, fh)
+                with src, open(target, "xb") as out:
+                    left = m.size
+                    while left > 0:
+                        chunk = src.read(min(left, 1 << 20))
+                        if not chunk:
+                            raise EOFError("unexpected end of data")
+                        out.write(chunk)
+                        left -= len(chunk)
             except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
                 raise EdgepruneError(f"{archive}: cannot extract {flat!r} (truncated or corrupt?): "
                                      f"{_first_line(exc)}") from exc
+    return manifest
+
+
+_META_TYPES = (b"x", b"g", b"L", b"K")  # pax and GNU long-name headers: tarfile reads them whole into memory
+MAX_META_HEADER = 1 << 20
+
+
+def _prescan(fh, archive: Path, cap: int) -> None:
+    """Walk the raw tar headers (through gzip if compressed) before tarfile does, refusing a pax or long-name
+    header over 1 MiB (tarfile would read it into memory whole) and declared sizes over ``cap``."""
+    import gzip
+
+    head = fh.read(2)
+    fh.seek(0)
+    stream = gzip.GzipFile(fileobj=fh, mode="rb") if head == b"\x1f\x8b" else fh
+    total = 0
+    listed = None  # the manifest's files, once its member has gone by: later members are checked at their header
+    doc_cap = min(limit_doc(), MAX_META_HEADER * 16)
+    try:
+        while True:
+            block = stream.read(512)
+            if len(block) < 512 or block == bytes(512):
+                return
+            raw_size = block[124:136]
+            try:
+                if raw_size[:1] in (b"\x80", b"\xff"):  # base-256 size
+                    size = int.from_bytes(raw_size[1:], "big") if raw_size[:1] == b"\x80" else 1 << 96
+                else:
+                    size = int(raw_size.split(b"\0", 1)[0].strip() or b"0", 8)
+            except ValueError:
+                return  # not a tar header: tarfile reports it
+            kind = block[156:157]
+            if kind in _META_TYPES and size > MAX_META_HEADER:
+                raise EdgepruneError(f"refusing bundle {archive}: a tar extended header declares {size} bytes")
+            name = block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+            name = name[2:] if name.startswith("./") else name
+            if kind in (b"0", b"\0") and listed is not None and name != MANIFEST and "/" not in name:
+                entry = listed.get(name)
+                if not isinstance(entry, dict):
+                    raise EdgepruneError(f"bundle {archive} holds a file the manifest does not list: {name[:80]!r}")
+                if entry.get("size") != size:
+                    raise EdgepruneError(f"bundle {archive}: {name!r} has {size} bytes, the manifest says "
+                                         f"{entry.get('size')} (damaged or tampered with)")
+            total += size
+            if total > cap:
+                from edgeprune.safeio import human
+
+                raise EdgepruneError(f"refusing bundle {archive}: its members declare more than {human(cap)} "
+                                     f"(EDGEPRUNE_MAX_BUNDLE_BYTES)")
+            left = (size + 511) // 512 * 512
+            if kind in (b"0", b"\0") and name == MANIFEST and size <= doc_cap:
+                raw = stream.read(left)[:size]
+                left = 0
+                try:
+                    doc = json.loads(raw.decode("utf-8"))
+                    listed = doc.get("files") if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
+                except (ValueError, UnicodeDecodeError, RecursionError):
+                    listed = None  # the full check after this one reports it
+            while left > 0:
+                got = len(stream.read(min(left, 1 << 20)))
+                if not got:
+                    return
+                left -= got
+    except (OSError, EOFError, zlib_error()):
+        return  # damaged compression: tarfile reports it in one line
+
+
+def limit_doc() -> int:
+    from edgeprune.safeio import limit
+
+    return limit("doc")
+
+
+def _parse_manifest(raw: bytes, archive: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise EdgepruneError(f"{archive}: {MANIFEST} is not valid JSON (nested too deeply)") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgepruneError(f"{archive}: {MANIFEST} is not valid JSON ({exc})") from exc
+    return validate_manifest(doc, f"{archive}/{MANIFEST}")
+
+
+def _check_listed(archive: Path, manifest: dict[str, Any], name: str, info) -> None:
+    if name == MANIFEST:
+        return
+    entry = manifest["files"].get(name)
+    if entry is None:
+        raise EdgepruneError(f"bundle {archive} holds a file the manifest does not list: {name!r}")
+    if info.size != entry["size"]:
+        raise EdgepruneError(f"bundle {archive}: {name!r} has {info.size} bytes, the manifest says "
+                             f"{entry['size']} (damaged or tampered with)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -347,12 +503,14 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
         manifest = _read_manifest(source, source)
         verify_files(source, manifest, source)
         return Bundle(source, manifest, source)
+    from edgeprune.safeio import check_input
+
+    check_input(source, "bundle", "bundle")  # a regular file (tarfile.is_tarfile would block on a FIFO)
     if not (_is_archive(source) or tarfile.is_tarfile(source)):
         raise EdgepruneError(f"{source} is not a bundle (a folder with {MANIFEST} or a .tar.gz)")
     tmp = Path(tempfile.mkdtemp(prefix="edgeprune-bundle-"))
     try:
-        _safe_extract(source, tmp)
-        manifest = _read_manifest(tmp, source)
+        manifest = _safe_extract(source, tmp)  # every member checked against the manifest before a byte is written
         verify_files(tmp, manifest, source)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

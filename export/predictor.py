@@ -62,11 +62,18 @@ class Predictor:
             be = registry.open_backend("onnxruntime", str(self.source), threads=threads, providers=providers)
             meta = _decode(be.metadata())
             classes = meta.get("edgeprune.classes") or [str(i) for i in range(_last_dim(be.output_shape()))]
-            length = (meta.get("edgeprune.input") or {}).get("length") or _last_dim(be.input_shape())
+            inp = meta.get("edgeprune.input")
+            length = (inp.get("length") if isinstance(inp, dict) else None) or _last_dim(be.input_shape())
             if not length:
+                be.close()
                 raise EdgepruneError(f"{self.source}: cannot tell the frame length (no edgeprune metadata)")
-            self._model = Model(be, self.source, classes, meta.get("edgeprune.normalization", "none"), length,
-                                meta.get("edgeprune.precision") or "fp32", str(self.source))
+            try:
+                self._model = Model(be, self.source, classes, meta.get("edgeprune.normalization", "none"), length,
+                                    meta.get("edgeprune.precision") or "fp32", str(self.source),
+                                    where=f"{self.source} (its metadata)")
+            except BaseException:
+                be.close()
+                raise
         elif self.source.suffix in (".engine", ".plan", ".trt"):
             if backend == "onnxruntime":
                 raise EdgepruneError("a TensorRT engine runs on the tensorrt backend")

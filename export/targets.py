@@ -48,6 +48,8 @@ _TOP = {
     "batch": (dict, False),
 }
 _BATCH = {"min": int, "opt": int, "max": int, "profile": list}
+MAX_WORKSPACE_MIB = 1 << 20  # 1 TiB: TensorRT's builder workspace, in MiB
+MAX_BATCH = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -135,16 +137,16 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
     if exporter == "legacy" and opset > 20:
         raise EdgepruneError(f"{where}: the legacy exporter cannot emit opset {opset}")
     dla = data.get("dla_cores", 0)
-    if dla < 0:
-        raise EdgepruneError(f"{where}: 'dla_cores' must be >= 0")
+    if not 0 <= dla <= 16:
+        raise EdgepruneError(f"{where}: 'dla_cores' must be in 0..16, got {dla}")
     if dla and backend != "tensorrt":
         raise EdgepruneError(f"{where}: 'dla_cores' needs backend = \"tensorrt\"")
     if backend == "tensorrt" and "tensorrt" not in data:
         raise EdgepruneError(f"{where}: missing key 'tensorrt' (the TensorRT version, e.g. \"8.5\")")
     _check_stack(where, data, opset)
     ws = data.get("workspace_mib", 1024)
-    if ws < 0:
-        raise EdgepruneError(f"{where}: 'workspace_mib' must be >= 0")
+    if not 0 <= ws <= MAX_WORKSPACE_MIB:
+        raise EdgepruneError(f"{where}: 'workspace_mib' must be in 0..{MAX_WORKSPACE_MIB} (1 TiB), got {ws}")
     providers = data.get("providers", ["CPUExecutionProvider"])
     for p in providers:
         if not isinstance(p, str):
@@ -157,8 +159,8 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
         if key in batch:
             _check_type(where, f"batch.{key}", batch[key], typ)
     bmin, bopt, bmax = batch.get("min", 1), batch.get("opt", 1), batch.get("max", 64)
-    if not 1 <= bmin <= bopt <= bmax:
-        raise EdgepruneError(f"{where}: batch sizes must satisfy 1 <= min <= opt <= max, got {bmin}/{bopt}/{bmax}")
+    if not 1 <= bmin <= bopt <= bmax <= MAX_BATCH:
+        raise EdgepruneError(f"{where}: batch sizes must satisfy 1 <= min <= opt <= max <= {MAX_BATCH}, got {bmin}/{bopt}/{bmax}")
     profile = batch.get("profile", sorted({bmin, bopt, bmax}))
     for b in profile:
         if isinstance(b, bool) or not isinstance(b, int) or not bmin <= b <= bmax:
@@ -193,14 +195,14 @@ def _check_stack(where: str, data: dict[str, Any], opset: int) -> None:
 
 def load_target_file(path: str | os.PathLike) -> Target:
     """Load and validate one ``.toml`` profile."""
+    from edgeprune.safeio import read_bytes
+
     path = Path(path)
+    raw = read_bytes(path, "target file", "doc")  # a regular file within the size limit (never a FIFO)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise EdgepruneError(f"target file {path} does not exist") from exc
-    except OSError as exc:
-        raise EdgepruneError(f"cannot read target file {path}: {exc.strerror or exc}") from exc
+        data = tomllib.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise EdgepruneError(f"{path}: not valid TOML (nested too deeply)") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgepruneError(f"{path}: not valid TOML ({exc})") from exc
     target = parse_target(data, str(path))

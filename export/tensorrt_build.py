@@ -114,6 +114,9 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
+    from .runtime.onnx_external import check_model_file
+
+    check_model_file(onnx_path)  # external data: only files a bundle manifest beside it lists
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EdgepruneError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n" + "\n".join(errors))

@@ -20,6 +20,7 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
     default so measured latencies are comparable.
     """
     ort = require("onnxruntime", "running ONNX models", "pip install onnxruntime")
+    ort.set_default_logger_severity(3)  # the environment's own log lines (before session options apply) too
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.inter_op_num_threads = 1
@@ -38,6 +39,9 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
     if isinstance(model, (str, os.PathLike)):
         if not os.path.isfile(model):
             raise EdgepruneError(f"ONNX file {model} does not exist")
+        from .runtime.onnx_external import check_model_file
+
+        check_model_file(model)  # external data: only files a bundle manifest beside it lists
         src = str(model)
     else:
         src = model

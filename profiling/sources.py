@@ -132,8 +132,11 @@ def resolve_model(path: str | Path) -> ModelSource:
     path = Path(path)
     if not path.exists():
         raise EdgepruneError(f"model {path} does not exist")
-    if path.is_file() and path.stat().st_size == 0:
-        raise EdgepruneError(f"model {path} is an empty file")
+    if not path.is_dir():
+        from edgeprune.safeio import check_input
+
+        if check_input(path, "model", "checkpoint").st_size == 0:  # a regular file, never a FIFO or device
+            raise EdgepruneError(f"model {path} is an empty file")
     kind = detect_kind(path)
     if kind == "checkpoint":
         return _from_checkpoint(path)
@@ -200,6 +203,9 @@ def describe_onnx(path: str | Path) -> dict:
         import onnx
     except ImportError:
         onnx = None
+    from export.runtime.onnx_external import check_model_file
+
+    check_model_file(path)  # external data: only files a bundle manifest beside it lists
     if onnx is None:
         return _describe_with_ort(path)
     try:
@@ -286,8 +292,10 @@ def _metadata_stats(meta: dict, info: dict) -> None:
 def _describe_with_ort(path: Path) -> dict:
     """The same, on a device with ONNX Runtime but without the onnx package (MACs from metadata only)."""
     ort = require("onnxruntime", "profiling an ONNX model")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # ORT's native warnings would reach the user's terminal as raw lines
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise EdgepruneError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0][:200]})") from exc
     meta = dict(sess.get_modelmeta().custom_metadata_map)

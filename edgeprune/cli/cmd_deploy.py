@@ -54,6 +54,9 @@ def _npy_chunks(path, batch):
 
     from ..errors import EdgepruneError
 
+    from ..safeio import check_input
+
+    check_input(path, "input", "dataset")  # a regular file (np.load would block on a FIFO)
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError as exc:

@@ -27,8 +27,36 @@ def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout")
 
 
+MAX_SEED = 2 ** 32 - 1
+
+
+def seed_value(text: str) -> int:
+    """argparse type for seeds: an integer in 0..2^32-1 (what numpy and torch both accept)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text[:40]!r} (an integer in 0..{MAX_SEED})") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {text[:40]} is outside 0..{MAX_SEED}")
+    return v
+
+
 def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
-    p.add_argument("--seed", type=int, default=default, help=f"random seed (default {default})")
+    p.add_argument("--seed", type=seed_value, default=default, help=f"random seed (default {default})")
+
+
+def check_numbers(args) -> None:
+    """Every numeric option must be finite and fit 64 bits (NaN, inf and 2^70 are no learning rate or count)."""
+    import math
+
+    for name, value in vars(args).items():
+        if isinstance(value, bool):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EdgepruneError(f"{flag} must be a finite number, not {value}")
+        if isinstance(value, int) and not -2 ** 63 <= value < 2 ** 63:
+            raise EdgepruneError(f"{flag} {value} is out of range")
 
 
 def emit(args, obj, text: str | None = None) -> None:
@@ -50,8 +78,15 @@ def _command_modules():
     return mods
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as the one ``edgeprune: error:`` line (the usage is a --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"edgeprune: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgeprune",
         description="Layer pruning and edge deployment for signal-classification (AMR) networks: "
                     "data, training, layer/channel pruning, ONNX/TensorRT export, bundles, latency studies.",
@@ -76,7 +111,30 @@ def main(argv: list[str] | None = None) -> int:
 
     set_quiet(bool(getattr(args, "quiet", False)))
     debug = bool(getattr(args, "debug", False))
+    import warnings
+
+    # Python warnings (numpy RuntimeWarnings, the sigmf package's notes, library deprecations) never reach the
+    # user's terminal as raw lines: the inputs they would be about are validated, and --debug shows them.
+    caught: list[str] = []
+
+    def keep(message, category, filename, lineno, file=None, line=None):
+        if len(caught) < 50:  # bounded: a warning raised once per batch must not grow memory
+            caught.append(f"{category.__name__}: {message} ({filename}:{lineno})")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # each distinct warning once
+        warnings.showwarning = keep
+        try:
+            return _run(args, debug)
+        finally:
+            if debug:
+                for w in caught:
+                    print(f"edgeprune: debug: {w}", file=sys.stderr)
+
+
+def _run(args, debug: bool) -> int:
     try:
+        check_numbers(args)
         rc = args.func(args)
         return int(rc or 0)
     except EdgepruneError as exc:

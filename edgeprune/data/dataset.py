@@ -12,6 +12,7 @@ The .npz file holds exactly the arrays ``x``, ``y``, ``snr``, ``classes``
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,30 +97,80 @@ def save_npz(path: str | Path, ds: SignalDataset) -> None:
         )
 
 
+def _check_npz(fh, path: Path, size: int) -> None:
+    """Refuse an npz whose members could not be read safely, before any array is allocated.
+
+    Encrypted members and compression methods np.savez never writes are refused;
+    the members' declared sizes must add up within the expansion and array caps
+    (edgeprune.safeio), and each .npy header's shape must fit the member's size.
+    """
+    from ..safeio import check_zip
+
+    zf, infos = check_zip(fh, str(path), size)
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            continue
+        try:
+            with zf.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = reader(member)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError,
+                TypeError, SyntaxError, zlib_error()) as exc:
+            raise EdgepruneError(f"{path}: member {info.filename[:60]!r} is not a readable array: "
+                                 f"{(str(exc).splitlines() or [''])[0][:200]}") from exc
+        n = 1
+        for d in shape:
+            n *= int(d)
+        if dtype.hasobject:
+            raise EdgepruneError(f"{path} holds pickled objects; edgeprune .npz files hold only plain arrays")
+        if n * dtype.itemsize > info.file_size:
+            raise EdgepruneError(f"{path}: array {info.filename[:-4][:60]!r} declares shape {tuple(shape)} "
+                                 f"({n * dtype.itemsize} bytes) but its member holds {info.file_size} bytes")
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
 def load_npz(path: str | Path) -> SignalDataset:
+    from ..safeio import open_input
+
     path = Path(path)
-    if not path.exists():
-        raise EdgepruneError(f"dataset {path} does not exist")
-    if path.stat().st_size == 0:
-        raise EdgepruneError(f"dataset {path} is empty")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("x", "y", "classes") if k not in z.files]
-            if missing:
-                raise EdgepruneError(f"{path} is not an edgeprune dataset: it lacks the arrays {missing}")
-            x = z["x"]
-            y = z["y"]
-            snr = z["snr"] if "snr" in z.files else np.zeros(len(y), np.float32)
-            classes = [str(c) for c in z["classes"].tolist()]
-            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
-    except EdgepruneError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise EdgepruneError(f"{path} holds pickled objects; edgeprune .npz files hold only plain arrays") from exc
-        raise EdgepruneError(f"{path} is not a readable .npz file: {exc}") from exc
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError) as exc:
-        raise EdgepruneError(f"{path} is not a readable .npz file (truncated or corrupt?): {exc}") from exc
+    with open_input(path, "dataset", "dataset") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise EdgepruneError(f"dataset {path} is empty")
+        _check_npz(fh, path, size)
+        fh.seek(0)
+        try:
+            with np.load(fh, allow_pickle=False) as z:
+                missing = [k for k in ("x", "y", "classes") if k not in z.files]
+                if missing:
+                    raise EdgepruneError(f"{path} is not an edgeprune dataset: it lacks the arrays {missing}")
+                x = z["x"]
+                y = z["y"]
+                snr = z["snr"] if "snr" in z.files else np.zeros(len(y) if y.ndim else 0, np.float32)
+                cls = z["classes"]
+                if cls.ndim != 1 or cls.dtype.kind not in "US":
+                    raise EdgepruneError(f"{path}: 'classes' must be a 1-d array of names, got shape "
+                                         f"{cls.shape} of {cls.dtype}")
+                classes = [str(c) for c in cls.tolist()]
+                meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+        except EdgepruneError:
+            raise
+        except RecursionError as exc:
+            raise EdgepruneError(f"{path}: its metadata is nested too deeply") from exc
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise EdgepruneError(f"{path} holds pickled objects; edgeprune .npz files hold only plain arrays") from exc
+            raise EdgepruneError(f"{path} is not a readable .npz file: {exc}") from exc
+        except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError, NotImplementedError,
+                RuntimeError, zlib_error()) as exc:
+            raise EdgepruneError(f"{path} is not a readable .npz file (truncated or corrupt?): {exc}") from exc
     if not isinstance(meta, dict):
         meta = {}
     meta.setdefault("format", "npz")
@@ -142,12 +193,20 @@ def normalize_frames(x: np.ndarray, mode: str = "l1") -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if mode == "none" or x.size == 0:
         return x
-    mag = np.hypot(x[:, 0, :], x[:, 1, :])
+    # magnitudes and scales in float64: frames near the float32 limit (3e38) would overflow float32 to inf
+    # and normalise to zeros; in float64 they normalise like any other frame
+    mag = np.hypot(x[:, 0, :].astype(np.float64), x[:, 1, :].astype(np.float64))
     if mode == "l1":
-        scale = mag.sum(axis=1, dtype=np.float64)
+        scale = mag.sum(axis=1)
     elif mode == "l2":
-        scale = np.sqrt((mag.astype(np.float64) ** 2).sum(axis=1))
+        scale = np.sqrt((mag ** 2).sum(axis=1)) if np.all(mag < 1e150) else \
+            mag.max(axis=1) * np.sqrt(((mag / np.maximum(mag.max(axis=1, keepdims=True), 1e-300)) ** 2).sum(axis=1))
     else:
         scale = mag.max(axis=1)
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return x / scale[:, None, None]
+    del mag
+    scale = np.where(scale > 0, scale, 1.0)
+    big = scale > 1e37  # not representable as a float32 divisor: divide those frames in float64
+    out = x / np.where(big, 1.0, scale).astype(np.float32)[:, None, None]
+    if big.any():
+        out[big] = (x[big].astype(np.float64) / scale[big][:, None, None]).astype(np.float32)
+    return out

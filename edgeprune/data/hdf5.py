@@ -21,10 +21,10 @@ SCAN_ROWS = 1 << 16
 
 
 def _open(path: Path):
+    from ..safeio import check_input
+
     h5py = require("h5py", "reading RML2018 HDF5 files")
-    if not path.exists():
-        raise EdgepruneError(f"dataset {path} does not exist")
-    if path.stat().st_size == 0:
+    if check_input(path, "dataset", "dataset").st_size == 0:  # a regular file (never a FIFO or a device)
         raise EdgepruneError(f"dataset {path} is empty")
     try:
         f = h5py.File(path, "r")
@@ -62,12 +62,65 @@ def _reading(path: Path):
         f.close()
 
 
-def _check_layout(f, path: Path):
-    missing = [k for k in ("X", "Y", "Z") if k not in f]
+def _check_storage(f, path: Path) -> None:
+    """Refuse anything that would make h5py read outside this file, or decode more than it holds.
+
+    ``X``, ``Y`` and ``Z`` must be hard links to datasets stored in this file:
+    no external links, soft links, virtual (VDS) layouts or external raw storage
+    (each can point at any other file, /dev/zero included). Each dataset's
+    declared size must fit the storage it has in the file within the expansion
+    cap (edgeprune.safeio): unallocated chunks read as fill values, so a huge
+    extent backed by nothing is refused too.
+    """
+    import h5py
+    from h5py import h5d
+
+    from ..safeio import check_expansion
+
+    size = path.stat().st_size
+    missing = []
+    for name in ("X", "Y", "Z"):
+        link = f.get(name, getlink=True)
+        if link is None:
+            missing.append(name)
+            continue
+        if isinstance(link, h5py.ExternalLink):
+            raise EdgepruneError(f"refusing {path}: {name} is an external link to {link.filename!r}; "
+                                 "edgeprune reads only data stored in the file itself")
+        if not isinstance(link, h5py.HardLink):
+            raise EdgepruneError(f"refusing {path}: {name} is a {type(link).__name__}, not a dataset stored here")
+        obj = f[name]
+        if not isinstance(obj, h5py.Dataset):
+            raise EdgepruneError(f"{path} is not an RML2018 file: {name} is not a dataset")
+        plist = obj.id.get_create_plist()
+        layout = plist.get_layout()
+        if layout == h5d.VIRTUAL:
+            raise EdgepruneError(f"refusing {path}: {name} is a virtual dataset (it maps other files)")
+        if plist.get_external_count() > 0:
+            target = plist.get_external(0)[0]
+            raise EdgepruneError(f"refusing {path}: {name} keeps its data in the external file "
+                                 f"{target.decode('utf-8', 'replace')[:80]!r}; edgeprune reads only data "
+                                 "stored in the file itself")
+        declared = int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize if obj.shape else obj.dtype.itemsize
+        stored = obj.id.get_storage_size()
+        if stored > size:
+            raise EdgepruneError(f"{path}: {name} claims {stored} bytes of storage, more than the file holds ({size})")
+        if layout == h5d.CONTIGUOUS and stored and obj.id.get_offset() is not None \
+                and obj.id.get_offset() + stored > size:
+            raise EdgepruneError(f"{path}: {name} lies beyond the end of the file (truncated?)")
+        # X is read by rows (the selection is checked against the array cap before it is allocated)
+        check_expansion(f"{path}: {name}", declared, stored, in_memory=name != "X")
     if missing:
         keys = list(f.keys())
-        f.close()
         raise EdgepruneError(f"{path} is not an RML2018 file: it lacks the datasets {missing} (has {keys})")
+
+
+def _check_layout(f, path: Path):
+    try:
+        _check_storage(f, path)
+    except EdgepruneError:
+        f.close()
+        raise
     x, y, z = f["X"], f["Y"], f["Z"]
     n = x.shape[0] if x.ndim else 0
     problems = []
@@ -125,6 +178,8 @@ def _runs(idx: np.ndarray):
 def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = None, max_snr: float | None = None,
                       per_key: int | None = None) -> SignalDataset:
     """Load the selected classes/SNRs (first ``per_key`` rows of each key) as (N, 2, L) frames."""
+    from ..safeio import check_array
+
     path = Path(path)
     with _reading(path) as f:
         names = class_names(f["Y"].shape[1])
@@ -153,6 +208,7 @@ def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = No
             raise EdgepruneError(f"no frames of {path} match the selection (SNR {min_snr}..{max_snr})")
         x_ds = f["X"]
         length = x_ds.shape[1]
+        check_array(f"{path}: the selected frames", len(idx) * 2 * length * 4)
         x = np.empty((len(idx), 2, length), np.float32)
         pos = 0
         for a, b in _runs(idx):

@@ -66,8 +66,12 @@ def is_hisar_folder(folder: Path) -> bool:
 
 
 def _read_column(path: Path, kind: str) -> np.ndarray:
+    from ..safeio import open_input
+
     try:
-        vals = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1)
+        with open_input(path, f"HisarMod {kind} file", "dataset", mode="r", encoding="ascii",
+                        errors="replace") as fh:
+            vals = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=1)
     except ValueError as exc:
         raise EdgepruneError(f"{path}: the {kind} file must hold one number per row ({exc})") from exc
     if vals.ndim != 1:
@@ -82,8 +86,10 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     if not folder.is_dir():
         raise EdgepruneError(f"{folder} is not a folder")
     files = find_split_files(folder, split)
+    from ..safeio import check_input, open_input
+
     for kind, p in files.items():
-        if p.stat().st_size == 0:
+        if check_input(p, f"HisarMod {kind} file", "dataset").st_size == 0:
             raise EdgepruneError(f"{p} is empty")
     codes = _read_column(files["labels"], "labels")
     snr = _read_column(files["snr"], "SNR").astype(np.float32)
@@ -120,7 +126,8 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     frames = None
     pos = 0
     row = -1
-    with open(files["data"], "r", encoding="ascii", errors="replace") as fh:
+    with open_input(files["data"], "HisarMod data file", "dataset", mode="r", encoding="ascii",
+                    errors="replace") as fh:
         for line in progress_bar(fh, total=len(codes), desc=f"HisarMod {split}", unit="rows"):
             if not line.strip():
                 continue

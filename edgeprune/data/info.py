@@ -51,6 +51,11 @@ def describe_file(path: str | Path, fmt: str | None = None, **options) -> dict:
 
         s = hdf5_summary(real_path)
         return _summary(s["classes"], s["labels"], s["snr"], s["frame_shape"], s["meta"], resolved, path)
+    if resolved == "sigmf" and set(options) <= {"length", "hop", "backend"}:
+        from .sigmf_io import sigmf_summary  # labels from the annotations: the samples are not read
+
+        s = sigmf_summary(real_path, **{k: v for k, v in options.items() if v is not None})
+        return _summary(s["classes"], s["labels"], s["snr"], s["frame_shape"], s["meta"], resolved, path)
     ds = load_dataset(real_path, resolved, **options)
     return summarize(ds, resolved, path)
 

@@ -48,10 +48,12 @@ def detect_format(path: str | Path) -> str:
         if Path(str(p) + ".sigmf-meta").exists():
             return "sigmf"
         raise EdgepruneError(f"dataset {p} does not exist")
-    if p.stat().st_size == 0:
-        raise EdgepruneError(f"dataset {p} is empty")
-    with open(p, "rb") as fh:
+    from ..safeio import open_input
+
+    with open_input(p, "dataset", "dataset") as fh:
         head = fh.read(8)
+    if not head:
+        raise EdgepruneError(f"dataset {p} is empty")
     if head.startswith(b"PK"):
         return "npz"
     if head.startswith(b"\x89HDF"):

@@ -9,6 +9,7 @@ rebuild arrays and refuses everything else before anything is called.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def _decode(v):
     return v.decode("latin1") if isinstance(v, bytes) else v
 
 
+def _check_produced(path, entries, index, min_snr, max_snr, per_key, size) -> None:
+    """Refuse before concatenating when the frames would outgrow the file (memo references to one array
+    repeated thousands of times cost a few bytes each in the pickle, a whole array each in memory)."""
+    from ..safeio import check_expansion
+
+    total = 0
+    for mod, snr, arr in entries:
+        if mod not in index or (min_snr is not None and snr < min_snr) or (max_snr is not None and snr > max_snr):
+            continue
+        rows = min(len(arr), per_key) if per_key else len(arr)
+        total += rows * 2 * arr.shape[2] * 4
+    check_expansion(f"{path}", total, size, "of float32 frames")
+
+
 def read_rml_pickle(path: str | Path, classes=None, min_snr: float | None = None,
                     max_snr: float | None = None, per_key: int | None = None) -> SignalDataset:
     """Load an RML2016 dict pickle; class index = sorted modulation names.
@@ -77,13 +92,14 @@ def read_rml_pickle(path: str | Path, classes=None, min_snr: float | None = None
     subset), ``min_snr``/``max_snr`` filter SNR, ``per_key`` keeps the first
     n examples of each (modulation, SNR).
     """
+    from ..safeio import open_input
+
     path = Path(path)
-    if not path.exists():
-        raise EdgepruneError(f"dataset {path} does not exist")
-    if path.stat().st_size == 0:
-        raise EdgepruneError(f"dataset {path} is empty")
     try:
-        with open(path, "rb") as fh:
+        with open_input(path, "dataset", "dataset") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise EdgepruneError(f"dataset {path} is empty")
             obj = safe_load(fh)
     except EdgepruneError:
         raise
@@ -117,6 +133,7 @@ def read_rml_pickle(path: str | Path, classes=None, min_snr: float | None = None
             raise EdgepruneError(f"class(es) {bad} not in {path} (it has {', '.join(names)})")
         names = sorted(wanted)
     index = {n: i for i, n in enumerate(names)}
+    _check_produced(path, entries, index, min_snr, max_snr, per_key, size)
     xs, ys, ss = [], [], []
     for mod, snr, arr in sorted(entries, key=lambda e: (e[0], e[1])):
         if mod not in index or (min_snr is not None and snr < min_snr) or (max_snr is not None and snr > max_snr):

@@ -97,8 +97,11 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def _builtin_meta(meta_path: Path) -> dict:
+    from ..safeio import read_bytes
+
+    data = read_bytes(meta_path, "SigMF metadata", "doc")  # a regular file (a FIFO would block forever)
     try:
-        text = meta_path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EdgepruneError(f"{meta_path} is not a SigMF metadata file (not UTF-8 JSON)") from exc
     if not text.strip():
@@ -118,8 +121,13 @@ def _sigmf_meta(meta_path: Path) -> dict:
     from ..errors import require
 
     sigmffile = require("sigmf.sigmffile", "reading SigMF with the sigmf package", "pip install sigmf")
+    import warnings
+
     try:
-        rec = sigmffile.fromfile(str(meta_path), skip_checksum=True)
+        # the package warns (version, missing fields ...) on stderr; edgeprune validates what it uses itself
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec = sigmffile.fromfile(str(meta_path), skip_checksum=True)
     except Exception as exc:  # noqa: BLE001 - the sigmf package raises many types; one line for the user
         raise EdgepruneError(f"{meta_path} is not a valid SigMF recording: {type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
@@ -130,11 +138,11 @@ def open_recording(path: str | Path, backend: str = "auto") -> Recording:
     """Parse a recording's metadata (``path``: the .sigmf-meta, the .sigmf-data or their base name)."""
     if backend not in BACKENDS:
         raise EdgepruneError(f"unknown SigMF backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    from ..safeio import check_input
+
     meta_path, data_path = _paths(path)
-    if not meta_path.exists():
-        raise EdgepruneError(f"SigMF metadata {meta_path} does not exist")
-    if not data_path.exists():
-        raise EdgepruneError(f"SigMF data file {data_path} does not exist")
+    check_input(meta_path, "SigMF metadata", "doc")
+    check_input(data_path, "SigMF data file", "dataset")  # a FIFO or a device would read as 0 samples
     if backend == "auto":
         try:
             import sigmf.sigmffile  # noqa: F401
@@ -144,6 +152,9 @@ def open_recording(path: str | Path, backend: str = "auto") -> Recording:
             backend = "builtin"
     # the builtin parse first: it gives clear errors for empty / non-JSON files
     meta = _builtin_meta(meta_path)
+    from ..schema import validate
+
+    validate(meta, _meta_schema(), str(meta_path))  # our checks before the sigmf package parses it
     if backend == "sigmf":
         meta = _sigmf_meta(meta_path)
     try:
@@ -153,10 +164,29 @@ def open_recording(path: str | Path, backend: str = "auto") -> Recording:
                              f"{(str(exc).splitlines() or [''])[0]})") from exc
 
 
+_COUNT = 1 << 62  # sample positions and byte counts: non-negative integers below 2^62
+
+
+def _meta_schema():
+    from ..schema import anything, integer, number, obj, opt, seq, text
+
+    count = opt(integer(lo=0, hi=_COUNT, nullable=True))
+    annotation = obj({"core:sample_start": opt(integer(lo=0, hi=_COUNT)), "core:sample_count": count,
+                      "core:label": opt(anything()), "edgeprune:snr": opt(number(lo=-1e6, hi=1e6))})
+    return obj({"global": obj({"core:datatype": opt(text()), "core:num_channels": count,
+                               "core:trailing_bytes": count,
+                               "core:sample_rate": opt(number(lo=0, hi=1e15, nullable=True))}),
+                "captures": opt(seq(obj({"core:header_bytes": count, "core:sample_start": count}), nullable=True)),
+                "annotations": opt(seq(annotation, nullable=True))})
+
+
 def _recording(meta: dict, meta_path: Path, data_path: Path) -> Recording:
+    from ..schema import validate
+
     g = meta["global"]
     if not isinstance(g, dict):
         raise EdgepruneError(f"{meta_path} is not SigMF metadata: 'global' is not an object")
+    validate(meta, _meta_schema(), str(meta_path))
     datatype = g.get("core:datatype")
     if not datatype or not isinstance(datatype, str):
         raise EdgepruneError(f"{meta_path} has no core:datatype")
@@ -224,17 +254,8 @@ def frame_starts(rec: Recording, length: int, hop: int) -> np.ndarray:
     return np.arange(n, dtype=np.int64) * hop
 
 
-def read_sigmf(path: str | Path, length: int = 128, hop: int | None = None, normalize: str = "l1",
-               classes=None, per_key: int | None = None, backend: str = "auto") -> SignalDataset:
-    """Window a recording into a dataset.
-
-    With labelled annotations (``core:label``), frames lying wholly inside an
-    annotation get its label (other frames are dropped); without, every frame
-    is labelled "unknown". SNR is 0 (unknown) unless an annotation carries
-    ``edgeprune:snr``.
-    """
-    rec = open_recording(path, backend)
-    hop = int(hop or length)
+def _labels(rec: Recording, length: int, hop: int, classes=None, per_key: int | None = None):
+    """(frame starts, labels, snr, names, selected frame indices, labelled?) without reading any sample."""
     starts = frame_starts(rec, int(length), hop)
     if len(starts) == 0:
         raise EdgepruneError(f"{rec.data_path} has {rec.n_samples} samples, fewer than one {length}-sample frame")
@@ -244,8 +265,9 @@ def read_sigmf(path: str | Path, length: int = 128, hop: int | None = None, norm
         y = np.full(len(starts), -1, np.int64)
         snr = np.zeros(len(starts), np.float32)
         for a in labelled:
-            a0 = int(a["core:sample_start"])
-            a1 = a0 + int(a.get("core:sample_count", rec.n_samples - a0))
+            a0 = min(int(a["core:sample_start"]), rec.n_samples)
+            count = a.get("core:sample_count")
+            a1 = rec.n_samples if count is None else min(a0 + int(count), rec.n_samples)
             inside = (starts >= a0) & (starts + length <= a1)
             y[inside] = names.index(str(a["core:label"]))
             if "edgeprune:snr" in a:
@@ -270,7 +292,40 @@ def read_sigmf(path: str | Path, length: int = 128, hop: int | None = None, norm
             k = (int(y[i]), float(snr[i]))
             counts[k] = counts.get(k, 0) + 1
             keep[i] = counts[k] <= per_key
-    sel = np.flatnonzero(keep)
+    return starts, y, snr, names, np.flatnonzero(keep), bool(labelled)
+
+
+def sigmf_summary(path: str | Path, length: int = 128, hop: int | None = None, backend: str = "auto") -> dict:
+    """Classes, labels and SNRs of the frames :func:`read_sigmf` would make, without reading the samples
+    (``edgeprune data info`` on a capture of any size)."""
+    rec = open_recording(path, backend)
+    hop = int(hop or length)
+    _, y, snr, names, sel, labelled = _labels(rec, int(length), hop)
+    used = sorted({int(v) for v in y[sel]})
+    lut = np.full(len(names), -1, np.int64)
+    lut[used] = np.arange(len(used))
+    meta = {"source": str(rec.meta_path), "format": "sigmf", "datatype": rec.datatype,
+            "sample_rate": rec.sample_rate, "normalization": "l1", "hop": hop,
+            "frame_starts": "every hop samples", "labels": "annotations" if labelled else "none"}
+    return {"classes": [names[i] for i in used], "labels": lut[y[sel]], "snr": snr[sel],
+            "frame_shape": [2, int(length)], "meta": meta}
+
+
+def read_sigmf(path: str | Path, length: int = 128, hop: int | None = None, normalize: str = "l1",
+               classes=None, per_key: int | None = None, backend: str = "auto") -> SignalDataset:
+    """Window a recording into a dataset.
+
+    With labelled annotations (``core:label``), frames lying wholly inside an
+    annotation get its label (other frames are dropped); without, every frame
+    is labelled "unknown". SNR is 0 (unknown) unless an annotation carries
+    ``edgeprune:snr``.
+    """
+    from ..safeio import check_array
+
+    rec = open_recording(path, backend)
+    hop = int(hop or length)
+    starts, y, snr, names, sel, labelled = _labels(rec, int(length), hop, classes, per_key)
+    check_array(f"{rec.data_path}: {len(sel)} frames of {length} samples", len(sel) * 2 * int(length) * 4)
     x = np.empty((len(sel), 2, int(length)), np.float32)
     for lo in range(0, len(sel), 4096):
         part = starts[sel[lo:lo + 4096]]

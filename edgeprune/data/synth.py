@@ -362,6 +362,9 @@ def generate(preset: str = "rml2016.10a", per_key: int = 1000, seed: int = 0, sn
     names = _parse_classes(p["classes"], classes)
     cfg = channel or ChannelConfig()
     n_total = len(names) * len(snr_list) * per_key
+    from ..safeio import check_array
+
+    check_array(f"a {preset} dataset of {n_total:,} frames of {length} samples", n_total * 2 * length * 4)
     x = np.empty((n_total, 2, length), np.float32)
     y = np.empty(n_total, np.int64)
     s = np.empty(n_total, np.float32)

@@ -135,6 +135,20 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
         raise EdgepruneError(f"model spec dim must be 1 or 2, got {spec['dim']!r}")
     if not isinstance(spec["layers"], list) or not spec["layers"]:
         raise EdgepruneError("model spec has no layers")
+    from ..safeio import limit
+
+    max_width, max_layers, max_act = limit("width"), limit("layers"), limit("activation")
+    if len(spec["layers"]) > max_layers:
+        raise EdgepruneError(f"model spec has {len(spec['layers'])} layers, over the limit of {max_layers} "
+                             f"(EDGEPRUNE_MAX_LAYERS)")
+    inp = spec["input"]
+    if not isinstance(inp, list) or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= max_act
+                                            for v in inp):
+        raise EdgepruneError(f"model spec input must be a list of positive integers up to {max_act}, got "
+                             f"{str(inp)[:60]}")
+    nc = spec["num_classes"]
+    if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= max_width:
+        raise EdgepruneError(f"model spec num_classes must be an integer in 1..{max_width}, got {str(nc)[:40]}")
     for i, layer in enumerate(spec["layers"]):
         if not isinstance(layer, dict) or "type" not in layer:
             raise EdgepruneError(f"model spec layer {i} is not a layer dict")
@@ -149,13 +163,29 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
                 raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} must be a non-negative integer, got {v!r}")
             if typ is bool and not isinstance(v, bool):
                 raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} must be true/false, got {v!r}")
+            if typ is int and f in ("in", "out", "mid") and not 1 <= v <= (max_act if (layer["type"], f) == ("linear", "in")
+                                                                         else max_width):
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} = {v} is outside 1..{max_width} "
+                                     f"(EDGEPRUNE_MAX_WIDTH; linear inputs: EDGEPRUNE_MAX_ACTIVATION)")
+            if typ is int and f in ("k", "stride", "pool") and not 1 <= v <= max_act:
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} must be at least 1, got {v}")
+            if typ is int and f == "padding" and v > max_act:
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}): padding {v} is over {max_act}")
         for f in layer:
             if f != "type" and f not in fields and f not in OPTIONAL_FIELDS:
                 raise EdgepruneError(f"model spec layer {i} ({layer['type']}): unknown field {f!r}")
     last = spec["layers"][-1]
     if last["type"] != "linear" or last["out"] != spec["num_classes"]:
         raise EdgepruneError("model spec must end in a linear classifier with num_classes outputs")
-    infer_shapes(spec)
+    shapes = infer_shapes(spec)
+    for i, shape in enumerate(shapes):
+        if _numel(shape) > max_act:
+            raise EdgepruneError(f"model spec layer {i} outputs {_numel(shape)} values per frame, over the limit of "
+                                 f"{max_act} (EDGEPRUNE_MAX_ACTIVATION)")
+    params = sum(c["params"] for c in layer_costs(spec))
+    if params > limit("params"):
+        raise EdgepruneError(f"model spec has {params:,} parameters, over the limit of {limit('params'):,} "
+                             f"(EDGEPRUNE_MAX_PARAMS)")
     return spec
 
 

@@ -75,6 +75,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 
 
 def _check_type(section: str, key: str, value: Any, typ: Any) -> Any:
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EdgepruneError(f"config [{section}] {key}: must be a finite number, got {value}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 63:
+        raise EdgepruneError(f"config [{section}] {key}: {value} is out of range")
     types = typ if isinstance(typ, tuple) else (typ,)
     if float in types and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -117,7 +123,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
             raise EdgepruneError(f"{where}: [prune] targets must be MACs fractions in (0, 1], got {t!r}")
     for b in cfg["profile"]["batch"]:
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 1 << 16:
             raise EdgepruneError(f"{where}: [profile] batch sizes must be positive integers, got {b!r}")
     for p in cfg["export"]["precisions"]:
         if p not in ("fp32", "fp16", "int8"):
@@ -135,7 +141,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     _check_items(where, "prune", "methods", cfg["prune"]["methods"], str, "method names")
     _check_items(where, "data", "snrs", cfg["data"]["snrs"], (int, float), "SNR levels in dB")
     _check_items(where, "profile", "threads", cfg["profile"]["threads"], int, "thread counts")
-    if any(t < 1 for t in cfg["profile"]["threads"]):
+    if any(not 1 <= t <= 4096 for t in cfg["profile"]["threads"]):
         raise EdgepruneError(f"{where}: [profile] threads must be positive integers")
     split = cfg["data"]["split"]
     _check_items(where, "data", "split", split, (int, float), "fractions")
@@ -146,6 +152,17 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
                           ("finetune", "epochs", 0), ("profile", "iters", 1), ("profile", "warmup", 0)):
         if cfg[sec][key] < low:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be at least {low}, got {cfg[sec][key]}")
+    for sec, key, lo, hi in (("study", "seed", 0, 2 ** 32 - 1), ("train", "lr", 1e-12, 10.0),
+                             ("finetune", "lr", 1e-12, 10.0), ("train", "gamma", 1e-12, 10.0),
+                             ("finetune", "l1", 0.0, 1e6), ("study", "threads", 0, 4096),
+                             ("data", "per_key", 1, 10 ** 7), ("data", "length", 0, 1 << 20),
+                             ("train", "epochs", 0, 10 ** 6), ("finetune", "epochs", 0, 10 ** 6),
+                             ("train", "batch_size", 1, 1 << 20), ("train", "step_size", 1, 10 ** 6),
+                             ("profile", "iters", 1, 10 ** 8), ("profile", "warmup", 0, 10 ** 8),
+                             ("profile", "rounds", 1, 10 ** 4), ("profile", "min_time_ms", 0, 10 ** 8),
+                             ("export", "opset", 7, 30)):
+        if not lo <= cfg[sec][key] <= hi:
+            raise EdgepruneError(f"{where}: [{sec}] {key} must be in {lo:g}..{hi:g}, got {cfg[sec][key]}")
     return cfg
 
 
@@ -156,11 +173,12 @@ def _check_items(where: str, section: str, key: str, values: list, typ, what: st
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
+    from ..safeio import read_bytes
+
     path = Path(path)
-    if not path.is_file():
-        raise EdgepruneError(f"study config {path} does not exist")
+    data = read_bytes(path, "study config", "doc")  # a regular file within the size limit (never a FIFO)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
     cfg = normalise(raw, str(path))

@@ -499,16 +499,22 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     out = Path(out)
     fresh = not out.exists()
+    study = None
     try:
-        return Study(cfg, out, log, results_files).run()
+        study = Study(cfg, out, log, results_files)  # takes the folder's lock (another run on it: one clear error)
+        return study.run()
     except BaseException:
         # a study that fails before finishing any stage leaves no half-made folder behind;
-        # once a stage is recorded (state.json) the folder is kept so a re-run resumes
-        if fresh and out.is_dir() and not (out / "state.json").exists():
+        # once a stage is recorded (state.json) the folder is kept so a re-run resumes.
+        # Only a run that held the folder's lock removes it (never the loser of a lock race).
+        if study is not None and fresh and out.is_dir() and not study.cache.state["stages"]:
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        if study is not None:
+            study.cache.close()
 
 
 def quickstart_config() -> Path:

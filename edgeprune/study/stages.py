@@ -27,7 +27,10 @@ from ..schema import anything, mapping, number, obj, opt, seq, text, validate
 # no longer matches its digest was edited or damaged, and the stage runs again).
 STAGE_SCHEMA = obj(key=text(), result=anything(), outputs=seq(text()), digest=opt(text(pattern="[0-9a-f]{64}")),
                    seconds=opt(number(lo=0)), finished=opt(text()))
-STATE_SCHEMA = obj(stages=mapping(STAGE_SCHEMA))
+# pending: the outputs of stages that started but have not finished (recorded before they run, so the temporary
+# files a killed run left beside them can be told from the user's own files)
+STATE_SCHEMA = obj(stages=mapping(STAGE_SCHEMA), pending=opt(mapping(seq(text()))))
+LOCK_NAME = ".lock"
 
 
 def result_digest(result: Any) -> str:
@@ -54,16 +57,75 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_HELD: dict = {}  # (pid, resolved folder) -> [open lock file, handles]; the lock is per process, reentrant
+
+
+class _FolderLock:
+    """One handle on a study folder's lock; the process holds the OS lock until its last handle closes."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def close(self) -> None:
+        if self.key is None:
+            return
+        entry = _HELD.get(self.key)
+        self.key = None
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _HELD[self.key_of(entry)]
+                entry[0].close()
+
+    @staticmethod
+    def key_of(entry):
+        return entry[2]
+
+
+def lock_folder(root: Path) -> _FolderLock:
+    """Hold an exclusive lock on ``root/.lock`` until the returned handle is closed (or the process ends).
+
+    A second edgeprune process on the same study folder gets one clear error
+    instead of both overwriting each other's stages; within one process the
+    lock is reentrant (the Python API may open a study's cache more than once).
+    The kernel releases the lock when the process ends, however it ends.
+    """
+    import fcntl
+    import os
+
+    key = (os.getpid(), str(Path(root).resolve()))
+    entry = _HELD.get(key)
+    if entry is not None:
+        entry[1] += 1
+        return _FolderLock(key)
+    path = Path(root) / LOCK_NAME
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise EdgepruneError(f"cannot lock the study folder {root}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        raise EdgepruneError(f"another edgeprune run is using the study folder {root} ({path} is locked); "
+                             f"wait for it to finish or give another --out") from exc
+    _HELD[key] = [fh, 1, key]
+    return _FolderLock(key)
+
+
 class StageCache:
     def __init__(self, root: Path, log: Callable[[str], None] = print):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_folder(self.root)
         self.path = self.root / "state.json"
         self.log = log
         self.state: dict[str, Any] = {"stages": {}}
         if self.path.exists():
             try:
-                state = json.loads(self.path.read_text())
+                from ..safeio import read_bytes
+
+                state = json.loads(read_bytes(self.path, "study state", "doc").decode("utf-8"))
                 self.state = validate(state, STATE_SCHEMA, str(self.path))
             except (json.JSONDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
                 self.log(f"note: {self.path} is unreadable ({type(exc).__name__}); starting the study afresh")
@@ -73,17 +135,50 @@ class StageCache:
         self.ran: list[str] = []
         self._clear_stale_temps()
 
-    def _clear_stale_temps(self) -> None:
-        """Remove temporary files (``.NAME.XXXXXXXX[.ext]``, from atomic writes) a killed run left behind."""
+    def close(self) -> None:
+        """Release the study folder's lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def recorded_files(self) -> list[Path]:
+        """The files this study's state says edgeprune writes: state.json and every finished or pending output."""
+        paths = [self.path]
+        for rec in self.state["stages"].values():
+            paths += [Path(p) for p in rec["outputs"]]
+        for outs in self.state.get("pending", {}).values():
+            paths += [Path(p) for p in outs]
+        return paths
+
+    def _clear_stale_temps(self) -> list[Path]:
+        """Remove the temporary files a killed run left beside the files edgeprune records writing.
+
+        Only ``.NAME.XXXXXXXX[.ext]`` (the names atomic writes use) beside a file
+        that state.json lists as a finished or pending output, inside the study
+        folder, is removed: any other file, dotfile or not, is the user's.
+        """
         import re
 
-        pattern = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
-        for p in self.root.rglob(".*"):
-            if p.is_file() and pattern.match(p.name):
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
+        root = self.root.resolve()
+        removed = []
+        for target in self.recorded_files():
+            try:
+                folder = target.parent.resolve()
+            except OSError:
+                continue
+            if folder != root and root not in folder.parents:
+                continue
+            pattern = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}(\.[A-Za-z0-9.]+)?")
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                if pattern.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                    try:
+                        p.unlink()
+                        removed.append(p)
+                    except OSError:
+                        pass
+        return removed
 
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], outputs: list[Path] | None = None) -> dict[str, Any]:
         """Run ``fn`` unless stage ``name`` already finished with this ``key`` and its outputs exist."""
@@ -94,8 +189,12 @@ class StageCache:
             self.log(f"[reuse] {name}")
             return rec["result"]
         self.log(f"[run]   {name}")
+        # record the outputs before writing them: a killed run's temporary files beside them are then known
+        self.state.setdefault("pending", {})[name] = [str(p) for p in (outputs or [])]
+        write_json(self.path, self.state)
         t0 = time.perf_counter()
         result = fn()
+        self.state["pending"].pop(name, None)
         self.state["stages"][name] = {
             "key": key,
             "result": result,

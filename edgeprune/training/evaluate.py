@@ -73,6 +73,10 @@ def evaluate(model_or_ckpt, ds: SignalDataset, batch_size: int = 512, device: st
     n_cls = len(ds.classes)
     if logits.shape[1] != n_cls:
         raise EdgepruneError(f"the model has {logits.shape[1]} outputs but the dataset has {n_cls} classes")
+    finite = np.isfinite(np.asarray(logits)).all(axis=1)
+    if not finite.all():
+        raise EdgepruneError(f"the model's scores are NaN or Inf for {int((~finite).sum())} frame(s): their samples are "
+                             f"too large for it (values near the float32 limit? normalise the data)")
     pred = logits.argmax(1)
     correct = pred == ds.y
     conf = np.zeros((n_cls, n_cls), np.int64)

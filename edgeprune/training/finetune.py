@@ -92,8 +92,9 @@ def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=No
 
     if not isinstance(epochs, int) or epochs < 0:
         raise EdgepruneError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if l1 < 0 or lr <= 0 or batch_size < 1:
-        raise EdgepruneError("l1 must be >= 0, lr > 0 and batch_size >= 1")
+    if not (0 <= l1 < float("inf") and 0 < lr <= 10) or batch_size < 1:  # NaN fails both comparisons
+        raise EdgepruneError(f"l1 must be a finite number >= 0, lr in (0, 10] and batch_size >= 1 "
+                             f"(got l1={l1}, lr={lr}, batch_size={batch_size})")
     if not 0 <= distill_alpha <= 1 or temperature <= 0:
         raise EdgepruneError("distill_alpha must lie in [0, 1] and temperature be > 0")
     set_threads(threads)

@@ -55,8 +55,8 @@ def _check_train_args(opts) -> None:
         raise EdgepruneError("--epochs must be >= 0")
     if opts.batch_size < 1:
         raise EdgepruneError("--batch-size must be >= 1")
-    if not opts.lr > 0:
-        raise EdgepruneError("--lr must be > 0")
+    if not 0 < opts.lr <= 10:  # false for NaN too
+        raise EdgepruneError(f"--lr must be in (0, 10], got {opts.lr}")
     if opts.step_size < 1:
         raise EdgepruneError("--step-size must be >= 1")
     if not opts.gamma > 0:

@@ -220,6 +220,9 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     if resume and state_file is not None and state_file.exists():
         import pickle
 
+        from ..safeio import check_input
+
+        check_input(state_file, "training state", "checkpoint")  # a regular file (torch.load would block on a FIFO)
         try:
             st = torch.load(state_file, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:

@@ -20,5 +20,5 @@ That makes this package two things at once:
 ``MODULES`` lists what run.py embeds, in order.
 """
 
-MODULES = ("errors", "compat", "schema", "frames", "sigmf", "stats", "stream", "machine", "board", "manifest",
-           "jetpack", "cuda", "backend_onnxruntime", "backend_tensorrt", "registry", "model", "trtexec", "bench", "cli")
+MODULES = ("errors", "compat", "schema", "safeio", "onnx_external", "frames", "sigmf", "stats", "stream", "machine",
+           "board", "manifest", "jetpack", "cuda", "backend_onnxruntime", "backend_tensorrt", "registry", "model", "trtexec", "bench", "cli")

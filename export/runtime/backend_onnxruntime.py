@@ -107,6 +107,9 @@ class OnnxRuntimeBackend(object):
         if isinstance(model, (str, os.PathLike)):
             if not os.path.isfile(str(model)):
                 raise EdgepruneError("ONNX file {} does not exist".format(model))
+            from .onnx_external import check_model_file
+
+            check_model_file(model)  # external data: only files a bundle manifest beside it lists
             src = str(model)
         else:
             src = model

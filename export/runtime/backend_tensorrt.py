@@ -75,10 +75,11 @@ def read_engine_metadata(engine_path):
     p = str(engine_path) + ".json"
     if not os.path.isfile(p):
         return {}
+    from .safeio import read_bytes
+
     try:
-        with open(p, "rb") as fh:
-            meta = json.loads(fh.read().decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        meta = json.loads(read_bytes(p, "engine metadata", "doc").decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError("engine metadata {} is not readable JSON: {}".format(p, exc))
     return meta if isinstance(meta, dict) else {}
 
@@ -190,8 +191,9 @@ class TensorRTBackend(object):
         trt = self.trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        with open(path, "rb") as fh:
-            blob = fh.read()
+        from .safeio import read_bytes
+
+        blob = read_bytes(path, "TensorRT engine", "checkpoint")
         self.engine = self.runtime.deserialize_cuda_engine(blob)  # None, not an exception, on a mismatch
         if self.engine is None:
             raise EdgepruneError(rebuild_hint(path, self.metadata, getattr(trt, "__version__", "?")))

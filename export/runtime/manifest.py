@@ -51,9 +51,10 @@ def read_manifest(root, source=None):
     if not os.path.isfile(mpath) or os.path.islink(mpath):
         raise EdgepruneError("{} is not a bundle: it has no {}".format(source, MANIFEST))
     what = "{}: {}".format(source, MANIFEST)
+    from .safeio import read_bytes
+
     try:
-        with open(mpath, "rb") as fh:
-            m = json.loads(fh.read().decode("utf-8"))
+        m = json.loads(read_bytes(mpath, "bundle manifest", "doc").decode("utf-8"))
     except RecursionError:
         raise EdgepruneError("{} is not valid JSON (nested too deeply)".format(what))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

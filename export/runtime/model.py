@@ -80,15 +80,39 @@ def choose(root, manifest, backend="auto", precision=None, source=None):
 class Model(object):
     """An opened model: ``predict(frames)``, ``logits(frames)``, ``info()``, ``close()``."""
 
-    def __init__(self, backend, path, classes, normalization, length, precision, source=None):
+    def __init__(self, backend, path, classes, normalization, length, precision, source=None, where=None):
         self.backend = backend
         self.model_path = path
+        self.source = source or path
+        where = where or str(self.source)
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+            raise EdgepruneError("{}: the class names are not a non-empty list of names".format(where))
+        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 1 << 24:
+            raise EdgepruneError("{}: no valid frame length ({!r})".format(where, length))
         self.classes = list(classes)
         self.normalization = check_normalization(normalization)
         self.length = int(length)
         self.precision = precision
-        self.source = source or path
         self.providers = list(backend.describe().get("providers") or [])
+        self._check_model_io(where)
+
+    def _check_model_io(self, where):
+        """The manifest's or metadata's frame length and classes must be what the model itself takes and gives."""
+        shapes = getattr(self.backend, "input_shape", None), getattr(self.backend, "output_shape", None)
+        if not all(callable(f) for f in shapes):
+            return
+        ishape, oshape = shapes[0](), shapes[1]()
+        if ishape is None or oshape is None:
+            return
+        if len(ishape) != 3 or (isinstance(ishape[1], int) and ishape[1] != 2):
+            raise EdgepruneError("{}: the model's input has shape {}, not (N, 2, L) I/Q frames".format(
+                self.source, list(ishape)))
+        if isinstance(ishape[2], int) and ishape[2] != self.length:
+            raise EdgepruneError("{} says frames of {} samples but the model takes {}".format(
+                where, self.length, ishape[2]))
+        if oshape and isinstance(oshape[-1], int) and oshape[-1] != len(self.classes):
+            raise EdgepruneError("{} names {} classes but the model has {} outputs".format(
+                where, len(self.classes), oshape[-1]))
 
     @property
     def backend_name(self):
@@ -105,7 +129,15 @@ class Model(object):
             import numpy as np
 
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.backend.infer(x)
+        import numpy as np
+
+        z = self.backend.infer(x)
+        if z.size and not np.isfinite(z).all():
+            bad = int((~np.isfinite(z).reshape(len(z), -1).all(axis=1)).sum())
+            raise EdgepruneError("the model's scores are NaN or Inf for {} frame(s): their samples are too large for "
+                                 "it (normalisation {!r}; values near the float32 limit?)".format(bad,
+                                                                                               self.normalization))
+        return z
 
     def predict(self, frames, preprocess=True):
         return classify(self.logits(frames, preprocess), self.classes)
@@ -129,4 +161,4 @@ def open_model(root, manifest, backend="auto", precision=None, threads=None, pro
         be = registry.open_backend("onnxruntime", path, threads=threads, providers=providers,
                                    target_providers=(manifest.get("target") or {}).get("providers"))
     return Model(be, path, manifest["classes"], manifest["preprocessing"].get("normalization"),
-                 manifest["input"]["length"], prec, source)
+                 manifest["input"]["length"], prec, source, where="{} (manifest.json)".format(source or root))

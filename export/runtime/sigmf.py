@@ -113,9 +113,10 @@ class Recording(object):
 
 
 def _read_meta(meta_path):
+    from .safeio import read_bytes
+
     try:
-        with open(meta_path, "rb") as fh:
-            text = fh.read().decode("utf-8")
+        text = read_bytes(meta_path, "SigMF metadata", "doc").decode("utf-8")
     except UnicodeDecodeError:
         raise EdgepruneError("{} is not a SigMF metadata file (not UTF-8 JSON)".format(meta_path))
     if not text.strip():

@@ -17,12 +17,12 @@ from edgeprune.cli.main import main
 LOG_ENV = "EDGEPRUNE_ROBUSTNESS_LOG"
 
 
-def record(kind: str, name: str, ok: bool, detail: str = "") -> None:
-    """Append one outcome to the tally file (if any)."""
+def record(kind: str, name: str, ok: bool, detail: str = "", **extra) -> None:
+    """Append one outcome to the tally file (if any); ``extra``: more fields (class, peak_rss, seconds ...)."""
     path = os.environ.get(LOG_ENV)
     if not path:
         return
-    line = json.dumps({"kind": kind, "name": name, "ok": bool(ok), "detail": detail[:300]})
+    line = json.dumps({"kind": kind, "name": name, "ok": bool(ok), "detail": detail[:300], **extra})
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
 
