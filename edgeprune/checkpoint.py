@@ -103,6 +103,10 @@ class Checkpoint:
         """The model with its weights loaded, in eval mode."""
         from .models import build_model
 
+        if self.spec.get("kind") == "module":
+            from .models.modular import build_recipe
+
+            return build_recipe(self.spec, self.state_dict, where=f"checkpoint {self.path}")
         try:
             model = build_model(self.spec)
         except (RuntimeError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
@@ -171,7 +175,7 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """What ``edgeprune inspect`` shows."""
     from .models.spec import unit_indices
 
-    layers = ckpt.spec["layers"]
+    layers = ckpt.spec.get("layers", [])
     return {
         "path": str(ckpt.path) if ckpt.path else None,
         "sha256": ckpt.sha256(),
@@ -183,9 +187,11 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "classes": ckpt.classes,
         "params": ckpt.meta.get("params"),
         "macs": ckpt.meta.get("macs"),
-        "units": len(unit_indices(ckpt.spec)),
+        "units": ckpt.meta.get("units", len(unit_indices(ckpt.spec))),
         "weight_layers": ckpt.meta.get("weight_layers"),
         "layers": [{k: v for k, v in l.items()} for l in layers],
+        "source": ckpt.spec.get("source"),
+        "edits": ckpt.spec.get("edits"),
         "metrics": ckpt.meta.get("metrics", {}),
         "lineage": ckpt.meta.get("lineage", []),
         "created": ckpt.meta.get("created"),
