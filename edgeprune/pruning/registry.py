@@ -68,4 +68,17 @@ def get_method(name: str) -> Callable[..., PruneResult]:
     _load_all()
     if name not in _METHODS:
         raise EdgepruneError(f"unknown pruning method {name!r}; choose one of: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name][0]
+    fn = _METHODS[name][0]
+
+    def dispatch(ckpt, data=None, **kwargs):
+        # networks written as nn.Module code (module recipes) go through the traced-module implementations
+        spec = getattr(ckpt, "spec", None)
+        if isinstance(spec, dict) and spec.get("kind") == "module":
+            from .modular import module_method
+
+            return module_method(name)(ckpt, data, **kwargs)
+        return fn(ckpt, data, **kwargs)
+
+    dispatch.__name__ = getattr(fn, "__name__", name)
+    dispatch.__doc__ = fn.__doc__
+    return dispatch
