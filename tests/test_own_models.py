@@ -1,0 +1,301 @@
+"""The user's own networks (tests/user_models.py, written the way AMR repositories write them) through
+import, unit discovery, every pruning method, MAC counting (PyTorch and ONNX) and checkpoint reload."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).parent
+USER = HERE / "user_models.py"
+sys.path.insert(0, str(HERE))
+import user_models as um  # noqa: E402
+
+from edgeprune.analysis.trace import discover_module_units  # noqa: E402
+from edgeprune.errors import EdgepruneError  # noqa: E402
+from edgeprune.models.macs import count_macs  # noqa: E402
+
+
+def _cli(*args, env=None):
+    import os
+
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "edgeprune", *map(str, args)], capture_output=True, text=True, env=e)
+
+
+@pytest.fixture
+def code(tmp_path):
+    """A private copy of the user's model file (so tests may change it)."""
+    p = tmp_path / "nets.py"
+    shutil.copy(USER, p)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _forget():
+    from edgeprune.models.usercode import forget_allowed
+
+    forget_allowed()
+    yield
+    forget_allowed()
+
+
+def _import(code, toy_npz, tmp_path, name, kwargs=None, out="m.pt"):
+    from edgeprune.models.own import import_model
+
+    return import_model(f"{code}:{name}", toy_npz, tmp_path / out, kwargs=kwargs)
+
+
+# ---------------------------------------------------------------- unit discovery (hand lists)
+
+
+def test_units_of_three_user_models_match_hand_lists():
+    res = discover_module_units(um.ResNet1d(), (2, 32))
+    assert [u.name for u in res.removable] == ["layers.0", "layers.1", "layers.2", "layers.4", "layers.5"]
+    roles = {u.name: u.role for u in res.units}
+    assert roles["stem+bn"] == "stem" and roles["layers.3"] == "transition" and roles["fc"] == "classifier"
+    assert res.not_traced == []
+
+    res = discover_module_units(um.vgg_like(length=32), (2, 32))
+    # Conv-BN-ReLU groups are one unit each (never conv and BN apart); the first group is the stem
+    assert [u.name for u in res.removable] == ["3+4+5", "6+7+8", "13+14+15"]
+    assert [u.role for u in res.units if u.name in ("0+1+2", "10+11+12", "20")] == ["stem", "transition", "classifier"]
+
+    res = discover_module_units(um.CLDNNLike(), (2, 32))
+    assert [u.name for u in res.removable] == ["conv2+drop", "lstm[0]", "lstm[1]"]
+    assert {u.name: u.role for u in res.units}["fc"] == "classifier"
+
+
+def test_untraced_weights_are_named():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = um.vgg_like(length=32)
+            self.unused = torch.nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.body(x)
+
+    res = discover_module_units(Net(), (2, 32))
+    assert [n["module"] for n in res.not_traced] == ["unused"]
+
+
+# ---------------------------------------------------------------- MACs: hand counts, ONNX counter
+
+
+def test_lstm_macs_hand_count_and_onnx_counter(tmp_path):
+    from edgeprune.models.amr import build_amr
+    from export.onnx_export import torch_to_onnx
+    from profiling.onnx_macs import count_onnx_macs
+
+    model = build_amr("lstm2", num_classes=11, length=128)
+    hand = 128 * (4 * 128 * (2 + 128) + 4 * 128 * (128 + 128)) + 128 * 11
+    got = count_macs(model, (2, 128))
+    assert abs(got - hand) <= 0.01 * hand
+    path = tmp_path / "lstm2.onnx"
+    torch_to_onnx(model.eval(), 128, path)
+    onnx_macs = count_onnx_macs(path)["macs"]
+    assert abs(onnx_macs - hand) <= 0.01 * hand
+
+
+def test_cnn_lstm_macs_agree_with_onnx(tmp_path):
+    from export.onnx_export import torch_to_onnx
+    from profiling.onnx_macs import count_onnx_macs
+
+    model = um.CLDNNLike(num_classes=4, hidden=16).eval()
+    L = 32
+    hand = (L * 16 * 2 * 5) + (L * 16 * 16 * 5) + 2 * L * 4 * 16 * (16 + 16) + 16 * 4
+    assert count_macs(model, (2, L)) == hand
+    path = tmp_path / "c.onnx"
+    torch_to_onnx(model, L, path)
+    assert count_onnx_macs(path)["macs"] == hand
+
+
+def test_attention_macs_hand_count():
+    class Att(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.att = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+            self.w = torch.nn.Parameter(torch.ones(8, 3))
+
+        def forward(self, x):
+            x = torch.cat([x] * 4, 1).transpose(1, 2)           # (N, L, 8)
+            y = self.att(x, x, x)[0]
+            return torch.matmul(y, self.w).mean(1)
+
+    L = 10
+    hand = (3 * L * 8 * 8) + 2 * L * L * 8 + L * 8 * 8 + L * 8 * 3
+    assert count_macs(Att(), (2, L)) == hand
+
+
+# ---------------------------------------------------------------- import, permission, sha256
+
+
+def test_import_records_code_and_needs_permission(code, toy_npz, tmp_path):
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.usercode import allow, forget_allowed
+
+    _import(code, toy_npz, tmp_path, "ResNet1d")
+    forget_allowed()
+    ck = load_checkpoint(tmp_path / "m.pt")            # loading alone imports nothing
+    assert ck.spec["source"]["file"] == str(code.resolve())
+    with pytest.raises(EdgepruneError, match="--code"):
+        ck.build()
+    allow(code)
+    model = ck.build()
+    assert model(torch.zeros(3, 2, 64)).shape == (3, 4)
+    # a changed file is refused, naming the sha256 mismatch
+    code.write_text(code.read_text() + "\n# edited\n")
+    with pytest.raises(EdgepruneError, match="sha256 mismatch"):
+        load_checkpoint(tmp_path / "m.pt").build()
+
+
+def test_cli_bad_input_one_line_each(code, toy_npz, tmp_path):
+    cases = [
+        ([f"{code}:Nope"], "no object named 'Nope'"),
+        ([f"{tmp_path}/missing.py:Net"], "does not exist"),
+        ([f"{code}:NotAModel"], "not an nn.Module"),
+        ([f"{code}:not_a_factory"], "not an nn.Module"),
+        ([f"{code}:vgg_like", "--kwargs", "{length: 64"], "--kwargs is not JSON"),
+    ]
+    for extra, msg in cases:
+        r = _cli("import", *extra, "--data", toy_npz, "--out", tmp_path / "x.pt")
+        assert r.returncode != 0 and msg in r.stderr, (extra, r.stderr)
+        assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("edgeprune: error:")
+    # weights that do not fit name the first mismatched key
+    torch.save(um.ResNet1d(width=4).state_dict(), tmp_path / "w.pth")
+    r = _cli("import", f"{code}:ResNet1d", "--data", toy_npz, "--out", tmp_path / "x.pt", "--weights", tmp_path / "w.pth")
+    assert r.returncode != 0 and "first mismatched key 'stem.weight'" in r.stderr
+    # a checkpoint of user code without --code says what to add; with it, it runs
+    assert _cli("import", f"{code}:ResNet1d", "--data", toy_npz, "--out", tmp_path / "m.pt").returncode == 0
+    r = _cli("units", tmp_path / "m.pt")
+    assert r.returncode != 0 and f"--code {code.resolve()}" in r.stderr
+    r = _cli("units", tmp_path / "m.pt", "--json", env={"EDGEPRUNE_CODE": str(code)})
+    assert r.returncode == 0 and '"layers.0"' in r.stdout
+
+
+def test_trained_weights_survive_import(code, toy_npz, tmp_path):
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.own import import_model
+
+    torch.manual_seed(3)
+    net = um.CLDNNLike()
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    import_model(f"{code}:CLDNNLike", toy_npz, tmp_path / "m.pt", weights=tmp_path / "w.pth")
+    x = torch.randn(5, 2, 64)
+    with torch.no_grad():
+        assert torch.allclose(load_checkpoint(tmp_path / "m.pt").build()(x), net.eval()(x), atol=1e-6)
+
+
+# ---------------------------------------------------------------- pruning and reassembly
+
+
+def test_identity_replacement_keeps_shape_and_removes_hand_counted_macs(code, toy_npz, tmp_path):
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning.modular import remove
+
+    _import(code, toy_npz, tmp_path, "ResNet1d")
+    ck = load_checkpoint(tmp_path / "m.pt")
+    model = ck.build()
+    res = discover_module_units(model, (2, 64))
+    drop = [u for u in res.units if u.name in ("layers.1", "layers.4")]
+    recipe, state, net, rep = remove(ck, model, drop)
+    block1 = 2 * 64 * 8 * 8 * 3        # two k=3 convs, 8 -> 8 channels, 64 positions
+    block2 = 2 * 32 * 16 * 16 * 3
+    assert rep["macs_after"] == count_macs(model, (2, 64)) - block1 - block2
+    assert net(torch.zeros(2, 2, 64)).shape == (2, 4)
+    assert recipe["edits"]["removed"] == ["layers.1", "layers.4"]
+
+
+def test_removing_a_shape_changing_group_reinitialises_the_next_layer(code, toy_npz, tmp_path):
+    from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+    from edgeprune.models.modular import build_recipe
+    from edgeprune.pruning.modular import remove
+
+    _import(code, toy_npz, tmp_path, "vgg_like", kwargs={"length": 64})
+    ck = load_checkpoint(tmp_path / "m.pt")
+    model = ck.build()
+    res = discover_module_units(model, (2, 64))
+    trans = next(u for u in res.units if u.name == "10+11+12")       # 8 -> 16 channels
+    recipe, state, net, rep = remove(ck, model, [trans])
+    assert rep["reinit"] == ["13"]   # the next conv (16 -> 16) now receives 8 channels; its output width is unchanged
+    assert recipe["edits"]["attrs"]["13"] == {"in_channels": 8}
+    save_checkpoint(tmp_path / "p.pt", recipe, state, dict(ck.meta))
+    again = build_recipe(load_checkpoint(tmp_path / "p.pt").spec, state)
+    x = torch.randn(3, 2, 64)
+    with torch.no_grad():
+        assert torch.allclose(again(x), net.eval()(x), atol=1e-6)
+
+
+def test_lstm_layer_removal(code, toy_npz, tmp_path):
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning.modular import remove
+
+    _import(code, toy_npz, tmp_path, "CLDNNLike")
+    ck = load_checkpoint(tmp_path / "m.pt")
+    model = ck.build()
+    res = discover_module_units(model, (2, 64))
+    u = next(u for u in res.units if u.name == "lstm[1]")
+    recipe, state, net, rep = remove(ck, model, [u])
+    assert recipe["edits"]["rnn_layers"] == {"lstm": [0]}
+    assert net.lstm.num_layers == 1
+    assert rep["macs_after"] == count_macs(model, (2, 64)) - 64 * 4 * 16 * (16 + 16)
+    # the kept layer keeps its trained weights
+    assert torch.equal(net.lstm.weight_hh_l0, model.lstm.weight_hh_l0)
+
+
+@pytest.mark.parametrize("method", ["layer", "random", "dbp", "channel-l1"])
+def test_every_method_hits_the_target_and_reloads(code, toy_npz, tmp_path, method):
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.usercode import allow
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    _import(code, toy_npz, tmp_path, "ResNet1d")
+    allow(code)
+    target = 0.5 if method.startswith("channel") else 0.5536   # 0.5536: two stage-1 blocks and one stage-2 block
+    doc = prune_checkpoint(tmp_path / "m.pt", tmp_path / "p.pt", method=method, data=toy_npz, target_macs=target)
+    ck = load_checkpoint(tmp_path / "p.pt")
+    model = ck.build()
+    macs = count_macs(model, (2, 64))
+    assert abs(macs / count_macs(load_checkpoint(tmp_path / "m.pt").build(), (2, 64)) - target) <= 0.02 * target
+    assert macs == ck.meta["macs"] == doc["after"]["macs"]
+    assert model(torch.zeros(2, 2, 64)).shape == (2, 4)
+    assert ck.meta["lineage"][-1]["method"] == method
+
+
+def test_no_removable_unit_is_one_error(code, toy_npz, tmp_path):
+    from edgeprune.models.usercode import allow
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    code.write_text(code.read_text() + "\n\ndef tiny(num_classes=4, length=64):\n"
+                    "    return nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(4 * (length - 2), num_classes))\n")
+    _import(code, toy_npz, tmp_path, "tiny")
+    allow(code)
+    with pytest.raises(EdgepruneError, match="no removable unit"):
+        prune_checkpoint(tmp_path / "m.pt", tmp_path / "p.pt", method="random", target_macs=0.5)
+
+
+# ---------------------------------------------------------------- AMR-family zoo
+
+
+def test_amr_zoo_params_equal_reference_layer_counts():
+    from edgeprune.models.amr import REFERENCE_PARAMS, build_amr
+    from edgeprune.models.macs import count_params
+
+    for name, params in REFERENCE_PARAMS.items():
+        assert count_params(build_amr(name, num_classes=11, length=128)) == params, name
+
+
+def test_mcldnn_branches_keep_their_structure():
+    from edgeprune.models.amr import build_amr
+
+    res = discover_module_units(build_amr("mcldnn", 11, 128), (2, 128))
+    names = [u.name for u in res.removable]
+    # the I/Q merge conv, the second LSTM and the two dense layers; never a branch's first conv
+    assert names == ["conv2+act2", "lstm2", "fc1+act_fc1+drop1", "fc2+act_fc2+drop2"]
