@@ -299,3 +299,22 @@ def test_mcldnn_branches_keep_their_structure():
     names = [u.name for u in res.removable]
     # the I/Q merge conv, the second LSTM and the two dense layers; never a branch's first conv
     assert names == ["conv2+act2", "lstm2", "fc1+act_fc1+drop1", "fc2+act_fc2+drop2"]
+
+
+def test_python_api_takes_a_live_module(toy_npz, tmp_path):
+    """prune_checkpoint, finetune and export accept an nn.Module; classes and length come from the data."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning.apply import prune_checkpoint
+    from export.onnx_export import export_checkpoint
+    from profiling.onnx_macs import count_onnx_macs
+
+    torch.manual_seed(0)
+    net = um.ResNet1d(num_classes=4)
+    doc = prune_checkpoint(net, tmp_path / "p.pt", method="random", data=toy_npz, target_macs=0.5536)
+    ck = load_checkpoint(tmp_path / "p.pt")
+    assert ck.spec["source"]["object"] == "ResNet1d" and doc["after"]["macs"] == ck.meta["macs"]
+    rep = export_checkpoint(net, tmp_path / "m.onnx", verify_data=toy_npz)
+    assert rep["classes"] == [f"tone{k}" for k in range(4)]
+    assert count_onnx_macs(tmp_path / "m.onnx")["macs"] == count_macs(net, (2, 64))
+    with pytest.raises(EdgepruneError, match="ref="):
+        prune_checkpoint(um.vgg_like(length=64), tmp_path / "q.pt", method="random", data=toy_npz, target_macs=0.6)

@@ -134,3 +134,60 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
     save_checkpoint(out, recipe, model.state_dict(), meta)
     return {"checkpoint": str(out), "model": recipe["name"], "params": meta["params"], "macs": meta["macs"],
             "units": meta["units"], "source": recipe["source"]}
+
+
+def as_checkpoint(obj, data=None, *, classes: list[str] | None = None, length: int | None = None, ref=None,
+                  kwargs=None, what: str = "the model"):
+    """A Checkpoint for ``obj``: a checkpoint path, a Checkpoint, or a live ``nn.Module``.
+
+    For an ``nn.Module`` the classes and frame length come from ``data`` (a
+    dataset path or SignalDataset) or are given; how to rebuild it is ``ref``
+    (``FILE.py:NAME``) and ``kwargs``, or, by default, the module's own class
+    in its source file built without arguments (checked: the rebuilt network
+    must have the same weight names and shapes). The file is allowed for this
+    process. The Checkpoint is in memory (no path) and holds the module's
+    current weights.
+    """
+    import inspect
+    from pathlib import Path as _P
+
+    from torch import nn
+
+    from ..checkpoint import Checkpoint, load_checkpoint, make_meta
+    from .modular import first_mismatch, with_stats
+
+    if isinstance(obj, Checkpoint):
+        return obj
+    if isinstance(obj, (str, _P)):
+        return load_checkpoint(obj)
+    if not isinstance(obj, nn.Module):
+        raise EdgepruneError(f"{what} must be a checkpoint path, a Checkpoint or an nn.Module, got {type(obj).__name__}")
+    if data is not None:
+        from ..data.dataset import SignalDataset
+        from ..data.readers import load_dataset
+
+        ds = data if isinstance(data, SignalDataset) else load_dataset(data)
+        classes = classes or list(ds.classes)
+        length = length or ds.length
+    if not classes or not length:
+        raise EdgepruneError(f"{what} is an nn.Module: give data (or classes and length) for its classes and frame length")
+    if ref is None:
+        cls = type(obj)
+        try:
+            file = inspect.getsourcefile(cls)
+        except TypeError:
+            file = None
+        if not file or cls.__module__.startswith("torch.") or not file.endswith(".py"):
+            raise EdgepruneError(f"{what} is a {cls.__name__} defined outside a .py file of yours; "
+                                 f"pass ref='FILE.py:NAME' (and kwargs) saying how to build it")
+        ref = f"{file}:{cls.__name__}"
+    recipe, fresh = recipe_for(ref, int(length), len(classes), kwargs)
+    bad = first_mismatch(fresh, obj.state_dict())
+    if bad:
+        raise EdgepruneError(f"{ref} built with kwargs {kwargs or {}} does not match {what} ({bad}); pass ref and kwargs")
+    state = {k: v.detach().cpu().clone() for k, v in obj.state_dict().items()}
+    fresh.load_state_dict(state)
+    check_io(fresh, int(length), len(classes), ref)
+    recipe = with_stats(recipe, fresh)
+    meta = make_meta(recipe, list(classes), lineage=[{"op": "import", "source": recipe["source"], "weights": "live module"}])
+    return Checkpoint(recipe, state, meta, None, None)
