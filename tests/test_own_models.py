@@ -297,8 +297,23 @@ def test_mcldnn_branches_keep_their_structure():
 
     res = discover_module_units(build_amr("mcldnn", 11, 128), (2, 128))
     names = [u.name for u in res.removable]
-    # the I/Q merge conv, the second LSTM and the two dense layers; never a branch's first conv
-    assert names == ["conv2+act2", "lstm2", "fc1+act_fc1+drop1", "fc2+act_fc2+drop2"]
+    # the I/Q merge conv and the second LSTM; never a branch's first conv, never the dense head
+    assert names == ["conv2+act2", "lstm2"]
+    roles = {u.name: u.role for u in res.units}
+    assert roles["conv_i+act_i"] == roles["conv_q+act_q"] == "transition" and roles["conv_iq+act_iq"] == "stem"
+    assert roles["fc1+act_fc1+drop1"] == "head" and roles["out"] == "classifier"
+
+
+def test_tracing_the_zoo_finds_the_spec_units():
+    """The zoo is not special: tracing its built networks finds the units its specs declare (shape-preserving)."""
+    from edgeprune.analysis.units import discover_units
+    from edgeprune.models import build_model, make_spec
+
+    for name in ("resnet20-1d", "vgg16-1d", "resnet20", "cnn1d"):
+        spec = make_spec(name, 128, 11)
+        declared = [f"layers.{u.layer}" for u in discover_units(spec) if u.removable and not u.transition]
+        traced = [u.name for u in discover_module_units(build_model(spec), (2, 128)).removable]
+        assert traced == declared, name
 
 
 def test_python_api_takes_a_live_module(toy_npz, tmp_path):
@@ -318,3 +333,30 @@ def test_python_api_takes_a_live_module(toy_npz, tmp_path):
     assert count_onnx_macs(tmp_path / "m.onnx")["macs"] == count_macs(net, (2, 64))
     with pytest.raises(EdgepruneError, match="ref="):
         prune_checkpoint(um.vgg_like(length=64), tmp_path / "q.pt", method="random", data=toy_npz, target_macs=0.6)
+
+
+def test_zoo_through_the_module_path_equals_the_spec_path(toy_checkpoint):
+    """Removing units of a zoo ResNet by identity replacement (module path) gives the network the spec
+    reassembly builds without them: same MACs, same outputs."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.modular import build_recipe, checkpoint_as_recipe
+    from edgeprune.models.net import EdgeNet
+    from edgeprune.pruning.modular import random_method
+    from edgeprune.pruning.reassembly import reassemble
+
+    ck = load_checkpoint(toy_checkpoint)
+    res = random_method(checkpoint_as_recipe(ck), target_macs=0.7, seed=1)
+    removed = {int(n.split(".")[1]) for n in res.lineage["removed_units"]}
+    assert removed
+    from edgeprune.analysis.units import discover_units
+
+    keep = [u.layer for u in discover_units(ck.spec) if u.role == "unit" and u.layer not in removed]
+    spec2, state2, rep = reassemble(ck.spec, ck.state_dict, keep)
+    a = build_recipe(res.spec, res.state_dict)
+    b = EdgeNet(spec2)
+    b.load_state_dict(state2)
+    b.eval()
+    x = torch.randn(4, 2, 64)
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-5)
+    assert count_macs(a, (2, 64)) == rep["macs_after"]

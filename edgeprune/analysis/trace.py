@@ -13,7 +13,8 @@ shapes it received and returned. The modules are then walked from the root:
 
 An entry is a removable *unit* when its output shape equals its input shape,
 it runs exactly once, and it is neither the stem (the first layer that runs)
-nor the classifier (the last Linear that runs). Removing a unit replaces it
+nor the classifier (the last Linear that runs) nor a dense head layer
+(Linear groups are listed as ``head``). Removing a unit replaces it
 with identity, so branches (dual-branch models such as MCLDNN) keep their
 structure. Other weighted entries are listed with the reason they are not
 units (shape change, stem, classifier, called twice, not a unit type), and
@@ -88,6 +89,15 @@ def _own_params(mod) -> int:
 
 def _params(mod) -> int:
     return sum(p.numel() for p in mod.parameters())
+
+
+def _dense_only(mod) -> bool:
+    """True when every weighted layer inside ``mod`` is a Linear (or a norm/activation)."""
+    from torch import nn
+
+    leaves = [m for m in mod.modules() if _own_params(m) > 0]
+    return bool(leaves) and not any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase)) for m in leaves) \
+        and any(isinstance(m, nn.Linear) for m in leaves)
 
 
 def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
@@ -171,7 +181,13 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
     def called_children(name):
         mod = modules[name] if name else model
         kids = [(f"{name}.{c}" if name else c) for c, _ in mod.named_children()]
-        return sorted([k for k in kids if k in calls], key=lambda k: calls[k]["start"])
+        out = []
+        for k in kids:
+            if k in calls:
+                out.append(k)
+            elif isinstance(modules[k], (nn.ModuleList, nn.ModuleDict)):
+                out += called_children(k)     # a list of layers is never called itself: its members are
+        return sorted(out, key=lambda k: calls[k]["start"])
 
     def is_container(mod):
         return isinstance(mod, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
@@ -192,10 +208,16 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
                          if pn.split("_l")[-1].split("_")[0] == str(kw["rnn_layer"]))
         role, removable = "unit", True
         same = in_shape is not None and in_shape == out_shape
-        if stem in members and (kw.get("rnn") is None or kw.get("rnn_layer") == 0):
+        def holds(leaf):
+            return leaf is not None and any(leaf == m or leaf.startswith(m + ".") for m in members)
+
+        if holds(stem) and (kw.get("rnn") is None or kw.get("rnn_layer") == 0):
             role, removable, reason = "stem", False, "stem: the first layer that runs is never removed"
-        elif classifier in members:
+        elif holds(classifier):
             role, removable, reason = "classifier", False, "classifier: the last Linear is never removed"
+        elif kind == "linear-group" or (kind == "block" and _dense_only(modules[members[0]])):
+            role, removable = "head", False
+            reason = "head: dense (Linear) layers are not units (units are blocks, conv groups, RNN layers)"
         elif count > 1:
             role, removable, reason = "other", False, f"runs {count} times in one forward (shared weights)"
         elif not same:

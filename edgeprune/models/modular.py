@@ -8,6 +8,7 @@ the unpruned network and which structural edits were made since:
     {"schema": 1, "kind": "module", "name": ..., "family": ..., "dim": 1,
      "input": [2, L], "num_classes": C,
      "source": {"zoo": "mcldnn", "kwargs": {...}}                       # built-in code, or
+               {"spec": {...}}                                          # a zoo spec (EdgeNet), or
                {"file": "/abs/models.py", "object": "Net", "kwargs": {...}, "sha256": ...},
      "edits": {"removed": [module names replaced by identity],
                "rnn_layers": {lstm module name: [kept layer indices]},
@@ -65,6 +66,10 @@ def validate_recipe(r: Any) -> dict[str, Any]:
     if "zoo" in src:
         if not isinstance(src["zoo"], str):
             raise EdgepruneError("model recipe source zoo must be a name")
+    elif "spec" in src:
+        from .spec import validate_spec
+
+        validate_spec(src["spec"])
     else:
         for key, typ in (("file", str), ("object", str), ("sha256", str)):
             if not isinstance(src.get(key), typ):
@@ -99,6 +104,10 @@ def base_model(recipe: dict[str, Any], where: str = "this checkpoint"):
         from .amr import build_amr
 
         return build_amr(src["zoo"], **kwargs)
+    if "spec" in src:
+        from .net import EdgeNet
+
+        return EdgeNet(src["spec"])
     from .usercode import instantiate, resolve_allowed
 
     path = resolve_allowed(src, where)
@@ -277,3 +286,25 @@ def edited(recipe: dict[str, Any], **changes) -> dict[str, Any]:
             raise ValueError(key)
     out.pop("stats", None)
     return out
+
+
+def recipe_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A module recipe whose unpruned network is the zoo spec ``spec`` (so the traced-module path can edit it
+    in ways a spec cannot express, e.g. re-initialised layers after removing a shape-changing unit)."""
+    from .spec import validate_spec
+
+    validate_spec(spec)
+    length = int(spec["input"][-1])
+    r = make_recipe({"spec": copy.deepcopy(spec)}, spec["name"], spec["family"], length, spec["num_classes"])
+    return r
+
+
+def checkpoint_as_recipe(ckpt):
+    """The same checkpoint (in memory) with its spec turned into a module recipe; weights unchanged."""
+    from ..checkpoint import Checkpoint
+
+    if is_module_recipe(ckpt.spec):
+        return ckpt
+    recipe = recipe_from_spec(ckpt.spec)
+    model = build_recipe(recipe, ckpt.state_dict)
+    return Checkpoint(with_stats(recipe, model), ckpt.state_dict, dict(ckpt.meta), ckpt.train_state, ckpt.path)
