@@ -21,9 +21,9 @@ def recipe_for(name: str, length: int, num_classes: int, kwargs: dict[str, Any] 
     from ..digest import file_sha256
     from .amr import AMR_ZOO, build_amr
     from .modular import make_recipe
-    from .usercode import allow, instantiate, parse_ref
+    from .usercode import allow, instantiate, parse_kwargs, parse_ref
 
-    kwargs = dict(kwargs or {})
+    kwargs = parse_kwargs(kwargs)
     if name in AMR_ZOO:
         kwargs = {"num_classes": int(num_classes), "length": int(length), **kwargs}
         model = build_amr(name, **kwargs)

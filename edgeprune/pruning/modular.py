@@ -105,7 +105,7 @@ def _macs_fn(ckpt, model, base_macs: int, transition: str):
         try:
             return remove(ckpt, model, removed, check=False)[3]["macs_after"]
         except EdgepruneError:
-            return 10 ** 18   # not a working network: never within the window
+            return base_macs   # not a working network: counts as no reduction, so it is never chosen
     return real
 
 
@@ -113,6 +113,10 @@ def _match(ckpt, model, order, fraction, tol, transition, what):
     from ..models.macs import count_macs
 
     base = int(count_macs(model, (2, ckpt.length)))
+    if transition == "reinit":
+        # keep the entries whose removal alone leaves a working network that is cheaper
+        fn = _macs_fn(ckpt, model, base, transition)
+        order = [u for u in order if fn([u]) < base]
     if not order:
         raise EdgepruneError(f"model {ckpt.spec['name']!r} has no removable unit (see `edgeprune units`); "
                              f"layer pruning needs units whose output shape equals their input"
