@@ -360,3 +360,39 @@ def test_zoo_through_the_module_path_equals_the_spec_path(toy_checkpoint):
     with torch.no_grad():
         assert torch.allclose(a(x), b(x), atol=1e-5)
     assert count_macs(a, (2, 64)) == rep["macs_after"]
+
+
+def test_train_cli_takes_user_code(code, toy_npz, tmp_path):
+    from edgeprune.checkpoint import load_checkpoint
+
+    r = _cli("train", "--model", f"{code}:vgg_like", "--kwargs", '{"length": 64}', "--data", toy_npz,
+             "--epochs", "1", "--out", tmp_path / "t.pt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    ck = load_checkpoint(tmp_path / "t.pt")
+    assert ck.spec["source"]["object"] == "vgg_like" and ck.spec["source"]["kwargs"] == {"length": 64}
+    assert ck.meta["lineage"][0]["op"] == "train" and 0 <= ck.meta["metrics"]["test_acc"] <= 1
+    r = _cli("train", "--model", f"{code}:vgg_like", "--kwargs", "[1]", "--data", toy_npz, "--epochs", "1",
+             "--out", tmp_path / "u.pt")
+    assert r.returncode != 0 and "--kwargs must be a JSON object" in r.stderr
+
+
+def test_study_config_names_user_code(code, tmp_path):
+    import os
+
+    from edgeprune.study.config import load_config
+    from edgeprune.models.usercode import ENV
+
+    cfg_path = tmp_path / "s.toml"
+    cfg_path.write_text('[data]\nsynth = "rml2016.10a"\n[model]\ncode = "nets.py:ResNet1d"\n'
+                        'kwargs = {num_classes = 11}\n[prune]\nmethods = ["random"]\n')
+    old = os.environ.get(ENV)
+    try:
+        cfg = load_config(cfg_path)
+        assert cfg["model"]["name"] == f"{code.resolve()}:ResNet1d"
+        assert cfg["model"]["kwargs"] == {"num_classes": 11}
+        assert str(code.resolve()) in os.environ[ENV]
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old

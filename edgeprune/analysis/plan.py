@@ -116,6 +116,12 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     from .similarity import SimilarityAccumulator, check_metric
     from .units import discover_units
 
+    ck0 = _load_ckpt(ckpt, "the model", data)
+    if ck0.spec.get("kind") == "module":
+        raise EdgepruneError(f"analyze makes plans for zoo spec models; {ck0.spec['name']!r} is a plain-module network: "
+                             f"`edgeprune units` shows its units and `prune --method layer --data ...` analyses it "
+                             f"itself (similarity, segments and scores are in the pruned checkpoint's lineage)")
+    ckpt = ck0
     check_metric(similarity)
     check_proxy(importance)
     if transition not in TRANSITION_MODES:
