@@ -396,3 +396,26 @@ def test_study_config_names_user_code(code, tmp_path):
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = old
+
+
+def test_bundle_of_a_cnn_lstm_predicts_like_torch(code, toy_npz, tmp_path):
+    """export + bundle + the torch-free Predictor on a user CNN+LSTM: same probabilities as PyTorch, and the
+    ONNX metadata the bundle relies on (classes, normalisation, input length)."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.usercode import allow
+    from export import Predictor, make_bundle
+    from export.onnx_export import read_metadata
+
+    _import(code, toy_npz, tmp_path, "CLDNNLike")
+    allow(code)
+    make_bundle(tmp_path / "m.pt", "x86-cpu", tmp_path / "b", precisions=["fp32"])
+    pred = Predictor(tmp_path / "b")
+    assert pred.classes == [f"tone{k}" for k in range(4)] and pred.length == 64
+    x = torch.randn(6, 2, 64)
+    with torch.no_grad():
+        ref = torch.softmax(load_checkpoint(tmp_path / "m.pt").build()(x), 1).numpy()
+    got = pred.predict(x.numpy())["probs"]
+    assert abs(got - ref).max() < 1e-4
+    meta = read_metadata(next((tmp_path / "b").glob("*.onnx")))
+    assert meta["edgeprune.classes"] == pred.classes and meta["edgeprune.input"]["length"] == 64
+    assert meta["edgeprune.normalization"] == "none"
