@@ -19,6 +19,7 @@ ORDER = [
     ["bench_latency.py"],
     ["bench_study.py", "--extra-finetune", "15", "--explain"],
     ["bench_latency_target.py"],
+    ["bench_own_models.py"],
     ["robustness.py"],
 ]
 
