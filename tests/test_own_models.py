@@ -156,24 +156,31 @@ def test_import_records_code_and_needs_permission(code, toy_npz, tmp_path):
         load_checkpoint(tmp_path / "m.pt").build()
 
 
-def test_cli_bad_input_one_line_each(code, toy_npz, tmp_path):
+def test_bad_input_is_one_error_each(code, toy_npz, tmp_path):
+    from edgeprune.models.own import import_model
+
     cases = [
-        ([f"{code}:Nope"], "no object named 'Nope'"),
-        ([f"{tmp_path}/missing.py:Net"], "does not exist"),
-        ([f"{code}:NotAModel"], "not an nn.Module"),
-        ([f"{code}:not_a_factory"], "not an nn.Module"),
-        ([f"{code}:vgg_like", "--kwargs", "{length: 64"], "--kwargs is not JSON"),
+        (f"{code}:Nope", None, "no object named 'Nope'"),
+        (f"{tmp_path}/missing.py:Net", None, "does not exist"),
+        (f"{code}:NotAModel", None, "not an nn.Module"),
+        (f"{code}:not_a_factory", None, "not an nn.Module"),
+        (f"{code}:vgg_like", "{length: 64", "--kwargs is not JSON"),
+        (f"{code}:vgg_like", None, "does not run on (N, 2, 64) I/Q frames"),     # built for L=32 by default
     ]
-    for extra, msg in cases:
-        r = _cli("import", *extra, "--data", toy_npz, "--out", tmp_path / "x.pt")
-        assert r.returncode != 0 and msg in r.stderr, (extra, r.stderr)
-        assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("edgeprune: error:")
+    for ref, kwargs, msg in cases:
+        with pytest.raises(EdgepruneError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            import_model(ref, toy_npz, tmp_path / "x.pt", kwargs=kwargs)
     # weights that do not fit name the first mismatched key
     torch.save(um.ResNet1d(width=4).state_dict(), tmp_path / "w.pth")
-    r = _cli("import", f"{code}:ResNet1d", "--data", toy_npz, "--out", tmp_path / "x.pt", "--weights", tmp_path / "w.pth")
-    assert r.returncode != 0 and "first mismatched key 'stem.weight'" in r.stderr
-    # a checkpoint of user code without --code says what to add; with it, it runs
+    with pytest.raises(EdgepruneError, match="first mismatched key 'stem.weight'"):
+        import_model(f"{code}:ResNet1d", toy_npz, tmp_path / "x.pt", weights=tmp_path / "w.pth")
+
+
+def test_cli_import_and_code_permission(code, toy_npz, tmp_path):
+    r = _cli("import", f"{code}:NotAModel", "--data", toy_npz, "--out", tmp_path / "x.pt")
+    assert r.returncode != 0 and r.stderr.startswith("edgeprune: error:") and r.stderr.strip().count("\n") == 0
     assert _cli("import", f"{code}:ResNet1d", "--data", toy_npz, "--out", tmp_path / "m.pt").returncode == 0
+    # a checkpoint of user code without --code says what to add; with it (or the variable), it runs
     r = _cli("units", tmp_path / "m.pt")
     assert r.returncode != 0 and f"--code {code.resolve()}" in r.stderr
     r = _cli("units", tmp_path / "m.pt", "--json", env={"EDGEPRUNE_CODE": str(code)})
@@ -256,10 +263,16 @@ def test_every_method_hits_the_target_and_reloads(code, toy_npz, tmp_path, metho
     from edgeprune.models.usercode import allow
     from edgeprune.pruning.apply import prune_checkpoint
 
-    _import(code, toy_npz, tmp_path, "ResNet1d")
     allow(code)
-    target = 0.5 if method.startswith("channel") else 0.5536   # 0.5536: two stage-1 blocks and one stage-2 block
-    doc = prune_checkpoint(tmp_path / "m.pt", tmp_path / "p.pt", method=method, data=toy_npz, target_macs=target)
+    if method.startswith("channel"):
+        _import(code, toy_npz, tmp_path, "vgg_like", kwargs={"length": 64})
+        target, opts = 0.5, {}
+    else:
+        _import(code, toy_npz, tmp_path, "ResNet1d")
+        target = 0.5536             # two stage-1 blocks and one stage-2 block of the 1-D ResNet
+        opts = {"steps": 30} if method == "dbp" else {}
+    doc = prune_checkpoint(tmp_path / "m.pt", tmp_path / "p.pt", method=method, data=toy_npz, target_macs=target,
+                           **opts)
     ck = load_checkpoint(tmp_path / "p.pt")
     model = ck.build()
     macs = count_macs(model, (2, 64))
