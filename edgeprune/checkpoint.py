@@ -1,4 +1,11 @@
-"""Checkpoints: spec + state_dict + metadata, no pickled modules.
+"""Checkpoints: spec (or module recipe) + state_dict + metadata, no pickled modules.
+
+For networks written as module code (the user's own, the AMR-family zoo) the
+``spec`` slot holds a *recipe* (``"kind": "module"``, see
+:mod:`edgeprune.models.modular`): the code file, object, kwargs and sha256
+(or the built-in zoo name), and the structural edits since. Loading never
+imports code; building the model of a user's code needs the file allowed
+(``--code`` / ``EDGEPRUNE_CODE``, :mod:`edgeprune.models.usercode`).
 
 Saved with ``torch.save`` of plain containers and loaded with
 ``torch.load(weights_only=True)``, so a checkpoint from the internet cannot
