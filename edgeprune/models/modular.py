@@ -90,6 +90,8 @@ def validate_recipe(r: Any) -> dict[str, Any]:
         if not isinstance(attrs, dict) or not all(isinstance(v, (int, float, bool, str, list)) or v is None
                                                   for v in attrs.values()):
             raise EdgepruneError(f"model recipe edits: attrs of {name!r} must be plain values")
+        if any(not isinstance(k, str) or k.startswith("_") or k in ("forward", "training") for k in attrs):
+            raise EdgepruneError(f"model recipe edits: attrs of {name!r} name a private or reserved attribute")
     return r
 
 
@@ -103,7 +105,10 @@ def base_model(recipe: dict[str, Any], where: str = "this checkpoint"):
     if "zoo" in src:
         from .amr import build_amr
 
-        return build_amr(src["zoo"], **kwargs)
+        try:
+            return build_amr(src["zoo"], **kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise EdgepruneError(f"{where}: the zoo model {src['zoo']!r} does not build with {kwargs} ({exc})") from exc
     if "spec" in src:
         from .net import EdgeNet
 
