@@ -432,3 +432,17 @@ def test_bundle_of_a_cnn_lstm_predicts_like_torch(code, toy_npz, tmp_path):
     meta = read_metadata(next((tmp_path / "b").glob("*.onnx")))
     assert meta["edgeprune.classes"] == pred.classes and meta["edgeprune.input"]["length"] == 64
     assert meta["edgeprune.normalization"] == "none"
+
+
+def test_zoo_checkpoint_pruned_through_the_traced_path(toy_checkpoint, toy_npz, tmp_path):
+    """`--opt traced=true`: a zoo model pruned by the same code path as user models; its checkpoint rebuilds from
+    the spec plus the recorded edits, with no code permission needed."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    prune_checkpoint(toy_checkpoint, tmp_path / "p.pt", method="dbp", data=toy_npz, target_macs=0.7, traced=True,
+                     steps=30)
+    ck = load_checkpoint(tmp_path / "p.pt")
+    assert ck.spec["kind"] == "module" and "spec" in ck.spec["source"] and ck.spec["edits"]["removed"]
+    base = count_macs(load_checkpoint(toy_checkpoint).build(), (2, 64))
+    assert abs(count_macs(ck.build(), (2, 64)) / base - 0.7) <= 0.02 * 0.7

@@ -73,6 +73,12 @@ def get_method(name: str) -> Callable[..., PruneResult]:
     def dispatch(ckpt, data=None, **kwargs):
         # networks written as nn.Module code (module recipes) go through the traced-module implementations
         spec = getattr(ckpt, "spec", None)
+        if kwargs.pop("traced", False) and isinstance(spec, dict) and spec.get("kind") != "module":
+            # a zoo spec model through the traced-module path (the same path as the user's own networks)
+            from ..models.modular import checkpoint_as_recipe
+
+            ckpt = checkpoint_as_recipe(ckpt)
+            spec = ckpt.spec
         if isinstance(spec, dict) and spec.get("kind") == "module":
             from .modular import module_method
 
