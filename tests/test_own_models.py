@@ -117,7 +117,7 @@ def test_cnn_lstm_macs_agree_with_onnx(tmp_path):
     assert count_onnx_macs(path)["macs"] == hand
 
 
-def test_attention_macs_hand_count():
+def test_attention_macs_hand_count(tmp_path):
     class Att(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -132,6 +132,12 @@ def test_attention_macs_hand_count():
     L = 10
     hand = (3 * L * 8 * 8) + 2 * L * L * 8 + L * 8 * 8 + L * 8 * 3
     assert count_macs(Att(), (2, L)) == hand
+    from export.onnx_export import torch_to_onnx
+    from profiling.onnx_macs import count_onnx_macs
+
+    path = tmp_path / "att.onnx"
+    torch_to_onnx(Att().eval(), L, path)
+    assert count_onnx_macs(path)["macs"] == hand
 
 
 # ---------------------------------------------------------------- import, permission, sha256
