@@ -452,3 +452,25 @@ def test_zoo_checkpoint_pruned_through_the_traced_path(toy_checkpoint, toy_npz, 
     assert ck.spec["kind"] == "module" and "spec" in ck.spec["source"] and ck.spec["edits"]["removed"]
     base = count_macs(load_checkpoint(toy_checkpoint).build(), (2, 64))
     assert abs(count_macs(ck.build(), (2, 64)) / base - 0.7) <= 0.02 * 0.7
+
+
+def test_bidirectional_gru_macs_hand_count_and_onnx(tmp_path):
+    from export.onnx_export import torch_to_onnx
+    from profiling.onnx_macs import count_onnx_macs
+
+    class G(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = torch.nn.GRU(2, 6, num_layers=2, bidirectional=True)     # (T, N, F) layout
+            self.fc = torch.nn.Linear(12, 3)
+
+        def forward(self, x):
+            y, _ = self.gru(x.permute(2, 0, 1))
+            return self.fc(y[-1])
+
+    T = 16
+    hand = T * 2 * (3 * 6 * (2 + 6) + 3 * 6 * (12 + 6)) + 12 * 3
+    assert count_macs(G(), (2, T)) == hand
+    path = tmp_path / "g.onnx"
+    torch_to_onnx(G().eval(), T, path)
+    assert count_onnx_macs(path)["macs"] == hand
