@@ -12,11 +12,16 @@ PyTorch's); tests compare them with these modules.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EdgepruneError
+
+# Keras-style 'same' padding with even kernels (as the reference models use) makes torch warn on every call
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 
 
 class MCLDNN(nn.Module):
