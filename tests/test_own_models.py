@@ -153,6 +153,13 @@ def test_import_records_code_and_needs_permission(code, toy_npz, tmp_path):
     assert ck.spec["source"]["file"] == str(code.resolve())
     with pytest.raises(EdgepruneError, match="--code"):
         ck.build()
+    # the same file moved elsewhere (same sha256) is accepted when that copy is allowed
+    moved = tmp_path / "elsewhere" / "nets_copy.py"
+    moved.parent.mkdir()
+    shutil.copy(code, moved)
+    allow(moved)
+    assert ck.build()(torch.zeros(3, 2, 64)).shape == (3, 4)
+    forget_allowed()
     allow(code)
     model = ck.build()
     assert model(torch.zeros(3, 2, 64)).shape == (3, 4)
