@@ -162,7 +162,6 @@ def apply_structure(model, edits: dict[str, Any]):
 def apply_attrs(model, attrs: dict[str, dict[str, Any]], state_dict: dict) -> None:
     """Re-apply widths with Torch-Pruning's ``tp.load_state_dict``: attributes from the recipe, parameter
     and buffer tensors from ``state_dict`` (so their shapes follow)."""
-    import torch
     from torch import nn
 
     from ..errors import require
@@ -198,7 +197,6 @@ def apply_attrs(model, attrs: dict[str, dict[str, Any]], state_dict: dict) -> No
             from .surgery import refresh_rnn
 
             refresh_rnn(mod)
-    del torch
 
 
 def build_recipe(recipe: dict[str, Any], state_dict: dict | None = None, where: str = "this checkpoint"):
