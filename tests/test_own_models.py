@@ -481,3 +481,27 @@ def test_bidirectional_gru_macs_hand_count_and_onnx(tmp_path):
     path = tmp_path / "g.onnx"
     torch_to_onnx(G().eval(), T, path)
     assert count_onnx_macs(path)["macs"] == hand
+
+
+def test_analyze_plan_then_prune_with_it(code, toy_npz, tmp_path):
+    """analyze works on a plain-module network; pruning with its plan removes what pruning without it removes."""
+    from edgeprune.analysis.plan import analyze, save_plan
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.usercode import allow
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    _import(code, toy_npz, tmp_path, "ResNet1d")
+    allow(code)
+    plan = analyze(tmp_path / "m.pt", toy_npz, seed=0)
+    assert [u["name"] for u in plan["units"]] == ["stem+bn", "layers.0", "layers.1", "layers.2", "layers.3",
+                                                 "layers.4", "layers.5"]
+    save_plan(tmp_path / "plan.json", plan)
+    prune_checkpoint(tmp_path / "m.pt", tmp_path / "a.pt", method="layer", data=toy_npz, target_macs=0.5536,
+                     plan=tmp_path / "plan.json")
+    prune_checkpoint(tmp_path / "m.pt", tmp_path / "b.pt", method="layer", data=toy_npz, target_macs=0.5536)
+    a, b = (load_checkpoint(tmp_path / n).spec["edits"]["removed"] for n in ("a.pt", "b.pt"))
+    assert sorted(a) == sorted(b) and a
+    _import(code, toy_npz, tmp_path, "vgg_like", kwargs={"length": 64}, out="v.pt")
+    with pytest.raises(EdgepruneError, match="the plan was made for model 'ResNet1d'"):
+        prune_checkpoint(tmp_path / "v.pt", tmp_path / "c.pt", method="layer", data=toy_npz, target_macs=0.5,
+                         plan=tmp_path / "plan.json")

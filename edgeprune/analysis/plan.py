@@ -118,9 +118,15 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
 
     ck0 = _load_ckpt(ckpt, "the model", data)
     if ck0.spec.get("kind") == "module":
-        raise EdgepruneError(f"analyze makes plans for zoo spec models; {ck0.spec['name']!r} is a plain-module network: "
-                             f"`edgeprune units` shows its units and `prune --method layer --data ...` analyses it "
-                             f"itself (similarity, segments and scores are in the pruned checkpoint's lineage)")
+        # a plain-module network: the traced units, the same similarity and segmentation, SynFlow on the whole net
+        if importance not in (None, "synflow") or keep is not None or keep_units is not None:
+            raise EdgepruneError("for a plain-module network analyze takes --importance synflow and --target-macs "
+                                 "(not --keep/--keep-units)")
+        from ..pruning.modular import module_analysis
+
+        return module_analysis(ck0, data, similarity=similarity, segments=segments, max_segments=max_segments,
+                               batches=batches, batch_size=batch_size, seed=seed, transition=transition,
+                               target_macs=target_macs)
     ckpt = ck0
     check_metric(similarity)
     check_proxy(importance)

@@ -188,40 +188,9 @@ def synflow_unit_scores(model, units, length: int) -> dict[str, float]:
     return scores
 
 
-def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str | None = None,
-                 similarity: str = "cka-unbiased", segments="auto", max_segments=None, batches: int = 5,
-                 batch_size: int = 128, tolerance=None, importance: str = "synflow", search=None,
-                 **options) -> PruneResult:
-    from ..analysis.segmentation import column_sums, segment
-    from ..analysis.similarity import similarity_matrix
-    from ..data.readers import load_dataset
-
-    transition = transition or "keep"
-    fraction = check_target(target_macs)
-    tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
-    _no_options(options, "layer")
-    if importance not in (None, "synflow"):
-        raise EdgepruneError(f"the layer method on a plain-module network scores units with synflow only, "
-                             f"not {importance!r}")
-    if data is None:
-        raise EdgepruneError("layer pruning needs --data to measure the similarity of the units")
-    ds = data if hasattr(data, "x") else load_dataset(data)
-    model = ckpt.build()
-    res = _trace(model, ckpt)
-    cands = candidates(res, transition)
-    entries = [u for u in res.units if u.role in ("stem", "unit", "transition")]
-    if not cands:
-        _match(ckpt, model, [], fraction, tol, transition, "layer pruning")
-    rng = np.random.default_rng(seed)
-    n = min(len(ds), max(4, batches * batch_size))
-    idx = np.sort(rng.permutation(len(ds))[:n])
-    feats = _features(model, sorted({u.output_module for u in entries}), ds.x[idx])
-    sim = similarity_matrix([feats[u.output_module] for u in entries], similarity)
-    seg = segment(column_sums(sim), segments, max_segments or max(1, min(len(entries), 5)))
-    label = {u.name: seg.labels()[i] for i, u in enumerate(entries)}
-    scores = synflow_unit_scores(model, cands, ckpt.length)
-    # remove the highest scores first (the lowest is kept, as in the reference); each segment's last candidate
-    # comes at the end of the walk, so every segment keeps a unit as long as the target allows
+def _removal_order(cands, label: dict[str, int], scores: dict[str, float]) -> list:
+    """Highest scores first (the lowest is kept, as in the reference); each segment's last candidate comes at
+    the end of the walk, so every segment keeps a unit as long as the target allows."""
     by_seg: dict[int, list] = {}
     for u in cands:
         by_seg.setdefault(label.get(u.name, -1), []).append(u)
@@ -230,12 +199,143 @@ def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str
         ranked = sorted(members, key=lambda u: (-scores[u.name], u.position))
         head += ranked[:-1]
         tail += ranked[-1:]
-    order = sorted(head, key=lambda u: (-scores[u.name], u.position)) + sorted(tail, key=lambda u: -scores[u.name])
+    return sorted(head, key=lambda u: (-scores[u.name], u.position)) + sorted(tail, key=lambda u: -scores[u.name])
+
+
+def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="auto", max_segments=None,
+                    batches: int = 5, batch_size: int = 128, seed: int = 0, transition: str = "keep",
+                    target_macs=None, tolerance=None) -> dict[str, Any]:
+    """The layer method's analysis of a plain-module network, as a plan (the same format as a spec plan).
+
+    Units are identified by their position in the traced order (``layer`` = position) and named; similarity
+    over the outputs of the stem, units and transitions; Fisher segments; SynFlow scores of the removable
+    units. With ``target_macs`` the kept units are those the layer method would keep; without, each
+    segment keeps its lowest-scoring unit.
+    """
+    import time
+
+    from ..analysis.plan import PLAN_FORMAT, spec_hash
+    from ..analysis.segmentation import column_sums, segment
+    from ..analysis.similarity import similarity_matrix
+    from ..data.readers import load_dataset
+
+    t0 = time.perf_counter()
+    if data is None:
+        raise EdgepruneError("layer pruning needs --data to measure the similarity of the units")
+    ds = data if hasattr(data, "x") else load_dataset(data)
+    model = ckpt.build()
+    res = _trace(model, ckpt)
+    cands = candidates(res, transition)
+    entries = [u for u in res.units if u.role in ("stem", "unit", "transition")]
+    if not cands:
+        _match(ckpt, model, [], 0.5, DEFAULT_TOLERANCE, transition, "layer pruning")
+    rng = np.random.default_rng(seed)
+    n = min(len(ds), max(4, batches * batch_size))
+    idx = np.sort(rng.permutation(len(ds))[:n])
+    feats = _features(model, sorted({u.output_module for u in entries}), ds.x[idx])
+    sim = similarity_matrix([feats[u.output_module] for u in entries], similarity)
+    t1 = time.perf_counter()
+    seg = segment(column_sums(sim), segments, max_segments or max(1, min(len(entries), 5)))
+    label = {u.name: seg.labels()[i] for i, u in enumerate(entries)}
+    scores = synflow_unit_scores(model, cands, ckpt.length)
+    t2 = time.perf_counter()
+    order = _removal_order(cands, label, scores)
+    from ..models.macs import count_macs
+
+    base = int(count_macs(model, (2, ckpt.length)))
+    if target_macs is not None:
+        tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
+        match, _ = _match(ckpt, model, order, check_target(target_macs), tol, transition, "layer pruning")
+        removed = list(match.setting)
+    else:
+        keep_one = {min(members, key=lambda u: (scores[u.name], u.position)).name
+                    for members in _group(cands, label).values()}
+        removed = [u for u in cands if u.name not in keep_one]
+    params_before = int(sum(p.numel() for p in model.parameters()))
+    if removed:
+        _, _, net, rep = remove(ckpt, model, removed, check=False)
+        after, params_after = rep["macs_after"], int(sum(p.numel() for p in net.parameters()))
+    else:
+        after, params_after = base, params_before
+    pos = {u.name: i for i, u in enumerate(entries)}
+    kept = [pos[u.name] for u in cands if u not in removed and u.name in pos]
+    return {
+        "format": PLAN_FORMAT, "kind": "module", "model": ckpt.spec["name"], "spec_sha256": spec_hash(ckpt.spec),
+        "units": [{"layer": i, "position": i, "name": u.name, "role": u.role if u.role != "unit" else "unit",
+                   "removable": u in cands, "macs": u.macs} for i, u in enumerate(entries)],
+        "similarity": {"metric": similarity, "matrix": sim.tolist(), "frames": int(n)},
+        "segments": seg.to_dict(),
+        "importance": {"proxy": "synflow-whole-network", "rule": "lowest score kept",
+                       "scores": {str(pos[u.name]): scores[u.name] for u in cands if u.name in pos}},
+        "kept_units": sorted(kept), "transition": transition, "seed": seed,
+        "keep": {"counts": [sum(1 for u in m if u not in removed) for m in _group(cands, label).values()],
+                 "mode": "target_macs" if target_macs is not None else "one per segment", "search": "per-unit"},
+        "expected": {"macs_before": base, "macs_after": int(after), "macs_reduction": 1 - after / base,
+                     "params_before": params_before, "params_after": params_after,
+                     "params_reduction": 1 - params_after / params_before},
+        "timings": {"similarity_s": round(t1 - t0, 4), "importance_s": round(t2 - t1, 4)},
+    }
+
+
+def _group(cands, label):
+    out: dict[int, list] = {}
+    for u in cands:
+        out.setdefault(label.get(u.name, -1), []).append(u)
+    return out
+
+
+def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str | None = None,
+                 similarity: str = "cka-unbiased", segments="auto", max_segments=None, batches: int = 5,
+                 batch_size: int = 128, tolerance=None, importance: str = "synflow", search=None, plan=None,
+                 **options) -> PruneResult:
+    from pathlib import Path
+
+    fraction = check_target(target_macs)
+    tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
+    _no_options(options, "layer")
+    if importance not in (None, "synflow"):
+        raise EdgepruneError(f"the layer method on a plain-module network scores units with synflow only, "
+                             f"not {importance!r}")
+    plan_ref = None
+    if plan is not None:
+        from ..analysis.plan import check_plan, load_plan
+        from ..digest import file_sha256
+
+        if isinstance(plan, (str, Path)):
+            plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}
+            plan = load_plan(plan)
+        if plan.get("kind") != "module":
+            raise EdgepruneError("the plan was made for a zoo spec model, not for this plain-module network")
+        check_plan(plan, ckpt.spec)
+        transition = transition or plan.get("transition") or "keep"
+    else:
+        transition = transition or "keep"
+        plan = module_analysis(ckpt, data, similarity=similarity, segments=segments, max_segments=max_segments,
+                               batches=batches, batch_size=batch_size, seed=seed, transition=transition)
+    model = ckpt.build()
+    res = _trace(model, ckpt)
+    cands = candidates(res, transition)
+    entries = [u for u in res.units if u.role in ("stem", "unit", "transition")]
+    labels = plan["segments"]
+    seg_of = []
+    for i, (a, b) in enumerate(labels["bounds"]):
+        seg_of += [i] * (b - a)
+    if len(seg_of) != len(entries):
+        raise EdgepruneError("the plan does not match this network's traced units; make a new one with analyze")
+    label = {u.name: seg_of[i] for i, u in enumerate(entries)}
+    pos = {u.name: i for i, u in enumerate(entries)}
+    try:
+        scores = {u.name: float(plan["importance"]["scores"][str(pos[u.name])]) for u in cands}
+    except KeyError as exc:
+        raise EdgepruneError(f"the plan lacks a score for unit {exc}; make a new one with analyze "
+                             f"(the same --transition)") from exc
+    order = _removal_order(cands, label, scores)
     match, base = _match(ckpt, model, order, fraction, tol, transition, "layer pruning")
-    extra = {"options": {"similarity": similarity, "segments": seg.to_dict(), "proxy": "synflow-whole-network",
-                         "tolerance": tol}, "scores": scores,
+    extra = {"options": {"similarity": plan["similarity"]["metric"], "segments": plan["segments"],
+                         "proxy": plan["importance"]["proxy"], "tolerance": tol}, "scores": scores,
+             "plan": plan_ref,
              "kept_units": [u.name for u in cands if u.name not in {v.name for v in match.setting}]}
-    return _result(ckpt, model, match, base, "layer", seed, transition, extra)
+    return _result(ckpt, model, match, base, "layer", seed, transition, extra, info={"plan": plan})
 
 
 def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
