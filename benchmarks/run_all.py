@@ -20,6 +20,7 @@ ORDER = [
     ["bench_study.py", "--extra-finetune", "15", "--explain"],
     ["bench_latency_target.py"],
     ["bench_runner.py"],
+    ["bench_own_models.py"],
     ["robustness.py"],
     ["bench_hil.py"],                          # needs root and openssh-server (a loopback sshd)
 ]

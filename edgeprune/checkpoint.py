@@ -1,4 +1,11 @@
-"""Checkpoints: spec + state_dict + metadata, no pickled modules.
+"""Checkpoints: spec (or module recipe) + state_dict + metadata, no pickled modules.
+
+For networks written as module code (the user's own, the AMR-family zoo) the
+``spec`` slot holds a *recipe* (``"kind": "module"``, see
+:mod:`edgeprune.models.modular`): the code file, object, kwargs and sha256
+(or the built-in zoo name), and the structural edits since. Loading never
+imports code; building the model of a user's code needs the file allowed
+(``--code`` / ``EDGEPRUNE_CODE``, :mod:`edgeprune.models.usercode`).
 
 Saved with ``torch.save`` of plain containers and loaded with
 ``torch.load(weights_only=True)``, so a checkpoint from the internet cannot
@@ -103,6 +110,10 @@ class Checkpoint:
         """The model with its weights loaded, in eval mode."""
         from .models import build_model
 
+        if self.spec.get("kind") == "module":
+            from .models.modular import build_recipe
+
+            return build_recipe(self.spec, self.state_dict, where=f"checkpoint {self.path}")
         try:
             model = build_model(self.spec)
         except (RuntimeError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
@@ -179,7 +190,7 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """What ``edgeprune inspect`` shows."""
     from .models.spec import unit_indices
 
-    layers = ckpt.spec["layers"]
+    layers = ckpt.spec.get("layers", [])
     return {
         "path": str(ckpt.path) if ckpt.path else None,
         "sha256": ckpt.sha256(),
@@ -191,9 +202,11 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "classes": ckpt.classes,
         "params": ckpt.meta.get("params"),
         "macs": ckpt.meta.get("macs"),
-        "units": len(unit_indices(ckpt.spec)),
+        "units": ckpt.meta.get("units", len(unit_indices(ckpt.spec))),
         "weight_layers": ckpt.meta.get("weight_layers"),
         "layers": [{k: v for k, v in l.items()} for l in layers],
+        "source": ckpt.spec.get("source"),
+        "edits": ckpt.spec.get("edits"),
         "metrics": ckpt.meta.get("metrics", {}),
         "lineage": ckpt.meta.get("lineage", []),
         "created": ckpt.meta.get("created"),

@@ -69,7 +69,16 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     from .targets import load_target
 
     tgt = load_target(target, targets_dir)
-    ck = load_checkpoint(ckpt)
+    from edgeprune.checkpoint import Checkpoint
+
+    if isinstance(ckpt, Checkpoint):
+        ck = ckpt
+    elif isinstance(ckpt, (str, os.PathLike)):
+        ck = load_checkpoint(ckpt)
+    else:  # a live nn.Module: classes and length from the data
+        from edgeprune.models.own import as_checkpoint
+
+        ck = as_checkpoint(ckpt, data)
     out = Path(out)
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise EdgepruneError(f"{out} already exists (remove it or pass --force)")

@@ -32,10 +32,16 @@ PRECISIONS = ("fp32", "fp16", "int8")
 METADATA_PREFIX = "edgeprune."
 
 
-def _load_ckpt(ckpt):
+def _load_ckpt(ckpt, data=None):
     from edgeprune.checkpoint import Checkpoint, load_checkpoint
 
-    return ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
+    if isinstance(ckpt, Checkpoint):
+        return ckpt
+    if isinstance(ckpt, (str, Path)):
+        return load_checkpoint(ckpt)
+    from edgeprune.models.own import as_checkpoint   # a live nn.Module: classes and length from the data
+
+    return as_checkpoint(ckpt, data)
 
 
 # ----------------------------------------------------------------- export
@@ -224,7 +230,7 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
 
     from .targets import load_target
 
-    ckpt = _load_ckpt(ckpt)
+    ckpt = _load_ckpt(ckpt, verify_data or calib_data)
     tgt = load_target(target, targets_dir) if target is not None else None
     if precision is None:
         precision = tgt.default_precision if tgt else "fp32"

@@ -103,12 +103,16 @@ def _shapes_by_running(model, names: list[str]) -> dict[str, list]:
     return {n: list(o.shape) for n, o in zip(names, outs)}
 
 
+_RNN_OPS = ("LSTM", "GRU", "RNN")
+
+
 def count_onnx_macs(model) -> dict:
     """Count MACs of an ONNX model (a path or a ModelProto).
 
     Returns ``{"macs": total per frame, "per_layer": {layer index: MACs},
     "other": MACs outside any ``layers.i``, "weight_layers": number of
-    Conv/Gemm/MatMul nodes, "nodes": [{"name", "op", "layer", "macs"}]}``.
+    Conv/Gemm/MatMul/LSTM/GRU/RNN nodes (an LSTM/GRU/RNN node counts its input
+    and recurrent weights at every step, in every direction), "nodes": [{"name", "op", "layer", "macs"}]}``.
     """
     onnx, model = _load(model)
     model_copy = onnx.ModelProto()
@@ -146,6 +150,8 @@ def count_onnx_macs(model) -> dict:
         if node.op_type in _CONV_OPS or node.op_type in _MATMUL_OPS or node.op_type == "Gemm":
             idx = {0, 1, 3} & set(range(len(node.input)))
             wanted += [node.input[i] for i in idx if node.input[i]] + [node.output[0]]
+        elif node.op_type in _RNN_OPS:
+            wanted += [n for n in node.input[:3] if n]
     missing = sorted({n for n in wanted if not known(n)})
     if missing:
         # shapes that static inference cannot resolve (e.g. a Pad whose pads come from Shape ops):
@@ -178,6 +184,15 @@ def count_onnx_macs(model) -> dict:
             a = shape_of(node.input[ai], node)
             out = shape_of(node.output[0], node)
             macs = _prod(out) * a[-1] // batch0
+        elif op in _RNN_OPS:
+            # X [seq, batch, in] (layout 0) or [batch, seq, in] (layout 1); W [dirs, gates*H, in]; R [dirs, gates*H, H]:
+            # every step multiplies the input and the hidden state by all gate weights, in every direction
+            x = shape_of(node.input[0], node)
+            w = shape_of(node.input[1], node)
+            r = shape_of(node.input[2], node)
+            layout = next((at.i for at in node.attribute if at.name == "layout"), 0)
+            seq, batch = (x[1], x[0]) if layout else (x[0], x[1])
+            macs = seq * batch * w[0] * (w[1] * w[2] + r[1] * r[2]) // batch0
         if macs is None:
             continue
         nodes.append({"name": node.name, "op": op, "layer": layer_index(node.name, _node_scopes(node)),

@@ -56,7 +56,7 @@ def group_by_layer(nodes: list[dict], layer_macs: dict | None = None, spec: dict
     indices = set(layer_macs)
     indices |= {n["layer"] for n in nodes if n["layer"] is not None}
     if spec is not None:
-        indices |= set(range(len(spec["layers"])))
+        indices |= set(range(len(spec.get("layers", []))))
     ms = {i: 0.0 for i in indices}
     other_ms = 0.0
     for n in nodes:
@@ -67,7 +67,7 @@ def group_by_layer(nodes: list[dict], layer_macs: dict | None = None, spec: dict
     total = sum(ms.values()) + other_ms
     rows = []
     for i in sorted(indices):
-        layer = spec["layers"][i] if spec is not None and i < len(spec["layers"]) else {}
+        layer = spec["layers"][i] if spec is not None and i < len(spec.get("layers", [])) else {}
         rows.append({"layer": i, "name": f"layers.{i}", "type": layer.get("type"), "role": layer.get("role"),
                      "macs": layer_macs.get(i, 0 if layer_macs else None), "ms": ms[i],
                      "share": ms[i] / total if total > 0 else 0.0})

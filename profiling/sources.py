@@ -76,7 +76,7 @@ class ModelSource:
         return self._cache["layer_macs"]
 
     def _layer_macs(self) -> dict[int, int] | None:
-        if self.spec is not None and self.kind == "checkpoint":
+        if self.spec is not None and self.kind == "checkpoint" and self.spec.get("kind") != "module":
             from edgeprune.models import build_model
             from edgeprune.models.macs import count_macs
 

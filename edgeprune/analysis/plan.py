@@ -140,6 +140,18 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     from .similarity import SimilarityAccumulator, check_metric
     from .units import discover_units
 
+    ck0 = _load_ckpt(ckpt, "the model", data)
+    if ck0.spec.get("kind") == "module":
+        # a plain-module network: the traced units, the same similarity and segmentation, SynFlow on the whole net
+        if importance not in (None, "synflow") or keep is not None or keep_units is not None:
+            raise EdgepruneError("for a plain-module network analyze takes --importance synflow and --target-macs "
+                                 "(not --keep/--keep-units)")
+        from ..pruning.modular import module_analysis
+
+        return module_analysis(ck0, data, similarity=similarity, segments=segments, max_segments=max_segments,
+                               batches=batches, batch_size=batch_size, seed=seed, transition=transition,
+                               target_macs=target_macs)
+    ckpt = ck0
     check_metric(similarity)
     check_proxy(importance)
     if transition not in TRANSITION_MODES:

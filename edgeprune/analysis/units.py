@@ -1,8 +1,8 @@
 """The prunable units of a model, in order: residual blocks, Conv-BN-ReLU units, residual stacks.
 
-For zoo models the units come from the spec (:func:`discover_units`); for a
-user's own ``nn.Module`` they are found by tracing shapes through its children
-(:func:`trace_units`).
+For zoo models the units come from the spec (:func:`discover_units`); for any
+``nn.Module`` they are found by tracing its forward
+(:func:`edgeprune.analysis.trace.discover_module_units`; :func:`trace_units` is a short view of it).
 
 Terms:
 
@@ -109,66 +109,22 @@ class TracedUnit:
                 "transition": self.transition, "params": self.params}
 
 
-def _container(module):
-    from torch import nn
-
-    if isinstance(module, (nn.Sequential, nn.ModuleList)):
-        return module, ""
-    # a network whose body is one Sequential/ModuleList holding most of the parameters (like EdgeNet.layers)
-    total = sum(p.numel() for p in module.parameters()) or 1
-    for name, child in module.named_children():
-        if isinstance(child, (nn.Sequential, nn.ModuleList)):
-            if sum(p.numel() for p in child.parameters()) >= 0.5 * total:
-                return child, name + "."
-    return module, ""
-
-
 def trace_units(module, example_input) -> list[TracedUnit]:
-    """Trace a user's ``nn.Module``: its parameterised children in call order, with shapes.
+    """The traced entries of a user's ``nn.Module`` (a thin view of
+    :func:`edgeprune.analysis.trace.discover_module_units`, which has the details and the reasons).
 
-    The children of a Sequential/ModuleList body (or the direct children) are
-    hooked and one forward pass of ``example_input`` is run. A child whose
-    output shape equals its input shape is removable; shape-changing ones are
-    transitions. Children without parameters (pooling, activations) are not
-    units. Shapes are per sample (batch dimension dropped).
+    Conv-(BN)-(act) groups are one entry, residual blocks one entry, each layer of a stacked LSTM/GRU one entry;
+    the stem and the classifier are listed but never removable. Shapes are per sample.
     """
     import torch
 
+    from .trace import discover_module_units
+
     if not isinstance(module, torch.nn.Module):
         raise EdgepruneError("trace_units needs a torch.nn.Module")
-    body, prefix = _container(module)
-    seen: list[tuple[str, Any, tuple, tuple]] = []
-    handles = []
-
-    def hook(name):
-        def fn(mod, inp, out):
-            if not inp or not isinstance(inp[0], torch.Tensor) or not isinstance(out, torch.Tensor):
-                return
-            seen.append((name, mod, tuple(inp[0].shape[1:]), tuple(out.shape[1:])))
-        return fn
-
-    for name, child in body.named_children():
-        handles.append(child.register_forward_hook(hook(prefix + name)))
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(example_input)
-    except Exception as exc:  # noqa: BLE001 - a user's model failed on the example input
-        raise EdgepruneError(f"tracing failed: the model does not run on the example input "
-                             f"of shape {list(getattr(example_input, 'shape', []))}: {exc}") from exc
-    finally:
-        for h in handles:
-            h.remove()
-        module.train(was_training)
-    units: list[TracedUnit] = []
-    done = set()
-    for name, mod, ishape, oshape in seen:
-        params = sum(p.numel() for p in mod.parameters())
-        if params == 0 or name in done:
-            continue
-        done.add(name)
-        units.append(TracedUnit(name=name, position=len(units), in_shape=ishape, out_shape=oshape,
-                                removable=ishape == oshape, transition=ishape != oshape,
-                                params=int(params), module=mod))
-    return units
+    shape = tuple(getattr(example_input, "shape", ())[1:])
+    res = discover_module_units(module, shape, batch=int(getattr(example_input, "shape", (2,))[0] or 2))
+    mods = dict(module.named_modules())
+    return [TracedUnit(name=u.name, position=u.position, in_shape=u.in_shape, out_shape=u.out_shape,
+                       removable=u.removable, transition=u.in_shape != u.out_shape, params=u.params,
+                       module=mods.get(u.output_module)) for u in res.units]

@@ -31,6 +31,13 @@ def run_models(args):
     for name, (desc, _) in ZOO.items():
         st = model_stats(make_spec(name, args.length, args.classes))
         rows.append({"name": name, "description": desc, **st})
+    from ..models.modular import model_stats_of
+    from ..models.own import recipe_for
+
+    for name in __import__("edgeprune.models.amr", fromlist=["AMR_ZOO"]).AMR_ZOO:
+        recipe, model = recipe_for(name, args.length, args.classes)
+        desc = __import__("edgeprune.models.amr", fromlist=["AMR_ZOO"]).AMR_ZOO[name][0]
+        rows.append({"name": name, "description": desc + " [plain module]", **model_stats_of(model, recipe)})
     lines = [f"{'model':<14} {'params':>11} {'MACs':>13} {'units':>6}  description"]
     for r in rows:
         lines.append(f"{r['name']:<14} {r['params']:>11,} {r['macs']:>13,} {r['units']:>6}  {r['description']}")

@@ -21,7 +21,10 @@ def register(sub, common):
                     "trains data-parallel (DistributedDataParallel; gloo on CPU, nccl on CUDA) and only rank 0 writes: "
                     "torchrun --nproc_per_node 2 -m edgeprune train ...")
     p.add_argument("--data", required=True, help="dataset file (.npz or a supported real format)")
-    p.add_argument("--model", required=True, help="zoo model name (see `edgeprune models`)")
+    p.add_argument("--model", required=True,
+                   help="zoo model name (see `edgeprune models`) or your own network as FILE.py:NAME "
+                        "(an nn.Module class or a function returning one)")
+    p.add_argument("--kwargs", default=None, help="JSON keyword arguments for FILE.py:NAME")
     p.add_argument("--epochs", type=int, required=True, help="number of epochs")
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
     p.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
@@ -69,7 +72,7 @@ def run_train(args):
                          step_size=args.step_size, gamma=args.gamma, weight_decay=args.weight_decay, seed=args.seed,
                          split=args.split, split_seed=args.split_seed, min_snr=args.min_snr, max_snr=args.max_snr,
                          threads=args.threads, device=args.device, resume=args.resume, log=args.log,
-                         ddp_debug_dir=args.ddp_debug_dir)
+                         ddp_debug_dir=args.ddp_debug_dir, kwargs=args.kwargs)
     if "summary" in result:
         text = result.pop("summary")
         emit(args, result, text)

@@ -20,6 +20,9 @@ def common_parser() -> argparse.ArgumentParser:
                    help="show the full traceback on errors")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
                    help="no progress bars")
+    p.add_argument("--code", action="append", default=argparse.SUPPRESS, metavar="FILE.py",
+                   help="allow this model code file (needed to load a checkpoint of your own network; "
+                        "or set EDGEPRUNE_CODE)")
     return p
 
 
@@ -135,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, debug: bool) -> int:
     try:
         check_numbers(args)
+        for code in getattr(args, "code", None) or []:
+            from ..models.usercode import allow
+
+            allow(code)
         rc = args.func(args)
         return int(rc or 0)
     except EdgepruneError as exc:

@@ -5,7 +5,11 @@ from .zoo import ZOO, make_spec, zoo_names  # noqa: F401  (torch-free)
 
 
 def build_model(spec):
-    """Build an ``nn.Module`` from a spec (imports torch)."""
+    """Build an ``nn.Module`` from a spec or a module recipe (imports torch; random weights)."""
+    if isinstance(spec, dict) and spec.get("kind") == "module":
+        from .modular import build_recipe
+
+        return build_recipe(spec)
     from .net import EdgeNet
 
     return EdgeNet(spec)

@@ -30,7 +30,7 @@ def pruned_meta(ckpt, res) -> dict[str, Any]:
 def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_macs: float | None = None,
                      target_latency: float | None = None, target: str | None = None, latency_model=None,
                      seed: int = 0, finetune_epochs: int = 0, distill: bool = False, **options) -> dict[str, Any]:
-    """Prune ``model`` (a checkpoint path or Checkpoint) with ``method`` and write ``out``.
+    """Prune ``model`` (a checkpoint path, a Checkpoint, or an ``nn.Module`` with ``data``) with ``method`` and write ``out``.
 
     ``data`` is a dataset path or SignalDataset (needed by data-driven
     methods and for fine-tuning). ``target_latency`` (ms, with ``target``, a
@@ -59,8 +59,18 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
             raise EdgepruneError("--target-latency needs --target (a device profile, see `edgeprune targets`)")
         if target_macs is not None:
             raise EdgepruneError("give either --target-macs or --target-latency, not both")
-    ckpt = model if isinstance(model, Checkpoint) else load_checkpoint(model)
     ds = data if (data is None or isinstance(data, SignalDataset)) else load_dataset(data)
+    if isinstance(model, Checkpoint):
+        ckpt = model
+    elif isinstance(model, (str, Path)):
+        ckpt = load_checkpoint(model)
+    else:  # a live nn.Module: classes and length from the data
+        from ..models.own import as_checkpoint
+
+        ckpt = as_checkpoint(model, ds)
+    if target_latency is not None and ckpt.spec.get("kind") == "module":
+        raise EdgepruneError("--target-latency works for zoo spec models only so far; use --target-macs for "
+                             "plain-module networks")
     if target_latency is not None:
         from .latency_target import prune_to_latency
 

@@ -68,4 +68,23 @@ def get_method(name: str) -> Callable[..., PruneResult]:
     _load_all()
     if name not in _METHODS:
         raise EdgepruneError(f"unknown pruning method {name!r}; choose one of: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name][0]
+    fn = _METHODS[name][0]
+
+    def dispatch(ckpt, data=None, **kwargs):
+        # networks written as nn.Module code (module recipes) go through the traced-module implementations
+        spec = getattr(ckpt, "spec", None)
+        if kwargs.pop("traced", False) and isinstance(spec, dict) and spec.get("kind") != "module":
+            # a zoo spec model through the traced-module path (the same path as the user's own networks)
+            from ..models.modular import checkpoint_as_recipe
+
+            ckpt = checkpoint_as_recipe(ckpt)
+            spec = ckpt.spec
+        if isinstance(spec, dict) and spec.get("kind") == "module":
+            from .modular import module_method
+
+            return module_method(name)(ckpt, data, **kwargs)
+        return fn(ckpt, data, **kwargs)
+
+    dispatch.__name__ = getattr(fn, "__name__", name)
+    dispatch.__doc__ = fn.__doc__
+    return dispatch

@@ -31,6 +31,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "model": {
         "name": (str, "resnet56-1d"),
         "checkpoint": (str, ""),        # start from a trained checkpoint instead of training
+        "code": (str, ""),              # your own network: "FILE.py:NAME" (relative to the config); allows FILE.py
+        "kwargs": (dict, {}),           # keyword arguments for FILE.py:NAME
     },
     "train": {
         "epochs": (int, 10),
@@ -192,6 +194,19 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if cfg["profile"]["ssh_config"]:
         c = Path(cfg["profile"]["ssh_config"]).expanduser()
         cfg["profile"]["ssh_config"] = str(c if c.is_absolute() else (path.parent / c).resolve())
+    if cfg["model"]["code"]:
+        import os
+
+        from ..models.usercode import ENV, allow, parse_ref
+
+        file, _, obj = cfg["model"]["code"].rpartition(":")
+        f = Path(file).expanduser()
+        f = f if f.is_absolute() else (path.parent / f)
+        code_path, obj = parse_ref(f"{f}:{obj}")
+        allow(code_path)
+        # studies may run stages in other processes: they inherit the permission through the environment
+        os.environ[ENV] = os.pathsep.join(p for p in [os.environ.get(ENV, ""), str(code_path)] if p)
+        cfg["model"]["name"] = f"{code_path}:{obj}"
     if cfg["model"]["checkpoint"]:
         c = Path(cfg["model"]["checkpoint"]).expanduser()
         cfg["model"]["checkpoint"] = str(c if c.is_absolute() else (path.parent / c).resolve())

@@ -79,8 +79,13 @@ class Study:
 
     def baseline_stage(self, data_path: Path, data_key: str) -> tuple[Path, str]:
         m, t = self.cfg["model"], self.cfg["train"]
+        extra = []
+        if m.get("code"):
+            from ..digest import file_sha256
+
+            extra.append(file_sha256(m["name"].rpartition(":")[0]))   # the user's code is part of the baseline
         key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"],
-                        stages.code_fingerprint("edgeprune.models", "edgeprune.training"))
+                        stages.code_fingerprint("edgeprune.models", "edgeprune.training"), *extra)
         out = self.out / "models" / "baseline.pt"
 
         def run():
@@ -95,7 +100,8 @@ class Study:
 
             train_model(data_path, m["name"], out, epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
                         step_size=t["step_size"], gamma=t["gamma"], seed=self.seed,
-                        split=tuple(self.cfg["data"]["split"]), threads=self.threads)
+                        split=tuple(self.cfg["data"]["split"]), threads=self.threads,
+                        kwargs=m.get("kwargs") or None)
             return {"path": str(out), "trained": True, "model": m["name"]}
 
         self.cache.run("baseline", key, run, [out])
@@ -104,6 +110,10 @@ class Study:
     def analyze_stage(self, base: Path, base_key: str, data) -> dict[str, Any] | None:
         if "layer" not in self.cfg["prune"]["methods"]:
             return None
+        from ..checkpoint import load_checkpoint as _load
+
+        if _load(base).spec.get("kind") == "module":
+            return None   # plain-module networks: the layer method analyses them itself (no plan file)
         p = self.cfg["prune"]
         key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed,
                         stages.code_fingerprint("edgeprune.analysis"))
@@ -148,7 +158,7 @@ class Study:
             fn = get_method(base_method)
             opts: dict[str, Any] = {}
             if base_method == "layer":
-                opts = {"plan": plan["plan"], "transition": p["transition"]}
+                opts = {"plan": plan["plan"], "transition": p["transition"]} if plan else {"transition": p["transition"]}
             res = fn(ck, data, target_macs=float(target), seed=self.seed, **opts)
             res.lineage.setdefault("method", base_method)
             meta = pruned_meta(ck, res)

@@ -19,14 +19,20 @@ from ..data.split import DEFAULT_FRACTIONS
 from ..errors import EdgepruneError
 
 
-def _load_ckpt(obj, what: str):
+def _load_ckpt(obj, what: str, data=None):
     from ..checkpoint import Checkpoint, load_checkpoint
 
     if isinstance(obj, Checkpoint):
         return obj
     if isinstance(obj, (str, Path)):
         return load_checkpoint(obj)
-    raise EdgepruneError(f"{what} must be a checkpoint path or a Checkpoint, got {type(obj).__name__}")
+    from torch import nn
+
+    if isinstance(obj, nn.Module) and data is not None:
+        from ..models.own import as_checkpoint
+
+        return as_checkpoint(obj, data, what=what)
+    raise EdgepruneError(f"{what} must be a checkpoint path, a Checkpoint or an nn.Module, got {type(obj).__name__}")
 
 
 def _recorded_split(meta: dict[str, Any]) -> tuple[tuple[float, ...], int, dict[str, Any]]:
@@ -98,12 +104,12 @@ def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=No
     if not 0 <= distill_alpha <= 1 or temperature <= 0:
         raise EdgepruneError("distill_alpha must lie in [0, 1] and temperature be > 0")
     set_threads(threads)
-    ckpt = _load_ckpt(ckpt_path_or_Checkpoint, "the model")
+    ckpt = _load_ckpt(ckpt_path_or_Checkpoint, "the model", data)
     (train, val, test), split_info = resolve_split(ckpt, data, split)
     teacher = None
     teacher_rec = None
     if distill_from is not None:
-        tck = _load_ckpt(distill_from, "the distillation teacher")
+        tck = _load_ckpt(distill_from, "the distillation teacher", data)
         if list(tck.classes) != list(ckpt.classes):
             raise EdgepruneError("the distillation teacher has other classes than the model")
         if tck.length != ckpt.length:

@@ -34,6 +34,7 @@ class _Options:
     resume: bool
     log: Any
     ddp_debug_dir: Any
+    kwargs: Any = None
 
 
 def parse_fractions(text) -> tuple[float, float, float]:
@@ -79,8 +80,8 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
                 gamma: float = 0.8, weight_decay: float = 0.0, seed: int = 0, split="0.6,0.2,0.2",
                 split_seed: int = 0, min_snr: float | None = None, max_snr: float | None = None,
                 threads: int | None = None, device: str = "auto", resume: bool = False, log=None,
-                ddp_debug_dir=None) -> dict:
-    """Train zoo model ``model`` on the dataset file ``data`` and write the checkpoint ``out``.
+                ddp_debug_dir=None, kwargs=None) -> dict:
+    """Train ``model`` (a zoo name, an AMR-family zoo name, or the user's ``FILE.py:NAME`` with ``kwargs``) on the dataset file ``data`` and write the checkpoint ``out``.
 
     The split is stratified per (class, SNR) with ``split`` fractions and
     ``split_seed``; the epoch with the best validation accuracy is kept; the
@@ -91,13 +92,18 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
     opts = _Options(data=data, model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
                     step_size=step_size, gamma=gamma, weight_decay=weight_decay, seed=seed, split=split,
                     split_seed=split_seed, min_snr=min_snr, max_snr=max_snr, threads=threads, device=device,
-                    resume=resume, log=log, ddp_debug_dir=ddp_debug_dir)
+                    resume=resume, log=log, ddp_debug_dir=ddp_debug_dir, kwargs=kwargs)
     _check_train_args(opts)
     fractions = parse_fractions(opts.split)
     from ..models import zoo_names
+    from ..models.own import is_module_model
 
-    if opts.model not in zoo_names():
-        raise EdgepruneError(f"unknown model {opts.model!r}; choose one of: {', '.join(zoo_names())}")
+    own = is_module_model(opts.model)
+    if not own and opts.model not in zoo_names():
+        from ..models.amr import amr_names
+
+        raise EdgepruneError(f"unknown model {opts.model!r}; choose one of: {', '.join(zoo_names() + amr_names())}, "
+                             f"or your own as FILE.py:NAME")
     data_path = Path(opts.data)
     if not data_path.exists():
         raise EdgepruneError(f"dataset {data_path} does not exist")
@@ -119,7 +125,16 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
     if opts.min_snr is not None or opts.max_snr is not None:
         ds = filter_snr(ds, opts.min_snr, opts.max_snr)
     train, val, test = split_dataset(ds, fractions, opts.split_seed)
-    spec = make_spec(opts.model, ds.length, len(ds.classes))
+    if own:
+        from ..models.modular import with_stats
+        from ..models.own import check_io, recipe_for
+
+        torch.manual_seed(opts.seed)
+        spec, probe = recipe_for(opts.model, ds.length, len(ds.classes), getattr(opts, "kwargs", None))
+        check_io(probe, ds.length, len(ds.classes), opts.model)
+        spec = with_stats(spec, probe)
+    else:
+        spec = make_spec(opts.model, ds.length, len(ds.classes))
     out = Path(opts.out)
     log_path = Path(opts.log) if opts.log else out.with_name(out.name + ".log.jsonl")
     state_file = out.with_name(out.name + ".state")
@@ -137,6 +152,8 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
             log_path.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(opts.seed)
         model = build_model(spec)
+        if own:
+            model.train()
         dataset_rec = {
             "path": str(data_path.resolve()),
             "sha256": file_sha256(data_path),

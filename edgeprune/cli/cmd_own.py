@@ -1,0 +1,64 @@
+"""``edgeprune import`` (your own network in) and ``edgeprune units`` (what layer pruning may remove)."""
+
+from __future__ import annotations
+
+from .main import add_json, emit
+
+ORDER = 25
+
+
+def register(sub, common):
+    p = sub.add_parser(
+        "import", parents=[common], help="turn your own PyTorch network (FILE.py:NAME) into an edgeprune checkpoint",
+        description="Import a network written as PyTorch code: NAME in FILE.py is an nn.Module class or a function "
+                    "returning one; it must map (N, 2, L) I/Q frames to (N, classes) logits. The checkpoint records "
+                    "the file, object, kwargs and the file's sha256 (never the code itself); later commands load it "
+                    "only when the file is allowed with --code FILE.py or EDGEPRUNE_CODE=FILE.py.")
+    p.add_argument("ref", metavar="FILE.py:NAME", help="the code file and the class or factory in it")
+    p.add_argument("--data", required=True, help="dataset (.npz or a real format): class names and frame length")
+    p.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    p.add_argument("--weights", default=None, help="trained weights: a plain state_dict file (loaded weights_only)")
+    p.add_argument("--kwargs", default=None, help='JSON keyword arguments for NAME, e.g. \'{"num_classes": 11}\'')
+    p.add_argument("--length", type=int, default=None, help="frame length (default: the data's)")
+    add_json(p)
+    p.set_defaults(func=run_import)
+
+    q = sub.add_parser(
+        "units", parents=[common], help="show the units layer pruning may remove, found by tracing the forward",
+        description="Trace a checkpoint's forward pass and list its units (residual blocks, Conv-(BN)-(act) groups, "
+                    "stacked LSTM/GRU layers), which are removable and why, and any weighted module not traced.")
+    q.add_argument("checkpoint", help="an edgeprune checkpoint (.pt)")
+    add_json(q)
+    q.set_defaults(func=run_units)
+
+
+def run_import(args):
+    from ..models.own import import_model
+
+    res = import_model(args.ref, args.data, args.out, weights=args.weights, kwargs=args.kwargs, length=args.length)
+    text = (f"imported {args.ref}: {res['params']:,} params, {res['macs']:,} MACs, {res['units']} removable units\n"
+            f"wrote {res['checkpoint']} (later commands need --code {res['source'].get('file')})")
+    emit(args, res, text)
+    return 0
+
+
+def checkpoint_units(path):
+    """The traced units of a checkpoint (spec or module), as a TraceResult."""
+    from ..analysis.trace import discover_module_units
+    from ..checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    model = ck.build()
+    return discover_module_units(model, (2, ck.length)), ck
+
+
+def run_units(args):
+    from ..analysis.trace import format_units
+    from ..errors import EdgepruneError
+
+    res, ck = checkpoint_units(args.checkpoint)
+    doc = {"checkpoint": str(args.checkpoint), "model": ck.spec["name"], **res.to_dict()}
+    emit(args, doc, format_units(res))
+    if not res.units:
+        raise EdgepruneError(f"no weighted layer of {args.checkpoint} was traced")
+    return 0

@@ -1,0 +1,154 @@
+"""The user's own network code: ``FILE.py:NAME`` references, explicit permission, import.
+
+A checkpoint of a user's model names the file, the object (an ``nn.Module``
+class or a function returning one), its keyword arguments and the file's
+sha256. Loading such a checkpoint never imports anything by itself: the user
+must allow the file, with ``--code FILE.py`` on any command (see
+:func:`allow`) or ``EDGEPRUNE_CODE=FILE.py`` (several files separated by
+``os.pathsep``). A file whose sha256 differs from the recorded one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..digest import file_sha256
+from ..errors import EdgepruneError
+
+ENV = "EDGEPRUNE_CODE"
+_ALLOWED: list[Path] = []
+
+
+def allow(path) -> Path:
+    """Allow the code file ``path`` for this process (what ``--code`` does)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise EdgepruneError(f"--code {path}: no such file")
+    p = p.resolve()
+    if p not in _ALLOWED:
+        _ALLOWED.append(p)
+    return p
+
+
+def forget_allowed() -> None:
+    """Drop every file allowed with :func:`allow` (tests)."""
+    _ALLOWED.clear()
+
+
+def allowed_files() -> list[Path]:
+    out = list(_ALLOWED)
+    for part in os.environ.get(ENV, "").split(os.pathsep):
+        if part.strip():
+            p = Path(part.strip()).expanduser()
+            if p.is_file() and p.resolve() not in out:
+                out.append(p.resolve())
+    return out
+
+
+def parse_ref(ref: str) -> tuple[Path, str]:
+    """``"path/to/file.py:Name"`` -> (path, name); one-line errors."""
+    if not isinstance(ref, str) or ":" not in ref:
+        raise EdgepruneError(f"{ref!r} is not FILE.py:NAME (a Python file and the class or function in it)")
+    file, _, name = ref.rpartition(":")
+    if not file or not name.isidentifier():
+        raise EdgepruneError(f"{ref!r} is not FILE.py:NAME (a Python file and the class or function in it)")
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise EdgepruneError(f"model code {file} does not exist")
+    if path.suffix != ".py":
+        raise EdgepruneError(f"model code {file} is not a .py file")
+    return path.resolve(), name
+
+
+def is_code_ref(text) -> bool:
+    return isinstance(text, str) and ":" in text and text.rpartition(":")[0].endswith(".py")
+
+
+def parse_kwargs(text) -> dict[str, Any]:
+    """``--kwargs`` JSON -> dict; one-line error when it is not a JSON object."""
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise EdgepruneError(f"--kwargs is not JSON ({exc.msg if hasattr(exc, 'msg') else exc}): {str(text)[:80]!r}") from exc
+    if not isinstance(obj, dict):
+        raise EdgepruneError(f"--kwargs must be a JSON object like '{{\"num_classes\": 11}}', got {type(obj).__name__}")
+    return obj
+
+
+def _import_file(path: Path):
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    modname = f"edgeprune_user_{path.stem}_{digest}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise EdgepruneError(f"model code {path} cannot be imported")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as exc:  # noqa: BLE001 - the user's file failed to import
+        sys.modules.pop(modname, None)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgepruneError(f"model code {path} failed to import ({type(exc).__name__}: {first})") from exc
+    return mod
+
+
+def instantiate(path: Path, name: str, kwargs: dict[str, Any] | None = None):
+    """Import ``path`` and build ``name(**kwargs)``; it must be (or return) an ``nn.Module``."""
+    from torch import nn
+
+    mod = _import_file(Path(path))
+    if not hasattr(mod, name):
+        raise EdgepruneError(f"model code {path} has no object named {name!r}")
+    obj = getattr(mod, name)
+    if isinstance(obj, nn.Module):
+        raise EdgepruneError(f"{path}:{name} is a module instance; name its class or a function that returns one")
+    if not callable(obj):
+        raise EdgepruneError(f"{path}:{name} is not an nn.Module class or a function returning one")
+    try:
+        model = obj(**(kwargs or {}))
+    except TypeError as exc:
+        raise EdgepruneError(f"{path}:{name}(**{json.dumps(kwargs or {})}) failed: {exc} (pass --kwargs JSON)") from exc
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgepruneError(f"{path}:{name} failed to build ({type(exc).__name__}: {first})") from exc
+    if not isinstance(model, nn.Module):
+        raise EdgepruneError(f"{path}:{name} is not an nn.Module class or a function returning one "
+                             f"(it returned {type(model).__name__})")
+    return model
+
+
+def resolve_allowed(source: dict[str, Any], where: str) -> Path:
+    """The allowed file for a recorded code source, checked against its sha256."""
+    recorded = Path(source["file"])
+    sha = source["sha256"]
+    allowed = allowed_files()
+    hint = (f"allow it with --code {recorded} (or EDGEPRUNE_CODE={recorded}); edgeprune never imports code "
+            f"named by a checkpoint on its own")
+    if not allowed:
+        raise EdgepruneError(f"{where} is built by the code {recorded}:{source['object']}; {hint}")
+    same = [p for p in allowed if p == recorded]
+    if same:
+        now = file_sha256(same[0])
+        if now != sha:
+            raise EdgepruneError(f"{where}: the code file {recorded} changed since the checkpoint was made "
+                                 f"(sha256 mismatch: recorded {sha[:12]}..., now {now[:12]}...); restore that "
+                                 f"version of the file or re-import the model")
+        return same[0]
+    for p in allowed:
+        if file_sha256(p) == sha:
+            return p   # the same file, moved
+    names = ", ".join(str(p) for p in allowed)
+    raise EdgepruneError(f"{where} is built by the code {recorded}:{source['object']} (sha256 {sha[:12]}...), "
+                         f"which is not among the allowed files ({names}); {hint}")

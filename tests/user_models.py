@@ -1,0 +1,87 @@
+"""Three networks written the way AMR repositories write them (test-only user code).
+
+Each takes (N, 2, L) I/Q frames and returns (N, num_classes) logits.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ResBlock1d(nn.Module):
+    """The user's own residual block class."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv1d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(cout)
+        self.conv2 = nn.Conv1d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm1d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False), nn.BatchNorm1d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.short is None else self.short(x)))
+
+
+class ResNet1d(nn.Module):
+    """stem conv, two stages of residual blocks (the second strided), global pool, classifier."""
+
+    def __init__(self, num_classes=4, width=8, blocks=3):
+        super().__init__()
+        self.stem = nn.Conv1d(2, width, 7, padding=3, bias=False)
+        self.bn = nn.BatchNorm1d(width)
+        layers = [ResBlock1d(width, width) for _ in range(blocks)]
+        layers += [ResBlock1d(width, 2 * width, stride=2)] + [ResBlock1d(2 * width, 2 * width) for _ in range(blocks - 1)]
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x)))
+        x = self.layers(x)
+        return self.fc(x.mean(-1))
+
+
+def vgg_like(num_classes=4, length=32):
+    """A plain nn.Sequential of Conv1d-BN-ReLU (a factory function, as many repos write it)."""
+    return nn.Sequential(
+        nn.Conv1d(2, 8, 3, padding=1), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Conv1d(8, 8, 3, padding=1), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Conv1d(8, 8, 3, padding=1), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.MaxPool1d(2),
+        nn.Conv1d(8, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU(),
+        nn.Conv1d(16, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU(),
+        nn.MaxPool1d(2),
+        nn.Flatten(),
+        nn.Linear(16 * (length // 4), 32), nn.ReLU(),
+        nn.Linear(32, num_classes),
+    )
+
+
+class CLDNNLike(nn.Module):
+    """CNN + stacked LSTM (CLDNN style): conv front end, 2-layer LSTM, last step to the classifier."""
+
+    def __init__(self, num_classes=4, hidden=16):
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, hidden, 5, padding=2)
+        self.conv2 = nn.Conv1d(hidden, hidden, 5, padding=2)
+        self.drop = nn.Dropout(0.1)
+        self.lstm = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = self.drop(F.relu(self.conv2(x)))
+        y, _ = self.lstm(x.transpose(1, 2))
+        return self.fc(y[:, -1])
+
+
+class NotAModel:
+    pass
+
+
+def not_a_factory():
+    return 3
