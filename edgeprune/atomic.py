@@ -60,16 +60,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
 
 
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Delete temporary files a killed writer of ``path`` left beside it (``.NAME.*`` from atomic_path).
+    """Delete temporary files a killed writer of ``path`` left beside it.
 
-    Call it only where no other process is writing ``path`` (e.g. when resuming
-    a run that was killed). Returns the removed paths.
+    Only names atomic_path makes are removed: ``.NAME.`` followed by the eight
+    characters tempfile picks and an optional extension (``.model.pt.k2x9q0ab.pt``);
+    a user's ``.model.pt.backup`` or ``.model.pt.orig`` is left alone. Call it only
+    where no other process is writing ``path`` (e.g. when resuming a run that was
+    killed). Returns the removed paths.
     """
+    import re
+
     path = Path(path)
     removed = []
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}(\.[A-Za-z0-9.]+)?")
     if path.parent.is_dir():
         for p in path.parent.glob(f".{glob_escape(path.name)}.*"):
-            if p.is_file():
+            if pattern.fullmatch(p.name) and p.is_file() and not p.is_symlink():
                 with contextlib.suppress(OSError):
                     p.unlink()
                     removed.append(p)

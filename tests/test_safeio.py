@@ -210,3 +210,26 @@ def test_pending_outputs_recorded_before_the_stage_writes(tmp_path):
     cache.close()
     assert seen["state"]["pending"] == {"train": [str(root / "model.pt")]}
     assert json.loads((root / "state.json").read_text())["pending"] == {}
+
+
+def test_resume_cleanup_only_removes_atomic_temps(tmp_path):
+    """train/finetune --resume clears a killed write's temps beside OUT, never the user's look-alikes."""
+    from edgeprune.atomic import atomic_path, remove_stale_temps
+
+    out = tmp_path / "model.pt"
+    # a real temp name, made the way atomic_path makes them (the write is interrupted: the temp is left)
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(b"partial")
+            real_temp = tmp.name
+            os.link(tmp, tmp_path / real_temp.replace(".model.pt.", ".model.pt.keep"))  # keep a copy to re-plant
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    os.replace(tmp_path / real_temp.replace(".model.pt.", ".model.pt.keep"), tmp_path / real_temp)
+    user = [tmp_path / n for n in (".model.pt.backup", ".model.pt.orig", ".model.pt.2024-01-01", ".model.pt.old.pt")]
+    for p in user:
+        p.write_text("the user's")
+    removed = remove_stale_temps(out)
+    assert [p.name for p in removed] == [real_temp]
+    assert all(p.exists() for p in user)

@@ -150,6 +150,9 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
                                             for v in inp):
         raise EdgepruneError(f"model spec input must be a list of positive integers up to {max_act}, got "
                              f"{str(inp)[:60]}")
+    for key in ("name", "family"):
+        if not isinstance(spec[key], str) or len(spec[key]) > 200:
+            raise EdgepruneError(f"model spec {key} must be a short string, got {str(spec[key])[:40]}")
     nc = spec["num_classes"]
     if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= max_width:
         raise EdgepruneError(f"model spec num_classes must be an integer in 1..{max_width}, got {str(nc)[:40]}")
@@ -178,6 +181,13 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
         for f in layer:
             if f != "type" and f not in fields and f not in OPTIONAL_FIELDS:
                 raise EdgepruneError(f"model spec layer {i} ({layer['type']}): unknown field {f!r}")
+            typ = OPTIONAL_FIELDS.get(f)
+            v = layer[f]
+            if typ is not None and v is not None and (not isinstance(v, typ) or (typ is int and isinstance(v, bool))
+                                                      or (typ is int and not 0 <= v <= max_layers * 64)):
+                raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} must be "
+                                     f"{'a string' if typ is str else 'true/false' if typ is bool else 'a small non-negative integer'}, "
+                                     f"got {str(v)[:40]}")
     last = spec["layers"][-1]
     if last["type"] != "linear" or last["out"] != spec["num_classes"]:
         raise EdgepruneError("model spec must end in a linear classifier with num_classes outputs")

@@ -93,7 +93,7 @@ def test_finetune_sigkill_then_resume_matches_uninterrupted(tmp_path):
     killed_epoch = _state_epoch(state)
     assert killed_epoch >= 1 and not (tmp_path / "b.pt").exists()
     # a temporary file of a write the kill interrupted (if any) is cleared by --resume; plant one to check
-    (tmp_path / ".b.pt.state.killed123.tmp").write_bytes(b"partial")
+    (tmp_path / ".b.pt.state.killed12.tmp").write_bytes(b"partial")  # 8 characters, as tempfile makes them
 
     subprocess.run([*args("b.pt"), "--resume"], env=env, check=True, timeout=300, capture_output=True)
     a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
