@@ -23,7 +23,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #
 #verdict ul{margin:.2em 0 .8em}
 .warning{background:#fff6e5;border:1px solid #e0a030;padding:.5em 1em;margin:.6em 0;border-radius:4px}
 .warning b.kind{color:#a05a00}
-table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}
+.wide{overflow-x:auto}table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}
 caption{caption-side:top;text-align:left;font-size:12px;color:#444;padding:.3em 0;max-width:1100px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 td:first-child,th:first-child,td.t{text-align:left}
@@ -87,7 +87,7 @@ def _lines_html(lines: list[str]) -> list[str]:
 
 
 def table_html(t: dict[str, Any]) -> str:
-    h = [f"<table class='sortable' id='{html.escape(t['id'])}'><caption>{html.escape(t['caption'])}</caption>",
+    h = [f"<div class='wide'><table class='sortable' id='{html.escape(t['id'])}'><caption>{html.escape(t['caption'])}</caption>",
          "<thead><tr>" + "".join(f"<th scope='col'>{html.escape(c)}</th>" for c in t["columns"]) + "</tr></thead><tbody>"]
     for row in t["rows"]:
         cells = []
@@ -96,7 +96,7 @@ def table_html(t: dict[str, Any]) -> str:
             cls = " class='t'" if isinstance(v, str) else ""
             cells.append(f"<td{cls} data-v='{html.escape(dv)}'>{html.escape(text)}</td>")
         h.append("<tr>" + "".join(cells) + "</tr>")
-    h.append("</tbody></table>")
+    h.append("</tbody></table></div>")
     return "\n".join(h)
 
 
