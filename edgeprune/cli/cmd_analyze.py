@@ -13,8 +13,9 @@ def add_analysis_options(p) -> None:
     p.add_argument("--segments", default="auto", help="number of blocks K, or 'auto' (the 5%% rule; default)")
     p.add_argument("--max-segments", type=int, default=None,
                    help="largest K tried by 'auto' (default: ResNet56 5, ResNet110 7, else from the depth)")
-    p.add_argument("--importance", choices=["synflow", "gradnorm", "snip"], default="synflow",
-                   help="training-free importance proxy (default synflow; the lowest score is kept)")
+    p.add_argument("--importance", default=None, metavar="NAME",
+                   help="importance criterion: ablation (default), taylor, block-influence, synflow, reverse, "
+                        "or the reference's transplant proxies synflow-transplant, gradnorm, snip")
     p.add_argument("--search", choices=["per-unit", "exhaustive"], default="per-unit",
                    help="score units one by one (linear in depth, default) or every combination per block (reference)")
     p.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")

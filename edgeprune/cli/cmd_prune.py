@@ -46,7 +46,7 @@ def register(sub, common):
 
 _LAYER_ONLY = ("plan", "keep", "keep_units", "transition", "similarity", "segments", "max_segments",
                "importance", "search", "batches", "batch_size")
-_LAYER_DEFAULTS = {"similarity": "cka-unbiased", "segments": "auto", "importance": "synflow", "search": "per-unit",
+_LAYER_DEFAULTS = {"similarity": "cka-unbiased", "segments": "auto", "search": "per-unit",
                    "batches": 5, "batch_size": 128}
 
 

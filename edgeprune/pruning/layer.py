@@ -33,7 +33,7 @@ def layer_prune(ckpt, data=None, **kwargs) -> PruneResult:
 
 def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int = 0, plan=None, keep=None,
                 keep_units: int | None = None, transition: str | None = None, similarity: str = "cka-unbiased",
-                segments="auto", max_segments: int | None = None, importance: str = "synflow",
+                segments="auto", max_segments: int | None = None, importance: str | None = None,
                 search: str = "per-unit", batches: int = 5, batch_size: int = 128, tolerance: float | None = None,
                 **options) -> PruneResult:
     """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage.
@@ -110,9 +110,10 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
         plan = dict(plan, segments=dict(plan["segments"], bounds=[list(b) for b in bounds], k=len(bounds)))
         scorer = None
         if search == "exhaustive":
-            from ..analysis.importance import TransplantScorer
+            from ..analysis.plan import make_combo_scorer
 
-            scorer = TransplantScorer(ckpt.spec, ckpt.state_dict, plan["importance"]["proxy"], seed=plan["seed"])
+            scorer = make_combo_scorer(ckpt, plan["importance"].get("criterion", plan["importance"]["proxy"]),
+                                       seed=plan["seed"], data=data)
         chosen, _ = select_for_budget(ckpt.spec, ckpt.state_dict, plan, counts, match, search=search,
                                       scorer=scorer, transition=transition)
         kept = sorted(u for b in chosen for u in b)

@@ -43,7 +43,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "methods": (list, ["layer", "channel-l1"]),
         "targets": (list, [0.5]),       # fractions of the baseline MACs
         "similarity": (str, "cka-unbiased"),
-        "importance": (str, "synflow"),
+        "importance": (str, "ablation"),
         "transition": (str, "keep"),
     },
     "finetune": {
@@ -110,6 +110,9 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     for t in cfg["prune"]["targets"]:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
             raise EdgepruneError(f"{where}: [prune] targets must be MACs fractions in (0, 1], got {t!r}")
+    if cfg["prune"]["importance"] not in _criteria():
+        raise EdgepruneError(f"{where}: [prune] unknown importance criterion {cfg['prune']['importance']!r}; "
+                             f"choose one of: {', '.join(_criteria())}")
     for b in cfg["profile"]["batch"]:
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
             raise EdgepruneError(f"{where}: [profile] batch sizes must be positive integers, got {b!r}")
@@ -138,6 +141,12 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         if cfg[sec][key] < low:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be at least {low}, got {cfg[sec][key]}")
     return cfg
+
+
+def _criteria() -> list[str]:
+    from ..analysis.importance import CRITERIA
+
+    return list(CRITERIA)
 
 
 def _check_items(where: str, section: str, key: str, values: list, typ, what: str) -> None:
