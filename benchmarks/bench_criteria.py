@@ -85,7 +85,8 @@ def run_one(name: str, seed: int, args) -> dict:
             sc = TransplantScorer(spec, model.state_dict(), c, seed=seed, data_x=train.x[idx], data_y=train.y[idx])
             vals = unit_scores(sc, cand)
         else:
-            vals = criterion_values(c, model, units, order=cand, x=val.x, y=val.y, input_shape=tuple(spec["input"]))
+            vals = criterion_values(c, model, units, order=cand, x=val.x[:args.max_frames], y=val.y[:args.max_frames],
+                                    input_shape=tuple(spec["input"]))
         secs = time.perf_counter() - t0
         sign = 1.0 if REG[c][1] else -1.0
         imp = [sign * vals[u] for u in cand]
@@ -117,10 +118,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet56-1d,resnet56")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--per-key", type=int, default=60)
+    ap.add_argument("--per-key", type=int, default=50)
     ap.add_argument("--snrs", default="6,12,18")
     ap.add_argument("--length", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=25, help="at most this many epochs (early stopping)")
+    ap.add_argument("--lengths", default="64,32", help="frame length per model in --models (2-D models cost more)")
+    ap.add_argument("--max-frames", type=int, default=400, help="validation frames the criteria see")
+    ap.add_argument("--epochs", type=int, default=15, help="at most this many epochs (early stopping)")
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="one seed, fewer frames and epochs")
@@ -132,9 +135,14 @@ def main(argv=None) -> int:
         seeds, args.per_key, args.epochs = seeds[:1], 30, 4
     rows = []
     t_all = time.perf_counter()
+    lengths = dict(zip(args.models.split(","), [int(v) for v in str(args.lengths).split(",")])) if args.lengths else {}
     for name in args.models.split(","):
         for seed in seeds:
+            args.length = lengths.get(name, args.length)
             rows.append(run_one(name, seed, args))
+            if args.out:   # partial results survive an interrupted run
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps({"benchmark": "criteria", "partial": True, "rows": rows}))
     summary = summarise(rows)
     print(f"\n{'model':<12} {'criterion':<19} {'rho(acc drop)':>14} {'[min, max]':>16} {'rho(loss)':>10} "
           f"{'rho(depth)':>10} {'s':>7}")

@@ -107,7 +107,9 @@ class TransplantScorer:
     """Scores networks made of a random copy plus the trained weights of chosen units."""
 
     def __init__(self, spec: dict[str, Any], state_dict: dict, proxy: str = "synflow", seed: int = 0,
-                 data_x: np.ndarray | None = None, data_y: np.ndarray | None = None):
+                 data_x: np.ndarray | None = None, data_y: np.ndarray | None = None, parts: str | None = None):
+        """``parts``: transplant only the parameters whose names start with it (the reference's VGG
+        transplants only ``conv.``, the convolution's weight and bias); default the whole layer."""
         import torch
 
         from ..models.net import EdgeNet
@@ -135,7 +137,8 @@ class TransplantScorer:
         self.trained = trained.eval()
         self.random_layers = {i: {k: v.clone() for k, v in model.layers[i].state_dict().items()}
                               for i in range(len(model.layers))}
-        self.trained_layers = {i: {k: v.clone() for k, v in trained.layers[i].state_dict().items()}
+        self.trained_layers = {i: {k: v.clone() for k, v in trained.layers[i].state_dict().items()
+                                   if parts is None or k.startswith(parts)}
                                for i in range(len(trained.layers))}
         if proxy == "synflow-transplant":
             self.x = torch.ones((2,) + tuple(spec["input"]), dtype=dtype)
@@ -158,7 +161,7 @@ class TransplantScorer:
         model = self.model
         try:
             for i in layers:
-                model.layers[i].load_state_dict(self.trained_layers[i])
+                model.layers[i].load_state_dict(self.trained_layers[i], strict=False)
             model.zero_grad(set_to_none=True)
             out = model(self.x)
             if self.proxy == "synflow-transplant":

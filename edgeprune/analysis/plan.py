@@ -156,14 +156,28 @@ def select_for_budget(spec, state_dict, plan, counts, match, *, search="per-unit
 def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto", max_segments: int | None = None,
             importance: str | None = None, batches: int = 5, batch_size: int = 128, seed: int = 0,
             keep=None, keep_units=None, target_macs=None, transition: str = "keep", search: str = "per-unit",
-            split=None, max_frames: int = 2048) -> dict[str, Any]:
+            split=None, max_frames: int = 2048, reference: bool = False) -> dict[str, Any]:
     """Analyse a checkpoint and return the plan.
 
     ``ckpt``: a Checkpoint or path; ``data``: a SignalDataset or path (the
     checkpoint's recorded split is reproduced). Similarity uses training
     frames; data-driven importance criteria use up to ``max_frames`` frames of
     the validation split (the training split when it is empty).
+    ``reference=True``: the reference code's procedure
+    (:mod:`edgeprune.analysis.reference`); it takes ``keep`` (counts per block)
+    as its only budget.
     """
+    if reference:
+        from .reference import analyze_reference
+
+        extra = [n for n, v in (("--keep-units", keep_units), ("--target-macs", target_macs),
+                                ("--importance", importance), ("--similarity", None if similarity == "cka-unbiased"
+                                                                 else similarity)) if v is not None]
+        if extra:
+            raise EdgepruneError(f"--reference runs the reference's own procedure and budget (--keep); "
+                                 f"it does not take {', '.join(extra)}")
+        return analyze_reference(ckpt, data, keep=keep, segments=segments, max_segments=max_segments, seed=seed,
+                                 split=split)
     from ..models.macs import model_stats
     from ..pruning.reassembly import TRANSITION_MODES, plan_layers
     from ..training.finetune import _load_ckpt, resolve_split

@@ -32,6 +32,13 @@ def register(sub, common):
 def _emit(args, res):
     from ..study.report import headline
 
+    if "summary" in res:   # [study] seeds: the summary over seeds
+        from ..study.stats import markdown
+
+        doc = {"summary_md": res["summary_md"], "summary_json": res["summary_json"], "summary": res["summary"],
+               "per_seed": res["per_seed"]}
+        emit(args, doc, markdown(res["summary"]) + f"\nsummary: {res['summary_md']}")
+        return
     _, rows = headline(res["results"])
     doc = {"report_md": res["report_md"], "report_html": res["report_html"], "results_json": res["results_json"],
            "headline": rows, "notes": res["results"]["notes"], "stages": res["results"]["stages"],
