@@ -128,7 +128,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="one seed, fewer frames and epochs")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--summarise", nargs="+", default=None, metavar="JSON",
+                    help="only print the table of earlier runs' JSON files (partial ones too), merged")
     args = ap.parse_args(argv)
+    if args.summarise:
+        rows = [r for f in args.summarise for r in json.loads(Path(f).read_text())["rows"]]
+        print_table(rows, summarise(rows))
+        if args.out:
+            Path(args.out).write_text(json.dumps({"benchmark": "criteria", "rows": rows, "summary": summarise(rows),
+                                                  "merged_from": args.summarise}, indent=1))
+        return 0
     args.snrs = [float(s) for s in args.snrs.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
@@ -144,6 +153,16 @@ def main(argv=None) -> int:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps({"benchmark": "criteria", "partial": True, "rows": rows}))
     summary = summarise(rows)
+    print_table(rows, summary)
+    doc = {"benchmark": "criteria", "args": {k: v for k, v in vars(args).items()}, "seeds": seeds,
+           "rows": rows, "summary": summary, "total_s": time.perf_counter() - t_all}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+def print_table(rows, summary) -> None:
     print(f"\n{'model':<12} {'criterion':<19} {'rho(acc drop)':>14} {'[min, max]':>16} {'rho(loss)':>10} "
           f"{'rho(depth)':>10} {'s':>7}")
     for s in summary:
@@ -153,12 +172,6 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['model']} seed {r['seed']}: {r['epochs_run']} epochs (best {r['best_epoch']}), "
               f"val acc {r['val_acc']:.3f}, test acc {r['test_acc']:.3f}, {r['units']} units, train {r['train_s']:.0f}s")
-    doc = {"benchmark": "criteria", "args": {k: v for k, v in vars(args).items()}, "seeds": seeds,
-           "rows": rows, "summary": summary, "total_s": time.perf_counter() - t_all}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(doc, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
