@@ -219,6 +219,9 @@ def test_search_carries_weights_over_and_keeps_the_lowest(ref_setup, name):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
         copy2 = EdgeNet(ckpt.spec)
+        for mod in copy2.modules():   # the reference's networks keep PyTorch's default initialisation
+            if hasattr(mod, "reset_parameters"):
+                mod.reset_parameters()
     trained = ckpt.build()
     chosen, best = [], []
     for blk, r in zip(plan["blocks"], [int(c) for c in keep.split(",")]):

@@ -107,9 +107,12 @@ class TransplantScorer:
     """Scores networks made of a random copy plus the trained weights of chosen units."""
 
     def __init__(self, spec: dict[str, Any], state_dict: dict, proxy: str = "synflow", seed: int = 0,
-                 data_x: np.ndarray | None = None, data_y: np.ndarray | None = None, parts: str | None = None):
+                 data_x: np.ndarray | None = None, data_y: np.ndarray | None = None, parts: str | None = None,
+                 torch_default_init: bool = False):
         """``parts``: transplant only the parameters whose names start with it (the reference's VGG
-        transplants only ``conv.``, the convolution's weight and bias); default the whole layer."""
+        transplants only ``conv.``, the convolution's weight and bias); default the whole layer.
+        ``torch_default_init``: the random copy gets PyTorch's default initialisation (``reset_parameters``
+        of every module, as the reference's networks) instead of edgeprune's Kaiming-normal one."""
         import torch
 
         from ..models.net import EdgeNet
@@ -124,6 +127,10 @@ class TransplantScorer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = EdgeNet(spec)
+            if torch_default_init:
+                for m in model.modules():
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
         model = model.to(dtype).train()  # the reference scores in train mode (batch statistics)
         trained = EdgeNet(spec)
         trained.load_state_dict(state_dict, strict=True)

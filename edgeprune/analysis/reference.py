@@ -15,7 +15,8 @@ Point by point (each checked in tests/test_reference.py):
 - Candidates: every compared unit of a block, the ResNet stem and stage
   transitions included (choosing the stem keeps nothing extra: the stem
   always stays).
-- Scoring: for every combination of the block's kept count, in the
+- Scoring: the random copy has PyTorch's default initialisation (the
+  reference's networks do not re-initialise); for every combination of the block's kept count, in the
   reference's order, the trained weights of those units are loaded into one
   random copy of the network and SynFlow is computed with BatchNorm in train
   mode; the loaded weights are NOT restored, so every later combination
@@ -37,7 +38,7 @@ import numpy as np
 from ..errors import EdgepruneError
 
 REFERENCE_MODELS = ("resnet56-ref", "resnet110-ref", "resnet56", "resnet110", "vgg16")
-EXACT_NETWORKS = ("resnet56-ref", "resnet110-ref")
+REFERENCE_SHORTCUT = ("resnet56-ref", "resnet110-ref")
 BATCHES, BATCH_SIZE = 5, 128
 
 
@@ -131,7 +132,8 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
     blocks = [[units[p].layer for p in range(a, b)] for a, b in bounds]
     counts = check_counts(parse_keep(keep), blocks) if keep is not None else [1] * len(blocks)
     vgg = spec["family"] == "vgg"
-    scorer = TransplantScorer(spec, ckpt.state_dict, "synflow-transplant", seed=seed, parts="conv." if vgg else None)
+    scorer = TransplantScorer(spec, ckpt.state_dict, "synflow-transplant", seed=seed, parts="conv." if vgg else None,
+                              torch_default_init=True)
     chosen, best = select_exhaustive(blocks, counts, scorer, max_combinations or MAX_COMBINATIONS, carry=True)
     stem_layers = {u.layer for u in units if u.role == "stem"}
     kept = sorted(u for b in chosen for u in b if u not in stem_layers)
@@ -162,7 +164,7 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
                  "target_macs": None, "exhaustive_scores": best, "match": None},
         "blocks": [{"bounds": list(b), "candidates": c, "kept": k_} for b, c, k_ in zip(bounds, blocks, chosen)],
         "kept_units": kept, "transition": transition,
-        "reference": {"mode": True, "chosen": chosen, "network_exact": name in EXACT_NETWORKS,
+        "reference": {"mode": True, "chosen": chosen, "reference_shortcut": name in REFERENCE_SHORTCUT,
                       "differences": differences},
         "expected": {"name": new_spec["name"], "macs_before": before["macs"], "macs_after": after["macs"],
                      "params_before": before["params"], "params_after": after["params"],
@@ -177,8 +179,8 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
 def reference_differences(name: str) -> list[str]:
     """What still differs from the reference code for this model (also listed in the README)."""
     out = [
-        "the random copy's initial weights are other random numbers (same PyTorch default distributions, "
-        "edgeprune's own seed)",
+        "the random copy's initial weights are other random numbers (PyTorch's default initialisation, as the "
+        "reference's networks use, but drawn in edgeprune's module order from edgeprune's seed)",
         "SynFlow on 2 identical all-ones frames instead of 128 (the score is exactly 64 times smaller; same ranking)",
         "similarity and segmentation in float64 (the reference: float32 on the GPU)",
         "the test split is edgeprune's stratified split of your data, not the reference's prepared test files",

@@ -141,7 +141,7 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
     summary = {k: plan[k] for k in ("model", "spec_sha256", "seed", "kept_units", "transition") if k in plan}
     if plan.get("reference"):
         summary["reference"] = {"chosen": plan["reference"]["chosen"],
-                                "network_exact": plan["reference"]["network_exact"]}
+                                "reference_shortcut": plan["reference"]["reference_shortcut"]}
     summary.update({"similarity": plan["similarity"]["metric"], "importance": plan["importance"]["proxy"],
                     "segments": plan["segments"]["bounds"], "counts": counts, "mode": mode})
     lineage = {
