@@ -237,3 +237,39 @@ def test_exhaustive_ablation_keeps_the_pair_whose_removal_of_the_rest_costs_leas
     hand = {c: ablation_of_set(model, {u: model.layers[u] for u in block if u not in c}, xs, ys)[0]
             for c in ((1, 2), (1, 3), (2, 3))}
     assert tuple(chosen[0]) == min(hand, key=hand.get) and best[0] == pytest.approx(min(hand.values()))
+
+
+def test_criteria_work_on_a_users_own_module():
+    """The generic interface: a plain nn.Sequential with units found by trace_units; ablation equals swapping
+    the unit for nn.Identity by hand."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from edgeprune.analysis.units import trace_units
+
+    class Res(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Conv1d(c, c, 3, padding=1)
+
+        def forward(self, x):
+            return torch.relu(x + self.conv(x))
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(2, 8, 3, padding=1), Res(8), Res(8), Res(8), nn.AdaptiveAvgPool1d(1),
+                        nn.Flatten(), nn.Linear(8, 3)).eval()
+    x = torch.randn(40, 2, 16)
+    y = torch.randint(0, 3, (40,))
+    units = {u.name: u.module for u in trace_units(net, x[:2]) if u.removable}
+    assert sorted(units) == ["1", "2", "3"]
+    got = criterion_values("ablation", net, units, x=x.numpy(), y=y.numpy())
+    with torch.no_grad():
+        base = float(F.cross_entropy(net(x).double(), y))
+        for name in units:
+            mods = list(net)
+            mods[int(name)] = nn.Identity()
+            assert got[name] == pytest.approx(float(F.cross_entropy(nn.Sequential(*mods)(x).double(), y)) - base,
+                                              abs=1e-6)
+    for c in ("taylor", "block-influence", "synflow", "reverse"):
+        v = criterion_values(c, net, units, order=list(units), x=x.numpy(), y=y.numpy(), input_shape=(2, 16))
+        assert set(v) == set(units) and all(np.isfinite(list(v.values())))
