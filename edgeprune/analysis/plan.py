@@ -88,7 +88,7 @@ def combination_search(criterion: str) -> bool:
     return criterion in PROXIES or criterion == "ablation"
 
 
-def make_combo_scorer(ckpt, criterion: str, *, seed: int = 0, data=None, split=None, max_frames: int = 2048,
+def make_combo_scorer(ckpt, criterion: str, *, seed: int = 0, data=None, split=None, max_frames: int = 1024,
                       batch_size: int = 128):
     """The scorer of combinations for ``--search exhaustive`` (None for additive criteria)."""
     from .importance import PROXIES, TransplantScorer, check_criterion
@@ -156,7 +156,7 @@ def select_for_budget(spec, state_dict, plan, counts, match, *, search="per-unit
 def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto", max_segments: int | None = None,
             importance: str | None = None, batches: int = 5, batch_size: int = 128, seed: int = 0,
             keep=None, keep_units=None, target_macs=None, transition: str = "keep", search: str = "per-unit",
-            split=None, max_frames: int = 2048, reference: bool = False) -> dict[str, Any]:
+            split=None, max_frames: int = 1024, reference: bool = False) -> dict[str, Any]:
     """Analyse a checkpoint and return the plan.
 
     ``ckpt``: a Checkpoint or path; ``data``: a SignalDataset or path (the
