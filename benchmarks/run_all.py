@@ -14,6 +14,8 @@ ORDER = [
     ["bench_datagen.py"],
     ["bench_train.py"],
     ["bench_importance_agreement.py"],
+    ["bench_criteria.py", "--models", "resnet56-1d,resnet56", "--lengths", "64,32", "--per-key", "60", "--epochs", "25",
+     "--patience", "5", "--threads", "1", "--out", "bench-out/criteria.json"],
     ["bench_layer_pruning.py", "--models="],   # analysis timing (the pruning results come from bench_study.py)
     ["bench_export.py"],
     ["bench_latency.py"],

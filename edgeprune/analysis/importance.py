@@ -1,20 +1,33 @@
-"""Importance of units by training-free proxies: SynFlow, GradNorm, SNIP.
+"""Importance of units: the criteria, their registry, and the reference's transplant proxies.
 
-How a unit is scored on its own (cost linear in depth): the unit's trained
-weights (and BN statistics) are transplanted into a randomly initialised copy
-of the network (fixed seed), and the proxy of that whole network is the
-unit's score. This is exactly how the reference scores a combination of
-units, restricted to one unit, so per-unit and exhaustive scores live on the
-same scale: for one kept unit per block the two searches pick the same unit,
-and ``search="exhaustive"`` (every combination in a block, as the reference)
-is there for small blocks. As in the reference, the LOWEST score is kept.
+Criteria (``edgeprune analyze/prune --importance NAME``, study ``[prune] importance``):
 
-- ``synflow``: parameters made non-negative, float64, an all-ones input,
-  R = sum(output), score = sum |theta * dR/dtheta|. Eval mode, one frame:
-  with identical frames the score is linear in the batch size, so the
-  ranking equals the reference's batch of 128.
-- ``gradnorm``: sum over parameters of the L2 norm of dCE/dtheta on a data batch.
-- ``snip``: sum |theta * dCE/dtheta| on a data batch.
+- ``ablation`` (default): validation loss increase when the unit is replaced
+  by the identity (:func:`~edgeprune.analysis.criteria.ablation_scores`).
+- ``taylor``: first-order Taylor estimate of that increase.
+- ``block-influence``: ``1 - cos(input, output)`` of the unit.
+- ``synflow``: SynFlow saliency of the unit's parameters in the trained
+  network, BatchNorm in train mode.
+- ``reverse``: deepest units are removed first.
+- ``synflow-transplant``, ``gradnorm``, ``snip``: the reference code's
+  zero-cost proxies of a random copy of the network carrying the unit's
+  trained weights (:class:`TransplantScorer`), BatchNorm in train mode as the
+  reference runs them, and the reference's rule: the LOWEST score is kept.
+
+For the first five a higher value means a more important unit and the
+highest are kept. A plan stores both the criterion's values and a keep key
+(``importance.scores``: lower = kept first) so that every budget rule ranks
+units the same way whatever the criterion.
+
+The transplant scorer (as the reference scores a combination of units): the
+unit's trained weights and BN statistics are loaded into a randomly
+initialised copy of the network (fixed seed) and the proxy of that whole
+network is the score. ``synflow-transplant``: parameters made
+non-negative, float64, all-ones input, BatchNorm in train mode, R =
+sum(output), score = sum |theta * dR/dtheta|; the reference's batch of 128
+identical frames is replaced by 2 (train-mode BN statistics of identical
+frames do not depend on their number, so the score is exactly 64 times
+smaller and the ranking is the same; checked in tests).
 """
 
 from __future__ import annotations
@@ -27,39 +40,102 @@ import numpy as np
 
 from ..errors import EdgepruneError
 
-PROXIES = ("synflow", "gradnorm", "snip")
+# name -> (what it measures, higher value kept?)
+CRITERIA: dict[str, tuple[str, bool]] = {
+    "ablation": ("validation loss increase when the unit is replaced by the identity", True),
+    "taylor": ("first-order Taylor estimate of the ablation loss increase", True),
+    "block-influence": ("1 - cos(input, output) of the unit on validation frames", True),
+    "synflow": ("SynFlow saliency of the unit's parameters in the trained network (train-mode BN)", True),
+    "reverse": ("depth: the deepest units are removed first", True),
+    "synflow-transplant": ("SynFlow of a random copy carrying the unit's trained weights (reference; lowest kept)",
+                           False),
+    "gradnorm": ("gradient norm of a random copy carrying the unit's trained weights (lowest kept)", False),
+    "snip": ("SNIP of a random copy carrying the unit's trained weights (lowest kept)", False),
+}
+DEFAULT_CRITERION = "ablation"
+PROXIES = ("synflow-transplant", "gradnorm", "snip")   # scored by TransplantScorer
 SEARCHES = ("per-unit", "exhaustive")
 MAX_COMBINATIONS = 20000
 
 
+def check_criterion(name: str) -> str:
+    if name not in CRITERIA:
+        raise EdgepruneError(f"unknown importance criterion {name!r}; choose one of: {', '.join(CRITERIA)}")
+    return name
+
+
+def higher_kept(name: str) -> bool:
+    return CRITERIA[check_criterion(name)][1]
+
+
+def keep_keys(name: str, values: dict) -> dict:
+    """The plan's ranking key per unit (lower = kept first) from a criterion's values."""
+    sign = -1.0 if higher_kept(name) else 1.0
+    return {k: sign * float(v) for k, v in values.items()}
+
+
 def check_proxy(proxy: str) -> str:
     if proxy not in PROXIES:
-        raise EdgepruneError(f"unknown importance proxy {proxy!r}; choose one of: {', '.join(PROXIES)}")
+        raise EdgepruneError(f"unknown transplant proxy {proxy!r}; choose one of: {', '.join(PROXIES)}")
     return proxy
+
+
+def criterion_values(criterion: str, model, units: dict, *, order=None, x=None, y=None, input_shape=None,
+                     metric: str = "loss", batch_size: int = 256) -> dict:
+    """The values of a data-driven criterion (not a transplant proxy) for ``units`` ({key: module}) of ``model``.
+
+    ``order``: the unit keys shallow to deep (for ``reverse``); ``x, y``:
+    validation frames and labels; ``input_shape``: one frame's shape (synflow).
+    """
+    from . import criteria as C
+
+    check_criterion(criterion)
+    if criterion == "ablation":
+        return C.ablation_scores(model, units, x, y, metric=metric, batch_size=batch_size)
+    if criterion == "taylor":
+        return C.taylor_scores(model, units, x, y, batch_size=batch_size)
+    if criterion == "block-influence":
+        return C.block_influence_scores(model, units, x, batch_size=batch_size)
+    if criterion == "synflow":
+        return C.synflow_scores(model, units, input_shape)
+    if criterion == "reverse":
+        return C.reverse_scores(list(order if order is not None else units))
+    raise EdgepruneError(f"{criterion} is a transplant proxy: score it with TransplantScorer")
 
 
 class TransplantScorer:
     """Scores networks made of a random copy plus the trained weights of chosen units."""
 
     def __init__(self, spec: dict[str, Any], state_dict: dict, proxy: str = "synflow", seed: int = 0,
-                 data_x: np.ndarray | None = None, data_y: np.ndarray | None = None):
+                 data_x: np.ndarray | None = None, data_y: np.ndarray | None = None, parts: str | None = None,
+                 torch_default_init: bool = False):
+        """``parts``: transplant only the parameters whose names start with it (the reference's VGG
+        transplants only ``conv.``, the convolution's weight and bias); default the whole layer.
+        ``torch_default_init``: the random copy gets PyTorch's default initialisation (``reset_parameters``
+        of every module, as the reference's networks) instead of edgeprune's Kaiming-normal one."""
         import torch
 
         from ..models.net import EdgeNet
 
+        if proxy == "synflow":
+            proxy = "synflow-transplant"
         self.proxy = check_proxy(proxy)
-        if proxy != "synflow" and (data_x is None or data_y is None or len(data_x) == 0):
+        if proxy != "synflow-transplant" and (data_x is None or data_y is None or len(data_x) == 0):
             raise EdgepruneError(f"the {proxy} proxy needs a data batch")
         self.spec = spec
-        dtype = torch.float64 if proxy == "synflow" else torch.float32
+        dtype = torch.float64 if proxy == "synflow-transplant" else torch.float32
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = EdgeNet(spec)
-        model = model.to(dtype).eval()
+            if torch_default_init:
+                for m in model.modules():
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
+        model = model.to(dtype).train()  # the reference scores in train mode (batch statistics)
         trained = EdgeNet(spec)
         trained.load_state_dict(state_dict, strict=True)
         trained = trained.to(dtype)
-        if proxy == "synflow":
+        if proxy == "synflow-transplant":
             with torch.no_grad():
                 for m in (model, trained):
                     for p in m.parameters():
@@ -68,19 +144,23 @@ class TransplantScorer:
         self.trained = trained.eval()
         self.random_layers = {i: {k: v.clone() for k, v in model.layers[i].state_dict().items()}
                               for i in range(len(model.layers))}
-        self.trained_layers = {i: {k: v.clone() for k, v in trained.layers[i].state_dict().items()}
+        self.trained_layers = {i: {k: v.clone() for k, v in trained.layers[i].state_dict().items()
+                                   if parts is None or k.startswith(parts)}
                                for i in range(len(trained.layers))}
-        if proxy == "synflow":
-            shape = tuple(spec["input"][-2:]) if spec["dim"] == 2 else tuple(spec["input"])
-            self.x = torch.ones((1,) + shape, dtype=dtype)
+        if proxy == "synflow-transplant":
+            self.x = torch.ones((2,) + tuple(spec["input"]), dtype=dtype)
             self.y = None
         else:
             self.x = torch.from_numpy(np.ascontiguousarray(data_x)).to(dtype)
             self.y = torch.from_numpy(np.asarray(data_y, dtype=np.int64))
         self.calls = 0
 
-    def score(self, layers) -> float:
-        """The proxy of the random copy with the trained weights of ``layers``."""
+    def score(self, layers, restore: bool = True) -> float:
+        """The proxy of the random copy with the trained weights of ``layers``.
+
+        ``restore=False`` leaves the transplanted weights in the copy, as the
+        reference's search does (what one combination loads carries over to the
+        next ones)."""
         import torch
         import torch.nn.functional as F
 
@@ -88,10 +168,10 @@ class TransplantScorer:
         model = self.model
         try:
             for i in layers:
-                model.layers[i].load_state_dict(self.trained_layers[i])
+                model.layers[i].load_state_dict(self.trained_layers[i], strict=False)
             model.zero_grad(set_to_none=True)
             out = model(self.x)
-            if self.proxy == "synflow":
+            if self.proxy == "synflow-transplant":
                 out.sum().backward()
                 total = _saliency(model)
             else:
@@ -102,7 +182,7 @@ class TransplantScorer:
                     total = _saliency(model)
         finally:
             with torch.no_grad():
-                for i in layers:
+                for i in (layers if restore else []):
                     model.layers[i].load_state_dict(self.random_layers[i])
             model.zero_grad(set_to_none=True)
         self.calls += 1
@@ -116,79 +196,10 @@ def _saliency(model) -> float:
 
 
 def unit_scores(scorer: TransplantScorer, layers) -> dict[int, float]:
-    """Each unit scored on its own: the proxy of the random copy with that unit's trained weights.
-
-    SynFlow takes one batched pass for all units (:func:`batched_synflow_scores`,
-    cost linear in depth); the data-driven proxies take one evaluation per unit.
-    """
-    layers = [int(i) for i in layers]
-    if scorer.proxy == "synflow" and layers:
-        return batched_synflow_scores(scorer, layers)
-    return {i: scorer.score([i]) for i in layers}
-
-
-def batched_synflow_scores(scorer: TransplantScorer, layers: list[int]) -> dict[int, float]:
-    """SynFlow of every single-unit transplant at once, equal to ``scorer.score([i])`` for each ``i``.
-
-    All transplants run as one batch: row ``v`` takes the trained weights of
-    unit ``layers[v]`` and the random copy everywhere else. In eval mode rows
-    do not interact, so one backward pass gives every row its own activation
-    gradients, and a trained unit's parameter gradients (used by one row only)
-    are exact. For the random copy's layers, which are affine in their
-    parameters (conv, BN in eval mode, linear), every term
-    ``theta * dR_v/dtheta`` is non-negative (non-negative parameters, inputs
-    and gradients; the random BN statistics are mean 0, variance 1), so the
-    layer's share of row ``v``'s score is ``<dR_v/dy_v, y_v>``. One forward and
-    one backward of a batch of n frames replace n forward-backward passes of
-    one frame: the cost grows linearly with depth instead of quadratically.
-    """
-    import torch
-    from torch import nn
-
-    model, trained, spec = scorer.model, scorer.trained, scorer.spec
-    n = len(layers)
-    row_of = {layer: v for v, layer in enumerate(layers)}
-    x = scorer.x.expand((n,) + tuple(scorer.x.shape[1:])).clone()
-    if spec["dim"] == 2 and x.dim() == 3:
-        x = x.unsqueeze(1)
-    affine = (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Linear)
-    outputs: list[torch.Tensor] = []
-
-    def keep_output(_mod, _inp, out):
-        out.retain_grad()
-        outputs.append(out)
-
-    handles = [m.register_forward_hook(keep_output) for m in model.modules() if isinstance(m, affine)]
-    try:
-        model.zero_grad(set_to_none=True)
-        trained.zero_grad(set_to_none=True)
-        h = x
-        for i, layer in enumerate(model.layers):
-            out = layer(h)
-            v = row_of.get(i)
-            if v is not None:
-                t = trained.layers[i](h[v:v + 1])
-                out = torch.cat([out[:v], t, out[v + 1:]])
-            h = out
-        h.sum().backward()
-        totals = torch.zeros(n, dtype=h.dtype)
-        for y in outputs:
-            if y.grad is not None:
-                totals += (y.grad * y.detach()).reshape(n, -1).sum(1)
-        for layer, v in row_of.items():
-            for p in trained.layers[layer].parameters():
-                if p.grad is not None:
-                    totals[v] += (p.detach() * p.grad).abs().sum()
-    finally:
-        for hd in handles:
-            hd.remove()
-        model.zero_grad(set_to_none=True)
-        trained.zero_grad(set_to_none=True)
-    scorer.calls += 1
-    scores = {layer: float(totals[v]) for layer, v in row_of.items()}
-    if not all(math.isfinite(s) for s in scores.values()):
-        raise EdgepruneError("the synflow score overflowed for this model; try another --importance proxy")
-    return scores
+    """Each unit scored on its own: the proxy of the random copy with that unit's trained weights
+    (one forward/backward each; train-mode BatchNorm couples the frames of a batch, so transplants
+    cannot share one batch)."""
+    return {int(i): scorer.score([int(i)]) for i in layers}
 
 
 def select_per_unit(blocks: list[list[int]], counts: list[int], scores: dict[int, float]) -> list[list[int]]:
@@ -200,9 +211,16 @@ def select_per_unit(blocks: list[list[int]], counts: list[int], scores: dict[int
     return out
 
 
-def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer: TransplantScorer,
-                      max_combinations: int = MAX_COMBINATIONS) -> tuple[list[list[int]], list[float]]:
-    """The reference search: every combination of ``count`` units per block, lowest score kept."""
+def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
+                      max_combinations: int = MAX_COMBINATIONS, carry: bool = False) -> tuple[list[list[int]], list[float]]:
+    """Every combination of ``count`` units per block; the one with the lowest key is kept.
+
+    ``scorer``: a :class:`TransplantScorer` (key = its proxy, the reference's
+    search; ``carry=True`` leaves each combination's trained weights in the
+    random copy, as the reference does) or an object with
+    ``combo_key(combo, block)`` (e.g. the validation loss with the block's
+    other units removed).
+    """
     total = sum(math.comb(len(c), r) for c, r in zip(blocks, counts))
     if total > max_combinations:
         raise EdgepruneError(f"the exhaustive search would score {total} combinations (limit {max_combinations}); "
@@ -215,7 +233,10 @@ def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer: Transp
             continue
         best = None
         for combo in itertools.combinations(sorted(cand), r):
-            s = scorer.score(combo)
+            if hasattr(scorer, "combo_key"):
+                s = scorer.combo_key(combo, cand)
+            else:
+                s = scorer.score(combo, restore=not carry)
             if best is None or s < best[0]:
                 best = (s, list(combo))
         chosen.append(best[1])

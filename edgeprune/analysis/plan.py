@@ -97,12 +97,67 @@ def select_units(spec, state_dict, plan, counts, *, search="per-unit", scorer=No
         raise EdgepruneError(f"unknown search {search!r}; choose one of: {', '.join(SEARCHES)}")
     blocks = blocks_of(plan, plan["segments"]["bounds"])
     scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
-    if search == "per-unit":
+    if search == "per-unit" or not combination_search(plan["importance"].get("criterion", plan["importance"]["proxy"])):
         return select_per_unit(blocks, counts, scores), None
     if scorer is None:
         raise EdgepruneError("the exhaustive search needs the checkpoint and data to score combinations")
     chosen, best = select_exhaustive(blocks, counts, scorer)
     return chosen, best
+
+
+def combination_search(criterion: str) -> bool:
+    """Whether the exhaustive search scores combinations differently from summing unit scores."""
+    from .importance import PROXIES
+
+    return criterion in PROXIES or criterion == "ablation"
+
+
+def make_combo_scorer(ckpt, criterion: str, *, seed: int = 0, data=None, split=None, max_frames: int = 1024,
+                      batch_size: int = 128):
+    """The scorer of combinations for ``--search exhaustive`` (None for additive criteria)."""
+    from .importance import PROXIES, TransplantScorer, check_criterion
+
+    check_criterion(criterion)
+    if criterion in PROXIES:
+        if criterion == "synflow-transplant":
+            return TransplantScorer(ckpt.spec, ckpt.state_dict, criterion, seed=seed)
+        if data is None:
+            raise EdgepruneError(f"the exhaustive search with {criterion} needs --data")
+        from ..training.finetune import resolve_split
+        from .representations import sample_batches
+
+        (train, _, _), _ = resolve_split(ckpt, data, split)
+        idx = sample_batches(len(train), 1, batch_size, seed)[0]
+        return TransplantScorer(ckpt.spec, ckpt.state_dict, criterion, seed=seed, data_x=train.x[idx],
+                                data_y=train.y[idx])
+    if criterion != "ablation":
+        return None
+    if data is None:
+        raise EdgepruneError("the exhaustive search with the ablation criterion needs --data")
+    from ..training.finetune import resolve_split
+
+    (train, val, _), _ = resolve_split(ckpt, data, split)
+    part = val if len(val) else train
+    return AblationComboScorer(ckpt.build(), part.x[:max_frames], part.y[:max_frames])
+
+
+class AblationComboScorer:
+    """Scores keeping ``combo`` of a block: the validation loss with the block's other units replaced."""
+
+    def __init__(self, model, x, y, batch_size: int = 256):
+        from .criteria import _prepare
+
+        self.model = model
+        self.x, self.y = _prepare(model, {None: None}, x, y)
+        self.batch_size = batch_size
+        self.calls = 0
+
+    def combo_key(self, combo, block) -> float:
+        from .criteria import ablation_of_set
+
+        gone = {u: self.model.layers[u] for u in block if u not in combo}
+        self.calls += 1
+        return ablation_of_set(self.model, gone, self.x, self.y, None, self.batch_size)[0]
 
 
 def select_for_budget(spec, state_dict, plan, counts, match, *, search="per-unit", scorer=None, transition="keep"):
@@ -123,18 +178,35 @@ def select_for_budget(spec, state_dict, plan, counts, match, *, search="per-unit
 
 
 def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto", max_segments: int | None = None,
-            importance: str = "synflow", batches: int = 5, batch_size: int = 128, seed: int = 0,
+            importance: str | None = None, batches: int = 5, batch_size: int = 128, seed: int = 0,
             keep=None, keep_units=None, target_macs=None, transition: str = "keep", search: str = "per-unit",
-            split=None) -> dict[str, Any]:
-    """Analyse a checkpoint on its training frames and return the plan.
+            split=None, max_frames: int = 1024, reference: bool = False) -> dict[str, Any]:
+    """Analyse a checkpoint and return the plan.
 
     ``ckpt``: a Checkpoint or path; ``data``: a SignalDataset or path (the
-    checkpoint's recorded split is reproduced and only its train part is used).
+    checkpoint's recorded split is reproduced). Similarity uses training
+    frames; data-driven importance criteria use up to ``max_frames`` frames of
+    the validation split (the training split when it is empty).
+    ``reference=True``: the reference code's procedure
+    (:mod:`edgeprune.analysis.reference`); it takes ``keep`` (counts per block)
+    as its only budget.
     """
+    if reference:
+        from .reference import analyze_reference
+
+        extra = [n for n, v in (("--keep-units", keep_units), ("--target-macs", target_macs),
+                                ("--importance", importance), ("--similarity", None if similarity == "cka-unbiased"
+                                                                 else similarity)) if v is not None]
+        if extra:
+            raise EdgepruneError(f"--reference runs the reference's own procedure and budget (--keep); "
+                                 f"it does not take {', '.join(extra)}")
+        return analyze_reference(ckpt, data, keep=keep, segments=segments, max_segments=max_segments, seed=seed,
+                                 split=split)
     from ..models.macs import model_stats
     from ..pruning.reassembly import TRANSITION_MODES, plan_layers
     from ..training.finetune import _load_ckpt, resolve_split
-    from .importance import TransplantScorer, check_proxy, unit_scores
+    from .importance import (CRITERIA, DEFAULT_CRITERION, PROXIES, TransplantScorer, check_criterion,
+                             criterion_values, keep_keys, unit_scores)
     from .representations import iter_unit_features, sample_batches
     from .segmentation import column_sums, default_max_segments, segment
     from .similarity import SimilarityAccumulator, check_metric
@@ -153,7 +225,7 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
                                target_macs=target_macs)
     ckpt = ck0
     check_metric(similarity)
-    check_proxy(importance)
+    importance = check_criterion(importance or DEFAULT_CRITERION)
     if transition not in TRANSITION_MODES:
         raise EdgepruneError(f"transition must be one of {', '.join(TRANSITION_MODES)}")
     ckpt = _load_ckpt(ckpt, "the model")
@@ -163,7 +235,7 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
         raise EdgepruneError(f"model {spec['name']!r} has no removable units")
     if data is None:
         raise EdgepruneError("the analysis needs data (--data)")
-    (train, _, _), split_info = resolve_split(ckpt, data, split)
+    (train, val, _), split_info = resolve_split(ckpt, data, split)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -187,11 +259,23 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     timings["segmentation_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    data_idx = idx[0]
-    scorer = TransplantScorer(spec, ckpt.state_dict, importance, seed=seed,
-                              data_x=train.x[data_idx], data_y=train.y[data_idx])
     cand = [u.layer for u in units if u.removable]
-    scores = unit_scores(scorer, cand)
+    if importance in PROXIES:
+        data_idx = idx[0]
+        scorer = TransplantScorer(spec, ckpt.state_dict, importance, seed=seed,
+                                  data_x=train.x[data_idx], data_y=train.y[data_idx])
+        values = unit_scores(scorer, cand)
+        imp_split, imp_frames = ("none", 0) if importance == "synflow-transplant" else ("train", len(data_idx))
+    else:
+        part, imp_split = (val, "val") if len(val) else (train, "train")
+        xs, ys = part.x[:max_frames], part.y[:max_frames]
+        values = criterion_values(importance, model, {u: model.layers[u] for u in cand}, order=cand, x=xs, y=ys,
+                                  input_shape=tuple(spec["input"]), batch_size=batch_size)
+        imp_frames = 0 if importance in ("synflow", "reverse") else len(xs)
+        scorer = None
+        if search == "exhaustive" and importance == "ablation":
+            scorer = AblationComboScorer(model, xs, ys)
+    scores = keep_keys(importance, values)
     timings["importance_s"] = time.perf_counter() - t0
 
     plan: dict[str, Any] = {
@@ -203,7 +287,10 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
         "similarity": {"metric": similarity, "batches": len(idx), "batch_size": int(len(idx[0])),
                        "split": split_info, "matrix": sim.round(6).tolist()},
         "segments": seg.to_dict(),
-        "importance": {"proxy": importance, "rule": "lowest score kept", "scoring": "transplant into a random copy",
+        "importance": {"criterion": importance, "proxy": importance, "measures": CRITERIA[importance][0],
+                       "rule": "highest value kept" if CRITERIA[importance][1] else "lowest value kept",
+                       "split": imp_split, "frames": int(imp_frames),
+                       "values": {str(k): float(v) for k, v in values.items()},
                        "scores": {str(k): v for k, v in scores.items()}},
     }
     t0 = time.perf_counter()

@@ -54,7 +54,8 @@ def plot_importance(plan: dict[str, Any], path) -> Path:
     """Importance score of every scored unit, blocks shaded, kept units highlighted."""
     plt = _plt()
     pos = {u["layer"]: u["position"] for u in plan["units"]}
-    scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
+    imp = plan["importance"]
+    scores = {int(k): float(v) for k, v in imp.get("values", imp["scores"]).items()}
     xs = [pos[k] for k in scores]
     ys = [scores[k] for k in scores]
     kept = set(plan["kept_units"])

@@ -138,3 +138,71 @@ def segment(sequence, k: int | str = "auto", max_k: int | None = None, threshold
 def column_sums(similarity: np.ndarray) -> np.ndarray:
     """The 1-D sequence segmented: each unit's total similarity to all units."""
     return np.asarray(similarity, dtype=np.float64).sum(axis=0)
+
+
+def reference_loss_table(x, max_k: int) -> np.ndarray:
+    """The loss table as the reference fills it: T[n, k] for n items in k blocks, 0 where n < k.
+
+    Computed as the reference does, segment by segment with sequential sums
+    (not from prefix sums): its back-tracking compares table entries with
+    ``<``, so exact ties (a one-item block has diameter exactly 0) must stay
+    exact. O(K n^3) Python arithmetic: well under a second for 55 units.
+    """
+    v = [float(a) for a in np.asarray(x, dtype=np.float64).reshape(-1)]
+    n_all = len(v)
+    diam = {}
+    for a in range(n_all):
+        for b in range(a + 1, n_all + 1):
+            total = 0.0
+            for i in range(a, b):
+                total += v[i]
+            mean = total / (b - a)
+            d = 0.0
+            for i in range(a, b):
+                d += (v[i] - mean) ** 2
+            diam[a, b] = d
+    t = np.zeros((n_all + 1, max_k + 1))
+    for n in range(1, n_all + 1):
+        t[n, 1] = diam[0, n]
+    for k in range(2, max_k + 1):
+        for n in range(k, n_all + 1):
+            t[n, k] = min(t[j, k - 1] + diam[j, n] for j in range(k - 1, n))
+    return t
+
+
+def reference_bounds(sequence, k: int, max_k: int | None = None) -> list[tuple[int, int]]:
+    """Block bounds recovered by the reference code's back-tracking heuristic (not the optimum).
+
+    From the last item backwards, for k - 1, k - 2, ..., 1 blocks: the largest
+    item count n (not above the previous split) whose table entry T[n, kk] is
+    strictly below the running loss becomes a split point, and the running loss
+    becomes T[n, kk]. The table is the true Fisher table with zeros where n < kk,
+    as the reference initialises it. It can disagree with the optimal partition.
+    """
+    x = np.asarray(sequence, dtype=np.float64).reshape(-1)
+    n_items = len(x)
+    t = reference_loss_table(x, max(int(k), int(max_k or k)))
+    points: list[int] = []
+    n = n_items
+    running = t[n_items, k]
+    for kk in range(k - 1, 0, -1):
+        while n > 0:
+            if t[n, kk] < running:
+                points.insert(0, n)
+                running = t[n, kk]
+                break
+            n -= 1
+    # the reference labels item i with the number of recorded points <= i (one step per item)
+    labels, block = [], 0
+    marks = points + [n_items]
+    for i in range(n_items):
+        if i >= marks[block]:
+            block += 1
+        labels.append(block)
+    bounds, start = [], 0
+    for b in range(labels[-1] + 1):
+        size = labels.count(b)
+        if size:
+            bounds.append((start, start + size))
+            start += size
+    return bounds

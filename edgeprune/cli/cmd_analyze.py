@@ -13,10 +13,14 @@ def add_analysis_options(p) -> None:
     p.add_argument("--segments", default="auto", help="number of blocks K, or 'auto' (the 5%% rule; default)")
     p.add_argument("--max-segments", type=int, default=None,
                    help="largest K tried by 'auto' (default: ResNet56 5, ResNet110 7, else from the depth)")
-    p.add_argument("--importance", choices=["synflow", "gradnorm", "snip"], default="synflow",
-                   help="training-free importance proxy (default synflow; the lowest score is kept)")
+    p.add_argument("--importance", default=None, metavar="NAME",
+                   help="importance criterion: ablation (default), taylor, block-influence, synflow, reverse, "
+                        "or the reference's transplant proxies synflow-transplant, gradnorm, snip")
     p.add_argument("--search", choices=["per-unit", "exhaustive"], default="per-unit",
                    help="score units one by one (linear in depth, default) or every combination per block (reference)")
+    p.add_argument("--reference", action="store_true",
+                   help="reproduce the reference code's procedure (yaolu-zjut/PSR) for resnet56(-ref), "
+                        "resnet110(-ref) and vgg16; its budget is --keep; differences are listed in the README")
     p.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")
     p.add_argument("--batch-size", type=int, default=128, help="frames per batch (default 128)")
 
@@ -38,8 +42,9 @@ def register(sub, common):
     p.add_argument("--out", required=True, help="output folder")
     add_analysis_options(p)
     add_budget_options(p, "choose the kept units for this fraction of the baseline MACs, within 2%% (e.g. 0.15)")
-    p.add_argument("--transition", choices=["keep", "reinit"], default="keep",
-                   help="stage transitions: keep the trained block (default) or re-initialise it (reference)")
+    p.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,
+                   help="stage transitions: keep the trained block (default), add a re-initialised one (reinit), "
+                        "or replace the stage's first kept unit by a re-initialised one (replace, the reference's)")
     p.add_argument("--no-plots", action="store_true", help="write plan.json only")
     add_seed(p)
     add_json(p)
@@ -55,10 +60,13 @@ def run_analyze(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise EdgepruneError(f"--out {out} exists and is not a folder")
+    if args.reference and args.transition not in (None, "replace"):
+        raise EdgepruneError("--reference builds the reference's transitions (replace); do not give --transition")
     plan = analyze(args.model, args.data, similarity=args.similarity, segments=args.segments,
                    max_segments=args.max_segments, importance=args.importance, batches=args.batches,
                    batch_size=args.batch_size, seed=args.seed, keep=args.keep, keep_units=args.keep_units,
-                   target_macs=args.target_macs, transition=args.transition, search=args.search)
+                   target_macs=args.target_macs, transition=args.transition or "keep", search=args.search,
+                   reference=args.reference)
     out.mkdir(parents=True, exist_ok=True)
     save_plan(out / "plan.json", plan)
     files = {"plan": str(out / "plan.json")}

@@ -25,8 +25,9 @@ def register(sub, common):
     from .cmd_analyze import add_analysis_options, add_budget_options
 
     add_budget_options(p, "this fraction of the baseline MACs, met within 2%% by every method (e.g. 0.15 = 85%% fewer)")
-    p.add_argument("--transition", choices=["keep", "reinit"], default=None,
-                   help="stage transitions: keep the trained block (default) or re-initialise it (reference)")
+    p.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,
+                   help="stage transitions: keep the trained block (default), add a re-initialised one (reinit), "
+                        "or replace the stage's first kept unit by a re-initialised one (replace, the reference's)")
     add_analysis_options(p)
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra method option (VALUE parsed as JSON when possible); repeatable")
@@ -45,8 +46,8 @@ def register(sub, common):
 
 
 _LAYER_ONLY = ("plan", "keep", "keep_units", "transition", "similarity", "segments", "max_segments",
-               "importance", "search", "batches", "batch_size")
-_LAYER_DEFAULTS = {"similarity": "cka-unbiased", "segments": "auto", "importance": "synflow", "search": "per-unit",
+               "importance", "search", "batches", "batch_size", "reference")
+_LAYER_DEFAULTS = {"similarity": "cka-unbiased", "segments": "auto", "search": "per-unit", "reference": False,
                    "batches": 5, "batch_size": 128}
 
 
@@ -77,6 +78,8 @@ def run_prune(args):
     from ..pruning.apply import prune_checkpoint
 
     extra = {}
+    if args.reference and args.method != "layer":
+        raise EdgepruneError("--reference is an option of the layer method (--method layer)")
     if args.latency_margin is not None:
         if args.target_latency is None:
             raise EdgepruneError("--latency-margin works with --target-latency")

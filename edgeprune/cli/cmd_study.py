@@ -45,6 +45,13 @@ def register(sub, common):
 def _emit(args, res):
     from ..study.report import headline
 
+    if "summary" in res:   # [study] seeds: the summary over seeds
+        from ..study.stats import markdown
+
+        doc = {"summary_md": res["summary_md"], "summary_json": res["summary_json"], "summary": res["summary"],
+               "per_seed": res["per_seed"]}
+        emit(args, doc, markdown(res["summary"]) + f"\nsummary: {res['summary_md']}")
+        return
     _, rows = headline(res["results"])
     from ..study.report import build_report
 

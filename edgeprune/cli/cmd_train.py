@@ -32,6 +32,8 @@ def register(sub, common):
     p.add_argument("--step-size", type=int, default=10, help="StepLR step in epochs (default 10)")
     p.add_argument("--gamma", type=float, default=0.8, help="StepLR factor (default 0.8)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop when the validation loss has not improved for N epochs (default 0: train all epochs)")
     add_seed(p)
     p.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions (default 0.6,0.2,0.2)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split (default 0)")
@@ -72,6 +74,7 @@ def run_train(args):
                          step_size=args.step_size, gamma=args.gamma, weight_decay=args.weight_decay, seed=args.seed,
                          split=args.split, split_seed=args.split_seed, min_snr=args.min_snr, max_snr=args.max_snr,
                          threads=args.threads, device=args.device, resume=args.resume, log=args.log,
+                         patience=args.patience,
                          ddp_debug_dir=args.ddp_debug_dir, kwargs=args.kwargs)
     if "summary" in result:
         text = result.pop("summary")

@@ -46,8 +46,13 @@ class BasicBlock(nn.Module):
         self.bn2 = _bn(dim, l["out"])
         extra = l["out"] - l["in"]
         self.pad = (extra // 2, extra - extra // 2)
+        self.avgpool = l.get("shortcut") == "avgpool" and (l["stride"] > 1 or extra > 0)
+        self.extra = extra
 
     def shortcut(self, x):
+        if self.avgpool:  # the reference code's: mean over space, zero channels after, no gradient
+            x = x.detach().mean(dim=tuple(range(2, x.dim())), keepdim=True)
+            return F.pad(x, (0, 0) * self.dim + (0, self.extra))
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride] if self.dim == 2 else x[:, :, :: self.stride]
         if self.pad != (0, 0):

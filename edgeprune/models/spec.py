@@ -18,7 +18,10 @@ Layer types and their fields:
 - ``conv``: in, out, k, stride, padding, bias, bn, relu. Conv-BN-ReLU.
 - ``basic_block``: in, mid, out, stride. CIFAR residual BasicBlock
   (conv-bn-relu-conv-bn + shortcut, relu) with the parameter-free "option A"
-  shortcut: strided subsampling plus zero channels.
+  shortcut: strided subsampling plus zero channels. Optional ``shortcut``:
+  ``"avgpool"`` is the reference code's 2-D ResNet shortcut on a
+  downsampling block: the input averaged to 1 x 1, zero channels added,
+  detached from the graph, broadcast over the output.
 - ``res_stack``: in, out, k, pool. A residual stack (O'Shea et al. 2018):
   1x1 conv, two residual units of two k-convs, then max-pool.
 - ``maxpool``: k (stride k).
@@ -47,7 +50,8 @@ LAYER_FIELDS: dict[str, dict[str, type | tuple]] = {
     "gap": {},
     "linear": {"in": int, "out": int, "bn": bool, "relu": bool},
 }
-OPTIONAL_FIELDS = {"role": str, "stage": int, "origin": int, "reinit": bool}
+OPTIONAL_FIELDS = {"role": str, "stage": int, "origin": int, "reinit": bool, "shortcut": str}
+SHORTCUTS = ("option-a", "avgpool")
 
 
 def _out_len(n: int, k: int, s: int, p: int) -> int:
@@ -178,6 +182,9 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
                 raise EdgepruneError(f"model spec layer {i} ({layer['type']}): {f} must be at least 1, got {v}")
             if typ is int and f == "padding" and v > max_act:
                 raise EdgepruneError(f"model spec layer {i} ({layer['type']}): padding {v} is over {max_act}")
+        if "shortcut" in layer and (layer["type"] != "basic_block" or layer["shortcut"] not in SHORTCUTS):
+            raise EdgepruneError(f"model spec layer {i} ({layer['type']}): shortcut must be one of "
+                                 f"{', '.join(SHORTCUTS)} on a basic_block, got {layer['shortcut']!r}")
         for f in layer:
             if f != "type" and f not in fields and f not in OPTIONAL_FIELDS:
                 raise EdgepruneError(f"model spec layer {i} ({layer['type']}): unknown field {f!r}")

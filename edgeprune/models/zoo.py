@@ -1,4 +1,10 @@
-"""The model zoo: the paper's 2-D models (exact) and 1-D edge variants, as specs.
+"""The model zoo: the paper's 2-D models and 1-D edge variants, as specs.
+
+The 2-D models have the paper's layers and sizes. ``resnet56`` and
+``resnet110`` use the parameter-free option-A shortcut (strided subsampling,
+zero channels); the reference code's networks average the input of a
+downsampling block to 1 x 1 instead (zero channels, detached): that is
+``resnet56-ref`` / ``resnet110-ref``.
 
 2-D models treat the (2, L) I/Q frame as a one-channel image (input
 (1, 2, L)), as in the source paper; 1-D variants convolve over (2, L) with
@@ -14,7 +20,7 @@ from .spec import SCHEMA, infer_shapes, validate_spec
 
 
 def _resnet(name: str, dim: int, blocks_per_stage: int, length: int, num_classes: int,
-            widths=(16, 32, 64)) -> dict[str, Any]:
+            widths=(16, 32, 64), shortcut: str | None = None) -> dict[str, Any]:
     inp = [1, 2, length] if dim == 2 else [2, length]
     layers: list[dict[str, Any]] = [
         {"type": "conv", "in": inp[0], "out": widths[0], "k": 3, "stride": 1, "padding": 1,
@@ -25,7 +31,7 @@ def _resnet(name: str, dim: int, blocks_per_stage: int, length: int, num_classes
         for b in range(blocks_per_stage):
             stride = 2 if (s > 0 and b == 0) else 1
             layers.append({"type": "basic_block", "in": cin, "mid": w, "out": w, "stride": stride,
-                           "role": "unit", "stage": s})
+                           "role": "unit", "stage": s, **({"shortcut": shortcut} if shortcut else {})})
             cin = w
     layers.append({"type": "gap", "role": "head"})
     layers.append({"type": "linear", "in": cin, "out": num_classes, "bn": False, "relu": False, "role": "classifier"})
@@ -97,6 +103,10 @@ ZOO: dict[str, tuple[str, Callable[[int, int], dict[str, Any]]]] = {
                  lambda L, C: _resnet("resnet56", 2, 9, L, C)),
     "resnet110": ("2-D ResNet110 of the paper (3 x 18 BasicBlocks)",
                   lambda L, C: _resnet("resnet110", 2, 18, L, C)),
+    "resnet56-ref": ("2-D ResNet56 with the reference code's shortcut (input averaged to 1x1, zero channels, detached)",
+                     lambda L, C: _resnet("resnet56-ref", 2, 9, L, C, shortcut="avgpool")),
+    "resnet110-ref": ("2-D ResNet110 with the reference code's shortcut",
+                      lambda L, C: _resnet("resnet110-ref", 2, 18, L, C, shortcut="avgpool")),
     "vgg16": ("2-D VGG16 of the paper (10 convs, FC 256-128 with BN1d)",
               lambda L, C: _vgg16("vgg16", 2, L, C)),
     "resnet20-1d": ("1-D ResNet20 (Conv1d over the 2 x L frame)", lambda L, C: _resnet("resnet20-1d", 1, 3, L, C)),

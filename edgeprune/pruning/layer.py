@@ -33,9 +33,9 @@ def layer_prune(ckpt, data=None, **kwargs) -> PruneResult:
 
 def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int = 0, plan=None, keep=None,
                 keep_units: int | None = None, transition: str | None = None, similarity: str = "cka-unbiased",
-                segments="auto", max_segments: int | None = None, importance: str = "synflow",
+                segments="auto", max_segments: int | None = None, importance: str | None = None,
                 search: str = "per-unit", batches: int = 5, batch_size: int = 128, tolerance: float | None = None,
-                **options) -> PruneResult:
+                reference: bool = False, **options) -> PruneResult:
     """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage.
 
     ``target_macs`` lands within ``tolerance`` (default 2%) of the target or
@@ -50,13 +50,30 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
     tolerance = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     plan_ref = None
     budget_given = any(v is not None for v in (keep, keep_units, target_macs))
-    if plan is not None:
+    if reference:
+        if plan is not None:
+            raise EdgepruneError("--reference makes its own plan: give --data (and --keep), not --plan")
+        if data is None:
+            raise EdgepruneError("layer pruning without --plan needs --data to analyse the model")
+        if keep_units is not None or target_macs is not None:
+            raise EdgepruneError("--reference takes the reference's budget, --keep (units per block), "
+                                 "not --keep-units or --target-macs")
+        if transition not in (None, "replace"):
+            raise EdgepruneError("--reference builds the reference's transitions (replace); do not give --transition")
+        plan = analyze(ckpt, data, keep=keep, segments=segments, max_segments=max_segments, seed=seed,
+                       reference=True)
+        budget_given = False
+        transition = plan["transition"]
+    elif plan is not None:
         if isinstance(plan, (str, Path)):
             from ..checkpoint import file_sha256
 
             plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}
             plan = load_plan(plan)
         check_plan(plan, ckpt.spec)
+        if plan.get("reference") and budget_given:
+            raise EdgepruneError("this plan was made by --reference: its budget is fixed; run "
+                                 "'edgeprune analyze --reference --keep ...' for another one")
         transition = transition or plan.get("transition") or "keep"
     else:
         transition = transition or "keep"
@@ -110,9 +127,10 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
         plan = dict(plan, segments=dict(plan["segments"], bounds=[list(b) for b in bounds], k=len(bounds)))
         scorer = None
         if search == "exhaustive":
-            from ..analysis.importance import TransplantScorer
+            from ..analysis.plan import make_combo_scorer
 
-            scorer = TransplantScorer(ckpt.spec, ckpt.state_dict, plan["importance"]["proxy"], seed=plan["seed"])
+            scorer = make_combo_scorer(ckpt, plan["importance"].get("criterion", plan["importance"]["proxy"]),
+                                       seed=plan["seed"], data=data)
         chosen, _ = select_for_budget(ckpt.spec, ckpt.state_dict, plan, counts, match, search=search,
                                       scorer=scorer, transition=transition)
         kept = sorted(u for b in chosen for u in b)
@@ -121,6 +139,9 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
         kept = list(plan["kept_units"])
     new_spec, new_state, rep = reassemble(ckpt.spec, ckpt.state_dict, kept, transition=transition, seed=seed)
     summary = {k: plan[k] for k in ("model", "spec_sha256", "seed", "kept_units", "transition") if k in plan}
+    if plan.get("reference"):
+        summary["reference"] = {"chosen": plan["reference"]["chosen"],
+                                "reference_shortcut": plan["reference"]["reference_shortcut"]}
     summary.update({"similarity": plan["similarity"]["metric"], "importance": plan["importance"]["proxy"],
                     "segments": plan["segments"]["bounds"], "counts": counts, "mode": mode})
     lineage = {

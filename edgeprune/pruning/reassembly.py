@@ -10,8 +10,11 @@ marked ``"reinit": true`` in the new spec; every layer records its
 
 Stage transitions (the stride-2, widening residual block of a ResNet stage):
 ``transition="keep"`` (default) keeps the stage's trained transition block;
-``transition="reinit"`` reproduces the reference code: when it was not chosen,
-a randomly initialised transition block is put in its place. Every stage
+``transition="reinit"`` puts a randomly initialised transition block in its
+place when it was not chosen (in addition to the chosen units);
+``transition="replace"`` is what the reference code does: the stage's first
+kept unit is replaced by a randomly initialised transition block (so a stage
+has as many blocks as units were chosen in it; one random block when none was). Every stage
 keeps at least one unit (the stage's first unit is added when none was
 chosen). The result is checked by a forward pass.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 from ..errors import EdgepruneError
 
-TRANSITION_MODES = ("keep", "reinit")
+TRANSITION_MODES = ("keep", "reinit", "replace")
 
 
 def _base_name(name: str) -> str:
@@ -60,7 +63,14 @@ def plan_layers(spec: dict[str, Any], keep_layers, transition: str = "keep"):
     reinit_slots: set[int] = set()
     for u in prunable:
         if u.transition and not u.removable and u.layer not in kept:
-            if transition == "keep":
+            if transition == "replace":
+                same = sorted(k for k in kept if by_layer[k].role == "unit" and by_layer[k].stage == u.stage)
+                if same:
+                    kept.discard(same[0])
+                reinit_slots.add(u.layer)
+                forced.append({"layer": u.layer, "reason": "stage transition (re-initialised, replaces "
+                               + (f"unit {same[0]})" if same else "nothing: no unit chosen in the stage)")})
+            elif transition == "keep":
                 kept.add(u.layer)
                 forced.append({"layer": u.layer, "reason": "stage transition (trained)"})
             else:

@@ -15,6 +15,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "study": {
         "name": (str, "study"),
         "seed": (int, 0),
+        "seeds": (list, []),            # several seeds: the whole study once per seed, mean +- 95% CI
         "threads": (int, 0),            # torch threads for training (0 = torch default)
     },
     "data": {
@@ -40,13 +41,16 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "lr": (float, 1e-3),
         "step_size": (int, 10),
         "gamma": (float, 0.8),
+        "patience": (int, None),        # early stopping: epochs without a better validation loss
     },
     "prune": {
         "methods": (list, ["layer", "channel-l1"]),
         "targets": (list, [0.5]),       # fractions of the baseline MACs
         "similarity": (str, "cka-unbiased"),
-        "importance": (str, "synflow"),
+        "importance": (str, "ablation"),
         "transition": (str, "keep"),
+        "reference": (bool, False),     # the layer method runs the reference code's procedure
+        "keep": (list, []),             # with reference: units kept per block (default one per block)
     },
     "finetune": {
         "epochs": (int, 5),
@@ -124,6 +128,21 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     for t in cfg["prune"]["targets"]:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
             raise EdgepruneError(f"{where}: [prune] targets must be MACs fractions in (0, 1], got {t!r}")
+    seeds = cfg["study"]["seeds"]
+    for v in seeds:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise EdgepruneError(f"{where}: [study] seeds must list integers, got {v!r}"[:300])
+    if len(set(seeds)) != len(seeds):
+        raise EdgepruneError(f"{where}: [study] seeds must not repeat, got {seeds!r}"[:300])
+    pat = cfg["train"]["patience"]
+    if pat is not None and pat <= 0:
+        raise EdgepruneError(f"{where}: [train] patience must be a positive number of epochs, got {pat}")
+    _check_items(where, "prune", "keep", cfg["prune"]["keep"], int, "units kept per block")
+    if cfg["prune"]["keep"] and not cfg["prune"]["reference"]:
+        raise EdgepruneError(f"{where}: [prune] keep is the budget of reference = true (other methods use targets)")
+    if cfg["prune"]["importance"] not in _criteria():
+        raise EdgepruneError(f"{where}: [prune] unknown importance criterion {cfg['prune']['importance']!r}; "
+                             f"choose one of: {', '.join(_criteria())}")
     for b in cfg["profile"]["batch"]:
         if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 1 << 16:
             raise EdgepruneError(f"{where}: [profile] batch sizes must be positive integers, got {b!r}")
@@ -166,6 +185,12 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         if not lo <= cfg[sec][key] <= hi:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be in {lo:g}..{hi:g}, got {cfg[sec][key]}")
     return cfg
+
+
+def _criteria() -> list[str]:
+    from ..analysis.importance import CRITERIA
+
+    return list(CRITERIA)
 
 
 def _check_items(where: str, section: str, key: str, values: list, typ, what: str) -> None:

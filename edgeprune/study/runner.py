@@ -101,10 +101,16 @@ class Study:
             train_model(data_path, m["name"], out, epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
                         step_size=t["step_size"], gamma=t["gamma"], seed=self.seed,
                         split=tuple(self.cfg["data"]["split"]), threads=self.threads,
-                        kwargs=m.get("kwargs") or None)
+                        kwargs=m.get("kwargs") or None, patience=t["patience"] or 0)
             return {"path": str(out), "trained": True, "model": m["name"]}
 
         self.cache.run("baseline", key, run, [out])
+        mt = load_checkpoint(out).meta.get("metrics", {})
+        if "epochs_run" in mt:
+            self.baseline_epochs = {k: mt.get(k) for k in ("epochs", "epochs_run", "stopped_early", "best_epoch")}
+            self.notes.append(f"baseline trained {mt['epochs_run']} of {mt['epochs']} epochs"
+                              + (f" (early stopping on the validation loss, patience {t['patience']})"
+                                 if mt.get("stopped_early") else "") + f"; best epoch {mt.get('best_epoch')}")
         return out, key
 
     def analyze_stage(self, base: Path, base_key: str, data) -> dict[str, Any] | None:
@@ -116,6 +122,7 @@ class Study:
             return None   # plain-module networks: the layer method analyses them itself (no plan file)
         p = self.cfg["prune"]
         key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed,
+                        *([p["reference"], p["keep"]] if p["reference"] else []),
                         stages.code_fingerprint("edgeprune.analysis"))
         folder = self.out / "analysis"
         plan_path = folder / "plan.json"
@@ -124,8 +131,12 @@ class Study:
             from ..analysis.plan import analyze, save_plan
             from ..analysis.plots import plot_importance, plot_similarity
 
-            plan = analyze(load_checkpoint(base), data, similarity=p["similarity"], importance=p["importance"],
-                           seed=self.seed)
+            if p["reference"]:
+                plan = analyze(load_checkpoint(base), data, reference=True, seed=self.seed,
+                               keep=",".join(map(str, p["keep"])) if p["keep"] else None)
+            else:
+                plan = analyze(load_checkpoint(base), data, similarity=p["similarity"], importance=p["importance"],
+                               seed=self.seed)
             save_plan(plan_path, plan)
             imgs = []
             try:
@@ -157,9 +168,12 @@ class Study:
             ck = load_checkpoint(base)
             fn = get_method(base_method)
             opts: dict[str, Any] = {}
+            target_opt: dict[str, Any] = {"target_macs": float(target)}
             if base_method == "layer":
                 opts = {"plan": plan["plan"], "transition": p["transition"]} if plan else {"transition": p["transition"]}
-            res = fn(ck, data, target_macs=float(target), seed=self.seed, **opts)
+                if p["reference"]:   # the reference's plan fixes its own budget (its kept units)
+                    opts, target_opt = {"plan": plan["plan"]}, {}
+            res = fn(ck, data, seed=self.seed, **target_opt, **opts)
             res.lineage.setdefault("method", base_method)
             meta = pruned_meta(ck, res)
             save_checkpoint(pruned, res.spec, res.state_dict, meta)
@@ -505,12 +519,20 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
 
     ``results_files``: latency results measured elsewhere (``edgeprune profile`` or a bundle's
     ``run.py bench --out``) of this study's models, merged into the report beside its own.
+    With ``[study] seeds``, the study runs once per seed into ``out/seed-<s>/``
+    and ``out/summary.md``/``summary.json`` give mean +- 95% CI per method and
+    target and the paired difference to ``random`` (:mod:`edgeprune.study.stats`).
     """
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     out = Path(out)
     fresh = not out.exists()
     study = None
     try:
+        if cfg["study"]["seeds"]:
+            if results_files:
+                raise EdgepruneError("--results merges latencies into one study; with [study] seeds, merge them "
+                                     "into each seed's study (compare --config ... --out DIR/seed-<s> --results ...)")
+            return _run_seeds(cfg, out, log)
         study = Study(cfg, out, log, results_files)  # takes the folder's lock (another run on it: one clear error)
         return study.run()
     except BaseException:
@@ -525,6 +547,25 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     finally:
         if study is not None:
             study.cache.close()
+
+
+def _run_seeds(cfg: dict[str, Any], out: Path, log=None) -> dict[str, Any]:
+    import copy
+
+    from .stats import summarise, write_summary
+
+    per_seed, epochs, reports = {}, {}, {}
+    for s in cfg["study"]["seeds"]:
+        sub = copy.deepcopy(cfg)
+        sub["study"]["seed"], sub["study"]["seeds"] = int(s), []
+        study = Study(sub, out / f"seed-{s}", log)
+        res = study.run()
+        per_seed[int(s)] = res["results"]["models"]
+        epochs[int(s)] = getattr(study, "baseline_epochs", None) or {}
+        reports[int(s)] = {k: v for k, v in res.items() if k != "results"}
+    summary = summarise(per_seed, epochs)
+    paths = write_summary(summary, out)
+    return {"summary": summary, "per_seed": reports, **paths}
 
 
 def quickstart_config() -> Path:

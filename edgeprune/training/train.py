@@ -35,6 +35,7 @@ class _Options:
     log: Any
     ddp_debug_dir: Any
     kwargs: Any = None
+    patience: int = 0
 
 
 def parse_fractions(text) -> tuple[float, float, float]:
@@ -66,6 +67,8 @@ def _check_train_args(opts) -> None:
         raise EdgepruneError("--weight-decay must be >= 0")
     if opts.threads is not None and opts.threads < 1:
         raise EdgepruneError("--threads must be >= 1")
+    if isinstance(opts.patience, bool) or not isinstance(opts.patience, int) or opts.patience < 0:
+        raise EdgepruneError(f"--patience must be a positive number of epochs, got {opts.patience!r}")
     if opts.min_snr is not None and opts.max_snr is not None and opts.min_snr > opts.max_snr:
         raise EdgepruneError("--min-snr is above --max-snr")
     if Path(opts.out).is_dir():
@@ -80,7 +83,7 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
                 gamma: float = 0.8, weight_decay: float = 0.0, seed: int = 0, split="0.6,0.2,0.2",
                 split_seed: int = 0, min_snr: float | None = None, max_snr: float | None = None,
                 threads: int | None = None, device: str = "auto", resume: bool = False, log=None,
-                ddp_debug_dir=None, kwargs=None) -> dict:
+                ddp_debug_dir=None, kwargs=None, patience: int = 0) -> dict:
     """Train ``model`` (a zoo name, an AMR-family zoo name, or the user's ``FILE.py:NAME`` with ``kwargs``) on the dataset file ``data`` and write the checkpoint ``out``.
 
     The split is stratified per (class, SNR) with ``split`` fractions and
@@ -92,7 +95,8 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
     opts = _Options(data=data, model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
                     step_size=step_size, gamma=gamma, weight_decay=weight_decay, seed=seed, split=split,
                     split_seed=split_seed, min_snr=min_snr, max_snr=max_snr, threads=threads, device=device,
-                    resume=resume, log=log, ddp_debug_dir=ddp_debug_dir, kwargs=kwargs)
+                    resume=resume, log=log, ddp_debug_dir=ddp_debug_dir, kwargs=kwargs,
+                    patience=patience)
     _check_train_args(opts)
     fractions = parse_fractions(opts.split)
     from ..models import zoo_names
@@ -169,7 +173,7 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
         }
         cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, step_size=opts.step_size,
                           gamma=opts.gamma, weight_decay=opts.weight_decay, seed=opts.seed, threads=opts.threads,
-                          device=ctx.device)
+                          device=ctx.device, patience=opts.patience)
         meta = make_meta(spec, ds.classes, normalization=ds.meta.get("normalization") or "none",
                          dataset=dataset_rec,
                          lineage=[{"op": "train", "model": opts.model, "dataset_sha256": dataset_rec["sha256"],

@@ -60,6 +60,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     bn_warmup_batches: int = 4    # BN running statistics set from this many batches before epoch 1 (0 = off)
     device: str = "cpu"           # "cpu", "cuda" or "cuda:N" (the training device; not part of resume checks)
+    patience: int = 0             # > 0: stop when the validation loss has not improved for this many epochs
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +95,21 @@ def accuracy(model: nn.Module, ds: SignalDataset, batch_size: int = 512, device=
         return float("nan")
     logits = predict_logits(model, ds.x, batch_size, device)
     return float((logits.argmax(1) == ds.y).mean())
+
+
+def _val_loss(model: nn.Module, ds: SignalDataset, batch_size: int, device) -> float:
+    """Mean cross-entropy on ``ds`` (every process computes it on all frames: the same number everywhere)."""
+    logits = predict_logits(model, ds.x, batch_size, device)
+    return float(F.cross_entropy(torch.from_numpy(logits).double(), torch.from_numpy(ds.y.astype(np.int64))))
+
+
+def _stale_epochs(history: list[dict]) -> int:
+    """Epochs since the validation loss last improved (0 when the last epoch was the best)."""
+    losses = [r.get("val_loss") for r in history]
+    if not losses or any(v is None for v in losses):
+        return 0
+    best = min(range(len(losses)), key=lambda i: (losses[i], i))
+    return len(losses) - 1 - best
 
 
 def _distributed_accuracy(model: nn.Module, ds: SignalDataset, batch_size: int, device, rank: int, world: int) -> float:
@@ -187,6 +203,8 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     """
     if cfg.epochs < 0:
         raise EdgepruneError("epochs must be >= 0")
+    if isinstance(cfg.patience, bool) or not isinstance(cfg.patience, int) or cfg.patience < 0:
+        raise EdgepruneError(f"patience must be a positive integer (0 = no early stopping), got {cfg.patience!r}")
     if len(train) == 0:
         raise EdgepruneError("the training split is empty")
     if len(val) == 0:
@@ -273,6 +291,8 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
         teacher.eval()
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            if cfg.patience > 0 and _stale_epochs(history) >= cfg.patience:
+                break  # early stopping (also right after a resume that had already met it)
             t0 = time.perf_counter()
             model.train()
             g = np.random.default_rng([cfg.seed, epoch])
@@ -326,6 +346,7 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
                 train_loss = float(t[0] / max(t[1], 1.0))
             val_acc = _distributed_accuracy(model, val, cfg.eval_batch_size, device, rank, world)
             rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_acc": val_acc,
+                   **({"val_loss": _val_loss(model, val, cfg.eval_batch_size, device)} if cfg.patience > 0 else {}),
                    "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
                    "examples_per_s": seen_global / max(train_seconds, 1e-9), "processes": world}
             history.append(rec)
@@ -350,6 +371,8 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
         "best_epoch": best["epoch"],
         "val_acc": best["val_acc"],
         "epochs": cfg.epochs,
+        "epochs_run": len(history),
+        "stopped_early": bool(cfg.patience > 0 and len(history) < cfg.epochs),
         "history": history,
         "train_config": cfg.to_dict(),
     }

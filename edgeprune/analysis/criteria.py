@@ -1,0 +1,277 @@
+"""Importance criteria that measure what a unit contributes, on any network.
+
+Generic interface: a model (``nn.Module`` mapping frames to logits) and its
+units as ``{key: module}``, where each module is a child whose removal is
+modelled by replacing its output. A unit whose output shape equals its
+input shape is replaced by the identity (its input passes through, exactly
+what layer pruning does to it); a shape-changing unit (a widening VGG conv,
+a pooling residual stack) cannot be, and is replaced by its mean output over
+the frames instead (recorded as ``"mean"`` in :data:`LAST_REPLACEMENT`).
+Nothing here depends on the zoo: a user's ``nn.Module`` with units found by
+:func:`~edgeprune.analysis.units.trace_units` works the same way.
+
+Every criterion returns ``{key: value}`` where a HIGHER value means a MORE
+important unit (kept first):
+
+- :func:`ablation_scores`: the increase of the validation loss (or the drop
+  of accuracy) when the unit alone is replaced; one pass over the frames per
+  unit. :func:`ablation_of_set` removes several units at once.
+- :func:`taylor_scores`: first-order Taylor estimate of that loss change,
+  ``|mean over frames of <dL/dy, r - y>|`` (``y`` the unit's output, ``r``
+  its replacement), for all units from one forward and backward pass.
+- :func:`block_influence_scores`: ``1 - cos(input, output)`` per frame,
+  averaged (Men et al., ShortGPT), one forward pass.
+- :func:`synflow_scores`: SynFlow saliency of the unit's own parameters in
+  the trained network (Tanaka et al. 2020): parameters made non-negative,
+  float64, an all-ones input, BatchNorm in train mode (batch statistics, so
+  activations stay normalised instead of growing through the depth),
+  ``R = sum(output)``, score = ``sum |theta * dR/dtheta|`` over the unit.
+- :func:`reverse_scores`: deepest first: the earlier a unit, the higher.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgepruneError
+
+LAST_REPLACEMENT: dict[Any, str] = {}
+
+
+def _tensor(x, dtype=None):
+    import torch
+
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(dtype or torch.float32)
+
+
+def _batches(n: int, batch_size: int):
+    for a in range(0, n, batch_size):
+        yield a, min(n, a + batch_size)
+
+
+def _unit_io(model, units: dict, x, batch_size: int) -> tuple[dict, dict]:
+    """Per-unit (in_shape, out_shape) and the mean output of shape-changing units over ``x``."""
+    import torch
+
+    shapes: dict = {}
+    sums: dict = {}
+    count = 0
+    handles = []
+
+    def hook(key):
+        def fn(_m, inp, out):
+            shapes[key] = (tuple(inp[0].shape[1:]), tuple(out.shape[1:]))
+            if tuple(inp[0].shape[1:]) != tuple(out.shape[1:]):
+                s = out.detach().sum(0)
+                sums[key] = s if key not in sums else sums[key] + s
+        return fn
+
+    for k, m in units.items():
+        handles.append(m.register_forward_hook(hook(k)))
+    try:
+        with torch.no_grad():
+            for a, b in _batches(len(x), batch_size):
+                model(x[a:b])
+                count += b - a
+    finally:
+        for h in handles:
+            h.remove()
+    means = {k: v / max(count, 1) for k, v in sums.items()}
+    return shapes, means
+
+
+def _replacement(key, inp, out, means):
+    if tuple(inp.shape) == tuple(out.shape):
+        LAST_REPLACEMENT[key] = "identity"
+        return inp
+    LAST_REPLACEMENT[key] = "mean"
+    return means[key].unsqueeze(0).expand_as(out).to(out.dtype)
+
+
+def _evaluate(model, x, y, batch_size: int) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``x, y``."""
+    import torch
+    import torch.nn.functional as F
+
+    loss = 0.0
+    correct = 0
+    with torch.no_grad():
+        for a, b in _batches(len(x), batch_size):
+            out = model(x[a:b])
+            loss += float(F.cross_entropy(out.double(), y[a:b], reduction="sum"))
+            correct += int((out.argmax(1) == y[a:b]).sum())
+    return loss / len(x), correct / len(x)
+
+
+def _prepare(model, units, x, y):
+    import torch
+
+    if not units:
+        raise EdgepruneError("no units to score")
+    if x is None or len(x) == 0:
+        raise EdgepruneError("this importance criterion needs validation frames")
+    x = _tensor(x)
+    y = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    model.eval()
+    return x, y
+
+
+def ablation_of_set(model, modules, x, y, means=None, batch_size: int = 256) -> tuple[float, float]:
+    """(loss, accuracy) of ``model`` on ``x, y`` with every module in ``modules`` replaced (see module doc)."""
+    means = means or {}
+    handles = []
+    for key, m in modules.items():
+        handles.append(m.register_forward_hook(lambda _m, inp, out, key=key: _replacement(key, inp[0], out, means)))
+    try:
+        return _evaluate(model, x, y, batch_size)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def ablation_scores(model, units: dict, x, y, metric: str = "loss", batch_size: int = 256) -> dict:
+    """Per unit: validation loss increase (``metric="loss"``) or accuracy drop (``"acc"``) when it is replaced."""
+    if metric not in ("loss", "acc"):
+        raise EdgepruneError(f"ablation metric must be loss or acc, got {metric!r}")
+    x, y = _prepare(model, units, x, y)
+    if y is None:
+        raise EdgepruneError("the ablation criterion needs labelled frames")
+    _, means = _unit_io(model, units, x, batch_size)
+    base_loss, base_acc = _evaluate(model, x, y, batch_size)
+    out = {}
+    for k, m in units.items():
+        loss, acc = ablation_of_set(model, {k: m}, x, y, means, batch_size)
+        out[k] = loss - base_loss if metric == "loss" else base_acc - acc
+    return out
+
+
+def taylor_scores(model, units: dict, x, y, batch_size: int = 256) -> dict:
+    """First-order Taylor estimate of each unit's ablation loss change, from one forward/backward pass."""
+    import torch
+    import torch.nn.functional as F
+
+    x, y = _prepare(model, units, x, y)
+    if y is None:
+        raise EdgepruneError("the taylor criterion needs labelled frames")
+    _, means = _unit_io(model, units, x, batch_size)
+    totals = {k: 0.0 for k in units}
+    store: dict = {}
+
+    def hook(key):
+        def fn(_m, inp, out):
+            o = out.clone()
+            o.retain_grad()
+            store[key] = (inp[0].detach(), o)
+            return o
+        return fn
+
+    handles = [m.register_forward_hook(hook(k)) for k, m in units.items()]
+    try:
+        for a, b in _batches(len(x), batch_size):
+            store.clear()
+            model.zero_grad(set_to_none=True)
+            out = model(x[a:b])
+            F.cross_entropy(out, y[a:b], reduction="sum").backward()
+            for k, (inp, o) in store.items():
+                r = _replacement(k, inp, o.detach(), means)
+                totals[k] += float(((r - o.detach()) * o.grad).sum())
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+    return {k: abs(v) / len(x) for k, v in totals.items()}
+
+
+def _match_shape(inp, out):
+    """``inp`` brought to ``out``'s shape: pooled over space, channels zero-padded or cut (for the cosine)."""
+    import torch.nn.functional as F
+
+    if inp.shape == out.shape:
+        return inp
+    if inp.dim() >= 3 and inp.shape[2:] != out.shape[2:]:
+        pool = F.adaptive_avg_pool1d if inp.dim() == 3 else F.adaptive_avg_pool2d
+        inp = pool(inp, out.shape[2:])
+    if inp.shape[1] < out.shape[1]:
+        pad = [0, 0] * (inp.dim() - 2) + [0, out.shape[1] - inp.shape[1]]
+        inp = F.pad(inp, pad)
+    elif inp.shape[1] > out.shape[1]:
+        inp = inp[:, : out.shape[1]]
+    return inp
+
+
+def block_influence_scores(model, units: dict, x, batch_size: int = 256) -> dict:
+    """``1 - cos(input, output)`` of each unit, per frame (flattened), averaged over ``x``."""
+    import torch
+    import torch.nn.functional as F
+
+    x, _ = _prepare(model, units, x, None)
+    totals = {k: 0.0 for k in units}
+
+    def hook(key):
+        def fn(_m, inp, out):
+            i = _match_shape(inp[0].detach(), out.detach())
+            cos = F.cosine_similarity(i.reshape(len(i), -1).double(), out.detach().reshape(len(out), -1).double(),
+                                      dim=1, eps=1e-12)
+            totals[key] += float((1 - cos).sum())
+        return fn
+
+    handles = [m.register_forward_hook(hook(k)) for k, m in units.items()]
+    try:
+        with torch.no_grad():
+            for a, b in _batches(len(x), batch_size):
+                model(x[a:b])
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: v / len(x) for k, v in totals.items()}
+
+
+def synflow_scores(model, units: dict, input_shape, batch: int = 2) -> dict:
+    """SynFlow saliency of each unit's own parameters in (a copy of) the trained ``model``.
+
+    BatchNorm runs in train mode on ``batch`` identical all-ones frames (its
+    statistics are those of one frame; ``batch`` >= 2 so that BatchNorm1d after a
+    linear layer is defined). The model passed in is not modified.
+    """
+    import torch
+
+    if not units:
+        raise EdgepruneError("no units to score")
+    work = copy.deepcopy(model).double()
+    names = {id(m): k for k, m in units.items()}
+    unit_of_param: dict[int, Any] = {}
+    # the copy's unit modules, found by their names in the original
+    orig = dict(model.named_modules())
+    copy_mods = dict(work.named_modules())
+    for name, m in orig.items():
+        if id(m) in names:
+            for p in copy_mods[name].parameters():
+                unit_of_param[id(p)] = names[id(m)]
+    with torch.no_grad():
+        for p in work.parameters():
+            p.abs_()
+        for b in work.buffers():
+            if b.is_floating_point():
+                b.abs_()
+    work.train()
+    x = torch.ones((batch,) + tuple(input_shape), dtype=torch.float64)
+    work.zero_grad(set_to_none=True)
+    work(x).sum().backward()
+    totals = {k: 0.0 for k in units}
+    for p in work.parameters():
+        k = unit_of_param.get(id(p))
+        if k is not None and p.grad is not None:
+            totals[k] += float((p.detach() * p.grad).abs().sum())
+    if not all(math.isfinite(v) for v in totals.values()):
+        raise EdgepruneError("the synflow score overflowed for this model; choose another --importance criterion")
+    return totals
+
+
+def reverse_scores(order: list) -> dict:
+    """Deepest first: the unit at position ``i`` of ``order`` (shallow to deep) scores ``len(order) - i``."""
+    return {k: float(len(order) - i) for i, k in enumerate(order)}

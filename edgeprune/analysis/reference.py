@@ -1,0 +1,196 @@
+"""``--reference``: the layer-selection procedure as the reference code (yaolu-zjut/PSR) runs it.
+
+Point by point (each checked in tests/test_reference.py):
+
+- Similarity inputs: the first five batches of 128 frames of the TEST split,
+  in order (the reference's unshuffled test loader), not random training frames.
+- What is compared: ResNet: the stem convolution's raw output (before its
+  BatchNorm and ReLU) and the output of every residual block (28 units for
+  ResNet56). VGG16: the 9 convolutions after the first, hooked at the
+  convolution's output, before BatchNorm.
+- Similarity: per-batch unbiased linear CKA (diagonal 1), averaged over the batches.
+- Segmentation: the Fisher table, K by the 5 % rule, and the block bounds
+  recovered with the reference's back-tracking heuristic
+  (:func:`~edgeprune.analysis.segmentation.reference_bounds`), not the optimum.
+- Candidates: every compared unit of a block, the ResNet stem and stage
+  transitions included (choosing the stem keeps nothing extra: the stem
+  always stays).
+- Scoring: the random copy has PyTorch's default initialisation (the
+  reference's networks do not re-initialise); for every combination of the block's kept count, in the
+  reference's order, the trained weights of those units are loaded into one
+  random copy of the network and SynFlow is computed with BatchNorm in train
+  mode; the loaded weights are NOT restored, so every later combination
+  (and block) is scored on a copy carrying all units loaded so far.
+  VGG units transplant the convolution's weight and bias only. The LOWEST
+  score is kept.
+- Reassembly (ResNet): a stage's first kept unit is replaced by a randomly
+  initialised transition block unless the stage's own transition block was
+  chosen (``transition="replace"``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgepruneError
+
+REFERENCE_MODELS = ("resnet56-ref", "resnet110-ref", "resnet56", "resnet110", "vgg16")
+REFERENCE_SHORTCUT = ("resnet56-ref", "resnet110-ref")
+BATCHES, BATCH_SIZE = 5, 128
+
+
+def check_reference_model(spec: dict[str, Any]) -> str:
+    name = str(spec.get("name"))
+    if name not in REFERENCE_MODELS:
+        raise EdgepruneError(f"--reference reproduces the reference code (yaolu-zjut/PSR), which defines only the 2-D "
+                             f"ResNet56, ResNet110 and VGG16; supported here: {', '.join(REFERENCE_MODELS)} "
+                             f"(model {name!r} is not one of them)")
+    return name
+
+
+def reference_units(spec: dict[str, Any]):
+    """The compared units in order (Unit objects) for the reference's hooks."""
+    from .units import discover_units
+
+    units = discover_units(spec)
+    if spec["family"] == "vgg":
+        return [u for u in units if u.role == "unit"]
+    return units
+
+
+def hook_modules(model, spec, units) -> list:
+    """The module whose output the reference records for each unit."""
+    mods = []
+    for u in units:
+        layer = model.layers[u.layer]
+        if spec["family"] == "vgg" or u.role == "stem":
+            mods.append(layer.conv)           # the raw convolution output (before BN)
+        else:
+            mods.append(layer)
+    return mods
+
+
+def test_batches(n: int, batches: int = BATCHES, batch_size: int = BATCH_SIZE) -> list[np.ndarray]:
+    """The first ``batches`` full batches of the test split, in order (one short batch if the split is small)."""
+    if n < 4:
+        raise EdgepruneError(f"the reference similarity needs at least 4 test frames, the test split has {n}")
+    full = min(batches, n // batch_size)
+    if full == 0:
+        return [np.arange(n)]
+    return [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(full)]
+
+
+def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: int | None = None, seed: int = 0,
+                      split=None, max_combinations: int | None = None) -> dict[str, Any]:
+    """The plan the reference procedure makes for ``ckpt`` (same format as :func:`~edgeprune.analysis.plan.analyze`)."""
+    from ..models.macs import model_stats
+    from ..pruning.budget import check_counts, parse_keep
+    from ..pruning.reassembly import plan_layers
+    from ..training.finetune import _load_ckpt, resolve_split
+    from .importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
+    from .plan import PLAN_FORMAT, PLAN_VERSION, spec_hash
+    from .representations import iter_unit_features
+    from .segmentation import auto_k, default_max_segments, fisher_dp, reference_bounds, column_sums
+    from .similarity import SimilarityAccumulator
+
+    ckpt = _load_ckpt(ckpt, "the model")
+    spec = ckpt.spec
+    name = check_reference_model(spec)
+    if data is None:
+        raise EdgepruneError("the analysis needs data (--data)")
+    (_, _, test), split_info = resolve_split(ckpt, data, split)
+    t_all = time.perf_counter()
+    model = ckpt.build()
+    units = reference_units(spec)
+    idx = test_batches(len(test))
+    acc = SimilarityAccumulator("cka-unbiased")
+    for feats in iter_unit_features(model, hook_modules(model, spec, units), test.x, idx):
+        acc.add(feats)
+    sim = acc.result()
+    seq = column_sums(sim)
+    n = len(units)
+    auto = segments in (None, "auto")
+    if max_segments is None:
+        max_segments = default_max_segments(n, name) if auto else int(segments)
+    if auto:
+        loss, _ = fisher_dp(seq, min(int(max_segments), n))
+        losses = [float(v) for v in loss[1:, n]]
+        k = auto_k(losses)
+    else:
+        try:
+            k = int(segments)
+        except (TypeError, ValueError) as exc:
+            raise EdgepruneError(f"number of segments must be an integer or 'auto', got {segments!r}") from exc
+        if not 1 <= k <= n:
+            raise EdgepruneError(f"number of segments must be between 1 and the number of units ({n}), got {k}")
+        loss, _ = fisher_dp(seq, k)
+        losses = [float(v) for v in loss[1:, n]]
+    bounds = reference_bounds(seq, k)
+    blocks = [[units[p].layer for p in range(a, b)] for a, b in bounds]
+    counts = check_counts(parse_keep(keep), blocks) if keep is not None else [1] * len(blocks)
+    vgg = spec["family"] == "vgg"
+    scorer = TransplantScorer(spec, ckpt.state_dict, "synflow-transplant", seed=seed, parts="conv." if vgg else None,
+                              torch_default_init=True)
+    chosen, best = select_exhaustive(blocks, counts, scorer, max_combinations or MAX_COMBINATIONS, carry=True)
+    stem_layers = {u.layer for u in units if u.role == "stem"}
+    kept = sorted(u for b in chosen for u in b if u not in stem_layers)
+    transition = "keep" if vgg else "replace"
+    new_spec, _, rep = plan_layers(spec, kept, transition)
+    before, after = model_stats(spec), model_stats(new_spec)
+    unit_dicts = []
+    for p, u in enumerate(units):
+        d = u.to_dict()
+        d.update(position=p, removable=True)   # every compared unit is a candidate in the reference
+        unit_dicts.append(d)
+    differences = reference_differences(name)
+    return {
+        "format": PLAN_FORMAT, "version": PLAN_VERSION, "model": name, "spec_sha256": spec_hash(spec),
+        "checkpoint": {"path": str(ckpt.path) if ckpt.path else None, "sha256": ckpt.sha256()},
+        "seed": int(seed), "units": unit_dicts,
+        "similarity": {"metric": "cka-unbiased", "batches": len(idx), "batch_size": int(len(idx[0])),
+                       "frames": "first batches of the test split, in order", "split": split_info,
+                       "matrix": sim.round(6).tolist()},
+        "segments": {"k": int(k), "bounds": [list(b) for b in bounds], "sizes": [b - a for a, b in bounds],
+                     "losses": losses, "auto": bool(auto), "max_k": int(max_segments), "sequence": seq.tolist(),
+                     "recovery": "reference back-tracking heuristic"},
+        "importance": {"criterion": "synflow-transplant", "proxy": "synflow-transplant",
+                       "measures": "SynFlow of the random copy carrying every combination's units (carried over)",
+                       "rule": "lowest value kept", "split": "none", "frames": 0,
+                       "values": {}, "scores": {}},
+        "keep": {"mode": "keep" if keep is not None else "default", "counts": counts, "search": "exhaustive",
+                 "target_macs": None, "exhaustive_scores": best, "match": None},
+        "blocks": [{"bounds": list(b), "candidates": c, "kept": k_} for b, c, k_ in zip(bounds, blocks, chosen)],
+        "kept_units": kept, "transition": transition,
+        "reference": {"mode": True, "chosen": chosen, "reference_shortcut": name in REFERENCE_SHORTCUT,
+                      "differences": differences},
+        "expected": {"name": new_spec["name"], "macs_before": before["macs"], "macs_after": after["macs"],
+                     "params_before": before["params"], "params_after": after["params"],
+                     "macs_reduction": 1 - after["macs"] / before["macs"],
+                     "params_reduction": 1 - after["params"] / before["params"],
+                     "units_after": rep["units_after"], "forced": rep["forced"], "reinit": rep["reinit"]},
+        "timings": {"analysis_s": round(time.perf_counter() - t_all, 4)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def reference_differences(name: str) -> list[str]:
+    """What still differs from the reference code for this model (also listed in the README)."""
+    out = [
+        "the random copy's initial weights are other random numbers (PyTorch's default initialisation, as the "
+        "reference's networks use, but drawn in edgeprune's module order from edgeprune's seed)",
+        "SynFlow on 2 identical all-ones frames instead of 128 (the score is exactly 64 times smaller; same ranking)",
+        "similarity and segmentation in float64 (the reference: float32 on the GPU)",
+        "the test split is edgeprune's stratified split of your data, not the reference's prepared test files",
+    ]
+    if name in ("resnet56", "resnet110"):
+        out.append(f"{name} uses the strided option-A shortcut; the reference's network averages to 1x1 "
+                   f"(use {name}-ref for the reference network)")
+    if name == "vgg16":
+        out.append("VGG reassembly keeps the trained BatchNorm, first convolution and classifier head; "
+                   "the reference's fine-tuning copies only the kept convolutions' weights and biases")
+    out.append("a stage in which no unit was chosen gets one random transition block (the reference's "
+               "hand-written networks always had one)")
+    return out
