@@ -135,7 +135,11 @@ def _spec(st) -> dict[str, Any]:
 def connect(address: str, log) -> tuple[Any, bool]:
     """Connect to the Ray cluster at ``address`` ("" = start one here); (ray, whether this call started it)."""
     ray = import_ray()
-    if ray.is_initialized():
+    if ray.is_initialized():  # the Python API inside a program that already uses Ray: that cluster
+        current = ray.get_runtime_context().gcs_address
+        if address and address != "auto" and address != current:
+            raise EdgepruneError(f"this process is already connected to the Ray cluster at {current}; "
+                                 f"it cannot also use --address {address}")
         return ray, False
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     import os
