@@ -150,6 +150,7 @@ class StageCache:
             self.state["format"] = STATE_FORMAT
         self.reused: list[str] = []
         self.ran: list[str] = []
+        self._ran_elsewhere: set[str] = set()  # recorded in this run by another executor (Ray): not reuses
         self._clear_stale_temps()
 
     def close(self) -> None:
@@ -225,12 +226,14 @@ class StageCache:
         }
         write_json(self.path, self.state)
         self.ran.append(name)
+        if executor != "local":
+            self._ran_elsewhere.add(name)
 
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], outputs: list[Path] | None = None) -> dict[str, Any]:
         """Run ``fn`` unless stage ``name`` already finished with this ``key`` and its outputs exist."""
         rec = self.lookup(name, key)
         if rec is not None:
-            if name not in self.ran:  # computed earlier in this run by another executor: not a reuse
+            if name not in self._ran_elsewhere:  # computed earlier in this run by another executor: not a reuse
                 self.reused.append(name)
                 self.log(f"[reuse] {name}")
             return rec["result"]
