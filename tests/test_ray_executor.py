@@ -130,6 +130,10 @@ def test_ray_study_killed_resumed_equals_local(tmp_path, ray_cluster):
     assert again["stages"]["ran"] == [] and set(COMPUTE) <= set(again["stages"]["reused"])
     assert set(again["computed_by"].values()) == {"ray"}  # who computed each model is kept across executors
 
+    # and the other way: the Ray executor on the local executor's folder submits no task
+    back = run_study(_cfg(executor="ray", address=ray_cluster), tmp_path / "local", log=lambda m: None)["results"]
+    assert back["stages"]["ran"] == [] and set(back["computed_by"].values()) == {"local"}
+
 
 def test_more_gpus_than_the_cluster_has_is_refused_before_any_stage(tmp_path, ray_cluster):
     cfg = _cfg(executor="ray", address=ray_cluster)
@@ -207,3 +211,20 @@ def test_state_format_is_versioned(tmp_path):
     assert json.loads((folder / "state.json").read_text())["format"] == STATE_FORMAT + 1  # left as it was
     with pytest.raises(EdgepruneError, match="state format"):  # the refusal released the folder's lock
         StageCache(folder, log=lambda m: None)
+
+
+def test_an_edgeprune_error_in_a_task_skips_that_model_like_local(tmp_path, ray_cluster):
+    """random units cannot reach 0.5 x MACs on this model (a TargetUnreachable inside the task): the branch is
+    skipped with the same note as the local executor's, and the rest of the study (here the baseline) goes on."""
+    def cfg(**study):
+        c = _cfg(**study)
+        c["prune"]["methods"], c["prune"]["targets"] = ["random"], [0.5]
+        c["finetune"]["epochs"] = 1
+        return c
+
+    local = run_study(cfg(), tmp_path / "local", log=lambda m: None)["results"]
+    ray_res = run_study(cfg(executor="ray", address=ray_cluster), tmp_path / "ray", log=lambda m: None)["results"]
+    note = [n for n in local["notes"] if n.startswith("random@0.5 skipped: random units cannot reach 0.5")]
+    assert note and [n for n in ray_res["notes"] if n.startswith("random@0.5 skipped")] == note
+    assert [m["id"] for m in ray_res["models"]] == ["baseline"]
+    assert "prune random@0.5" not in _state(tmp_path / "ray") and _state(tmp_path / "ray")["baseline"]["executor"] == "ray"

@@ -142,9 +142,6 @@ def connect(address: str, log) -> tuple[Any, bool]:
                                  f"it cannot also use --address {address}")
         return ray, False
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
-    import os
-
-    os.environ.setdefault("RAY_ACCEPT_CLIENT_TERMS", "1")
     if address and address != "auto":
         _probe(address)
     try:
@@ -323,9 +320,7 @@ class RayExecutor:
                 if st_name.startswith(("prune ", "finetune ")):
                     for mid in branch_of.get(name, []):
                         if not any(d["name"] == f"finetune {mid}" for d in out["stages"]):
-                            s.skipped[mid] = stop["error"]
-                            s.notes.append(f"{mid} skipped: {stop['error']}")
-                            self.log(f"[skip]  {mid}: {stop['error']}")
+                            s.skipped[mid] = stop["error"]  # the runner's pass notes and logs the skip
                 else:
                     failures.append(f"{name}: stage {st_name}: {stop['error']}")
             self._progress(n_stages)
