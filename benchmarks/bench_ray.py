@@ -34,11 +34,11 @@ os.environ.setdefault("EDGEPRUNE_QUIET", "1")
 
 CONFIG = {
     "study": {"name": "bench-ray", "seed": 0},
-    "data": {"synth": "rml2016.10a", "per_key": 25, "snrs": [0, 10, 18], "length": 128},
+    "data": {"synth": "rml2016.10a", "per_key": 40, "snrs": [0, 10, 18], "length": 128},
     "model": {"name": "resnet20-1d"},
     "train": {"epochs": 1, "batch_size": 64},
     "prune": {"methods": ["channel-l1", "channel-fpgm"], "targets": [0.5, 0.7]},
-    "finetune": {"epochs": 4},
+    "finetune": {"epochs": 8},
     "export": {"precisions": ["fp32"]},
     "resources": {"cpus_per_task": 1, "gpus_per_task": 0},
 }
@@ -132,8 +132,9 @@ def main(argv=None) -> int:
     try:
         over = ray_overhead()
         l1, f1 = run_local(CONFIG, tmp / "local1", 1)
-        l2, f2 = run_local(CONFIG, tmp / "local2", 2)
         r_total, r_init, r_compute, fr = run_ray(CONFIG, tmp / "ray")
+        print(f"local-1 {l1:.1f} s, ray {r_compute:.1f} s (compute); local with 2 threads next", flush=True)
+        l2, f2 = run_local(CONFIG, tmp / "local2", 2)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     same = f1 == fr
