@@ -228,3 +228,32 @@ def test_an_edgeprune_error_in_a_task_skips_that_model_like_local(tmp_path, ray_
     assert note and [n for n in ray_res["notes"] if n.startswith("random@0.5 skipped")] == note
     assert [m["id"] for m in ray_res["models"]] == ["baseline"]
     assert "prune random@0.5" not in _state(tmp_path / "ray") and _state(tmp_path / "ray")["baseline"]["executor"] == "ray"
+
+
+def test_a_failing_task_is_retried_once_then_reported_with_its_stage(tmp_path, ray_cluster):
+    """The study's own task (run_chain with the executor's options): a stage that raises runs twice, then the
+    driver gets an error that one_line turns into the stage and the original error."""
+    import ray
+
+    from edgeprune.study.executor import _one_line, chain_task
+
+    trace = tmp_path / "attempts"
+    trace.mkdir()
+    specs = [{"name": "leave a trace", "fn": "tempfile.mkstemp", "kwargs": {"dir": str(trace)}},
+             {"name": "finetune x@0.5", "fn": "json.loads", "kwargs": {"s": "{not json"}}]
+    ref = chain_task(ray, 1, 0).remote(specs, str(tmp_path / "study"), 1, [])
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(ref)
+    assert len(list(trace.iterdir())) == 2  # the first attempt and one retry, no more
+    msg = _one_line(info.value)
+    assert "stage 'finetune x@0.5' failed: JSONDecodeError" in msg and "\n" not in msg
+
+    # an EdgepruneError is not retried: the task returns where it stopped
+    for p in trace.iterdir():
+        p.unlink()
+    specs[1] = {"name": "prune x@0.5", "fn": "edgeprune.study.runner.work_evaluate",
+                "kwargs": {"ckpt": str(tmp_path / "missing.pt"), "data_path": str(tmp_path / "d.npz"), "pruned": None}}
+    out = ray.get(chain_task(ray, 1, 0).remote(specs, str(tmp_path / "study"), 1, []))
+    assert len(list(trace.iterdir())) == 1
+    assert out["stopped"]["stage"] == "prune x@0.5" and "missing.pt" in out["stopped"]["error"]
+    assert [d["name"] for d in out["stages"]] == ["leave a trace"]

@@ -127,6 +127,11 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def chain_task(ray, cpus: int, gpus: float):
+    """run_chain as a Ray task: retried once if it raises or its worker dies (an EdgepruneError is returned)."""
+    return ray.remote(run_chain).options(num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True)
+
+
 # -- the driver -------------------------------------------------------------------------------------
 def _spec(st) -> dict[str, Any]:
     return {"name": st.name, "fn": f"{st.fn.__module__}.{st.fn.__name__}", "kwargs": st.kwargs}
@@ -221,8 +226,7 @@ class RayExecutor:
         s = self.study
         root = str(s.out)
         threads = int(self.res["cpus_per_task"])
-        task = ray.remote(run_chain).options(num_cpus=threads, num_gpus=self.res["gpus_per_task"],
-                                             max_retries=1, retry_exceptions=True)
+        task = chain_task(ray, threads, self.res["gpus_per_task"])
         blobs: dict[str, Any] = {}  # driver path -> ObjectRef of its bytes (each file put once)
 
         def put(path: Path):
