@@ -471,7 +471,6 @@ class Study:
 
     # -- the whole study ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        from ..data.readers import load_dataset
         from ..models.macs import MAC_DEFINITION
         from .report import write_report
 
