@@ -23,6 +23,7 @@ ORDER = [
     ["bench_latency_target.py"],
     ["bench_runner.py"],
     ["bench_own_models.py"],
+    ["bench_ray.py"],                          # the Ray executor against local (starts a local Ray)
     ["robustness.py"],
     ["bench_hil.py"],                          # needs root and openssh-server (a loopback sshd)
 ]

@@ -18,6 +18,11 @@ def register(sub, common):
     p.add_argument("--results", nargs="+", default=(), metavar="FILE",
                    help="latency results measured elsewhere (edgeprune profile, or run.py bench --out on a board) "
                         "of this study's ONNX files or bundles, merged into the report in their own columns")
+    p.add_argument("--executor", default=None, choices=None, metavar="local|ray",
+                   help="where the compute stages run: local (this process, the default) or ray (a Ray cluster; "
+                        "pip install \"edgeprune[ray]\"); overrides [study] executor")
+    p.add_argument("--address", default=None, metavar="auto|HOST:PORT|ray://HOST:10001",
+                   help="the Ray cluster to use (default: [study] address, else a Ray started on this machine)")
     add_json(p)
     p.set_defaults(func=run_compare)
 
@@ -81,9 +86,20 @@ def _stage_log():
 
 
 def run_compare(args):
+    from ..study.config import load_config
     from ..study.runner import run_study
 
-    _emit(args, run_study(args.config, args.out, log=_stage_log(), results_files=args.results))
+    cfg = load_config(args.config)
+    if args.executor is not None or args.address is not None:
+        from ..study.config import normalise
+
+        raw = {sec: dict(v) for sec, v in cfg.items()}
+        if args.executor is not None:
+            raw["study"]["executor"] = args.executor
+        if args.address is not None:
+            raw["study"]["address"] = args.address
+        cfg = normalise(raw, "--executor/--address")
+    _emit(args, run_study(cfg, args.out, log=_stage_log(), results_files=args.results))
 
 
 def run_demo(args):

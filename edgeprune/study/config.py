@@ -9,6 +9,8 @@ from typing import Any
 
 from ..errors import EdgepruneError
 
+EXECUTORS = ("local", "ray")
+
 # section -> key -> (type(s), default). A default of REQUIRED must be given.
 REQUIRED = object()
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
@@ -17,6 +19,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "seed": (int, 0),
         "seeds": (list, []),            # several seeds: the whole study once per seed, mean +- 95% CI
         "threads": (int, 0),            # torch threads for training (0 = torch default)
+        "executor": (str, "local"),     # where compute stages run: local (this process) or ray (a Ray cluster)
+        "address": (str, ""),           # ray: auto, HOST:6379 or ray://HOST:10001 ("" = a Ray started here)
+    },
+    "resources": {                      # what each Ray task reserves (executor = "ray")
+        "cpus_per_task": (int, 1),      # also the torch threads of each task
+        "gpus_per_task": ((int, float), 0),
     },
     "data": {
         "synth": (str, ""),             # a generator preset (rml2016.10a, rml2018.01a) ...
@@ -122,6 +130,13 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
             else:
                 out[key] = copy.deepcopy(default)
         cfg[section] = out
+    if cfg["study"]["executor"] not in EXECUTORS:
+        raise EdgepruneError(f"{where}: [study] unknown executor {cfg['study']['executor'][:40]!r} "
+                             f"(choose from: {', '.join(EXECUTORS)})")
+    if not 1 <= cfg["resources"]["cpus_per_task"] <= 4096:
+        raise EdgepruneError(f"{where}: [resources] cpus_per_task must be in 1..4096, got {cfg['resources']['cpus_per_task']}")
+    if not 0 <= cfg["resources"]["gpus_per_task"] <= 64:
+        raise EdgepruneError(f"{where}: [resources] gpus_per_task must be in 0..64, got {cfg['resources']['gpus_per_task']}")
     d = cfg["data"]
     if bool(d["synth"]) == bool(d["file"]):
         raise EdgepruneError(f"{where}: [data] needs exactly one of synth = PRESET or file = PATH")

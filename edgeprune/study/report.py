@@ -386,6 +386,15 @@ def _setup_lines(results: dict[str, Any]) -> list[str]:
         out.append("Data: " + ", ".join(f"{k} {v}" for k, v in ds.items() if not isinstance(v, (dict, list))))
     if results.get("mac_definition"):
         out.append(results["mac_definition"])
+    ex = results.get("executor")
+    if ex:
+        by = results.get("computed_by") or {}
+        kinds = sorted(set(by.values())) or [ex.get("name", "local")]
+        detail = ", ".join(f"{k} {v}" for k, v in ex.items() if k != "name" and not isinstance(v, (dict, list)))
+        out.append(f"Models computed by: {', '.join(kinds)} executor" + (f" (this run: {ex.get('name')}"
+                   + (f", {detail}" if detail else "") + ")" if ex.get("name") else ""))
+    if results.get("latency_measured_on"):
+        out.append(f"Latency measured on: {results['latency_measured_on']}")
     return out
 
 

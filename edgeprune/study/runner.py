@@ -34,6 +34,146 @@ def _file_id(mid: str) -> str:
     return mid.replace("@", "-at-")
 
 
+class Stage:
+    """One resumable stage: ``fn(**kwargs)`` writes ``outputs`` (and may read ``inputs``) and returns its record.
+
+    ``fn`` is a module-level function and every path it touches is in ``kwargs``, so an executor
+    can run it in another process or on another machine with the paths moved (see executor.py).
+    """
+
+    def __init__(self, name: str, key: str, fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any],
+                 outputs: list[Path], inputs: list[Path] = ()):
+        self.name, self.key, self.fn, self.kwargs = name, key, fn, kwargs
+        self.outputs = [Path(p) for p in outputs]
+        self.inputs = [Path(p) for p in inputs if p is not None]
+
+    def call(self) -> dict[str, Any]:
+        return self.fn(**self.kwargs)
+
+
+# -- the work of each stage: module-level, explicit input and output paths --------------------------
+def work_data(out: Path, d: dict[str, Any], seed: int) -> dict[str, Any]:
+    from ..data.dataset import save_npz
+    from ..data.readers import load_dataset
+    from ..data.split import filter_snr
+
+    if d["synth"]:
+        from ..data.synth import generate
+
+        ds = generate(d["synth"], per_key=d["per_key"], seed=seed, snrs=d["snrs"] or None,
+                      snr_mode=d["snr_mode"], length=d["length"] or None)
+    else:
+        ds = load_dataset(d["file"])
+        if d["length"] and d["length"] != ds.length:
+            raise EdgepruneError(f"[data] length {d['length']} differs from the file's frame length {ds.length}")
+    if d["min_snr"] is not None or d["max_snr"] is not None or (d["snrs"] and not d["synth"]):
+        ds = filter_snr(ds, d["min_snr"], d["max_snr"], d["snrs"] or None)
+    save_npz(out, ds)
+    return {"path": str(out), "sha256": file_sha256(out), "frames": len(ds), "classes": ds.classes,
+            "length": ds.length, "snrs": ds.snr_levels(), "source": d["synth"] or d["file"]}
+
+
+def work_baseline(out: Path, data_path: Path, model: dict[str, Any], train: dict[str, Any], seed: int,
+                  split: list, threads: int | None) -> dict[str, Any]:
+    if model["checkpoint"]:
+        import shutil
+
+        ck = load_checkpoint(model["checkpoint"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model["checkpoint"], out)
+        return {"path": str(out), "trained": False, "model": ck.spec["name"]}
+    from ..training.train import train_model
+
+    t = train
+    train_model(data_path, model["name"], out, epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
+                step_size=t["step_size"], gamma=t["gamma"], seed=seed, split=tuple(split), threads=threads,
+                kwargs=model.get("kwargs") or None, patience=t["patience"] or 0)
+    return {"path": str(out), "trained": True, "model": model["name"]}
+
+
+def work_analyze(base: Path, data_path: Path, folder: Path, similarity: str, importance: str,
+                 seed: int, reference: bool = False, keep=None) -> dict[str, Any]:
+    from ..analysis.plan import analyze, save_plan
+    from ..analysis.plots import plot_importance, plot_similarity
+    from ..data.readers import load_dataset
+
+    plan_path = folder / "plan.json"
+    if reference:
+        plan = analyze(load_checkpoint(base), load_dataset(data_path), reference=True, seed=seed,
+                       keep=",".join(map(str, keep)) if keep else None)
+    else:
+        plan = analyze(load_checkpoint(base), load_dataset(data_path), similarity=similarity, importance=importance,
+                       seed=seed)
+    save_plan(plan_path, plan)
+    imgs, notes = [], []
+    try:
+        imgs.append(str(plot_similarity(plan, folder / "similarity.png")))
+        imgs.append(str(plot_importance(plan, folder / "importance.png")))
+    except EdgepruneError as exc:  # matplotlib missing: the study still runs
+        notes.append(f"analysis plots skipped: {exc}")
+    res = {"plan": str(plan_path), "images": imgs, "segments": plan.get("segments", {}).get("bounds")}
+    if notes:
+        res["notes"] = notes
+    return res
+
+
+def work_prune(base: Path, data_path: Path, out: Path, method: str, target: float, seed: int,
+               plan_path: Path | None, transition: str, reference: bool = False) -> dict[str, Any]:
+    from ..checkpoint import save_checkpoint
+    from ..data.readers import load_dataset
+    from ..pruning.apply import pruned_meta
+    from ..pruning.registry import get_method
+
+    ck = load_checkpoint(base)
+    fn = get_method(method)
+    opts: dict[str, Any] = {"target_macs": float(target)}
+    if method == "layer":
+        opts["transition"] = transition
+        if plan_path is not None:   # none for plain-module networks: the layer method analyses them itself
+            opts["plan"] = str(plan_path)
+        if reference:   # the reference's plan fixes its own budget (its kept units) and transitions
+            opts = {"plan": str(plan_path)}
+    res = fn(ck, load_dataset(data_path), seed=seed, **opts)
+    res.lineage.setdefault("method", method)
+    meta = pruned_meta(ck, res)
+    save_checkpoint(out, res.spec, res.state_dict, meta)
+    return {"path": str(out), "macs": meta["macs"], "params": meta["params"]}
+
+
+def work_finetune(pruned: Path, data_path: Path, out: Path, epochs: int, lr: float, l1: float, seed: int,
+                  teacher: Path | None, threads: int | None) -> dict[str, Any]:
+    from ..training.finetune import finetune
+
+    r = finetune(pruned, data_path, epochs, out, lr=lr, l1=l1, seed=seed, distill_from=teacher, threads=threads)
+    return {"path": str(out), "result": {k: v for k, v in r.items() if not isinstance(v, (dict, list))}}
+
+
+def work_evaluate(ckpt: Path, data_path: Path, pruned: Path | None) -> dict[str, Any]:
+    from ..training.evaluate import eval_data, evaluate
+
+    ck = load_checkpoint(ckpt)
+    ds, info = eval_data(ck, data_path, split="test")
+    r = evaluate(ck, ds)
+    rec = {"accuracy": r["accuracy"], "per_snr": {str(s["snr"]): s["accuracy"] for s in r["per_snr"]},
+           "frames": r["frames"],
+           # what the report needs to tell whether these frames can include training frames
+           "eval": {"split": info["split"], "same_as_training": info["same_as_training"],
+                    "sha256": info["sha256"], "trained_on": (ck.meta.get("dataset") or {}).get("sha256")}}
+    if pruned is not None:
+        pk = load_checkpoint(pruned)
+        rec["accuracy_before_finetune"] = evaluate(pk, ds)["accuracy"]
+    return rec
+
+
+def work_export(ckpt: Path, data_path: Path, out: Path, precision: str, opset: int, seed: int) -> dict[str, Any]:
+    from export.onnx_export import export_checkpoint
+
+    r = export_checkpoint(ckpt, out, opset=opset, precision=precision, verify_data=data_path,
+                          calib_data=data_path, seed=seed)
+    keep = {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return {"path": str(out), **keep}
+
+
 class Study:
     def __init__(self, cfg: dict[str, Any], out: str | Path, log: Callable[[str], None] | None = None,
                  results_files=()):
@@ -46,38 +186,26 @@ class Study:
         self.seed = cfg["study"]["seed"]
         self.threads = cfg["study"]["threads"] or None
         self.notes: list[str] = []
+        self.skipped: dict[str, str] = {}  # model id -> why (set by an executor that ran its stages elsewhere)
+        st = cfg.get("study", {})
+        self.executor = st.get("executor", "local")
+        self.executor_info: dict[str, Any] = {"name": "local"}
 
     # -- stages -------------------------------------------------------------------------------
+    # Each compute stage is a Stage: its name, key, outputs and a module-level work function with explicit
+    # input and output paths, so the same stage runs here (local executor) or in a Ray worker.
+    def _run(self, st: "Stage") -> dict[str, Any]:
+        return self.cache.run(st.name, st.key, st.call, st.outputs)
+
     def data_stage(self) -> tuple[Path, str]:
         d = self.cfg["data"]
         key = stage_key("data", d, self.seed, stages.code_fingerprint("edgeprune.data"))
         out = self.out / "data" / "dataset.npz"
-
-        def run():
-            from ..data.dataset import save_npz
-            from ..data.readers import load_dataset
-            from ..data.split import filter_snr
-
-            if d["synth"]:
-                from ..data.synth import generate
-
-                ds = generate(d["synth"], per_key=d["per_key"], seed=self.seed, snrs=d["snrs"] or None,
-                              snr_mode=d["snr_mode"], length=d["length"] or None)
-            else:
-                ds = load_dataset(d["file"])
-                if d["length"] and d["length"] != ds.length:
-                    raise EdgepruneError(f"[data] length {d['length']} differs from the file's frame length {ds.length}")
-            if d["min_snr"] is not None or d["max_snr"] is not None or (d["snrs"] and not d["synth"]):
-                ds = filter_snr(ds, d["min_snr"], d["max_snr"], d["snrs"] or None)
-            save_npz(out, ds)
-            return {"path": str(out), "sha256": file_sha256(out), "frames": len(ds), "classes": ds.classes,
-                    "length": ds.length, "snrs": ds.snr_levels(), "source": d["synth"] or d["file"]}
-
-        res = self.cache.run("data", key, run, [out])
+        res = self._run(Stage("data", key, work_data, dict(out=out, d=d, seed=self.seed), [out]))
         self.dataset_info = res
         return Path(res["path"]), res["sha256"]
 
-    def baseline_stage(self, data_path: Path, data_key: str) -> tuple[Path, str]:
+    def baseline_spec(self, data_path: Path, data_key: str) -> "Stage":
         m, t = self.cfg["model"], self.cfg["train"]
         extra = []
         if m.get("code"):
@@ -87,148 +215,112 @@ class Study:
         key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"],
                         stages.code_fingerprint("edgeprune.models", "edgeprune.training"), *extra)
         out = self.out / "models" / "baseline.pt"
+        return Stage("baseline", key, work_baseline,
+                     dict(out=out, data_path=data_path, model=m, train=t, seed=self.seed,
+                          split=list(self.cfg["data"]["split"]), threads=self.threads),
+                     [out], inputs=[data_path] + ([Path(m["checkpoint"])] if m["checkpoint"] else []))
 
-        def run():
-            if m["checkpoint"]:
-                import shutil
-
-                ck = load_checkpoint(m["checkpoint"])
-                out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(m["checkpoint"], out)
-                return {"path": str(out), "trained": False, "model": ck.spec["name"]}
-            from ..training.train import train_model
-
-            train_model(data_path, m["name"], out, epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
-                        step_size=t["step_size"], gamma=t["gamma"], seed=self.seed,
-                        split=tuple(self.cfg["data"]["split"]), threads=self.threads,
-                        kwargs=m.get("kwargs") or None, patience=t["patience"] or 0)
-            return {"path": str(out), "trained": True, "model": m["name"]}
-
-        self.cache.run("baseline", key, run, [out])
+    def baseline_stage(self, data_path: Path, data_key: str) -> tuple[Path, str]:
+        st = self.baseline_spec(data_path, data_key)
+        self._run(st)
+        out = st.outputs[0]
         mt = load_checkpoint(out).meta.get("metrics", {})
         if "epochs_run" in mt:
             self.baseline_epochs = {k: mt.get(k) for k in ("epochs", "epochs_run", "stopped_early", "best_epoch")}
-            self.notes.append(f"baseline trained {mt['epochs_run']} of {mt['epochs']} epochs"
-                              + (f" (early stopping on the validation loss, patience {t['patience']})"
-                                 if mt.get("stopped_early") else "") + f"; best epoch {mt.get('best_epoch')}")
-        return out, key
+            note = (f"baseline trained {mt['epochs_run']} of {mt['epochs']} epochs"
+                    + (f" (early stopping on the validation loss, patience {self.cfg['train']['patience']})"
+                       if mt.get("stopped_early") else "") + f"; best epoch {mt.get('best_epoch')}")
+            if note not in self.notes:
+                self.notes.append(note)
+        return out, st.key
 
-    def analyze_stage(self, base: Path, base_key: str, data) -> dict[str, Any] | None:
-        if "layer" not in self.cfg["prune"]["methods"]:
-            return None
-        from ..checkpoint import load_checkpoint as _load
-
-        if _load(base).spec.get("kind") == "module":
+    def analyze_spec(self, base: Path, base_key: str) -> "Stage | None":
+        if "layer" not in [split_method(m)[0] for m in self.cfg["prune"]["methods"]] or self._module_network():
             return None   # plain-module networks: the layer method analyses them itself (no plan file)
         p = self.cfg["prune"]
         key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed,
                         *([p["reference"], p["keep"]] if p["reference"] else []),
                         stages.code_fingerprint("edgeprune.analysis"))
         folder = self.out / "analysis"
-        plan_path = folder / "plan.json"
+        return Stage("analyze", key, work_analyze,
+                     dict(base=base, data_path=self._data_path, folder=folder, similarity=p["similarity"],
+                          importance=p["importance"], seed=self.seed, reference=p["reference"], keep=p["keep"]),
+                     [folder / "plan.json"], inputs=[base, self._data_path])
 
-        def run():
-            from ..analysis.plan import analyze, save_plan
-            from ..analysis.plots import plot_importance, plot_similarity
+    def _module_network(self) -> bool:
+        """Whether the study's network is a plain ``nn.Module`` (the user's code or an AMR-family zoo model)."""
+        from ..models.own import is_module_model
 
-            if p["reference"]:
-                plan = analyze(load_checkpoint(base), data, reference=True, seed=self.seed,
-                               keep=",".join(map(str, p["keep"])) if p["keep"] else None)
-            else:
-                plan = analyze(load_checkpoint(base), data, similarity=p["similarity"], importance=p["importance"],
-                               seed=self.seed)
-            save_plan(plan_path, plan)
-            imgs = []
-            try:
-                imgs.append(str(plot_similarity(plan, folder / "similarity.png")))
-                imgs.append(str(plot_importance(plan, folder / "importance.png")))
-            except EdgepruneError as exc:  # matplotlib missing: the study still runs
-                self.notes.append(f"analysis plots skipped: {exc}")
-            return {"plan": str(plan_path), "images": imgs,
-                    "segments": plan.get("segments", {}).get("bounds")}
+        m = self.cfg["model"]
+        if m["checkpoint"]:
+            return load_checkpoint(m["checkpoint"]).spec.get("kind") == "module"
+        return is_module_model(m["name"])
 
-        return self.cache.run("analyze", key, run, [plan_path])
+    def analyze_stage(self, base: Path, base_key: str, data=None) -> dict[str, Any] | None:
+        st = self.analyze_spec(base, base_key)
+        if st is None:
+            return None
+        res = self._run(st)
+        self.notes += [n for n in res.get("notes", []) if n not in self.notes]
+        return res
 
-    def prune_stage(self, method: str, target: float, base: Path, base_key: str, data, plan: dict | None):
+    def prune_specs(self, method: str, target: float, base: Path, base_key: str,
+                    plan_path: Path | None) -> tuple[str, "Stage", "Stage"]:
+        """The prune and fine-tune stages of one method at one target ("+kd" shares its base method's prune)."""
         p, f = self.cfg["prune"], self.cfg["finetune"]
         mid = model_id(method, target)
-        pruned = self.out / "models" / f"{_file_id(mid)}.pruned.pt"
         final = self.out / "models" / f"{_file_id(mid)}.pt"
         base_method, distill = split_method(method)
         # the "+kd" variant prunes exactly like its base method: share the pruned checkpoint
         pruned = self.out / "models" / f"{_file_id(model_id(base_method, target))}.pruned.pt"
-        pkey = stage_key("prune", base_method, target, base_key, p, self.seed, plan["plan"] if plan else None,
+        plan = str(plan_path) if plan_path is not None else None
+        pkey = stage_key("prune", base_method, target, base_key, p, self.seed, plan,
                          stages.code_fingerprint("edgeprune.pruning", "edgeprune.analysis"))
-
-        def run_prune():
-            from ..checkpoint import save_checkpoint
-            from ..pruning.apply import pruned_meta
-            from ..pruning.registry import get_method
-
-            ck = load_checkpoint(base)
-            fn = get_method(base_method)
-            opts: dict[str, Any] = {}
-            target_opt: dict[str, Any] = {"target_macs": float(target)}
-            if base_method == "layer":
-                opts = {"plan": plan["plan"], "transition": p["transition"]} if plan else {"transition": p["transition"]}
-                if p["reference"]:   # the reference's plan fixes its own budget (its kept units)
-                    opts, target_opt = {"plan": plan["plan"]}, {}
-            res = fn(ck, data, seed=self.seed, **target_opt, **opts)
-            res.lineage.setdefault("method", base_method)
-            meta = pruned_meta(ck, res)
-            save_checkpoint(pruned, res.spec, res.state_dict, meta)
-            return {"path": str(pruned), "macs": meta["macs"], "params": meta["params"]}
-
-        self.cache.run(f"prune {model_id(base_method, target)}", pkey, run_prune, [pruned])
+        prune = Stage(f"prune {model_id(base_method, target)}", pkey, work_prune,
+                      dict(base=base, data_path=self._data_path, out=pruned, method=base_method, target=float(target),
+                           seed=self.seed, plan_path=plan_path if base_method == "layer" else None,
+                           transition=p["transition"], reference=bool(p["reference"]) and base_method == "layer"),
+                      [pruned], inputs=[base, self._data_path]
+                      + ([plan_path] if base_method == "layer" and plan_path is not None else []))
         fkey = stage_key("finetune", pkey, f, distill, self.seed, stages.code_fingerprint("edgeprune.training"))
+        teacher = base if (f["distill"] or distill) else None
+        finetune = Stage(f"finetune {mid}", fkey, work_finetune,
+                         dict(pruned=pruned, data_path=self._data_path, out=final, epochs=f["epochs"], lr=f["lr"],
+                              l1=f["l1"], seed=self.seed, teacher=teacher, threads=self.threads),
+                         [final], inputs=[pruned, self._data_path] + ([teacher] if teacher else []))
+        return mid, prune, finetune
 
-        def run_finetune():
-            from ..training.finetune import finetune
+    def prune_stage(self, method: str, target: float, base: Path, base_key: str, data=None, plan: dict | None = None):
+        mid = model_id(method, target)
+        if mid in self.skipped:  # the executor already ran it and it failed with a clear error
+            raise EdgepruneError(self.skipped[mid])
+        plan_path = Path(plan["plan"]) if plan else None
+        mid, prune, finetune = self.prune_specs(method, target, base, base_key, plan_path)
+        self._run(prune)
+        self._run(finetune)
+        return mid, prune.outputs[0], finetune.outputs[0], finetune.key
 
-            r = finetune(pruned, data_path_of(self), f["epochs"], final, lr=f["lr"], l1=f["l1"], seed=self.seed,
-                         distill_from=base if (f["distill"] or distill) else None, threads=self.threads)
-            return {"path": str(final), "result": {k: v for k, v in r.items() if not isinstance(v, (dict, list))}}
-
-        self.cache.run(f"finetune {mid}", fkey, run_finetune, [final])
-        return mid, pruned, final, fkey
+    def evaluate_spec(self, mid: str, ckpt: Path, key: str, data_path: Path, pruned: Path | None = None) -> "Stage":
+        ekey = stage_key("evaluate", key, str(data_path), stages.code_fingerprint("edgeprune.training"), "eval-info")
+        return Stage(f"evaluate {mid}", ekey, work_evaluate, dict(ckpt=ckpt, data_path=data_path, pruned=pruned),
+                     [], inputs=[ckpt, data_path] + ([pruned] if pruned else []))
 
     def evaluate_stage(self, mid: str, ckpt: Path, key: str, data_path: Path, pruned: Path | None = None):
-        def run():
-            from ..training.evaluate import eval_data, evaluate
+        return self._run(self.evaluate_spec(mid, ckpt, key, data_path, pruned))
 
-            ck = load_checkpoint(ckpt)
-            ds, info = eval_data(ck, data_path, split="test")
-            r = evaluate(ck, ds)
-            rec = {"accuracy": r["accuracy"], "per_snr": {str(s["snr"]): s["accuracy"] for s in r["per_snr"]},
-                   "frames": r["frames"],
-                   # what the report needs to tell whether these frames can include training frames
-                   "eval": {"split": info["split"], "same_as_training": info["same_as_training"],
-                            "sha256": info["sha256"], "trained_on": (ck.meta.get("dataset") or {}).get("sha256")}}
-            if pruned is not None:
-                pk = load_checkpoint(pruned)
-                rec["accuracy_before_finetune"] = evaluate(pk, ds)["accuracy"]
-            return rec
-
-        ekey = stage_key("evaluate", key, str(data_path), stages.code_fingerprint("edgeprune.training"), "eval-info")
-        return self.cache.run(f"evaluate {mid}", ekey, run)
-
-    def export_stage(self, mid: str, ckpt: Path, key: str, data_path: Path) -> dict[str, Any]:
+    def export_specs(self, mid: str, ckpt: Path, key: str, data_path: Path) -> list["Stage"]:
         e = self.cfg["export"]
-        out = {}
+        out = []
         for prec in e["precisions"]:
             onnx_path = self.out / "onnx" / f"{_file_id(mid)}.{prec}.onnx"
-
-            def run(prec=prec, onnx_path=onnx_path):
-                from export.onnx_export import export_checkpoint
-
-                r = export_checkpoint(ckpt, onnx_path, opset=e["opset"], precision=prec, verify_data=data_path,
-                                      calib_data=data_path, seed=self.seed)
-                keep = {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None}
-                return {"path": str(onnx_path), **keep}
-
             xkey = stage_key("export", key, prec, e["opset"], stages.code_fingerprint("export"))
-            out[prec] = self.cache.run(f"export {mid} {prec}", xkey, run, [onnx_path])
+            out.append(Stage(f"export {mid} {prec}", xkey, work_export,
+                             dict(ckpt=ckpt, data_path=data_path, out=onnx_path, precision=prec, opset=e["opset"],
+                                  seed=self.seed), [onnx_path], inputs=[ckpt, data_path]))
         return out
+
+    def export_stage(self, mid: str, ckpt: Path, key: str, data_path: Path) -> dict[str, Any]:
+        return {st.kwargs["precision"]: self._run(st) for st in self.export_specs(mid, ckpt, key, data_path)}
 
     def profile_stage(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         pr = self.cfg["profile"]
@@ -356,6 +448,26 @@ class Study:
             recs.append(rec)
         return recs
 
+    def _computed_by(self, entries: list[dict[str, Any]]) -> dict[str, str]:
+        """Model id -> the executor that trained/fine-tuned it (from state.json, so a resumed study tells true)."""
+        out = {}
+        for e in entries:
+            name = "baseline" if e["id"] == "baseline" else f"finetune {e['id']}"
+            rec = self.cache.state["stages"].get(name) or {}
+            out[e["id"]] = rec.get("executor", "local")
+        return out
+
+    def _latency_where(self) -> str:
+        import platform
+
+        where = [f"this machine (the study's driver, {platform.node() or 'unknown host'}), after every compute "
+                 f"stage had finished, with nothing else of the study running"]
+        if self.cfg["profile"]["remote"]:
+            where.append(f"the board {self.cfg['profile']['remote']} over SSH (its records name it)")
+        if self.results_files:
+            where.append("records merged from --results files (each names where it was measured)")
+        return "; ".join(where)
+
     @staticmethod
     def _bundle_hash(folder) -> str:
         from export.runtime.manifest import manifest_hash
@@ -393,15 +505,27 @@ class Study:
 
     # -- the whole study ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        from ..data.readers import load_dataset
         from ..models.macs import MAC_DEFINITION
         from .report import write_report
 
         t0 = time.perf_counter()
-        data_path, data_sha = self.data_stage()
-        self._data_path = data_path
+        ex = None
+        if self.executor == "ray":
+            from .executor import RayExecutor
+
+            ex = RayExecutor(self)
+            ex.start()  # Ray missing, an unreachable address, too few GPUs: one error before any stage
+        try:
+            data_path, data_sha = self.data_stage()
+            self._data_path = data_path
+            if ex is not None:
+                # every compute stage runs on the cluster and is recorded here; the steps below then reuse them
+                self.executor_info = ex.run_compute(data_path, data_sha)
+        finally:
+            if ex is not None:
+                ex.close()  # a Ray started for this study stops before profiling
         base, base_key = self.baseline_stage(data_path, data_sha)
-        data = load_dataset(data_path)
+        data = None
         plan = self.analyze_stage(base, base_key, data)
 
         entries = []
@@ -417,7 +541,7 @@ class Study:
         for method in self.cfg["prune"]["methods"]:
             for target in self.cfg["prune"]["targets"]:
                 try:
-                    mid, pruned, final, key = self.prune_stage(method, float(target), base, base_key, data, plan)
+                    mid, pruned, final, key = self.prune_stage(method, float(target), base, base_key, plan=plan)
                 except EdgepruneError as exc:
                     self.notes.append(f"{model_id(method, float(target))} skipped: {exc}")
                     self.log(f"[skip]  {model_id(method, float(target))}: {exc}")
@@ -460,6 +584,10 @@ class Study:
             "machine": getattr(self, "machine", {}), "mac_definition": MAC_DEFINITION,
             "models": models, "latency": latency, "notes": self.notes,
             "stages": {"ran": self.cache.ran, "reused": self.cache.reused},
+            # where the models were computed (per stage: state.json "executor") and where latency was measured
+            "executor": self.executor_info,
+            "computed_by": self._computed_by(entries),
+            "latency_measured_on": self._latency_where(),
             "seconds": round(time.perf_counter() - t0, 1),
         }
         paths = write_report(results, self.out, extra_images=images)

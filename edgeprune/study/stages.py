@@ -26,10 +26,13 @@ from ..schema import anything, mapping, number, obj, opt, seq, text, validate
 # A finished stage: its key, what it returned, the files it wrote, and the sha256 of its result (a result that
 # no longer matches its digest was edited or damaged, and the stage runs again).
 STAGE_SCHEMA = obj(key=text(), result=anything(), outputs=seq(text()), digest=opt(text(pattern="[0-9a-f]{64}")),
-                   seconds=opt(number(lo=0)), finished=opt(text()))
+                   seconds=opt(number(lo=0)), finished=opt(text()), executor=opt(text()))
 # pending: the outputs of stages that started but have not finished (recorded before they run, so the temporary
 # files a killed run left beside them can be told from the user's own files)
-STATE_SCHEMA = obj(stages=mapping(STAGE_SCHEMA), pending=opt(mapping(seq(text()))))
+STATE_SCHEMA = obj(stages=mapping(STAGE_SCHEMA), pending=opt(mapping(seq(text()))), format=opt(number()))
+# The layout of state.json. A folder without "format" was written before it was recorded (same stage records):
+# it is read and upgraded. Any other format is refused: its stage records cannot be trusted to mean the same.
+STATE_FORMAT = 2
 LOCK_NAME = ".lock"
 
 
@@ -113,6 +116,10 @@ def lock_folder(root: Path) -> _FolderLock:
     return _FolderLock(key)
 
 
+class _FormatError(EdgepruneError):
+    """state.json of another format: refused, never silently started afresh."""
+
+
 class StageCache:
     def __init__(self, root: Path, log: Callable[[str], None] = print):
         self.root = Path(root)
@@ -120,19 +127,30 @@ class StageCache:
         self._lock = lock_folder(self.root)
         self.path = self.root / "state.json"
         self.log = log
-        self.state: dict[str, Any] = {"stages": {}}
+        self.state: dict[str, Any] = {"stages": {}, "format": STATE_FORMAT}
         if self.path.exists():
             try:
                 from ..safeio import read_bytes
 
                 state = json.loads(read_bytes(self.path, "study state", "doc").decode("utf-8"))
+                fmt = state.get("format", STATE_FORMAT) if isinstance(state, dict) else STATE_FORMAT
+                if fmt != STATE_FORMAT:
+                    self.close()
+                    raise _FormatError(
+                        f"{self.path} has state format {str(fmt)[:20]}, this edgeprune reads format {STATE_FORMAT}: "
+                        f"the study folder was written by another edgeprune version; give another --out "
+                        f"(or remove the folder to start afresh)")
                 self.state = validate(state, STATE_SCHEMA, str(self.path))
             except (json.JSONDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
                 self.log(f"note: {self.path} is unreadable ({type(exc).__name__}); starting the study afresh")
+            except _FormatError:
+                raise
             except EdgepruneError as exc:
                 self.log(f"note: {exc}; starting the study afresh")
+            self.state["format"] = STATE_FORMAT
         self.reused: list[str] = []
         self.ran: list[str] = []
+        self._ran_elsewhere: set[str] = set()  # recorded in this run by another executor (Ray): not reuses
         self._clear_stale_temps()
 
     def close(self) -> None:
@@ -180,29 +198,48 @@ class StageCache:
                         pass
         return removed
 
-    def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], outputs: list[Path] | None = None) -> dict[str, Any]:
-        """Run ``fn`` unless stage ``name`` already finished with this ``key`` and its outputs exist."""
+    def lookup(self, name: str, key: str) -> dict[str, Any] | None:
+        """The recorded result of stage ``name`` if it finished with ``key``, its outputs exist and its digest holds."""
         rec = self.state["stages"].get(name)
         if rec and rec["key"] == key and all(Path(p).exists() for p in rec["outputs"]) \
                 and rec.get("digest") == result_digest(rec["result"]):
-            self.reused.append(name)
-            self.log(f"[reuse] {name}")
-            return rec["result"]
-        self.log(f"[run]   {name}")
-        # record the outputs before writing them: a killed run's temporary files beside them are then known
+            return rec
+        return None
+
+    def begin(self, name: str, outputs: list[Path] | None = None) -> None:
+        """Record ``name``'s outputs as pending before they are written (a killed run's temporary files are then known)."""
         self.state.setdefault("pending", {})[name] = [str(p) for p in (outputs or [])]
         write_json(self.path, self.state)
-        t0 = time.perf_counter()
-        result = fn()
-        self.state["pending"].pop(name, None)
+
+    def record(self, name: str, key: str, result: dict[str, Any], outputs: list[Path] | None = None,
+               seconds: float = 0.0, executor: str = "local") -> None:
+        """Record stage ``name`` as finished (its outputs already written), whichever executor computed it."""
+        self.state.setdefault("pending", {}).pop(name, None)
         self.state["stages"][name] = {
             "key": key,
             "result": result,
             "digest": result_digest(result),
             "outputs": [str(p) for p in (outputs or [])],
-            "seconds": round(time.perf_counter() - t0, 3),
+            "seconds": round(seconds, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "executor": executor,
         }
         write_json(self.path, self.state)
         self.ran.append(name)
+        if executor != "local":
+            self._ran_elsewhere.add(name)
+
+    def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], outputs: list[Path] | None = None) -> dict[str, Any]:
+        """Run ``fn`` unless stage ``name`` already finished with this ``key`` and its outputs exist."""
+        rec = self.lookup(name, key)
+        if rec is not None:
+            if name not in self._ran_elsewhere:  # computed earlier in this run by another executor: not a reuse
+                self.reused.append(name)
+                self.log(f"[reuse] {name}")
+            return rec["result"]
+        self.log(f"[run]   {name}")
+        self.begin(name, outputs)
+        t0 = time.perf_counter()
+        result = fn()
+        self.record(name, key, result, outputs, time.perf_counter() - t0)
         return result

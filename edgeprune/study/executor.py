@@ -1,0 +1,372 @@
+"""Executors of a study's compute stages: ``local`` (this process, the default) and ``ray``.
+
+The local executor is :class:`edgeprune.study.runner.Study` itself: every stage in turn, in this process.
+
+The Ray executor runs the same stages (the same module-level work functions, keys and outputs) as Ray
+tasks: the baseline training (with the layer analysis that needs it) is one task, and every branch,
+prune -> fine-tune -> evaluate -> export of one method at one target, is one task that depends on the
+baseline task's result (an ObjectRef argument), so a branch starts as soon as its baseline is done and
+never waits on the other branches. The baseline's own evaluation and export is one more branch.
+
+Workers need no shared file system: the files a task reads travel as bytes through Ray's object store
+and the files it writes come back as bytes in its result. Each task works in a temporary folder laid
+out like the study folder; the driver then writes the files atomically into the study folder and
+records every stage in ``state.json`` with the same key as the local executor would, so a re-run
+reuses stages whichever executor computed them. Profiling is not a task: it runs on the driver after
+every compute stage has finished (see runner.Study.run).
+
+A task that raises (or whose worker dies) is retried once by Ray, then reported with its stage and
+error; the other branches go on and what finished is recorded. An EdgepruneError inside a task (a
+method that cannot reach the target, say) is not retried: it skips that branch with a note, as the
+local runner does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgepruneError
+
+RAY_EXTRA = 'pip install "edgeprune[ray]"'
+
+
+def import_ray():
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        raise EdgepruneError(f"the ray executor needs Ray, which is not installed: {RAY_EXTRA}") from exc
+    return ray
+
+
+# -- the task (runs in a Ray worker) ------------------------------------------------------------------
+def _move(value: Any, old: str, new: str) -> Any:
+    """``value`` with every path/string under the folder ``old`` moved under ``new`` (recursively)."""
+    if isinstance(value, Path):
+        s = str(value)
+        return Path(new + s[len(old):]) if s == old or s.startswith(old + "/") else value
+    if isinstance(value, str):
+        return new + value[len(old):] if value == old or value.startswith(old + "/") else value
+    if isinstance(value, dict):
+        return {k: _move(v, old, new) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_move(v, old, new) for v in value)
+    return value
+
+
+def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[str], *blobs) -> dict[str, Any]:
+    """Run ``specs`` (stages of one chain, in order) in a temporary copy of the study folder ``root``.
+
+    ``blobs`` are the input files: bytes for ``names[i]`` (a path on the driver), or the result of an
+    earlier chain (its ``files``). Returns every stage's result (paths given as the driver's), the
+    files written, and, for an EdgepruneError, the stage it stopped at and the message.
+    """
+    import importlib
+    import os
+    import shutil
+    import tempfile
+
+    from ..training.trainer import set_threads
+
+    set_threads(threads)
+    tmp = tempfile.mkdtemp(prefix="edgeprune-task-")
+    work = os.path.join(tmp, "study")
+    ext = os.path.join(tmp, "inputs")
+
+    def local(path: str) -> str:
+        p = _move(path, root, work)
+        if p == path:  # never happens for the study's own stages: every input is in the study folder
+            p = os.path.join(ext, str(len(path)), os.path.basename(path))
+        return p
+
+    try:
+        given: dict[str, bytes] = {}
+        for name, blob in zip(names, blobs):
+            if isinstance(blob, dict):
+                if blob.get("stopped"):  # the baseline this chain needs stopped with an error
+                    return {"stages": [], "files": {}, "host": os.uname().nodename,
+                            "stopped": {"stage": blob["stopped"]["stage"],
+                                        "error": f"needed by this branch: {blob['stopped']['error']}"}}
+                given.update(blob["files"])
+            else:
+                given[name] = blob
+        moved = {}
+        for path, data in given.items():
+            dst = local(path)
+            moved[path] = dst
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with open(dst, "wb") as fh:
+                fh.write(data)
+        inputs = set(moved.values())
+        done, stopped = [], None
+        for sp in specs:
+            mod, _, fn_name = sp["fn"].rpartition(".")
+            fn = getattr(importlib.import_module(mod), fn_name)
+            kwargs = _move(sp["kwargs"], root, work)
+            t0 = time.perf_counter()
+            try:
+                res = fn(**kwargs)
+            except EdgepruneError as exc:
+                stopped = {"stage": sp["name"], "error": str(exc)}
+                break
+            except Exception as exc:  # noqa: BLE001 - Ray retries it once, then the driver reports it
+                raise RuntimeError(f"stage {sp['name']!r} failed: {type(exc).__name__}: {exc}") from exc
+            done.append({"name": sp["name"], "result": _move(res, work, root),
+                         "seconds": time.perf_counter() - t0})
+        files = {}
+        for dirpath, _, fnames in os.walk(work):
+            for f in fnames:
+                p = os.path.join(dirpath, f)
+                if p in inputs or os.path.islink(p):
+                    continue
+                with open(p, "rb") as fh:
+                    files[root + p[len(work):]] = fh.read()
+        return {"stages": done, "files": files, "stopped": stopped, "host": os.uname().nodename}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def chain_task(ray, cpus: int, gpus: float):
+    """run_chain as a Ray task: retried once if it raises or its worker dies (an EdgepruneError is returned)."""
+    return ray.remote(run_chain).options(num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True)
+
+
+# -- the driver -------------------------------------------------------------------------------------
+def _spec(st) -> dict[str, Any]:
+    return {"name": st.name, "fn": f"{st.fn.__module__}.{st.fn.__name__}", "kwargs": st.kwargs}
+
+
+def connect(address: str, log) -> tuple[Any, bool]:
+    """Connect to the Ray cluster at ``address`` ("" = start one here); (ray, whether this call started it)."""
+    ray = import_ray()
+    if ray.is_initialized():  # the Python API inside a program that already uses Ray: that cluster
+        current = ray.get_runtime_context().gcs_address
+        if address and address != "auto" and address != current:
+            raise EdgepruneError(f"this process is already connected to the Ray cluster at {current}; "
+                                 f"it cannot also use --address {address}")
+        return ray, False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    if address and address != "auto":
+        _probe(address)
+    try:
+        if address:
+            ray.init(address=address, **({} if address.startswith("ray://") else
+                                          {"log_to_driver": False, "logging_level": "ERROR"}))
+        else:
+            ray.init(**kw)
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, TimeoutError, grpc errors...: one line
+        msg = " ".join(str(exc).split())[:300]
+        raise EdgepruneError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: "
+                             f"{type(exc).__name__}: {msg}") from exc
+    return ray, True
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to ``address`` (HOST:PORT or ray://HOST:PORT) first: Ray itself waits long on a dead one."""
+    import socket
+
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise EdgepruneError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise EdgepruneError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} "
+                             f"(is `ray start --head` running there, and the port open?)") from exc
+
+
+class RayExecutor:
+    def __init__(self, study):
+        self.study = study
+        self.cfg = study.cfg
+        self.cache = study.cache
+        self.log = study.log
+        self.res = self.cfg.get("resources") or {"cpus_per_task": 1, "gpus_per_task": 0}
+
+    def _check_resources(self, ray) -> dict[str, Any]:
+        total = ray.cluster_resources()
+        cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
+        want_c, want_g = self.res["cpus_per_task"], self.res["gpus_per_task"]
+        if want_g > gpus:
+            raise EdgepruneError(f"[resources] gpus_per_task = {want_g:g} but the Ray cluster has {gpus:g} GPU(s); "
+                                 f"no task could ever start (lower gpus_per_task or add GPU nodes)")
+        if want_c > cpus:
+            raise EdgepruneError(f"[resources] cpus_per_task = {want_c} but the Ray cluster has {cpus:g} CPU(s); "
+                                 f"no task could ever start")
+        return {"cluster_cpus": cpus, "cluster_gpus": gpus, "nodes": len([n for n in ray.nodes() if n.get("Alive")])}
+
+    def start(self) -> None:
+        """Connect (or start a local Ray) and check the resources a task asks for, before any stage runs."""
+        address = self.cfg["study"].get("address", "")
+        self.ray, self.started = connect(address, self.log)
+        try:
+            info = self._check_resources(self.ray)
+        except BaseException:
+            self.close()
+            raise
+        self.info = {"name": "ray", "address": address or "local instance", **info,
+                     "cpus_per_task": self.res["cpus_per_task"], "gpus_per_task": self.res["gpus_per_task"]}
+
+    def close(self) -> None:
+        """Stop the Ray this study started (a cluster it connected to keeps running); before any profiling."""
+        if getattr(self, "started", False):
+            self.ray.shutdown()
+            self.started = False
+
+    def run_compute(self, data_path: Path, data_key: str) -> dict[str, Any]:
+        self._schedule(self.ray, data_path, data_key)
+        return self.info
+
+    def _schedule(self, ray, data_path: Path, data_key: str) -> None:
+        from .runner import model_id, split_method
+
+        s = self.study
+        root = str(s.out)
+        threads = int(self.res["cpus_per_task"])
+        task = chain_task(ray, threads, self.res["gpus_per_task"])
+        blobs: dict[str, Any] = {}  # driver path -> ObjectRef of its bytes (each file put once)
+
+        def put(path: Path):
+            k = str(path)
+            if k not in blobs:
+                blobs[k] = ray.put(Path(path).read_bytes())
+            return blobs[k]
+
+        # the chains, in dependency order: stages already finished (whichever executor ran them) are left out
+        base = s.baseline_spec(data_path, data_key)
+        s._data_path = data_path
+        if self.cfg["model"]["checkpoint"]:
+            s._run(base)  # a given checkpoint: a copy, here (nothing to compute, and it is outside the folder)
+        analyze = s.analyze_spec(base.outputs[0], base.key)
+        head = [st for st in (base, analyze) if st is not None]
+        chains: list[tuple[str, list]] = [("baseline", head)]
+        chains.append(("baseline (evaluate, export)",
+                       [s.evaluate_spec("baseline", base.outputs[0], base.key, data_path)]
+                       + s.export_specs("baseline", base.outputs[0], base.key, data_path)))
+        plan_path = analyze.outputs[0] if analyze is not None else None
+        groups: dict[tuple[str, float], list] = {}
+        for method in self.cfg["prune"]["methods"]:
+            for target in self.cfg["prune"]["targets"]:
+                groups.setdefault((split_method(method)[0], float(target)), []).append(method)
+        branch_of: dict[str, list[str]] = {}
+        for (bm, target), methods in groups.items():
+            chain, seen = [], set()
+            for method in methods:
+                mid, prune, fin = s.prune_specs(method, target, base.outputs[0], base.key, plan_path)
+                if prune.name not in seen:
+                    chain.append(prune)
+                    seen.add(prune.name)
+                chain += [fin, s.evaluate_spec(mid, fin.outputs[0], fin.key, data_path, prune.outputs[0])]
+                chain += s.export_specs(mid, fin.outputs[0], fin.key, data_path)
+            name = model_id(bm, target) + (f" (+{len(methods) - 1} variant)" if len(methods) > 1 else "")
+            branch_of[name] = [model_id(m, target) for m in methods]
+            chains.append((name, chain))
+
+        stages_of = {name: chain for name, chain in chains}
+        head_ref = None
+        refs: dict[Any, str] = {}
+        n_stages = {"done": 0, "running": 0, "failed": 0, "reused": 0}
+        for name, chain in chains:
+            todo = [st for st in chain if self.cache.lookup(st.name, st.key) is None]
+            n_stages["reused"] += len(chain) - len(todo)  # listed as reused by the runner's pass after this
+            if not todo:
+                continue
+            if name == "baseline":
+                head_outputs = {str(o) for st in todo for o in st.outputs}
+            made = {p for st in todo for p in map(str, st.outputs)}
+            need = []
+            for st in todo:
+                need += [p for p in map(str, st.inputs) if p not in made and p not in need]
+            names, args = [], []
+            for p in need:
+                if head_ref is not None and p in head_outputs:
+                    continue  # comes with the baseline task's result
+                names.append(p)
+                args.append(put(Path(p)))
+            if head_ref is not None and name != "baseline":
+                names.append("<baseline>")
+                args.append(head_ref)  # a dependency: this task starts when the baseline task is done
+            ref = task.remote([_spec(st) for st in todo], root, threads, names, *args)
+            if name == "baseline":
+                head_ref = ref
+            refs[ref] = name
+            stages_of[name] = todo
+            n_stages["running"] += len(todo)
+            for st in todo:
+                self.log(f"[ray]   {st.name}: submitted")
+        failures = []
+        self._progress(n_stages)
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            ref = ready[0]
+            name = refs.pop(ref)
+            todo = stages_of[name]
+            try:
+                out = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError, ...
+                msg = _one_line(exc)
+                n_stages["running"] -= len(todo)
+                n_stages["failed"] += len(todo)
+                failures.append(f"{name} ({', '.join(st.name for st in todo)}): {msg}")
+                self.log(f"[fail]  {name}: {msg}")
+                self._progress(n_stages)
+                continue
+            self._record(out, todo)
+            n_stages["running"] -= len(todo)
+            n_stages["done"] += len(out["stages"])
+            if out["stopped"]:
+                stop = out["stopped"]
+                n_stages["failed"] += len(todo) - len(out["stages"])
+                st_name = stop["stage"]
+                if st_name.startswith(("prune ", "finetune ")):
+                    for mid in branch_of.get(name, []):
+                        if not any(d["name"] == f"finetune {mid}" for d in out["stages"]):
+                            s.skipped[mid] = stop["error"]  # the runner's pass notes and logs the skip
+                else:
+                    failures.append(f"{name}: stage {st_name}: {stop['error']}")
+            self._progress(n_stages)
+        if failures:
+            raise EdgepruneError(f"{len(failures)} Ray task(s) failed after a retry: " + "; ".join(failures)
+                                 + ". Every finished stage is kept in state.json: run the same command again "
+                                   "to retry only what failed")
+
+    def _progress(self, n: dict[str, int]) -> None:
+        self.log(f"[ray]   stages: {n['done']} done, {n['running']} running or queued, {n['failed']} failed"
+                 + (f", {n['reused']} reused" if n["reused"] else ""))
+
+    def _record(self, out: dict[str, Any], todo: list) -> None:
+        """Write a task's files into the study folder (atomically) and record its finished stages."""
+        from ..atomic import atomic_path
+
+        root = Path(self.study.out)
+        by_name = {st.name: st for st in todo}
+        finished = [by_name[d["name"]] for d in out["stages"]]
+        for st in finished:
+            self.cache.begin(st.name, st.outputs)
+        for path, data in out["files"].items():
+            p = Path(path)
+            try:
+                p.resolve().relative_to(root.resolve())
+            except ValueError:
+                continue  # never write outside the study folder
+            with atomic_path(p) as tmp:
+                tmp.write_bytes(data)
+        for d in out["stages"]:
+            st = by_name[d["name"]]
+            self.cache.record(st.name, st.key, d["result"], st.outputs, d["seconds"], executor="ray")
+            self.log(f"[done]  {st.name} (ray, {out.get('host', '?')}, {d['seconds']:.1f} s)")
+
+
+def _one_line(exc: BaseException) -> str:
+    """A Ray task error as one line: the stage and the original error, without the remote traceback."""
+    cause = getattr(exc, "cause", None)
+    text = str(cause) if cause is not None else str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    pick = next((ln for ln in lines if ln.startswith("RuntimeError: stage ")), None) \
+        or next((ln for ln in lines if "stage '" in ln), None) or (lines[-1] if lines else type(exc).__name__)
+    if pick.startswith("RuntimeError: "):
+        pick = pick[len("RuntimeError: "):]
+    return f"{type(exc).__name__}: {pick}"[:400]

@@ -1,0 +1,259 @@
+"""compare --executor ray on a real local Ray (2 CPUs, no dashboard): a tiny study runs, is killed midway,
+resumes, and computes the same models as the local executor; bad input is one line before anything starts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgeprune.cli.main import main
+from edgeprune.errors import EdgepruneError
+from edgeprune.study.config import normalise
+from edgeprune.study.runner import run_study
+
+TINY = """
+[study]
+name = "tiny-ray"
+threads = 1
+[data]
+synth = "rml2016.10a"
+per_key = 6
+snrs = [10, 18]
+length = 64
+[model]
+name = "resnet20-1d"
+[train]
+epochs = 1
+[prune]
+methods = ["layer", "channel-l1"]
+targets = [0.6]
+[finetune]
+epochs = 2
+[resources]
+cpus_per_task = 1
+[export]
+precisions = ["fp32"]
+[profile]
+backends = ["onnxruntime"]
+batch = [1]
+iters = 5
+warmup = 1
+"""
+
+COMPUTE = ["baseline", "analyze", "prune layer@0.6", "finetune layer@0.6", "prune channel-l1@0.6",
+           "finetune channel-l1@0.6", "evaluate baseline", "evaluate layer@0.6", "evaluate channel-l1@0.6",
+           "export baseline fp32", "export layer@0.6 fp32", "export channel-l1@0.6 fp32"]
+
+
+def _cfg(**study):
+    import tomllib
+
+    raw = tomllib.loads(TINY)
+    raw["study"].update(study)
+    return normalise(raw)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        yield ctx.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
+def _state(folder):
+    try:
+        return json.loads((folder / "state.json").read_text())["stages"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _model_facts(res):
+    """Everything about each model that is deterministic on CPU with one thread per task."""
+    return {m["id"]: {k: m[k] for k in ("macs", "params", "layers", "units", "accuracy", "accuracy_before_finetune",
+                                        "per_snr", "training", "pruning")}
+            for m in res["models"]}
+
+
+def _weights(path):
+    from edgeprune.checkpoint import load_checkpoint
+
+    return {k: v.tolist() for k, v in load_checkpoint(path).state_dict.items()}
+
+
+def test_ray_study_killed_resumed_equals_local(tmp_path, ray_cluster):
+    # the reference: the local executor, one thread
+    local = run_study(_cfg(), tmp_path / "local", log=lambda m: None)["results"]
+
+    # the Ray run: a driver process on the fixture's cluster, killed once the baseline task's stages are recorded
+    cfg_file = tmp_path / "ray.toml"
+    cfg_file.write_text(TINY)
+    out = tmp_path / "ray"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "compare", "--config", str(cfg_file), "--out",
+                             str(out), "--executor", "ray", "--address", ray_cluster, "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and "baseline" not in _state(out):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = _state(out)
+    assert "baseline" in killed and killed["baseline"]["executor"] == "ray", proc.stderr.read().decode()[-2000:]
+    assert not set(COMPUTE) <= set(killed), "the driver finished before it was killed: nothing to resume"
+    assert "profile" not in killed
+
+    # resumed (Ray again, this process): what the killed run recorded is reused, the rest runs
+    res = run_study(_cfg(executor="ray", address=ray_cluster), out, log=lambda m: None)["results"]
+    assert "baseline" in res["stages"]["reused"] and "data" in res["stages"]["reused"]
+    assert set(res["stages"]["ran"]) == (set(COMPUTE) - set(killed)) | {"profile"}
+    state = _state(out)
+    assert all(state[n]["executor"] == "ray" for n in COMPUTE)
+    assert res["executor"]["name"] == "ray" and set(res["computed_by"].values()) == {"ray"}
+    assert "driver" in res["latency_measured_on"]
+    report = (out / "report.md").read_text()
+    assert "Models computed by: ray executor" in report and "Latency measured on:" in report
+
+    # the same models as the local executor: MACs, kept units, accuracies, and the weights themselves
+    assert _model_facts(res) == _model_facts(local)
+    assert res["models"][1]["pruning"]["kept_units"]  # the layer method's kept units are compared, not empty
+    for m_ray, m_loc in zip(res["models"], local["models"]):
+        assert _weights(m_ray["checkpoint"]) == _weights(m_loc["checkpoint"]), m_ray["id"]
+
+    # the local executor on the Ray-made folder: the stage keys match, nothing is computed again
+    again = run_study(_cfg(), out, log=lambda m: None)["results"]
+    assert again["stages"]["ran"] == [] and set(COMPUTE) <= set(again["stages"]["reused"])
+    assert set(again["computed_by"].values()) == {"ray"}  # who computed each model is kept across executors
+
+    # and the other way: the Ray executor on the local executor's folder submits no task
+    back = run_study(_cfg(executor="ray", address=ray_cluster), tmp_path / "local", log=lambda m: None)["results"]
+    assert back["stages"]["ran"] == [] and set(back["computed_by"].values()) == {"local"}
+
+
+def test_more_gpus_than_the_cluster_has_is_refused_before_any_stage(tmp_path, ray_cluster):
+    cfg = _cfg(executor="ray", address=ray_cluster)
+    cfg["resources"]["gpus_per_task"] = 1
+    with pytest.raises(EdgepruneError, match=r"gpus_per_task = 1 but the Ray cluster has 0 GPU"):
+        run_study(cfg, tmp_path / "s", log=lambda m: None)
+    assert not (tmp_path / "s").exists()  # nothing started, no half-made folder
+
+
+def test_unknown_executor_and_unreachable_address_are_one_line(tmp_path, capsys, ray_cluster):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.replace('threads = 1', 'threads = 1\nexecutor = "dask"'))
+    rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "a"), "-q"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "unknown executor 'dask'" in err and "local, ray" in err and "Traceback" not in err
+
+    cfg.write_text(TINY)
+    rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "b"), "-q", "--executor", "spark"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "unknown executor 'spark'" in err
+
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # a fresh process (this one is connected to the fixture's cluster already)
+    r = subprocess.run([sys.executable, "-m", "edgeprune", "compare", "--config", str(cfg), "--out",
+                        str(tmp_path / "c"), "-q", "--executor", "ray", "--address", f"ray://127.0.0.1:{port}"],
+                       capture_output=True, text=True, timeout=120)
+    err = r.stderr.strip()
+    assert r.returncode != 0 and err.count("\n") == 0 and f"cannot reach the Ray cluster at ray://127.0.0.1:{port}" in err
+    assert not (tmp_path / "c").exists()
+    # in a process already on a cluster, another address is refused rather than silently ignored
+    rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "d"), "-q", "--executor", "ray",
+               "--address", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert rc != 0 and f"already connected to the Ray cluster at {ray_cluster}" in err
+
+
+def test_missing_ray_names_the_extra(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    code = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed: `import ray` fails
+            "from edgeprune.cli.main import main\n"
+            f"sys.exit(main(['compare', '--config', {str(cfg)!r}, '--out', {str(tmp_path / 's')!r}, '-q', "
+            "'--executor', 'ray']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and 'pip install "edgeprune[ray]"' in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_state_format_is_versioned(tmp_path):
+    """A folder of the pre-version layout (no "format") is reused; another format is refused, not overwritten."""
+    from edgeprune.study.stages import STATE_FORMAT, StageCache
+
+    folder = tmp_path / "s"
+    c = StageCache(folder, log=lambda m: None)
+    c.run("one", "k1", lambda: {"x": 1})
+    c.close()
+    state = json.loads((folder / "state.json").read_text())
+    assert state["format"] == STATE_FORMAT
+    del state["format"]  # as written before the format was recorded: same stage records
+    (folder / "state.json").write_text(json.dumps(state))
+    c = StageCache(folder, log=lambda m: None)
+    calls = []
+    assert c.run("one", "k1", lambda: calls.append(1) or {"x": 2}) == {"x": 1} and not calls
+    c.close()
+
+    state["format"] = STATE_FORMAT + 1
+    (folder / "state.json").write_text(json.dumps(state))
+    with pytest.raises(EdgepruneError, match=rf"state format {STATE_FORMAT + 1}, this edgeprune reads format "
+                                             rf"{STATE_FORMAT}"):
+        StageCache(folder, log=lambda m: None)
+    assert json.loads((folder / "state.json").read_text())["format"] == STATE_FORMAT + 1  # left as it was
+    with pytest.raises(EdgepruneError, match="state format"):  # the refusal released the folder's lock
+        StageCache(folder, log=lambda m: None)
+
+
+def test_an_edgeprune_error_in_a_task_skips_that_model_like_local(tmp_path, ray_cluster):
+    """random units cannot reach 0.5 x MACs on this model (a TargetUnreachable inside the task): the branch is
+    skipped with the same note as the local executor's, and the rest of the study (here the baseline) goes on."""
+    def cfg(**study):
+        c = _cfg(**study)
+        c["prune"]["methods"], c["prune"]["targets"] = ["random"], [0.5]
+        c["finetune"]["epochs"] = 1
+        return c
+
+    local = run_study(cfg(), tmp_path / "local", log=lambda m: None)["results"]
+    ray_res = run_study(cfg(executor="ray", address=ray_cluster), tmp_path / "ray", log=lambda m: None)["results"]
+    note = [n for n in local["notes"] if n.startswith("random@0.5 skipped: random units cannot reach 0.5")]
+    assert note and [n for n in ray_res["notes"] if n.startswith("random@0.5 skipped")] == note
+    assert [m["id"] for m in ray_res["models"]] == ["baseline"]
+    assert "prune random@0.5" not in _state(tmp_path / "ray") and _state(tmp_path / "ray")["baseline"]["executor"] == "ray"
+
+
+def test_a_failing_task_is_retried_once_then_reported_with_its_stage(tmp_path, ray_cluster):
+    """The study's own task (run_chain with the executor's options): a stage that raises runs twice, then the
+    driver gets an error that one_line turns into the stage and the original error."""
+    import ray
+
+    from edgeprune.study.executor import _one_line, chain_task
+
+    trace = tmp_path / "attempts"
+    trace.mkdir()
+    specs = [{"name": "leave a trace", "fn": "tempfile.mkstemp", "kwargs": {"dir": str(trace)}},
+             {"name": "finetune x@0.5", "fn": "json.loads", "kwargs": {"s": "{not json"}}]
+    ref = chain_task(ray, 1, 0).remote(specs, str(tmp_path / "study"), 1, [])
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(ref)
+    assert len(list(trace.iterdir())) == 2  # the first attempt and one retry, no more
+    msg = _one_line(info.value)
+    assert "stage 'finetune x@0.5' failed: JSONDecodeError" in msg and "\n" not in msg
+
+    # an EdgepruneError is not retried: the task returns where it stopped
+    for p in trace.iterdir():
+        p.unlink()
+    specs[1] = {"name": "prune x@0.5", "fn": "edgeprune.study.runner.work_evaluate",
+                "kwargs": {"ckpt": str(tmp_path / "missing.pt"), "data_path": str(tmp_path / "d.npz"), "pruned": None}}
+    out = ray.get(chain_task(ray, 1, 0).remote(specs, str(tmp_path / "study"), 1, []))
+    assert len(list(trace.iterdir())) == 1
+    assert out["stopped"]["stage"] == "prune x@0.5" and "missing.pt" in out["stopped"]["error"]
+    assert [d["name"] for d in out["stages"]] == ["leave a trace"]
