@@ -127,3 +127,9 @@ def test_study_over_seeds_end_to_end(tmp_path):
     assert set(res["summary"]["baseline_epochs"]) == {0, 1}
     assert all(1 <= e["epochs_run"] <= 3 for e in res["summary"]["baseline_epochs"].values())
     assert (tmp_path / "s" / "summary.md").read_text().count("| layer | 0.6 | 2 |") == 1
+    # the report over seeds: mean accuracies, and the verdict judges accuracy by a paired test over the seeds
+    over = json.loads((tmp_path / "s" / "results.json").read_text())
+    lay_m = next(m for m in over["models"] if m["id"] == "layer@0.6")
+    assert lay_m["accuracy_runs"] == [acc["layer@0.6"][s] for s in (0, 1)] and lay_m["seeds"] == [0, 1]
+    assert lay_m["accuracy"] == pytest.approx(lay["accuracy"]["mean"])
+    assert "paired over 2 seeds" in (tmp_path / "s" / "report.md").read_text()

@@ -682,18 +682,49 @@ def _run_seeds(cfg: dict[str, Any], out: Path, log=None) -> dict[str, Any]:
 
     from .stats import summarise, write_summary
 
-    per_seed, epochs, reports = {}, {}, {}
+    per_seed, epochs, reports, results = {}, {}, {}, {}
     for s in cfg["study"]["seeds"]:
         sub = copy.deepcopy(cfg)
         sub["study"]["seed"], sub["study"]["seeds"] = int(s), []
         study = Study(sub, out / f"seed-{s}", log)
         res = study.run()
+        results[int(s)] = res["results"]
         per_seed[int(s)] = res["results"]["models"]
         epochs[int(s)] = getattr(study, "baseline_epochs", None) or {}
         reports[int(s)] = {k: v for k, v in res.items() if k != "results"}
     summary = summarise(per_seed, epochs)
     paths = write_summary(summary, out)
+    from .report import write_report
+
+    paths.update(write_report(over_seeds(results), out))
     return {"summary": summary, "per_seed": reports, **paths}
+
+
+def over_seeds(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One study's results for the report over seeds: each model's accuracy is its mean over the seeds, with
+    ``accuracy_runs`` (per seed, in ``seeds`` order) and ``accuracy_ci`` (95% t-interval of the mean), so the
+    verdict judges accuracy differences by a paired test over seeds; MACs, tables and latency are the first
+    seed's (the architectures of one method and target differ only in which units/channels they keep)."""
+    import copy
+
+    from .stats import mean_ci
+
+    seeds = sorted(results)
+    out = copy.deepcopy(results[seeds[0]])
+    by_id = {s: {m["id"]: m for m in results[s]["models"]} for s in seeds}
+    for m in out["models"]:
+        runs = [by_id[s].get(m["id"], {}).get("accuracy") for s in seeds]
+        if any(a is None for a in runs):
+            continue
+        st = mean_ci(runs)
+        m.update(accuracy=st["mean"], accuracy_runs=runs, seeds=seeds)
+        if st["ci"] is not None:
+            m["accuracy_ci"] = [st["mean"] - st["ci"], st["mean"] + st["ci"]]
+    out["notes"] = list(out.get("notes") or []) + [
+        f"accuracy: mean over seeds {', '.join(map(str, seeds))} (per-seed studies in seed-<s>/, summary.md); "
+        f"MACs, latency and plots from seed {seeds[0]}"]
+    out["seeds"] = seeds
+    return out
 
 
 def quickstart_config() -> Path:
