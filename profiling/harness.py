@@ -19,7 +19,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.progress import progress
 
 from .backend_torch import TorchRunner
-from .backends import BACKENDS, OrtRunner, Runner, TrtRunner, backend_version, check_backend
+from .backends import OrtRunner, RegistryRunner, Runner, TrtRunner, backend_version, check_backend, known_backends
 from .machine import cpu_label, machine_info
 from export.runtime.bench import make_record
 from export.runtime.stats import measure as _measure
@@ -61,8 +61,8 @@ def validate_options(backends, batches, threads, precisions) -> tuple[list, list
     if not backends:
         raise EdgepruneError("give at least one backend")
     for b in backends:
-        if b not in BACKENDS:
-            raise EdgepruneError(f"unknown backend {b!r}; choose from: {', '.join(BACKENDS)}")
+        if b not in known_backends():
+            raise EdgepruneError(f"unknown backend {b!r}; choose from: {', '.join(known_backends())}")
     batches = _positive_ints(batches, "batch sizes")
     threads = _positive_ints(threads, "thread counts")
     precisions = list(precisions or [None])
@@ -74,7 +74,7 @@ def validate_options(backends, batches, threads, precisions) -> tuple[list, list
 
 def _plan(src: ModelSource, backend: str, precision: str | None):
     """(what to run, resolved precision) or raise _Skip with the reason."""
-    if backend == "onnxruntime":
+    if backend not in ("torch", "tensorrt"):  # onnxruntime, and registered backends: they run ONNX files
         if src.kind == "engine":
             raise _Skip("an engine runs on the tensorrt backend only")
         if src.kind == "checkpoint":
@@ -112,7 +112,9 @@ def _make_runner(backend: str, target, batch: int, threads: int, precision: str,
         return OrtRunner(target, batch, threads, providers, seed)
     if backend == "torch":
         return TorchRunner(target, batch, threads, precision, "auto", cuda_graphs, seed)
-    return TrtRunner(target, batch, seed)
+    if backend == "tensorrt":
+        return TrtRunner(target, batch, seed)
+    return RegistryRunner(backend, target, batch, threads, seed)
 
 
 ROUND_KEY = ("path", "backend", "precision", "batch", "threads")
