@@ -108,32 +108,6 @@ def write_checkpoints(specs: dict, folder: Path, seed: int) -> list[Path]:
     return paths
 
 
-def combine_rounds(runs: list[dict]) -> list[dict]:
-    """One record per measurement from its per-round records: median of round medians, overall min/max."""
-    import statistics
-
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        groups.setdefault((r["model"], r["backend"], r["precision"], r["batch"], r["threads"]), []).append(r)
-    out = []
-    for recs in groups.values():
-        rec = dict(recs[0])
-        n = sum(r["iterations"] for r in recs)
-        rec["median_ms"] = statistics.median(r["median_ms"] for r in recs)
-        rec["mean_ms"] = sum(r["mean_ms"] * r["iterations"] for r in recs) / n
-        for k in ("p90_ms", "p99_ms", "std_ms"):
-            rec[k] = statistics.median(r[k] for r in recs)
-        rec["min_ms"] = min(r["min_ms"] for r in recs)
-        rec["max_ms"] = max(r["max_ms"] for r in recs)
-        rec["iterations"] = n
-        rec["warmup_iters"] = sum(r["warmup_iters"] for r in recs)
-        rec["throughput_fps"] = rec["batch"] * 1000.0 / rec["mean_ms"]
-        rec["rounds"] = len(recs)
-        rec["round_medians_ms"] = [r["median_ms"] for r in recs]
-        out.append(rec)
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke size: 3 models, short timings")
@@ -151,7 +125,7 @@ def main(argv=None) -> int:
 
     os.environ.setdefault("EDGEPRUNE_QUIET", "0")
     from edgeprune.atomic import write_json
-    from profiling.harness import profile
+    from profiling.harness import combine_rounds, profile
     from profiling.latency_model import fit_groups
     from profiling.records import format_table
 
@@ -208,7 +182,7 @@ def main(argv=None) -> int:
             print(f"no model for {s['backend']} batch {s['batch']} threads {s['threads']}: {s['reason']}")
     note = (f"{os.cpu_count()} logical cores shared with other work; load average {load_before[0]:.1f} before, "
             f"{load_after[0]:.1f} after; per measurement {rounds} interleaved rounds of >= {max(3, min_iters // rounds)} "
-            f"runs over >= {duration / rounds:.0f} ms: median = median of the round medians, min = overall min")
+            f"runs over >= {duration / rounds:.0f} ms: median = the median round (profiling.harness.combine_rounds), min = overall min")
     print(f"\n({note}; {elapsed:.0f} s)")
     out = {"benchmark": "latency", "quick": args.quick, "length": args.length, "classes": args.classes,
            "duration_ms": duration, "min_iters": min_iters, "note": note, "elapsed_s": elapsed,

@@ -44,10 +44,15 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 _ORT_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
+def known_backends() -> tuple[str, ...]:
+    """The built-in backends, then those registered with ``export.runtime.registry.register_backend``."""
+    return BACKENDS + tuple(n for n in registry.names() if n not in BACKENDS)
+
+
 def check_backend(name: str) -> str | None:
     """None if ``name`` can run here, else the reason it cannot (one line). Unknown names raise."""
-    if name not in BACKENDS:
-        raise EdgepruneError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
+    if name not in known_backends():
+        raise EdgepruneError(f"unknown backend {name!r}; choose from: {', '.join(known_backends())}")
     return registry.availability(name)
 
 
@@ -146,6 +151,31 @@ class OrtRunner(Runner):
     def describe(self) -> dict:
         d = self.engine.describe()
         d.update({"input_shape": list(next(iter(self.feed.values())).shape), "io": self.io})
+        return d
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class RegistryRunner(Runner):
+    """A backend registered from outside the package, on one ONNX file: ``infer`` on random frames, wall time."""
+
+    def __init__(self, name: str, onnx_path, batch: int, threads: int = 1, seed: int = 0):
+        super().__init__()
+        self.backend = name
+        self.engine = registry.open_backend(name, str(onnx_path), threads=threads)
+        shape = [int(d) if isinstance(d, int) and d > 0 else -1 for d in self.engine.input_shape()]
+        if any(d < 1 for d in shape[1:]):
+            self.engine.close()
+            raise EdgepruneError(f"the {name} backend gives a dynamic frame shape {shape}; cannot make test frames")
+        self.x = _input_array([batch] + shape[1:], np.float32, seed)
+
+    def run(self) -> None:
+        self.engine.infer(self.x)
+
+    def describe(self) -> dict:
+        d = dict(self.engine.describe() or {})
+        d.setdefault("input_shape", list(self.x.shape))
         return d
 
     def close(self) -> None:

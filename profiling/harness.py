@@ -19,7 +19,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.progress import progress
 
 from .backend_torch import TorchRunner
-from .backends import BACKENDS, OrtRunner, Runner, TrtRunner, backend_version, check_backend
+from .backends import OrtRunner, RegistryRunner, Runner, TrtRunner, backend_version, check_backend, known_backends
 from .machine import cpu_label, machine_info
 from export.runtime.bench import make_record
 from export.runtime.stats import measure as _measure
@@ -61,8 +61,8 @@ def validate_options(backends, batches, threads, precisions) -> tuple[list, list
     if not backends:
         raise EdgepruneError("give at least one backend")
     for b in backends:
-        if b not in BACKENDS:
-            raise EdgepruneError(f"unknown backend {b!r}; choose from: {', '.join(BACKENDS)}")
+        if b not in known_backends():
+            raise EdgepruneError(f"unknown backend {b!r}; choose from: {', '.join(known_backends())}")
     batches = _positive_ints(batches, "batch sizes")
     threads = _positive_ints(threads, "thread counts")
     precisions = list(precisions or [None])
@@ -74,7 +74,7 @@ def validate_options(backends, batches, threads, precisions) -> tuple[list, list
 
 def _plan(src: ModelSource, backend: str, precision: str | None):
     """(what to run, resolved precision) or raise _Skip with the reason."""
-    if backend == "onnxruntime":
+    if backend not in ("torch", "tensorrt"):  # onnxruntime, and registered backends: they run ONNX files
         if src.kind == "engine":
             raise _Skip("an engine runs on the tensorrt backend only")
         if src.kind == "checkpoint":
@@ -112,20 +112,83 @@ def _make_runner(backend: str, target, batch: int, threads: int, precision: str,
         return OrtRunner(target, batch, threads, providers, seed)
     if backend == "torch":
         return TorchRunner(target, batch, threads, precision, "auto", cuda_graphs, seed)
-    return TrtRunner(target, batch, seed)
+    if backend == "tensorrt":
+        return TrtRunner(target, batch, seed)
+    return RegistryRunner(backend, target, batch, threads, seed)
+
+
+ROUND_KEY = ("path", "backend", "precision", "batch", "threads")
+
+
+def combine_rounds(records: list[dict]) -> list[dict]:
+    """The rounds rule: one record per measurement from its records of several rounds.
+
+    ``records`` holds every round's records, rounds in order (the records of one
+    measurement are grouped by path, backend, precision, batch and threads). A
+    measurement's figure is its median round: the record of the round whose
+    ``median_ms`` is the median (the upper one of two middle rounds, so the figure
+    is a round that was measured), with ``rounds`` = the round medians in round
+    order and ``min_ms`` / ``max_ms`` over all rounds. Used by ``profile(rounds=N)``,
+    the study's profile stage, latency-targeted pruning and benchmarks/bench_latency.py.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r.get(k) for k in ROUND_KEY), []).append(r)
+    out = []
+    for recs in groups.values():
+        rec = dict(sorted(recs, key=lambda r: r["median_ms"])[len(recs) // 2])
+        rec["rounds"] = [r["median_ms"] for r in recs]
+        rec["min_ms"] = min(r["min_ms"] for r in recs)
+        rec["max_ms"] = max(r["max_ms"] for r in recs)
+        out.append(rec)
+    return out
 
 
 def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), precisions=(None,),
             warmup_ms: float | None = 200.0, warmup_iters: int | None = None, duration_ms: float | None = 1000.0,
             iters: int | None = None, min_iters: int = 10, per_layer: bool = False, per_layer_iters: int = 50,
             cuda_graphs: bool = False, providers=None, seed: int = 0, show_progress: bool = True,
-            allow_empty: bool = False) -> dict:
+            allow_empty: bool = False, rounds: int | None = None) -> dict:
     """Measure every combination; return a results dict (see profiling.records).
 
     Combinations that cannot run are listed in ``results["skipped"]``; when none
     can run an EdgepruneError says why, unless ``allow_empty`` (then the
     results hold no records, only the skipped list).
+
+    ``rounds=N`` times every combination in each of N rounds, the models
+    interleaved in each round (so drift and bursts of load on a shared machine hit
+    every model alike), and combines them with :func:`combine_rounds`: a
+    measurement's figure is its median round, and its record keeps ``rounds``
+    (the round medians). The timing options (``iters``, ``duration_ms``, ...)
+    apply to each round. ``rounds=None`` (default) is one plain round, without
+    a ``rounds`` field.
     """
+    if rounds is None:
+        return _profile_once(models, backends, batches, threads, precisions, warmup_ms, warmup_iters, duration_ms,
+                             iters, min_iters, per_layer, per_layer_iters, cuda_graphs, providers, seed,
+                             show_progress, allow_empty)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise EdgepruneError(f"rounds must be an integer >= 1, got {rounds!r}")
+    sources = [m if isinstance(m, ModelSource) else resolve_model(m) for m in models]  # resolved once, reused
+    try:
+        runs, res = [], None
+        for r in range(rounds):
+            res_r = _profile_once(sources, backends, batches, threads, precisions, warmup_ms, warmup_iters,
+                                  duration_ms, iters, min_iters, per_layer, per_layer_iters, cuda_graphs,
+                                  providers, seed, show_progress, allow_empty)
+            runs += res_r["records"]
+            res = res if res is not None else res_r  # skipped and machine from the first round
+    finally:
+        for src, given in zip(sources, models):
+            if not isinstance(given, ModelSource):
+                src.close()
+    res["records"] = combine_rounds(runs)
+    return res
+
+
+def _profile_once(models, backends, batches, threads, precisions, warmup_ms, warmup_iters, duration_ms, iters,
+                  min_iters, per_layer, per_layer_iters, cuda_graphs, providers, seed, show_progress,
+                  allow_empty) -> dict:
     backends, batches, threads, precisions = validate_options(backends, batches, threads, precisions)
     if warmup_iters is not None and warmup_iters < 0:
         raise EdgepruneError("--warmup must be >= 0")

@@ -308,3 +308,37 @@ def test_ort_records_say_how_io_was_done(onnx_files):
     res = profile([str(onnx_files["cnn1d"])], backends=("onnxruntime",), batches=(2,), threads=(1,),
                   warmup_iters=2, iters=5, duration_ms=None, show_progress=False)
     assert res["records"][0]["io"] == "iobinding"
+
+
+def test_rounds_figure_is_the_median_round(onnx_files):
+    """profile(rounds=3): every measurement timed in 3 rounds; its figure is the round with the median median."""
+    from profiling.harness import profile
+
+    models = [onnx_files["resnet20-1d"], onnx_files["cnn1d"]]
+    res = profile(models, threads=[1, 2], warmup_iters=1, iters=5, show_progress=False, rounds=3)
+    assert len(res["records"]) == 4 and not res["skipped"]
+    for rec in res["records"]:
+        assert len(rec["rounds"]) == 3 and rec["iterations"] == 5  # timing options apply to each round
+        assert rec["median_ms"] == sorted(rec["rounds"])[1]
+        assert rec["min_ms"] <= min(rec["rounds"]) and rec["max_ms"] >= max(rec["rounds"])
+    with pytest.raises(EdgepruneError, match="rounds"):
+        profile(models, iters=5, show_progress=False, rounds=0)
+
+
+def test_combine_rounds_by_hand():
+    """The one combine rule on hand-made rounds: upper median round, round medians in order, min/max overall."""
+    from profiling.harness import combine_rounds
+
+    def rec(threads, med, lo, hi, tag):
+        return {"path": "m.onnx", "backend": "onnxruntime", "precision": "fp32", "batch": 1, "threads": threads,
+                "median_ms": med, "min_ms": lo, "max_ms": hi, "mean_ms": med, "tag": tag}
+
+    runs = [rec(1, 3.0, 2.5, 9.0, "a"), rec(2, 1.0, 0.9, 1.1, "x"),
+            rec(1, 1.0, 0.8, 1.5, "b"), rec(2, 2.0, 1.9, 2.1, "y"),
+            rec(1, 2.0, 1.7, 2.2, "c"),
+            rec(1, 4.0, 3.9, 4.1, "d")]
+    out = {r["threads"]: r for r in combine_rounds(runs)}
+    assert out[1]["rounds"] == [3.0, 1.0, 2.0, 4.0]
+    assert out[1]["tag"] == "a" and out[1]["median_ms"] == 3.0 and out[1]["mean_ms"] == 3.0  # rounds 1,2,3,4: upper
+    assert (out[1]["min_ms"], out[1]["max_ms"]) == (0.8, 9.0)
+    assert out[2]["tag"] == "y" and out[2]["rounds"] == [1.0, 2.0]

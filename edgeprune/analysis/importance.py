@@ -52,10 +52,29 @@ CRITERIA: dict[str, tuple[str, bool]] = {
     "gradnorm": ("gradient norm of a random copy carrying the unit's trained weights (lowest kept)", False),
     "snip": ("SNIP of a random copy carrying the unit's trained weights (lowest kept)", False),
 }
+# criteria registered from outside the package: name -> function (see register_criterion)
+_REGISTERED: dict[str, Any] = {}
 DEFAULT_CRITERION = "ablation"
 PROXIES = ("synflow-transplant", "gradnorm", "snip")   # scored by TransplantScorer
 SEARCHES = ("per-unit", "exhaustive")
 MAX_COMBINATIONS = 20000
+
+
+def register_criterion(name: str, fn=None, *, measures: str, higher_kept: bool = True):
+    """Add an importance criterion (``--importance NAME``, study ``[prune] importance``); usable as a decorator.
+
+    ``fn(model, units, *, order, x, y, input_shape, batch_size) -> {unit key: value}``: ``units`` is
+    ``{key: module}`` of ``model``, ``order`` the keys shallow to deep, ``x, y`` validation frames and labels
+    (numpy), ``input_shape`` one frame's shape. ``higher_kept``: whether the highest values are kept.
+    """
+    if name in CRITERIA and name not in _REGISTERED:
+        raise EdgepruneError(f"{name!r} is a built-in importance criterion; choose another name")
+
+    def deco(f):
+        CRITERIA[name] = (str(measures), bool(higher_kept))
+        _REGISTERED[name] = f
+        return f
+    return deco(fn) if fn is not None else deco
 
 
 def check_criterion(name: str) -> str:
@@ -90,6 +109,14 @@ def criterion_values(criterion: str, model, units: dict, *, order=None, x=None, 
     from . import criteria as C
 
     check_criterion(criterion)
+    if criterion in _REGISTERED:
+        keys = list(order if order is not None else units)
+        values = _REGISTERED[criterion](model, units, order=keys, x=x, y=y, input_shape=input_shape,
+                                        batch_size=batch_size)
+        if not isinstance(values, dict) or set(values) != set(units):
+            raise EdgepruneError(f"importance criterion {criterion!r} must return one value per unit "
+                                 f"({len(units)} units)")
+        return {k: float(values[k]) for k in units}
     if criterion == "ablation":
         return C.ablation_scores(model, units, x, y, metric=metric, batch_size=batch_size)
     if criterion == "taylor":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import add_data, add_model, add_out, add_runtime
 from .main import add_json, add_seed, emit
 
 ORDER = 40
@@ -22,7 +23,7 @@ def add_analysis_options(p) -> None:
                    help="reproduce the reference code's procedure (yaolu-zjut/PSR) for resnet56(-ref), "
                         "resnet110(-ref) and vgg16; its budget is --keep; differences are listed in the README")
     p.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")
-    p.add_argument("--batch-size", type=int, default=128, help="frames per batch (default 128)")
+    add_runtime(p, threads=False, batch_size=128)
 
 
 def add_budget_options(p, target_help: str) -> None:
@@ -37,9 +38,9 @@ def register(sub, common):
                                    "unit's output, split the units into contiguous blocks (Fisher optimal "
                                    "segmentation), score them with a training-free proxy and choose the units to "
                                    "keep. Writes DIR/plan.json, DIR/similarity.png and DIR/importance.png.")
-    p.add_argument("--model", required=True, help="trained checkpoint (.pt)")
-    p.add_argument("--data", required=True, help="dataset file (the checkpoint's training split is used)")
-    p.add_argument("--out", required=True, help="output folder")
+    add_model(p, help="trained checkpoint (.pt)")
+    add_data(p, help="dataset file (the checkpoint's training split is used)")
+    add_out(p, help="output folder")
     add_analysis_options(p)
     add_budget_options(p, "choose the kept units for this fraction of the baseline MACs, within 2%% (e.g. 0.15)")
     p.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,

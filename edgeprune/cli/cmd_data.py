@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import re
 
+from .args import add_out, comma_list, list_of
 from .main import add_json, add_seed, emit
 
 ORDER = 10
 
 
-def _snr_list(text: str):
-    import argparse
-
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers like -10,0,10, got {text!r}") from exc
+_snr_list = list_of(float, "comma-separated numbers like -10,0,10")
 
 
 _NEGATIVE_LIST = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d[\d.,\-]*$")
@@ -28,7 +23,7 @@ def _allow_negative_lists(parser) -> None:
 
 
 def _classes(text):
-    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+    return comma_list(text) if text else None
 
 
 def register(sub, common):
@@ -42,7 +37,7 @@ def register(sub, common):
                                     "as the project's .npz.")
     s.add_argument("--preset", default="rml2016.10a", help="rml2016.10a (default), rml2016.10b or rml2018.01a")
     s.add_argument("--per-key", type=int, default=1000, help="frames per (class, SNR) (default 1000)")
-    s.add_argument("--out", required=True, help="output .npz file")
+    add_out(s, help="output .npz file")
     s.add_argument("--snr-mode", default="rml", choices=["rml", "true"],
                    help="rml: the published noise-amplitude quirk 10^(-snr/10) (default); true: real SNR")
     s.add_argument("--snr", type=_snr_list, default=None, help="SNR levels, e.g. -10,0,10 (default: the preset's)")
@@ -73,7 +68,7 @@ def register(sub, common):
                         description="Read a dataset in any supported format, optionally filter it (e.g. the "
                                     "paper's '-high' subset: --min-snr 10) and write the project's .npz.")
     c.add_argument("file", help="input dataset")
-    c.add_argument("--out", required=True, help="output .npz file")
+    add_out(c, help="output .npz file")
     c.add_argument("--format", dest="fmt", default=None, help="override the detected input format")
     c.add_argument("--min-snr", type=float, default=None, help="keep frames with SNR >= this")
     c.add_argument("--max-snr", type=float, default=None, help="keep frames with SNR <= this")

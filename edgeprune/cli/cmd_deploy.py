@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import add_runtime, check_range
 from .main import add_json, emit
 
 ORDER = 65
@@ -28,7 +29,7 @@ def register(sub, common):
     p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="which bundle variant (default: the bundle's default)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    add_runtime(p)
     p.add_argument("--providers", default=None,
                    help="ONNX Runtime providers, comma list (each must be present here), or 'auto' (the bundle "
                         "target's providers that are present here); default: the CPU")
@@ -104,10 +105,7 @@ def run_predict(args):
 
     from ..errors import EdgepruneError
 
-    if args.batch is not None and args.batch < 1:
-        raise EdgepruneError("--batch must be >= 1")
-    if args.hop is not None and args.hop < 1:
-        raise EdgepruneError("--hop must be >= 1")
+    check_range(args, "batch", "hop", lo=1)
     src = str(args.input)
     sigmf = src.endswith((".sigmf-meta", ".sigmf-data", ".sigmf"))
     if src == "-" or args.format:

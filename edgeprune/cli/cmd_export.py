@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from .args import add_data, add_model, add_out, check_range, comma_list
 from .main import add_json, add_seed, emit
 
 ORDER = 60
@@ -18,8 +19,8 @@ def register(sub, common):
     p = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX (fp32/fp16/int8), verified",
                        description="Export a checkpoint to ONNX: input 'iq' (N, 2, L), output 'logits', dynamic "
                                    "batch, simplified, checked, and verified against PyTorch in ONNX Runtime.")
-    p.add_argument("--model", required=True, help="checkpoint (.pt)")
-    p.add_argument("--out", required=True, help="output .onnx file")
+    add_model(p)
+    add_out(p, help="output .onnx file")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the target's, else 17)")
     p.add_argument("--target", default=None, help="device profile (see `edgeprune targets`)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
@@ -29,7 +30,7 @@ def register(sub, common):
     p.add_argument("--calib-data", default=None, help="dataset whose training split calibrates int8")
     p.add_argument("--calib-frames", type=int, default=512, help="calibration frames (default 512)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax")
-    p.add_argument("--data", default=None, help="dataset for the parity frames and test-split accuracy")
+    add_data(p, help="dataset for the parity frames and test-split accuracy", required=False)
     p.add_argument("--verify-frames", type=int, default=256, help="frames for the PyTorch parity check")
     _targets_dir(p)
     add_seed(p)
@@ -41,7 +42,7 @@ def register(sub, common):
                                    "profile, precision, DLA and workspace; writes <out>.json beside it.")
     b.add_argument("--onnx", required=True, help="input .onnx file (from edgeprune export)")
     b.add_argument("--target", required=True, help="a TensorRT target (see `edgeprune targets`)")
-    b.add_argument("--out", required=True, help="output engine file (.engine)")
+    add_out(b, help="output engine file (.engine)")
     b.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="default: the ONNX file's precision, else the target's")
     b.add_argument("--timing-cache", default=None, help="timing cache file (read if present, updated)")
@@ -57,13 +58,13 @@ def register(sub, common):
     u = sub.add_parser("bundle", parents=[common], help="pack ONNX variants (+ engine) and a manifest for a target",
                        description="Export the checkpoint's variants for the target's precisions and write a bundle "
                                    "folder or .tar.gz with manifest.json (sha256 of every file).")
-    u.add_argument("--model", required=True, help="checkpoint (.pt)")
+    add_model(u)
     u.add_argument("--target", required=True, help="device profile")
-    u.add_argument("--out", required=True, help="bundle folder or FILE.tar.gz")
+    add_out(u, help="bundle folder or FILE.tar.gz")
     u.add_argument("--precision", default=None,
                    help="comma-separated precisions (default: the target's; int8 needs --data or --calib-data)")
     u.add_argument("--engine", default=None, help="a TensorRT engine to include (its .json is taken along)")
-    u.add_argument("--data", default=None, help="dataset for accuracy (test split) and int8 calibration")
+    add_data(u, help="dataset for accuracy (test split) and int8 calibration", required=False)
     u.add_argument("--calib-data", default=None, help="dataset for int8 calibration (default: --data)")
     u.add_argument("--calib-frames", type=int, default=512)
     u.add_argument("--force", action="store_true", help="replace an existing bundle")
@@ -78,8 +79,7 @@ def run_export(args):
 
     from ..errors import EdgepruneError
 
-    if args.calib_frames < 1 or args.verify_frames < 1:
-        raise EdgepruneError("--calib-frames and --verify-frames must be >= 1")
+    check_range(args, "calib_frames", "verify_frames", lo=1)
     r = export_checkpoint(args.model, args.out, opset=args.opset, precision=args.precision, target=args.target,
                           calib_data=args.calib_data, verify_data=args.data, calib_frames=args.calib_frames,
                           verify_frames=args.verify_frames, exporter=args.exporter, calib_method=args.calib_method,
@@ -125,7 +125,7 @@ def run_build(args):
 def run_bundle(args):
     from export.bundle import make_bundle
 
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()] if args.precision else None
+    precisions = comma_list(args.precision) if args.precision else None
     m = make_bundle(args.model, args.target, args.out, precisions=precisions, engine=args.engine, data=args.data,
                     calib_data=args.calib_data, calib_frames=args.calib_frames, seed=args.seed,
                     overwrite=args.force, targets_dir=args.targets_dir)

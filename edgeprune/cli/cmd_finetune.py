@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import add_data, add_model, add_out, add_runtime, check_range
 from .main import add_json, add_seed, emit
 
 ORDER = 42
@@ -13,19 +14,18 @@ def register(sub, common):
                                    "+1e-4 sum|theta|), selecting the epoch on the validation split of the "
                                    "checkpoint's recorded split. --distill adds knowledge distillation from a "
                                    "teacher checkpoint (usually the unpruned model).")
-    p.add_argument("--model", required=True, help="checkpoint to fine-tune")
-    p.add_argument("--data", required=True, help="dataset file")
+    add_model(p, help="checkpoint to fine-tune")
+    add_data(p)
     p.add_argument("--epochs", type=int, required=True, help="epochs")
-    p.add_argument("--out", required=True, help="output checkpoint")
+    add_out(p, help="output checkpoint")
     p.add_argument("--distill", default=None, metavar="TEACHER_CKPT", help="distil from this checkpoint")
     p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the distillation term (default 0.5)")
     p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
     p.add_argument("--l1", type=float, default=1e-4, help="L1 weight on all parameters (default 1e-4)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    add_runtime(p, batch_size=128, batch_help="batch size")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.state")
     p.add_argument("--log", default=None, help="per-epoch JSON lines log (default OUT.log.jsonl)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
     add_seed(p)
     add_json(p)
     p.set_defaults(func=run_finetune)
@@ -40,8 +40,7 @@ def run_finetune(args):
     out = Path(args.out)
     if out.is_dir():
         raise EdgepruneError(f"--out {out} is a folder; give a checkpoint file name")
-    if args.epochs < 0:
-        raise EdgepruneError("--epochs must be >= 0")
+    check_range(args, "epochs", lo=0)
     log = Path(args.log) if args.log else out.with_name(out.name + ".log.jsonl")
     if not args.resume:
         log.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import add_data, add_out
 from .main import add_json, emit
 
 ORDER = 25
@@ -15,8 +16,8 @@ def register(sub, common):
                     "the file, object, kwargs and the file's sha256 (never the code itself); later commands load it "
                     "only when the file is allowed with --code FILE.py or EDGEPRUNE_CODE=FILE.py.")
     p.add_argument("ref", metavar="FILE.py:NAME", help="the code file and the class or factory in it")
-    p.add_argument("--data", required=True, help="dataset (.npz or a real format): class names and frame length")
-    p.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    add_data(p, help="dataset (.npz or a real format): class names and frame length")
+    add_out(p, help="output checkpoint (.pt)")
     p.add_argument("--weights", default=None, help="trained weights: a plain state_dict file (loaded weights_only)")
     p.add_argument("--kwargs", default=None, help='JSON keyword arguments for NAME, e.g. \'{"num_classes": 11}\'')
     p.add_argument("--length", type=int, default=None, help="frame length (default: the data's)")

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 
 from ..errors import EdgepruneError
+from .args import add_out, check_range, comma_list
 from .main import add_json, add_seed, emit
 
 ORDER = 80
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
 def register(sub, common):
@@ -47,7 +44,7 @@ def register(sub, common):
     p.add_argument("--providers", default=None,
                    help="ONNX Runtime execution providers, comma list; each must be present here "
                         "(default CPUExecutionProvider)")
-    p.add_argument("--out", default=None, help="write the results JSON here (atomically)")
+    add_out(p, help="write the results JSON here (atomically)", required=False)
     p.add_argument("--append", action="store_true", help="merge into an existing --out file")
     p.add_argument("--fit-latency-model", default=None, metavar="FILE",
                    help="fit latency ~ a*MACs + b*layers + c per (device, backend, batch, precision, threads) "
@@ -74,7 +71,7 @@ def register(sub, common):
                         description="Fit one latency model per (device, backend, batch, precision, threads) group "
                                     "of the records in RESULTS files and report its fit quality.")
     f.add_argument("results", nargs="+", help="results JSON files from edgeprune profile")
-    f.add_argument("--out", required=True, help="latency model JSON to write")
+    add_out(f, help="latency model JSON to write")
     f.add_argument("--stat", default="median_ms", choices=["median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms"],
                    help="latency statistic to model (default median_ms)")
     f.add_argument("--min-models", type=int, default=3, help="fewest distinct models per group (default 3)")
@@ -126,11 +123,11 @@ def run_profile(args):
                              "'python3 run.py bench --energy' in the bundle on the Jetson")
     else:
         results = profile(
-            args.models, backends=_csv(args.backend or "onnxruntime"), batches=_csv(args.batch),
-            threads=_csv(args.threads), precisions=_csv(args.precision) if args.precision else None,
+            args.models, backends=comma_list(args.backend or "onnxruntime"), batches=comma_list(args.batch),
+            threads=comma_list(args.threads), precisions=comma_list(args.precision) if args.precision else None,
             warmup_ms=args.warmup_ms, warmup_iters=args.warmup, duration_ms=args.duration_ms, iters=args.iters,
             min_iters=args.min_iters, per_layer=args.per_layer, per_layer_iters=args.per_layer_iters,
-            cuda_graphs=args.cuda_graphs, providers=_csv(args.providers) if args.providers else None, seed=args.seed)
+            cuda_graphs=args.cuda_graphs, providers=comma_list(args.providers) if args.providers else None, seed=args.seed)
     written = save_results(args.out, results, append=args.append) if args.out else results
     lines = [format_table(results["records"])]
     for rec in results["records"]:
@@ -163,13 +160,13 @@ def _profile_remote(args) -> dict:
 
     from ..progress import is_quiet
 
-    backends = _csv(args.backend) if args.backend else ["auto"]
+    backends = comma_list(args.backend) if args.backend else ["auto"]
     if len(backends) != 1 or backends[0] not in ("auto", "onnxruntime", "tensorrt"):
         raise EdgepruneError("--remote takes one --backend: onnxruntime or tensorrt (default: the bundle's target)")
     if args.per_layer or args.cuda_graphs or args.providers:
         raise EdgepruneError("--per-layer, --cuda-graphs and --providers are not available with --remote")
-    _, batches, threads, precisions = validate_options(["onnxruntime"], _csv(args.batch), _csv(args.threads),
-                                                       _csv(args.precision) if args.precision else None)
+    _, batches, threads, precisions = validate_options(["onnxruntime"], comma_list(args.batch), comma_list(args.threads),
+                                                       comma_list(args.precision) if args.precision else None)
     remote = Remote(args.remote, args.remote_dir, args.remote_python, args.ssh_config, args.identity)
     log = (lambda m: None) if is_quiet() else (lambda m: print(m, file=__import__("sys").stderr))
     return profile_remote(args.models, remote, batches=batches, threads=threads, precisions=precisions,
@@ -190,8 +187,7 @@ def _records_from(paths) -> list[dict]:
 def run_fit(args):
     from profiling.latency_model import fit_groups, save_models
 
-    if args.min_models < 3:
-        raise EdgepruneError("--min-models must be >= 3 (three coefficients)")
+    check_range(args, "min_models", lo=3, why=" (three coefficients)")
     records = _records_from(args.results)
     models, skipped = fit_groups(records, _key(args), args.stat, args.min_models)
     if not models:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from .args import add_data, add_model, add_out
 from .main import add_json, add_seed, emit
 
 ORDER = 41
@@ -18,9 +19,9 @@ def register(sub, common):
                                    "checkpoint (its lineage records the method, the parent and the plan). "
                                    "Methods: " + "; ".join(f"{k}: {v}" for k, v in avail.items()))
     p.add_argument("--method", choices=sorted(avail) or None, default="layer", help="pruning method (default layer)")
-    p.add_argument("--model", required=True, help="trained checkpoint")
-    p.add_argument("--data", default=None, help="dataset file (needed unless a --plan is given)")
-    p.add_argument("--out", required=True, help="output checkpoint")
+    add_model(p, help="trained checkpoint")
+    add_data(p, help="dataset file (needed unless a --plan is given)", required=False)
+    add_out(p, help="output checkpoint")
     p.add_argument("--plan", default=None, help="plan.json from 'edgeprune analyze' (layer method)")
     from .cmd_analyze import add_analysis_options, add_budget_options
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .args import add_out
 from .main import add_json, emit
 
 ORDER = 90
@@ -14,7 +15,7 @@ def register(sub, common):
                                    "report.html, results.json and plots. Re-running with the same config "
                                    "reuses finished stages, so an interrupted study resumes.")
     p.add_argument("--config", required=True, help="study config (see configs/)")
-    p.add_argument("--out", required=True, help="study folder")
+    add_out(p, help="study folder")
     p.add_argument("--results", nargs="+", default=(), metavar="FILE",
                    help="latency results measured elsewhere (edgeprune profile, or run.py bench --out on a board) "
                         "of this study's ONNX files or bundles, merged into the report in their own columns")
@@ -31,7 +32,7 @@ def register(sub, common):
                                    "RML2016.10a-like data, a 1-D ResNet56, layer pruning against channel "
                                    "pruning and random layers at equal MACs, ONNX Runtime and PyTorch latency "
                                    "on this machine. About 10 minutes on a 2-core CPU.")
-    d.add_argument("--out", default="demo-study", help="study folder (default demo-study)")
+    add_out(d, help="study folder (default demo-study)", required=False, default="demo-study")
     d.add_argument("--config", default=None, help="use another config instead of the quickstart")
     add_json(d)
     d.set_defaults(func=run_demo)
@@ -42,7 +43,7 @@ def register(sub, common):
                                    "they come from another machine), or to give an older study this version's "
                                    "verdict and warnings. Nothing is re-measured.")
     r.add_argument("results", help="a study's results.json, or the study folder")
-    r.add_argument("--out", default=None, help="folder for the report (default: the folder of the results)")
+    add_out(r, help="folder for the report (default: the folder of the results)", required=False)
     add_json(r)
     r.set_defaults(func=run_report)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EdgepruneError
+from .args import add_data, add_model, add_out, add_runtime, check_range
 from .main import add_json, add_seed, emit
 
 ORDER = 30
@@ -20,14 +21,13 @@ def register(sub, common):
                     "epoch to <out>.state, so --resume continues an interrupted run. Under torchrun the same command "
                     "trains data-parallel (DistributedDataParallel; gloo on CPU, nccl on CUDA) and only rank 0 writes: "
                     "torchrun --nproc_per_node 2 -m edgeprune train ...")
-    p.add_argument("--data", required=True, help="dataset file (.npz or a supported real format)")
-    p.add_argument("--model", required=True,
-                   help="zoo model name (see `edgeprune models`) or your own network as FILE.py:NAME "
+    add_data(p, help="dataset file (.npz or a supported real format)")
+    add_model(p, help="zoo model name (see `edgeprune models`) or your own network as FILE.py:NAME "
                         "(an nn.Module class or a function returning one)")
     p.add_argument("--kwargs", default=None, help="JSON keyword arguments for FILE.py:NAME")
     p.add_argument("--epochs", type=int, required=True, help="number of epochs")
-    p.add_argument("--out", required=True, help="output checkpoint (.pt)")
-    p.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
+    add_out(p, help="output checkpoint (.pt)")
+    add_runtime(p, device=True, batch_size=128, batch_help="global batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--step-size", type=int, default=10, help="StepLR step in epochs (default 10)")
     p.add_argument("--gamma", type=float, default=0.8, help="StepLR factor (default 0.8)")
@@ -39,8 +39,6 @@ def register(sub, common):
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split (default 0)")
     p.add_argument("--min-snr", type=float, default=None, help="keep frames with SNR >= this (dB)")
     p.add_argument("--max-snr", type=float, default=None, help="keep frames with SNR <= this (dB)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--resume", action="store_true", help="continue from <out>.state if an interrupted run left one")
     p.add_argument("--log", default=None, help="JSON-lines log, one record per epoch (default <out>.log.jsonl)")
     p.add_argument("--ddp-debug-dir", default=None,
@@ -53,15 +51,13 @@ def register(sub, common):
         description="Evaluate a checkpoint on a dataset. On the file it was trained on, the recorded test split "
                     "(fractions, seed, SNR filter) is reproduced; on another file all frames are used unless --split "
                     "is given. Classes are matched by name.")
-    q.add_argument("--model", required=True, help="checkpoint (.pt)")
-    q.add_argument("--data", required=True, help="dataset file")
+    add_model(q)
+    add_data(q)
     q.add_argument("--split", choices=["test", "val", "train", "all"], default=None,
                    help="which frames (default: test on the training file, all on another file)")
     q.add_argument("--min-snr", type=float, default=None, help="also drop frames with SNR below this (dB)")
     q.add_argument("--max-snr", type=float, default=None, help="also drop frames with SNR above this (dB)")
-    q.add_argument("--batch-size", type=int, default=512, help="inference batch size (default 512)")
-    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    q.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_runtime(q, device=True, batch_size=512, batch_help="inference batch size")
     q.add_argument("--plot", default=None, metavar="DIR", help="write accuracy_vs_snr.png and confusion.png here")
     add_json(q)
     q.set_defaults(func=run_eval)
@@ -83,10 +79,7 @@ def run_train(args):
 
 
 def run_eval(args):
-    if args.batch_size < 1:
-        raise EdgepruneError("--batch-size must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        raise EdgepruneError("--threads must be >= 1")
+    check_range(args, "batch_size", "threads", lo=1)
     from ..checkpoint import load_checkpoint
     from ..training.distributed import resolve_device
     from ..training.evaluate import eval_data, evaluate

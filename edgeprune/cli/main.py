@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -105,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get("EDGEPRUNE_PLUGINS"):
+        from ..plugins import load_plugins
+
+        try:
+            load_plugins()  # before the parser: --method choices include the plugins' methods
+        except EdgepruneError as exc:
+            print(f"edgeprune: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None) or not hasattr(args, "func"):

@@ -78,12 +78,11 @@ def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: in
                    rounds: int = 3) -> list[dict[str, Any]]:
     """Export each spec (random weights) and time it on the target's backend; profiler records.
 
-    The specs are timed in ``rounds`` interleaved rounds (every spec once per round), and each record's
-    ``median_ms`` is the median of its round medians: a shared machine's speed shifts between phases,
-    and interleaving puts every candidate in every phase.
+    The specs are timed in ``rounds`` interleaved rounds (every spec once per round) by the profiler's rounds
+    rule (``profiling.harness.profile(rounds=...)``): each record is its median round, with ``rounds`` the
+    round medians. A shared machine's speed shifts between phases, and interleaving puts every candidate in
+    every phase.
     """
-    import statistics
-
     import torch
 
     from export.onnx_export import torch_to_onnx
@@ -100,27 +99,14 @@ def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: in
             p = Path(tmp) / f"cand{i}.onnx"
             torch_to_onnx(model, int(spec["input"][-1]), p, opset=setup["opset"])
             paths.append(str(p))
-        per_round = []
-        for r in range(rounds):
-            res = profile(paths, backends=(setup["backend"],), batches=(setup["batch"],), threads=(setup["threads"],),
-                          warmup_iters=max(5, iters // 10), iters=max(10, iters // rounds), duration_ms=None,
-                          seed=seed, show_progress=True)
-            by_path = {rec["path"]: rec for rec in res["records"]}
-            missing = [p for p in paths if p not in by_path]
-            if missing:
-                reasons = "; ".join(sorted({s["reason"] for s in res.get("skipped", [])}))
-                raise EdgepruneError(f"could not measure candidates on {setup['backend']}: {reasons}")
-            per_round.append(by_path)
-    out = []
-    for p in paths:
-        recs = [by_path[p] for by_path in per_round]
-        rec = dict(recs[-1])
-        rec["round_medians_ms"] = [r["median_ms"] for r in recs]
-        rec["median_ms"] = float(statistics.median(rec["round_medians_ms"]))
-        rec["min_ms"] = min(r["min_ms"] for r in recs)
-        rec["rounds"] = rounds
-        out.append(rec)
-    return out
+        res = profile(paths, backends=(setup["backend"],), batches=(setup["batch"],), threads=(setup["threads"],),
+                      warmup_iters=max(5, iters // 10), iters=max(10, iters // rounds), duration_ms=None,
+                      seed=seed, show_progress=True, rounds=rounds)
+    by_path = {rec["path"]: rec for rec in res["records"]}
+    if any(p not in by_path for p in paths):
+        reasons = "; ".join(sorted({s["reason"] for s in res.get("skipped", [])}))
+        raise EdgepruneError(f"could not measure candidates on {setup['backend']}: {reasons}")
+    return [by_path[p] for p in paths]
 
 
 def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model=None, plan=None,

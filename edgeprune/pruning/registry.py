@@ -40,10 +40,28 @@ _loaded = False
 
 
 def register(name: str, help: str):
+    """Decorator: make ``fn`` the pruning method ``name`` (``edgeprune prune --method NAME``, study ``[prune]``)."""
     def deco(fn):
         _METHODS[name] = (fn, help)
         return fn
     return deco
+
+
+def register_method(name: str, help: str):
+    """The public name of :func:`register`, for methods written outside the package.
+
+    A module of your own registers on import::
+
+        from edgeprune.pruning.registry import PruneResult, register_method
+
+        @register_method("my-method", "what it removes")
+        def my_method(ckpt, data, *, target_macs=None, seed=0, **options) -> PruneResult: ...
+
+    and the CLI imports it when named in ``EDGEPRUNE_PLUGINS`` (see ``edgeprune.plugins``).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise EdgepruneError(f"a pruning method needs a name, got {name!r}")
+    return register(name, help)
 
 
 def _load_all() -> None:

@@ -350,29 +350,17 @@ class Study:
             if "torch" in pr["backends"]:
                 runs.append(("torch", torch_models))
             # Every model is timed in each of `rounds` rounds (models interleaved), for at least
-            # `min_time_ms` (and `iters` runs); a model's figure is its median round. Drift and
-            # interruptions of a shared machine then hit every model alike instead of a few.
-            rounds = max(1, pr["rounds"])
+            # `min_time_ms` (and `iters` runs); a model's figure is its median round (profiling's rounds rule).
             res = {"machine": {}}
+            timing = ({"iters": None, "duration_ms": pr["min_time_ms"], "min_iters": pr["iters"]}
+                      if pr["min_time_ms"] else {"iters": pr["iters"], "duration_ms": None})
             for backend, models in runs:
-                per_key: dict[tuple, list[dict[str, Any]]] = {}
-                for rnd in range(rounds):
-                    timing = ({"iters": None, "duration_ms": pr["min_time_ms"], "min_iters": pr["iters"]}
-                              if pr["min_time_ms"] else {"iters": pr["iters"], "duration_ms": None})
-                    res = profile(models, backends=(backend,), batches=pr["batch"], threads=pr["threads"],
-                                  warmup_iters=pr["warmup"], seed=self.seed, show_progress=True,
-                                  allow_empty=True, **timing)
-                    for rec in res["records"]:
-                        k = (str(Path(rec["path"]).resolve()), rec.get("precision"), int(rec["batch"]),
-                             int(rec.get("threads") or 0))
-                        per_key.setdefault(k, []).append(rec)
-                    if rnd == 0:
-                        skipped += res.get("skipped", [])
-                for k, recs in per_key.items():
-                    recs.sort(key=lambda r: r["median_ms"])
-                    rec = dict(recs[len(recs) // 2])
-                    rec["rounds"] = [r["median_ms"] for r in recs]
-                    mid, prec = by_path.get(k[0], (rec.get("model"), "fp32"))
+                res = profile(models, backends=(backend,), batches=pr["batch"], threads=pr["threads"],
+                              warmup_iters=pr["warmup"], seed=self.seed, show_progress=True,
+                              allow_empty=True, rounds=max(1, pr["rounds"]), **timing)
+                skipped += res.get("skipped", [])
+                for rec in res["records"]:
+                    mid, prec = by_path.get(str(Path(rec["path"]).resolve()), (rec.get("model"), "fp32"))
                     rec["model_id"] = mid
                     rec["precision"] = rec.get("precision") or prec
                     records.append(rec)

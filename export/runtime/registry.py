@@ -24,6 +24,17 @@ def register(name, module_name):
     _EXTRA[name] = module_name
 
 
+def register_backend(name, module_name):
+    """Public: add a backend written outside the package (a module with the functions listed above).
+
+    A backend registered here runs ONNX files in ``edgeprune profile --backend NAME``; its
+    ``open_backend(path, threads=N)`` result must also give ``input_shape()``.
+    """
+    if name in _BUILTIN:
+        raise EdgepruneError("{!r} is a built-in backend; choose another name".format(name))
+    register(name, module_name)
+
+
 def names():
     return tuple(_BUILTIN) + tuple(k for k in _EXTRA if k not in _BUILTIN)
 
