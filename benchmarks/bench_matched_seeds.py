@@ -6,6 +6,9 @@ prints the summary (mean +- 95% CI per method and target, paired difference to r
 against the baseline at the lowest target. Every stage is cached in the study folder, so a re-run resumes.
 
     python benchmarks/bench_matched_seeds.py --out bench-out/matched_seeds.json
+
+``--reference`` runs the reference arm instead (``[prune] reference = true``, 2-D ``resnet56`` only): it fixes
+its own budget, so its MACs are whatever it keeps, not the target.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ def config(args) -> dict:
         "data": {"synth": "rml2016.10a", "per_key": args.per_key, "snrs": [6, 12, 18], "length": args.length},
         "model": {"name": args.model},
         "train": {"epochs": args.epochs, "patience": args.patience},
-        "prune": {"methods": args.methods.split(","), "targets": [float(t) for t in args.targets.split(",")]},
+        "prune": {"methods": args.methods.split(","), "targets": [float(t) for t in args.targets.split(",")],
+                  **({"reference": True} if args.reference else {})},
         "finetune": {"epochs": args.finetune_epochs},
         "export": {"precisions": ["fp32"]},
         "profile": {"backends": ["onnxruntime"], "batch": [1], "iters": 20, "warmup": 2},
@@ -47,6 +51,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--study-dir", default="bench-out/matched-seeds-study")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--reference", action="store_true",
+                    help="set [prune] reference = true (2-D resnet56 only): the layer method follows the reference "
+                         "code's procedure with its own budget (one unit kept per block), so --targets only labels "
+                         "the row and the MACs reached are reported next to the accuracy; use --methods layer")
     args = ap.parse_args(argv)
     from edgeprune.study.runner import run_study
     from edgeprune.study.stats import markdown
@@ -65,10 +73,26 @@ def main(argv=None) -> int:
                 loss[m] = base["accuracy"]["mean"] - r["accuracy"]["mean"]
         print(f"accuracy loss against the baseline at target {low:g} (points): "
               + ", ".join(f"{m} {100 * v:.2f}" for m, v in sorted(loss.items())))
+    # the MACs each model reached, as a fraction of its seed's baseline (min..max over seeds): matched-MACs
+    # methods land within 2% of the target; the reference arm (--reference) lands wherever its budget puts it
+    fracs: dict[str, list[float]] = {}
+    for s in [int(s) for s in args.seeds.split(",")]:
+        p = Path(args.study_dir) / f"seed-{s}" / "results.json"
+        if not p.exists():
+            continue
+        models = json.loads(p.read_text())["models"]
+        base_macs = next((m["macs"] for m in models if m.get("method") == "baseline"), None)
+        for m in models:
+            if base_macs and m.get("macs"):
+                fracs.setdefault(f"{m['method']}@{float(m['target']):g}", []).append(m["macs"] / base_macs)
+    macs = {k: {"min": min(v), "max": max(v), "n": len(v)} for k, v in sorted(fracs.items())}
+    if macs:
+        print("MACs reached (fraction of the baseline, min..max over seeds): "
+              + ", ".join(f"{k} {v['min']:.4f}..{v['max']:.4f}" for k, v in macs.items()))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"benchmark": "matched_seeds", "args": vars(args), "summary": summ,
-                                              "loss_vs_baseline_at_lowest": loss,
+                                              "loss_vs_baseline_at_lowest": loss, "macs_fraction": macs,
                                               "seconds": time.perf_counter() - t0}, indent=1))
     return 0
 
