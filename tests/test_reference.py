@@ -280,3 +280,26 @@ def test_prune_reference_end_to_end(ref_setup, tmp_path):
     with pytest.raises(EdgepruneError, match="--keep"):
         prune_checkpoint(ck["resnet56-ref"], tmp_path / "q.pt", method="layer", data=d / "small.npz",
                          reference=True, target_macs=0.5)
+
+
+def test_reference_plan_file_prunes_like_reference(ref_setup, tmp_path):
+    """A --reference plan saved to disk (what a study's analyze stage writes) loads back and, given to the
+    layer method as --plan, builds the same network as pruning with --reference directly."""
+    from edgeprune.analysis.plan import analyze, load_plan, save_plan
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.data.readers import load_dataset
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    d, ds, ck = ref_setup
+    plan = analyze(load_checkpoint(ck["resnet56-ref"]), load_dataset(d / "small.npz"), reference=True,
+                   keep="1,1,1,1", segments=4, seed=0)
+    save_plan(tmp_path / "plan.json", plan)
+    assert load_plan(tmp_path / "plan.json")["transition"] == "replace"
+    prune_checkpoint(ck["resnet56-ref"], tmp_path / "direct.pt", method="layer", data=d / "small.npz",
+                     reference=True, keep="1,1,1,1", segments=4, seed=0)
+    prune_checkpoint(ck["resnet56-ref"], tmp_path / "viaplan.pt", method="layer", data=d / "small.npz",
+                     plan=str(tmp_path / "plan.json"), seed=0)
+    a, b = load_checkpoint(tmp_path / "direct.pt"), load_checkpoint(tmp_path / "viaplan.pt")
+    assert a.spec == b.spec
+    assert a.state_dict.keys() == b.state_dict.keys()
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)

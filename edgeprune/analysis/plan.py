@@ -39,7 +39,7 @@ PLAN_SCHEMA = obj(
     importance=obj(proxy=text(), rule=opt(text()), scores=mapping(number(), keys=lambda k: k.lstrip("-").isdigit())),
     keep=obj(counts=seq(integer(lo=0)), mode=text(), search=text()),
     kept_units=seq(_INDEX),
-    transition=text(choices=("keep", "reinit")),
+    transition=text(choices=("keep", "reinit", "replace")),   # replace: a --reference plan (resnet56)
     expected=obj(name=opt(text()), macs_before=number(lo=0), macs_after=number(lo=0),
                  params_before=number(lo=0), params_after=number(lo=0),
                  macs_reduction=number(), params_reduction=number()),
