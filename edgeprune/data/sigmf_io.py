@@ -14,7 +14,6 @@ Q = 0.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -24,8 +23,6 @@ import numpy as np
 from ..errors import EdgepruneError
 from .dataset import SignalDataset, normalize_frames
 
-_DTYPE = re.compile(r"^(c|r)(f32|f64|i32|i16|i8|u32|u16|u8)(_le|_be)?$")
-_SCALE = {"i8": 2.0 ** 7, "i16": 2.0 ** 15, "i32": 2.0 ** 31, "u8": 2.0 ** 7, "u16": 2.0 ** 15, "u32": 2.0 ** 31}
 BACKENDS = ("auto", "sigmf", "builtin")
 
 
@@ -54,34 +51,16 @@ class Recording:
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Samples [start, start + count) as complex64."""
-        mm = self.memmap()
-        block = np.asarray(mm[start:start + count])
-        if self.complex:
-            out = np.empty(len(block), np.complex64)
-            out.real = block[:, 0].astype(np.float32)
-            out.imag = block[:, 1].astype(np.float32)
-        else:
-            out = block.astype(np.float32).astype(np.complex64)
-        if self.dtype.kind == "u":      # offset binary: mid-scale is zero
-            out -= np.complex64(self.scale + (1j * self.scale if self.complex else 0))
-        if self.scale != 1.0:
-            out /= np.float32(self.scale)
-        return out
+        from export.runtime.sigmf import to_complex64   # the board's reader converts samples the same way
+
+        return to_complex64(np.asarray(self.memmap()[start:start + count]), self.complex, self.dtype, self.scale)
 
 
 def parse_datatype(datatype: str) -> tuple[bool, np.dtype, float]:
-    """(is_complex, numpy dtype of one component, integer scale) of a SigMF datatype."""
-    m = _DTYPE.match(str(datatype))
-    if not m:
-        raise EdgepruneError(f"unsupported SigMF datatype {datatype!r} (expected e.g. cf32_le, ci16_le, ci8)")
-    kind, base, endian = m.groups()
-    if base not in ("i8", "u8") and not endian:
-        raise EdgepruneError(f"SigMF datatype {datatype!r} needs an endianness suffix (_le or _be)")
-    letter = {"f": "f", "i": "i", "u": "u"}[base[0]]
-    size = int(base[1:]) // 8
-    order = ">" if endian == "_be" else "<"
-    dt = np.dtype(f"{order if size > 1 else '|'}{letter}{size}")
-    return kind == "c", dt, _SCALE.get(base, 1.0)
+    """(is_complex, numpy dtype of one component, integer scale) of a SigMF datatype (the runtime's parser)."""
+    from export.runtime.sigmf import parse_datatype as parse
+
+    return parse(datatype)
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:

@@ -98,18 +98,22 @@ class Recording(object):
             raise EdgepruneError("{} holds no samples".format(self.data_path))
         shape = (self.n_samples, 2) if self.complex else (self.n_samples,)
         mm = np.memmap(self.data_path, dtype=self.dtype, mode="r", offset=self.offset_bytes, shape=shape)
-        block = np.asarray(mm[start:start + count])
-        if self.complex:
-            out = np.empty(len(block), np.complex64)
-            out.real = block[:, 0].astype(np.float32)
-            out.imag = block[:, 1].astype(np.float32)
-        else:
-            out = block.astype(np.float32).astype(np.complex64)
-        if self.dtype.kind == "u":  # offset binary: mid-scale is zero
-            out -= np.complex64(self.scale + (1j * self.scale if self.complex else 0))
-        if self.scale != 1.0:
-            out /= np.float32(self.scale)
-        return out
+        return to_complex64(np.asarray(mm[start:start + count]), self.complex, self.dtype, self.scale)
+
+
+def to_complex64(block, is_complex, dtype, scale):
+    """Stored SigMF samples ((n, 2) I/Q or (n,) real, of ``dtype``) as complex64 in [-1, 1) for integers."""
+    if is_complex:
+        out = np.empty(len(block), np.complex64)
+        out.real = block[:, 0].astype(np.float32)
+        out.imag = block[:, 1].astype(np.float32)
+    else:
+        out = block.astype(np.float32).astype(np.complex64)
+    if dtype.kind == "u":  # offset binary: mid-scale is zero
+        out -= np.complex64(scale + (1j * scale if is_complex else 0))
+    if scale != 1.0:
+        out /= np.float32(scale)
+    return out
 
 
 def _read_meta(meta_path):
