@@ -102,6 +102,7 @@ def run_predict(args):
     import numpy as np
 
     from export.predictor import Predictor
+    from export.runtime.frames import prediction_rows
 
     from ..errors import EdgepruneError
 
@@ -127,19 +128,12 @@ def run_predict(args):
               f"normalisation {pred.normalization}; {'window offset' if sigmf else 'frame'}  class  confidence")
     with pred:
         for start, frames in chunks:
-            out = pred.predict(frames)
-            for k in range(len(frames)):
-                idx = start + k
-                row = {"frame": idx, "label": int(out["labels"][k]), "class": out["names"][k],
-                       "confidence": float(out["confidence"][k])}
-                if sigmf:
-                    row["offset"] = idx * hop
+            for row in prediction_rows(start, pred.predict(frames), hop if sigmf else None):
                 counts[row["class"]] = counts.get(row["class"], 0) + 1
                 if json_mode or args.annotate:
                     rows.append(row)
                 if not json_mode:
-                    pos = row["offset"] if sigmf else idx
-                    print(f"{pos}\t{row['class']}\t{row['confidence']:.4f}")
+                    print(f"{row.get('offset', row['frame'])}\t{row['class']}\t{row['confidence']:.4f}")
     if args.annotate:
         from export.sigmf_annotate import write_annotations
 

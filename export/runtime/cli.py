@@ -111,7 +111,7 @@ def open_verified(root):
 # ------------------------------------------------------------------ predict
 
 def cmd_predict(args, root, manifest):
-    from .frames import npy_chunks
+    from .frames import npy_chunks, prediction_rows
     from .model import open_model
     from .sigmf import frame_chunks, is_sigmf
 
@@ -137,18 +137,12 @@ def cmd_predict(args, root, manifest):
             "window offset" if sigmf else "frame"))
     try:
         for start, frames in chunks:
-            out = model.predict(frames)
-            for k in range(len(frames)):
-                idx = start + k
-                row = {"frame": idx, "label": int(out["labels"][k]), "class": out["names"][k],
-                       "confidence": float(out["confidence"][k])}
-                if sigmf:
-                    row["offset"] = idx * hop
+            for row in prediction_rows(start, model.predict(frames), hop if sigmf else None):
                 counts[row["class"]] = counts.get(row["class"], 0) + 1
                 if args.json:
                     rows.append(row)
                 else:
-                    print("{}\t{}\t{:.4f}".format(row["offset"] if sigmf else idx, row["class"], row["confidence"]))
+                    print("{}\t{}\t{:.4f}".format(row.get("offset", row["frame"]), row["class"], row["confidence"]))
     finally:
         model.close()
     if args.json:

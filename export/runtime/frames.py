@@ -116,3 +116,16 @@ def _complex_chunks(arr, batch):
 def _real_chunks(arr, batch):
     for i in range(0, len(arr), batch):
         yield i, np.asarray(arr[i:i + batch])
+
+
+def prediction_rows(start, out, hop=None):
+    """One row per frame of a ``classify`` result whose first frame is number ``start``: frame, label, class,
+    confidence, and the sample ``offset`` when frames are windows ``hop`` samples apart (a recording)."""
+    rows = []
+    for k in range(len(out["labels"])):
+        row = {"frame": start + k, "label": int(out["labels"][k]), "class": out["names"][k],
+               "confidence": float(out["confidence"][k])}
+        if hop is not None:
+            row["offset"] = (start + k) * hop
+        rows.append(row)
+    return rows
