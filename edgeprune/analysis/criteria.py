@@ -2,7 +2,10 @@
 
 Generic interface: a model (``nn.Module`` mapping frames to logits) and its
 units as ``{key: module}``, where each module is a child whose removal is
-modelled by replacing its output. A unit whose output shape equals its
+modelled by replacing its output, or ``{key: (module, ..., module)}``, a
+chain of modules the forward runs one after another (a Conv-BN-ReLU group
+of a user's network): the chain's input is the first module's input, its
+output the last module's output, its parameters those of every member. A unit whose output shape equals its
 input shape is replaced by the identity (its input passes through, exactly
 what layer pruning does to it); a shape-changing unit (a widening VGG conv,
 a pooling residual stack) cannot be, and is replaced by its mean output over
@@ -54,6 +57,29 @@ def _batches(n: int, batch_size: int):
         yield a, min(n, a + batch_size)
 
 
+def _chain(m) -> tuple:
+    """A unit's modules in forward order (one module, or a chain given as a tuple/list)."""
+    return tuple(m) if isinstance(m, (tuple, list)) else (m,)
+
+
+def _span_hooks(units: dict, on_output) -> list:
+    """Hooks calling ``on_output(key, chain input, chain output)`` for every unit; its return value, when not
+    None, replaces the chain's output. Returns the handles (remove them when done)."""
+    held: dict = {}
+    handles = []
+    for key, m in units.items():
+        chain = _chain(m)
+
+        def pre(_m, inp, key=key):
+            held[key] = inp[0]
+
+        def post(_m, _inp, out, key=key):
+            return on_output(key, held.pop(key), out)
+        handles.append(chain[0].register_forward_pre_hook(pre))
+        handles.append(chain[-1].register_forward_hook(post))
+    return handles
+
+
 def _unit_io(model, units: dict, x, batch_size: int) -> tuple[dict, dict]:
     """Per-unit (in_shape, out_shape) and the mean output of shape-changing units over ``x``."""
     import torch
@@ -61,18 +87,14 @@ def _unit_io(model, units: dict, x, batch_size: int) -> tuple[dict, dict]:
     shapes: dict = {}
     sums: dict = {}
     count = 0
-    handles = []
 
-    def hook(key):
-        def fn(_m, inp, out):
-            shapes[key] = (tuple(inp[0].shape[1:]), tuple(out.shape[1:]))
-            if tuple(inp[0].shape[1:]) != tuple(out.shape[1:]):
-                s = out.detach().sum(0)
-                sums[key] = s if key not in sums else sums[key] + s
-        return fn
+    def record(key, inp, out):
+        shapes[key] = (tuple(inp.shape[1:]), tuple(out.shape[1:]))
+        if tuple(inp.shape[1:]) != tuple(out.shape[1:]):
+            s = out.detach().sum(0)
+            sums[key] = s if key not in sums else sums[key] + s
 
-    for k, m in units.items():
-        handles.append(m.register_forward_hook(hook(k)))
+    handles = _span_hooks(units, record)
     try:
         with torch.no_grad():
             for a, b in _batches(len(x), batch_size):
@@ -124,9 +146,7 @@ def _prepare(model, units, x, y):
 def ablation_of_set(model, modules, x, y, means=None, batch_size: int = 256) -> tuple[float, float]:
     """(loss, accuracy) of ``model`` on ``x, y`` with every module in ``modules`` replaced (see module doc)."""
     means = means or {}
-    handles = []
-    for key, m in modules.items():
-        handles.append(m.register_forward_hook(lambda _m, inp, out, key=key: _replacement(key, inp[0], out, means)))
+    handles = _span_hooks(modules, lambda key, inp, out: _replacement(key, inp, out, means))
     try:
         return _evaluate(model, x, y, batch_size)
     finally:
@@ -162,15 +182,13 @@ def taylor_scores(model, units: dict, x, y, batch_size: int = 256) -> dict:
     totals = {k: 0.0 for k in units}
     store: dict = {}
 
-    def hook(key):
-        def fn(_m, inp, out):
-            o = out.clone()
-            o.retain_grad()
-            store[key] = (inp[0].detach(), o)
-            return o
-        return fn
+    def keep(key, inp, out):
+        o = out.clone()
+        o.retain_grad()
+        store[key] = (inp.detach(), o)
+        return o
 
-    handles = [m.register_forward_hook(hook(k)) for k, m in units.items()]
+    handles = _span_hooks(units, keep)
     try:
         for a, b in _batches(len(x), batch_size):
             store.clear()
@@ -212,15 +230,13 @@ def block_influence_scores(model, units: dict, x, batch_size: int = 256) -> dict
     x, _ = _prepare(model, units, x, None)
     totals = {k: 0.0 for k in units}
 
-    def hook(key):
-        def fn(_m, inp, out):
-            i = _match_shape(inp[0].detach(), out.detach())
-            cos = F.cosine_similarity(i.reshape(len(i), -1).double(), out.detach().reshape(len(out), -1).double(),
-                                      dim=1, eps=1e-12)
-            totals[key] += float((1 - cos).sum())
-        return fn
+    def record(key, inp, out):
+        i = _match_shape(inp.detach(), out.detach())
+        cos = F.cosine_similarity(i.reshape(len(i), -1).double(), out.detach().reshape(len(out), -1).double(),
+                                  dim=1, eps=1e-12)
+        totals[key] += float((1 - cos).sum())
 
-    handles = [m.register_forward_hook(hook(k)) for k, m in units.items()]
+    handles = _span_hooks(units, record)
     try:
         with torch.no_grad():
             for a, b in _batches(len(x), batch_size):
@@ -243,7 +259,7 @@ def synflow_scores(model, units: dict, input_shape, batch: int = 2) -> dict:
     if not units:
         raise EdgepruneError("no units to score")
     work = copy.deepcopy(model).double()
-    names = {id(m): k for k, m in units.items()}
+    names = {id(c): k for k, m in units.items() for c in _chain(m)}
     unit_of_param: dict[int, Any] = {}
     # the copy's unit modules, found by their names in the original
     orig = dict(model.named_modules())

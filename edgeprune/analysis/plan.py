@@ -214,15 +214,15 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
 
     ck0 = _load_ckpt(ckpt, "the model", data)
     if ck0.spec.get("kind") == "module":
-        # a plain-module network: the traced units, the same similarity and segmentation, SynFlow on the whole net
-        if importance not in (None, "synflow") or keep is not None or keep_units is not None:
-            raise EdgepruneError("for a plain-module network analyze takes --importance synflow and --target-macs "
-                                 "(not --keep/--keep-units)")
+        # a plain-module network: the traced units, the same similarity, segmentation, criteria and budgets
+        if search not in (None, "per-unit"):
+            raise EdgepruneError("the exhaustive search is offered for zoo spec models; use --search per-unit")
         from ..pruning.modular import module_analysis
 
         return module_analysis(ck0, data, similarity=similarity, segments=segments, max_segments=max_segments,
                                batches=batches, batch_size=batch_size, seed=seed, transition=transition,
-                               target_macs=target_macs)
+                               importance=importance, keep=keep, keep_units=keep_units, target_macs=target_macs,
+                               max_frames=max_frames)
     ckpt = ck0
     check_metric(similarity)
     importance = check_criterion(importance or DEFAULT_CRITERION)

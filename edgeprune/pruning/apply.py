@@ -68,9 +68,6 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
         from ..models.own import as_checkpoint
 
         ckpt = as_checkpoint(model, ds)
-    if target_latency is not None and ckpt.spec.get("kind") == "module":
-        raise EdgepruneError("--target-latency works for zoo spec models only so far; use --target-macs for "
-                             "plain-module networks")
     if target_latency is not None:
         from .latency_target import prune_to_latency
 

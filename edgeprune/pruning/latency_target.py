@@ -2,7 +2,8 @@
 
 1. The layer plan (similarity, segments, importance) gives, for every MACs
    fraction, the units the paper's method keeps; sweeping the fraction gives
-   a ladder of candidate architectures (specs, no weights needed).
+   a ladder of candidate architectures (specs, no weights needed; for a
+   traced network, its units removed in the layer method's order).
 2. A latency model ``latency ~ a*MACs + b*layers + c`` for the target's
    backend and batch (profiling.latency_model) predicts each candidate's
    latency. Given one (``latency_model=path``) it is used as it is; otherwise
@@ -76,28 +77,37 @@ def ladder(ckpt, plan: dict[str, Any], transition: str = "keep", points: int = 4
 
 def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: int, seed: int,
                    rounds: int = 3) -> list[dict[str, Any]]:
-    """Export each spec (random weights) and time it on the target's backend; profiler records.
+    """Export each spec (random weights) and time it on the target's backend; profiler records (see
+    :func:`_measure_models`)."""
+    import torch
 
-    The specs are timed in ``rounds`` interleaved rounds (every spec once per round) by the profiler's rounds
+    from ..models import build_model
+
+    models = []
+    for i, spec in enumerate(specs):
+        torch.manual_seed(seed + i)
+        models.append((build_model(spec).eval(), int(spec["input"][-1])))
+    return _measure_models(models, setup, iters, seed, rounds)
+
+
+def _measure_models(models: list, setup: dict[str, Any], iters: int, seed: int,
+                    rounds: int = 3) -> list[dict[str, Any]]:
+    """Export each ``(model, length)`` to ONNX and time it on the target's backend; profiler records.
+
+    The models are timed in ``rounds`` interleaved rounds (every model once per round) by the profiler's rounds
     rule (``profiling.harness.profile(rounds=...)``): each record is its median round, with ``rounds`` the
     round medians. A shared machine's speed shifts between phases, and interleaving puts every candidate in
     every phase.
     """
-    import torch
-
     from export.onnx_export import torch_to_onnx
     from profiling.harness import profile
-
-    from ..models import build_model
 
     rounds = max(1, int(rounds))
     with tempfile.TemporaryDirectory(prefix="edgeprune-lat-") as tmp:
         paths = []
-        for i, spec in enumerate(specs):
-            torch.manual_seed(seed + i)
-            model = build_model(spec).eval()
+        for i, (model, length) in enumerate(models):
             p = Path(tmp) / f"cand{i}.onnx"
-            torch_to_onnx(model, int(spec["input"][-1]), p, opset=setup["opset"])
+            torch_to_onnx(model.eval(), int(length), p, opset=setup["opset"])
             paths.append(str(p))
         res = profile(paths, backends=(setup["backend"],), batches=(setup["batch"],), threads=(setup["threads"],),
                       warmup_iters=max(5, iters // 10), iters=max(10, iters // rounds), duration_ms=None,
@@ -134,12 +144,31 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     setup = _target_setup(target, batch, threads)
     if isinstance(plan, (str, Path)):
         plan = load_plan(plan)
+    module = ckpt.spec.get("kind") == "module"
     if plan is None:
         if data is None:
             raise EdgepruneError("latency-targeted pruning without --plan needs --data to analyse the model")
         plan = analyze(ckpt, data, seed=seed, transition=transition, **analysis_options)
     check_plan(plan, ckpt.spec)
-    cands = ladder(ckpt, plan, transition)
+    if module:
+        from .modular import latency_ladder
+
+        cands = latency_ladder(ckpt, plan, transition)
+    else:
+        cands = ladder(ckpt, plan, transition)
+
+    def as_models(cs):
+        if module:
+            return [(c["model"], ckpt.length) for c in cs]
+        import torch
+
+        from ..models import build_model
+
+        out = []
+        for i, c in enumerate(cs):
+            torch.manual_seed(seed + i)
+            out.append((build_model(c["spec"]).eval(), ckpt.length))
+        return out
 
     quality = None
     if latency_model is not None:
@@ -149,8 +178,8 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         import numpy as np
 
         idx = sorted(set(np.linspace(0, len(cands) - 1, min(calib_points, len(cands))).round().astype(int).tolist()))
-        specs = [cands[i]["spec"] for i in idx] + [ckpt.spec]
-        records = _measure_specs(specs, setup, iters, seed)
+        records = _measure_models(as_models([cands[i] for i in idx]) + [(ckpt.build().eval(), ckpt.length)],
+                                  setup, iters, seed)
         if len(records) < 3:
             raise EdgepruneError("too few distinct architectures to calibrate a latency model")
         lm = LatencyModel.fit(records)
@@ -167,12 +196,20 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
                              f"(batch {setup['batch']}); the fastest candidate is predicted at "
                              f"{fastest['predicted_ms']:.3f} ms ({fastest['macs']:,} MACs)")
     best = max(fitting, key=lambda c: (c["macs"], c["layers"]))
-    res = layer_prune(ckpt, data, plan=plan, keep=best["counts"], transition=transition, seed=seed)
-    from ..models.macs import model_stats
+    if module:
+        from ..models.modular import recipe_stats
+        from .modular import prune_units
 
-    if model_stats(res.spec)["macs"] != best["macs"]:  # pragma: no cover - guards the ladder's logic
+        res = prune_units(ckpt, plan, best["removed"], seed=seed, transition=transition)
+        after = recipe_stats(res.spec)["macs"]
+    else:
+        res = layer_prune(ckpt, data, plan=plan, keep=best["counts"], transition=transition, seed=seed)
+        from ..models.macs import model_stats
+
+        after = model_stats(res.spec)["macs"]
+    if after != best["macs"]:  # pragma: no cover - guards the ladder's logic
         raise EdgepruneError("internal: the chosen candidate could not be rebuilt from the plan")
-    measured = _measure_specs([res.spec], setup, iters, seed)[0]
+    measured = _measure_models(as_models([best]), setup, iters, seed)[0]
     info = {
         "budget_ms": float(budget_ms), "margin": float(margin), "aim_ms": float(aim),
         "target": setup["target"].name, "backend": setup["backend"],

@@ -10,12 +10,14 @@ record the widths it set as module attributes (re-applied on load with
 ``tp.load_state_dict``). Every method lands within the tolerance (2%) of
 ``--target-macs`` or names the nearest fraction it can reach.
 
+The layer method scores units with the same importance criteria as zoo
+models (default ``ablation``, see :func:`unit_values`) and takes the same
+budget options (``--keep``, ``--keep-units``, ``--target-macs``).
 Departures from the spec path (the zoo's ResNet/VGG/CNN1D specs): the
-layer method scores each unit with SynFlow computed once on the whole
-trained network (sum |theta * dR/dtheta| over the unit's parameters; the
-lowest score is kept, as in the reference), not by transplanting the unit
-into a random network; the features of one layer of a stacked LSTM/GRU are
-the stack's output.
+reference's transplant proxies, ``--reference`` and the exhaustive search
+are spec-only; the features of one layer of a stacked LSTM/GRU are the
+stack's output (for similarity), and ``taylor``/``block-influence`` refuse
+such layers.
 """
 
 from __future__ import annotations
@@ -124,13 +126,17 @@ def _match(ckpt, model, order, fraction, tol, transition, what):
     return search_unit_set(order, _macs_fn(ckpt, model, base, transition), base, fraction, tol, what=what), base
 
 
-def _result(ckpt, model, match, base, method, seed, transition, extra, info=None):
-    recipe, state, net, rep = remove(ckpt, model, list(match.setting), seed=seed)
+def _result(ckpt, model, removed, match, method, seed, transition, extra, info=None):
+    """The PruneResult of removing ``removed``; ``match`` is the MACs search (None under --keep/--keep-units)."""
+    recipe, state, net, rep = remove(ckpt, model, list(removed), seed=seed)
+    from ..models.macs import count_macs
+
+    base = int(count_macs(model, (2, ckpt.length)))
     lineage = {"op": "prune", "method": method, "parent_sha256": ckpt.sha256(), "parent_model": ckpt.spec["name"],
-               "seed": seed, "target_macs": match.target_macs / base, "macs_before": base,
-               "macs_after": rep["macs_after"], "transition": transition, "removed_units": rep["removed_units"],
-               "reinit": rep["reinit"], "kept_units": None, **extra}
-    return PruneResult(recipe, state, lineage, {"match": match.summary(), **(info or {})})
+               "seed": seed, "target_macs": None if match is None else match.target_macs / base,
+               "macs_before": base, "macs_after": rep["macs_after"], "transition": transition,
+               "removed_units": rep["removed_units"], "reinit": rep["reinit"], "kept_units": None, **extra}
+    return PruneResult(recipe, state, lineage, {**({"match": match.summary()} if match else {}), **(info or {})})
 
 
 def _features(model, names, x, batch_size: int = 256):
@@ -159,18 +165,33 @@ def _features(model, names, x, batch_size: int = 256):
 
 
 def synflow_unit_scores(model, units, length: int) -> dict[str, float]:
-    """SynFlow saliency of each unit's parameters in one pass over the whole network (see the docstring)."""
+    """SynFlow saliency of each unit's parameters in one pass over (a copy of) the whole trained network.
+
+    As the ``synflow`` criterion of zoo models: parameters and floating buffers made non-negative, float64,
+    two all-ones frames, BatchNorm in train mode (batch statistics), ``R = sum(output)``, score
+    ``sum |theta * dR/dtheta|`` over the unit's parameters (for one layer of a stacked LSTM/GRU, that
+    layer's weights). Other modules stay in eval mode, so dropout does not make the score random.
+    """
+    import math
+
     import torch
+    from torch import nn
 
     from ..models.modular import get_module
 
     net = copy.deepcopy(model).double().eval()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
     with torch.no_grad():
         for p in net.parameters():
             p.abs_()
+        for b in net.buffers():
+            if b.is_floating_point():
+                b.abs_()
     net.zero_grad()
     with torch.enable_grad():
-        net(torch.ones((1, 2, length), dtype=torch.float64)).sum().backward()
+        net(torch.ones((2, 2, length), dtype=torch.float64)).sum().backward()
     scores = {}
     for u in units:
         total = 0.0
@@ -185,12 +206,103 @@ def synflow_unit_scores(model, units, length: int) -> dict[str, float]:
                     if p.grad is not None:
                         total += float((p.detach() * p.grad).abs().sum())
         scores[u.name] = total
+    if not all(math.isfinite(v) for v in scores.values()):
+        raise EdgepruneError("the synflow score overflowed for this model; choose another --importance criterion")
     return scores
 
 
+def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: int = 256) -> dict[str, float]:
+    """The values of importance criterion ``criterion`` (``edgeprune analyze --importance``) for traced ``units``.
+
+    The same criteria as for zoo models (:mod:`edgeprune.analysis.criteria`): a unit that is a chain of modules
+    (a Conv-BN-ReLU group) is replaced as one piece, from its first module's input to its last module's output.
+    For ``ablation`` one layer of a stacked LSTM/GRU is really removed (the stack loses that layer, as layer
+    pruning does) and the loss measured; ``taylor`` and ``block-influence`` need a unit's own input and output,
+    which a fused LSTM/GRU stack does not expose per layer, so they refuse such units. The transplant proxies
+    (``synflow-transplant``, ``gradnorm``, ``snip``) are the reference's procedure on zoo spec models only.
+    """
+    from ..analysis import criteria as C
+    from ..analysis.importance import PROXIES, check_criterion, criterion_values
+    from ..models.modular import get_module
+
+    check_criterion(criterion)
+    if criterion in PROXIES:
+        raise EdgepruneError(f"--importance {criterion} is the reference's transplant proxy for zoo spec models; "
+                             f"for this network use ablation, taylor, block-influence, synflow or reverse")
+    names = [u.name for u in units]
+    if criterion == "reverse":
+        return C.reverse_scores(sorted(names, key=lambda n: next(u.position for u in units if u.name == n)))
+    if criterion == "synflow":
+        return synflow_unit_scores(model, units, ckpt.length)
+    rnn = [u for u in units if u.kind == "rnn-layer"]
+    chains = {u.name: tuple(get_module(model, m) for m in u.members) for u in units if u.kind != "rnn-layer"}
+    if rnn and criterion != "ablation":
+        raise EdgepruneError(f"--importance {criterion} needs each unit's own input and output, which the "
+                             f"{rnn[0].rnn!r} LSTM/GRU stack does not expose per layer ({rnn[0].name}); "
+                             f"use ablation (the default), synflow or reverse")
+    values = {}
+    if chains:
+        values.update(criterion_values(criterion, model, chains, order=[n for n in names if n in chains], x=x, y=y,
+                                       input_shape=(2, ckpt.length), batch_size=batch_size))
+    if rnn:
+        xt, yt = C._prepare(model, {u.name: None for u in rnn}, x, y)
+        base, _ = C._evaluate(model, xt, yt, batch_size)
+        for u in rnn:
+            net = remove(ckpt, model, [u], check=False)[2]
+            net.eval()
+            values[u.name] = C._evaluate(net, xt, yt, batch_size)[0] - base
+    return {n: float(values[n]) for n in names}
+
+
+def _blocks(cands, label: dict[str, int], n_segments: int) -> list[list]:
+    """Removable units of each segment (possibly empty), in forward order."""
+    out: list[list] = [[] for _ in range(n_segments)]
+    for u in sorted(cands, key=lambda u: u.position):
+        out[label[u.name]].append(u)
+    return out
+
+
+def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, scores: dict[str, float], *,
+                   keep=None, keep_units=None, target_macs=None, tolerance=None, transition: str = "keep"):
+    """The units to remove under at most one budget option: ``(removed, mode, match)``.
+
+    ``scores``: keep keys (lower = kept first). ``keep``: units kept per segment (``1,2,1``); ``keep_units``:
+    that many in all, spread over the segments by size (at least one each); ``target_macs``: the fraction of
+    the MACs, met within ``tolerance`` (2%) by removing the highest keys first, each segment's last unit
+    last; none: one unit kept per segment (the lowest key).
+    """
+    from .budget import check_counts, counts_for_units, parse_keep
+
+    given = [n for n, v in (("--keep", keep), ("--keep-units", keep_units), ("--target-macs", target_macs))
+             if v is not None]
+    if len(given) > 1:
+        raise EdgepruneError(f"give only one of {', '.join(given)}")
+    blocks = _blocks(cands, label, n_segments)
+    if target_macs is not None:
+        tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
+        match, _ = _match(ckpt, model, _removal_order(cands, label, scores), check_target(target_macs), tol,
+                          transition, "layer pruning")
+        return list(match.setting), "target_macs", match
+    if not cands:
+        _match(ckpt, model, [], 0.5, DEFAULT_TOLERANCE, transition, "layer pruning")   # the no-unit error
+    ids = [[u.position for u in b] for b in blocks]
+    if keep is not None:
+        counts, mode = check_counts(parse_keep(keep), ids), "keep"
+    elif keep_units is not None:
+        if isinstance(keep_units, bool) or not isinstance(keep_units, int):
+            raise EdgepruneError(f"--keep-units must be an integer, got {keep_units!r}")
+        counts, mode = counts_for_units(int(keep_units), ids), "keep-units"
+    else:
+        counts, mode = [1 if b else 0 for b in blocks], "one per segment"
+    kept = set()
+    for c, b in zip(counts, blocks):
+        kept.update(u.name for u in sorted(b, key=lambda u: (scores[u.name], u.position))[:c])
+    return [u for u in cands if u.name not in kept], mode, None
+
+
 def _removal_order(cands, label: dict[str, int], scores: dict[str, float]) -> list:
-    """Highest scores first (the lowest is kept, as in the reference); each segment's last candidate comes at
-    the end of the walk, so every segment keeps a unit as long as the target allows."""
+    """Highest keys first (lower = kept first); each segment's last candidate comes at the end of the walk,
+    so every segment keeps a unit as long as the target allows."""
     by_seg: dict[int, list] = {}
     for u in cands:
         by_seg.setdefault(label.get(u.name, -1), []).append(u)
@@ -204,25 +316,30 @@ def _removal_order(cands, label: dict[str, int], scores: dict[str, float]) -> li
 
 def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="auto", max_segments=None,
                     batches: int = 5, batch_size: int = 128, seed: int = 0, transition: str = "keep",
-                    target_macs=None, tolerance=None) -> dict[str, Any]:
+                    importance: str | None = None, keep=None, keep_units=None, target_macs=None, tolerance=None,
+                    max_frames: int = 1024) -> dict[str, Any]:
     """The layer method's analysis of a plain-module network, as a plan (the same format as a spec plan).
 
-    Units are identified by their position in the traced order (``layer`` = position) and named; similarity
-    over the outputs of the stem, units and transitions; Fisher segments; SynFlow scores of the removable
-    units. With ``target_macs`` the kept units are those the layer method would keep; without, each
-    segment keeps its lowest-scoring unit.
+    Units are identified by their position in the traced order (``layer`` = position) and named. Similarity
+    over the outputs of the stem, units and transitions on training frames; Fisher segments; the importance
+    criterion (default ``ablation``) on up to ``max_frames`` validation frames of the checkpoint's split;
+    then the kept units under the budget option (:func:`choose_removal`).
     """
     import time
 
+    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion, keep_keys
     from ..analysis.plan import PLAN_FORMAT, spec_hash
     from ..analysis.segmentation import column_sums, segment
-    from ..analysis.similarity import similarity_matrix
-    from ..data.readers import load_dataset
+    from ..analysis.similarity import check_metric, similarity_matrix
+    from ..models.macs import count_macs
+    from ..training.finetune import resolve_split
 
     t0 = time.perf_counter()
     if data is None:
         raise EdgepruneError("layer pruning needs --data to measure the similarity of the units")
-    ds = data if hasattr(data, "x") else load_dataset(data)
+    check_metric(similarity)
+    importance = check_criterion(importance or DEFAULT_CRITERION)
+    (train, val, _), split_info = resolve_split(ckpt, data)
     model = ckpt.build()
     res = _trace(model, ckpt)
     cands = candidates(res, transition)
@@ -230,27 +347,22 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     if not cands:
         _match(ckpt, model, [], 0.5, DEFAULT_TOLERANCE, transition, "layer pruning")
     rng = np.random.default_rng(seed)
-    n = min(len(ds), max(4, batches * batch_size))
-    idx = np.sort(rng.permutation(len(ds))[:n])
-    feats = _features(model, sorted({u.output_module for u in entries}), ds.x[idx])
+    n = min(len(train), max(4, batches * batch_size))
+    idx = np.sort(rng.permutation(len(train))[:n])
+    feats = _features(model, sorted({u.output_module for u in entries}), train.x[idx])
     sim = similarity_matrix([feats[u.output_module] for u in entries], similarity)
     t1 = time.perf_counter()
     seg = segment(column_sums(sim), segments, max_segments or max(1, min(len(entries), 5)))
     label = {u.name: seg.labels()[i] for i, u in enumerate(entries)}
-    scores = synflow_unit_scores(model, cands, ckpt.length)
+    part, imp_split = (val, "val") if len(val) else (train, "train")
+    xs, ys = part.x[:max_frames], part.y[:max_frames]
+    values = unit_values(importance, ckpt, model, cands, xs, ys, batch_size=max(batch_size, 256))
+    scores = keep_keys(importance, values)
     t2 = time.perf_counter()
-    order = _removal_order(cands, label, scores)
-    from ..models.macs import count_macs
-
+    removed, mode, _ = choose_removal(ckpt, model, cands, label, len(seg.bounds), scores, keep=keep,
+                                      keep_units=keep_units, target_macs=target_macs, tolerance=tolerance,
+                                      transition=transition)
     base = int(count_macs(model, (2, ckpt.length)))
-    if target_macs is not None:
-        tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
-        match, _ = _match(ckpt, model, order, check_target(target_macs), tol, transition, "layer pruning")
-        removed = list(match.setting)
-    else:
-        keep_one = {min(members, key=lambda u: (scores[u.name], u.position)).name
-                    for members in _group(cands, label).values()}
-        removed = [u for u in cands if u.name not in keep_one]
     params_before = int(sum(p.numel() for p in model.parameters()))
     if removed:
         _, _, net, rep = remove(ckpt, model, removed, check=False)
@@ -258,18 +370,23 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     else:
         after, params_after = base, params_before
     pos = {u.name: i for i, u in enumerate(entries)}
-    kept = [pos[u.name] for u in cands if u not in removed and u.name in pos]
+    gone = {u.name for u in removed}
+    kept = [pos[u.name] for u in cands if u.name not in gone and u.name in pos]
+    imp_frames = 0 if importance in ("synflow", "reverse") else len(xs)
     return {
         "format": PLAN_FORMAT, "kind": "module", "model": ckpt.spec["name"], "spec_sha256": spec_hash(ckpt.spec),
-        "units": [{"layer": i, "position": i, "name": u.name, "role": u.role if u.role != "unit" else "unit",
+        "units": [{"layer": i, "position": i, "name": u.name, "role": u.role,
                    "removable": u in cands, "macs": u.macs} for i, u in enumerate(entries)],
-        "similarity": {"metric": similarity, "matrix": sim.tolist(), "frames": int(n)},
+        "similarity": {"metric": similarity, "matrix": sim.tolist(), "frames": int(n), "split": split_info},
         "segments": seg.to_dict(),
-        "importance": {"proxy": "synflow-whole-network", "rule": "lowest score kept",
+        "importance": {"criterion": importance, "proxy": importance, "measures": CRITERIA[importance][0],
+                       "rule": "highest value kept" if CRITERIA[importance][1] else "lowest value kept",
+                       "split": imp_split, "frames": int(imp_frames),
+                       "values": {str(pos[u.name]): values[u.name] for u in cands if u.name in pos},
                        "scores": {str(pos[u.name]): scores[u.name] for u in cands if u.name in pos}},
         "kept_units": sorted(kept), "transition": transition, "seed": seed,
-        "keep": {"counts": [sum(1 for u in m if u not in removed) for m in _group(cands, label).values()],
-                 "mode": "target_macs" if target_macs is not None else "one per segment", "search": "per-unit"},
+        "keep": {"counts": [sum(1 for u in b if u.name not in gone) for b in _blocks(cands, label, len(seg.bounds))],
+                 "mode": mode, "search": "per-unit"},
         "expected": {"macs_before": base, "macs_after": int(after), "macs_reduction": 1 - after / base,
                      "params_before": params_before, "params_after": params_after,
                      "params_reduction": 1 - params_after / params_before},
@@ -277,26 +394,24 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     }
 
 
-def _group(cands, label):
-    out: dict[int, list] = {}
-    for u in cands:
-        out.setdefault(label.get(u.name, -1), []).append(u)
-    return out
-
-
 def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str | None = None,
                  similarity: str = "cka-unbiased", segments="auto", max_segments=None, batches: int = 5,
-                 batch_size: int = 128, tolerance=None, importance: str = "synflow", search=None, plan=None,
-                 **options) -> PruneResult:
+                 batch_size: int = 128, tolerance=None, importance: str | None = None, search=None, plan=None,
+                 keep=None, keep_units=None, reference: bool = False, **options) -> PruneResult:
+    """The layer method on a traced network: a plan (given, or made by :func:`module_analysis`), then the
+    units it keeps, or those re-chosen from its segments and scores under a budget option."""
     from pathlib import Path
 
-    fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     _no_options(options, "layer")
-    if importance not in (None, "synflow"):
-        raise EdgepruneError(f"the layer method on a plain-module network scores units with synflow only, "
-                             f"not {importance!r}")
+    if reference:
+        raise EdgepruneError("--reference runs the reference's procedure on the zoo's spec models (ResNet/VGG); "
+                             "this network is traced: leave --reference out")
+    if search not in (None, "per-unit"):
+        raise EdgepruneError("the layer method on a traced network searches per unit (--search per-unit); the "
+                             "exhaustive search is offered for zoo spec models")
     plan_ref = None
+    budget_given = any(v is not None for v in (keep, keep_units, target_macs))
     if plan is not None:
         from ..analysis.plan import check_plan, load_plan
         from ..digest import file_sha256
@@ -307,18 +422,35 @@ def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str
         if plan.get("kind") != "module":
             raise EdgepruneError("the plan was made for a zoo spec model, not for this plain-module network")
         check_plan(plan, ckpt.spec)
+        if importance is not None and importance != plan["importance"].get("criterion", plan["importance"]["proxy"]):
+            raise EdgepruneError(f"the plan was scored with {plan['importance'].get('criterion')!r}; make a new "
+                                 f"plan for --importance {importance}")
         transition = transition or plan.get("transition") or "keep"
     else:
         transition = transition or "keep"
         plan = module_analysis(ckpt, data, similarity=similarity, segments=segments, max_segments=max_segments,
-                               batches=batches, batch_size=batch_size, seed=seed, transition=transition)
+                               batches=batches, batch_size=batch_size, seed=seed, transition=transition,
+                               importance=importance)
+    model, cands, label, pos, scores = _plan_context(ckpt, plan, transition)
+    n_seg = len(plan["segments"]["bounds"])
+    if budget_given:
+        removed, mode, match = choose_removal(ckpt, model, cands, label, n_seg, scores, keep=keep,
+                                              keep_units=keep_units, target_macs=target_macs, tolerance=tol,
+                                              transition=transition)
+    else:   # the plan's own kept units
+        kept = {int(k) for k in plan["kept_units"]}
+        removed, mode, match = [u for u in cands if pos[u.name] not in kept], plan["keep"]["mode"], None
+    return _plan_result(ckpt, plan, plan_ref, model, cands, removed, match, mode, scores, seed, transition, tol)
+
+
+def _plan_context(ckpt, plan, transition):
+    """(model, candidates, segment of each unit, position of each entry, keep keys) of ``ckpt`` under ``plan``."""
     model = ckpt.build()
     res = _trace(model, ckpt)
     cands = candidates(res, transition)
     entries = [u for u in res.units if u.role in ("stem", "unit", "transition")]
-    labels = plan["segments"]
     seg_of = []
-    for i, (a, b) in enumerate(labels["bounds"]):
+    for i, (a, b) in enumerate(plan["segments"]["bounds"]):
         seg_of += [i] * (b - a)
     if len(seg_of) != len(entries):
         raise EdgepruneError("the plan does not match this network's traced units; make a new one with analyze")
@@ -329,13 +461,67 @@ def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str
     except KeyError as exc:
         raise EdgepruneError(f"the plan lacks a score for unit {exc}; make a new one with analyze "
                              f"(the same --transition)") from exc
-    order = _removal_order(cands, label, scores)
-    match, base = _match(ckpt, model, order, fraction, tol, transition, "layer pruning")
+    return model, cands, label, pos, scores
+
+
+def _plan_result(ckpt, plan, plan_ref, model, cands, removed, match, mode, scores, seed, transition, tol):
+    if not removed:
+        raise EdgepruneError("this budget keeps every removable unit: nothing to prune")
+    criterion = plan["importance"].get("criterion", plan["importance"]["proxy"])
+    gone = {v.name for v in removed}
     extra = {"options": {"similarity": plan["similarity"]["metric"], "segments": plan["segments"],
-                         "proxy": plan["importance"]["proxy"], "tolerance": tol}, "scores": scores,
-             "plan": plan_ref,
-             "kept_units": [u.name for u in cands if u.name not in {v.name for v in match.setting}]}
-    return _result(ckpt, model, match, base, "layer", seed, transition, extra, info={"plan": plan})
+                         "importance": criterion, "budget": mode, "tolerance": tol}, "scores": scores,
+             "plan": plan_ref, "kept_units": [u.name for u in cands if u.name not in gone]}
+    return _result(ckpt, model, removed, match, "layer", seed, transition, extra, info={"plan": plan})
+
+
+def latency_ladder(ckpt, plan, transition: str = "keep", points: int = 40) -> list[dict[str, Any]]:
+    """Candidate architectures for latency-targeted layer pruning, smallest MACs first.
+
+    Candidate ``k`` removes the first ``k`` units of the layer method's removal order under ``plan`` (the
+    order the ``--target-macs`` search walks); each is the live pruned network (``model``) with its MACs,
+    weight layers and params, and the names of the units it removes.
+    """
+    from ..models.modular import model_stats_of
+
+    from ..models.macs import count_macs
+
+    model, cands, label, _, scores = _plan_context(ckpt, plan, transition)
+    order = _removal_order(cands, label, scores)
+    base = int(count_macs(model, (2, ckpt.length)))
+    if transition == "reinit":
+        fn = _macs_fn(ckpt, model, base, transition)
+        order = [u for u in order if fn([u]) < base]
+    ks = sorted(set(np.linspace(1, len(order), min(points, len(order))).round().astype(int).tolist())) if order else []
+    out, seen = [], set()
+    for k in ks:
+        try:
+            recipe, _, net, rep = remove(ckpt, model, order[:k], check=False)
+        except EdgepruneError:
+            continue
+        st = model_stats_of(net, recipe)
+        key = (st["macs"], st["weight_layers"])
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({"fraction": st["macs"] / base,
+                    "removed": [u.name for u in order[:k]], "model": net.eval(), "macs": int(st["macs"]),
+                    "layers": int(st["weight_layers"]), "params": int(st["params"])})
+    if not out:
+        raise EdgepruneError("no candidate architecture could be formed from the plan")
+    out.sort(key=lambda c: c["macs"])
+    return out
+
+
+def prune_units(ckpt, plan, removed_names, *, seed: int = 0, transition: str = "keep") -> PruneResult:
+    """The layer method's result for removing exactly the named units (the latency-targeted choice)."""
+    model, cands, _, _, scores = _plan_context(ckpt, plan, transition)
+    names = set(removed_names)
+    removed = [u for u in cands if u.name in names]
+    if len(removed) != len(names):
+        raise EdgepruneError(f"unknown unit(s) {sorted(names - {u.name for u in removed})}")
+    return _plan_result(ckpt, plan, None, model, cands, removed, None, "target-latency", scores, seed, transition,
+                        DEFAULT_TOLERANCE)
 
 
 def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
@@ -346,8 +532,8 @@ def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance
     model = ckpt.build()
     cands = candidates(_trace(model, ckpt), transition)
     order = [cands[i] for i in np.random.default_rng(seed).permutation(len(cands))]
-    match, base = _match(ckpt, model, order, fraction, tol, transition, "random unit pruning")
-    return _result(ckpt, model, match, base, "random", seed, transition, {"options": {"tolerance": tol}})
+    match, _ = _match(ckpt, model, order, fraction, tol, transition, "random unit pruning")
+    return _result(ckpt, model, match.setting, match, "random", seed, transition, {"options": {"tolerance": tol}})
 
 
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
@@ -383,8 +569,8 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
         gains[u.name] = acc - prev
         prev = acc
     order = sorted(cands, key=lambda u: (gains[u.name], -u.position))
-    match, base = _match(ckpt, model, order, fraction, tol, transition, "DBP")
-    return _result(ckpt, model, match, base, "dbp", seed, transition,
+    match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
+    return _result(ckpt, model, match.setting, match, "dbp", seed, transition,
                    {"options": {"tolerance": tol}, "gains": gains})
 
 
@@ -412,22 +598,36 @@ def attribute_diff(before: dict, after: dict) -> dict[str, dict[str, Any]]:
 
 
 def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None,
-                   **options) -> PruneResult:
+                   sparsity=None, sparsity_epochs=None, **options) -> PruneResult:
+    """Torch-Pruning on the live module to ``target_macs``; ``criterion`` l1, l2, fpgm or bn (network slimming:
+    ``sparsity_epochs`` of training with ``sparsity x sum|gamma_BN|`` first, then the smallest BN scales go)."""
     import torch
     from torch import nn
 
     from ..errors import require
     from ..models.macs import count_macs
     from ..models.modular import build_recipe, edited, with_stats
-    from .channel import make_importance, tp_prune
+    from .channel import make_importance, sparsity_train, tp_prune
 
     tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
     fraction = check_target(target_macs)
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
-    if criterion == "bn":
-        raise EdgepruneError("channel-bn (network slimming) is not offered for plain-module networks yet; "
-                             "use channel-l1, channel-l2 or channel-fpgm")
+    _no_options(options, f"channel-{criterion}")
     model = ckpt.build()
+    info: dict[str, Any] = {}
+    lineage_opts: dict[str, Any] = {"criterion": criterion, "tolerance": tol}
+    if criterion == "bn":
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise EdgepruneError(f"channel-bn (network slimming) ranks channels by BatchNorm scales, and "
+                                 f"{ckpt.spec['name']!r} has no BatchNorm layer; use channel-l1, -l2 or -fpgm")
+        sparsity = 1e-4 if sparsity is None else float(sparsity)
+        sparsity_epochs = 3 if sparsity_epochs is None else int(sparsity_epochs)
+        state, metrics = sparsity_train(ckpt, data, sparsity_epochs, sparsity, seed)
+        model.load_state_dict(state)
+        info["sparsity_training"] = metrics
+        lineage_opts.update(sparsity=sparsity, sparsity_epochs=sparsity_epochs)
+    elif sparsity is not None or sparsity_epochs is not None:
+        raise EdgepruneError(f"sparsity and sparsity_epochs are options of channel-bn, not channel-{criterion}")
     shape = (2, ckpt.length)
     base = int(count_macs(model, shape))
     res = _trace(model, ckpt)
@@ -451,6 +651,36 @@ def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 
         tp_prune(net, example, make_importance(criterion), r_lo, ignored, ratio_dict=ratio_dict)
         return net
 
+    def works(net) -> bool:
+        try:
+            with torch.no_grad():
+                y = net.eval()(example)
+            return tuple(y.shape) == (2, len(ckpt.classes))
+        except (RuntimeError, EdgepruneError):
+            return False
+
+    def trial(names, r=0.5):
+        net = copy.deepcopy(model)
+        mods = dict(net.named_modules())
+        try:
+            tp_prune(net, example, make_importance(criterion), 0.0,
+                     [mods[n] for n in ignored_names if n in mods], ratio_dict={mods[n]: r for n in names})
+        except EdgepruneError:
+            return False
+        return works(net)
+
+    unsafe: list[str] = []
+    if weighted and not trial(weighted):
+        # a coupling Torch-Pruning's graph does not see (a zero-padding shortcut, say): probe each layer alone
+        # and leave alone those whose pruning breaks the forward
+        unsafe = [n for n in weighted if not trial([n])]
+        ignored_names.update(unsafe)
+        weighted = [n for n in weighted if n not in unsafe]
+        if not weighted or not trial(weighted):
+            raise EdgepruneError(f"Torch-Pruning cannot prune {ckpt.spec['name']!r} consistently (the pruned network "
+                                 f"fails its forward pass, even without {', '.join(unsafe) or 'any layer'})")
+        info["left_alone"] = unsafe
+
     def probe(r_lo, r_hi, k):
         return count_macs(prune_copy(r_lo, r_hi, k), shape)
 
@@ -472,8 +702,8 @@ def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 
     lineage = {"op": "prune", "method": f"channel-{criterion}", "parent_sha256": ckpt.sha256(),
                "parent_model": ckpt.spec["name"], "seed": seed, "target_macs": fraction, "macs_before": base,
                "macs_after": match.macs, "ratio": r_lo, "ratio_hi": r_hi, "ratio_hi_layers": k,
-               "widths": attrs, "options": {"criterion": criterion, "tolerance": tol}}
-    return PruneResult(recipe, state, lineage, {"match": match.summary()})
+               "widths": attrs, "options": lineage_opts, **({"left_alone": unsafe} if unsafe else {})}
+    return PruneResult(recipe, state, lineage, {"match": match.summary(), **info})
 
 
 MODULE_METHODS = {

@@ -235,8 +235,8 @@ class Study:
         return out, st.key
 
     def analyze_spec(self, base: Path, base_key: str) -> "Stage | None":
-        if "layer" not in [split_method(m)[0] for m in self.cfg["prune"]["methods"]] or self._module_network():
-            return None   # plain-module networks: the layer method analyses them itself (no plan file)
+        if "layer" not in [split_method(m)[0] for m in self.cfg["prune"]["methods"]]:
+            return None
         p = self.cfg["prune"]
         key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed,
                         *([p["reference"], p["keep"]] if p["reference"] else []),

@@ -1,0 +1,278 @@
+"""The layer method on the user's own networks: the same importance criteria and budget options as zoo
+models, checked against independent ground truth (hand-made ablations, every same-size removal set on held-out
+frames), plus channel-bn and latency-targeted pruning through the traced path."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from conftest import make_toy_dataset  # noqa: E402
+
+from edgeprune.errors import EdgepruneError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A trained 1-D ResNet of the user's own block class (tests/user_models.py), its code and data."""
+    from edgeprune.data.dataset import save_npz
+    from edgeprune.models.usercode import allow, forget_allowed
+    from edgeprune.training.train import train_model
+
+    d = tmp_path_factory.mktemp("own_layer")
+    code = d / "nets.py"
+    shutil.copy(HERE / "user_models.py", code)
+    data = d / "toy.npz"
+    save_npz(data, make_toy_dataset(n_per_key=40))
+    allow(code)
+    train_model(data, f"{code}:ResNet1d", d / "r.pt", epochs=8, batch_size=32, lr=3e-3, seed=0,
+                kwargs={"width": 8, "blocks": 3})
+    yield {"code": code, "data": data, "ckpt": d / "r.pt", "dir": d}
+    forget_allowed()
+
+
+@pytest.fixture(autouse=True)
+def _allowed(trained):
+    from edgeprune.models.usercode import allow
+
+    allow(trained["code"])
+
+
+def _setup(trained):
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning import modular as M
+    from edgeprune.training.finetune import resolve_split
+
+    ck = load_checkpoint(trained["ckpt"])
+    model = ck.build().eval()
+    cands = M.candidates(M._trace(model, ck))
+    (_, val, test), _ = resolve_split(ck, trained["data"])
+    return ck, model, cands, val, test
+
+
+def _loss(model, x, y):
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(x))
+        return float(nn.functional.cross_entropy(out.double(), torch.from_numpy(y).long()))
+
+
+def test_ablation_of_blocks_equals_a_hand_made_ablation(trained):
+    """Each block's ablation value equals the loss increase of a copy whose block is swapped for nn.Identity."""
+    from edgeprune.pruning.modular import unit_values
+
+    ck, model, cands, val, _ = _setup(trained)
+    got = unit_values("ablation", ck, model, cands, val.x, val.y)
+    base = _loss(model, val.x, val.y)
+    for u in cands:
+        net = copy.deepcopy(model)
+        net.layers[int(u.name.split(".")[1])] = nn.Identity()
+        assert got[u.name] == pytest.approx(_loss(net, val.x, val.y) - base, rel=1e-6, abs=1e-9), u.name
+
+
+def test_ablation_of_chains_and_lstm_layers_equals_hand_made_ablations(trained, tmp_path):
+    """A Conv-BN-ReLU chain of an nn.Sequential and one layer of a stacked LSTM: the hand-made network without it."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.own import import_model
+    from edgeprune.pruning import modular as M
+
+    ds = make_toy_dataset(n_per_key=8)
+    import_model(f"{trained['code']}:vgg_like", ds, tmp_path / "v.pt", kwargs={"length": 64})
+    ck = load_checkpoint(tmp_path / "v.pt")
+    model = ck.build().eval()
+    cands = M.candidates(M._trace(model, ck))
+    assert [u.name for u in cands] == ["3+4+5", "6+7+8", "13+14+15"]
+    got = M.unit_values("ablation", ck, model, cands, ds.x, ds.y)
+    base = _loss(model, ds.x, ds.y)
+    for u in cands:
+        net = copy.deepcopy(model)
+        for i in u.members:
+            net[int(i)] = nn.Identity()
+        assert got[u.name] == pytest.approx(_loss(net, ds.x, ds.y) - base, rel=1e-6, abs=1e-9), u.name
+
+    torch.manual_seed(1)
+    import_model(f"{trained['code']}:CLDNNLike", ds, tmp_path / "c.pt")
+    ck = load_checkpoint(tmp_path / "c.pt")
+    model = ck.build().eval()
+    cands = M.candidates(M._trace(model, ck))
+    assert [u.name for u in cands] == ["conv2+drop", "lstm[0]", "lstm[1]"]
+    got = M.unit_values("ablation", ck, model, cands, ds.x, ds.y)
+    base = _loss(model, ds.x, ds.y)
+    for drop in (0, 1):
+        keep = 1 - drop
+        net = copy.deepcopy(model)
+        one = nn.LSTM(16, 16, num_layers=1, batch_first=True)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(one, f"{name}_l0").data.copy_(getattr(model.lstm, f"{name}_l{keep}"))
+        net.lstm = one
+        assert got[f"lstm[{drop}]"] == pytest.approx(_loss(net, ds.x, ds.y) - base, rel=1e-6, abs=1e-9)
+    with pytest.raises(EdgepruneError, match="does not expose per layer"):
+        M.unit_values("block-influence", ck, model, cands, ds.x, ds.y)
+    with pytest.raises(EdgepruneError, match="transplant proxy"):
+        M.unit_values("synflow-transplant", ck, model, cands, ds.x, ds.y)
+
+
+def test_kept_units_matter_more_on_held_out_frames(trained, tmp_path):
+    """The default layer method (ablation on validation frames) removes the blocks whose loss the held-out test
+    split misses least: its choice is in the better half of every same-size removal set, for 1 to 3 removals."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.modular import remove
+
+    ck, model, cands, _, test = _setup(trained)
+    for kept in (4, 3, 2):
+        out = tmp_path / f"k{kept}.pt"
+        doc = prune_checkpoint(trained["ckpt"], out, method="layer", data=trained["data"], keep_units=kept,
+                               segments=1)
+        pruned = load_checkpoint(out)
+        assert len(doc["kept_units"]) == kept
+        mine = _loss(pruned.build(), test.x, test.y)
+        others = sorted(_loss(remove(ck, model, list(s), check=False)[2], test.x, test.y)
+                        for s in itertools.combinations(cands, len(cands) - kept))
+        assert min(abs(mine - o) for o in others) < 1e-6     # it is one of the same-size sets
+        assert mine <= others[(len(others) - 1) // 2], (kept, mine, others)
+
+
+def test_budget_options_on_a_traced_network(trained, tmp_path):
+    """--keep gives each segment its count; --keep-units spreads a total; --target-macs lands within 2%."""
+    from edgeprune.analysis.plan import analyze
+    from edgeprune.models.macs import count_macs
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    plan = analyze(trained["ckpt"], trained["data"], segments=2)
+    sizes = [sum(1 for u in plan["units"][a:b] if u["removable"]) for a, b in plan["segments"]["bounds"]]
+    counts = [s - 1 if s > 1 else s for s in sizes]
+    p = analyze(trained["ckpt"], trained["data"], segments=2, keep=counts)
+    assert p["keep"]["counts"] == counts and p["keep"]["mode"] == "keep"
+    values = p["importance"]["values"]
+    for (a, b), c in zip(p["segments"]["bounds"], counts):
+        ids = [u["layer"] for u in p["units"][a:b] if u["removable"]]
+        best = sorted(ids, key=lambda i: -values[str(i)])[:c]      # ablation: the highest values are kept
+        assert sorted(i for i in p["kept_units"] if i in ids) == sorted(best)
+    doc = prune_checkpoint(trained["ckpt"], tmp_path / "u.pt", method="layer", data=trained["data"], keep_units=3,
+                           segments=2)
+    assert len(doc["kept_units"]) == 3
+    with pytest.raises(EdgepruneError, match="give only one of"):
+        prune_checkpoint(trained["ckpt"], tmp_path / "x.pt", method="layer", data=trained["data"], keep_units=3,
+                         target_macs=0.6)
+    base = count_macs(load_checkpoint(trained["ckpt"]).build(), (2, 64))
+    for crit in ("taylor", "block-influence", "synflow", "reverse"):
+        prune_checkpoint(trained["ckpt"], tmp_path / f"{crit}.pt", method="layer", data=trained["data"],
+                         target_macs=0.5536, importance=crit)
+        ck = load_checkpoint(tmp_path / f"{crit}.pt")
+        assert abs(count_macs(ck.build(), (2, 64)) / base - 0.5536) <= 0.02 * 0.5536
+        assert ck.meta["lineage"][-1]["options"]["importance"] == crit
+    # reverse with one segment: the deepest units go, the shallowest are kept
+    doc = prune_checkpoint(trained["ckpt"], tmp_path / "rev.pt", method="layer", data=trained["data"],
+                           keep_units=2, segments=1, importance="reverse")
+    assert doc["kept_units"] == ["layers.0", "layers.1"]
+
+
+def test_channel_bn_on_a_traced_network(trained, tmp_path):
+    """Network slimming on the user's network: sparsity training, BN-scale pruning, MACs within 2%; a network
+    without BatchNorm gets one error line."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.macs import count_macs
+    from edgeprune.models.own import import_model
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    prune_checkpoint(trained["ckpt"], tmp_path / "bn.pt", method="channel-bn", data=trained["data"],
+                     target_macs=0.5, sparsity_epochs=1)
+    ck = load_checkpoint(tmp_path / "bn.pt")
+    base = count_macs(load_checkpoint(trained["ckpt"]).build(), (2, 64))
+    assert abs(count_macs(ck.build(), (2, 64)) / base - 0.5) <= 0.02 * 0.5
+    lin = ck.meta["lineage"][-1]
+    assert lin["method"] == "channel-bn" and lin["options"]["sparsity_epochs"] == 1 and lin["widths"]
+    import_model(f"{trained['code']}:CLDNNLike", trained["data"], tmp_path / "c.pt")
+    with pytest.raises(EdgepruneError, match="has no BatchNorm layer"):
+        prune_checkpoint(tmp_path / "c.pt", tmp_path / "c2.pt", method="channel-bn", data=trained["data"],
+                         target_macs=0.5)
+
+
+def test_target_latency_on_a_traced_network(trained, tmp_path):
+    """--target-latency with a given latency model: the largest ladder candidate predicted under the budget less
+    the margin is the one built, and it is the layer method's removal order cut at that point."""
+    from profiling.latency_model import LatencyModel
+
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.modular import recipe_stats
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    recs = [{"backend": "onnxruntime", "batch": 1, "threads": 1, "precision": "fp32", "device": "cpu",
+             "macs": m, "layers": n, "median_ms": m / 1e5 + 0.01 * n + 0.05, "model": f"m{m}"}
+            for m, n in ((1e5, 5), (2e5, 9), (3e5, 12), (4e5, 16), (5e4, 3))]
+    LatencyModel.fit(recs).save(tmp_path / "lm.json")
+    base = load_checkpoint(trained["ckpt"]).meta["macs"]
+    budget = 0.7 * (base / 1e5 + 0.01 * 15 + 0.05)
+    doc = prune_checkpoint(trained["ckpt"], tmp_path / "lat.pt", data=trained["data"], target_latency=budget,
+                           target="x86-cpu", latency_model=tmp_path / "lm.json", iters=20)
+    lat = doc["latency"]
+    fitting = [c for c in lat["candidates"] if c["predicted_ms"] <= lat["aim_ms"]]
+    ck = load_checkpoint(tmp_path / "lat.pt")
+    assert recipe_stats(ck.spec)["macs"] == max(c["macs"] for c in fitting) == doc["after"]["macs"]
+    assert lat["measured_ms"] > 0 and ck.meta["lineage"][-1]["target_latency"] == pytest.approx(budget)
+
+
+def test_cli_prune_keep_units_and_importance_on_user_code(trained, tmp_path):
+    from edgeprune.cli.main import main
+
+    out = tmp_path / "cli.pt"
+    rc = main(["prune", "--model", str(trained["ckpt"]), "--data", str(trained["data"]), "--keep-units", "3",
+               "--segments", "2", "--importance", "block-influence", "--out", str(out), "--code", str(trained["code"]), "-q"])
+    assert rc == 0 and out.exists()
+    rc = main(["analyze", "--model", str(trained["ckpt"]), "--data", str(trained["data"]),
+               "--importance", "snip", "--out", str(tmp_path / "p.json"), "--code", str(trained["code"]), "-q"])
+    assert rc != 0
+
+
+def test_study_on_user_code_analyses_once_and_prunes_with_the_plan(trained, tmp_path):
+    """A comparison study of the user's network: one analyze stage writes plan.json (the study's criterion), the
+    layer branch prunes with it, and the report lists the model."""
+    from edgeprune.cli.main import main
+
+    shutil.copy(trained["code"], tmp_path / "nets.py")
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[study]\nname = "own"\n[data]\nsynth = "rml2016.10a"\nper_key = 6\nsnrs = [10, 18]\nlength = 64\n'
+                   '[model]\ncode = "nets.py:ResNet1d"\nkwargs = {num_classes = 11}\n[train]\nepochs = 1\n'
+                   '[prune]\nmethods = ["layer", "random"]\ntargets = [0.5536]\nimportance = "block-influence"\n'
+                   '[finetune]\nepochs = 1\n[export]\nprecisions = ["fp32"]\n[profile]\nbackends = ["onnxruntime"]\n'
+                   'batch = [1]\niters = 5\nwarmup = 1\nmin_time_ms = 5\nrounds = 1\n')
+    out = tmp_path / "study"
+    assert main(["compare", "--config", str(cfg), "--out", str(out), "-q"]) == 0
+    import json
+
+    plan = json.loads((out / "analysis" / "plan.json").read_text())
+    assert plan["kind"] == "module" and plan["importance"]["criterion"] == "block-influence"
+    res = json.loads((out / "results.json").read_text())
+    ids = {m["id"] for m in res["models"]}
+    assert {"baseline", "layer@0.5536", "random@0.5536"} <= ids, ids
+
+
+def test_channel_pruning_leaves_a_zero_padding_residual_stream_alone(toy_checkpoint, toy_npz, tmp_path):
+    """A CIFAR ResNet with the parameter-free zero-padding shortcut (as many AMR repositories copy it): Torch-Pruning's
+    graph does not see that the padded shortcut couples every block's output to the stream, so the traced path
+    probes each layer and leaves alone those whose pruning breaks the forward. They must be exactly the stem and
+    every block's second conv (the stream); every first conv is pruned, and the MACs land within 2%."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.macs import count_macs
+    from edgeprune.pruning.apply import prune_checkpoint
+
+    prune_checkpoint(toy_checkpoint, tmp_path / "c.pt", method="channel-l1", data=toy_npz, target_macs=0.5,
+                     traced=True)
+    ck = load_checkpoint(tmp_path / "c.pt")
+    lin = ck.meta["lineage"][-1]
+    blocks = [i for i, l in enumerate(load_checkpoint(toy_checkpoint).spec["layers"]) if l["type"] == "basic_block"]
+    assert sorted(lin["left_alone"]) == sorted(["layers.0.conv"] + [f"layers.{i}.conv2" for i in blocks])
+    assert all(f"layers.{i}.conv1" in lin["widths"] for i in blocks)
+    base = count_macs(load_checkpoint(toy_checkpoint).build(), (2, 64))
+    assert abs(count_macs(ck.build(), (2, 64)) / base - 0.5) <= 0.02 * 0.5
