@@ -168,3 +168,31 @@ def test_export_writes_the_file_the_long_function_wrote(tmp_path, trained, kwarg
     assert rn["precision"] == kwargs.get("precision", "fp32")
     assert (rn["accuracy"] is not None) == ("verify_data" in kw)
     assert (rn["calibration"] is not None) == (rn["precision"] == "int8")
+
+
+def test_train_model_returns_data_and_the_cli_formats_it(tmp_path, toy_npz, capsys):
+    from edgeprune.cli.cmd_train import train_text
+    from edgeprune.cli.main import main
+    from edgeprune.training.train import train_model
+
+    notes = []
+    out = tmp_path / "m.pt"
+    r = train_model(toy_npz, "resnet20-1d", out, epochs=1, batch_size=32, threads=1, device="cpu", resume=True,
+                    notify=notes.append)
+    assert capsys.readouterr() == ("", "")  # the library printed nothing (progress bars are off in tests)
+    assert notes == [f"nothing to resume ({out}.state does not exist); training from scratch"]
+    assert json.loads(json.dumps(r)) == r and "summary" not in r and r["resumed"] is False
+    ck = load_checkpoint(out)
+    assert r["test_acc"] == ck.meta["metrics"]["test_acc"] and r["best_epoch"] == ck.meta["metrics"]["best_epoch"]
+    # 8 (class, SNR) keys of 24 frames, each split 14/5/5 by 0.6,0.2,0.2
+    assert r["frames"] == ck.meta["dataset"]["split"]["frames"] == {"train": 112, "val": 40, "test": 40}
+    assert train_text(r) == (f"trained resnet20-1d for 1 epochs on 112 frames (1 process, cpu); best epoch "
+                             f"{r['best_epoch']}: val acc {r['val_acc']:.4f}, test acc {r['test_acc']:.4f}\n"
+                             f"wrote {out} (log {out}.log.jsonl)")
+
+    assert main(["train", "--data", str(toy_npz), "--model", "resnet20-1d", "--epochs", "1", "--batch-size", "32",
+                 "--threads", "1", "--device", "cpu", "--out", str(tmp_path / "c.pt"), "--resume"]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert stderr == f"edgeprune: nothing to resume ({tmp_path / 'c.pt'}.state does not exist); training from scratch\n"
+    assert stdout.startswith("trained resnet20-1d for 1 epochs on 112 frames (1 process, cpu); best epoch ")
+    assert stdout.endswith(f"\nwrote {tmp_path / 'c.pt'} (log {tmp_path / 'c.pt'}.log.jsonl)\n")
