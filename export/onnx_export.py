@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 import warnings
@@ -38,7 +39,7 @@ def _load_ckpt(ckpt, data=None):
 
     if isinstance(ckpt, Checkpoint):
         return ckpt
-    if isinstance(ckpt, (str, Path)):
+    if isinstance(ckpt, (str, os.PathLike)):
         return load_checkpoint(ckpt)
     from edgeprune.models.own import as_checkpoint   # a live nn.Module: classes and length from the data
 

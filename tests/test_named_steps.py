@@ -196,3 +196,29 @@ def test_train_model_returns_data_and_the_cli_formats_it(tmp_path, toy_npz, caps
     assert stderr == f"edgeprune: nothing to resume ({tmp_path / 'c.pt'}.state does not exist); training from scratch\n"
     assert stdout.startswith("trained resnet20-1d for 1 epochs on 112 frames (1 process, cpu); best epoch ")
     assert stdout.endswith(f"\nwrote {tmp_path / 'c.pt'} (log {tmp_path / 'c.pt'}.log.jsonl)\n")
+
+
+@pytest.mark.parametrize("case", ["x86-default-precisions", "engine-tar"])
+def test_make_bundle_writes_the_bundle_the_long_function_wrote(tmp_path, trained, case):
+    from export import bundle as new_bundle
+
+    old = _module_before("export/bundle.py", "export")
+    ckpt, data = trained
+    if case == "x86-default-precisions":  # fp32 and int8 (calibrated on the data), accuracy measured
+        args, kw, name = ("x86-cpu",), dict(data=data, calib_frames=64), "b"
+    else:  # a prebuilt engine with its metadata beside it, packed as .tar.gz
+        eng = tmp_path / "m.engine"
+        eng.write_bytes(b"\x00engine-bytes")
+        (tmp_path / "m.engine.json").write_text(json.dumps({"precision": "fp16", "tensorrt_version": "8.5.2"}))
+        args, kw, name = ("xavier-nx",), dict(precisions=["fp16"], engine=eng), "b.tar.gz"
+    manifests = {}
+    for who, mod in (("old", old), ("new", new_bundle)):
+        (tmp_path / who).mkdir()
+        manifests[who] = mod.make_bundle(ckpt, *args, tmp_path / who / name, **kw)
+        on_disk = new_bundle.open_bundle(tmp_path / who / name).manifest
+        assert on_disk == manifests[who]
+    mo, mn = manifests["old"], manifests["new"]
+    assert mo.pop("created") and mn.pop("created")
+    assert mo == mn  # every file's sha256 is in "files": the ONNX variants, run.py, the engine
+    assert len(mn["files"]) >= 3 and mn["opset"] == 17
+

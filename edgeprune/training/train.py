@@ -109,20 +109,13 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
 
     import torch
 
-    from ..atomic import write_json
     from ..checkpoint import make_meta
-    from ..data.readers import load_dataset
-    from ..data.split import filter_snr, split_dataset
     from ..models import build_model
-    from ..training.distributed import distributed_session, state_dict_digest
+    from ..training.distributed import distributed_session
     from ..training.trainer import TrainConfig, fit, set_threads
 
     set_threads(opts.threads)
-    ds = load_dataset(data_path)
-    total_frames = len(ds)
-    if opts.min_snr is not None or opts.max_snr is not None:
-        ds = filter_snr(ds, opts.min_snr, opts.max_snr)
-    train, val, test = split_dataset(ds, fractions, opts.split_seed)
+    ds, total_frames, (train, val, test) = _load_splits(data_path, opts, fractions)
     spec = _model_spec(opts, ds, own)
     out = Path(opts.out)
     log_path = Path(opts.log) if opts.log else out.with_name(out.name + ".log.jsonl")
@@ -153,10 +146,7 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
         metrics = fit(model, spec, train, val, cfg, out, meta, resume=opts.resume, log_path=log_path,
                       desc=f"train {opts.model}")
         if debug_dir:
-            write_json(Path(debug_dir) / f"rank{ctx.rank}.json",
-                       {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
-                        "device": ctx.device, "digest": state_dict_digest(model.state_dict()),
-                        "best_epoch": metrics["best_epoch"], "val_acc": metrics["val_acc"]})
+            _write_rank_digest(Path(debug_dir), ctx, model, metrics)
         if not ctx.is_main:
             return {"rank": ctx.rank}
         result = {"checkpoint": str(out), "model": opts.model, "params": meta["params"], "macs": meta["macs"],
@@ -168,6 +158,29 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
         last = metrics["history"][-1] if metrics["history"] else {}
         result["examples_per_s"] = last.get("examples_per_s")
     return result
+
+
+def _load_splits(data_path: Path, opts: _Options, fractions):
+    """The dataset (SNR-filtered), its frame count before the filter, and its (train, val, test) split."""
+    from ..data.readers import load_dataset
+    from ..data.split import filter_snr, split_dataset
+
+    ds = load_dataset(data_path)
+    total_frames = len(ds)
+    if opts.min_snr is not None or opts.max_snr is not None:
+        ds = filter_snr(ds, opts.min_snr, opts.max_snr)
+    return ds, total_frames, split_dataset(ds, fractions, opts.split_seed)
+
+
+def _write_rank_digest(debug_dir: Path, ctx, model, metrics: dict) -> None:
+    """``rank<N>.json``: this rank's view and a digest of its final weights (the DDP test compares the ranks)."""
+    from ..atomic import write_json
+    from ..training.distributed import state_dict_digest
+
+    write_json(debug_dir / f"rank{ctx.rank}.json",
+               {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
+                "device": ctx.device, "digest": state_dict_digest(model.state_dict()),
+                "best_epoch": metrics["best_epoch"], "val_acc": metrics["val_acc"]})
 
 
 def _check_model_name(name: str) -> bool:
