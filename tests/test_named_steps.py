@@ -5,7 +5,9 @@ The reference is the code itself before the split: ``edgeprune/training/trainer.
 history and run as separate modules next to the current ones. Same seed and inputs: the weights must be
 equal bit for bit (the training log and metrics too, but for the wall-clock fields), and the ONNX files
 equal byte for byte. A training state written by the old code must resume with the new one. Skipped only
-where the checkout has no git history.
+where the checkout has no git history. The old files import today's helpers (checkpoint, targets, quantize, ...),
+so this compares the split itself; when one of these jobs is changed on purpose, this test is the place to see
+what changed, and then to retire.
 """
 
 from __future__ import annotations
