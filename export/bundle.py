@@ -140,7 +140,7 @@ def export_variants(ck, tgt, precisions, stage: Path, data, calib_data, calib_fr
 
 
 def add_engine(engine: Path, stage: Path, tgt) -> dict[str, Any]:
-    """Copy a prebuilt TensorRT engine (and its ``.json`` metadata when beside it) into ``stage``; its manifest entry."""
+    """Copy a prebuilt TensorRT engine (and its ``.json`` metadata beside it) into ``stage``; its manifest entry."""
     emeta_path = engine.with_name(engine.name + ".json")
     emeta = {}
     if emeta_path.is_file():

@@ -212,7 +212,7 @@ def _sha256_bytes(data: bytes) -> str:
 
 @dataclass
 class ExportOptions:
-    """Export settings after :func:`resolve_export_options`: the arguments, else the target's defaults, else edgeprune's."""
+    """Export settings from :func:`resolve_export_options`: the arguments, else the target's, else edgeprune's."""
 
     out: Path
     precision: str                # fp32, fp16 or int8

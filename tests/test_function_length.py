@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("edgeprune", "export", "profiling")
 LIMIT = 80
 
-IN_FLIGHT = "in a package other work is changing now (layer importance, pruning methods, the study): split after it lands"
+IN_FLIGHT = ("in a package other work is changing now (layer importance, pruning methods, the study): "
+             "split after it lands")
 LONG = {
     "edgeprune/analysis/trace.py:discover_module_units":
         "the forward hooks are closures over one shared call record; a split means a small tracer class. " + IN_FLIGHT,
@@ -29,7 +30,8 @@ LONG = {
     "edgeprune/pruning/layer.py:_layer_prune":
         "option checks, the plan (given or analysed), the budget choice and reassembly. " + IN_FLIGHT,
     "edgeprune/pruning/reassembly.py:plan_layers":
-        "checks the kept units, forces the ones a stage needs, then walks the shapes re-initialising what no longer fits. " + IN_FLIGHT,
+        "checks the kept units, forces the ones a stage needs, then walks the shapes re-initialising what no "
+        "longer fits. " + IN_FLIGHT,
     "edgeprune/pruning/budget.py:counts_for_macs_matched":
         "three search stages in sequence (its docstring names them; a third of it is that docstring). " + IN_FLIGHT,
     "edgeprune/study/executor.py:RayExecutor._schedule":

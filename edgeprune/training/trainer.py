@@ -188,7 +188,7 @@ def _state_path(out: Path) -> Path:
 
 
 @dataclass
-class _Session:
+class TrainSession:
     """What one :func:`fit` call works with: where it runs, what it optimises, where it writes."""
 
     model: nn.Module
@@ -203,7 +203,7 @@ class _Session:
 
 
 @dataclass
-class _Progress:
+class TrainProgress:
     """Where training stands: the next epoch, the per-epoch records, and the best epoch so far."""
 
     start_epoch: int
@@ -268,7 +268,7 @@ def check_fit_inputs(cfg: TrainConfig, train: SignalDataset, val: SignalDataset)
 
 
 def start_session(model: nn.Module, cfg: TrainConfig, out: str | Path | None,
-                  teacher: nn.Module | None = None) -> _Session:
+                  teacher: nn.Module | None = None) -> TrainSession:
     """Seed torch, move the model (and teacher) to the device, wrap it for DDP, make Adam and StepLR."""
     rank, world = _dist_info()
     out = Path(out) if out is not None else None
@@ -284,10 +284,10 @@ def start_session(model: nn.Module, cfg: TrainConfig, out: str | Path | None,
             model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(cfg.step_size, 1), gamma=cfg.gamma)
-    return _Session(model, ddp_model, opt, sched, device, rank, world, out, state_file)
+    return TrainSession(model, ddp_model, opt, sched, device, rank, world, out, state_file)
 
 
-def restore_state(s: _Session, cfg: TrainConfig, resume: bool, log_path: str | Path | None) -> _Progress:
+def restore_state(s: TrainSession, cfg: TrainConfig, resume: bool, log_path: str | Path | None) -> TrainProgress:
     """The progress to continue from: ``<out>.state`` when ``resume`` finds one, else a fresh start.
 
     Loads the weights, optimiser and scheduler into the session, and cuts the
@@ -295,7 +295,7 @@ def restore_state(s: _Session, cfg: TrainConfig, resume: bool, log_path: str | P
     settings, or damaged, is refused (an :class:`EdgepruneError` saying to
     remove it).
     """
-    fresh = _Progress(0, [], {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(s.model.state_dict())})
+    fresh = TrainProgress(0, [], {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(s.model.state_dict())})
     if resume and s.out is not None and s.rank == 0:
         from ..atomic import remove_stale_temps
 
@@ -309,7 +309,7 @@ def restore_state(s: _Session, cfg: TrainConfig, resume: bool, log_path: str | P
         s.model.load_state_dict(st["model"])
         s.opt.load_state_dict(st["optimizer"])
         s.sched.load_state_dict(st["scheduler"])
-        state = _Progress(int(st["epoch"]) + 1, json.loads(st["history"]),
+        state = TrainProgress(int(st["epoch"]) + 1, json.loads(st["history"]),
                           {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]),
                            "state": {k: v.to(s.device) for k, v in st["best_model"].items()}})
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
@@ -379,7 +379,7 @@ def compute_loss(model: nn.Module, logits: torch.Tensor, xb: torch.Tensor, yb: t
     return loss
 
 
-def train_one_epoch(s: _Session, train: SignalDataset, cfg: TrainConfig, epoch: int, steps: int,
+def train_one_epoch(s: TrainSession, train: SignalDataset, cfg: TrainConfig, epoch: int, steps: int,
                     teacher: nn.Module | None = None, desc: str = "train",
                     after_step: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
     """One pass over a shuffle of ``train`` (seeded from (seed, epoch)), then one scheduler step.
@@ -424,9 +424,9 @@ def train_one_epoch(s: _Session, train: SignalDataset, cfg: TrainConfig, epoch: 
     return {"loss_sum": tot_loss, "seen": seen, "seen_global": seen_global}
 
 
-def evaluate_epoch(s: _Session, val: SignalDataset, cfg: TrainConfig, epoch: int, totals: dict[str, float],
+def evaluate_epoch(s: TrainSession, val: SignalDataset, cfg: TrainConfig, epoch: int, totals: dict[str, float],
                    t0: float) -> dict[str, Any]:
-    """The epoch's log record: the training loss over all ranks, validation accuracy (and loss with patience), lr, speed.
+    """The epoch's log record: training loss over all ranks, validation accuracy (and loss), lr, speed.
 
     Under DDP the BatchNorm running statistics are averaged over the ranks
     first, so every rank evaluates (and keeps) the same model.
@@ -446,7 +446,7 @@ def evaluate_epoch(s: _Session, val: SignalDataset, cfg: TrainConfig, epoch: int
             "examples_per_s": totals["seen_global"] / max(train_seconds, 1e-9), "processes": s.world}
 
 
-def _record_epoch(s: _Session, cfg: TrainConfig, state: _Progress, epoch: int, rec: dict[str, Any]) -> None:
+def _record_epoch(s: TrainSession, cfg: TrainConfig, state: TrainProgress, epoch: int, rec: dict[str, Any]) -> None:
     """Add the epoch to the history, keep its weights if it is the best so far, save ``<out>.state`` (rank 0)."""
     state.history.append(rec)
     if rec["val_acc"] > state.best["val_acc"]:
@@ -478,7 +478,7 @@ class _EpochLog:
                 os.unlink(self.path)  # a run that failed before its first epoch leaves no empty log
 
 
-def finish(s: _Session, spec: dict[str, Any], val: SignalDataset, cfg: TrainConfig, state: _Progress,
+def finish(s: TrainSession, spec: dict[str, Any], val: SignalDataset, cfg: TrainConfig, state: TrainProgress,
            meta: dict[str, Any]) -> dict[str, Any]:
     """Load the best epoch's weights into the model, write the checkpoint (rank 0), remove the state file; the metrics.
 
