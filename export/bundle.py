@@ -57,31 +57,53 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     only when ``data``/``calib_data`` is given); ``engine`` adds a TensorRT
     engine (and its ``.json`` metadata when beside it); ``data`` measures
     each variant's accuracy on the checkpoint's test split. Returns the manifest.
+
+    The steps: :func:`bundle_precisions`, then in a staging folder beside
+    ``out`` :func:`export_variants`, :func:`add_engine`, the runner,
+    :func:`bundle_manifest`, and last :func:`publish` (an atomic rename, or
+    the archive written atomically).
     """
     from edgeprune.errors import require
 
     require("torch", "making a bundle from a checkpoint (edgeprune bundle)", "pip install torch")
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.models.macs import MAC_DEFINITION
-
-    from .onnx_export import export_checkpoint
-    from .preprocess import check_normalization, describe
+    from .onnx_export import _load_ckpt
     from .targets import load_target
 
     tgt = load_target(target, targets_dir)
-    from edgeprune.checkpoint import Checkpoint
-
-    if isinstance(ckpt, Checkpoint):
-        ck = ckpt
-    elif isinstance(ckpt, (str, os.PathLike)):
-        ck = load_checkpoint(ckpt)
-    else:  # a live nn.Module: classes and length from the data
-        from edgeprune.models.own import as_checkpoint
-
-        ck = as_checkpoint(ckpt, data)
+    ck = _load_ckpt(ckpt, data)
     out = Path(out)
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise EdgepruneError(f"{out} already exists (remove it or pass --force)")
+    precisions, skipped = bundle_precisions(tgt, precisions, data, calib_data)
+    engine = Path(engine) if engine else None
+    if engine is not None and not engine.is_file():
+        raise EdgepruneError(f"engine file {engine} does not exist")
+
+    from .preprocess import check_normalization
+
+    check_normalization(ck.meta.get("normalization", "none"))
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        variants = export_variants(ck, tgt, precisions, stage, data, calib_data, calib_frames, seed)
+        if engine is not None:
+            variants.append(add_engine(engine, stage, tgt))
+        from .runner_file import write_runner
+
+        write_runner(stage)  # the bundle's own runner (Python 3.6+, numpy + ONNX Runtime or TensorRT)
+        manifest = bundle_manifest(ck, tgt, precisions, variants, skipped, stage, data)
+        validate_manifest(manifest)
+        write_json(stage / MANIFEST, manifest)
+        publish(stage, out)
+        return manifest
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def bundle_precisions(tgt, precisions, data, calib_data) -> tuple[list[str], dict[str, str]]:
+    """The precisions to export (the target's by default, int8 only with data) and the skipped ones with why."""
     skipped: dict[str, str] = {}
     if precisions is None:
         precisions = list(tgt.precisions)
@@ -96,96 +118,102 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
                                  f"(it supports {', '.join(tgt.precisions)})")
     if not precisions:
         raise EdgepruneError("no precision left to bundle")
-    engine = Path(engine) if engine else None
-    if engine is not None and not engine.is_file():
-        raise EdgepruneError(f"engine file {engine} does not exist")
+    return precisions, skipped
+
+
+def export_variants(ck, tgt, precisions, stage: Path, data, calib_data, calib_frames: int,
+                    seed: int) -> list[dict[str, Any]]:
+    """Export ``model-<precision>.onnx`` into ``stage`` for each precision; their manifest entries."""
+    from .onnx_export import export_checkpoint
+
+    variants = []
+    for prec in precisions:
+        fname = f"model-{prec}.onnx"
+        rep = export_checkpoint(ck, stage / fname, precision=prec, target=tgt, calib_data=calib_data,
+                                verify_data=data, calib_frames=calib_frames, seed=seed)
+        variants.append({"file": fname, "format": "onnx", "precision": prec, "opset": rep["opset"],
+                         "exporter": rep["exporter"],
+                         "accuracy": (rep["accuracy"] or {}).get("onnxruntime"),
+                         "parity": {k: rep["parity"].get(k) for k in ("max_abs_diff", "argmax_agreement", "frames")},
+                         "calibration": rep.get("calibration")})
+    return variants
+
+
+def add_engine(engine: Path, stage: Path, tgt) -> dict[str, Any]:
+    """Copy a prebuilt TensorRT engine (and its ``.json`` metadata beside it) into ``stage``; its manifest entry."""
+    emeta_path = engine.with_name(engine.name + ".json")
+    emeta = {}
+    if emeta_path.is_file():
+        from edgeprune.safeio import read_bytes
+
+        try:
+            emeta = json.loads(read_bytes(emeta_path, "engine metadata", "doc").decode("utf-8"))
+        except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
+            raise EdgepruneError(f"engine metadata {emeta_path} is not readable JSON: {_first_line(exc)}") from exc
+        shutil.copyfile(emeta_path, stage / "model.engine.json")
+    shutil.copyfile(engine, stage / "model.engine")
+    prec = emeta.get("precision", tgt.default_precision)
+    return {"file": "model.engine", "format": "tensorrt", "precision": prec,
+            "metadata_file": "model.engine.json" if emeta else None,
+            "tensorrt": emeta.get("tensorrt_version"), "device": emeta.get("device"),
+            "profile": emeta.get("profile"), "accuracy": None}
+
+
+def bundle_manifest(ck, tgt, precisions, variants, skipped, stage: Path, data) -> dict[str, Any]:
+    """``manifest.json`` for the files now in ``stage`` (hashed here), the checkpoint's facts and the target."""
+    from edgeprune.models.macs import MAC_DEFINITION
+
+    from .preprocess import check_normalization, describe
 
     norm = check_normalization(ck.meta.get("normalization", "none"))
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
-        variants = []
-        opset = None
-        for prec in precisions:
-            fname = f"model-{prec}.onnx"
-            rep = export_checkpoint(ck, stage / fname, precision=prec, target=tgt, calib_data=calib_data,
-                                    verify_data=data, calib_frames=calib_frames, seed=seed)
-            opset = rep["opset"]
-            variants.append({"file": fname, "format": "onnx", "precision": prec, "opset": rep["opset"],
-                             "exporter": rep["exporter"],
-                             "accuracy": (rep["accuracy"] or {}).get("onnxruntime"),
-                             "parity": {k: rep["parity"].get(k) for k in ("max_abs_diff", "argmax_agreement", "frames")},
-                             "calibration": rep.get("calibration")})
-        if engine is not None:
-            emeta_path = engine.with_name(engine.name + ".json")
-            emeta = {}
-            if emeta_path.is_file():
-                from edgeprune.safeio import read_bytes
+    onnx_variants = [v for v in variants if v["format"] == "onnx"]
+    files = {p.name: file_entry(p) for p in sorted(stage.iterdir()) if p.is_file()}
+    layers, units = _layer_counts(ck)
+    default = tgt.default_precision if tgt.default_precision in precisions else precisions[0]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "model": ck.spec.get("name"),
+        "classes": ck.classes,
+        "input": {"name": "iq", "layout": "NCL", "channels": 2, "length": ck.length, "dtype": "float32"},
+        "output": {"name": "logits", "classes": len(ck.classes)},
+        "preprocessing": {"normalization": norm, "description": describe(norm)},
+        "default_precision": default,
+        "opset": onnx_variants[-1]["opset"] if onnx_variants else None,
+        "macs": int(ck.meta.get("macs") or 0),
+        "params": int(ck.meta.get("params") or 0),
+        "weight_layers": layers,
+        "units": units,
+        "mac_definition": MAC_DEFINITION,
+        "accuracy": {v["precision"] + ("-engine" if v["format"] == "tensorrt" else ""): v["accuracy"]
+                     for v in variants},
+        "accuracy_data": str(data) if data else None,
+        "skipped": skipped,
+        "target": tgt.to_dict() | {"source": None},
+        "variants": variants,
+        "files": files,
+        "source": {"checkpoint": str(ck.path), "sha256": ck.sha256(), "lineage": ck.meta.get("lineage", [])},
+        "tools": tool_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
-                try:
-                    emeta = json.loads(read_bytes(emeta_path, "engine metadata", "doc").decode("utf-8"))
-                except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
-                    raise EdgepruneError(f"engine metadata {emeta_path} is not readable JSON: {_first_line(exc)}") from exc
-                shutil.copyfile(emeta_path, stage / "model.engine.json")
-            shutil.copyfile(engine, stage / "model.engine")
-            prec = emeta.get("precision", tgt.default_precision)
-            variants.append({"file": "model.engine", "format": "tensorrt", "precision": prec,
-                             "metadata_file": "model.engine.json" if emeta else None,
-                             "tensorrt": emeta.get("tensorrt_version"), "device": emeta.get("device"),
-                             "profile": emeta.get("profile"), "accuracy": None})
-        from .runner_file import write_runner
 
-        write_runner(stage)  # the bundle's own runner (Python 3.6+, numpy + ONNX Runtime or TensorRT)
-        files = {p.name: file_entry(p) for p in sorted(stage.iterdir()) if p.is_file()}
-        layers, units = _layer_counts(ck)
-        default = tgt.default_precision if tgt.default_precision in precisions else precisions[0]
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": KIND,
-            "model": ck.spec.get("name"),
-            "classes": ck.classes,
-            "input": {"name": "iq", "layout": "NCL", "channels": 2, "length": ck.length, "dtype": "float32"},
-            "output": {"name": "logits", "classes": len(ck.classes)},
-            "preprocessing": {"normalization": norm, "description": describe(norm)},
-            "default_precision": default,
-            "opset": opset,
-            "macs": int(ck.meta.get("macs") or 0),
-            "params": int(ck.meta.get("params") or 0),
-            "weight_layers": layers,
-            "units": units,
-            "mac_definition": MAC_DEFINITION,
-            "accuracy": {v["precision"] + ("-engine" if v["format"] == "tensorrt" else ""): v["accuracy"]
-                         for v in variants},
-            "accuracy_data": str(data) if data else None,
-            "skipped": skipped,
-            "target": tgt.to_dict() | {"source": None},
-            "variants": variants,
-            "files": files,
-            "source": {"checkpoint": str(ck.path), "sha256": ck.sha256(), "lineage": ck.meta.get("lineage", [])},
-            "tools": tool_versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        validate_manifest(manifest)
-        write_json(stage / MANIFEST, manifest)
-        if _is_archive(out):
-            with atomic_path(out, suffix=".tmp") as tmp:
-                with tarfile.open(tmp, "w:gz") as tar:
-                    for p in sorted(stage.iterdir()):
-                        tar.add(p, arcname=p.name, recursive=False)
-            shutil.rmtree(stage, ignore_errors=True)
-        else:
-            old = None
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                os.replace(out, old)
-            os.replace(stage, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        return manifest
-    except BaseException:
+def publish(stage: Path, out: Path) -> None:
+    """Move the finished ``stage`` folder to ``out`` (replacing an old bundle), or pack it into the archive ``out``."""
+    if _is_archive(out):
+        with atomic_path(out, suffix=".tmp") as tmp:
+            with tarfile.open(tmp, "w:gz") as tar:
+                for p in sorted(stage.iterdir()):
+                    tar.add(p, arcname=p.name, recursive=False)
         shutil.rmtree(stage, ignore_errors=True)
-        raise
+    else:
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(stage, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _layer_counts(ck) -> tuple[int | None, int | None]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ def _load_ckpt(ckpt, data=None):
 
     if isinstance(ckpt, Checkpoint):
         return ckpt
-    if isinstance(ckpt, (str, Path)):
+    if isinstance(ckpt, (str, os.PathLike)):
         return load_checkpoint(ckpt)
     from edgeprune.models.own import as_checkpoint   # a live nn.Module: classes and length from the data
 
@@ -206,31 +208,43 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# ------------------------------------------------------------------- main
+# ------------------------------------------------------------------- steps
 
-def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None = None, target=None,
-                      calib_data=None, verify_data=None, calib_frames: int = 512, verify_frames: int = 256,
-                      exporter: str | None = None, calib_method: str = "minmax", seed: int = 0,
-                      targets_dir=None) -> dict[str, Any]:
-    """Export a checkpoint to ONNX at ``out`` and return a report (dict).
+@dataclass
+class ExportOptions:
+    """Export settings from :func:`resolve_export_options`: the arguments, else the target's, else edgeprune's."""
 
-    ``precision`` fp32/fp16/int8 (default: the target's default, else fp32);
-    ``opset``/``exporter`` default from the target (else 17, legacy);
-    ``calib_data`` a dataset file whose training split calibrates int8
-    (defaults to ``verify_data``); ``verify_data`` a dataset file whose test
-    split (as recorded in the checkpoint) gives the parity frames and the
-    accuracy written into the metadata. Without data the parity check runs
-    on seeded random frames and no accuracy is recorded.
-    """
-    require("torch", "exporting a checkpoint (edgeprune export)", "pip install torch")
-    onnx = require("onnx", "ONNX export")
-    from edgeprune.models.macs import MAC_DEFINITION
-    from edgeprune.training.trainer import accuracy as torch_accuracy
-    from edgeprune.training.trainer import predict_logits
+    out: Path
+    precision: str                # fp32, fp16 or int8
+    opset: int
+    exporter: str                 # legacy or dynamo ("auto" resolved by the opset)
+    target: Any = None            # an export.targets.Target, or None
+    calib_data: Any = None
+    verify_data: Any = None
+    calib_frames: int = 512
+    verify_frames: int = 256
+    calib_method: str = "minmax"
+    seed: int = 0
 
+
+@dataclass
+class VerifyFrames:
+    """Frames for the parity check (``x``, described by ``source``) and, with data, the splits for accuracy and int8."""
+
+    x: np.ndarray
+    source: str
+    train: Any = None
+    test: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_export_options(out, opset: int | None = None, precision: str | None = None, target=None,
+                           exporter: str | None = None, calib_data=None, verify_data=None, calib_frames: int = 512,
+                           verify_frames: int = 256, calib_method: str = "minmax", seed: int = 0,
+                           targets_dir=None) -> ExportOptions:
+    """Fill the unset options from the target (else fp32, opset 17, by-opset exporter) and check they fit together."""
     from .targets import load_target
 
-    ckpt = _load_ckpt(ckpt, verify_data or calib_data)
     tgt = load_target(target, targets_dir) if target is not None else None
     if precision is None:
         precision = tgt.default_precision if tgt else "fp32"
@@ -256,95 +270,123 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
     out = Path(out)
     if out.suffix != ".onnx":
         raise EdgepruneError(f"the output file must end in .onnx, got {out}")
+    return ExportOptions(out, precision, opset, exporter, tgt, calib_data, verify_data, calib_frames, verify_frames,
+                         calib_method, seed)
 
-    norm = check_normalization(ckpt.meta.get("normalization", "none"))
-    model = ckpt.build()
-    length = ckpt.length
+
+def convert(model, length: int, opts: ExportOptions):
+    """The fp32 ONNX model: torch export, conversion to the asked opset when the exporter emitted another, onnxsim.
+
+    Returns (model, the opset it has, the exporter used).
+    """
     with tempfile.TemporaryDirectory(prefix="edgeprune-export-") as tmp:
-        raw, exporter = torch_to_onnx(model, length, Path(tmp) / "raw.onnx", opset, exporter)
+        raw, exporter = torch_to_onnx(model, length, Path(tmp) / "raw.onnx", opts.opset, opts.exporter)
     actual_opset = opset_of(raw)
-    if actual_opset != opset:
+    if actual_opset != opts.opset:
         try:
             from onnx import version_converter
 
-            raw = version_converter.convert_version(raw, opset)
+            raw = version_converter.convert_version(raw, opts.opset)
             actual_opset = opset_of(raw)
         except Exception:  # noqa: BLE001 - keep what the exporter emitted and say so
             pass
+    tgt = opts.target
     if tgt is not None and actual_opset > tgt.opset:
         raise EdgepruneError(f"the {exporter} exporter emitted opset {actual_opset}, above what target {tgt.name} takes "
                              f"({tgt.opset})")
-    fp32 = simplify(raw)
-    names_fraction = layer_named_fraction(fp32)
+    return simplify(raw), actual_opset, exporter
 
-    # frames for parity and accuracy
-    test = train = None
-    data_info: dict[str, Any] = {}
-    if verify_data is not None:
-        train, test, data_info = dataset_splits(ckpt, verify_data)
+
+def verification_frames(ckpt, opts: ExportOptions, norm: str) -> VerifyFrames:
+    """The test split of ``verify_data`` (split as the checkpoint records), else seeded random frames, normalised."""
+    if opts.verify_data is not None:
+        train, test, info = dataset_splits(ckpt, opts.verify_data)
         if len(test) == 0:
-            raise EdgepruneError(f"the test split of {verify_data} is empty (too few frames)")
-        vx = test.x[:verify_frames]
-        frames_source = f"test split of {verify_data}"
-    else:
-        rng = np.random.default_rng(seed)
-        vx = normalize(rng.standard_normal((min(verify_frames, 64), 2, length)).astype(np.float32), norm)
-        frames_source = f"random normal frames (seed {seed}, normalised '{norm}')"
+            raise EdgepruneError(f"the test split of {opts.verify_data} is empty (too few frames)")
+        return VerifyFrames(test.x[:opts.verify_frames], f"test split of {opts.verify_data}", train, test, info)
+    rng = np.random.default_rng(opts.seed)
+    x = normalize(rng.standard_normal((min(opts.verify_frames, 64), 2, ckpt.length)).astype(np.float32), norm)
+    return VerifyFrames(x, f"random normal frames (seed {opts.seed}, normalised '{norm}')")
 
-    if precision == "fp32":
-        variant = fp32
-    elif precision == "fp16":
+
+def to_precision(fp32, ckpt, opts: ExportOptions, frames: VerifyFrames):
+    """The model at ``opts.precision``: fp32 as is, fp16 converted, int8 calibrated on training-split frames.
+
+    Returns (model, calibration record or None).
+    """
+    if opts.precision == "fp32":
+        return fp32, None
+    if opts.precision == "fp16":
         from .quantize import to_fp16
 
-        variant = to_fp16(fp32)
-    else:
-        from .quantize import quantize_int8
+        return to_fp16(fp32), None
+    from .quantize import quantize_int8
 
-        ctrain = train
-        if calib_data is not None and str(calib_data) != str(verify_data):
-            ctrain, _, _ = dataset_splits(ckpt, calib_data)
-        cx = calibration_frames(ctrain, calib_frames, seed)
-        variant = quantize_int8(fp32, cx, per_channel=True, method=calib_method)
-        data_info["calibration"] = {"data": str(calib_data or verify_data), "frames": int(len(cx)),
-                                    "method": calib_method, "split": "train"}
+    ctrain = frames.train
+    if opts.calib_data is not None and str(opts.calib_data) != str(opts.verify_data):
+        ctrain, _, _ = dataset_splits(ckpt, opts.calib_data)
+    cx = calibration_frames(ctrain, opts.calib_frames, opts.seed)
+    variant = quantize_int8(fp32, cx, per_channel=True, method=opts.calib_method)
+    return variant, {"data": str(opts.calib_data or opts.verify_data), "frames": int(len(cx)),
+                     "method": opts.calib_method, "split": "train"}
+
+
+def verify(model, variant, precision: str, frames: VerifyFrames) -> tuple[dict[str, Any], dict[str, Any]]:
+    """onnx.checker, then parity of ONNX Runtime with PyTorch on ``frames``, and both accuracies on the test split.
+
+    Returns (parity report, accuracy record; empty without data). Parity out
+    of tolerance for ``precision`` raises.
+    """
+    onnx = require("onnx", "ONNX export")
+    from edgeprune.training.trainer import accuracy as torch_accuracy
+    from edgeprune.training.trainer import predict_logits
 
     try:
         onnx.checker.check_model(variant, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise EdgepruneError(f"onnx.checker rejected the exported model: {str(exc).strip().splitlines()[0]}") from exc
-
     session = make_session(variant.SerializeToString(), threads=None)
-    ref = predict_logits(model, vx)
-    got = run_logits(session, vx)
-    parity = check_parity(compare_logits(ref, got), precision, f"the exported ONNX model")
-    parity["frames_source"] = frames_source
-
+    ref = predict_logits(model, frames.x)
+    got = run_logits(session, frames.x)
+    parity = check_parity(compare_logits(ref, got), precision, "the exported ONNX model")
+    parity["frames_source"] = frames.source
     acc: dict[str, Any] = {}
-    if test is not None:
+    if frames.test is not None:
+        test = frames.test
         acc = {"onnxruntime": onnx_accuracy(session, test.x, test.y), "torch": torch_accuracy(model, test),
-               "frames": len(test), **{k: v for k, v in data_info.items() if k != "calibration"}}
+               "frames": len(test), **frames.info}
+    return parity, acc
 
-    src_sha = ckpt.sha256()
-    classes = ckpt.classes
-    meta_props = {
+
+def onnx_metadata(ckpt, opts: ExportOptions, norm: str, opset: int, exporter: str, acc: dict[str, Any],
+                  source_sha256: str | None) -> dict[str, Any]:
+    """The ``edgeprune.*`` metadata_props of the exported file (what a bundle and the profiler read back)."""
+    from edgeprune.models.macs import MAC_DEFINITION
+
+    tgt = opts.target
+    return {
         METADATA_PREFIX + "version": __version__,
         METADATA_PREFIX + "model": ckpt.spec.get("name"),
-        METADATA_PREFIX + "classes": classes,
-        METADATA_PREFIX + "input": {"name": INPUT_NAME, "layout": "NCL", "channels": 2, "length": length,
+        METADATA_PREFIX + "classes": ckpt.classes,
+        METADATA_PREFIX + "input": {"name": INPUT_NAME, "layout": "NCL", "channels": 2, "length": ckpt.length,
                                     "dtype": "float32"},
         METADATA_PREFIX + "normalization": norm,
         METADATA_PREFIX + "macs": int(ckpt.meta.get("macs") or 0),
         METADATA_PREFIX + "params": int(ckpt.meta.get("params") or 0),
         METADATA_PREFIX + "mac_definition": MAC_DEFINITION,
-        METADATA_PREFIX + "precision": precision,
-        METADATA_PREFIX + "opset": actual_opset,
+        METADATA_PREFIX + "precision": opts.precision,
+        METADATA_PREFIX + "opset": opset,
         METADATA_PREFIX + "exporter": exporter,
         METADATA_PREFIX + "target": tgt.name if tgt else None,
-        METADATA_PREFIX + "source_sha256": src_sha,
+        METADATA_PREFIX + "source_sha256": source_sha256,
         METADATA_PREFIX + "accuracy": acc.get("onnxruntime"),
         METADATA_PREFIX + "accuracy_data": {k: acc[k] for k in ("data", "split", "fractions", "split_seed", "frames")} if acc else None,
     }
-    set_metadata(variant, meta_props)
+
+
+def write_onnx(variant, metadata: dict[str, Any], out: Path) -> bytes:
+    """Stamp ``metadata`` and the producer into ``variant`` and write it atomically to ``out``; the bytes written."""
+    set_metadata(variant, metadata)
     variant.producer_name = "edgeprune"
     variant.producer_version = __version__
     data = variant.SerializeToString()
@@ -352,21 +394,57 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
         raise EdgepruneError("the model is larger than 2 GB, which ONNX cannot hold in one file")
     with atomic_path(out, suffix=".onnx") as tmp_out:
         tmp_out.write_bytes(data)
+    return data
 
+
+# ------------------------------------------------------------------- main
+
+def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None = None, target=None,
+                      calib_data=None, verify_data=None, calib_frames: int = 512, verify_frames: int = 256,
+                      exporter: str | None = None, calib_method: str = "minmax", seed: int = 0,
+                      targets_dir=None) -> dict[str, Any]:
+    """Export a checkpoint to ONNX at ``out`` and return a report (dict).
+
+    ``precision`` fp32/fp16/int8 (default: the target's default, else fp32);
+    ``opset``/``exporter`` default from the target (else 17, legacy);
+    ``calib_data`` a dataset file whose training split calibrates int8
+    (defaults to ``verify_data``); ``verify_data`` a dataset file whose test
+    split (as recorded in the checkpoint) gives the parity frames and the
+    accuracy written into the metadata. Without data the parity check runs
+    on seeded random frames and no accuracy is recorded.
+
+    The steps: :func:`resolve_export_options`, :func:`convert`,
+    :func:`verification_frames`, :func:`to_precision`, :func:`verify`,
+    :func:`onnx_metadata` and :func:`write_onnx`.
+    """
+    require("torch", "exporting a checkpoint (edgeprune export)", "pip install torch")
+    require("onnx", "ONNX export")
+    ckpt = _load_ckpt(ckpt, verify_data or calib_data)
+    opts = resolve_export_options(out, opset, precision, target, exporter, calib_data, verify_data, calib_frames,
+                                  verify_frames, calib_method, seed, targets_dir)
+    norm = check_normalization(ckpt.meta.get("normalization", "none"))
+    model = ckpt.build()
+    fp32, actual_opset, exporter = convert(model, ckpt.length, opts)
+    names_fraction = layer_named_fraction(fp32)
+    frames = verification_frames(ckpt, opts, norm)
+    variant, calibration = to_precision(fp32, ckpt, opts, frames)
+    parity, acc = verify(model, variant, opts.precision, frames)
+    src_sha = ckpt.sha256()
+    data = write_onnx(variant, onnx_metadata(ckpt, opts, norm, actual_opset, exporter, acc, src_sha), opts.out)
     return {
-        "path": str(out),
+        "path": str(opts.out),
         "sha256": _sha256_bytes(data),
         "size": len(data),
         "model": ckpt.spec.get("name"),
         "source": str(ckpt.path) if ckpt.path else None,
         "source_sha256": src_sha,
-        "precision": precision,
+        "precision": opts.precision,
         "opset": actual_opset,
         "exporter": exporter,
-        "target": tgt.name if tgt else None,
-        "input": {"name": INPUT_NAME, "shape": ["batch", 2, length], "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(classes)]},
-        "classes": classes,
+        "target": opts.target.name if opts.target else None,
+        "input": {"name": INPUT_NAME, "shape": ["batch", 2, ckpt.length], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt.classes)]},
+        "classes": ckpt.classes,
         "normalization": norm,
         "macs": int(ckpt.meta.get("macs") or 0),
         "params": int(ckpt.meta.get("params") or 0),
@@ -374,5 +452,5 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
         "layer_named_nodes": names_fraction,
         "parity": parity,
         "accuracy": acc or None,
-        "calibration": data_info.get("calibration"),
+        "calibration": calibration,
     }

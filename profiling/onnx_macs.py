@@ -117,6 +117,40 @@ def count_onnx_macs(model) -> dict:
     onnx, model = _load(model)
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
+    graph, shapes, batch0 = _tensor_shapes(onnx, model_copy)
+
+    def shape_of(name: str, node) -> list:
+        s = shapes.get(name)
+        if s is None or any(v is None for v in s):
+            raise EdgepruneError(f"cannot count MACs: the shape of {name!r} (node {node.name or node.op_type}) "
+                                 f"is unknown")
+        return s
+
+    nodes = []
+    for node in graph.node:
+        macs = _node_macs(node, shape_of, batch0)
+        if macs is None:
+            continue
+        nodes.append({"name": node.name, "op": node.op_type, "layer": layer_index(node.name, _node_scopes(node)),
+                      "macs": int(macs)})
+    per_layer: dict[int, int] = {}
+    other = 0
+    for n in nodes:
+        if n["layer"] is None:
+            other += n["macs"]
+        else:
+            per_layer[n["layer"]] = per_layer.get(n["layer"], 0) + n["macs"]
+    return {"macs": sum(n["macs"] for n in nodes), "per_layer": dict(sorted(per_layer.items())),
+            "other": other, "weight_layers": len(nodes), "nodes": nodes}
+
+
+def _tensor_shapes(onnx, model_copy):
+    """(the shape-inferred graph, {tensor name: shape}, the batch size the shapes hold) for ``model_copy``.
+
+    A dynamic batch axis is fixed to 1 first (``model_copy`` is changed).
+    Shapes of counted nodes that static inference leaves unknown are read
+    off one run of the graph on a zero frame.
+    """
     graph = model_copy.graph
     inits = {i.name for i in graph.initializer}
     batch0 = 1
@@ -157,52 +191,35 @@ def count_onnx_macs(model) -> dict:
         # shapes that static inference cannot resolve (e.g. a Pad whose pads come from Shape ops):
         # run the graph once on a zero frame and read them off
         shapes.update(_shapes_by_running(model_copy, missing))
+    return g, shapes, batch0
 
-    def shape_of(name: str, node) -> list:
-        if not known(name):
-            raise EdgepruneError(f"cannot count MACs: the shape of {name!r} (node {node.name or node.op_type}) "
-                                 f"is unknown")
-        return shapes[name]
 
-    nodes = []
-    for node in g.node:
-        op = node.op_type
-        macs = None
-        if op in _CONV_OPS:
-            _, wi = _CONV_OPS[op]
-            w = shape_of(node.input[wi], node)
-            out = shape_of(node.output[0], node)
-            macs = _prod(out[1:]) * w[1] * _prod(w[2:]) * out[0] // batch0
-        elif op == "Gemm":
-            a = shape_of(node.input[0], node)
-            out = shape_of(node.output[0], node)
-            trans_a = next((at.i for at in node.attribute if at.name == "transA"), 0)
-            k = a[0] if trans_a else a[1]
-            macs = _prod(out) * k // batch0
-        elif op in _MATMUL_OPS:
-            ai, _ = _MATMUL_OPS[op]
-            a = shape_of(node.input[ai], node)
-            out = shape_of(node.output[0], node)
-            macs = _prod(out) * a[-1] // batch0
-        elif op in _RNN_OPS:
-            # X [seq, batch, in] (layout 0) or [batch, seq, in] (layout 1); W [dirs, gates*H, in]; R [dirs, gates*H, H]:
-            # every step multiplies the input and the hidden state by all gate weights, in every direction
-            x = shape_of(node.input[0], node)
-            w = shape_of(node.input[1], node)
-            r = shape_of(node.input[2], node)
-            layout = next((at.i for at in node.attribute if at.name == "layout"), 0)
-            seq, batch = (x[1], x[0]) if layout else (x[0], x[1])
-            macs = seq * batch * w[0] * (w[1] * w[2] + r[1] * r[2]) // batch0
-        if macs is None:
-            continue
-        nodes.append({"name": node.name, "op": op, "layer": layer_index(node.name, _node_scopes(node)),
-                      "macs": int(macs)})
-    per_layer: dict[int, int] = {}
-    other = 0
-    for n in nodes:
-        if n["layer"] is None:
-            other += n["macs"]
-        else:
-            per_layer[n["layer"]] = per_layer.get(n["layer"], 0) + n["macs"]
-    return {"macs": sum(n["macs"] for n in nodes), "per_layer": dict(sorted(per_layer.items())),
-            "other": other, "weight_layers": len(nodes), "nodes": nodes}
+def _node_macs(node, shape_of, batch0: int) -> int | None:
+    """MACs per frame of one Conv/Gemm/MatMul/RNN node (None for other ops); ``shape_of(name, node)`` gives shapes."""
+    op = node.op_type
+    if op in _CONV_OPS:
+        _, wi = _CONV_OPS[op]
+        w = shape_of(node.input[wi], node)
+        out = shape_of(node.output[0], node)
+        return _prod(out[1:]) * w[1] * _prod(w[2:]) * out[0] // batch0
+    if op == "Gemm":
+        a = shape_of(node.input[0], node)
+        out = shape_of(node.output[0], node)
+        trans_a = next((at.i for at in node.attribute if at.name == "transA"), 0)
+        k = a[0] if trans_a else a[1]
+        return _prod(out) * k // batch0
+    if op in _MATMUL_OPS:
+        ai, _ = _MATMUL_OPS[op]
+        a = shape_of(node.input[ai], node)
+        out = shape_of(node.output[0], node)
+        return _prod(out) * a[-1] // batch0
+    if op in _RNN_OPS:
+        # X [seq, batch, in] (layout 0) or [batch, seq, in] (layout 1); W [dirs, gates*H, in]; R [dirs, gates*H, H]:
+        # every step multiplies the input and the hidden state by all gate weights, in every direction
+        x = shape_of(node.input[0], node)
+        w = shape_of(node.input[1], node)
+        r = shape_of(node.input[2], node)
+        layout = next((at.i for at in node.attribute if at.name == "layout"), 0)
+        seq, batch = (x[1], x[0]) if layout else (x[0], x[1])
+        return seq * batch * w[0] * (w[1] * w[2] + r[1] * r[2]) // batch0
+    return None

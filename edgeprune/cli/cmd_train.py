@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..errors import EdgepruneError
@@ -71,11 +72,21 @@ def run_train(args):
                          split=args.split, split_seed=args.split_seed, min_snr=args.min_snr, max_snr=args.max_snr,
                          threads=args.threads, device=args.device, resume=args.resume, log=args.log,
                          patience=args.patience,
-                         ddp_debug_dir=args.ddp_debug_dir, kwargs=args.kwargs)
-    if "summary" in result:
-        text = result.pop("summary")
-        emit(args, result, text)
+                         ddp_debug_dir=args.ddp_debug_dir, kwargs=args.kwargs,
+                         notify=lambda msg: print(f"edgeprune: {msg}", file=sys.stderr, flush=True))
+    if "checkpoint" in result:  # rank 0 (the other ranks of a torchrun job print nothing)
+        emit(args, result, train_text(result))
     return 0
+
+
+def train_text(r) -> str:
+    """The human-readable lines for a :func:`edgeprune.training.train.train_model` result."""
+    procs = r["processes"]
+    return (f"trained {r['model']} for {r['epochs']} epochs on {r['frames']['train']} frames "
+            f"({procs} process{'es' if procs > 1 else ''}, {r['device']}); "
+            f"best epoch {r['best_epoch']}: val acc {r['val_acc']:.4f}"
+            + (f", test acc {r['test_acc']:.4f}" if "test_acc" in r else "")
+            + f"\nwrote {r['checkpoint']} (log {r['log']})")
 
 
 def run_eval(args):

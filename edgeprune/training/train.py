@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import EdgepruneError
 
@@ -83,14 +82,18 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
                 gamma: float = 0.8, weight_decay: float = 0.0, seed: int = 0, split="0.6,0.2,0.2",
                 split_seed: int = 0, min_snr: float | None = None, max_snr: float | None = None,
                 threads: int | None = None, device: str = "auto", resume: bool = False, log=None,
-                ddp_debug_dir=None, kwargs=None, patience: int = 0) -> dict:
+                ddp_debug_dir=None, kwargs=None, patience: int = 0,
+                notify: Callable[[str], None] | None = None) -> dict:
     """Train ``model`` (a zoo name, an AMR-family zoo name, or the user's ``FILE.py:NAME`` with ``kwargs``) on the dataset file ``data`` and write the checkpoint ``out``.
 
     The split is stratified per (class, SNR) with ``split`` fractions and
     ``split_seed``; the epoch with the best validation accuracy is kept; the
     test accuracy is stored in the checkpoint's metrics. Under torchrun it
-    trains data-parallel and only rank 0 writes. Returns a summary dict
-    (``{"rank": r}`` alone on the other ranks).
+    trains data-parallel and only rank 0 writes. ``log`` is the JSON-lines
+    epoch log's path; ``notify`` receives one-line notes as they happen (rank
+    0 only; e.g. that ``resume`` found nothing to resume). Returns the result
+    as data (``{"rank": r}`` alone on the other ranks); formatting it is the
+    caller's job (``edgeprune train`` prints :func:`edgeprune.cli.cmd_train.train_text`).
     """
     opts = _Options(data=data, model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
                     step_size=step_size, gamma=gamma, weight_decay=weight_decay, seed=seed, split=split,
@@ -99,58 +102,32 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
                     patience=patience)
     _check_train_args(opts)
     fractions = parse_fractions(opts.split)
-    from ..models import zoo_names
-    from ..models.own import is_module_model
-
-    own = is_module_model(opts.model)
-    if not own and opts.model not in zoo_names():
-        from ..models.amr import amr_names
-
-        raise EdgepruneError(f"unknown model {opts.model!r}; choose one of: {', '.join(zoo_names() + amr_names())}, "
-                             f"or your own as FILE.py:NAME")
+    own = _check_model_name(opts.model)
     data_path = Path(opts.data)
     if not data_path.exists():
         raise EdgepruneError(f"dataset {data_path} does not exist")
 
     import torch
 
-    from ..atomic import write_json
-    from ..checkpoint import file_sha256, load_checkpoint, make_meta, save_checkpoint
-    from ..data.readers import load_dataset
-    from ..data.split import filter_snr, split_dataset
-    from ..models import build_model, make_spec
-    from ..training.distributed import distributed_session, state_dict_digest
-    from ..training.evaluate import evaluate
+    from ..checkpoint import make_meta
+    from ..models import build_model
+    from ..training.distributed import distributed_session
     from ..training.trainer import TrainConfig, fit, set_threads
 
     set_threads(opts.threads)
-    ds = load_dataset(data_path)
-    total_frames = len(ds)
-    if opts.min_snr is not None or opts.max_snr is not None:
-        ds = filter_snr(ds, opts.min_snr, opts.max_snr)
-    train, val, test = split_dataset(ds, fractions, opts.split_seed)
-    if own:
-        from ..models.modular import with_stats
-        from ..models.own import check_io, recipe_for
-
-        torch.manual_seed(opts.seed)
-        spec, probe = recipe_for(opts.model, ds.length, len(ds.classes), getattr(opts, "kwargs", None))
-        check_io(probe, ds.length, len(ds.classes), opts.model)
-        spec = with_stats(spec, probe)
-    else:
-        spec = make_spec(opts.model, ds.length, len(ds.classes))
+    ds, total_frames, (train, val, test) = _load_splits(data_path, opts, fractions)
+    spec = _model_spec(opts, ds, own)
     out = Path(opts.out)
     log_path = Path(opts.log) if opts.log else out.with_name(out.name + ".log.jsonl")
     state_file = out.with_name(out.name + ".state")
     debug_dir = opts.ddp_debug_dir or os.environ.get(DEBUG_ENV)
+    frames = {"train": len(train), "val": len(val), "test": len(test)}
 
     with distributed_session(opts.device) as ctx:
-        main = ctx.is_main
         resuming = opts.resume and state_file.exists()
-        if main:
-            if opts.resume and not resuming:
-                print(f"edgeprune: nothing to resume ({state_file} does not exist); training from scratch",
-                      file=sys.stderr)
+        if ctx.is_main:
+            if opts.resume and not resuming and notify is not None:
+                notify(f"nothing to resume ({state_file} does not exist); training from scratch")
             if not resuming:
                 log_path.unlink(missing_ok=True)
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,19 +135,7 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
         model = build_model(spec)
         if own:
             model.train()
-        dataset_rec = {
-            "path": str(data_path.resolve()),
-            "sha256": file_sha256(data_path),
-            "format": ds.meta.get("format"),
-            "classes": list(ds.classes),
-            "length": ds.length,
-            "frames": total_frames,
-            "split": {"fractions": list(fractions), "seed": opts.split_seed,
-                      "frames": {"train": len(train), "val": len(val), "test": len(test)}},
-            "snr_filter": {"min": opts.min_snr, "max": opts.max_snr},
-            "normalization": ds.meta.get("normalization"),
-            "meta": _scalar_items(ds.meta),
-        }
+        dataset_rec = _dataset_record(data_path, ds, total_frames, fractions, opts, frames)
         cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, step_size=opts.step_size,
                           gamma=opts.gamma, weight_decay=opts.weight_decay, seed=opts.seed, threads=opts.threads,
                           device=ctx.device, patience=opts.patience)
@@ -181,28 +146,99 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
         metrics = fit(model, spec, train, val, cfg, out, meta, resume=opts.resume, log_path=log_path,
                       desc=f"train {opts.model}")
         if debug_dir:
-            write_json(Path(debug_dir) / f"rank{ctx.rank}.json",
-                       {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
-                        "device": ctx.device, "digest": state_dict_digest(model.state_dict()),
-                        "best_epoch": metrics["best_epoch"], "val_acc": metrics["val_acc"]})
-        if not main:
+            _write_rank_digest(Path(debug_dir), ctx, model, metrics)
+        if not ctx.is_main:
             return {"rank": ctx.rank}
         result = {"checkpoint": str(out), "model": opts.model, "params": meta["params"], "macs": meta["macs"],
                   "epochs": opts.epochs, "best_epoch": metrics["best_epoch"], "val_acc": metrics["val_acc"],
-                  "processes": ctx.world_size, "device": ctx.device, "log": str(log_path),
-                  "frames": {"train": len(train), "val": len(val), "test": len(test)}}
+                  "processes": ctx.world_size, "device": ctx.device, "log": str(log_path), "frames": frames,
+                  "resumed": bool(resuming)}
         if len(test):
-            ev = evaluate(model, test, device=ctx.device)
-            ck = load_checkpoint(out)
-            ck.meta["metrics"]["test_acc"] = ev["accuracy"]
-            save_checkpoint(out, ck.spec, ck.state_dict, ck.meta)
-            result["test_acc"] = ev["accuracy"]
+            result["test_acc"] = _record_test_accuracy(model, test, out, ctx.device)
         last = metrics["history"][-1] if metrics["history"] else {}
         result["examples_per_s"] = last.get("examples_per_s")
-        text = (f"trained {opts.model} for {opts.epochs} epochs on {len(train)} frames "
-                f"({ctx.world_size} process{'es' if ctx.world_size > 1 else ''}, {ctx.device}); "
-                f"best epoch {metrics['best_epoch']}: val acc {metrics['val_acc']:.4f}"
-                + (f", test acc {result['test_acc']:.4f}" if "test_acc" in result else "")
-                + f"\nwrote {out} (log {log_path})")
-        result["summary"] = text
     return result
+
+
+def _load_splits(data_path: Path, opts: _Options, fractions):
+    """The dataset (SNR-filtered), its frame count before the filter, and its (train, val, test) split."""
+    from ..data.readers import load_dataset
+    from ..data.split import filter_snr, split_dataset
+
+    ds = load_dataset(data_path)
+    total_frames = len(ds)
+    if opts.min_snr is not None or opts.max_snr is not None:
+        ds = filter_snr(ds, opts.min_snr, opts.max_snr)
+    return ds, total_frames, split_dataset(ds, fractions, opts.split_seed)
+
+
+def _write_rank_digest(debug_dir: Path, ctx, model, metrics: dict) -> None:
+    """``rank<N>.json``: this rank's view and a digest of its final weights (the DDP test compares the ranks)."""
+    from ..atomic import write_json
+    from ..training.distributed import state_dict_digest
+
+    write_json(debug_dir / f"rank{ctx.rank}.json",
+               {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
+                "device": ctx.device, "digest": state_dict_digest(model.state_dict()),
+                "best_epoch": metrics["best_epoch"], "val_acc": metrics["val_acc"]})
+
+
+def _check_model_name(name: str) -> bool:
+    """True for the user's own ``FILE.py:NAME``; a zoo name passes; anything else is refused."""
+    from ..models import zoo_names
+    from ..models.own import is_module_model
+
+    own = is_module_model(name)
+    if not own and name not in zoo_names():
+        from ..models.amr import amr_names
+
+        raise EdgepruneError(f"unknown model {name!r}; choose one of: {', '.join(zoo_names() + amr_names())}, "
+                             f"or your own as FILE.py:NAME")
+    return own
+
+
+def _model_spec(opts: _Options, ds, own: bool) -> dict:
+    """The spec of the network to train: a zoo spec, or the user's module recipe checked on a probe."""
+    if not own:
+        from ..models import make_spec
+
+        return make_spec(opts.model, ds.length, len(ds.classes))
+    import torch
+
+    from ..models.modular import with_stats
+    from ..models.own import check_io, recipe_for
+
+    torch.manual_seed(opts.seed)
+    spec, probe = recipe_for(opts.model, ds.length, len(ds.classes), getattr(opts, "kwargs", None))
+    check_io(probe, ds.length, len(ds.classes), opts.model)
+    return with_stats(spec, probe)
+
+
+def _dataset_record(data_path: Path, ds, total_frames: int, fractions, opts: _Options, frames: dict) -> dict:
+    """The checkpoint's ``dataset`` record: the file and its hash, classes, the split and the SNR filter."""
+    from ..checkpoint import file_sha256
+
+    return {
+        "path": str(data_path.resolve()),
+        "sha256": file_sha256(data_path),
+        "format": ds.meta.get("format"),
+        "classes": list(ds.classes),
+        "length": ds.length,
+        "frames": total_frames,
+        "split": {"fractions": list(fractions), "seed": opts.split_seed, "frames": dict(frames)},
+        "snr_filter": {"min": opts.min_snr, "max": opts.max_snr},
+        "normalization": ds.meta.get("normalization"),
+        "meta": _scalar_items(ds.meta),
+    }
+
+
+def _record_test_accuracy(model, test, out: Path, device) -> float:
+    """Score the trained model on the test split and store it as ``metrics.test_acc`` in the checkpoint ``out``."""
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..training.evaluate import evaluate
+
+    acc = evaluate(model, test, device=device)["accuracy"]
+    ck = load_checkpoint(out)
+    ck.meta["metrics"]["test_acc"] = acc
+    save_checkpoint(out, ck.spec, ck.state_dict, ck.meta)
+    return acc

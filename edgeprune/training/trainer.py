@@ -187,6 +187,30 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state")
 
 
+@dataclass
+class TrainSession:
+    """What one :func:`fit` call works with: where it runs, what it optimises, where it writes."""
+
+    model: nn.Module
+    ddp_model: nn.Module          # ``model`` itself, or its DistributedDataParallel wrapper under torchrun
+    opt: torch.optim.Optimizer
+    sched: Any
+    device: torch.device
+    rank: int
+    world: int
+    out: Path | None
+    state_file: Path | None
+
+
+@dataclass
+class TrainProgress:
+    """Where training stands: the next epoch, the per-epoch records, and the best epoch so far."""
+
+    start_epoch: int
+    history: list[dict[str, Any]]
+    best: dict[str, Any]          # {"epoch", "val_acc", "state"}; epoch -1 before the first epoch
+
+
 def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: SignalDataset, cfg: TrainConfig,
         out: str | Path | None, meta: dict[str, Any], resume: bool = False, log_path: str | Path | None = None,
         teacher: nn.Module | None = None, desc: str = "train",
@@ -195,12 +219,44 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
 
     ``meta`` is the checkpoint metadata (see ``checkpoint.make_meta``); the
     returned dict (also stored as ``meta['metrics']``) has ``best_epoch``,
-    ``val_acc``, ``train_loss`` and the per-epoch ``history``. Under
+    ``val_acc``, ``epochs``, ``epochs_run``, ``stopped_early``, the per-epoch
+    ``history`` and ``train_config``. Under
     ``torchrun`` the model is wrapped in DistributedDataParallel and each
     rank trains on its own shard of every batch; only rank 0 writes.
     ``after_step`` is called after every optimiser step (used by
     sparsity-regularised training).
+
+    The steps, in order: :func:`check_fit_inputs`, :func:`start_session`,
+    :func:`restore_state`, the BatchNorm warm start, then per epoch
+    :func:`train_one_epoch` (each batch's loss from :func:`compute_loss`) and
+    :func:`evaluate_epoch`, and last :func:`finish` (best weights, metrics,
+    the checkpoint write).
     """
+    check_fit_inputs(cfg, train, val)
+    set_threads(cfg.threads)
+    s = start_session(model, cfg, out, teacher)
+    state = restore_state(s, cfg, resume, log_path)
+    if state.start_epoch == 0 and cfg.bn_warmup_batches > 0:
+        bn_warm_start(model, train.x, cfg.batch_size, cfg.bn_warmup_batches, cfg.seed, s.device)
+        state.best["state"] = copy.deepcopy(model.state_dict())
+    steps = steps_per_epoch(len(train), cfg.batch_size, s.world)
+    teacher_on = teacher is not None and cfg.distill_alpha > 0
+    if teacher_on:
+        teacher.eval()
+    with _EpochLog(log_path, s.rank) as log:
+        for epoch in range(state.start_epoch, cfg.epochs):
+            if cfg.patience > 0 and _stale_epochs(state.history) >= cfg.patience:
+                break  # early stopping (also right after a resume that had already met it)
+            t0 = time.perf_counter()
+            totals = train_one_epoch(s, train, cfg, epoch, steps, teacher if teacher_on else None, desc, after_step)
+            rec = evaluate_epoch(s, val, cfg, epoch, totals, t0)
+            _record_epoch(s, cfg, state, epoch, rec)
+            log.write(rec)
+    return finish(s, spec, val, cfg, state, meta)
+
+
+def check_fit_inputs(cfg: TrainConfig, train: SignalDataset, val: SignalDataset) -> None:
+    """Refuse settings and splits :func:`fit` cannot train on (an :class:`EdgepruneError` each)."""
     if cfg.epochs < 0:
         raise EdgepruneError("epochs must be >= 0")
     if isinstance(cfg.patience, bool) or not isinstance(cfg.patience, int) or cfg.patience < 0:
@@ -209,7 +265,11 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
         raise EdgepruneError("the training split is empty")
     if len(val) == 0:
         raise EdgepruneError("the validation split is empty (the dataset is too small to split)")
-    set_threads(cfg.threads)
+
+
+def start_session(model: nn.Module, cfg: TrainConfig, out: str | Path | None,
+                  teacher: nn.Module | None = None) -> TrainSession:
+    """Seed torch, move the model (and teacher) to the device, wrap it for DDP, make Adam and StepLR."""
     rank, world = _dist_info()
     out = Path(out) if out is not None else None
     state_file = _state_path(out) if out is not None else None
@@ -218,155 +278,218 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     model.to(device)
     if teacher is not None:
         teacher.to(device)
-
     ddp_model = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(cfg.step_size, 1), gamma=cfg.gamma)
+    return TrainSession(model, ddp_model, opt, sched, device, rank, world, out, state_file)
 
-    start_epoch = 0
-    history: list[dict[str, Any]] = []
-    best = {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(model.state_dict())}
-    if resume and out is not None and rank == 0:
+
+def restore_state(s: TrainSession, cfg: TrainConfig, resume: bool, log_path: str | Path | None) -> TrainProgress:
+    """The progress to continue from: ``<out>.state`` when ``resume`` finds one, else a fresh start.
+
+    Loads the weights, optimiser and scheduler into the session, and cuts the
+    epoch log back to the saved history. A state written with other training
+    settings, or damaged, is refused (an :class:`EdgepruneError` saying to
+    remove it).
+    """
+    fresh = TrainProgress(0, [], {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(s.model.state_dict())})
+    if resume and s.out is not None and s.rank == 0:
         from ..atomic import remove_stale_temps
 
         # a run killed while writing leaves its temporary file behind: resuming clears it
-        for f in (out, state_file):
+        for f in (s.out, s.state_file):
             remove_stale_temps(f)
-    if resume and state_file is not None and state_file.exists():
-        import pickle
-
-        from ..safeio import check_input
-
-        check_input(state_file, "training state", "checkpoint")  # a regular file (torch.load would block on a FIFO)
-        try:
-            st = torch.load(state_file, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise EdgepruneError(f"cannot resume: {state_file} was refused: it holds objects other than tensors "
-                                 f"and plain data (never loaded as code); remove it to start again") from exc
-        except Exception as exc:  # noqa: BLE001 - a damaged state file is a user-facing problem
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EdgepruneError(f"cannot resume: {state_file} is not a readable training state ({first}); "
-                                 f"remove it to start again") from exc
-        try:
-            same = isinstance(st, dict) and json.loads(st["config"]) == _resumable(cfg)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EdgepruneError(f"cannot resume: {state_file} is damaged ({type(exc).__name__}); "
-                                 f"remove it to start again") from exc
-        if not same:
-            raise EdgepruneError(f"{state_file} was written with other training settings; remove it or rerun with the same options")
-        try:
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            start_epoch = int(st["epoch"]) + 1
-            history = json.loads(st["history"])
-            best = {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]),
-                    "state": {k: v.to(device) for k, v in st["best_model"].items()}}
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EdgepruneError(f"cannot resume: {state_file} does not fit this model or is damaged ({first}); "
-                                 f"remove it to start again") from exc
-        if log_path and rank == 0:
-            # the log ends where the saved state ends (a killed run may have logged one epoch more)
-            write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
-    # else: nothing to resume, train from scratch (the final file is overwritten atomically)
-    if start_epoch == 0 and cfg.bn_warmup_batches > 0:
-        bn_warm_start(model, train.x, cfg.batch_size, cfg.bn_warmup_batches, cfg.seed, device)
-        best["state"] = copy.deepcopy(model.state_dict())
-
-    n = len(train)
-    bs_global = cfg.batch_size
-    if bs_global < world:
-        raise EdgepruneError(f"batch size {bs_global} is smaller than the number of processes {world}")
-    steps = max(1, math.ceil(n / bs_global))
-    if steps > 1 and n - (steps - 1) * bs_global < world:
-        steps -= 1  # a last batch too small to give every rank a frame is dropped (on every rank alike)
-    log_new = bool(log_path) and not Path(log_path).exists()
-    log_fh = open(log_path, "a") if (log_path and rank == 0) else None
-    teacher_on = teacher is not None and cfg.distill_alpha > 0
-    if teacher_on:
-        teacher.eval()
+    if not (resume and s.state_file is not None and s.state_file.exists()):
+        return fresh  # nothing to resume: train from scratch (the final file is overwritten atomically)
+    st = _load_state(s.state_file, cfg)
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            if cfg.patience > 0 and _stale_epochs(history) >= cfg.patience:
-                break  # early stopping (also right after a resume that had already met it)
-            t0 = time.perf_counter()
-            model.train()
-            g = np.random.default_rng([cfg.seed, epoch])
-            torch.manual_seed(cfg.seed * 100003 + epoch)
-            perm = g.permutation(n)
-            tot_loss = 0.0
-            seen = 0
-            seen_global = 0
-            bar = progress(total=steps, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch") if rank == 0 else None
-            for s in range(steps):
-                gidx = perm[s * bs_global:(s + 1) * bs_global]
-                idx = gidx[rank::world] if world > 1 else gidx
-                xb = torch.from_numpy(train.x[idx]).to(device, non_blocking=True)
-                yb = torch.from_numpy(train.y[idx]).to(device, non_blocking=True)
-                logits = ddp_model(xb)
-                loss = F.cross_entropy(logits, yb)
-                if teacher_on:
-                    with torch.no_grad():
-                        tl = teacher(xb)
-                    T = cfg.distill_temperature
-                    kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tl / T, 1), reduction="batchmean") * T * T
-                    loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
-                if cfg.l1 > 0:
-                    loss = loss + cfg.l1 * sum(p.abs().sum() for p in model.parameters())
-                if cfg.bn_sparsity > 0:
-                    loss = loss + cfg.bn_sparsity * _bn_l1(model)
-                loss_value = float(loss.item())
-                if not math.isfinite(loss_value):
-                    raise EdgepruneError(f"training diverged (loss is {loss_value}) at epoch {epoch + 1}; lower the learning rate")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if after_step is not None:
-                    after_step(model)
-                tot_loss += loss_value * len(idx)
-                seen += len(idx)
-                seen_global += len(gidx)
-                if bar is not None:
-                    bar.update(1)
-                    if s % 20 == 0:
-                        bar.set_postfix(loss=f"{tot_loss / max(seen, 1):.4f}")
-            if bar is not None:
-                bar.close()
-            sched.step()
-            train_seconds = time.perf_counter() - t0
-            train_loss = tot_loss / max(seen, 1)
-            if world > 1:
-                _sync_buffers(model, world)
-                t = torch.tensor([tot_loss, float(seen)], dtype=torch.float64, device=_collective_device(device))
-                torch.distributed.all_reduce(t)
-                train_loss = float(t[0] / max(t[1], 1.0))
-            val_acc = _distributed_accuracy(model, val, cfg.eval_batch_size, device, rank, world)
-            rec = {"epoch": epoch + 1, "train_loss": train_loss, "val_acc": val_acc,
-                   **({"val_loss": _val_loss(model, val, cfg.eval_batch_size, device)} if cfg.patience > 0 else {}),
-                   "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-                   "examples_per_s": seen_global / max(train_seconds, 1e-9), "processes": world}
-            history.append(rec)
-            if val_acc > best["val_acc"]:
-                best = {"epoch": epoch + 1, "val_acc": val_acc, "state": copy.deepcopy(model.state_dict())}
-            if rank == 0 and state_file is not None:
-                _save_state(state_file, model, opt, sched, epoch, history, best, cfg)
-            if log_fh is not None:
-                log_fh.write(json.dumps(rec) + "\n")
-                log_fh.flush()
-    finally:
-        if log_fh is not None:
-            log_fh.close()
-            if log_new and os.path.getsize(log_path) == 0:
-                os.unlink(log_path)  # a run that failed before its first epoch leaves no empty log
+        s.model.load_state_dict(st["model"])
+        s.opt.load_state_dict(st["optimizer"])
+        s.sched.load_state_dict(st["scheduler"])
+        state = TrainProgress(int(st["epoch"]) + 1, json.loads(st["history"]),
+                          {"epoch": int(st["best_epoch"]), "val_acc": float(st["best_val_acc"]),
+                           "state": {k: v.to(s.device) for k, v in st["best_model"].items()}})
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgepruneError(f"cannot resume: {s.state_file} does not fit this model or is damaged ({first}); "
+                             f"remove it to start again") from exc
+    if log_path and s.rank == 0:
+        # the log ends where the saved state ends (a killed run may have logged one epoch more)
+        write_text(log_path, "".join(json.dumps(r) + "\n" for r in state.history))
+    return state
 
+
+def _load_state(state_file: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """The saved training state (tensors and plain data only), checked to match ``cfg``."""
+    import pickle
+
+    from ..safeio import check_input
+
+    check_input(state_file, "training state", "checkpoint")  # a regular file (torch.load would block on a FIFO)
+    try:
+        st = torch.load(state_file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise EdgepruneError(f"cannot resume: {state_file} was refused: it holds objects other than tensors "
+                             f"and plain data (never loaded as code); remove it to start again") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged state file is a user-facing problem
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgepruneError(f"cannot resume: {state_file} is not a readable training state ({first}); "
+                             f"remove it to start again") from exc
+    try:
+        same = isinstance(st, dict) and json.loads(st["config"]) == _resumable(cfg)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgepruneError(f"cannot resume: {state_file} is damaged ({type(exc).__name__}); "
+                             f"remove it to start again") from exc
+    if not same:
+        raise EdgepruneError(f"{state_file} was written with other training settings; remove it or rerun with the same options")
+    return st
+
+
+def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
+    """Optimiser steps per epoch for ``n`` frames in global batches of ``batch_size`` over ``world`` ranks."""
+    if batch_size < world:
+        raise EdgepruneError(f"batch size {batch_size} is smaller than the number of processes {world}")
+    steps = max(1, math.ceil(n / batch_size))
+    if steps > 1 and n - (steps - 1) * batch_size < world:
+        steps -= 1  # a last batch too small to give every rank a frame is dropped (on every rank alike)
+    return steps
+
+
+def compute_loss(model: nn.Module, logits: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig,
+                 teacher: nn.Module | None = None) -> torch.Tensor:
+    """One batch's training loss: cross-entropy, mixed with distillation from ``teacher`` when given.
+
+    Plus ``cfg.l1`` x sum |theta| and ``cfg.bn_sparsity`` x sum |gamma_BN|
+    when those are set. ``teacher`` is in eval mode; its logits carry no gradient.
+    """
+    loss = F.cross_entropy(logits, yb)
+    if teacher is not None:
+        with torch.no_grad():
+            tl = teacher(xb)
+        T = cfg.distill_temperature
+        kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(tl / T, 1), reduction="batchmean") * T * T
+        loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
+    if cfg.l1 > 0:
+        loss = loss + cfg.l1 * sum(p.abs().sum() for p in model.parameters())
+    if cfg.bn_sparsity > 0:
+        loss = loss + cfg.bn_sparsity * _bn_l1(model)
+    return loss
+
+
+def train_one_epoch(s: TrainSession, train: SignalDataset, cfg: TrainConfig, epoch: int, steps: int,
+                    teacher: nn.Module | None = None, desc: str = "train",
+                    after_step: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
+    """One pass over a shuffle of ``train`` (seeded from (seed, epoch)), then one scheduler step.
+
+    Each rank takes its share of every global batch. Returns this rank's
+    ``loss_sum`` (loss x frames) and ``seen`` frames, and ``seen_global``, the
+    frames of all ranks together. A non-finite loss stops training.
+    """
+    model, n, bs_global, rank, world = s.model, len(train), cfg.batch_size, s.rank, s.world
+    model.train()
+    g = np.random.default_rng([cfg.seed, epoch])
+    torch.manual_seed(cfg.seed * 100003 + epoch)
+    perm = g.permutation(n)
+    tot_loss = 0.0
+    seen = 0
+    seen_global = 0
+    bar = progress(total=steps, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch") if rank == 0 else None
+    for step in range(steps):
+        gidx = perm[step * bs_global:(step + 1) * bs_global]
+        idx = gidx[rank::world] if world > 1 else gidx
+        xb = torch.from_numpy(train.x[idx]).to(s.device, non_blocking=True)
+        yb = torch.from_numpy(train.y[idx]).to(s.device, non_blocking=True)
+        loss = compute_loss(model, s.ddp_model(xb), xb, yb, cfg, teacher)
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value):
+            raise EdgepruneError(f"training diverged (loss is {loss_value}) at epoch {epoch + 1}; lower the learning rate")
+        s.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        s.opt.step()
+        if after_step is not None:
+            after_step(model)
+        tot_loss += loss_value * len(idx)
+        seen += len(idx)
+        seen_global += len(gidx)
+        if bar is not None:
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{tot_loss / max(seen, 1):.4f}")
+    if bar is not None:
+        bar.close()
+    s.sched.step()
+    return {"loss_sum": tot_loss, "seen": seen, "seen_global": seen_global}
+
+
+def evaluate_epoch(s: TrainSession, val: SignalDataset, cfg: TrainConfig, epoch: int, totals: dict[str, float],
+                   t0: float) -> dict[str, Any]:
+    """The epoch's log record: training loss over all ranks, validation accuracy (and loss), lr, speed.
+
+    Under DDP the BatchNorm running statistics are averaged over the ranks
+    first, so every rank evaluates (and keeps) the same model.
+    """
+    train_seconds = time.perf_counter() - t0
+    tot_loss, seen = totals["loss_sum"], totals["seen"]
+    train_loss = tot_loss / max(seen, 1)
+    if s.world > 1:
+        _sync_buffers(s.model, s.world)
+        t = torch.tensor([tot_loss, float(seen)], dtype=torch.float64, device=_collective_device(s.device))
+        torch.distributed.all_reduce(t)
+        train_loss = float(t[0] / max(t[1], 1.0))
+    val_acc = _distributed_accuracy(s.model, val, cfg.eval_batch_size, s.device, s.rank, s.world)
+    return {"epoch": epoch + 1, "train_loss": train_loss, "val_acc": val_acc,
+            **({"val_loss": _val_loss(s.model, val, cfg.eval_batch_size, s.device)} if cfg.patience > 0 else {}),
+            "lr": s.opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+            "examples_per_s": totals["seen_global"] / max(train_seconds, 1e-9), "processes": s.world}
+
+
+def _record_epoch(s: TrainSession, cfg: TrainConfig, state: TrainProgress, epoch: int, rec: dict[str, Any]) -> None:
+    """Add the epoch to the history, keep its weights if it is the best so far, save ``<out>.state`` (rank 0)."""
+    state.history.append(rec)
+    if rec["val_acc"] > state.best["val_acc"]:
+        state.best = {"epoch": epoch + 1, "val_acc": rec["val_acc"], "state": copy.deepcopy(s.model.state_dict())}
+    if s.rank == 0 and s.state_file is not None:
+        _save_state(s.state_file, s.model, s.opt, s.sched, epoch, state.history, state.best, cfg)
+
+
+class _EpochLog:
+    """The JSON-lines epoch log (rank 0 appends; a log a failed run left empty is removed on exit)."""
+
+    def __init__(self, log_path: str | Path | None, rank: int):
+        self.path = log_path
+        self.new = bool(log_path) and not Path(log_path).exists()
+        self.fh = open(log_path, "a") if (log_path and rank == 0) else None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if self.fh is not None:
+            self.fh.write(json.dumps(rec) + "\n")
+            self.fh.flush()
+
+    def __enter__(self) -> _EpochLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            if self.new and os.path.getsize(self.path) == 0:
+                os.unlink(self.path)  # a run that failed before its first epoch leaves no empty log
+
+
+def finish(s: TrainSession, spec: dict[str, Any], val: SignalDataset, cfg: TrainConfig, state: TrainProgress,
+           meta: dict[str, Any]) -> dict[str, Any]:
+    """Load the best epoch's weights into the model, write the checkpoint (rank 0), remove the state file; the metrics.
+
+    With zero epochs the given weights are kept and scored on ``val``. Under
+    DDP every rank waits until the checkpoint exists.
+    """
+    best, history = state.best, state.history
     if best["epoch"] < 0:  # zero epochs: keep the given weights
-        best["val_acc"] = _distributed_accuracy(model, val, cfg.eval_batch_size, device, rank, world)
+        best["val_acc"] = _distributed_accuracy(s.model, val, cfg.eval_batch_size, s.device, s.rank, s.world)
         best["epoch"] = 0
-    model.load_state_dict(best["state"])
+    s.model.load_state_dict(best["state"])
     metrics = {
         "best_epoch": best["epoch"],
         "val_acc": best["val_acc"],
@@ -379,11 +502,11 @@ def fit(model: nn.Module, spec: dict[str, Any], train: SignalDataset, val: Signa
     meta = dict(meta)
     meta["metrics"] = dict(meta.get("metrics", {}), **{k: v for k, v in metrics.items() if k != "history"},
                            history=history)
-    if out is not None and rank == 0:
-        save_checkpoint(out, spec, model.state_dict(), meta)
-        if state_file is not None and state_file.exists():
-            state_file.unlink()
-    if world > 1:
+    if s.out is not None and s.rank == 0:
+        save_checkpoint(s.out, spec, s.model.state_dict(), meta)
+        if s.state_file is not None and s.state_file.exists():
+            s.state_file.unlink()
+    if s.world > 1:
         torch.distributed.barrier()  # the checkpoint exists for every rank once fit returns
     return metrics
 
