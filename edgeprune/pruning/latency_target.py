@@ -119,6 +119,52 @@ def _measure_models(models: list, setup: dict[str, Any], iters: int, seed: int,
     return [by_path[p] for p in paths]
 
 
+def _as_models(ckpt, cands, seed: int, module: bool) -> list:
+    """``(model, length)`` of ladder candidates: the live pruned networks, or the specs built with random weights."""
+    if module:
+        return [(c["model"], ckpt.length) for c in cands]
+    import torch
+
+    from ..models import build_model
+
+    out = []
+    for i, c in enumerate(cands):
+        torch.manual_seed(seed + i)
+        out.append((build_model(c["spec"]).eval(), ckpt.length))
+    return out
+
+
+def _latency_model(ckpt, cands, setup, latency_model, calib_points: int, iters: int, seed: int, module: bool):
+    """(latency model, where it came from): the given file, or one calibrated on a few ladder candidates here."""
+    import numpy as np
+    from profiling.latency_model import LatencyModel
+
+    if latency_model is not None:
+        lm = LatencyModel.load(latency_model, backend=setup["backend"], batch=setup["batch"], threads=setup["threads"])
+        return lm, str(latency_model)
+    idx = sorted(set(np.linspace(0, len(cands) - 1, min(calib_points, len(cands))).round().astype(int).tolist()))
+    records = _measure_models(_as_models(ckpt, [cands[i] for i in idx], seed, module)
+                              + [(ckpt.build().eval(), ckpt.length)], setup, iters, seed)
+    if len(records) < 3:
+        raise EdgepruneError("too few distinct architectures to calibrate a latency model")
+    return LatencyModel.fit(records), f"calibrated on {len(records)} architectures here"
+
+
+def _latency_info(budget_ms, margin, aim, setup, best, measured, source, quality, cands) -> dict[str, Any]:
+    return {
+        "budget_ms": float(budget_ms), "margin": float(margin), "aim_ms": float(aim),
+        "target": setup["target"].name, "backend": setup["backend"],
+        "batch": setup["batch"], "threads": setup["threads"],
+        "predicted_ms": best["predicted_ms"], "measured_ms": measured["median_ms"],
+        "measured_p90_ms": measured.get("p90_ms"),
+        "error_vs_budget_pct": 100 * (measured["median_ms"] - budget_ms) / budget_ms,
+        "error_vs_prediction_pct": 100 * (measured["median_ms"] - best["predicted_ms"]) / best["predicted_ms"],
+        "meets_budget": measured["median_ms"] <= budget_ms,
+        "latency_model": {"source": source, "quality": quality},
+        "candidates": [{k: c[k] for k in ("fraction", "macs", "layers", "predicted_ms")} for c in cands],
+    }
+
+
 def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model=None, plan=None,
                      transition: str = "keep", batch: int | None = None, threads: int | None = None,
                      calib_points: int = 6, iters: int = 200, seed: int = 0, margin: float = 0.03,
@@ -132,8 +178,6 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     Returns a PruneResult whose ``info`` holds the prediction, the measured
     latency, the error against the budget and the latency model's fit quality.
     """
-    from profiling.latency_model import LatencyModel
-
     from ..analysis.plan import analyze, check_plan, load_plan
     from .layer import layer_prune
 
@@ -157,33 +201,7 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     else:
         cands = ladder(ckpt, plan, transition)
 
-    def as_models(cs):
-        if module:
-            return [(c["model"], ckpt.length) for c in cs]
-        import torch
-
-        from ..models import build_model
-
-        out = []
-        for i, c in enumerate(cs):
-            torch.manual_seed(seed + i)
-            out.append((build_model(c["spec"]).eval(), ckpt.length))
-        return out
-
-    quality = None
-    if latency_model is not None:
-        lm = LatencyModel.load(latency_model, backend=setup["backend"], batch=setup["batch"], threads=setup["threads"])
-        source = str(latency_model)
-    else:
-        import numpy as np
-
-        idx = sorted(set(np.linspace(0, len(cands) - 1, min(calib_points, len(cands))).round().astype(int).tolist()))
-        records = _measure_models(as_models([cands[i] for i in idx]) + [(ckpt.build().eval(), ckpt.length)],
-                                  setup, iters, seed)
-        if len(records) < 3:
-            raise EdgepruneError("too few distinct architectures to calibrate a latency model")
-        lm = LatencyModel.fit(records)
-        source = f"calibrated on {len(records)} architectures here"
+    lm, source = _latency_model(ckpt, cands, setup, latency_model, calib_points, iters, seed, module)
     quality = getattr(lm, "quality", None)
     for c in cands:
         c["predicted_ms"] = float(lm.predict(c["macs"], c["layers"]))
@@ -209,19 +227,8 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         after = model_stats(res.spec)["macs"]
     if after != best["macs"]:  # pragma: no cover - guards the ladder's logic
         raise EdgepruneError("internal: the chosen candidate could not be rebuilt from the plan")
-    measured = _measure_models(as_models([best]), setup, iters, seed)[0]
-    info = {
-        "budget_ms": float(budget_ms), "margin": float(margin), "aim_ms": float(aim),
-        "target": setup["target"].name, "backend": setup["backend"],
-        "batch": setup["batch"], "threads": setup["threads"],
-        "predicted_ms": best["predicted_ms"], "measured_ms": measured["median_ms"],
-        "measured_p90_ms": measured.get("p90_ms"),
-        "error_vs_budget_pct": 100 * (measured["median_ms"] - budget_ms) / budget_ms,
-        "error_vs_prediction_pct": 100 * (measured["median_ms"] - best["predicted_ms"]) / best["predicted_ms"],
-        "meets_budget": measured["median_ms"] <= budget_ms,
-        "latency_model": {"source": source, "quality": quality},
-        "candidates": [{k: c[k] for k in ("fraction", "macs", "layers", "predicted_ms")} for c in cands],
-    }
+    measured = _measure_models(_as_models(ckpt, [best], seed, module), setup, iters, seed)[0]
+    info = _latency_info(budget_ms, margin, aim, setup, best, measured, source, quality, cands)
     res.lineage = dict(res.lineage, target_latency=info["budget_ms"], latency_target=setup["target"].name,
                        predicted_ms=info["predicted_ms"], measured_ms=info["measured_ms"])
     res.info = dict(res.info, latency=info)

@@ -597,17 +597,89 @@ def attribute_diff(before: dict, after: dict) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, lineage_opts) -> None:
+    """Network slimming's first step on ``model`` in place: BN-sparsity training (see channel.sparsity_train)."""
+    from torch import nn
+
+    from .channel import sparsity_train
+
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise EdgepruneError(f"channel-bn (network slimming) ranks channels by BatchNorm scales, and "
+                             f"{ckpt.spec['name']!r} has no BatchNorm layer; use channel-l1, -l2 or -fpgm")
+    sparsity = 1e-4 if sparsity is None else float(sparsity)
+    sparsity_epochs = 3 if sparsity_epochs is None else int(sparsity_epochs)
+    state, metrics = sparsity_train(ckpt, data, sparsity_epochs, sparsity, seed)
+    model.load_state_dict(state)
+    info["sparsity_training"] = metrics
+    lineage_opts.update(sparsity=sparsity, sparsity_epochs=sparsity_epochs)
+
+
+class _ChannelPruner:
+    """Torch-Pruning on copies of one live network: which layers it may prune, and a copy pruned at a setting."""
+
+    def __init__(self, ckpt, model, criterion: str):
+        import torch
+        from torch import nn
+
+        self.ckpt, self.model, self.criterion = ckpt, model, criterion
+        self.example = torch.zeros((2, 2, ckpt.length))
+        res = _trace(model, ckpt)
+        modules = dict(model.named_modules())
+        self.ignored = {m for u in res.units if u.role == "classifier" for m in u.members}
+        # recurrent layers keep their widths (Torch-Pruning's LSTM support is partial); so do their inputs' producers
+        self.ignored.update(n for n, m in modules.items() if isinstance(m, nn.RNNBase))
+        self.weighted = [n for n, m in modules.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))
+                         and n not in self.ignored]
+        self.left_alone: list[str] = []
+
+    def pruned(self, r_lo: float, ratio_dict_names: dict[str, float] | None = None):
+        """A pruned copy: ``r_lo`` for every layer, or the ratios given per layer name."""
+        from .channel import make_importance, tp_prune
+
+        net = copy.deepcopy(self.model)
+        mods = dict(net.named_modules())
+        ratio_dict = {mods[n]: r for n, r in (ratio_dict_names or {}).items()} or None
+        if r_lo <= 0 and not ratio_dict:
+            return net
+        tp_prune(net, self.example, make_importance(self.criterion), r_lo,
+                 [mods[n] for n in self.ignored if n in mods], ratio_dict=ratio_dict)
+        return net
+
+    def works(self, names) -> bool:
+        """Whether pruning half the channels of the named layers leaves a network whose forward runs."""
+        import torch
+
+        try:
+            net = self.pruned(0.0, {n: 0.5 for n in names})
+            with torch.no_grad():
+                y = net.eval()(self.example)
+            return tuple(y.shape) == (2, len(self.ckpt.classes))
+        except (RuntimeError, EdgepruneError):
+            return False
+
+    def leave_alone_inconsistent(self) -> None:
+        """A coupling Torch-Pruning's graph does not see (a zero-padding shortcut, say) breaks the pruned forward:
+        then probe each layer alone and leave alone those whose pruning breaks it."""
+        if not self.weighted or self.works(self.weighted):
+            return
+        self.left_alone = [n for n in self.weighted if not self.works([n])]
+        self.ignored.update(self.left_alone)
+        self.weighted = [n for n in self.weighted if n not in self.left_alone]
+        if not self.weighted or not self.works(self.weighted):
+            raise EdgepruneError(f"Torch-Pruning cannot prune {self.ckpt.spec['name']!r} consistently (the pruned "
+                                 f"network fails its forward pass, even without "
+                                 f"{', '.join(self.left_alone) or 'any layer'})")
+
+
 def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None,
                    sparsity=None, sparsity_epochs=None, **options) -> PruneResult:
     """Torch-Pruning on the live module to ``target_macs``; ``criterion`` l1, l2, fpgm or bn (network slimming:
     ``sparsity_epochs`` of training with ``sparsity x sum|gamma_BN|`` first, then the smallest BN scales go)."""
     import torch
-    from torch import nn
 
     from ..errors import require
     from ..models.macs import count_macs
     from ..models.modular import build_recipe, edited, with_stats
-    from .channel import make_importance, sparsity_train, tp_prune
 
     tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
     fraction = check_target(target_macs)
@@ -617,76 +689,24 @@ def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 
     info: dict[str, Any] = {}
     lineage_opts: dict[str, Any] = {"criterion": criterion, "tolerance": tol}
     if criterion == "bn":
-        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-            raise EdgepruneError(f"channel-bn (network slimming) ranks channels by BatchNorm scales, and "
-                                 f"{ckpt.spec['name']!r} has no BatchNorm layer; use channel-l1, -l2 or -fpgm")
-        sparsity = 1e-4 if sparsity is None else float(sparsity)
-        sparsity_epochs = 3 if sparsity_epochs is None else int(sparsity_epochs)
-        state, metrics = sparsity_train(ckpt, data, sparsity_epochs, sparsity, seed)
-        model.load_state_dict(state)
-        info["sparsity_training"] = metrics
-        lineage_opts.update(sparsity=sparsity, sparsity_epochs=sparsity_epochs)
+        _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, lineage_opts)
     elif sparsity is not None or sparsity_epochs is not None:
         raise EdgepruneError(f"sparsity and sparsity_epochs are options of channel-bn, not channel-{criterion}")
     shape = (2, ckpt.length)
     base = int(count_macs(model, shape))
-    res = _trace(model, ckpt)
-    modules = dict(model.named_modules())
-    classifier = [u for u in res.units if u.role == "classifier"]
-    ignored_names = {m for u in classifier for m in u.members}
-    # recurrent layers keep their widths (Torch-Pruning's LSTM support is partial); so do their inputs' producers
-    rnns = [n for n, m in modules.items() if isinstance(m, nn.RNNBase)]
-    ignored_names.update(rnns)
-    weighted = [n for n, m in modules.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))
-                and n not in ignored_names]
-    example = torch.zeros((2,) + shape)
+    pr = _ChannelPruner(ckpt, model, criterion)
+    pr.leave_alone_inconsistent()
+    if pr.left_alone:
+        info["left_alone"] = pr.left_alone
 
     def prune_copy(r_lo, r_hi, k):
-        net = copy.deepcopy(model)
-        mods = dict(net.named_modules())
-        ignored = [mods[n] for n in ignored_names if n in mods]
-        ratio_dict = {mods[n]: r_hi for n in weighted[:k]} if k else None
-        if r_lo <= 0 and not ratio_dict:
-            return net
-        tp_prune(net, example, make_importance(criterion), r_lo, ignored, ratio_dict=ratio_dict)
-        return net
+        return pr.pruned(r_lo, {n: r_hi for n in pr.weighted[:k]} if k else None)
 
-    def works(net) -> bool:
-        try:
-            with torch.no_grad():
-                y = net.eval()(example)
-            return tuple(y.shape) == (2, len(ckpt.classes))
-        except (RuntimeError, EdgepruneError):
-            return False
-
-    def trial(names, r=0.5):
-        net = copy.deepcopy(model)
-        mods = dict(net.named_modules())
-        try:
-            tp_prune(net, example, make_importance(criterion), 0.0,
-                     [mods[n] for n in ignored_names if n in mods], ratio_dict={mods[n]: r for n in names})
-        except EdgepruneError:
-            return False
-        return works(net)
-
-    unsafe: list[str] = []
-    if weighted and not trial(weighted):
-        # a coupling Torch-Pruning's graph does not see (a zero-padding shortcut, say): probe each layer alone
-        # and leave alone those whose pruning breaks the forward
-        unsafe = [n for n in weighted if not trial([n])]
-        ignored_names.update(unsafe)
-        weighted = [n for n in weighted if n not in unsafe]
-        if not weighted or not trial(weighted):
-            raise EdgepruneError(f"Torch-Pruning cannot prune {ckpt.spec['name']!r} consistently (the pruned network "
-                                 f"fails its forward pass, even without {', '.join(unsafe) or 'any layer'})")
-        info["left_alone"] = unsafe
-
-    def probe(r_lo, r_hi, k):
-        return count_macs(prune_copy(r_lo, r_hi, k), shape)
-
-    widths = [getattr(modules[n], "out_channels", None) or getattr(modules[n], "out_features", 2) for n in weighted]
+    modules = dict(model.named_modules())
+    widths = [getattr(modules[n], "out_channels", None) or getattr(modules[n], "out_features", 2) for n in pr.weighted]
     top = (min(widths) - 1) / min(widths) if widths else 0.0   # Torch-Pruning keeps at least one channel
-    match = search_ratio(probe, base, fraction, len(weighted), top, tol, what=f"channel-{criterion}")
+    match = search_ratio(lambda *a: count_macs(prune_copy(*a), shape), base, fraction, len(pr.weighted), top, tol,
+                         what=f"channel-{criterion}")
     before = tp.state_dict(model)["attributions"]
     net = prune_copy(*match.setting)
     attrs = attribute_diff(before, tp.state_dict(net)["attributions"])
@@ -695,15 +715,14 @@ def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 
     rebuilt = build_recipe(recipe, state, where="the channel-pruned model")
     with torch.no_grad():
         net.eval()
-        if not torch.allclose(rebuilt(example), net(example), atol=1e-5):
+        if not torch.allclose(rebuilt(pr.example), net(pr.example), atol=1e-5):
             raise EdgepruneError("the channel-pruned model does not rebuild from its recorded widths (internal error)")
-    recipe = with_stats(recipe, net)
     r_lo, r_hi, k = match.setting
     lineage = {"op": "prune", "method": f"channel-{criterion}", "parent_sha256": ckpt.sha256(),
                "parent_model": ckpt.spec["name"], "seed": seed, "target_macs": fraction, "macs_before": base,
                "macs_after": match.macs, "ratio": r_lo, "ratio_hi": r_hi, "ratio_hi_layers": k,
-               "widths": attrs, "options": lineage_opts, **({"left_alone": unsafe} if unsafe else {})}
-    return PruneResult(recipe, state, lineage, {"match": match.summary(), **info})
+               "widths": attrs, "options": lineage_opts, **({"left_alone": pr.left_alone} if pr.left_alone else {})}
+    return PruneResult(with_stats(recipe, net), state, lineage, {"match": match.summary(), **info})
 
 
 MODULE_METHODS = {
