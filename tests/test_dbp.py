@@ -52,7 +52,7 @@ def test_dbp_probes_units_and_matches_macs(toy_dataset):
     from edgeprune.pruning.registry import get_method
 
     ck = _trained_ckpt(toy_dataset)
-    res = get_method("dbp")(ck, toy_dataset, target_macs=0.6, seed=0, probe_steps=60)
+    res = get_method("dbp")(ck, toy_dataset, target_macs=0.6, seed=0, probe_steps=60, traced=False)
     rows = res.info["probes"]
     assert [r["layer"] for r in rows] == [u.layer for u in discover_units(ck.spec)]
     assert all(0 <= r["accuracy"] <= 1 for r in rows)
@@ -67,7 +67,7 @@ def test_dbp_probes_units_and_matches_macs(toy_dataset):
     net = build_model(res.spec)
     net.load_state_dict(res.state_dict, strict=True)
     # deterministic for a seed
-    again = get_method("dbp")(ck, toy_dataset, target_macs=0.6, seed=0, probe_steps=60)
+    again = get_method("dbp")(ck, toy_dataset, target_macs=0.6, seed=0, probe_steps=60, traced=False)
     assert again.lineage["removed_units"] == removed
 
 

@@ -21,9 +21,13 @@ def _ckpt(name, length=64, classes=4, seed=0):
 
 
 def _macs(spec, state):
+    """MACs of the network ``spec`` (a zoo spec, or the module recipe the traced path writes) with ``state``."""
     from edgeprune.models import build_model
     from edgeprune.models.macs import count_macs
+    from edgeprune.models.modular import build_recipe, is_module_recipe
 
+    if is_module_recipe(spec):
+        return count_macs(build_recipe(spec, state), (2, int(spec["input"][-1])))
     net = build_model(spec)
     net.load_state_dict(state, strict=True)
     return count_macs(net)
@@ -116,6 +120,8 @@ def test_target_one_keeps_the_model():
 
     ck = _ckpt("resnet20-1d")
     res = get_method("channel-l2")(ck, None, target_macs=1.0, seed=0)
+    assert res.lineage["widths"] == {} and res.lineage["macs_after"] == res.lineage["macs_before"]
+    res = get_method("channel-l2")(ck, None, target_macs=1.0, seed=0, traced=False)
     assert res.spec["layers"] == ck.spec["layers"]
 
 

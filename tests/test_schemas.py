@@ -211,8 +211,9 @@ def test_every_required_manifest_field_missing_or_mistyped_is_refused(tmp_path, 
 
 # ----------------------------------------------------------------------------- plans
 
-@pytest.fixture(scope="module")
-def plan_and_ckpt(tmp_path_factory):
+@pytest.fixture(scope="module", params=[None, False], ids=["traced", "spec"])
+def plan_and_ckpt(tmp_path_factory, request):
+    """A plan of the default (traced-module) path and one of the zoo spec's own path."""
     from edgeprune.analysis.plan import analyze
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.readers import load_dataset
@@ -220,7 +221,7 @@ def plan_and_ckpt(tmp_path_factory):
 
     ckpt_path, data = shared_trained(tmp_path_factory)
     ck = load_checkpoint(ckpt_path)
-    plan = analyze(ck, load_dataset(data), batches=1, batch_size=32, seed=0)
+    plan = analyze(ck, load_dataset(data), batches=1, batch_size=32, seed=0, traced=request.param)
     return json.loads(json.dumps(plan)), ck
 
 
@@ -228,8 +229,9 @@ def test_plan_declaration_covers_what_pruning_and_plots_use(tmp_path, plan_and_c
     from edgeprune.analysis.plan import PLAN_SCHEMA, load_plan, plan_summary
     from edgeprune.analysis.plots import plot_importance, plot_similarity
     from edgeprune.atomic import write_json
-    from edgeprune.pruning.layer import layer_prune
+    from edgeprune.pruning.registry import get_method
 
+    layer_prune = get_method("layer")
     plan, ck = plan_and_ckpt
     lean = prune_undeclared(plan, PLAN_SCHEMA)
     assert set(lean) < set(plan)

@@ -29,6 +29,7 @@ _INDEX = integer(lo=0, hi=1 << 20)
 PLAN_SCHEMA = obj(
     format=text(choices=(PLAN_FORMAT,)),
     version=opt(integer()),
+    kind=opt(text(choices=("module",))),    # "module": a plan of the traced-module path; absent: the spec path
     model=text(), spec_sha256=text(pattern="[0-9a-f]{64}"),
     seed=integer(),
     units=seq(obj(layer=_INDEX, position=_INDEX, removable=boolean(), role=text(), transition=opt(boolean())),
@@ -36,7 +37,8 @@ PLAN_SCHEMA = obj(
     similarity=obj(metric=text(), matrix=seq(seq(number())), batches=opt(integer(lo=0)),
                    batch_size=opt(integer(lo=0))),
     segments=obj(k=integer(lo=1), bounds=seq(seq(_INDEX, lo=2, hi=2), nonempty=True), auto=boolean()),
-    importance=obj(proxy=text(), rule=opt(text()), scores=mapping(number(), keys=lambda k: k.lstrip("-").isdigit())),
+    importance=obj(proxy=text(), criterion=opt(text()), rule=opt(text()),
+                   scores=mapping(number(), keys=lambda k: k.lstrip("-").isdigit())),
     keep=obj(counts=seq(integer(lo=0)), mode=text(), search=text()),
     kept_units=seq(_INDEX),
     transition=text(choices=("keep", "reinit", "replace")),   # replace: a --reference plan (resnet56)
@@ -180,7 +182,7 @@ def select_for_budget(spec, state_dict, plan, counts, match, *, search="per-unit
 def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto", max_segments: int | None = None,
             importance: str | None = None, batches: int = 5, batch_size: int = 128, seed: int = 0,
             keep=None, keep_units=None, target_macs=None, transition: str = "keep", search: str = "per-unit",
-            split=None, max_frames: int = 1024, reference: bool = False) -> dict[str, Any]:
+            split=None, max_frames: int = 1024, reference: bool = False, traced: bool | None = None) -> dict[str, Any]:
     """Analyse a checkpoint and return the plan.
 
     ``ckpt``: a Checkpoint or path; ``data``: a SignalDataset or path (the
@@ -189,7 +191,9 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     the validation split (the training split when it is empty).
     ``reference=True``: the reference code's procedure
     (:mod:`edgeprune.analysis.reference`); it takes ``keep`` (counts per block)
-    as its only budget.
+    as its only budget. ``traced``: which implementation analyses a zoo spec model (see
+    :func:`edgeprune.pruning.registry.route`; by default the traced-module path, as for the user's networks,
+    unless a spec-only option is given).
     """
     if reference:
         from .reference import analyze_reference
@@ -213,13 +217,14 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     from .units import discover_units
 
     ck0 = _load_ckpt(ckpt, "the model", data)
-    if ck0.spec.get("kind") == "module":
-        # a plain-module network: the traced units, the same similarity, segmentation, criteria and budgets
-        if search not in (None, "per-unit"):
-            raise EdgepruneError("the exhaustive search is offered for zoo spec models; use --search per-unit")
+    from ..pruning.registry import route
+
+    if route("layer", ck0.spec, traced, {"search": search, "importance": importance, "transition": transition}):
+        # the traced units, the same similarity, segmentation, criteria and budgets (user networks and the zoo)
+        from ..models.modular import checkpoint_as_recipe
         from ..pruning.modular import module_analysis
 
-        return module_analysis(ck0, data, similarity=similarity, segments=segments, max_segments=max_segments,
+        return module_analysis(checkpoint_as_recipe(ck0), data, split=split, similarity=similarity, segments=segments, max_segments=max_segments,
                                batches=batches, batch_size=batch_size, seed=seed, transition=transition,
                                importance=importance, keep=keep, keep_units=keep_units, target_macs=target_macs,
                                max_frames=max_frames)

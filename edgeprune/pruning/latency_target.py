@@ -185,10 +185,16 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise EdgepruneError(f"--latency-margin must be a fraction in [0, 1), got {margin!r}")
+    from ..models.modular import checkpoint_as_recipe
+    from .registry import route
+
     setup = _target_setup(target, batch, threads)
     if isinstance(plan, (str, Path)):
         plan = load_plan(plan)
-    module = ckpt.spec.get("kind") == "module"
+    module = route("layer", ckpt.spec, analysis_options.pop("traced", None),
+                   {"plan": plan, "transition": transition, **analysis_options})
+    if module:
+        ckpt = checkpoint_as_recipe(ckpt)
     if plan is None:
         if data is None:
             raise EdgepruneError("latency-targeted pruning without --plan needs --data to analyse the model")

@@ -132,6 +132,10 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     from ..models.macs import count_macs
 
     base = int(count_macs(model, (2, ckpt.length)))
+    entries = [u for u in _trace(model, ckpt).units if u.role in ("stem", "unit", "transition")]
+    gone = {u.name for u in removed}
+    # the kept units by their plan position (a plan's "layer"), as the report draws them
+    extra = {"kept_positions": [i for i, u in enumerate(entries) if u.removable and u.name not in gone], **extra}
     lineage = {"op": "prune", "method": method, "parent_sha256": ckpt.sha256(), "parent_model": ckpt.spec["name"],
                "seed": seed, "target_macs": None if match is None else match.target_macs / base,
                "macs_before": base, "macs_after": rep["macs_after"], "transition": transition,
@@ -139,7 +143,7 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     return PruneResult(recipe, state, lineage, {**({"match": match.summary()} if match else {}), **(info or {})})
 
 
-def _features(model, names, x, batch_size: int = 256):
+def _features(model, names, x, batch_size: int = 256, feature: str = "pool", bins: int = 8):
     """Per name, the flattened outputs (N, F) of that module on frames ``x``."""
     import torch
 
@@ -151,7 +155,7 @@ def _features(model, names, x, batch_size: int = 256):
     for n in names:
         def hook(mod, inp, out, n=n):
             y = out[0] if isinstance(out, tuple) else out
-            store[n].append(featurize(y.detach(), "pool", 8).reshape(y.shape[0], -1).numpy())
+            store[n].append(featurize(y.detach(), feature, bins).reshape(y.shape[0], -1).numpy())
         handles.append(get_module(model, n).register_forward_hook(hook))
     model.eval()
     try:
@@ -235,7 +239,9 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
     if criterion == "synflow":
         return synflow_unit_scores(model, units, ckpt.length)
     rnn = [u for u in units if u.kind == "rnn-layer"]
-    chains = {u.name: tuple(get_module(model, m) for m in u.members) for u in units if u.kind != "rnn-layer"}
+    # a unit of one module is that module; a chain of several is their tuple (see analysis.criteria)
+    chains = {u.name: (tuple(get_module(model, m) for m in u.members) if len(u.members) > 1
+                       else get_module(model, u.members[0])) for u in units if u.kind != "rnn-layer"}
     if rnn and criterion != "ablation":
         raise EdgepruneError(f"--importance {criterion} needs each unit's own input and output, which the "
                              f"{rnn[0].rnn!r} LSTM/GRU stack does not expose per layer ({rnn[0].name}); "
@@ -317,7 +323,7 @@ def _removal_order(cands, label: dict[str, int], scores: dict[str, float]) -> li
 def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="auto", max_segments=None,
                     batches: int = 5, batch_size: int = 128, seed: int = 0, transition: str = "keep",
                     importance: str | None = None, keep=None, keep_units=None, target_macs=None, tolerance=None,
-                    max_frames: int = 1024) -> dict[str, Any]:
+                    max_frames: int = 1024, split=None) -> dict[str, Any]:
     """The layer method's analysis of a plain-module network, as a plan (the same format as a spec plan).
 
     Units are identified by their position in the traced order (``layer`` = position) and named. Similarity
@@ -339,7 +345,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
         raise EdgepruneError("layer pruning needs --data to measure the similarity of the units")
     check_metric(similarity)
     importance = check_criterion(importance or DEFAULT_CRITERION)
-    (train, val, _), split_info = resolve_split(ckpt, data)
+    (train, val, _), split_info = resolve_split(ckpt, data, split)
     model = ckpt.build()
     res = _trace(model, ckpt)
     cands = candidates(res, transition)
@@ -362,13 +368,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     removed, mode, _ = choose_removal(ckpt, model, cands, label, len(seg.bounds), scores, keep=keep,
                                       keep_units=keep_units, target_macs=target_macs, tolerance=tolerance,
                                       transition=transition)
-    base = int(count_macs(model, (2, ckpt.length)))
-    params_before = int(sum(p.numel() for p in model.parameters()))
-    if removed:
-        _, _, net, rep = remove(ckpt, model, removed, check=False)
-        after, params_after = rep["macs_after"], int(sum(p.numel() for p in net.parameters()))
-    else:
-        after, params_after = base, params_before
+    expected = _expected(ckpt, model, removed)
     pos = {u.name: i for i, u in enumerate(entries)}
     gone = {u.name for u in removed}
     kept = [pos[u.name] for u in cands if u.name not in gone and u.name in pos]
@@ -385,13 +385,30 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
                        "values": {str(pos[u.name]): values[u.name] for u in cands if u.name in pos},
                        "scores": {str(pos[u.name]): scores[u.name] for u in cands if u.name in pos}},
         "kept_units": sorted(kept), "transition": transition, "seed": seed,
+        "blocks": [{"bounds": list(bd), "candidates": [pos[u.name] for u in b],
+                    "kept": [pos[u.name] for u in b if u.name not in gone]}
+                   for bd, b in zip(seg.bounds, _blocks(cands, label, len(seg.bounds)))],
         "keep": {"counts": [sum(1 for u in b if u.name not in gone) for b in _blocks(cands, label, len(seg.bounds))],
                  "mode": mode, "search": "per-unit"},
-        "expected": {"macs_before": base, "macs_after": int(after), "macs_reduction": 1 - after / base,
-                     "params_before": params_before, "params_after": params_after,
-                     "params_reduction": 1 - params_after / params_before},
+        "expected": expected,
         "timings": {"similarity_s": round(t1 - t0, 4), "importance_s": round(t2 - t1, 4)},
     }
+
+
+def _expected(ckpt, model, removed) -> dict[str, Any]:
+    """MACs and params of ``model`` before and after removing ``removed`` (a plan's ``expected``)."""
+    from ..models.macs import count_macs
+
+    base = int(count_macs(model, (2, ckpt.length)))
+    params_before = int(sum(p.numel() for p in model.parameters()))
+    if removed:
+        _, _, net, rep = remove(ckpt, model, removed, check=False)
+        after, params_after = rep["macs_after"], int(sum(p.numel() for p in net.parameters()))
+    else:
+        after, params_after = base, params_before
+    return {"macs_before": base, "macs_after": int(after), "macs_reduction": 1 - after / base,
+            "params_before": params_before, "params_after": params_after,
+            "params_reduction": 1 - params_after / params_before}
 
 
 def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str | None = None,
@@ -526,6 +543,7 @@ def prune_units(ckpt, plan, removed_names, *, seed: int = 0, transition: str = "
 
 def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
                   **options) -> PruneResult:
+    _no_options(options, "random")
     transition = transition or "keep"
     fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
@@ -537,15 +555,21 @@ def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance
 
 
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
-               probe_train: int = 2048, probe_val: int = 1024, steps: int = 150, **options) -> PruneResult:
+               probe_train: int | None = None, probe_val: int | None = None, probe_steps: int | None = None,
+               feature: str | None = None, bins: int | None = None, **options) -> PruneResult:
+    """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``,
+    as for zoo models), the units with the smallest accuracy gain over the entry before go first."""
     from ..training.finetune import resolve_split
     from .dbp import featurize, probe_accuracy
 
+    _no_options(options, "dbp")
+    probe_train, probe_val, steps = probe_train or 2048, probe_val or 1024, probe_steps or 150
+    feature, bins = feature or "pool", bins or 8
     transition = transition or "keep"
     fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     if data is None:
-        raise EdgepruneError("DBP needs --data for its linear probes")
+        raise EdgepruneError("DBP needs data (--data) for its linear probes")
     (train, val, _), _ = resolve_split(ckpt, data)
     model = ckpt.build()
     res = _trace(model, ckpt)
@@ -555,11 +579,12 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     it = np.sort(rng.permutation(len(train))[:probe_train])
     iv = np.sort(rng.permutation(len(val))[:probe_val])
     names = sorted({u.output_module for u in entries})
-    ft, fv = _features(model, names, train.x[it]), _features(model, names, val.x[iv])
+    ft = _features(model, names, train.x[it], feature=feature, bins=bins)
+    fv = _features(model, names, val.x[iv], feature=feature, bins=bins)
     import torch
 
     def inp(x):
-        return featurize(torch.from_numpy(np.ascontiguousarray(x)), "pool", 8).numpy()
+        return featurize(torch.from_numpy(np.ascontiguousarray(x)), feature, bins).numpy()
     nc = len(ckpt.classes)
     prev = probe_accuracy(inp(train.x[it]), train.y[it], inp(val.x[iv]), val.y[iv], nc, steps=steps, seed=seed)
     gains = {}
@@ -571,7 +596,8 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     order = sorted(cands, key=lambda u: (gains[u.name], -u.position))
     match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
     return _result(ckpt, model, match.setting, match, "dbp", seed, transition,
-                   {"options": {"tolerance": tol}, "gains": gains})
+                   {"options": {"tolerance": tol, "feature": feature, "bins": bins, "probe_train": probe_train,
+                                "probe_val": probe_val, "probe_steps": steps}, "gains": gains})
 
 
 def _no_options(options, method):

@@ -82,6 +82,58 @@ def methods() -> dict[str, str]:
     return {k: v[1] for k, v in _METHODS.items()}
 
 
+def spec_only_options(options: dict[str, Any]) -> list[str]:
+    """The options that only the zoo specs' own implementation takes (the reference's procedure)."""
+    from ..analysis.importance import PROXIES
+
+    out = []
+    if options.get("reference"):
+        out.append("--reference")
+    if options.get("search") == "exhaustive":
+        out.append("--search exhaustive")
+    if options.get("importance") in PROXIES:
+        out.append(f"--importance {options['importance']}")
+    if options.get("transition") == "replace":
+        out.append("--transition replace")
+    plan = options.get("plan")
+    if plan is not None:
+        if not isinstance(plan, dict):
+            from ..analysis.plan import load_plan
+
+            plan = load_plan(plan)
+        if plan.get("kind") != "module":
+            out.append("a plan made on the spec path")
+    return out
+
+
+def route(name: str, spec, traced: bool | None, options: dict[str, Any]) -> bool:
+    """Whether method ``name`` runs on the traced-module path (True) or the zoo spec's own path (False).
+
+    Networks written as ``nn.Module`` code always take the traced path. A zoo spec model takes it too (the same
+    code path as the user's models) unless ``traced=False``, unless it needs a spec-only option (the reference's
+    transplant proxies, ``--reference``, the exhaustive search, ``replace`` transitions, a spec-path plan), or
+    unless it is a 2-D (``[1, 2, L]``-input) spec, which the traced path does not take.
+    """
+    if not isinstance(spec, dict):
+        return False
+    if spec.get("kind") == "module":
+        if traced is False:
+            raise EdgepruneError("traced=false: this network is a module recipe and has no spec path")
+        return True
+    if traced is False:
+        return False
+    from .modular import MODULE_METHODS
+
+    reasons = spec_only_options(options)
+    if name not in MODULE_METHODS:
+        reasons.append(f"method {name!r} (no traced implementation)")
+    if len(spec.get("input") or []) != 2:
+        reasons.append("a 2-D spec model")
+    if traced and reasons:
+        raise EdgepruneError(f"traced=true does not take {', '.join(reasons)}")
+    return not reasons
+
+
 def get_method(name: str) -> Callable[..., PruneResult]:
     _load_all()
     if name not in _METHODS:
@@ -89,18 +141,13 @@ def get_method(name: str) -> Callable[..., PruneResult]:
     fn = _METHODS[name][0]
 
     def dispatch(ckpt, data=None, **kwargs):
-        # networks written as nn.Module code (module recipes) go through the traced-module implementations
-        spec = getattr(ckpt, "spec", None)
-        if kwargs.pop("traced", False) and isinstance(spec, dict) and spec.get("kind") != "module":
-            # a zoo spec model through the traced-module path (the same path as the user's own networks)
+        traced = route(name, getattr(ckpt, "spec", None), kwargs.pop("traced", None), kwargs)
+        if traced:
+            # one code path for zoo and user models: the traced-module implementation of the method
             from ..models.modular import checkpoint_as_recipe
-
-            ckpt = checkpoint_as_recipe(ckpt)
-            spec = ckpt.spec
-        if isinstance(spec, dict) and spec.get("kind") == "module":
             from .modular import module_method
 
-            return module_method(name)(ckpt, data, **kwargs)
+            return module_method(name)(checkpoint_as_recipe(ckpt), data, **kwargs)
         return fn(ckpt, data, **kwargs)
 
     dispatch.__name__ = getattr(fn, "__name__", name)

@@ -597,7 +597,8 @@ def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
         return None
     forced = [f["layer"] if isinstance(f, dict) else f for f in rec.get("forced") or []]
     match = rec.get("match") or {}
-    return {"method": rec.get("method"), "kept_units": rec.get("kept_units"), "forced": forced,
+    kept = rec.get("kept_positions", rec.get("kept_units"))   # traced networks: plan positions; specs: layers
+    return {"method": rec.get("method"), "kept_units": kept, "forced": forced,
             "plan_kept": (rec.get("plan_summary") or {}).get("kept_units"), "rule": match.get("rule"),
             "resegmented": rec.get("resegmented")}
 
