@@ -283,7 +283,7 @@ def test_every_method_hits_the_target_and_reloads(code, toy_npz, tmp_path, metho
     else:
         _import(code, toy_npz, tmp_path, "ResNet1d")
         target = 0.5536             # two stage-1 blocks and one stage-2 block of the 1-D ResNet
-        opts = {"steps": 30} if method == "dbp" else {}
+        opts = {"probe_steps": 30} if method == "dbp" else {}
     doc = prune_checkpoint(tmp_path / "m.pt", tmp_path / "p.pt", method=method, data=toy_npz, target_macs=target,
                            **opts)
     ck = load_checkpoint(tmp_path / "p.pt")
@@ -454,7 +454,7 @@ def test_zoo_checkpoint_pruned_through_the_traced_path(toy_checkpoint, toy_npz, 
     from edgeprune.pruning.apply import prune_checkpoint
 
     prune_checkpoint(toy_checkpoint, tmp_path / "p.pt", method="dbp", data=toy_npz, target_macs=0.7, traced=True,
-                     steps=30)
+                     probe_steps=30)
     ck = load_checkpoint(tmp_path / "p.pt")
     assert ck.spec["kind"] == "module" and "spec" in ck.spec["source"] and ck.spec["edits"]["removed"]
     base = count_macs(load_checkpoint(toy_checkpoint).build(), (2, 64))

@@ -139,8 +139,8 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     return PruneResult(recipe, state, lineage, {**({"match": match.summary()} if match else {}), **(info or {})})
 
 
-def _features(model, names, x, batch_size: int = 256):
-    """Per name, the flattened outputs (N, F) of that module on frames ``x``."""
+def _features(model, names, x, batch_size: int = 256, feature: str = "pool", bins: int = 8):
+    """Per name, the outputs (N, F) of that module on frames ``x``, featurised like DBP's probes."""
     import torch
 
     from ..models.modular import get_module
@@ -151,7 +151,7 @@ def _features(model, names, x, batch_size: int = 256):
     for n in names:
         def hook(mod, inp, out, n=n):
             y = out[0] if isinstance(out, tuple) else out
-            store[n].append(featurize(y.detach(), "pool", 8).reshape(y.shape[0], -1).numpy())
+            store[n].append(featurize(y.detach(), feature, bins).reshape(y.shape[0], -1).numpy())
         handles.append(get_module(model, n).register_forward_hook(hook))
     model.eval()
     try:
@@ -222,11 +222,10 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
     (``synflow-transplant``, ``gradnorm``, ``snip``) are the reference's procedure on zoo spec models only.
     """
     from ..analysis import criteria as C
-    from ..analysis.importance import PROXIES, check_criterion, criterion_values
+    from ..analysis.importance import criterion_values, get_criterion
     from ..models.modular import get_module
 
-    check_criterion(criterion)
-    if criterion in PROXIES:
+    if get_criterion(criterion).transplant:
         raise EdgepruneError(f"--importance {criterion} is the reference's transplant proxy for zoo spec models; "
                              f"for this network use ablation, taylor, block-influence, synflow or reverse")
     names = [u.name for u in units]
@@ -327,7 +326,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     """
     import time
 
-    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion, keep_keys
+    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion, get_criterion, keep_keys
     from ..analysis.plan import PLAN_FORMAT, spec_hash
     from ..analysis.segmentation import column_sums, segment
     from ..analysis.similarity import check_metric, similarity_matrix
@@ -372,7 +371,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     pos = {u.name: i for i, u in enumerate(entries)}
     gone = {u.name for u in removed}
     kept = [pos[u.name] for u in cands if u.name not in gone and u.name in pos]
-    imp_frames = 0 if importance in ("synflow", "reverse") else len(xs)
+    imp_frames = len(xs) if get_criterion(importance).needs_frames else 0
     return {
         "format": PLAN_FORMAT, "kind": "module", "model": ckpt.spec["name"], "spec_sha256": spec_hash(ckpt.spec),
         "units": [{"layer": i, "position": i, "name": u.name, "role": u.role,
@@ -537,10 +536,16 @@ def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance
 
 
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
-               probe_train: int = 2048, probe_val: int = 1024, steps: int = 150, **options) -> PruneResult:
+               probe_train: int = 2048, probe_val: int = 1024, probe_steps: int = 150, feature: str = "pool",
+               bins: int = 8, gain_threshold=None, **options) -> PruneResult:
     from ..training.finetune import resolve_split
     from .dbp import featurize, probe_accuracy
 
+    _no_options(options, "dbp")
+    if gain_threshold is not None:
+        raise EdgepruneError("dbp's gain_threshold (no MACs target) is offered for zoo spec models; give "
+                             "--target-macs for this network")
+    steps = probe_steps
     transition = transition or "keep"
     fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
@@ -555,11 +560,12 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     it = np.sort(rng.permutation(len(train))[:probe_train])
     iv = np.sort(rng.permutation(len(val))[:probe_val])
     names = sorted({u.output_module for u in entries})
-    ft, fv = _features(model, names, train.x[it]), _features(model, names, val.x[iv])
+    ft = _features(model, names, train.x[it], feature=feature, bins=bins)
+    fv = _features(model, names, val.x[iv], feature=feature, bins=bins)
     import torch
 
     def inp(x):
-        return featurize(torch.from_numpy(np.ascontiguousarray(x)), "pool", 8).numpy()
+        return featurize(torch.from_numpy(np.ascontiguousarray(x)), feature, bins).numpy()
     nc = len(ckpt.classes)
     prev = probe_accuracy(inp(train.x[it]), train.y[it], inp(val.x[iv]), val.y[iv], nc, steps=steps, seed=seed)
     gains = {}
@@ -571,7 +577,8 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     order = sorted(cands, key=lambda u: (gains[u.name], -u.position))
     match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
     return _result(ckpt, model, match.setting, match, "dbp", seed, transition,
-                   {"options": {"tolerance": tol}, "gains": gains})
+                   {"options": {"tolerance": tol, "probe_steps": steps, "feature": feature, "bins": bins},
+                    "gains": gains})
 
 
 def _no_options(options, method):
