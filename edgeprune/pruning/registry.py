@@ -34,13 +34,16 @@ class PruneResult:
 _METHODS: dict[str, tuple[Callable[..., PruneResult], str]] = {}
 
 
-def register(name: str, help: str, options: type | None = None):
+def register(name: str, help: str | None = None, options: type | None = None):
     """Decorator: make ``fn`` the pruning method ``name`` (``edgeprune prune --method NAME``, study ``[prune]``).
 
-    ``options``: the dataclass of its options (see :mod:`edgeprune.pruning.catalogue`); built-in methods
-    are declared in the catalogue already.
+    Built-in methods are declared in :mod:`edgeprune.pruning.catalogue` (help and options) and register
+    their function by name alone; ``help`` and ``options`` (its options dataclass) declare a new one.
     """
-    catalogue.declare(name, help, options=options)
+    if help is None:
+        help = catalogue.entry(name).help
+    else:
+        catalogue.declare(name, help, options=options)
 
     def deco(fn):
         _METHODS[name] = (fn, help)
