@@ -273,3 +273,41 @@ def test_criteria_work_on_a_users_own_module():
     for c in ("taylor", "block-influence", "synflow", "reverse"):
         v = criterion_values(c, net, units, order=list(units), x=x.numpy(), y=y.numpy(), input_shape=(2, 16))
         assert set(v) == set(units) and all(np.isfinite(list(v.values())))
+
+
+def test_criterion_classes_declare_what_they_need():
+    """Each built-in Criterion's declared needs (frames, labels) match what it does: a criterion that declares
+    no frames gives the same values without them; one that needs them (or labels) refuses with one error; the
+    registry's view CRITERIA holds each class's own `measures` and `higher_kept`, and a chain of modules is one
+    unit (the chain (conv, relu) of a block scores like the block itself)."""
+    from torch import nn
+
+    from edgeprune.analysis.importance import CRITERIA, PROXIES, Criterion, get_criterion
+    from edgeprune.errors import EdgepruneError
+
+    torch.manual_seed(0)
+    blocks = [nn.Sequential(nn.Conv1d(8, 8, 3, padding=1), nn.ReLU()) for _ in range(3)]
+    net = nn.Sequential(nn.Conv1d(2, 8, 3, padding=1), *blocks, nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                        nn.Linear(8, 3)).eval()
+    x, y = torch.randn(24, 2, 16).numpy(), torch.randint(0, 3, (24,)).numpy()
+    units = {str(i): net[i] for i in (1, 2, 3)}
+    chains = {str(i): (net[i][0], net[i][1]) for i in (1, 2, 3)}
+    for name in ("ablation", "taylor", "block-influence", "synflow", "reverse"):
+        c = get_criterion(name)
+        assert isinstance(c, Criterion) and CRITERIA[name] == (c.measures, c.higher_kept)
+        full = criterion_values(name, net, units, x=x, y=y, input_shape=(2, 16))
+        if not c.needs_frames:
+            assert criterion_values(name, net, units, input_shape=(2, 16)) == full
+        else:
+            with pytest.raises(EdgepruneError, match=f"the {name} criterion needs validation frames"):
+                criterion_values(name, net, units, y=y, input_shape=(2, 16))
+            if c.needs_labels:
+                with pytest.raises(EdgepruneError, match="needs labelled frames"):
+                    criterion_values(name, net, units, x=x, input_shape=(2, 16))
+            else:
+                assert criterion_values(name, net, units, x=x, input_shape=(2, 16)) == full
+        assert criterion_values(name, net, chains, x=x, y=y, input_shape=(2, 16)) == pytest.approx(full)
+    for name in PROXIES:
+        assert get_criterion(name).transplant and not get_criterion(name).higher_kept
+        with pytest.raises(EdgepruneError, match="TransplantScorer"):
+            criterion_values(name, net, units, x=x, y=y)

@@ -1,6 +1,7 @@
-"""Plugins from outside the package: a pruning method, an importance criterion and a runtime backend, each
-written by the test into its own file in tmp_path, registered by that file alone, and used through the CLI
-(EDGEPRUNE_PLUGINS) without any change to CLI or study code."""
+"""Plugins from outside the package: a pruning method (with and without an options dataclass), an importance
+criterion (a function and a Criterion class) and a runtime backend, each written by the test into its own file in
+tmp_path, registered by that file alone, and used through the CLI (EDGEPRUNE_PLUGINS) without any change to CLI or
+study code."""
 
 from __future__ import annotations
 
@@ -41,6 +42,53 @@ from edgeprune.analysis.importance import register_criterion
 @register_criterion("weight-l1", measures="sum of |w| over the unit's parameters", higher_kept=True)
 def weight_l1(model, units, *, order, x, y, input_shape, batch_size):
     return {k: float(sum(p.detach().abs().sum() for p in m.parameters())) for k, m in units.items()}
+'''
+
+METHOD_WITH_OPTIONS = '''
+"""A pruning method with declared options: deepest removable units first, sparing the `spare` deepest ones."""
+from dataclasses import dataclass
+
+from edgeprune.analysis.units import removable_units
+from edgeprune.pruning.catalogue import option
+from edgeprune.pruning.matching import DEFAULT_TOLERANCE, check_target, match_depth
+from edgeprune.pruning.registry import PruneResult, register_method
+
+
+@dataclass(frozen=True)
+class SpareOptions:
+    spare: int = option(0, "the deepest removable units never removed")
+    tolerance: float = option(DEFAULT_TOLERANCE, "relative window around --target-macs")
+
+
+@register_method("deepest-but", "deepest units first, sparing the deepest few", options=SpareOptions)
+def deepest_but(ckpt, data=None, *, target_macs=None, seed=0, spare=0, tolerance=DEFAULT_TOLERANCE):
+    order = sorted((u.layer for u in removable_units(ckpt.spec)), reverse=True)[spare:]
+    spec, state, report, match = match_depth(ckpt.spec, ckpt.state_dict, order, check_target(target_macs),
+                                             tolerance, "keep", seed, what="deepest units")
+    lineage = {"method": "deepest-but", "options": {"spare": spare, "tolerance": tolerance}, "seed": int(seed),
+               "target_macs": target_macs, "macs_before": int(report["macs_before"]),
+               "macs_after": int(report["macs_after"]), "removed_units": list(match.setting),
+               "kept_units": report.get("kept_units")}
+    return PruneResult(spec, state, lineage, {})
+'''
+
+CRITERION_CLASS = '''
+"""An importance criterion as a class: the sum of w^2 over a unit's parameters (highest kept), no frames needed."""
+from edgeprune.analysis.importance import Criterion, register_criterion
+
+
+@register_criterion
+class WeightL2(Criterion):
+    name = "weight-l2"
+    measures = "sum of w^2 over the unit's parameters"
+    higher_kept = True
+    needs_frames = False
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        def chain(m):  # a unit is a module or a chain of modules
+            return m if isinstance(m, (tuple, list)) else (m,)
+        return {k: float(sum((p.detach() ** 2).sum() for mod in chain(m) for p in mod.parameters()))
+                for k, m in units.items()}
 '''
 
 BACKEND = '''
@@ -172,6 +220,69 @@ def test_plugin_importance_criterion_through_cli(tmp_path, toy_checkpoint, toy_n
     # the plan's ranking keys are the plugin's values (highest kept -> key = -value), unit by unit
     scores = plan["importance"]["scores"]
     assert scores and all(v == pytest.approx(-l1[int(k)], rel=1e-5) for k, v in scores.items())
+
+
+def _fails(args, plugins):
+    env = dict(os.environ, EDGEPRUNE_PLUGINS=os.pathsep.join(str(p) for p in plugins))
+    r = subprocess.run([sys.executable, "-m", "edgeprune", *map(str, args)], capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=300)
+    assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
+    return r.stderr
+
+
+def test_plugin_method_with_options_through_cli(tmp_path, toy_checkpoint):
+    """A plugin's options dataclass: `--opt spare=1` reaches the method (the deepest unit stays) and is checked
+    (unknown key, wrong type) and listed (`edgeprune methods`), with no CLI or study code changed."""
+    from edgeprune.analysis.units import removable_units
+    from edgeprune.checkpoint import load_checkpoint
+
+    plugin = _write(tmp_path, "my_method_opts", METHOD_WITH_OPTIONS)
+    deepest = sorted((u.layer for u in removable_units(load_checkpoint(toy_checkpoint).spec)), reverse=True)
+    removed = {}
+    for spare in (0, 1):
+        out = tmp_path / f"p{spare}.pt"
+        extra = ["--opt", f"spare={spare}"] if spare else []
+        _cli(["prune", "--method", "deepest-but", "--model", toy_checkpoint, "--target-macs", "0.8", "--out", out,
+              *extra], [plugin])
+        lineage = load_checkpoint(out).meta["lineage"][-1]
+        assert lineage["options"]["spare"] == spare
+        removed[spare] = lineage["removed_units"]
+    assert removed[0][0] == deepest[0]                                   # the default: the deepest goes first
+    assert deepest[0] not in removed[1] and removed[1][0] == deepest[1]  # spare=1: it stays, the next goes first
+    base = ["prune", "--method", "deepest-but", "--model", toy_checkpoint, "--target-macs", "0.8",
+            "--out", tmp_path / "x.pt"]
+    err = _fails(base + ["--opt", "spares=1"], [plugin])
+    assert "spares is not an option of method deepest-but; its options: spare, tolerance" in err
+    assert "spare of method deepest-but must be int, got str 'one'" in _fails(base + ["--opt", "spare=one"], [plugin])
+    doc = _cli(["methods"], [plugin])
+    (m,) = [m for m in doc["methods"] if m["name"] == "deepest-but"]
+    assert m["options"][0] == {"name": "spare", "type": "int", "default": 0, "choices": None,
+                               "help": "the deepest removable units never removed"}
+
+
+def test_plugin_criterion_class_through_cli(tmp_path, toy_checkpoint, toy_npz):
+    """`analyze --importance weight-l2` (a Criterion subclass): every block keeps its units of largest sum w^2."""
+    import torch
+
+    plugin = _write(tmp_path, "my_criterion_class", CRITERION_CLASS)
+    out = tmp_path / "a"
+    _cli(["analyze", "--model", toy_checkpoint, "--data", toy_npz, "--out", out, "--segments", "4", "--no-plots",
+          "--batches", "1", "--batch-size", "16", "--importance", "weight-l2", "--keep-units", "4"], [plugin])
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["importance"]["criterion"] == "weight-l2"
+    assert plan["importance"]["measures"] == "sum of w^2 over the unit's parameters"
+    state = torch.load(toy_checkpoint, weights_only=False)["state_dict"]
+    l2 = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        if parts[0] == "layers" and v.is_floating_point() and not k.endswith(("running_mean", "running_var")):
+            l2[int(parts[1])] = l2.get(int(parts[1]), 0.0) + float((v ** 2).sum())
+    blocks = [b for b in plan["blocks"] if b["candidates"]]
+    for block in blocks:
+        cand, kept = block["candidates"], block["kept"]
+        assert set(kept) == set(sorted(cand, key=lambda u: -l2[u])[:len(kept)]), (block, l2)
+    assert any(len(b["kept"]) < len(b["candidates"]) for b in blocks)
+    assert all(v == pytest.approx(-l2[int(k)], rel=1e-5) for k, v in plan["importance"]["scores"].items())
 
 
 def test_plugin_backend_through_cli(tmp_path):

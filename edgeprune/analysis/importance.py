@@ -14,6 +14,10 @@ Criteria (``edgeprune analyze/prune --importance NAME``, study ``[prune] importa
   trained weights (:class:`TransplantScorer`), BatchNorm in train mode as the
   reference runs them, and the reference's rule: the LOWEST score is kept.
 
+Each criterion is a :class:`Criterion` (name, what it measures, which end is kept, whether it needs frames
+and labels, and ``values(model, units, ...)``) in one registry; :func:`register_criterion` adds one from
+outside the package and :func:`criterion_values` is the one entry point that computes values.
+
 For the first five a higher value means a more important unit and the
 highest are kept. A plan stores both the criterion's values and a keep key
 (``importance.scores``: lower = kept first) so that every budget rule ranks
@@ -34,57 +38,199 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import EdgepruneError
 
-# name -> (what it measures, higher value kept?)
-CRITERIA: dict[str, tuple[str, bool]] = {
-    "ablation": ("validation loss increase when the unit is replaced by the identity", True),
-    "taylor": ("first-order Taylor estimate of the ablation loss increase", True),
-    "block-influence": ("1 - cos(input, output) of the unit on validation frames", True),
-    "synflow": ("SynFlow saliency of the unit's parameters in the trained network (train-mode BN)", True),
-    "reverse": ("depth: the deepest units are removed first", True),
-    "synflow-transplant": ("SynFlow of a random copy carrying the unit's trained weights (reference; lowest kept)",
-                           False),
-    "gradnorm": ("gradient norm of a random copy carrying the unit's trained weights (lowest kept)", False),
-    "snip": ("SNIP of a random copy carrying the unit's trained weights (lowest kept)", False),
-}
-# criteria registered from outside the package: name -> function (see register_criterion)
-_REGISTERED: dict[str, Any] = {}
 DEFAULT_CRITERION = "ablation"
-PROXIES = ("synflow-transplant", "gradnorm", "snip")   # scored by TransplantScorer
 SEARCHES = ("per-unit", "exhaustive")
 MAX_COMBINATIONS = 20000
 
 
-def register_criterion(name: str, fn=None, *, measures: str, higher_kept: bool = True):
-    """Add an importance criterion (``--importance NAME``, study ``[prune] importance``); usable as a decorator.
+class Criterion:
+    """An importance criterion (``--importance NAME``, study ``[prune] importance``): one interface for all.
 
-    ``fn(model, units, *, order, x, y, input_shape, batch_size) -> {unit key: value}``: ``units`` is
-    ``{key: module}`` of ``model``, ``order`` the keys shallow to deep, ``x, y`` validation frames and labels
-    (numpy), ``input_shape`` one frame's shape. ``higher_kept``: whether the highest values are kept.
+    Class attributes: ``name``; ``measures`` (one line for plans and listings); ``higher_kept`` (whether
+    the units with the highest values are kept); ``needs_frames`` / ``needs_labels`` (whether
+    :meth:`values` needs validation frames ``x`` / labels ``y``); ``transplant`` (the reference's
+    transplant proxies, scored on zoo spec models by :class:`TransplantScorer` instead of :meth:`values`).
     """
-    if name in CRITERIA and name not in _REGISTERED:
-        raise EdgepruneError(f"{name!r} is a built-in importance criterion; choose another name")
 
-    def deco(f):
-        CRITERIA[name] = (str(measures), bool(higher_kept))
-        _REGISTERED[name] = f
-        return f
-    return deco(fn) if fn is not None else deco
+    name: str = ""
+    measures: str = ""
+    higher_kept: bool = True
+    needs_frames: bool = True
+    needs_labels: bool = False
+    transplant: bool = False
+
+    def values(self, model, units: dict, *, order: list, x, y, input_shape, batch_size: int) -> dict:
+        """``{unit key: value}`` for ``units`` of ``model``.
+
+        ``units``: ``{key: module}``, or ``{key: (module, ..., module)}`` for a unit that is a chain of
+        modules (:mod:`edgeprune.analysis.criteria` handles both); ``order``: the keys shallow to deep;
+        ``x, y``: validation frames and labels (numpy); ``input_shape``: one frame's shape.
+        """
+        raise NotImplementedError(f"criterion {self.name!r} does not compute values")
+
+
+class Ablation(Criterion):
+    name = "ablation"
+    measures = "validation loss increase when the unit is replaced by the identity"
+    needs_labels = True
+
+    def __init__(self, metric: str = "loss"):
+        self.metric = metric   # "loss" (increase) or "acc" (accuracy drop)
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        from .criteria import ablation_scores
+
+        return ablation_scores(model, units, x, y, metric=self.metric, batch_size=batch_size)
+
+
+class Taylor(Criterion):
+    name = "taylor"
+    measures = "first-order Taylor estimate of the ablation loss increase"
+    needs_labels = True
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        from .criteria import taylor_scores
+
+        return taylor_scores(model, units, x, y, batch_size=batch_size)
+
+
+class BlockInfluence(Criterion):
+    name = "block-influence"
+    measures = "1 - cos(input, output) of the unit on validation frames"
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        from .criteria import block_influence_scores
+
+        return block_influence_scores(model, units, x, batch_size=batch_size)
+
+
+class SynFlow(Criterion):
+    name = "synflow"
+    measures = "SynFlow saliency of the unit's parameters in the trained network (train-mode BN)"
+    needs_frames = False
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        from .criteria import synflow_scores
+
+        return synflow_scores(model, units, input_shape)
+
+
+class Reverse(Criterion):
+    name = "reverse"
+    measures = "depth: the deepest units are removed first"
+    needs_frames = False
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        from .criteria import reverse_scores
+
+        return reverse_scores(list(order))
+
+
+class TransplantProxy(Criterion):
+    """The reference's zero-cost proxies of a random copy carrying a unit's trained weights (lowest kept)."""
+
+    higher_kept = False
+    transplant = True
+
+    def __init__(self, name: str, measures: str, needs_frames: bool = True):
+        self.name, self.measures, self.needs_frames = name, measures, needs_frames
+        self.needs_labels = needs_frames
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        raise EdgepruneError(f"{self.name} is a transplant proxy: score it with TransplantScorer")
+
+
+class FunctionCriterion(Criterion):
+    """A criterion given as a function (``register_criterion(name, fn, measures=...)``)."""
+
+    def __init__(self, name: str, fn, measures: str, higher_kept: bool = True, needs_frames: bool = True,
+                 needs_labels: bool = False):
+        self.name, self.fn, self.measures, self.higher_kept = name, fn, str(measures), bool(higher_kept)
+        self.needs_frames, self.needs_labels = bool(needs_frames), bool(needs_labels)
+
+    def values(self, model, units, *, order, x, y, input_shape, batch_size):
+        return self.fn(model, units, order=order, x=x, y=y, input_shape=input_shape, batch_size=batch_size)
+
+
+_BUILTIN: dict[str, Criterion] = {c.name: c for c in (
+    Ablation(), Taylor(), BlockInfluence(), SynFlow(), Reverse(),
+    TransplantProxy("synflow-transplant", "SynFlow of a random copy carrying the unit's trained weights "
+                                          "(reference; lowest kept)", needs_frames=False),
+    TransplantProxy("gradnorm", "gradient norm of a random copy carrying the unit's trained weights (lowest kept)"),
+    TransplantProxy("snip", "SNIP of a random copy carrying the unit's trained weights (lowest kept)"))}
+_CRITERIA: dict[str, Criterion] = dict(_BUILTIN)   # the registry: built-ins, then criteria registered from outside
+PROXIES = tuple(n for n, c in _BUILTIN.items() if c.transplant)   # scored by TransplantScorer
+
+
+class _Table(Mapping):
+    """``CRITERIA[name] -> (what it measures, higher value kept?)``, a view of the registry (older callers)."""
+
+    def __getitem__(self, name):
+        c = _CRITERIA[name]
+        return c.measures, c.higher_kept
+
+    def __iter__(self):
+        return iter(_CRITERIA)
+
+    def __len__(self):
+        return len(_CRITERIA)
+
+
+CRITERIA = _Table()
+
+
+def register_criterion(criterion, fn=None, *, measures: str | None = None, higher_kept: bool = True,
+                       needs_frames: bool = True, needs_labels: bool = False):
+    """Add an importance criterion (``--importance NAME``, study ``[prune] importance``).
+
+    Either a :class:`Criterion` subclass (used as a class decorator; instantiated without arguments) or
+    instance, or a name and a function ``fn(model, units, *, order, x, y, input_shape, batch_size) ->
+    {unit key: value}`` with ``measures`` (usable as a decorator: ``@register_criterion("name", measures=...)``).
+    Returns what it was given.
+    """
+    if isinstance(criterion, str):
+        if measures is None:
+            raise EdgepruneError(f"importance criterion {criterion!r} needs measures= (what it measures)")
+
+        def deco(f):
+            _add(FunctionCriterion(criterion, f, measures, higher_kept, needs_frames, needs_labels))
+            return f
+        return deco(fn) if fn is not None else deco
+    obj = criterion() if isinstance(criterion, type) else criterion
+    if not isinstance(obj, Criterion):
+        raise EdgepruneError(f"register_criterion takes a Criterion subclass or a name, got {criterion!r}")
+    _add(obj)
+    return criterion
+
+
+def _add(c: Criterion) -> None:
+    if not isinstance(c.name, str) or not c.name.strip():
+        raise EdgepruneError(f"an importance criterion needs a name, got {c.name!r}")
+    if c.name in _BUILTIN:
+        raise EdgepruneError(f"{c.name!r} is a built-in importance criterion; choose another name")
+    _CRITERIA[c.name] = c
+
+
+def get_criterion(name: str) -> Criterion:
+    """The registered criterion ``name`` (one error line naming the known ones otherwise)."""
+    if name not in _CRITERIA:
+        raise EdgepruneError(f"unknown importance criterion {name!r}; choose one of: {', '.join(_CRITERIA)}")
+    return _CRITERIA[name]
 
 
 def check_criterion(name: str) -> str:
-    if name not in CRITERIA:
-        raise EdgepruneError(f"unknown importance criterion {name!r}; choose one of: {', '.join(CRITERIA)}")
-    return name
+    return get_criterion(name).name
 
 
 def higher_kept(name: str) -> bool:
-    return CRITERIA[check_criterion(name)][1]
+    return get_criterion(name).higher_kept
 
 
 def keep_keys(name: str, values: dict) -> dict:
@@ -101,33 +247,26 @@ def check_proxy(proxy: str) -> str:
 
 def criterion_values(criterion: str, model, units: dict, *, order=None, x=None, y=None, input_shape=None,
                      metric: str = "loss", batch_size: int = 256) -> dict:
-    """The values of a data-driven criterion (not a transplant proxy) for ``units`` ({key: module}) of ``model``.
+    """The values of criterion ``criterion`` (not a transplant proxy) for ``units`` of ``model`` (the one entry).
 
-    ``order``: the unit keys shallow to deep (for ``reverse``); ``x, y``:
-    validation frames and labels; ``input_shape``: one frame's shape (synflow).
+    ``units``: ``{key: module}`` or ``{key: (module, ...)}`` (a chain); ``order``: the unit keys shallow to
+    deep (default: the order of ``units``); ``x, y``: validation frames and labels; ``input_shape``: one
+    frame's shape; ``metric``: ``"acc"`` makes ablation the accuracy drop. One value per unit, as floats.
     """
-    from . import criteria as C
-
-    check_criterion(criterion)
-    if criterion in _REGISTERED:
-        keys = list(order if order is not None else units)
-        values = _REGISTERED[criterion](model, units, order=keys, x=x, y=y, input_shape=input_shape,
-                                        batch_size=batch_size)
-        if not isinstance(values, dict) or set(values) != set(units):
-            raise EdgepruneError(f"importance criterion {criterion!r} must return one value per unit "
-                                 f"({len(units)} units)")
-        return {k: float(values[k]) for k in units}
-    if criterion == "ablation":
-        return C.ablation_scores(model, units, x, y, metric=metric, batch_size=batch_size)
-    if criterion == "taylor":
-        return C.taylor_scores(model, units, x, y, batch_size=batch_size)
-    if criterion == "block-influence":
-        return C.block_influence_scores(model, units, x, batch_size=batch_size)
-    if criterion == "synflow":
-        return C.synflow_scores(model, units, input_shape)
-    if criterion == "reverse":
-        return C.reverse_scores(list(order if order is not None else units))
-    raise EdgepruneError(f"{criterion} is a transplant proxy: score it with TransplantScorer")
+    crit = get_criterion(criterion)
+    if metric != "loss":
+        if not isinstance(crit, Ablation):
+            raise EdgepruneError(f"metric={metric!r} is an option of the ablation criterion, not {criterion}")
+        crit = Ablation(metric)
+    if crit.needs_frames and (x is None or len(x) == 0):
+        raise EdgepruneError(f"the {criterion} criterion needs validation frames")
+    if crit.needs_labels and y is None:
+        raise EdgepruneError(f"the {criterion} criterion needs labelled frames")
+    keys = list(order if order is not None else units)
+    values = crit.values(model, units, order=keys, x=x, y=y, input_shape=input_shape, batch_size=batch_size)
+    if not isinstance(values, dict) or set(values) != set(units):
+        raise EdgepruneError(f"importance criterion {criterion!r} must return one value per unit ({len(units)} units)")
+    return {k: float(values[k]) for k in units}
 
 
 class TransplantScorer:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from .args import add_data, add_model, add_out
 from .main import add_json, add_seed, emit
 
@@ -11,27 +9,33 @@ ORDER = 41
 
 
 def register(sub, common):
-    from ..pruning.registry import methods
+    from ..pruning.catalogue import entries
 
-    avail = methods()
+    avail = entries()
     p = sub.add_parser("prune", parents=[common], help="prune a checkpoint (layer pruning or a baseline method)",
                        description="Prune a trained checkpoint with a registered method and write the pruned "
                                    "checkpoint (its lineage records the method, the parent and the plan). "
-                                   "Methods: " + "; ".join(f"{k}: {v}" for k, v in avail.items()))
+                                   "Methods: " + "; ".join(f"{k}: {e.help}" for k, e in avail.items())
+                                   + ". Each method's options: `edgeprune methods`.")
     p.add_argument("--method", choices=sorted(avail) or None, default="layer", help="pruning method (default layer)")
     add_model(p, help="trained checkpoint")
     add_data(p, help="dataset file (needed unless a --plan is given)", required=False)
     add_out(p, help="output checkpoint")
-    p.add_argument("--plan", default=None, help="plan.json from 'edgeprune analyze' (layer method)")
     from .cmd_analyze import add_analysis_options, add_budget_options
 
     add_budget_options(p, "this fraction of the baseline MACs, met within 2%% by every method (e.g. 0.15 = 85%% fewer)")
+    first = len(p._actions)   # the flags from here to `--opt` are method options (edgeprune.pruning.catalogue)
+    p.add_argument("--plan", default=None, help="plan.json from 'edgeprune analyze' (layer method)")
     p.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,
                    help="stage transitions: keep the trained block (default), add a re-initialised one (reinit), "
                         "or replace the stage's first kept unit by a re-initialised one (replace, the reference's)")
     add_analysis_options(p)
+    option_flags = [a.dest for a in p._actions[first:]] + ["keep", "keep_units"]
+    # not given = None: a method gets only the options the user gave, its own defaults apply otherwise
+    p.set_defaults(**{d: None for d in option_flags}, _option_flags=tuple(option_flags))
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra method option (VALUE parsed as JSON when possible); repeatable")
+                   help="a method option (VALUE parsed as JSON when possible; `edgeprune methods` lists each "
+                        "method's options); repeatable")
     p.add_argument("--target-latency", type=float, default=None, metavar="MS",
                    help="layer pruning to meet this median latency per batch (ms) on --target")
     p.add_argument("--target", default=None, help="device profile for --target-latency (see `edgeprune targets`)")
@@ -46,32 +50,23 @@ def register(sub, common):
     p.set_defaults(func=run_prune)
 
 
-_LAYER_ONLY = ("plan", "keep", "keep_units", "transition", "similarity", "segments", "max_segments",
-               "importance", "search", "batches", "batch_size", "reference")
-_LAYER_DEFAULTS = {"similarity": "cka-unbiased", "segments": "auto", "search": "per-unit", "reference": False,
-                   "batches": 5, "batch_size": 128}
-
-
 def _options(args) -> dict:
+    """The method's options: the option flags given, then ``--opt``, checked against what the method declares."""
     from ..errors import EdgepruneError
+    from ..pruning.catalogue import check_options, option_fields, parse_opts
 
+    declared = option_fields(args.method)
     opts = {}
-    for name in _LAYER_ONLY:
+    for name in args._option_flags:
         v = getattr(args, name)
         if v is None:
             continue
-        if args.method != "layer" and _LAYER_DEFAULTS.get(name) == v:
-            continue
+        if declared is not None and name not in declared:
+            raise EdgepruneError(f"--{name.replace('_', '-')} is not an option of method {args.method}; "
+                                 f"its options: {', '.join(declared) or 'none'}")
         opts[name] = v
-    for item in args.opt:
-        if "=" not in item:
-            raise EdgepruneError(f"--opt takes KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            opts[k.strip().replace("-", "_")] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k.strip().replace("-", "_")] = v
-    return opts
+    opts.update(parse_opts(args.opt))
+    return check_options(args.method, opts, "--opt")
 
 
 def run_prune(args):
@@ -79,8 +74,6 @@ def run_prune(args):
     from ..pruning.apply import prune_checkpoint
 
     extra = {}
-    if args.reference and args.method != "layer":
-        raise EdgepruneError("--reference is an option of the layer method (--method layer)")
     if args.latency_margin is not None:
         if args.target_latency is None:
             raise EdgepruneError("--latency-margin works with --target-latency")

@@ -330,11 +330,8 @@ def _make(criterion: str, label: str):
     return method
 
 
-channel_l1 = register("channel-l1", "L1-norm filter pruning (Li et al.) via Torch-Pruning, matched MACs")(
-    _make("l1", "L1-norm"))
-channel_l2 = register("channel-l2", "L2-norm filter pruning via Torch-Pruning, matched MACs")(
-    _make("l2", "L2-norm"))
-channel_fpgm = register("channel-fpgm", "FPGM (geometric-median) filter pruning via Torch-Pruning, matched MACs")(
-    _make("fpgm", "FPGM"))
-channel_bn = register("channel-bn", "network slimming: BN-sparsity training, then BN-scale channel pruning")(
-    _make("bn", "BN-scale (network slimming)"))
+# help and options: edgeprune.pruning.catalogue
+channel_l1 = register("channel-l1")(_make("l1", "L1-norm"))
+channel_l2 = register("channel-l2")(_make("l2", "L2-norm"))
+channel_fpgm = register("channel-fpgm")(_make("fpgm", "FPGM"))
+channel_bn = register("channel-bn")(_make("bn", "BN-scale (network slimming)"))

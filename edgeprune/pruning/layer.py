@@ -13,7 +13,7 @@ from ..errors import EdgepruneError
 from .registry import PruneResult, register
 
 
-@register("layer", "the paper's layer pruning: similarity + Fisher segmentation + importance, then reassembly")
+@register("layer")   # help and options: edgeprune.pruning.catalogue
 def layer_prune(ckpt, data=None, **kwargs) -> PruneResult:
     """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage.
 

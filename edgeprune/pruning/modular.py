@@ -144,7 +144,7 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
 
 
 def _features(model, names, x, batch_size: int = 256, feature: str = "pool", bins: int = 8):
-    """Per name, the flattened outputs (N, F) of that module on frames ``x``."""
+    """Per name, the outputs (N, F) of that module on frames ``x``, featurised like DBP's probes."""
     import torch
 
     from ..models.modular import get_module
@@ -226,11 +226,10 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
     (``synflow-transplant``, ``gradnorm``, ``snip``) are the reference's procedure on zoo spec models only.
     """
     from ..analysis import criteria as C
-    from ..analysis.importance import PROXIES, check_criterion, criterion_values
+    from ..analysis.importance import criterion_values, get_criterion
     from ..models.modular import get_module
 
-    check_criterion(criterion)
-    if criterion in PROXIES:
+    if get_criterion(criterion).transplant:
         raise EdgepruneError(f"--importance {criterion} is the reference's transplant proxy for zoo spec models; "
                              f"for this network use ablation, taylor, block-influence, synflow or reverse")
     names = [u.name for u in units]
@@ -333,7 +332,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     """
     import time
 
-    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion, keep_keys
+    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion, get_criterion, keep_keys
     from ..analysis.plan import PLAN_FORMAT, spec_hash
     from ..analysis.segmentation import column_sums, segment
     from ..analysis.similarity import check_metric, similarity_matrix
@@ -372,7 +371,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     pos = {u.name: i for i, u in enumerate(entries)}
     gone = {u.name for u in removed}
     kept = [pos[u.name] for u in cands if u.name not in gone and u.name in pos]
-    imp_frames = 0 if importance in ("synflow", "reverse") else len(xs)
+    imp_frames = len(xs) if get_criterion(importance).needs_frames else 0
     return {
         "format": PLAN_FORMAT, "kind": "module", "model": ckpt.spec["name"], "spec_sha256": spec_hash(ckpt.spec),
         "units": [{"layer": i, "position": i, "name": u.name, "role": u.role,
@@ -555,16 +554,18 @@ def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance
 
 
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
-               probe_train: int | None = None, probe_val: int | None = None, probe_steps: int | None = None,
-               feature: str | None = None, bins: int | None = None, **options) -> PruneResult:
+               probe_train: int = 2048, probe_val: int = 1024, probe_steps: int = 150, feature: str = "pool",
+               bins: int = 8, gain_threshold=None, **options) -> PruneResult:
     """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``,
     as for zoo models), the units with the smallest accuracy gain over the entry before go first."""
     from ..training.finetune import resolve_split
     from .dbp import featurize, probe_accuracy
 
     _no_options(options, "dbp")
-    probe_train, probe_val, steps = probe_train or 2048, probe_val or 1024, probe_steps or 150
-    feature, bins = feature or "pool", bins or 8
+    if gain_threshold is not None:
+        raise EdgepruneError("dbp's gain_threshold (no MACs target) is offered for zoo spec models; give "
+                             "--target-macs for this network")
+    steps = probe_steps
     transition = transition or "keep"
     fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)

@@ -28,7 +28,7 @@ def random_order(spec: dict[str, Any], seed: int = 0) -> list[int]:
     return [layers[i] for i in perm]
 
 
-@register("random", "random removable units (seeded) to the same MACs budget")
+@register("random")   # help and options: edgeprune.pruning.catalogue
 def random_units(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance: float | None = None,
                  transition: str | None = None, **options) -> PruneResult:
     """Remove random units until ``target_macs x`` the MACs (within the tolerance)."""

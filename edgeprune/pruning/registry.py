@@ -7,8 +7,10 @@ A method is a function
 
 that returns the pruned architecture (a spec), its weights and a lineage
 record; it does not fine-tune (fine-tuning is the same for every method and
-is done by the caller). Modules register their methods on import; the
-modules listed in METHOD_MODULES are imported lazily on first use.
+is done by the caller). What methods exist, their help and their options are
+declared in :mod:`edgeprune.pruning.catalogue` (read without importing any
+method); a method's implementation module registers the function on import and
+is imported when the method is first asked for.
 """
 
 from __future__ import annotations
@@ -18,13 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import EdgepruneError
-
-METHOD_MODULES = [
-    "edgeprune.pruning.layer",
-    "edgeprune.pruning.dbp",
-    "edgeprune.pruning.random_units",
-    "edgeprune.pruning.channel",
-]
+from . import catalogue
 
 
 @dataclass
@@ -36,50 +32,63 @@ class PruneResult:
 
 
 _METHODS: dict[str, tuple[Callable[..., PruneResult], str]] = {}
-_loaded = False
 
 
-def register(name: str, help: str):
-    """Decorator: make ``fn`` the pruning method ``name`` (``edgeprune prune --method NAME``, study ``[prune]``)."""
+def register(name: str, help: str | None = None, options: type | None = None):
+    """Decorator: make ``fn`` the pruning method ``name`` (``edgeprune prune --method NAME``, study ``[prune]``).
+
+    Built-in methods are declared in :mod:`edgeprune.pruning.catalogue` (help and options) and register
+    their function by name alone; ``help`` and ``options`` (its options dataclass) declare a new one.
+    """
+    if help is None:
+        help = catalogue.entry(name).help
+    else:
+        catalogue.declare(name, help, options=options)
+
     def deco(fn):
         _METHODS[name] = (fn, help)
         return fn
     return deco
 
 
-def register_method(name: str, help: str):
+def register_method(name: str, help: str, options: type | None = None):
     """The public name of :func:`register`, for methods written outside the package.
 
     A module of your own registers on import::
 
         from edgeprune.pruning.registry import PruneResult, register_method
 
-        @register_method("my-method", "what it removes")
-        def my_method(ckpt, data, *, target_macs=None, seed=0, **options) -> PruneResult: ...
+        @dataclass(frozen=True)
+        class MyOptions:
+            depth: int = option(2, "how many units to look at")   # option: edgeprune.pruning.catalogue.option
 
-    and the CLI imports it when named in ``EDGEPRUNE_PLUGINS`` (see ``edgeprune.plugins``).
+        @register_method("my-method", "what it removes", options=MyOptions)
+        def my_method(ckpt, data, *, target_macs=None, seed=0, depth=2) -> PruneResult: ...
+
+    and the CLI imports it when named in ``EDGEPRUNE_PLUGINS`` (see ``edgeprune.plugins``). With ``options``
+    the CLI's ``--opt`` and a study's ``[prune.my-method]`` are checked against it; without, they pass
+    through unchecked.
     """
     if not isinstance(name, str) or not name.strip():
         raise EdgepruneError(f"a pruning method needs a name, got {name!r}")
-    return register(name, help)
-
-
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for mod in METHOD_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # a real missing dependency inside the module
-                raise
-    _loaded = True
+    if name in catalogue.entries() and catalogue.entry(name).module is not None:
+        raise EdgepruneError(f"{name!r} is a built-in pruning method; choose another name")
+    return register(name, help, options)
 
 
 def methods() -> dict[str, str]:
-    _load_all()
-    return {k: v[1] for k, v in _METHODS.items()}
+    """Method name -> help, from the catalogue (imports no method module)."""
+    return {k: e.help for k, e in catalogue.entries().items()}
+
+
+def _implementation(name: str) -> Callable[..., PruneResult]:
+    e = catalogue.entry(name)   # an unknown name: one error naming the known ones
+    if name not in _METHODS and e.module is not None:
+        importlib.import_module(e.module)
+    if name not in _METHODS:
+        raise EdgepruneError(f"pruning method {name!r} is declared but {e.module or 'no module'} registers no "
+                             f"implementation")
+    return _METHODS[name][0]
 
 
 def spec_only_options(options: dict[str, Any]) -> list[str]:
@@ -135,10 +144,7 @@ def route(name: str, spec, traced: bool | None, options: dict[str, Any]) -> bool
 
 
 def get_method(name: str) -> Callable[..., PruneResult]:
-    _load_all()
-    if name not in _METHODS:
-        raise EdgepruneError(f"unknown pruning method {name!r}; choose one of: {', '.join(sorted(_METHODS))}")
-    fn = _METHODS[name][0]
+    fn = _implementation(name)
 
     def dispatch(ckpt, data=None, **kwargs):
         traced = route(name, getattr(ckpt, "spec", None), kwargs.pop("traced", None), kwargs)

@@ -118,7 +118,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         if not isinstance(given, dict):
             raise EdgepruneError(f"{where}: [{section}] must be a table")
         for key in given:
-            if key not in keys:
+            if key not in keys and not (section == "prune" and _method_table(where, key, given[key])):
                 raise EdgepruneError(f"{where}: unknown key {str(key)[:40]!r} in [{section}] (known: {', '.join(keys)})")
         out = {}
         for key, (typ, default) in keys.items():
@@ -129,6 +129,8 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
                 out[key] = v if v is None else _check_type(section, key, v, typ)
             else:
                 out[key] = copy.deepcopy(default)
+        if section == "prune":   # [prune.METHOD] tables, checked by _check_method_options
+            out.update({k: dict(v) for k, v in given.items() if k not in keys})
         cfg[section] = out
     if cfg["study"]["executor"] not in EXECUTORS:
         raise EdgepruneError(f"{where}: [study] unknown executor {cfg['study']['executor'][:40]!r} "
@@ -175,6 +177,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     if not cfg["prune"]["methods"]:
         raise EdgepruneError(f"{where}: [prune] methods is empty")
     _check_items(where, "prune", "methods", cfg["prune"]["methods"], str, "method names")
+    _check_method_options(where, cfg["prune"])
     _check_items(where, "data", "snrs", cfg["data"]["snrs"], (int, float), "SNR levels in dB")
     _check_items(where, "profile", "threads", cfg["profile"]["threads"], int, "thread counts")
     if any(not 1 <= t <= 4096 for t in cfg["profile"]["threads"]):
@@ -200,6 +203,31 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         if not lo <= cfg[sec][key] <= hi:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be in {lo:g}..{hi:g}, got {cfg[sec][key]}")
     return cfg
+
+
+def _method_table(where: str, key: str, value: Any) -> bool:
+    """Whether ``key`` of [prune] is a method's own table ``[prune.METHOD]`` (a known method, a table)."""
+    from ..pruning.catalogue import entries
+
+    if key not in entries():
+        return False
+    if not isinstance(value, dict):
+        raise EdgepruneError(f"{where}: [prune] {key} must be a table of that method's options ([prune.{key}])")
+    return True
+
+
+def _check_method_options(where: str, prune: dict[str, Any]) -> None:
+    """Each listed method's options (the [prune] keys it declares, its own [prune.METHOD] table) against the
+    options it declares (:mod:`edgeprune.pruning.catalogue`); a table for a method not listed is an error."""
+    from ..pruning.catalogue import entries, study_options
+
+    listed = {str(m).split("+")[0] for m in prune["methods"]}
+    for key in prune:
+        if key in entries() and key not in listed:
+            raise EdgepruneError(f"{where}: [prune.{key}] is given but {key!r} is not in [prune] methods")
+    for method in sorted(listed):
+        if method in entries():   # an unknown method is reported when the study starts (plugins load first)
+            study_options(method, prune, where)
 
 
 def _criteria() -> list[str]:

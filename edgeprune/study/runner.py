@@ -117,27 +117,34 @@ def work_analyze(base: Path, data_path: Path, folder: Path, similarity: str, imp
     return res
 
 
-def work_prune(base: Path, data_path: Path, out: Path, method: str, target: float, seed: int,
-               plan_path: Path | None, transition: str, reference: bool = False) -> dict[str, Any]:
+def work_prune(base: Path, data_path: Path, out: Path, method: str, seed: int,
+               options: dict[str, Any]) -> dict[str, Any]:
+    """Prune ``base`` with ``method`` and its ``options`` (``target_macs`` among them; see ``Study.prune_specs``)."""
     from ..checkpoint import save_checkpoint
     from ..data.readers import load_dataset
     from ..pruning.apply import pruned_meta
     from ..pruning.registry import get_method
 
     ck = load_checkpoint(base)
-    fn = get_method(method)
-    opts: dict[str, Any] = {"target_macs": float(target)}
-    if method == "layer":
-        opts["transition"] = transition
-        if plan_path is not None:   # none for plain-module networks: the layer method analyses them itself
-            opts["plan"] = str(plan_path)
-        if reference:   # the reference's plan fixes its own budget (its kept units) and transitions
-            opts = {"plan": str(plan_path)}
-    res = fn(ck, load_dataset(data_path), seed=seed, **opts)
+    res = get_method(method)(ck, load_dataset(data_path), seed=seed, **options)
     res.lineage.setdefault("method", method)
     meta = pruned_meta(ck, res)
     save_checkpoint(out, res.spec, res.state_dict, meta)
     return {"path": str(out), "macs": meta["macs"], "params": meta["params"]}
+
+
+def method_options(method: str, section: dict[str, Any], target: float, plan_path: Path | None
+                   ) -> tuple[dict[str, Any], bool]:
+    """The options of ``method`` from the study's ``[prune]`` section
+    (:func:`edgeprune.pruning.catalogue.study_options`) with ``target_macs``; a method that declares a ``plan``
+    option runs with the study's analysis plan (its options dataclass's ``with_plan`` says what the plan
+    fixes). Returns (options, whether the plan is used)."""
+    from ..pruning.catalogue import entry, option_fields, study_options
+
+    options = {"target_macs": target, **study_options(method, section)}
+    if plan_path is None or "plan" not in (option_fields(method) or {}):
+        return options, False
+    return entry(method).options().with_plan(options, str(plan_path)), True
 
 
 def work_finetune(pruned: Path, data_path: Path, out: Path, epochs: int, lr: float, l1: float, seed: int,
@@ -237,7 +244,7 @@ class Study:
     def analyze_spec(self, base: Path, base_key: str) -> "Stage | None":
         if "layer" not in [split_method(m)[0] for m in self.cfg["prune"]["methods"]]:
             return None
-        p = self.cfg["prune"]
+        p = {**self.cfg["prune"], **self.cfg["prune"].get("layer", {})}   # [prune.layer] wins
         key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed,
                         *([p["reference"], p["keep"]] if p["reference"] else []),
                         stages.code_fingerprint("edgeprune.analysis"))
@@ -276,12 +283,11 @@ class Study:
         plan = str(plan_path) if plan_path is not None else None
         pkey = stage_key("prune", base_method, target, base_key, p, self.seed, plan,
                          stages.code_fingerprint("edgeprune.pruning", "edgeprune.analysis"))
+        options, uses_plan = method_options(base_method, p, float(target), plan_path)
         prune = Stage(f"prune {model_id(base_method, target)}", pkey, work_prune,
-                      dict(base=base, data_path=self._data_path, out=pruned, method=base_method, target=float(target),
-                           seed=self.seed, plan_path=plan_path if base_method == "layer" else None,
-                           transition=p["transition"], reference=bool(p["reference"]) and base_method == "layer"),
-                      [pruned], inputs=[base, self._data_path]
-                      + ([plan_path] if base_method == "layer" and plan_path is not None else []))
+                      dict(base=base, data_path=self._data_path, out=pruned, method=base_method, seed=self.seed,
+                           options=options),
+                      [pruned], inputs=[base, self._data_path] + ([plan_path] if uses_plan else []))
         fkey = stage_key("finetune", pkey, f, distill, self.seed, stages.code_fingerprint("edgeprune.training"))
         teacher = base if (f["distill"] or distill) else None
         finetune = Stage(f"finetune {mid}", fkey, work_finetune,
