@@ -22,6 +22,8 @@ A plugin declares its own dataclass with ``register_method(name, help, options=M
 ``--opt`` values pass through unchecked.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import types
@@ -200,7 +202,7 @@ def _types(tp) -> tuple:
         parts = [t.strip() for t in tp.split("|")]
         names = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict, "None": type(None)}
         return tuple(names.get(p.split("[")[0], object) for p in parts)
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+    if isinstance(tp, getattr(types, "UnionType", ())) or typing.get_origin(tp) is typing.Union:
         return tuple(t for a in typing.get_args(tp) for t in _types(a))
     origin = typing.get_origin(tp)
     return (origin,) if origin is not None else (tp,)

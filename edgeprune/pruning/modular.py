@@ -486,7 +486,8 @@ def _plan_result(ckpt, plan, plan_ref, model, cands, removed, match, mode, score
     criterion = plan["importance"].get("criterion", plan["importance"]["proxy"])
     gone = {v.name for v in removed}
     extra = {"options": {"similarity": plan["similarity"]["metric"], "segments": plan["segments"],
-                         "importance": criterion, "budget": mode, "tolerance": tol}, "scores": scores,
+                         "importance": criterion, "budget": mode, "tolerance": tol, "transition": transition},
+             "scores": scores,
              "plan": plan_ref, "kept_units": [u.name for u in cands if u.name not in gone]}
     return _result(ckpt, model, removed, match, "layer", seed, transition, extra, info={"plan": plan})
 
@@ -550,7 +551,8 @@ def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance
     cands = candidates(_trace(model, ckpt), transition)
     order = [cands[i] for i in np.random.default_rng(seed).permutation(len(cands))]
     match, _ = _match(ckpt, model, order, fraction, tol, transition, "random unit pruning")
-    return _result(ckpt, model, match.setting, match, "random", seed, transition, {"options": {"tolerance": tol}})
+    return _result(ckpt, model, match.setting, match, "random", seed, transition,
+                   {"options": {"tolerance": tol, "transition": transition}})
 
 
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
@@ -597,7 +599,8 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     order = sorted(cands, key=lambda u: (gains[u.name], -u.position))
     match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
     return _result(ckpt, model, match.setting, match, "dbp", seed, transition,
-                   {"options": {"tolerance": tol, "feature": feature, "bins": bins, "probe_train": probe_train,
+                   {"options": {"tolerance": tol, "transition": transition, "feature": feature, "bins": bins,
+                                "probe_train": probe_train,
                                 "probe_val": probe_val, "probe_steps": steps}, "gains": gains})
 
 
