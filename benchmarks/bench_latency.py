@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     from edgeprune.atomic import write_json
     from profiling.harness import combine_rounds, profile
     from profiling.latency_model import fit_groups
-    from profiling.records import format_table
+    from profiling.results_file import format_table
 
     duration = args.duration_ms or (150.0 if args.quick else 1500.0)
     min_iters = args.min_iters or (10 if args.quick else 40)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     t0 = time.time()
     rounds = args.rounds or (2 if args.quick else 5)
-    from profiling.sources import resolve_model
+    from profiling.model_files import resolve_model
 
     with tempfile.TemporaryDirectory(prefix="edgeprune-bench-") as tmp:
         ckpts = write_checkpoints(specs, Path(tmp), args.seed)

@@ -38,7 +38,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "bench-out/latency_target.json"))
     a = ap.parse_args(argv)
 
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.atomic import write_json
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.readers import load_dataset

@@ -55,7 +55,7 @@ def train_baseline(name, ds, epochs, out, seed):
 
 
 def analysis_with_target(ckpt, ds, target, seed, batches, batch_size):
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.errors import EdgepruneError
 
     last = None
@@ -108,7 +108,7 @@ def time_analysis(name, ds, args, work):
     """Analysis time of a model with fresh (untrained) weights: the cost does not depend on training."""
     import torch
 
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.checkpoint import make_meta, save_checkpoint
     from edgeprune.models import build_model, make_spec
 

@@ -82,8 +82,8 @@ def main(argv=None) -> int:
     from edgeprune.data.dataset import save_npz
     from edgeprune.data.synth import generate
     from edgeprune.models.macs import count_macs
-    from edgeprune.pruning.apply import prune_checkpoint
-    from edgeprune.pruning.matching import TargetUnreachable
+    from edgeprune.pruning.prune_file import prune_checkpoint
+    from edgeprune.pruning.macs_target import TargetUnreachable
     from edgeprune.training.finetune import finetune
     from edgeprune.training.train import train_model
     from export.onnx_export import export_checkpoint

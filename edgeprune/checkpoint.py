@@ -214,3 +214,12 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
     }
 
 
+def checkpoint_as_recipe(ckpt):
+    """The same checkpoint (in memory) with its spec turned into a module recipe; weights unchanged."""
+    from .models.modular import build_recipe, is_module_recipe, recipe_from_spec, with_stats
+
+    if is_module_recipe(ckpt.spec):
+        return ckpt
+    recipe = recipe_from_spec(ckpt.spec)
+    model = build_recipe(recipe, ckpt.state_dict)
+    return Checkpoint(with_stats(recipe, model), ckpt.state_dict, dict(ckpt.meta), ckpt.train_state, ckpt.path)

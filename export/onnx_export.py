@@ -41,7 +41,7 @@ def _load_ckpt(ckpt, data=None):
         return ckpt
     if isinstance(ckpt, (str, os.PathLike)):
         return load_checkpoint(ckpt)
-    from edgeprune.models.own import as_checkpoint   # a live nn.Module: classes and length from the data
+    from edgeprune.importing import as_checkpoint   # a live nn.Module: classes and length from the data
 
     return as_checkpoint(ckpt, data)
 

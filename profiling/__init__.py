@@ -7,7 +7,7 @@
 - ``profiling.onnx_macs.count_onnx_macs``: edgeprune's MAC count from an ONNX graph.
 - ``profiling.latency_model.LatencyModel``: latency ~ a*MACs + b*layers + c per
   (device, backend, batch, precision, threads).
-- ``profiling.records``: statistics and the results file.
+- ``profiling.results_file``: statistics and the results file.
 
 Only the torch backend (profiling a checkpoint) imports torch, inside its runner.
 """

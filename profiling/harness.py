@@ -24,8 +24,8 @@ from .machine import cpu_label, machine_info
 from export.runtime.bench import make_record
 from export.runtime.stats import measure as _measure
 
-from .records import new_results
-from .sources import PRECISIONS, ModelSource, resolve_model
+from .results_file import new_results
+from .model_files import PRECISIONS, ModelSource, resolve_model
 
 
 def measure(runner: Runner, warmup_ms: float | None = 200.0, warmup_iters: int | None = None,
@@ -149,7 +149,7 @@ def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), preci
             iters: int | None = None, min_iters: int = 10, per_layer: bool = False, per_layer_iters: int = 50,
             cuda_graphs: bool = False, providers=None, seed: int = 0, show_progress: bool = True,
             allow_empty: bool = False, rounds: int | None = None) -> dict:
-    """Measure every combination; return a results dict (see profiling.records).
+    """Measure every combination; return a results dict (see profiling.results_file).
 
     Combinations that cannot run are listed in ``results["skipped"]``; when none
     can run an EdgepruneError says why, unless ``allow_empty`` (then the

@@ -183,7 +183,7 @@ def profile_remote(bundles, remote: Remote, batches=(1,), threads=(1,), precisio
     """Profile each bundle on the board; a results dict of ordinary records tagged with the board."""
     from export.bundle import open_bundle
 
-    from .records import new_results
+    from .results_file import new_results
 
     log = log or (lambda msg: None)
     info = remote.probe()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeprune.data import synth
-from edgeprune.data.channel import ChannelConfig, apply_channel, fading_filters, noise_amplitude
+from edgeprune.data.impairments import ChannelConfig, apply_channel, fading_filters, noise_amplitude
 from edgeprune.data.synth import RML2016_CLASSES, RML2018_CLASSES, constellation, generate, modulate, rrc_taps
 from edgeprune.errors import EdgepruneError
 

@@ -21,11 +21,11 @@ LIMIT = 80
 IN_FLIGHT = ("in a package other work is changing now (layer importance, pruning methods, the study): "
              "split after it lands")
 LONG = {
-    "edgeprune/analysis/trace.py:discover_module_units":
+    "edgeprune/models/trace.py:discover_module_units":
         "the forward hooks are closures over one shared call record; a split means a small tracer class. " + IN_FLIGHT,
-    "edgeprune/analysis/plan.py:analyze":
+    "edgeprune/pruning/plan.py:analyze":
         "loads the frames, then similarity, segmentation, importance and the budget choice. " + IN_FLIGHT,
-    "edgeprune/analysis/reference.py:analyze_reference":
+    "edgeprune/pruning/reference.py:analyze_reference":
         "the reference procedure as one sequence, to be read beside the reference code. " + IN_FLIGHT,
     "edgeprune/pruning/layer.py:_layer_prune":
         "option checks, the plan (given or analysed), the budget choice and reassembly. " + IN_FLIGHT,

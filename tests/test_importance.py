@@ -226,7 +226,7 @@ def test_per_unit_equals_exhaustive_for_one_unit_and_picks_lowest(trained):
 def test_exhaustive_ablation_keeps_the_pair_whose_removal_of_the_rest_costs_least(toy):
     """The combination search with the ablation criterion: checked against a hand loop over pairs."""
     from edgeprune.analysis.criteria import ablation_of_set
-    from edgeprune.analysis.plan import AblationComboScorer
+    from edgeprune.pruning.plan import AblationComboScorer
 
     ck, _, val, _ = toy
     model = ck.build()

@@ -89,7 +89,7 @@ def test_unreachable_budget_and_bad_options(tmp_path, toy_checkpoint, toy_datase
 
 def test_every_ladder_candidate_is_rebuilt_exactly(toy_checkpoint, toy_dataset):
     """The chosen candidate is rebuilt from its own per-block counts, whatever MACs window a fraction would give."""
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.pruning.latency_target import ladder
     from edgeprune.pruning.layer import layer_prune
 

@@ -8,7 +8,7 @@ import pytest
 from edgeprune.models import make_spec
 from edgeprune.models.macs import model_stats
 from edgeprune.pruning.budget import counts_for_macs, counts_for_macs_matched, fill_sequence
-from edgeprune.pruning.matching import TargetUnreachable
+from edgeprune.pruning.macs_target import TargetUnreachable
 from edgeprune.pruning.reassembly import spec_macs
 
 

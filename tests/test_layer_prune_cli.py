@@ -84,7 +84,7 @@ def test_prune_budgets_and_errors(setup, capsys):
 
 def test_low_target_resegments_into_fewer_blocks(tmp_path, toy_dataset):
     """A MACs target below what one unit per Fisher block allows is met with fewer blocks (recorded)."""
-    from edgeprune.analysis.plan import analyze, as_array, blocks_of
+    from edgeprune.pruning.plan import analyze, as_array, blocks_of
     from edgeprune.analysis.segmentation import column_sums, segment
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.errors import EdgepruneError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.pruning.matching import (check_target, search_ratio, search_unit_set, within)
+from edgeprune.pruning.macs_target import (check_target, search_ratio, search_unit_set, within)
 
 
 def _ckpt(name, length=64, classes=4, seed=0):

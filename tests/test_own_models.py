@@ -16,7 +16,7 @@ USER = HERE / "user_models.py"
 sys.path.insert(0, str(HERE))
 import user_models as um  # noqa: E402
 
-from edgeprune.analysis.trace import discover_module_units  # noqa: E402
+from edgeprune.models.trace import discover_module_units  # noqa: E402
 from edgeprune.errors import EdgepruneError  # noqa: E402
 from edgeprune.models.macs import count_macs  # noqa: E402
 
@@ -47,7 +47,7 @@ def _forget():
 
 
 def _import(code, toy_npz, tmp_path, name, kwargs=None, out="m.pt"):
-    from edgeprune.models.own import import_model
+    from edgeprune.importing import import_model
 
     return import_model(f"{code}:{name}", toy_npz, tmp_path / out, kwargs=kwargs)
 
@@ -170,7 +170,7 @@ def test_import_records_code_and_needs_permission(code, toy_npz, tmp_path):
 
 
 def test_bad_input_is_one_error_each(code, toy_npz, tmp_path):
-    from edgeprune.models.own import import_model
+    from edgeprune.importing import import_model
 
     cases = [
         (f"{code}:Nope", None, "no object named 'Nope'"),
@@ -202,7 +202,7 @@ def test_cli_import_and_code_permission(code, toy_npz, tmp_path):
 
 def test_trained_weights_survive_import(code, toy_npz, tmp_path):
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.models.own import import_model
+    from edgeprune.importing import import_model
 
     torch.manual_seed(3)
     net = um.CLDNNLike()
@@ -274,7 +274,7 @@ def test_lstm_layer_removal(code, toy_npz, tmp_path):
 def test_every_method_hits_the_target_and_reloads(code, toy_npz, tmp_path, method):
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.usercode import allow
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     allow(code)
     if method.startswith("channel"):
@@ -297,7 +297,7 @@ def test_every_method_hits_the_target_and_reloads(code, toy_npz, tmp_path, metho
 
 def test_no_removable_unit_is_one_error(code, toy_npz, tmp_path):
     from edgeprune.models.usercode import allow
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     code.write_text(code.read_text() + "\n\ndef tiny(num_classes=4, length=64):\n"
                     "    return nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(4 * (length - 2), num_classes))\n")
@@ -345,7 +345,7 @@ def test_tracing_the_zoo_finds_the_spec_units():
 def test_python_api_takes_a_live_module(toy_npz, tmp_path):
     """prune_checkpoint, finetune and export accept an nn.Module; classes and length come from the data."""
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
     from export.onnx_export import export_checkpoint
     from profiling.onnx_macs import count_onnx_macs
 
@@ -365,7 +365,8 @@ def test_zoo_through_the_module_path_equals_the_spec_path(toy_checkpoint):
     """Removing units of a zoo ResNet by identity replacement (module path) gives the network the spec
     reassembly builds without them: same MACs, same outputs."""
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.models.modular import build_recipe, checkpoint_as_recipe
+    from edgeprune.checkpoint import checkpoint_as_recipe
+    from edgeprune.models.modular import build_recipe
     from edgeprune.models.net import EdgeNet
     from edgeprune.pruning.modular import random_method
     from edgeprune.pruning.reassembly import reassemble
@@ -451,7 +452,7 @@ def test_zoo_checkpoint_pruned_through_the_traced_path(toy_checkpoint, toy_npz, 
     """`--opt traced=true`: a zoo model pruned by the same code path as user models; its checkpoint rebuilds from
     the spec plus the recorded edits, with no code permission needed."""
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     prune_checkpoint(toy_checkpoint, tmp_path / "p.pt", method="dbp", data=toy_npz, target_macs=0.7, traced=True,
                      probe_steps=30)
@@ -485,10 +486,10 @@ def test_bidirectional_gru_macs_hand_count_and_onnx(tmp_path):
 
 def test_analyze_plan_then_prune_with_it(code, toy_npz, tmp_path):
     """analyze works on a plain-module network; pruning with its plan removes what pruning without it removes."""
-    from edgeprune.analysis.plan import analyze, save_plan
+    from edgeprune.pruning.plan import analyze, save_plan
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.usercode import allow
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     _import(code, toy_npz, tmp_path, "ResNet1d")
     allow(code)

@@ -82,7 +82,7 @@ def test_ablation_of_blocks_equals_a_hand_made_ablation(trained):
 def test_ablation_of_chains_and_lstm_layers_equals_hand_made_ablations(trained, tmp_path):
     """A Conv-BN-ReLU chain of an nn.Sequential and one layer of a stacked LSTM: the hand-made network without it."""
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.models.own import import_model
+    from edgeprune.importing import import_model
     from edgeprune.pruning import modular as M
 
     ds = make_toy_dataset(n_per_key=8)
@@ -115,7 +115,7 @@ def test_ablation_of_chains_and_lstm_layers_equals_hand_made_ablations(trained, 
             getattr(one, f"{name}_l0").data.copy_(getattr(model.lstm, f"{name}_l{keep}"))
         net.lstm = one
         assert got[f"lstm[{drop}]"] == pytest.approx(_loss(net, ds.x, ds.y) - base, rel=1e-6, abs=1e-9)
-    with pytest.raises(EdgepruneError, match="does not expose per layer"):
+    with pytest.raises(EdgepruneError, match="does not expose as one tensor"):
         M.unit_values("block-influence", ck, model, cands, ds.x, ds.y)
     with pytest.raises(EdgepruneError, match="transplant proxy"):
         M.unit_values("synflow-transplant", ck, model, cands, ds.x, ds.y)
@@ -125,7 +125,7 @@ def test_kept_units_matter_more_on_held_out_frames(trained, tmp_path):
     """The default layer method (ablation on validation frames) removes the blocks whose loss the held-out test
     split misses least: its choice is in the better half of every same-size removal set, for 1 to 3 removals."""
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
     from edgeprune.pruning.modular import remove
 
     ck, model, cands, _, test = _setup(trained)
@@ -144,10 +144,10 @@ def test_kept_units_matter_more_on_held_out_frames(trained, tmp_path):
 
 def test_budget_options_on_a_traced_network(trained, tmp_path):
     """--keep gives each segment its count; --keep-units spreads a total; --target-macs lands within 2%."""
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.models.macs import count_macs
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     plan = analyze(trained["ckpt"], trained["data"], segments=2)
     sizes = [sum(1 for u in plan["units"][a:b] if u["removable"]) for a, b in plan["segments"]["bounds"]]
@@ -183,8 +183,8 @@ def test_channel_bn_on_a_traced_network(trained, tmp_path):
     without BatchNorm gets one error line."""
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.macs import count_macs
-    from edgeprune.models.own import import_model
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.importing import import_model
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     prune_checkpoint(trained["ckpt"], tmp_path / "bn.pt", method="channel-bn", data=trained["data"],
                      target_macs=0.5, sparsity_epochs=1)
@@ -206,7 +206,7 @@ def test_target_latency_on_a_traced_network(trained, tmp_path):
 
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.modular import recipe_stats
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     recs = [{"backend": "onnxruntime", "batch": 1, "threads": 1, "precision": "fp32", "device": "cpu",
              "macs": m, "layers": n, "median_ms": m / 1e5 + 0.01 * n + 0.05, "model": f"m{m}"}
@@ -265,7 +265,7 @@ def test_channel_pruning_leaves_a_zero_padding_residual_stream_alone(toy_checkpo
     every block's second conv (the stream); every first conv is pruned, and the MACs land within 2%."""
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.macs import count_macs
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     prune_checkpoint(toy_checkpoint, tmp_path / "c.pt", method="channel-l1", data=toy_npz, target_macs=0.5,
                      traced=True)

@@ -157,7 +157,7 @@ def test_quantized_variants_count_the_same_macs(r20, tmp_path):
     import onnx
 
     from profiling.onnx_macs import count_onnx_macs
-    from profiling.sources import describe_onnx
+    from profiling.model_files import describe_onnx
 
     fp32 = onnx.load(str(r20))
     paths = {"fp16": tmp_path / "fp16.onnx", "int8": tmp_path / "int8.onnx"}

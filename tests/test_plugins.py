@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 METHOD = '''
 """A pruning method of my own: remove the deepest removable units first, to the MACs budget."""
 from edgeprune.analysis.units import removable_units
-from edgeprune.pruning.matching import DEFAULT_TOLERANCE, check_target, match_depth
+from edgeprune.pruning.macs_target import DEFAULT_TOLERANCE, check_target, match_depth
 from edgeprune.pruning.registry import PruneResult, register_method
 
 
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 from edgeprune.analysis.units import removable_units
 from edgeprune.pruning.catalogue import option
-from edgeprune.pruning.matching import DEFAULT_TOLERANCE, check_target, match_depth
+from edgeprune.pruning.macs_target import DEFAULT_TOLERANCE, check_target, match_depth
 from edgeprune.pruning.registry import PruneResult, register_method
 
 

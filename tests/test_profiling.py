@@ -40,7 +40,7 @@ def onnx_files(tmp_path_factory):
 
 
 def _check_record(rec: dict, batch: int):
-    from profiling.records import REQUIRED
+    from profiling.results_file import REQUIRED
 
     for key in REQUIRED:
         assert key in rec, key
@@ -63,7 +63,7 @@ def test_onnx_records_have_all_fields(onnx_files):
     from edgeprune.models import build_model, make_spec
     from edgeprune.models.macs import count_macs, model_stats
     from profiling.harness import profile
-    from profiling.sources import file_sha256
+    from profiling.model_files import file_sha256
 
     path = onnx_files["resnet20-1d"]
     res = profile([path], batches=[1, 4], threads=[1, 2], warmup_iters=2, iters=12, show_progress=False)
@@ -94,7 +94,7 @@ def test_duration_mode_runs_at_least_min_iters(onnx_files):
 
 def test_results_roundtrip_and_append(onnx_files, tmp_path):
     from profiling.harness import profile
-    from profiling.records import load_results, save_results
+    from profiling.results_file import load_results, save_results
 
     out = tmp_path / "res.json"
     a = profile([onnx_files["cnn1d"]], batches=[1, 2], warmup_iters=1, iters=5, show_progress=False)
@@ -230,7 +230,7 @@ def test_profile_onnx_without_torch(onnx_files, toy_checkpoint, tmp_path):
     out = tmp_path / "r.json"
     code = f"""
 from profiling.harness import profile
-from profiling.records import save_results
+from profiling.results_file import save_results
 res = profile([{str(onnx_files['resnet20-1d'])!r}], batches=[1, 2], warmup_iters=1, iters=4, per_layer=True,
               per_layer_iters=3, show_progress=False)
 save_results({str(out)!r}, res)

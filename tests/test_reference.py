@@ -165,7 +165,7 @@ def _hand_similarity(model, modules, frames_batches):
 
 @pytest.mark.parametrize("name", ["resnet56-ref", "vgg16"])
 def test_similarity_on_first_test_batches_with_the_reference_hooks(ref_setup, name):
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.split import split_dataset
 
@@ -207,7 +207,7 @@ def _ref_synflow(model, shape, frames=2):
 
 @pytest.mark.parametrize("name", ["resnet56-ref", "vgg16"])
 def test_search_carries_weights_over_and_keeps_the_lowest(ref_setup, name):
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.net import EdgeNet
 
@@ -264,7 +264,7 @@ def test_reference_refuses_other_models_in_one_line(tmp_path, capsys):
 
 def test_prune_reference_end_to_end(ref_setup, tmp_path):
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     d, ds, ck = ref_setup
     doc = prune_checkpoint(ck["resnet56-ref"], tmp_path / "p.pt", method="layer", data=d / "small.npz",
@@ -285,10 +285,10 @@ def test_prune_reference_end_to_end(ref_setup, tmp_path):
 def test_reference_plan_file_prunes_like_reference(ref_setup, tmp_path):
     """A --reference plan saved to disk (what a study's analyze stage writes) loads back and, given to the
     layer method as --plan, builds the same network as pruning with --reference directly."""
-    from edgeprune.analysis.plan import analyze, load_plan, save_plan
+    from edgeprune.pruning.plan import analyze, load_plan, save_plan
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.readers import load_dataset
-    from edgeprune.pruning.apply import prune_checkpoint
+    from edgeprune.pruning.prune_file import prune_checkpoint
 
     d, ds, ck = ref_setup
     plan = analyze(load_checkpoint(ck["resnet56-ref"]), load_dataset(d / "small.npz"), reference=True,

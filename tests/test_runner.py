@@ -260,7 +260,7 @@ def test_predict_matches_edgeprune_predict(boards, expected, which):
 @pytest.mark.parametrize("which", PYTHONS)
 def test_bench_and_check(boards, which, tmp_path):
     from profiling.harness import profile
-    from profiling.records import REQUIRED
+    from profiling.results_file import REQUIRED
 
     py = _python(which)
     out = tmp_path / "r.json"
@@ -406,7 +406,7 @@ def test_build_runs_trtexec_with_the_targets_flags(boards, which, tmp_path):
     assert "--fp16" in (fake.parent / "args.txt").read_text()
     with open_bundle(b) as opened:  # the board's own build outputs do not make the bundle "tampered"
         assert "board-fp16.engine" not in opened.manifest["files"]
-    from profiling.sources import resolve_model
+    from profiling.model_files import resolve_model
 
     with resolve_model(b) as src:  # edgeprune profile finds the board's engine as run.py does
         assert src.engines == {"fp16": b / "board-fp16.engine"}

@@ -214,7 +214,7 @@ def test_every_required_manifest_field_missing_or_mistyped_is_refused(tmp_path, 
 @pytest.fixture(scope="module", params=[None, False], ids=["traced", "spec"])
 def plan_and_ckpt(tmp_path_factory, request):
     """A plan of the default (traced-module) path and one of the zoo spec's own path."""
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.readers import load_dataset
     from export_fixtures import shared_trained
@@ -226,7 +226,7 @@ def plan_and_ckpt(tmp_path_factory, request):
 
 
 def test_plan_declaration_covers_what_pruning_and_plots_use(tmp_path, plan_and_ckpt):
-    from edgeprune.analysis.plan import PLAN_SCHEMA, load_plan, plan_summary
+    from edgeprune.pruning.plan import PLAN_SCHEMA, load_plan, plan_summary
     from edgeprune.analysis.plots import plot_importance, plot_similarity
     from edgeprune.atomic import write_json
     from edgeprune.pruning.registry import get_method
@@ -246,7 +246,7 @@ def test_plan_declaration_covers_what_pruning_and_plots_use(tmp_path, plan_and_c
 
 
 def test_every_required_plan_field_missing_or_mistyped_is_refused(tmp_path, plan_and_ckpt):
-    from edgeprune.analysis.plan import PLAN_SCHEMA, load_plan
+    from edgeprune.pruning.plan import PLAN_SCHEMA, load_plan
     from edgeprune.atomic import write_json
 
     plan, _ = plan_and_ckpt
@@ -269,7 +269,7 @@ def test_every_required_plan_field_missing_or_mistyped_is_refused(tmp_path, plan
 
 
 def test_plan_cross_references_are_checked(tmp_path, plan_and_ckpt):
-    from edgeprune.analysis.plan import validate_plan
+    from edgeprune.pruning.plan import validate_plan
 
     plan, _ = plan_and_ckpt
     n = len(plan["units"])
@@ -300,7 +300,7 @@ def _results():
 def test_results_and_latency_model_declarations_cover_their_readers(tmp_path):
     from edgeprune.atomic import write_json
     from profiling.latency_model import FILE_SCHEMA, fit_groups, load_models, save_models
-    from profiling.records import RESULTS_SCHEMA, load_results
+    from profiling.results_file import RESULTS_SCHEMA, load_results
 
     res = _results()
     lean = prune_undeclared(res, RESULTS_SCHEMA)
@@ -320,7 +320,7 @@ def test_results_and_latency_model_declarations_cover_their_readers(tmp_path):
 def test_results_and_latency_models_missing_or_mistyped_fields_are_refused(tmp_path):
     from edgeprune.atomic import write_json
     from profiling.latency_model import FILE_SCHEMA, fit_groups, load_models, save_models
-    from profiling.records import RESULTS_SCHEMA, load_results
+    from profiling.results_file import RESULTS_SCHEMA, load_results
 
     res = _results()
     for path in _present(res, required_paths(RESULTS_SCHEMA)):

@@ -73,10 +73,10 @@ def test_build_without_tensorrt_says_what_to_install(onnx_files, tmp_path, capsy
 @pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed here")
 def test_engine_runner_without_tensorrt(tmp_path):
     from edgeprune.errors import MissingDependency
-    from export.trt_runtime import TrtRunner
+    from export.trt_runtime import TensorRTBackend
 
     with pytest.raises(MissingDependency, match="tensorrt"):
-        TrtRunner(tmp_path / "m.engine")
+        TensorRTBackend(tmp_path / "m.engine")
 
 
 @pytest.mark.tensorrt
@@ -84,14 +84,14 @@ def test_engine_runner_without_tensorrt(tmp_path):
 def test_build_and_run_engine(onnx_files, tmp_path):
     from export import Predictor
     from export.tensorrt_build import build_engine
-    from export.trt_runtime import TrtRunner
+    from export.trt_runtime import TensorRTBackend
     from export.verify import make_session, run_logits
 
     out = tmp_path / "m.engine"
     meta = build_engine(onnx_files / "m32.onnx", "orin-nano", out, precision="fp16",
                         timing_cache=tmp_path / "t.cache")
     assert out.exists() and (tmp_path / "m.engine.json").exists() and meta["precision"] == "fp16"
-    runner = TrtRunner(out)
+    runner = TensorRTBackend(out)
     x = np.random.default_rng(0).standard_normal((8, 2, LENGTH)).astype(np.float32)
     y = runner.infer(x)
     ref = run_logits(make_session(str(onnx_files / "m32.onnx")), x)

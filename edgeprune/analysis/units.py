@@ -2,7 +2,7 @@
 
 For zoo models the units come from the spec (:func:`discover_units`); for any
 ``nn.Module`` they are found by tracing its forward
-(:func:`edgeprune.analysis.trace.discover_module_units`; :func:`trace_units` is a short view of it).
+(:func:`edgeprune.models.trace.discover_module_units`; :func:`trace_units` is a short view of it).
 
 Terms:
 
@@ -111,14 +111,14 @@ class TracedUnit:
 
 def trace_units(module, example_input) -> list[TracedUnit]:
     """The traced entries of a user's ``nn.Module`` (a thin view of
-    :func:`edgeprune.analysis.trace.discover_module_units`, which has the details and the reasons).
+    :func:`edgeprune.models.trace.discover_module_units`, which has the details and the reasons).
 
     Conv-(BN)-(act) groups are one entry, residual blocks one entry, each layer of a stacked LSTM/GRU one entry;
     the stem and the classifier are listed but never removable. Shapes are per sample.
     """
     import torch
 
-    from .trace import discover_module_units
+    from ..models.trace import discover_module_units
 
     if not isinstance(module, torch.nn.Module):
         raise EdgepruneError("trace_units needs a torch.nn.Module")

@@ -55,7 +55,7 @@ def register(sub, common):
 def run_analyze(args):
     from pathlib import Path
 
-    from ..analysis.plan import analyze, plan_summary, save_plan
+    from ..pruning.plan import analyze, plan_summary, save_plan
     from ..errors import EdgepruneError
 
     out = Path(args.out)

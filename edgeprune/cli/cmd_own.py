@@ -34,7 +34,7 @@ def register(sub, common):
 
 
 def run_import(args):
-    from ..models.own import import_model
+    from ..importing import import_model
 
     res = import_model(args.ref, args.data, args.out, weights=args.weights, kwargs=args.kwargs, length=args.length)
     text = (f"imported {args.ref}: {res['params']:,} params, {res['macs']:,} MACs, {res['units']} removable units\n"
@@ -45,7 +45,7 @@ def run_import(args):
 
 def checkpoint_units(path):
     """The traced units of a checkpoint (spec or module), as a TraceResult."""
-    from ..analysis.trace import discover_module_units
+    from ..models.trace import discover_module_units
     from ..checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
@@ -54,7 +54,7 @@ def checkpoint_units(path):
 
 
 def run_units(args):
-    from ..analysis.trace import format_units
+    from ..models.trace import format_units
     from ..errors import EdgepruneError
 
     res, ck = checkpoint_units(args.checkpoint)

@@ -112,7 +112,7 @@ def _key(args) -> dict:
 def run_profile(args):
     from profiling.harness import profile
     from profiling.per_layer import format_per_layer
-    from profiling.records import format_table, save_results
+    from profiling.results_file import format_table, save_results
 
     if args.append and not args.out:
         raise EdgepruneError("--append needs --out FILE")
@@ -176,7 +176,7 @@ def _profile_remote(args) -> dict:
 
 
 def _records_from(paths) -> list[dict]:
-    from profiling.records import load_results
+    from profiling.results_file import load_results
 
     records = []
     for p in paths:
@@ -213,7 +213,7 @@ def run_predict(args):
             raise EdgepruneError("give both --macs and --layers (or MODEL files)")
         queries.append({"model": None, "macs": args.macs, "layers": args.layers})
     if args.models:
-        from profiling.sources import resolve_model
+        from profiling.model_files import resolve_model
 
         for path in args.models:
             with resolve_model(path) as src:

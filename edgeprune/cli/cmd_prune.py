@@ -71,7 +71,7 @@ def _options(args) -> dict:
 
 def run_prune(args):
     from ..errors import EdgepruneError
-    from ..pruning.apply import prune_checkpoint
+    from ..pruning.prune_file import prune_checkpoint
 
     extra = {}
     if args.latency_margin is not None:

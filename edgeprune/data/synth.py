@@ -6,7 +6,7 @@ generation model"): random bits mapped to constellations scaled to mean
 magnitude 1, 8 samples per symbol with a root-raised-cosine pulse (roll-off
 0.35, span 11), GFSK (BT 0.35, 0.1 rad/sample) and binary CPFSK (h = 0.5),
 analog WBFM / AM-DSB / AM-SSB driven by a band-limited random message with
-random silences, then the channel of :mod:`edgeprune.data.channel` (SRO and
+random silences, then the channel of :mod:`edgeprune.data.impairments` (SRO and
 CFO random walks, Rician selective fading, AWGN), 128-sample windows at random
 offsets, each L1-normalised.
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import EdgepruneError
 from ..progress import progress as progress_bar
-from .channel import SNR_MODES, ChannelConfig, apply_channel
+from .impairments import SNR_MODES, ChannelConfig, apply_channel
 from .dataset import SignalDataset, normalize_frames
 
 GENERATOR_VERSION = "1"

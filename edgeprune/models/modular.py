@@ -240,7 +240,7 @@ def model_stats_of(model, recipe: dict[str, Any]) -> dict[str, int]:
     """Params, MACs, removable units and weight layers of a live model built from ``recipe``."""
     from torch import nn
 
-    from ..analysis.trace import discover_module_units
+    from .trace import discover_module_units
     from .macs import count_macs, count_params
 
     shape = frame_shape(recipe)
@@ -300,14 +300,3 @@ def recipe_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
     length = int(spec["input"][-1])
     r = make_recipe({"spec": copy.deepcopy(spec)}, spec["name"], spec["family"], length, spec["num_classes"])
     return r
-
-
-def checkpoint_as_recipe(ckpt):
-    """The same checkpoint (in memory) with its spec turned into a module recipe; weights unchanged."""
-    from ..checkpoint import Checkpoint
-
-    if is_module_recipe(ckpt.spec):
-        return ckpt
-    recipe = recipe_from_spec(ckpt.spec)
-    model = build_recipe(recipe, ckpt.state_dict)
-    return Checkpoint(with_stats(recipe, model), ckpt.state_dict, dict(ckpt.meta), ckpt.train_state, ckpt.path)

@@ -182,15 +182,15 @@ def counts_for_macs_matched(spec: dict[str, Any], target: float, ranked_blocks: 
        ``max_evals`` networks), each block keeping its best units; the vector
        in the window with the MACs nearest the target.
     3. If no counts land in the window: the matched-MACs removal walk
-       (:func:`edgeprune.pruning.matching.search_unit_set`) over the fill
+       (:func:`edgeprune.pruning.macs_target.search_unit_set`) over the fill
        order reversed (last added, first removed), every block keeping its
        best unit.
 
-    Raises :class:`~edgeprune.pruning.matching.TargetUnreachable` naming the
+    Raises :class:`~edgeprune.pruning.macs_target.TargetUnreachable` naming the
     nearest achievable fraction when nothing lands in the window.
     """
     from ..models.macs import model_stats
-    from .matching import TargetUnreachable, check_target, check_tolerance, search_unit_set
+    from .macs_target import TargetUnreachable, check_target, check_tolerance, search_unit_set
     from .reassembly import spec_macs
 
     target = check_target(target)

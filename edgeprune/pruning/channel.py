@@ -26,7 +26,7 @@ What is pruned (every method, every zoo model; the classifier's outputs never):
   single width holds; the FC head's hidden widths.
 
 Pruning is per layer (local ranking) with one ratio; the MACs search
-(:mod:`edgeprune.pruning.matching`) bisects that ratio and, when a ratio step
+(:mod:`edgeprune.pruning.macs_target`) bisects that ratio and, when a ratio step
 moves too many MACs at once, gives the next step to the first ``k`` layers
 only. After pruning, the new widths are read back into a spec, the weights are
 loaded into a fresh ``EdgeNet`` built from it and its outputs are checked
@@ -40,7 +40,7 @@ from typing import Any
 
 from ..errors import EdgepruneError, require
 from ..models.spec import clone, validate_spec
-from .matching import DEFAULT_TOLERANCE, check_target, check_tolerance, search_ratio
+from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_ratio
 from .registry import PruneResult, register
 
 CRITERIA = ("l1", "l2", "fpgm", "bn")

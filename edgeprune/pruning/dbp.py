@@ -25,7 +25,7 @@ The exact rule used here (the paper's code and threshold are not public):
    input) just before it.
 5. Removal order: removable units by ascending gain (ties: the deeper unit
    first). With ``--target-macs F`` units are removed in this order by the
-   matched-MACs walk (:func:`edgeprune.pruning.matching.search_unit_set`),
+   matched-MACs walk (:func:`edgeprune.pruning.macs_target.search_unit_set`),
    which skips a unit whose removal would undershoot the budget. Without a
    target, ``gain_threshold`` t removes every removable unit whose gain is
    below t (the paper's thresholding form).
@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import EdgepruneError
-from .matching import DEFAULT_TOLERANCE, check_target, match_depth
+from .macs_target import DEFAULT_TOLERANCE, check_target, match_depth
 from .registry import PruneResult, register
 
 FEATURES = ("pool", "gap", "flatten")

@@ -45,7 +45,7 @@ def ladder(ckpt, plan: dict[str, Any], transition: str = "keep", points: int = 4
     """Distinct candidate architectures along the MACs axis (smallest first)."""
     import numpy as np
 
-    from ..analysis.plan import blocks_of, select_units
+    from .plan import blocks_of, select_units
     from ..models.macs import model_stats
     from .budget import counts_for_macs
     from .reassembly import plan_layers
@@ -178,14 +178,14 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     Returns a PruneResult whose ``info`` holds the prediction, the measured
     latency, the error against the budget and the latency model's fit quality.
     """
-    from ..analysis.plan import analyze, check_plan, load_plan
+    from .plan import analyze, check_plan, load_plan
     from .layer import layer_prune
 
     if not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
         raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise EdgepruneError(f"--latency-margin must be a fraction in [0, 1), got {margin!r}")
-    from ..models.modular import checkpoint_as_recipe
+    from ..checkpoint import checkpoint_as_recipe
     from .registry import route
 
     setup = _target_setup(target, batch, threads)

@@ -41,8 +41,8 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
     ``target_macs`` lands within ``tolerance`` (default 2%) of the target or
     raises naming the nearest achievable fraction, like the other methods.
     """
-    from ..analysis.plan import analyze, blocks_of, check_plan, choose_counts, load_plan, select_for_budget
-    from .matching import DEFAULT_TOLERANCE, TargetUnreachable, check_tolerance
+    from .plan import analyze, blocks_of, check_plan, choose_counts, load_plan, select_for_budget
+    from .macs_target import DEFAULT_TOLERANCE, TargetUnreachable, check_tolerance
     from .reassembly import reassemble
 
     if options:
@@ -97,7 +97,7 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
             if target_macs is None:
                 raise
             counts, nearest = None, exc.nearest
-            from ..analysis.plan import as_array
+            from .plan import as_array
             from ..analysis.segmentation import column_sums, segment as fisher_segment
 
             seq = column_sums(as_array(plan["similarity"]["matrix"]))
@@ -127,7 +127,7 @@ def _layer_prune(ckpt, data=None, *, target_macs: float | None = None, seed: int
         plan = dict(plan, segments=dict(plan["segments"], bounds=[list(b) for b in bounds], k=len(bounds)))
         scorer = None
         if search == "exhaustive":
-            from ..analysis.plan import make_combo_scorer
+            from .plan import make_combo_scorer
 
             scorer = make_combo_scorer(ckpt, plan["importance"].get("criterion", plan["importance"]["proxy"]),
                                        seed=plan["seed"], data=data)

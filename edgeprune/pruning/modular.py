@@ -1,6 +1,6 @@
 """Every pruning method on networks written as ``nn.Module`` code (module recipes).
 
-Units come from tracing the forward (:mod:`edgeprune.analysis.trace`).
+Units come from tracing the forward (:mod:`edgeprune.models.trace`).
 Removing a unit replaces it with identity (a stacked LSTM/GRU loses that
 layer); with ``transition="reinit"`` shape-changing entries (not the stem or
 the classifier) may be removed too, and every layer whose input shape then
@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgepruneError
-from .matching import DEFAULT_TOLERANCE, check_target, check_tolerance, search_ratio, search_unit_set
+from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_ratio, search_unit_set
 from .registry import PruneResult
 
 TRANSITIONS = ("keep", "reinit")
 
 
 def _trace(model, ckpt):
-    from ..analysis.trace import discover_module_units
+    from ..models.trace import discover_module_units
 
     return discover_module_units(model, (2, ckpt.length))
 
@@ -237,13 +237,17 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
         return C.reverse_scores(sorted(names, key=lambda n: next(u.position for u in units if u.name == n)))
     if criterion == "synflow":
         return synflow_unit_scores(model, units, ckpt.length)
-    rnn = [u for u in units if u.kind == "rnn-layer"]
+    from torch import nn
+
+    # recurrent units (one layer of a stack, or a whole LSTM/GRU whose output is a tuple) are measured by removal
+    rnn = [u for u in units if u.kind == "rnn-layer"
+           or any(isinstance(get_module(model, m), nn.RNNBase) for m in u.members)]
     # a unit of one module is that module; a chain of several is their tuple (see analysis.criteria)
     chains = {u.name: (tuple(get_module(model, m) for m in u.members) if len(u.members) > 1
-                       else get_module(model, u.members[0])) for u in units if u.kind != "rnn-layer"}
+                       else get_module(model, u.members[0])) for u in units if u not in rnn}
     if rnn and criterion != "ablation":
         raise EdgepruneError(f"--importance {criterion} needs each unit's own input and output, which the "
-                             f"{rnn[0].rnn!r} LSTM/GRU stack does not expose per layer ({rnn[0].name}); "
+                             f"LSTM/GRU unit {rnn[0].name} does not expose as one tensor; "
                              f"use ablation (the default), synflow or reverse")
     values = {}
     if chains:
@@ -333,7 +337,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     import time
 
     from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion, get_criterion, keep_keys
-    from ..analysis.plan import PLAN_FORMAT, spec_hash
+    from .plan import PLAN_FORMAT, spec_hash
     from ..analysis.segmentation import column_sums, segment
     from ..analysis.similarity import check_metric, similarity_matrix
     from ..models.macs import count_macs
@@ -429,7 +433,7 @@ def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str
     plan_ref = None
     budget_given = any(v is not None for v in (keep, keep_units, target_macs))
     if plan is not None:
-        from ..analysis.plan import check_plan, load_plan
+        from .plan import check_plan, load_plan
         from ..digest import file_sha256
 
         if isinstance(plan, (str, Path)):

@@ -2,7 +2,7 @@
 
 The removal order is a permutation of the removable units drawn from
 ``numpy.random.default_rng(seed)``; the matched-MACs walk
-(:func:`edgeprune.pruning.matching.search_unit_set`) removes units in that
+(:func:`edgeprune.pruning.macs_target.search_unit_set`) removes units in that
 order, skipping any whose removal would undershoot the budget. The kept units
 are reassembled by the layer-pruning machinery (trained weights kept), so the
 only difference from the informed methods is which units go.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgepruneError
-from .matching import DEFAULT_TOLERANCE, check_target, match_depth
+from .macs_target import DEFAULT_TOLERANCE, check_target, match_depth
 from .registry import PruneResult, register
 
 

@@ -107,7 +107,7 @@ def spec_only_options(options: dict[str, Any]) -> list[str]:
     plan = options.get("plan")
     if plan is not None:
         if not isinstance(plan, dict):
-            from ..analysis.plan import load_plan
+            from .plan import load_plan
 
             plan = load_plan(plan)
         if plan.get("kind") != "module":
@@ -120,8 +120,7 @@ def route(name: str, spec, traced: bool | None, options: dict[str, Any]) -> bool
 
     Networks written as ``nn.Module`` code always take the traced path. A zoo spec model takes it too (the same
     code path as the user's models) unless ``traced=False``, unless it needs a spec-only option (the reference's
-    transplant proxies, ``--reference``, the exhaustive search, ``replace`` transitions, a spec-path plan), or
-    unless it is a 2-D (``[1, 2, L]``-input) spec, which the traced path does not take.
+    transplant proxies, ``--reference``, the exhaustive search, ``replace`` transitions, a spec-path plan).
     """
     if not isinstance(spec, dict):
         return False
@@ -136,8 +135,6 @@ def route(name: str, spec, traced: bool | None, options: dict[str, Any]) -> bool
     reasons = spec_only_options(options)
     if name not in MODULE_METHODS:
         reasons.append(f"method {name!r} (no traced implementation)")
-    if len(spec.get("input") or []) != 2:
-        reasons.append("a 2-D spec model")
     if traced and reasons:
         raise EdgepruneError(f"traced=true does not take {', '.join(reasons)}")
     return not reasons
@@ -150,7 +147,7 @@ def get_method(name: str) -> Callable[..., PruneResult]:
         traced = route(name, getattr(ckpt, "spec", None), kwargs.pop("traced", None), kwargs)
         if traced:
             # one code path for zoo and user models: the traced-module implementation of the method
-            from ..models.modular import checkpoint_as_recipe
+            from ..checkpoint import checkpoint_as_recipe
             from .modular import module_method
 
             return module_method(name)(checkpoint_as_recipe(ckpt), data, **kwargs)

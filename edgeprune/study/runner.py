@@ -93,7 +93,7 @@ def work_baseline(out: Path, data_path: Path, model: dict[str, Any], train: dict
 
 def work_analyze(base: Path, data_path: Path, folder: Path, similarity: str, importance: str,
                  seed: int, reference: bool = False, keep=None) -> dict[str, Any]:
-    from ..analysis.plan import analyze, save_plan
+    from ..pruning.plan import analyze, save_plan
     from ..analysis.plots import plot_importance, plot_similarity
     from ..data.readers import load_dataset
 
@@ -122,7 +122,7 @@ def work_prune(base: Path, data_path: Path, out: Path, method: str, seed: int,
     """Prune ``base`` with ``method`` and its ``options`` (``target_macs`` among them; see ``Study.prune_specs``)."""
     from ..checkpoint import save_checkpoint
     from ..data.readers import load_dataset
-    from ..pruning.apply import pruned_meta
+    from ..pruning.prune_file import pruned_meta
     from ..pruning.registry import get_method
 
     ck = load_checkpoint(base)
@@ -335,7 +335,7 @@ class Study:
 
         def run():
             from profiling.harness import profile
-            from profiling.records import save_results
+            from profiling.results_file import save_results
 
             records: list[dict[str, Any]] = []
             skipped: list[dict[str, Any]] = []
@@ -375,7 +375,7 @@ class Study:
             return {"path": str(out), "n": len(records)}
 
         self.cache.run("profile", key, run, [out])
-        from profiling.records import load_results
+        from profiling.results_file import load_results
 
         res = load_results(out)
         from ..schema import obj, seq, text, validate
@@ -421,7 +421,7 @@ class Study:
                         [self._bundle_hash(bundles[i]["path"]) for i in ids], stages.code_fingerprint("profiling"))
 
         def run():
-            from profiling.records import save_results
+            from profiling.results_file import save_results
             from profiling.remote import Remote, profile_remote
 
             remote = Remote(pr["remote"], pr["remote_dir"] or None, pr["remote_python"], pr["ssh_config"] or None)
@@ -433,7 +433,7 @@ class Study:
             return {"path": str(out), "n": len(res["records"])}
 
         self.cache.run("remote profile", key, run, [out])
-        from profiling.records import load_results
+        from profiling.results_file import load_results
 
         by_sha = {self._bundle_hash(bundles[i]["path"]): i for i in ids}
         recs = []
@@ -472,7 +472,7 @@ class Study:
 
     def merge_results(self, entries: list[dict[str, Any]], bundles: dict[str, dict]) -> list[dict[str, Any]]:
         """``compare --results FILE...``: records measured elsewhere, accepted only for this study's models."""
-        from profiling.records import load_results
+        from profiling.results_file import load_results
         from profiling.remote import measured_on
 
         known: dict[str, str] = {}

@@ -29,7 +29,7 @@ def _load_ckpt(obj, what: str, data=None):
     from torch import nn
 
     if isinstance(obj, nn.Module) and data is not None:
-        from ..models.own import as_checkpoint
+        from ..importing import as_checkpoint
 
         return as_checkpoint(obj, data, what=what)
     raise EdgepruneError(f"{what} must be a checkpoint path, a Checkpoint or an nn.Module, got {type(obj).__name__}")

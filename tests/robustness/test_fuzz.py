@@ -360,7 +360,7 @@ def test_fuzz_study_config_text(scratch):
 
 def test_fuzz_profile_results_and_latency_models(scratch):
     from profiling.latency_model import load_models
-    from profiling.records import load_results
+    from profiling.results_file import load_results
 
     results = {"schema": 1, "kind": "edgeprune-latency", "machine": {"cpu": "x"}, "skipped": [],
                "records": [{"model": "m", "backend": "onnxruntime", "batch": 1, "threads": 1, "precision": "fp32",
@@ -378,7 +378,7 @@ def test_fuzz_profile_results_and_latency_models(scratch):
 
 def test_fuzz_plan_with_layer_pruning(scratch, shared):
     """A plan whose values are mutated (model name and spec hash intact) is refused or used correctly."""
-    from edgeprune.analysis.plan import analyze
+    from edgeprune.pruning.plan import analyze
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.readers import load_dataset
     from edgeprune.pruning.layer import layer_prune

@@ -105,7 +105,7 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
     import torch
     from torch import nn
 
-    from ..models.macs import count_macs, rnn_layer_macs
+    from .macs import count_macs, rnn_layer_macs
 
     if not isinstance(model, nn.Module):
         raise EdgepruneError("unit discovery needs a torch.nn.Module")

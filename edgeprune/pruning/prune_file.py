@@ -65,7 +65,7 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     elif isinstance(model, (str, Path)):
         ckpt = load_checkpoint(model)
     else:  # a live nn.Module: classes and length from the data
-        from ..models.own import as_checkpoint
+        from ..importing import as_checkpoint
 
         ckpt = as_checkpoint(model, ds)
     if target_latency is not None:

@@ -53,7 +53,7 @@ def check_reference_model(spec: dict[str, Any]) -> str:
 
 def reference_units(spec: dict[str, Any]):
     """The compared units in order (Unit objects) for the reference's hooks."""
-    from .units import discover_units
+    from ..analysis.units import discover_units
 
     units = discover_units(spec)
     if spec["family"] == "vgg":
@@ -85,16 +85,16 @@ def test_batches(n: int, batches: int = BATCHES, batch_size: int = BATCH_SIZE) -
 
 def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: int | None = None, seed: int = 0,
                       split=None, max_combinations: int | None = None) -> dict[str, Any]:
-    """The plan the reference procedure makes for ``ckpt`` (same format as :func:`~edgeprune.analysis.plan.analyze`)."""
+    """The plan the reference procedure makes for ``ckpt`` (same format as :func:`~edgeprune.pruning.plan.analyze`)."""
     from ..models.macs import model_stats
-    from ..pruning.budget import check_counts, parse_keep
-    from ..pruning.reassembly import plan_layers
+    from .budget import check_counts, parse_keep
+    from .reassembly import plan_layers
     from ..training.finetune import _load_ckpt, resolve_split
-    from .importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
+    from ..analysis.importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
     from .plan import PLAN_FORMAT, PLAN_VERSION, spec_hash
-    from .representations import iter_unit_features
-    from .segmentation import auto_k, default_max_segments, fisher_dp, reference_bounds, column_sums
-    from .similarity import SimilarityAccumulator
+    from ..analysis.representations import iter_unit_features
+    from ..analysis.segmentation import auto_k, default_max_segments, fisher_dp, reference_bounds, column_sums
+    from ..analysis.similarity import SimilarityAccumulator
 
     ckpt = _load_ckpt(ckpt, "the model")
     spec = ckpt.spec

@@ -73,8 +73,8 @@ def choose_counts(spec, blocks, scores, *, keep=None, keep_units=None, target_ma
     :class:`~edgeprune.pruning.budget.MacsChoice` (its ``chosen`` units are
     the ones to keep), else None.
     """
-    from ..pruning.budget import check_counts, counts_for_macs_matched, counts_for_units, parse_keep
-    from ..pruning.matching import DEFAULT_TOLERANCE
+    from .budget import check_counts, counts_for_macs_matched, counts_for_units, parse_keep
+    from .macs_target import DEFAULT_TOLERANCE
 
     given = [n for n, v in (("--keep", keep), ("--keep-units", keep_units), ("--target-macs", target_macs)) if v is not None]
     if len(given) > 1:
@@ -93,7 +93,7 @@ def choose_counts(spec, blocks, scores, *, keep=None, keep_units=None, target_ma
 
 def select_units(spec, state_dict, plan, counts, *, search="per-unit", scorer=None):
     """Kept unit layers per block for ``counts`` (per-unit ranking or the exhaustive search)."""
-    from .importance import SEARCHES, select_exhaustive, select_per_unit
+    from ..analysis.importance import SEARCHES, select_exhaustive, select_per_unit
 
     if search not in SEARCHES:
         raise EdgepruneError(f"unknown search {search!r}; choose one of: {', '.join(SEARCHES)}")
@@ -109,7 +109,7 @@ def select_units(spec, state_dict, plan, counts, *, search="per-unit", scorer=No
 
 def combination_search(criterion: str) -> bool:
     """Whether the exhaustive search scores combinations differently from summing unit scores."""
-    from .importance import PROXIES
+    from ..analysis.importance import PROXIES
 
     return criterion in PROXIES or criterion == "ablation"
 
@@ -117,7 +117,7 @@ def combination_search(criterion: str) -> bool:
 def make_combo_scorer(ckpt, criterion: str, *, seed: int = 0, data=None, split=None, max_frames: int = 1024,
                       batch_size: int = 128):
     """The scorer of combinations for ``--search exhaustive`` (None for additive criteria)."""
-    from .importance import PROXIES, TransplantScorer, check_criterion
+    from ..analysis.importance import PROXIES, TransplantScorer, check_criterion
 
     check_criterion(criterion)
     if criterion in PROXIES:
@@ -126,7 +126,7 @@ def make_combo_scorer(ckpt, criterion: str, *, seed: int = 0, data=None, split=N
         if data is None:
             raise EdgepruneError(f"the exhaustive search with {criterion} needs --data")
         from ..training.finetune import resolve_split
-        from .representations import sample_batches
+        from ..analysis.representations import sample_batches
 
         (train, _, _), _ = resolve_split(ckpt, data, split)
         idx = sample_batches(len(train), 1, batch_size, seed)[0]
@@ -147,7 +147,7 @@ class AblationComboScorer:
     """Scores keeping ``combo`` of a block: the validation loss with the block's other units replaced."""
 
     def __init__(self, model, x, y, batch_size: int = 256):
-        from .criteria import _prepare
+        from ..analysis.criteria import _prepare
 
         self.model = model
         self.x, self.y = _prepare(model, {None: None}, x, y)
@@ -155,7 +155,7 @@ class AblationComboScorer:
         self.calls = 0
 
     def combo_key(self, combo, block) -> float:
-        from .criteria import ablation_of_set
+        from ..analysis.criteria import ablation_of_set
 
         gone = {u: self.model.layers[u] for u in block if u not in combo}
         self.calls += 1
@@ -165,8 +165,8 @@ class AblationComboScorer:
 def select_for_budget(spec, state_dict, plan, counts, match, *, search="per-unit", scorer=None, transition="keep"):
     """Kept units per block for ``counts``; with a MACs ``match`` its units, unless the exhaustive search's
     choice (same counts, possibly other units) also lands in the MACs window."""
-    from ..pruning.matching import within
-    from ..pruning.reassembly import spec_macs
+    from .macs_target import within
+    from .reassembly import spec_macs
 
     if match is None:
         return select_units(spec, state_dict, plan, counts, search=search, scorer=scorer)
@@ -190,7 +190,7 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     frames; data-driven importance criteria use up to ``max_frames`` frames of
     the validation split (the training split when it is empty).
     ``reference=True``: the reference code's procedure
-    (:mod:`edgeprune.analysis.reference`); it takes ``keep`` (counts per block)
+    (:mod:`edgeprune.pruning.reference`); it takes ``keep`` (counts per block)
     as its only budget. ``traced``: which implementation analyses a zoo spec model (see
     :func:`edgeprune.pruning.registry.route`; by default the traced-module path, as for the user's networks,
     unless a spec-only option is given).
@@ -207,22 +207,22 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
         return analyze_reference(ckpt, data, keep=keep, segments=segments, max_segments=max_segments, seed=seed,
                                  split=split)
     from ..models.macs import model_stats
-    from ..pruning.reassembly import TRANSITION_MODES, plan_layers
+    from .reassembly import TRANSITION_MODES, plan_layers
     from ..training.finetune import _load_ckpt, resolve_split
-    from .importance import (CRITERIA, DEFAULT_CRITERION, PROXIES, TransplantScorer, check_criterion,
+    from ..analysis.importance import (CRITERIA, DEFAULT_CRITERION, PROXIES, TransplantScorer, check_criterion,
                              criterion_values, keep_keys, unit_scores)
-    from .representations import iter_unit_features, sample_batches
-    from .segmentation import column_sums, default_max_segments, segment
-    from .similarity import SimilarityAccumulator, check_metric
-    from .units import discover_units
+    from ..analysis.representations import iter_unit_features, sample_batches
+    from ..analysis.segmentation import column_sums, default_max_segments, segment
+    from ..analysis.similarity import SimilarityAccumulator, check_metric
+    from ..analysis.units import discover_units
 
     ck0 = _load_ckpt(ckpt, "the model", data)
-    from ..pruning.registry import route
+    from .registry import route
 
     if route("layer", ck0.spec, traced, {"search": search, "importance": importance, "transition": transition}):
         # the traced units, the same similarity, segmentation, criteria and budgets (user networks and the zoo)
-        from ..models.modular import checkpoint_as_recipe
-        from ..pruning.modular import module_analysis
+        from ..checkpoint import checkpoint_as_recipe
+        from .modular import module_analysis
 
         return module_analysis(checkpoint_as_recipe(ck0), data, split=split, similarity=similarity, segments=segments, max_segments=max_segments,
                                batches=batches, batch_size=batch_size, seed=seed, transition=transition,
