@@ -114,7 +114,7 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     again = json.loads(capsys.readouterr().out)
     assert again["stages"]["ran"] == []
     assert set(again["stages"]["reused"]) == set(doc["stages"]["ran"])
-    # changed pruning code reruns pruning and what follows it, not the data, the baseline or the analysis
+    # changed pruning code reruns the plan (pruning.plan), pruning and what follows it, not the data or the baseline
     from edgeprune.study import stages
 
     real = stages.code_fingerprint
@@ -122,8 +122,8 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
                         lambda *pk: "changed" if "edgeprune.pruning" in pk else real(*pk))
     assert main(["compare", "--config", str(cfg), "--out", str(out), "--json", "-q"]) == 0
     third = json.loads(capsys.readouterr().out)
-    assert {"data", "baseline", "analyze", "evaluate baseline", "export baseline fp32"} <= set(third["stages"]["reused"])
-    assert {"prune layer@0.6", "prune channel-l1@0.6", "finetune layer@0.6", "profile"} <= set(third["stages"]["ran"])
+    assert {"data", "baseline", "evaluate baseline", "export baseline fp32"} <= set(third["stages"]["reused"])
+    assert {"analyze", "prune layer@0.6", "prune channel-l1@0.6", "finetune layer@0.6", "profile"} <= set(third["stages"]["ran"])
 
 
 def test_compare_bad_config_is_one_line(tmp_path, capsys):

@@ -188,7 +188,7 @@ class Study:
         self.results_files = [Path(p) for p in results_files or ()]
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+        self.log = log or (lambda m: None)   # the CLI passes its stage printer; the library itself prints nothing
         self.cache = StageCache(self.out, self.log)
         self.seed = cfg["study"]["seed"]
         self.threads = cfg["study"]["threads"] or None
@@ -247,7 +247,7 @@ class Study:
         p = {**self.cfg["prune"], **self.cfg["prune"].get("layer", {})}   # [prune.layer] wins
         key = stage_key("analyze", base_key, p["similarity"], p["importance"], p["transition"], self.seed,
                         *([p["reference"], p["keep"]] if p["reference"] else []),
-                        stages.code_fingerprint("edgeprune.analysis"))
+                        stages.code_fingerprint("edgeprune.analysis", "edgeprune.pruning", "edgeprune.models"))
         folder = self.out / "analysis"
         return Stage("analyze", key, work_analyze,
                      dict(base=base, data_path=self._data_path, folder=folder, similarity=p["similarity"],
@@ -282,7 +282,7 @@ class Study:
         pruned = self.out / "models" / f"{_file_id(model_id(base_method, target))}.pruned.pt"
         plan = str(plan_path) if plan_path is not None else None
         pkey = stage_key("prune", base_method, target, base_key, p, self.seed, plan,
-                         stages.code_fingerprint("edgeprune.pruning", "edgeprune.analysis"))
+                         stages.code_fingerprint("edgeprune.pruning", "edgeprune.analysis", "edgeprune.models"))
         options, uses_plan = method_options(base_method, p, float(target), plan_path)
         prune = Stage(f"prune {model_id(base_method, target)}", pkey, work_prune,
                       dict(base=base, data_path=self._data_path, out=pruned, method=base_method, seed=self.seed,
