@@ -1,17 +1,22 @@
-"""The Ray executor benchmark: wall time of a study's compute stages, local against Ray (issue 15).
+"""The Ray executor benchmark: wall time of a multi-seed study's compute stages, local against Ray (issue 15).
 
-One small multi-method study (a baseline, then prune -> fine-tune -> evaluate -> export for several
-methods at one target; latency profiling excluded) is computed from scratch three ways on this machine:
+One small study with two seeds (per seed: a baseline, then prune -> fine-tune -> evaluate -> export for
+two methods at two targets, plus the baseline's own evaluation and export; latency profiling excluded) is
+computed from scratch three ways on this machine:
 
-- ``local`` executor, torch with 1 thread;
+- ``local`` executor, torch with 1 thread (the seeds one after another, as ``compare`` runs them);
 - ``local`` executor, torch with 2 threads;
 - ``ray`` executor on a Ray started here with 2 CPUs, 2 one-thread tasks at a time
-  (``[resources] cpus_per_task = 1``).
+  (``[resources] cpus_per_task = 1``), every seed's baseline submitted up front and every branch waiting
+  only on its own seed's baseline (``edgeprune.study.runner.submit_studies``, what ``compare`` runs).
 
-The data stage is made once per run and not timed (it is the same for all three). Ray's own overhead
-is measured apart: ``ray.init`` (2 CPUs, no dashboard), the first no-op task (a worker process
-starting), and ``ray.shutdown``. The goal of the issue: Ray with 2 workers at least 1.6x faster than
-``local`` with 1 thread. Every run also checks that the three computed the same models (MACs and
+The data stages (one per seed) are made first and not timed (the same for all three). Ray's own overhead
+is measured apart: ``ray.init`` (2 CPUs, no dashboard), the first no-op task (a worker process starting),
+a warm no-op task, a task importing edgeprune's training code (torch) in a fresh worker, and
+``ray.shutdown``. From the Ray run's own task records it also reports how busy the two workers were (the
+stages' seconds over 2 x the wall time) and the per-task cost outside the stages (the worker's first torch
+import, moving files as bytes). The load average is recorded before and after every run: the machine's 2
+cores are shared with other sessions. Every run checks that the three computed the same models (MACs and
 accuracy of each), so the speed is not bought with different work.
 
     python benchmarks/bench_ray.py --out bench-out/bench_ray.json
@@ -33,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("EDGEPRUNE_QUIET", "1")
 
 CONFIG = {
-    "study": {"name": "bench-ray", "seed": 0},
+    "study": {"name": "bench-ray", "seeds": [0, 1]},
     "data": {"synth": "rml2016.10a", "per_key": 40, "snrs": [0, 10, 18], "length": 128},
     "model": {"name": "resnet20-1d"},
     "train": {"epochs": 1, "batch_size": 64},
@@ -44,64 +49,103 @@ CONFIG = {
 }
 
 
-def _study(cfg, out):
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _studies(cfg, out, threads=None):
+    """One Study per seed with its data made (not timed), as compare lays them out (out/seed-<s>/)."""
     from edgeprune.study.config import normalise
-    from edgeprune.study.runner import Study
+    from edgeprune.study.runner import Study, seed_config
 
-    s = Study(normalise(cfg), out, log=lambda m: None)
-    data_path, sha = s.data_stage()  # not timed: the same for every run
-    s._data_path = data_path
-    return s, data_path, sha
+    cfg = normalise(cfg)
+    if threads is not None:
+        cfg["study"]["threads"] = threads
+    studies = []
+    for s in cfg["study"]["seeds"]:
+        st = Study(seed_config(cfg, s), out / f"seed-{s}", log=lambda m: None)
+        st._data_path, st._data_sha = st.data_stage()
+        studies.append(st)
+    return cfg, studies
 
 
-def _facts(s) -> dict:
+def _facts(studies) -> dict:
     """MACs and test accuracy of every computed model (from state.json), to check the runs did the same work."""
-    st = s.cache.state["stages"]
-    return {n: {"accuracy": r["result"]["accuracy"]} for n, r in sorted(st.items()) if n.startswith("evaluate ")} | \
-        {n: {"macs": r["result"]["macs"]} for n, r in sorted(st.items()) if n.startswith("prune ")}
+    out = {}
+    for s in studies:
+        st = s.cache.state["stages"]
+        out[s.seed] = {n: {"accuracy": r["result"]["accuracy"]} for n, r in sorted(st.items())
+                       if n.startswith("evaluate ")} | \
+            {n: {"macs": r["result"]["macs"]} for n, r in sorted(st.items()) if n.startswith("prune ")}
+    return out
 
 
 def run_local(cfg, out, threads: int) -> tuple[float, dict]:
-    cfg = json.loads(json.dumps(cfg))
-    cfg["study"]["threads"] = threads
-    s, data_path, sha = _study(cfg, out)
+    _, studies = _studies(cfg, out, threads)
     try:
         t0 = time.perf_counter()
-        base, bkey = s.baseline_stage(data_path, sha)
-        plan = s.analyze_stage(base, bkey)
-        entries = [("baseline", base, bkey, None)]
-        for method in s.cfg["prune"]["methods"]:
-            for target in s.cfg["prune"]["targets"]:
-                mid, pruned, final, key = s.prune_stage(method, float(target), base, bkey, plan=plan)
-                entries.append((mid, final, key, pruned))
-        for mid, ck, key, pruned in entries:
-            s.evaluate_stage(mid, ck, key, data_path, pruned)
-            s.export_stage(mid, ck, key, data_path)
-        return time.perf_counter() - t0, _facts(s)
+        for s in studies:  # the seeds one after another, each stage in this process
+            data_path, sha = s._data_path, s._data_sha
+            base, bkey = s.baseline_stage(data_path, sha)
+            plan = s.analyze_stage(base, bkey)
+            entries = [("baseline", base, bkey, None)]
+            for method in s.cfg["prune"]["methods"]:
+                for target in s.cfg["prune"]["targets"]:
+                    mid, pruned, final, key = s.prune_stage(method, float(target), base, bkey, plan=plan)
+                    entries.append((mid, final, key, pruned))
+            for mid, ck, key, pruned in entries:
+                s.evaluate_stage(mid, ck, key, data_path, pruned)
+                s.export_stage(mid, ck, key, data_path)
+        return time.perf_counter() - t0, _facts(studies)
     finally:
-        s.cache.close()
+        for s in studies:
+            s.cache.close()
 
 
-def run_ray(cfg, out) -> tuple[float, float, float, dict]:
-    """(seconds from ray.init to the last stage recorded, of which ray.init, compute seconds, facts)."""
+def run_ray(cfg, out) -> dict:
+    """Seconds from ray.init to the last stage recorded, of which ray.init; compute seconds; the tasks; facts."""
     import ray
 
     from edgeprune.study.executor import RayExecutor
+    from edgeprune.study.runner import submit_studies
 
-    s, data_path, sha = _study(cfg, out)
+    ncfg, studies = _studies(cfg, out)
     try:
         t0 = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         t_init = time.perf_counter() - t0
-        ex = RayExecutor(s)
+        ex = RayExecutor(ncfg, lambda m: None)
         ex.start()
         t1 = time.perf_counter()
-        ex.run_compute(data_path, sha)
+        submit_studies(ex, studies)  # the data stages are reused (made above); every seed's chains go at once
         t_end = time.perf_counter()
-        return t_end - t0, t_init, t_end - t1, _facts(s)
+        tasks = [t | {"seed": s.seed} for s in studies for t in ex.info_for(s).get("tasks", [])]
+        return {"total": t_end - t0, "init": t_init, "compute": t_end - t1, "tasks": tasks,
+                "facts": _facts(studies)}
     finally:
-        s.cache.close()
+        for s in studies:
+            s.cache.close()
         ray.shutdown()
+
+
+def task_stats(tasks: list[dict], compute_s: float, workers: int = 2) -> dict:
+    """How busy the workers were: the stages' own seconds against workers x wall; seeds' baselines overlapping."""
+    busy = sum(st["end"] - st["start"] for t in tasks for st in t["stages"])
+    task_span = sum(t["end"] - t["start"] for t in tasks if t["start"] is not None)
+    base = [t for t in tasks if t["chain"] == "baseline"]
+    overlap = None
+    if len(base) == 2:
+        a, b = base
+        overlap = max(0.0, min(a["end"], b["end"]) - max(a["start"], b["start"]))
+    first = min(t["start"] for t in tasks)
+    # a task's set-up: from entering the task function to its first stage (torch's import in a fresh worker,
+    # writing its input files); a worker's first export also imports onnx/onnxruntime (inside that stage)
+    setup = [t["start"] - t["entered"] for t in tasks if t.get("entered") and t["start"]]
+    return {"tasks": len(tasks), "stage_seconds": busy, "task_seconds": task_span,
+            "setup_seconds_total": sum(setup), "setup_seconds_max": max(setup, default=0.0),
+            "utilisation": busy / (workers * compute_s), "baselines_overlap_s": overlap,
+            "span_s": max(t["end"] for t in tasks) - first,
+            "pids": sorted({t["pid"] for t in tasks})}
 
 
 def ray_overhead() -> dict:
@@ -113,52 +157,81 @@ def ray_overhead() -> dict:
 
     @ray.remote(num_cpus=1)
     def noop():
-        return 1
+        return os.getpid()
 
-    ray.get(noop.remote())
+    @ray.remote(num_cpus=1)
+    def import_training():
+        t = time.perf_counter()
+        import edgeprune.study.runner  # noqa: F401
+        import edgeprune.training.train  # noqa: F401  (torch)
+        return os.getpid(), time.perf_counter() - t
+
+    pid = ray.get(noop.remote())
     t2 = time.perf_counter()
     ray.get(noop.remote())
     t3 = time.perf_counter()
-    ray.shutdown()
+    ipid, import_s = ray.get(import_training.remote())
     t4 = time.perf_counter()
-    return {"init_s": t1 - t0, "first_task_s": t2 - t1, "warm_task_s": t3 - t2, "shutdown_s": t4 - t3}
+    ray.shutdown()
+    t5 = time.perf_counter()
+    return {"init_s": t1 - t0, "first_task_s": t2 - t1, "warm_task_s": t3 - t2, "import_torch_task_s": t4 - t3,
+            "import_inside_task_s": import_s, "import_same_worker": ipid == pid, "shutdown_s": t5 - t4}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench-out/bench_ray.json")
+    ap.add_argument("--quick", action="store_true", help="a much smaller study (checks the script, not a figure)")
     args = ap.parse_args(argv)
+    if args.quick:
+        CONFIG["data"]["per_key"], CONFIG["finetune"]["epochs"], CONFIG["prune"]["targets"] = 8, 1, [0.5]
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    load = {}
     try:
+        load["start"] = _load()
         over = ray_overhead()
+        load["after_overhead"] = _load()
         l1, f1 = run_local(CONFIG, tmp / "local1", 1)
-        r_total, r_init, r_compute, fr = run_ray(CONFIG, tmp / "ray")
-        print(f"local-1 {l1:.1f} s, ray {r_compute:.1f} s (compute); local with 2 threads next", flush=True)
+        load["after_local_1"] = _load()
+        r = run_ray(CONFIG, tmp / "ray")
+        load["after_ray"] = _load()
+        print(f"local-1 {l1:.1f} s, ray {r['compute']:.1f} s (compute); local with 2 threads next", flush=True)
         l2, f2 = run_local(CONFIG, tmp / "local2", 2)
+        load["after_local_2"] = _load()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    fr = r["facts"]
+    ts = task_stats(r["tasks"], r["compute"])
     same = f1 == fr
-    rows = [("local, 1 thread", l1), ("local, 2 threads", l2), ("ray, 2 x 1-thread tasks (compute)", r_compute),
-            ("ray, incl. ray.init", r_total)]
-    print(f"compute stages of a study: baseline + {len(CONFIG['prune']['methods']) * len(CONFIG['prune']['targets'])} branches "
+    rows = [("local, 1 thread", l1), ("local, 2 threads", l2), ("ray, 2 x 1-thread tasks (compute)", r["compute"]),
+            ("ray, incl. ray.init", r["total"])]
+    n_br = len(CONFIG["prune"]["methods"]) * len(CONFIG["prune"]["targets"])
+    print(f"compute stages of a {len(CONFIG['study']['seeds'])}-seed study: per seed a baseline + {n_br} branches "
           f"(prune, fine-tune {CONFIG['finetune']['epochs']} epochs, evaluate, export); latency excluded")
     print(f"{'run':38s} {'wall s':>8s} {'speed-up vs local-1':>20s}")
     for name, t in rows:
         print(f"{name:38s} {t:8.1f} {l1 / t:19.2f}x")
     print(f"ray overhead: init {over['init_s']:.2f} s, first task {over['first_task_s']:.2f} s, "
-          f"warm task {over['warm_task_s'] * 1000:.1f} ms, shutdown {over['shutdown_s']:.2f} s")
+          f"warm task {over['warm_task_s'] * 1000:.1f} ms, a task importing torch+edgeprune "
+          f"{over['import_torch_task_s']:.2f} s (import {over['import_inside_task_s']:.2f} s), "
+          f"shutdown {over['shutdown_s']:.2f} s")
+    print(f"ray tasks: {ts['tasks']} in {len(ts['pids'])} worker process(es); stages busy {ts['stage_seconds']:.1f} s "
+          f"of 2 x {r['compute']:.1f} s (utilisation {ts['utilisation']:.0%}); the two seeds' baselines ran "
+          f"together for {ts['baselines_overlap_s']:.1f} s; task set-up (torch import, input files) "
+          f"{ts['setup_seconds_total']:.1f} s in all, at most {ts['setup_seconds_max']:.1f} s")
+    print(f"load average (1, 5, 15 min): {load}")
     print(f"same models (MACs, accuracy) local-1 and ray: {same}; local-1 and local-2: {f1 == f2}")
-    goal = l1 / r_compute >= 1.6
-    print(f"goal ray-2 >= 1.6x local-1 (compute): {'met' if goal else 'NOT met'} ({l1 / r_compute:.2f}x); "
-          f"with ray.init: {l1 / r_total:.2f}x")
-    doc = {"config": CONFIG, "cpus": os.cpu_count(),
-           "seconds": {"local_1_thread": l1, "local_2_threads": l2, "ray_2_workers_compute": r_compute,
-                       "ray_2_workers_with_init": r_total, "ray_init_in_run": r_init},
-           "speedup_vs_local_1": {"local_2_threads": l1 / l2, "ray_2_workers_compute": l1 / r_compute,
-                                  "ray_2_workers_with_init": l1 / r_total},
-           "goal_ray_ge_1.6x_local_1": goal, "ray_overhead": over, "same_models_local1_ray": same,
-           "same_models_local1_local2": f1 == f2,
-           "note": "2 CPU cores shared with other sessions: the wall times are noisy"}
+    goal = l1 / r["compute"] >= 1.6
+    print(f"goal ray-2 >= 1.6x local-1 (compute): {'met' if goal else 'NOT met'} ({l1 / r['compute']:.2f}x); "
+          f"with ray.init: {l1 / r['total']:.2f}x")
+    doc = {"config": CONFIG, "cpus": os.cpu_count(), "load_average": load,
+           "seconds": {"local_1_thread": l1, "local_2_threads": l2, "ray_2_workers_compute": r["compute"],
+                       "ray_2_workers_with_init": r["total"], "ray_init_in_run": r["init"]},
+           "speedup_vs_local_1": {"local_2_threads": l1 / l2, "ray_2_workers_compute": l1 / r["compute"],
+                                  "ray_2_workers_with_init": l1 / r["total"]},
+           "goal_ray_ge_1.6x_local_1": goal, "ray_overhead": over, "ray_tasks": ts, "ray_task_records": r["tasks"],
+           "same_models_local1_ray": same, "same_models_local1_local2": f1 == f2,
+           "note": "2 CPU cores shared with other sessions: see load_average"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))

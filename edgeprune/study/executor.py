@@ -6,14 +6,19 @@ The Ray executor runs the same stages (the same module-level work functions, key
 tasks: the baseline training (with the layer analysis that needs it) is one task, and every branch,
 prune -> fine-tune -> evaluate -> export of one method at one target, is one task that depends on the
 baseline task's result (an ObjectRef argument), so a branch starts as soon as its baseline is done and
-never waits on the other branches. The baseline's own evaluation and export is one more branch.
+never waits on the other branches. The baseline's own evaluation and export is one more branch. With
+``[study] seeds`` every seed's chains are submitted together (each seed's data stage runs on the driver
+just before), so each seed's baseline is a task of its own and each branch waits only on its own seed's
+baseline: no seed waits for another.
 
 Workers need no shared file system: the files a task reads travel as bytes through Ray's object store
 and the files it writes come back as bytes in its result. Each task works in a temporary folder laid
 out like the study folder; the driver then writes the files atomically into the study folder and
 records every stage in ``state.json`` with the same key as the local executor would, so a re-run
-reuses stages whichever executor computed them. Profiling is not a task: it runs on the driver after
-every compute stage has finished (see runner.Study.run).
+reuses stages whichever executor computed them. Profiling is not a compute task: it runs after every
+compute stage (of every seed) has finished, on the driver, or, with ``[profile] node``, as one task
+pinned to that node (NodeAffinitySchedulingStrategy, soft=False) that reserves all the node's CPUs and
+GPUs, one study at a time (see runner.Study.run and RayExecutor.run_profile).
 
 A task that raises (or whose worker dies) is retried once by Ray, then reported with its stage and
 error; the other branches go on and what finished is recorded. An EdgepruneError inside a task (a
@@ -69,6 +74,7 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
     import shutil
     import tempfile
 
+    entered = time.time()  # before torch's import and the input files: the task's own set-up shows in its record
     if threads > 0:  # a compute chain: torch's threads; 0 (the profiling task) leaves torch unimported here
         from ..training.trainer import set_threads
 
@@ -126,7 +132,7 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
                 with open(p, "rb") as fh:
                     files[root + p[len(work):]] = fh.read()
         return {"stages": done, "files": files, "stopped": stopped, "host": os.uname().nodename, "pid": os.getpid(),
-                "work": work}
+                "work": work, "entered": entered}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -431,7 +437,7 @@ class RayExecutor:
 def _task_record(chain: str, out: dict[str, Any]) -> dict[str, Any]:
     """One task as results.json lists it: its chain, where it ran, and when each of its stages ran (epoch s)."""
     st = out["stages"]
-    return {"chain": chain, "host": out.get("host"), "pid": out.get("pid"),
+    return {"chain": chain, "host": out.get("host"), "pid": out.get("pid"), "entered": out.get("entered"),
             "start": st[0]["start"] if st else None, "end": st[-1]["end"] if st else None,
             "stages": [{"name": d["name"], "start": d["start"], "end": d["end"]} for d in st]}
 
