@@ -53,6 +53,52 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _cpu_machine() -> float:
+    """Busy CPU seconds of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = f
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_own() -> float:
+    """CPU seconds of this process and every live process below it (Ray's daemons and workers), reaped ones too."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kids: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                st = fh.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()  # rest[0] is field 3 (state)
+        kids.setdefault(int(rest[1]), []).append(int(d))
+        cpu[int(d)] = sum(int(x) for x in rest[11:15]) / tick  # utime, stime, cutime, cstime
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += kids.get(pid, [])
+    return total
+
+
+class Meter:
+    """Wall seconds of a run, and the CPU seconds other processes of the machine (other sessions) used meanwhile."""
+
+    def start(self):
+        self.t, self.m, self.o = time.perf_counter(), _cpu_machine(), _cpu_own()
+        return self
+
+    def stop(self) -> dict:
+        wall = time.perf_counter() - self.t
+        own = _cpu_own() - self.o
+        others = max(0.0, _cpu_machine() - self.m - own)
+        return {"wall_s": wall, "own_cpu_s": own, "others_cpu_s": others, "others_cores": others / wall}
+
+
 def _studies(cfg, out, threads=None):
     """One Study per seed with its data made (not timed), as compare lays them out (out/seed-<s>/)."""
     from edgeprune.study.config import normalise
@@ -83,6 +129,7 @@ def _facts(studies) -> dict:
 def run_local(cfg, out, threads: int) -> tuple[float, dict]:
     _, studies = _studies(cfg, out, threads)
     try:
+        meter = Meter().start()
         t0 = time.perf_counter()
         for s in studies:  # the seeds one after another, each stage in this process
             data_path, sha = s._data_path, s._data_sha
@@ -96,7 +143,7 @@ def run_local(cfg, out, threads: int) -> tuple[float, dict]:
             for mid, ck, key, pruned in entries:
                 s.evaluate_stage(mid, ck, key, data_path, pruned)
                 s.export_stage(mid, ck, key, data_path)
-        return time.perf_counter() - t0, _facts(studies)
+        return time.perf_counter() - t0, _facts(studies), meter.stop()
     finally:
         for s in studies:
             s.cache.close()
@@ -111,6 +158,7 @@ def run_ray(cfg, out) -> dict:
 
     ncfg, studies = _studies(cfg, out)
     try:
+        meter = Meter().start()
         t0 = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         t_init = time.perf_counter() - t0
@@ -121,7 +169,7 @@ def run_ray(cfg, out) -> dict:
         t_end = time.perf_counter()
         tasks = [t | {"seed": s.seed} for s in studies for t in ex.info_for(s).get("tasks", [])]
         return {"total": t_end - t0, "init": t_init, "compute": t_end - t1, "tasks": tasks,
-                "facts": _facts(studies)}
+                "facts": _facts(studies), "cpu": meter.stop()}
     finally:
         for s in studies:
             s.cache.close()
@@ -191,12 +239,12 @@ def main(argv=None) -> int:
         load["start"] = _load()
         over = ray_overhead()
         load["after_overhead"] = _load()
-        l1, f1 = run_local(CONFIG, tmp / "local1", 1)
+        l1, f1, c1 = run_local(CONFIG, tmp / "local1", 1)
         load["after_local_1"] = _load()
         r = run_ray(CONFIG, tmp / "ray")
         load["after_ray"] = _load()
         print(f"local-1 {l1:.1f} s, ray {r['compute']:.1f} s (compute); local with 2 threads next", flush=True)
-        l2, f2 = run_local(CONFIG, tmp / "local2", 2)
+        l2, f2, c2 = run_local(CONFIG, tmp / "local2", 2)
         load["after_local_2"] = _load()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -219,12 +267,15 @@ def main(argv=None) -> int:
           f"of 2 x {r['compute']:.1f} s (utilisation {ts['utilisation']:.0%}); the two seeds' baselines ran "
           f"together for {ts['baselines_overlap_s']:.1f} s; task set-up (torch import, input files) "
           f"{ts['setup_seconds_total']:.1f} s in all, at most {ts['setup_seconds_max']:.1f} s")
+    cpu = {"local_1_thread": c1, "ray_2_workers_with_init": r["cpu"], "local_2_threads": c2}
+    print("other sessions' CPU during each run (2 cores in all): " + "; ".join(
+        f"{k} {v['others_cpu_s']:.1f} core-s ({v['others_cores']:.2f} cores on average)" for k, v in cpu.items()))
     print(f"load average (1, 5, 15 min): {load}")
     print(f"same models (MACs, accuracy) local-1 and ray: {same}; local-1 and local-2: {f1 == f2}")
     goal = l1 / r["compute"] >= 1.6
     print(f"goal ray-2 >= 1.6x local-1 (compute): {'met' if goal else 'NOT met'} ({l1 / r['compute']:.2f}x); "
           f"with ray.init: {l1 / r['total']:.2f}x")
-    doc = {"config": CONFIG, "cpus": os.cpu_count(), "load_average": load,
+    doc = {"config": CONFIG, "cpus": os.cpu_count(), "load_average": load, "cpu_during_runs": cpu,
            "seconds": {"local_1_thread": l1, "local_2_threads": l2, "ray_2_workers_compute": r["compute"],
                        "ray_2_workers_with_init": r["total"], "ray_init_in_run": r["init"]},
            "speedup_vs_local_1": {"local_2_threads": l1 / l2, "ray_2_workers_compute": l1 / r["compute"],
