@@ -349,3 +349,25 @@ def test_an_unknown_profile_node_is_one_line_before_anything_starts(tmp_path, ca
     rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "b"), "-q", "--profile-node", n["NodeID"]])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "needs the ray executor" in err and not (tmp_path / "b").exists()
+
+
+def test_one_study_profiled_on_the_node_named_by_its_ip(tmp_path, capsys, ray_cluster):
+    """compare --executor ray --profile-node IP (one study, no seeds): the latency records and the report name the
+    node; the profiling task ran after the study's compute tasks, on that node."""
+    import ray
+
+    n = ray.nodes()[0]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.replace('methods = ["layer", "channel-l1"]', 'methods = ["channel-l1"]'))
+    rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "s"), "-q", "--executor", "ray",
+               "--address", ray_cluster, "--profile-node", n["NodeManagerAddress"]])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert {r["measured_on"] for r in res["latency"]} == {
+        f"Ray node {n['NodeID'][:12]} ({n['NodeManagerAddress']}, {n['NodeManagerHostname']})"}
+    assert res["executor"]["profile_node"] == n["NodeID"]
+    tasks = res["executor"]["tasks"]
+    prof = [t for t in tasks if t["chain"] == "profile"]
+    assert len(prof) == 1 and prof[0]["start"] > max(t["end"] for t in tasks if t["chain"] != "profile")
+    assert _state(tmp_path / "s")["profile"]["executor"] == "ray"
+    assert f"Latency measured on: Ray node {n['NodeID'][:12]}" in (tmp_path / "s" / "report.md").read_text()

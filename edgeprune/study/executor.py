@@ -209,6 +209,7 @@ class RayExecutor:
         self._tasks: dict[int, list] = {}   # id(study) -> the tasks it ran: chain, host, pid, stage start/end
         self._n = {"done": 0, "running": 0, "failed": 0, "reused": 0}
         self._studies = 0
+        self.several = False  # several studies (seeds): every progress line names its study's folder
 
     def _check_resources(self, ray) -> dict[str, Any]:
         total = ray.cluster_resources()
@@ -257,7 +258,7 @@ class RayExecutor:
         return self.info_for(study)
 
     def _label(self, study) -> str:
-        return f"{Path(study.out).name}: " if self._studies > 1 else ""
+        return f"{Path(study.out).name}: " if self.several or self._studies > 1 else ""
 
     def _put(self, path) -> Any:
         k = str(path)

@@ -729,6 +729,7 @@ def submit_studies(ex, studies: list[Study]) -> None:
     Each study's data stage runs here (the driver) just before its chains are submitted, so the first seed's
     baseline trains while the next seed's data is made; each branch waits only on its own seed's baseline task.
     """
+    ex.several = len(studies) > 1
     for study in studies:
         data_path, data_sha = study.data_stage()
         study._data_path = data_path
