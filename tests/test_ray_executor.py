@@ -257,3 +257,117 @@ def test_a_failing_task_is_retried_once_then_reported_with_its_stage(tmp_path, r
     assert len(list(trace.iterdir())) == 1
     assert out["stopped"]["stage"] == "prune x@0.5" and "missing.pt" in out["stopped"]["error"]
     assert [d["name"] for d in out["stages"]] == ["leave a trace"]
+
+
+def _seed_cfg(**study):
+    c = _cfg(seeds=[0, 1], **study)
+    c["prune"]["methods"] = ["layer"]
+    return c
+
+
+def _compute_tasks(results):
+    return [t for t in results["executor"]["tasks"] if t["chain"] != "profile"]
+
+
+def test_seeds_run_together_on_ray_profile_on_the_named_node_and_equal_local(tmp_path, ray_cluster):
+    """[study] seeds with the ray executor: every seed's baseline is its own task, in flight together (the tasks'
+    own start/end times), each seed's branches wait only on their own baseline; results, folders and stage keys
+    are the local executor's; [profile] node times the models in one task on that node after every compute task."""
+    import ray
+
+    node = ray.nodes()[0]["NodeID"]
+    local = run_study(_seed_cfg(), tmp_path / "local", log=lambda m: None)
+    cfg = _seed_cfg(executor="ray", address=ray_cluster)
+    cfg["profile"]["node"] = node
+    res = run_study(cfg, tmp_path / "ray", log=lambda m: None)
+
+    per = {}
+    for s in (0, 1):
+        loc = json.loads((tmp_path / "local" / f"seed-{s}" / "results.json").read_text())
+        per[s] = got = json.loads((tmp_path / "ray" / f"seed-{s}" / "results.json").read_text())
+        assert _model_facts(got) == _model_facts(loc), s  # MACs, kept units, accuracies (one thread: exact)
+        assert got["models"][1]["pruning"]["kept_units"]
+        st_loc, st_ray = _state(tmp_path / "local" / f"seed-{s}"), _state(tmp_path / "ray" / f"seed-{s}")
+        compute = set(st_loc) - {"data", "profile"}
+        assert set(st_ray) == set(st_loc)  # the same stages (their keys hold folder paths: see the resume below)
+        assert all(st_ray[n]["executor"] == "ray" for n in compute) and st_ray["data"]["executor"] == "local"
+        assert st_ray["profile"]["executor"] == "ray"
+    # the two seeds differ (otherwise "in parallel" and "equal" would prove little)
+    assert per[0]["models"][0]["training"] != per[1]["models"][0]["training"]
+    assert json.loads((tmp_path / "ray" / "summary.json").read_text()) == \
+        json.loads((tmp_path / "local" / "summary.json").read_text())
+    assert (tmp_path / "ray" / "report.md").is_file() and res["summary"]
+
+    # in flight together: each seed's baseline task ran in its own worker, and their runs overlapped in time
+    b0, b1 = (next(t for t in _compute_tasks(per[s]) if t["chain"] == "baseline") for s in (0, 1))
+    assert b0["pid"] != b1["pid"]
+    assert b0["start"] < b1["end"] and b1["start"] < b0["end"], (b0, b1)
+
+    # profiling: one task per seed on the named node, after every compute task of both seeds had ended,
+    # never beside another task
+    compute_end = max(t["end"] for s in (0, 1) for t in _compute_tasks(per[s]))
+    prof = [next(t for t in per[s]["executor"]["tasks"] if t["chain"] == "profile") for s in (0, 1)]
+    assert all(p["start"] > compute_end for p in prof)
+    assert prof[0]["end"] < prof[1]["start"] or prof[1]["end"] < prof[0]["start"]
+    for s in (0, 1):
+        lat = per[s]["latency"]
+        assert lat and {r["measured_on"] for r in lat} == {f"Ray node {node[:12]} "
+                                                          f"({ray.nodes()[0]['NodeManagerAddress']}, "
+                                                          f"{ray.nodes()[0]['NodeManagerHostname']})"}
+        assert {r["model_id"] for r in lat} == {"baseline", "layer@0.6"}
+        assert all(str(tmp_path / "ray" / f"seed-{s}") in r["path"] for r in lat)  # the driver's paths
+        assert node[:12] in per[s]["latency_measured_on"] and "pinned" in per[s]["latency_measured_on"]
+        report = (tmp_path / "ray" / f"seed-{s}" / "report.md").read_text()
+        assert f"@ Ray node {node[:12]}" in report and f"Latency measured on: Ray node {node[:12]}" in report
+
+    # resume: the local executor on the Ray-made folders computes nothing again (profiling: the node's key)
+    run_study(_seed_cfg(), tmp_path / "ray", log=lambda m: None)
+    for s in (0, 1):
+        again = json.loads((tmp_path / "ray" / f"seed-{s}" / "results.json").read_text())
+        assert again["stages"]["ran"] == ["profile"], again["stages"]["ran"]
+        assert _model_facts(again) == _model_facts(per[s])
+
+
+def test_an_unknown_profile_node_is_one_line_before_anything_starts(tmp_path, capsys, ray_cluster):
+    import ray
+
+    from edgeprune.study.executor import resolve_node
+
+    n = ray.nodes()[0]
+    assert resolve_node(ray.nodes(), n["NodeManagerAddress"])["id"] == n["NodeID"]  # by IP
+    assert resolve_node(ray.nodes(), n["NodeID"][:10])["id"] == n["NodeID"]  # by a prefix of its id
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.replace("[study]", "[study]\nseeds = [0, 1]"))
+    rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "a"), "-q", "--executor", "ray",
+               "--address", ray_cluster, "--profile-node", "10.255.255.1"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.count("\n") == 0 and "[profile] node '10.255.255.1' is not a node of the Ray cluster" in err
+    assert n["NodeID"][:12] in err  # it lists the nodes there are
+    assert not (tmp_path / "a").exists()
+
+    rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "b"), "-q", "--profile-node", n["NodeID"]])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and "needs the ray executor" in err and not (tmp_path / "b").exists()
+
+
+def test_one_study_profiled_on_the_node_named_by_its_ip(tmp_path, capsys, ray_cluster):
+    """compare --executor ray --profile-node IP (one study, no seeds): the latency records and the report name the
+    node; the profiling task ran after the study's compute tasks, on that node."""
+    import ray
+
+    n = ray.nodes()[0]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.replace('methods = ["layer", "channel-l1"]', 'methods = ["channel-l1"]'))
+    rc = main(["compare", "--config", str(cfg), "--out", str(tmp_path / "s"), "-q", "--executor", "ray",
+               "--address", ray_cluster, "--profile-node", n["NodeManagerAddress"]])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert {r["measured_on"] for r in res["latency"]} == {
+        f"Ray node {n['NodeID'][:12]} ({n['NodeManagerAddress']}, {n['NodeManagerHostname']})"}
+    assert res["executor"]["profile_node"] == n["NodeID"]
+    tasks = res["executor"]["tasks"]
+    prof = [t for t in tasks if t["chain"] == "profile"]
+    assert len(prof) == 1 and prof[0]["start"] > max(t["end"] for t in tasks if t["chain"] != "profile")
+    assert _state(tmp_path / "s")["profile"]["executor"] == "ray"
+    assert f"Latency measured on: Ray node {n['NodeID'][:12]}" in (tmp_path / "s" / "report.md").read_text()

@@ -24,6 +24,9 @@ def register(sub, common):
                         "pip install \"edgeprune[ray]\"); overrides [study] executor")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT|ray://HOST:10001",
                    help="the Ray cluster to use (default: [study] address, else a Ray started on this machine)")
+    p.add_argument("--profile-node", default=None, metavar="NODE_ID|NODE_IP",
+                   help="with --executor ray: time the models in one Ray task pinned to this node, after every "
+                        "compute stage has finished (default: [profile] node, else on this machine)")
     add_json(p)
     p.set_defaults(func=run_compare)
 
@@ -91,7 +94,7 @@ def run_compare(args):
     from ..study.runner import run_study
 
     cfg = load_config(args.config)
-    if args.executor is not None or args.address is not None:
+    if args.executor is not None or args.address is not None or args.profile_node is not None:
         from ..study.config import normalise
 
         raw = {sec: dict(v) for sec, v in cfg.items()}
@@ -99,7 +102,9 @@ def run_compare(args):
             raw["study"]["executor"] = args.executor
         if args.address is not None:
             raw["study"]["address"] = args.address
-        cfg = normalise(raw, "--executor/--address")
+        if args.profile_node is not None:
+            raw["profile"]["node"] = args.profile_node
+        cfg = normalise(raw, "--executor/--address/--profile-node")
     _emit(args, run_study(cfg, args.out, log=_stage_log(), results_files=args.results))
 
 

@@ -84,6 +84,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "remote_python": (str, "python3"),
         "ssh_config": (str, ""),        # ssh -F FILE (relative to the config file)
         "energy": (bool, False),        # Jetson: tegrastats power during the board's timed loop
+        "node": (str, ""),              # executor ray: time the models in one task pinned to this Ray node (id or IP)
     },
 }
 

@@ -6,14 +6,19 @@ The Ray executor runs the same stages (the same module-level work functions, key
 tasks: the baseline training (with the layer analysis that needs it) is one task, and every branch,
 prune -> fine-tune -> evaluate -> export of one method at one target, is one task that depends on the
 baseline task's result (an ObjectRef argument), so a branch starts as soon as its baseline is done and
-never waits on the other branches. The baseline's own evaluation and export is one more branch.
+never waits on the other branches. The baseline's own evaluation and export is one more branch. With
+``[study] seeds`` every seed's chains are submitted together (each seed's data stage runs on the driver
+just before), so each seed's baseline is a task of its own and each branch waits only on its own seed's
+baseline: no seed waits for another.
 
 Workers need no shared file system: the files a task reads travel as bytes through Ray's object store
 and the files it writes come back as bytes in its result. Each task works in a temporary folder laid
 out like the study folder; the driver then writes the files atomically into the study folder and
 records every stage in ``state.json`` with the same key as the local executor would, so a re-run
-reuses stages whichever executor computed them. Profiling is not a task: it runs on the driver after
-every compute stage has finished (see runner.Study.run).
+reuses stages whichever executor computed them. Profiling is not a compute task: it runs after every
+compute stage (of every seed) has finished, on the driver, or, with ``[profile] node``, as one task
+pinned to that node (NodeAffinitySchedulingStrategy, soft=False) that reserves all the node's CPUs and
+GPUs, one study at a time (see runner.Study.run and RayExecutor.run_profile).
 
 A task that raises (or whose worker dies) is retried once by Ray, then reported with its stage and
 error; the other branches go on and what finished is recorded. An EdgepruneError inside a task (a
@@ -59,17 +64,21 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
     """Run ``specs`` (stages of one chain, in order) in a temporary copy of the study folder ``root``.
 
     ``blobs`` are the input files: bytes for ``names[i]`` (a path on the driver), or the result of an
-    earlier chain (its ``files``). Returns every stage's result (paths given as the driver's), the
-    files written, and, for an EdgepruneError, the stage it stopped at and the message.
+    earlier chain (its ``files``). Returns every stage's result (paths given as the driver's) with
+    its start and end (epoch seconds), the files written, the host and process that ran it, the
+    temporary study folder it worked in, and, for an EdgepruneError, the stage it stopped at and the
+    message. ``threads`` > 0 sets torch's threads; 0 leaves torch alone (the profiling task).
     """
     import importlib
     import os
     import shutil
     import tempfile
 
-    from ..training.trainer import set_threads
+    entered = time.time()  # before torch's import and the input files: the task's own set-up shows in its record
+    if threads > 0:  # a compute chain: torch's threads; 0 (the profiling task) leaves torch unimported here
+        from ..training.trainer import set_threads
 
-    set_threads(threads)
+        set_threads(threads)
     tmp = tempfile.mkdtemp(prefix="edgeprune-task-")
     work = os.path.join(tmp, "study")
     ext = os.path.join(tmp, "inputs")
@@ -85,8 +94,8 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
         for name, blob in zip(names, blobs):
             if isinstance(blob, dict):
                 if blob.get("stopped"):  # the baseline this chain needs stopped with an error
-                    return {"stages": [], "files": {}, "host": os.uname().nodename,
-                            "stopped": {"stage": blob["stopped"]["stage"],
+                    return {"stages": [], "files": {}, "host": os.uname().nodename, "pid": os.getpid(),
+                            "work": work, "stopped": {"stage": blob["stopped"]["stage"],
                                         "error": f"needed by this branch: {blob['stopped']['error']}"}}
                 given.update(blob["files"])
             else:
@@ -104,7 +113,7 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
             mod, _, fn_name = sp["fn"].rpartition(".")
             fn = getattr(importlib.import_module(mod), fn_name)
             kwargs = _move(sp["kwargs"], root, work)
-            t0 = time.perf_counter()
+            t0, start = time.perf_counter(), time.time()
             try:
                 res = fn(**kwargs)
             except EdgepruneError as exc:
@@ -113,7 +122,7 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
             except Exception as exc:  # noqa: BLE001 - Ray retries it once, then the driver reports it
                 raise RuntimeError(f"stage {sp['name']!r} failed: {type(exc).__name__}: {exc}") from exc
             done.append({"name": sp["name"], "result": _move(res, work, root),
-                         "seconds": time.perf_counter() - t0})
+                         "seconds": time.perf_counter() - t0, "start": start, "end": time.time()})
         files = {}
         for dirpath, _, fnames in os.walk(work):
             for f in fnames:
@@ -122,7 +131,8 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
                     continue
                 with open(p, "rb") as fh:
                     files[root + p[len(work):]] = fh.read()
-        return {"stages": done, "files": files, "stopped": stopped, "host": os.uname().nodename}
+        return {"stages": done, "files": files, "stopped": stopped, "host": os.uname().nodename, "pid": os.getpid(),
+                "work": work, "entered": entered}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -179,12 +189,27 @@ def _probe(address: str, timeout: float = 5.0) -> None:
 
 
 class RayExecutor:
-    def __init__(self, study):
-        self.study = study
-        self.cfg = study.cfg
-        self.cache = study.cache
-        self.log = study.log
+    """Runs the compute stages of one or several studies (the seeds of a study) as Ray tasks.
+
+    ``submit(study, ...)`` sends a study's chains to Ray and returns at once; ``drain()`` waits for every
+    chain of every study submitted, recording each as it finishes. So with ``[study] seeds`` each seed's
+    baseline is a task of its own, submitted up front, and each branch waits only on its own seed's
+    baseline task: no barrier between seeds. ``run_profile`` then runs a study's latency stage as one task
+    pinned to ``[profile] node``, after ``drain()`` returned (no compute task of the study is left).
+    """
+
+    def __init__(self, cfg: dict[str, Any], log):
+        self.cfg = cfg
+        self.log = log
         self.res = self.cfg.get("resources") or {"cpus_per_task": 1, "gpus_per_task": 0}
+        self.profile_node: dict[str, Any] | None = None
+        self.started = False
+        self._refs: dict[Any, tuple] = {}   # ObjectRef -> (study, chain name, stages, model ids of the branch)
+        self._blobs: dict[str, Any] = {}    # driver path -> ObjectRef of its bytes (each file put once)
+        self._tasks: dict[int, list] = {}   # id(study) -> the tasks it ran: chain, host, pid, stage start/end
+        self._n = {"done": 0, "running": 0, "failed": 0, "reused": 0}
+        self._studies = 0
+        self.several = False  # several studies (seeds): every progress line names its study's folder
 
     def _check_resources(self, ray) -> dict[str, Any]:
         total = ray.cluster_resources()
@@ -199,46 +224,62 @@ class RayExecutor:
         return {"cluster_cpus": cpus, "cluster_gpus": gpus, "nodes": len([n for n in ray.nodes() if n.get("Alive")])}
 
     def start(self) -> None:
-        """Connect (or start a local Ray) and check the resources a task asks for, before any stage runs."""
+        """Connect (or start a local Ray), check the resources a task asks for and the profiling node, before any stage."""
         address = self.cfg["study"].get("address", "")
         self.ray, self.started = connect(address, self.log)
         try:
             info = self._check_resources(self.ray)
+            want = (self.cfg.get("profile") or {}).get("node") or ""
+            if want:
+                self.profile_node = resolve_node(self.ray.nodes(), want)
         except BaseException:
             self.close()
             raise
         self.info = {"name": "ray", "address": address or "local instance", **info,
                      "cpus_per_task": self.res["cpus_per_task"], "gpus_per_task": self.res["gpus_per_task"]}
+        if self.profile_node:
+            self.info["profile_node"] = self.profile_node["id"]
 
     def close(self) -> None:
-        """Stop the Ray this study started (a cluster it connected to keeps running); before any profiling."""
+        """Stop the Ray this executor started (a cluster it connected to keeps running)."""
         if getattr(self, "started", False):
             self.ray.shutdown()
             self.started = False
 
-    def run_compute(self, data_path: Path, data_key: str) -> dict[str, Any]:
-        self._schedule(self.ray, data_path, data_key)
-        return self.info
+    def info_for(self, study) -> dict[str, Any]:
+        """What results.json records of this run's executor, with the tasks that computed ``study``'s stages."""
+        tasks = sorted(self._tasks.get(id(study), []), key=lambda t: t["start"] or 0)
+        return {**self.info, **({"tasks": tasks} if tasks else {})}
 
-    def _schedule(self, ray, data_path: Path, data_key: str) -> None:
+    def run_compute(self, study, data_path: Path, data_key: str) -> dict[str, Any]:
+        """One study's compute stages (submit, then wait for them); the executor info for its results."""
+        self.submit(study, data_path, data_key)
+        self.drain()
+        return self.info_for(study)
+
+    def _label(self, study) -> str:
+        return f"{Path(study.out).name}: " if self.several or self._studies > 1 else ""
+
+    def _put(self, path) -> Any:
+        k = str(path)
+        if k not in self._blobs:
+            self._blobs[k] = self.ray.put(Path(path).read_bytes())
+        return self._blobs[k]
+
+    def submit(self, study, data_path: Path, data_key: str) -> None:
+        """Send ``study``'s chains to Ray (stages already finished, whichever executor ran them, are left out)."""
         from .runner import model_id, split_method
 
-        s = self.study
+        ray, s = self.ray, study
+        self._studies += 1
         root = str(s.out)
         threads = int(self.res["cpus_per_task"])
         task = chain_task(ray, threads, self.res["gpus_per_task"])
-        blobs: dict[str, Any] = {}  # driver path -> ObjectRef of its bytes (each file put once)
 
-        def put(path: Path):
-            k = str(path)
-            if k not in blobs:
-                blobs[k] = ray.put(Path(path).read_bytes())
-            return blobs[k]
-
-        # the chains, in dependency order: stages already finished (whichever executor ran them) are left out
+        # the chains, in dependency order
         base = s.baseline_spec(data_path, data_key)
         s._data_path = data_path
-        if self.cfg["model"]["checkpoint"]:
+        if s.cfg["model"]["checkpoint"]:
             s._run(base)  # a given checkpoint: a copy, here (nothing to compute, and it is outside the folder)
         analyze = s.analyze_spec(base.outputs[0], base.key)
         head = [st for st in (base, analyze) if st is not None]
@@ -248,8 +289,8 @@ class RayExecutor:
                        + s.export_specs("baseline", base.outputs[0], base.key, data_path)))
         plan_path = analyze.outputs[0] if analyze is not None else None
         groups: dict[tuple[str, float], list] = {}
-        for method in self.cfg["prune"]["methods"]:
-            for target in self.cfg["prune"]["targets"]:
+        for method in s.cfg["prune"]["methods"]:
+            for target in s.cfg["prune"]["targets"]:
                 groups.setdefault((split_method(method)[0], float(target)), []).append(method)
         branch_of: dict[str, list[str]] = {}
         for (bm, target), methods in groups.items():
@@ -265,13 +306,10 @@ class RayExecutor:
             branch_of[name] = [model_id(m, target) for m in methods]
             chains.append((name, chain))
 
-        stages_of = {name: chain for name, chain in chains}
-        head_ref = None
-        refs: dict[Any, str] = {}
-        n_stages = {"done": 0, "running": 0, "failed": 0, "reused": 0}
+        head_ref, head_outputs = None, set()
         for name, chain in chains:
-            todo = [st for st in chain if self.cache.lookup(st.name, st.key) is None]
-            n_stages["reused"] += len(chain) - len(todo)  # listed as reused by the runner's pass after this
+            todo = [st for st in chain if s.cache.lookup(st.name, st.key) is None]
+            self._n["reused"] += len(chain) - len(todo)  # listed as reused by the runner's pass after this
             if not todo:
                 continue
             if name == "baseline":
@@ -285,67 +323,104 @@ class RayExecutor:
                 if head_ref is not None and p in head_outputs:
                     continue  # comes with the baseline task's result
                 names.append(p)
-                args.append(put(Path(p)))
+                args.append(self._put(Path(p)))
             if head_ref is not None and name != "baseline":
                 names.append("<baseline>")
-                args.append(head_ref)  # a dependency: this task starts when the baseline task is done
+                args.append(head_ref)  # a dependency on this seed's baseline task only
             ref = task.remote([_spec(st) for st in todo], root, threads, names, *args)
             if name == "baseline":
                 head_ref = ref
-            refs[ref] = name
-            stages_of[name] = todo
-            n_stages["running"] += len(todo)
+            self._refs[ref] = (s, name, todo, branch_of.get(name, []))
+            self._n["running"] += len(todo)
             for st in todo:
-                self.log(f"[ray]   {st.name}: submitted")
+                self.log(f"[ray]   {self._label(s)}{st.name}: submitted")
+
+    def drain(self) -> None:
+        """Wait for every submitted chain, recording each as it finishes; then one error for what failed."""
+        ray, n = self.ray, self._n
         failures = []
-        self._progress(n_stages)
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
+        self._progress()
+        while self._refs:
+            ready, _ = ray.wait(list(self._refs), num_returns=1)
             ref = ready[0]
-            name = refs.pop(ref)
-            todo = stages_of[name]
+            s, name, todo, mids = self._refs.pop(ref)
+            label = self._label(s)
             try:
                 out = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError, ...
                 msg = _one_line(exc)
-                n_stages["running"] -= len(todo)
-                n_stages["failed"] += len(todo)
-                failures.append(f"{name} ({', '.join(st.name for st in todo)}): {msg}")
-                self.log(f"[fail]  {name}: {msg}")
-                self._progress(n_stages)
+                n["running"] -= len(todo)
+                n["failed"] += len(todo)
+                failures.append(f"{label}{name} ({', '.join(st.name for st in todo)}): {msg}")
+                self.log(f"[fail]  {label}{name}: {msg}")
+                self._progress()
                 continue
-            self._record(out, todo)
-            n_stages["running"] -= len(todo)
-            n_stages["done"] += len(out["stages"])
+            self._record(s, out, todo)
+            self._tasks.setdefault(id(s), []).append(_task_record(name, out))
+            n["running"] -= len(todo)
+            n["done"] += len(out["stages"])
             if out["stopped"]:
                 stop = out["stopped"]
-                n_stages["failed"] += len(todo) - len(out["stages"])
+                n["failed"] += len(todo) - len(out["stages"])
                 st_name = stop["stage"]
                 if st_name.startswith(("prune ", "finetune ")):
-                    for mid in branch_of.get(name, []):
+                    for mid in mids:
                         if not any(d["name"] == f"finetune {mid}" for d in out["stages"]):
                             s.skipped[mid] = stop["error"]  # the runner's pass notes and logs the skip
                 else:
-                    failures.append(f"{name}: stage {st_name}: {stop['error']}")
-            self._progress(n_stages)
+                    failures.append(f"{label}{name}: stage {st_name}: {stop['error']}")
+            self._progress()
         if failures:
             raise EdgepruneError(f"{len(failures)} Ray task(s) failed after a retry: " + "; ".join(failures)
                                  + ". Every finished stage is kept in state.json: run the same command again "
                                    "to retry only what failed")
 
-    def _progress(self, n: dict[str, int]) -> None:
+    def run_profile(self, study, st) -> None:
+        """``study``'s latency stage ``st`` as one Ray task pinned to the profiling node, holding all its CPUs/GPUs.
+
+        Called after ``drain()``: no compute task of the study is in flight, and reserving every CPU (and GPU)
+        of the node keeps any other Ray task off it while the models are timed.
+        """
+        import json
+
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node, ray = self.profile_node, self.ray
+        root = str(study.out)
+        task = ray.remote(run_chain).options(
+            num_cpus=node["cpus"], num_gpus=node["gpus"], max_retries=1, retry_exceptions=True,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["id"], soft=False))
+        names = [str(p) for p in st.inputs]
+        self.log(f"[ray]   {self._label(study)}{st.name}: submitted to {node['where']} "
+                 f"(every compute stage finished; the task holds the node's {node['cpus']:g} CPU(s))")
+        try:
+            out = ray.get(task.remote([_spec(st)], root, 0, names, *[self._put(p) for p in names]))
+        except Exception as exc:  # noqa: BLE001
+            raise EdgepruneError(f"{self._label(study)}{st.name} on {node['where']} failed after a retry: "
+                                 f"{_one_line(exc)}") from exc
+        if out["stopped"]:
+            raise EdgepruneError(f"{self._label(study)}{st.name} on {node['where']}: {out['stopped']['error']}")
+        for path in list(out["files"]):  # the records name the models by the driver's paths, not the task's
+            if path.endswith(".json"):
+                doc = _move(json.loads(out["files"][path]), out["work"], root)
+                out["files"][path] = json.dumps(doc, indent=1).encode()
+        self._record(study, out, [st])
+        self._tasks.setdefault(id(study), []).append(_task_record(st.name, out))
+
+    def _progress(self) -> None:
+        n = self._n
         self.log(f"[ray]   stages: {n['done']} done, {n['running']} running or queued, {n['failed']} failed"
                  + (f", {n['reused']} reused" if n["reused"] else ""))
 
-    def _record(self, out: dict[str, Any], todo: list) -> None:
+    def _record(self, study, out: dict[str, Any], todo: list) -> None:
         """Write a task's files into the study folder (atomically) and record its finished stages."""
         from ..atomic import atomic_path
 
-        root = Path(self.study.out)
+        root = Path(study.out)
         by_name = {st.name: st for st in todo}
         finished = [by_name[d["name"]] for d in out["stages"]]
         for st in finished:
-            self.cache.begin(st.name, st.outputs)
+            study.cache.begin(st.name, st.outputs)
         for path, data in out["files"].items():
             p = Path(path)
             try:
@@ -356,8 +431,37 @@ class RayExecutor:
                 tmp.write_bytes(data)
         for d in out["stages"]:
             st = by_name[d["name"]]
-            self.cache.record(st.name, st.key, d["result"], st.outputs, d["seconds"], executor="ray")
-            self.log(f"[done]  {st.name} (ray, {out.get('host', '?')}, {d['seconds']:.1f} s)")
+            study.cache.record(st.name, st.key, d["result"], st.outputs, d["seconds"], executor="ray")
+            self.log(f"[done]  {self._label(study)}{st.name} (ray, {out.get('host', '?')}, {d['seconds']:.1f} s)")
+
+
+def _task_record(chain: str, out: dict[str, Any]) -> dict[str, Any]:
+    """One task as results.json lists it: its chain, where it ran, and when each of its stages ran (epoch s)."""
+    st = out["stages"]
+    return {"chain": chain, "host": out.get("host"), "pid": out.get("pid"), "entered": out.get("entered"),
+            "start": st[0]["start"] if st else None, "end": st[-1]["end"] if st else None,
+            "stages": [{"name": d["name"], "start": d["start"], "end": d["end"]} for d in st]}
+
+
+def resolve_node(nodes: list[dict[str, Any]], want: str) -> dict[str, Any]:
+    """The alive Ray node ``want`` names (its node id, a unique prefix of it of 8+ characters, or its IP)."""
+    alive = [n for n in nodes if n.get("Alive")]
+    hits = [n for n in alive if want in (n.get("NodeID"), n.get("NodeManagerAddress"))]
+    if not hits and len(want) >= 8:
+        hits = [n for n in alive if str(n.get("NodeID", "")).startswith(want)]
+    known = ", ".join(f"{n.get('NodeID', '?')[:12]}.. ({n.get('NodeManagerAddress', '?')})" for n in alive)
+    if not hits:
+        dead = any(want in (n.get("NodeID"), n.get("NodeManagerAddress")) for n in nodes if not n.get("Alive"))
+        raise EdgepruneError(f"[profile] node {want[:80]!r} is {'a dead node' if dead else 'not a node'} of the Ray "
+                             f"cluster; its alive nodes: {known or 'none'} (give a node id or a node IP)")
+    if len(hits) > 1:
+        raise EdgepruneError(f"[profile] node {want[:80]!r} matches {len(hits)} Ray nodes ({known}); "
+                             f"give the node id")
+    n = hits[0]
+    res = n.get("Resources") or {}
+    nid, ip, host = n["NodeID"], n.get("NodeManagerAddress", "?"), n.get("NodeManagerHostname", "?")
+    return {"id": nid, "ip": ip, "host": host, "cpus": float(res.get("CPU", 0)), "gpus": float(res.get("GPU", 0)),
+            "where": f"Ray node {nid[:12]} ({ip}, {host})"}
 
 
 def _one_line(exc: BaseException) -> str:

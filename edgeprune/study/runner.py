@@ -181,6 +181,49 @@ def work_export(ckpt: Path, data_path: Path, out: Path, precision: str, opset: i
     return {"path": str(out), **keep}
 
 
+def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], seed: int,
+                 measured_on: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Time the study's models (``onnx``: [id, precision, path]; ``torch_models``: [id, checkpoint]) as ``[profile]``
+    says; every record names its model id, and, if given, ``measured_on`` (where it was timed)."""
+    from profiling.harness import profile
+    from profiling.results_file import save_results
+
+    records: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    by_path = {}
+    for mid, prec, path in onnx:
+        by_path[str(Path(path).resolve())] = (mid, prec)
+    for mid, path in torch_models:
+        by_path[str(Path(path).resolve())] = (mid, "fp32")
+    runs = []
+    if "onnxruntime" in pr["backends"]:
+        runs.append(("onnxruntime", [m[2] for m in onnx]))
+    if "tensorrt" in pr["backends"]:
+        runs.append(("tensorrt", [m[2] for m in onnx]))
+    if "torch" in pr["backends"]:
+        runs.append(("torch", [m[1] for m in torch_models]))
+    # Every model is timed in each of `rounds` rounds (models interleaved), for at least
+    # `min_time_ms` (and `iters` runs); a model's figure is its median round (profiling's rounds rule).
+    res = {"machine": {}}
+    timing = ({"iters": None, "duration_ms": pr["min_time_ms"], "min_iters": pr["iters"]}
+              if pr["min_time_ms"] else {"iters": pr["iters"], "duration_ms": None})
+    for backend, models in runs:
+        res = profile(models, backends=(backend,), batches=pr["batch"], threads=pr["threads"],
+                      warmup_iters=pr["warmup"], seed=seed, show_progress=show_progress,
+                      allow_empty=True, rounds=max(1, pr["rounds"]), **timing)
+        skipped += res.get("skipped", [])
+        for rec in res["records"]:
+            mid, prec = by_path.get(str(Path(rec["path"]).resolve()), (rec.get("model"), "fp32"))
+            rec["model_id"] = mid
+            rec["precision"] = rec.get("precision") or prec
+            if measured_on:
+                rec["measured_on"] = measured_on
+            records.append(rec)
+    all_res = {"schema": 1, "records": records, "skipped": skipped, "machine": res.get("machine", {})}
+    save_results(out, all_res)
+    return {"path": str(out), "n": len(records), **({"measured_on": measured_on} if measured_on else {})}
+
+
 class Study:
     def __init__(self, cfg: dict[str, Any], out: str | Path, log: Callable[[str], None] | None = None,
                  results_files=()):
@@ -328,53 +371,32 @@ class Study:
     def export_stage(self, mid: str, ckpt: Path, key: str, data_path: Path) -> dict[str, Any]:
         return {st.kwargs["precision"]: self._run(st) for st in self.export_specs(mid, ckpt, key, data_path)}
 
-    def profile_stage(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def profile_spec(self, entries: list[dict[str, Any]], node: dict[str, Any] | None = None) -> "Stage":
+        """The latency stage: every model of ``entries`` timed in one stage (on ``node``, a Ray node, if given)."""
         pr = self.cfg["profile"]
-        key = stage_key("profile", pr, [(e["id"], e["key"]) for e in entries], stages.code_fingerprint("profiling"))
+        # [profile] node joins the key only when set (the resolved node id): folders made before it existed,
+        # and every study profiled on its driver, keep their keys
+        pr_key = {k: v for k, v in pr.items() if k != "node"}
+        key = stage_key("profile", pr_key, [(e["id"], e["key"]) for e in entries], stages.code_fingerprint("profiling"),
+                        *([node["id"]] if node else []))
         out = self.out / "profile" / "latency.json"
+        onnx = [[e["id"], prec, str(ex["path"])] for e in entries for prec, ex in e["onnx"].items()]
+        torch_models = [[e["id"], str(e["checkpoint"])] for e in entries]
+        inputs = [Path(m[2]) for m in onnx] + ([Path(m[1]) for m in torch_models] if "torch" in pr["backends"] else [])
+        return Stage("profile", key, work_profile,
+                     dict(out=out, onnx=onnx, torch_models=torch_models, pr=pr, seed=self.seed,
+                          measured_on=node["where"] if node else None, show_progress=node is None),
+                     [out], inputs=inputs)
 
-        def run():
-            from profiling.harness import profile
-            from profiling.results_file import save_results
-
-            records: list[dict[str, Any]] = []
-            skipped: list[dict[str, Any]] = []
-            by_path = {}
-            onnx_models = []
-            torch_models = []
-            for e in entries:
-                for prec, ex in e["onnx"].items():
-                    by_path[str(Path(ex["path"]).resolve())] = (e["id"], prec)
-                    onnx_models.append(ex["path"])
-                by_path[str(Path(e["checkpoint"]).resolve())] = (e["id"], "fp32")
-                torch_models.append(str(e["checkpoint"]))
-            runs = []
-            if "onnxruntime" in pr["backends"]:
-                runs.append(("onnxruntime", onnx_models))
-            if "tensorrt" in pr["backends"]:
-                runs.append(("tensorrt", onnx_models))
-            if "torch" in pr["backends"]:
-                runs.append(("torch", torch_models))
-            # Every model is timed in each of `rounds` rounds (models interleaved), for at least
-            # `min_time_ms` (and `iters` runs); a model's figure is its median round (profiling's rounds rule).
-            res = {"machine": {}}
-            timing = ({"iters": None, "duration_ms": pr["min_time_ms"], "min_iters": pr["iters"]}
-                      if pr["min_time_ms"] else {"iters": pr["iters"], "duration_ms": None})
-            for backend, models in runs:
-                res = profile(models, backends=(backend,), batches=pr["batch"], threads=pr["threads"],
-                              warmup_iters=pr["warmup"], seed=self.seed, show_progress=True,
-                              allow_empty=True, rounds=max(1, pr["rounds"]), **timing)
-                skipped += res.get("skipped", [])
-                for rec in res["records"]:
-                    mid, prec = by_path.get(str(Path(rec["path"]).resolve()), (rec.get("model"), "fp32"))
-                    rec["model_id"] = mid
-                    rec["precision"] = rec.get("precision") or prec
-                    records.append(rec)
-            all_res = {"schema": 1, "records": records, "skipped": skipped, "machine": res.get("machine", {})}
-            save_results(out, all_res)
-            return {"path": str(out), "n": len(records)}
-
-        self.cache.run("profile", key, run, [out])
+    def profile_stage(self, entries: list[dict[str, Any]], ex=None) -> list[dict[str, Any]]:
+        """Time every model: here (the driver), or, with ``[profile] node``, in one Ray task pinned to that node
+        (``ex``, the study's Ray executor, after every compute stage has finished)."""
+        node = ex.profile_node if ex is not None else None
+        st = self.profile_spec(entries, node)
+        out = st.outputs[0]
+        if node is not None and self.cache.lookup(st.name, st.key) is None:
+            ex.run_profile(self, st)  # recorded as run by Ray; the line below then reads it back
+        self._run(st)
         from profiling.results_file import load_results
 
         res = load_results(out)
@@ -417,7 +439,8 @@ class Study:
         pr = self.cfg["profile"]
         out = self.out / "profile" / "remote-latency.json"
         ids = sorted(bundles)
-        key = stage_key("remote-profile", pr, [(i, bundles[i]["path"]) for i in ids],
+        key = stage_key("remote-profile", {k: v for k, v in pr.items() if k != "node"},
+                        [(i, bundles[i]["path"]) for i in ids],
                         [self._bundle_hash(bundles[i]["path"]) for i in ids], stages.code_fingerprint("profiling"))
 
         def run():
@@ -454,8 +477,13 @@ class Study:
     def _latency_where(self) -> str:
         import platform
 
-        where = [f"this machine (the study's driver, {platform.node() or 'unknown host'}), after every compute "
-                 f"stage had finished, with nothing else of the study running"]
+        rec = (self.cache.state["stages"].get("profile") or {}).get("result") or {}
+        if rec.get("measured_on"):  # [profile] node: one Ray task pinned to that node (recorded, so a resume tells true)
+            where = [f"{rec['measured_on']}, in one Ray task pinned to that node holding all its CPUs, after every "
+                     f"compute stage had finished, with nothing else of the study running"]
+        else:
+            where = [f"this machine (the study's driver, {platform.node() or 'unknown host'}), after every compute "
+                     f"stage had finished, with nothing else of the study running"]
         if self.cfg["profile"]["remote"]:
             where.append(f"the board {self.cfg['profile']['remote']} over SSH (its records name it)")
         if self.results_files:
@@ -498,26 +526,39 @@ class Study:
         return merged
 
     # -- the whole study ----------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        from ..models.macs import MAC_DEFINITION
-        from .report import write_report
-
+    def run(self, executor=None) -> dict[str, Any]:
+        """The whole study. ``executor``: a started RayExecutor that already computed this study's stages (the
+        seeds of a study run on Ray: their compute stages go to the cluster together, see _run_seeds)."""
         t0 = time.perf_counter()
-        ex = None
-        if self.executor == "ray":
+        check_profile_node(self.cfg)
+        ex, own = executor, False
+        if ex is None and self.executor == "ray":
             from .executor import RayExecutor
 
-            ex = RayExecutor(self)
-            ex.start()  # Ray missing, an unreachable address, too few GPUs: one error before any stage
+            ex, own = RayExecutor(self.cfg, self.log), True
+            ex.start()  # Ray missing, an unreachable address, too few GPUs, an unknown node: one error, before any stage
         try:
             data_path, data_sha = self.data_stage()
             self._data_path = data_path
-            if ex is not None:
+            if own:
                 # every compute stage runs on the cluster and is recorded here; the steps below then reuse them
-                self.executor_info = ex.run_compute(data_path, data_sha)
-        finally:
+                ex.submit(self, data_path, data_sha)
+                ex.drain()
             if ex is not None:
-                ex.close()  # a Ray started for this study stops before profiling
+                self.executor_info = ex.info_for(self)
+                if own and ex.profile_node is None:
+                    ex.close()  # a Ray started for this study stops before profiling on the driver
+            return self._finish(t0, data_path, data_sha, ex)
+        finally:
+            if own:
+                ex.close()
+
+    def _finish(self, t0: float, data_path: Path, data_sha: str, ex) -> dict[str, Any]:
+        """Every stage after the compute stages ran (here or on Ray): the passes that collect them, profiling
+        (on the driver, or on the [profile] node through ``ex``), bundles, and the report."""
+        from ..models.macs import MAC_DEFINITION
+        from .report import write_report
+
         base, base_key = self.baseline_stage(data_path, data_sha)
         data = None
         plan = self.analyze_stage(base, base_key, data)
@@ -557,7 +598,9 @@ class Study:
                 "onnx": {p: {k: v for k, v in x.items() if k in ("path", "accuracy", "max_abs_diff", "argmax_agreement")}
                          for p, x in e["onnx"].items()},
             })
-        latency = self.profile_stage(entries)
+        latency = self.profile_stage(entries, ex)
+        if ex is not None:
+            self.executor_info = ex.info_for(self)  # with the profiling task, if it ran on the node
         bundles = self.bundle_stage(entries) if self.cfg["profile"]["target"] else {}
         if self.cfg["profile"]["remote"]:
             latency += self.remote_stage(bundles)
@@ -647,6 +690,7 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     target and the paired difference to ``random`` (:mod:`edgeprune.study.stats`).
     """
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
+    check_profile_node(cfg)
     out = Path(out)
     fresh = not out.exists()
     study = None
@@ -672,21 +716,66 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
             study.cache.close()
 
 
-def _run_seeds(cfg: dict[str, Any], out: Path, log=None) -> dict[str, Any]:
+def check_profile_node(cfg: dict[str, Any]) -> None:
+    if cfg["profile"].get("node") and cfg["study"].get("executor") != "ray":
+        raise EdgepruneError(f"[profile] node = {cfg['profile']['node'][:80]!r} names a Ray node: it needs the ray "
+                             f"executor (--executor ray or [study] executor = \"ray\")")
+
+
+def seed_config(cfg: dict[str, Any], s: int) -> dict[str, Any]:
     import copy
 
+    sub = copy.deepcopy(cfg)
+    sub["study"]["seed"], sub["study"]["seeds"] = int(s), []
+    return sub
+
+
+def submit_studies(ex, studies: list[Study]) -> None:
+    """Every study's compute stages to the Ray executor ``ex`` at once, then wait for all of them.
+
+    Each study's data stage runs here (the driver) just before its chains are submitted, so the first seed's
+    baseline trains while the next seed's data is made; each branch waits only on its own seed's baseline task.
+    """
+    ex.several = len(studies) > 1
+    for study in studies:
+        data_path, data_sha = study.data_stage()
+        study._data_path = data_path
+        ex.submit(study, data_path, data_sha)
+    ex.drain()
+
+
+def _run_seeds(cfg: dict[str, Any], out: Path, log=None) -> dict[str, Any]:
     from .stats import summarise, write_summary
 
     per_seed, epochs, reports, results = {}, {}, {}, {}
-    for s in cfg["study"]["seeds"]:
-        sub = copy.deepcopy(cfg)
-        sub["study"]["seed"], sub["study"]["seeds"] = int(s), []
-        study = Study(sub, out / f"seed-{s}", log)
-        res = study.run()
-        results[int(s)] = res["results"]
-        per_seed[int(s)] = res["results"]["models"]
-        epochs[int(s)] = getattr(study, "baseline_epochs", None) or {}
-        reports[int(s)] = {k: v for k, v in res.items() if k != "results"}
+    seeds = [int(s) for s in cfg["study"]["seeds"]]
+    ex = None
+    if cfg["study"]["executor"] == "ray":
+        from .executor import RayExecutor
+
+        # the seeds' compute stages all go to the cluster together: no seed waits for another
+        ex = RayExecutor(cfg, log or (lambda m: None))
+        ex.start()  # every bad-input error before any folder is made
+    studies: dict[int, Study] = {}
+    try:
+        for s in seeds:
+            studies[s] = Study(seed_config(cfg, s), out / f"seed-{s}", log)
+        if ex is not None:
+            submit_studies(ex, [studies[s] for s in seeds])
+            if ex.profile_node is None:
+                ex.close()  # a Ray started for this study stops before profiling on the driver
+        for s in seeds:
+            study = studies[s]
+            res = study.run(executor=ex)  # with Ray: every compute stage is recorded already, then profiling
+            results[s] = res["results"]
+            per_seed[s] = res["results"]["models"]
+            epochs[s] = getattr(study, "baseline_epochs", None) or {}
+            reports[s] = {k: v for k, v in res.items() if k != "results"}
+    finally:
+        if ex is not None:
+            ex.close()
+        for study in studies.values():
+            study.cache.close()
     summary = summarise(per_seed, epochs)
     paths = write_summary(summary, out)
     from .report import write_report
