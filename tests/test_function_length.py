@@ -34,17 +34,12 @@ LONG = {
         "longer fits. " + IN_FLIGHT,
     "edgeprune/pruning/budget.py:counts_for_macs_matched":
         "three search stages in sequence (its docstring names them; a third of it is that docstring). " + IN_FLIGHT,
-    "edgeprune/study/executor.py:RayExecutor._schedule":
-        "builds the Ray task graph with closures over the object-store cache. " + IN_FLIGHT,
     "edgeprune/study/verdict.py:compute_verdict":
         "one pass per pruning target, each building its sentences from the latency table. " + IN_FLIGHT,
     "edgeprune/study/config.py:normalise":
         "one validation pass over every section and key of the study schema. " + IN_FLIGHT,
     "edgeprune/study/report.py:make_plots":
         "one block per plot (latency, accuracy per SNR, ...), each with its own figure. " + IN_FLIGHT,
-    "edgeprune/study/runner.py:Study.run":
-        "runs the stages in order (data, baseline, analysis, pruning, evaluation, export, profiling, bundles) and "
-        "assembles the results records. " + IN_FLIGHT,
     "export/doctor.py:report":
         "a flat list of probes (one import and one check each): long, but one concern.",
     "export/tensorrt_build.py:build_engine":
