@@ -247,6 +247,28 @@ def block_influence_scores(model, units: dict, x, batch_size: int = 256) -> dict
     return {k: v / len(x) for k, v in totals.items()}
 
 
+def synflow_backward(work, input_shape, batch: int = 2) -> None:
+    """SynFlow's pass on ``work`` in place (a copy: it is changed): float64, parameters and floating buffers made
+    non-negative, BatchNorm in train mode (batch statistics; other modules, dropout included, in eval mode),
+    ``R = sum(output)`` of ``batch`` all-ones frames backpropagated; the gradients are then in ``work``."""
+    import torch
+    from torch import nn
+
+    work.double().eval()
+    for m in work.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+    with torch.no_grad():
+        for p in work.parameters():
+            p.abs_()
+        for b in work.buffers():
+            if b.is_floating_point():
+                b.abs_()
+    work.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        work(torch.ones((batch,) + tuple(input_shape), dtype=torch.float64)).sum().backward()
+
+
 def synflow_scores(model, units: dict, input_shape, batch: int = 2) -> dict:
     """SynFlow saliency of each unit's own parameters in (a copy of) the trained ``model``.
 
@@ -254,11 +276,9 @@ def synflow_scores(model, units: dict, input_shape, batch: int = 2) -> dict:
     statistics are those of one frame; ``batch`` >= 2 so that BatchNorm1d after a
     linear layer is defined). The model passed in is not modified.
     """
-    import torch
-
     if not units:
         raise EdgepruneError("no units to score")
-    work = copy.deepcopy(model).double()
+    work = copy.deepcopy(model)
     names = {id(c): k for k, m in units.items() for c in _chain(m)}
     unit_of_param: dict[int, Any] = {}
     # the copy's unit modules, found by their names in the original
@@ -268,16 +288,7 @@ def synflow_scores(model, units: dict, input_shape, batch: int = 2) -> dict:
         if id(m) in names:
             for p in copy_mods[name].parameters():
                 unit_of_param[id(p)] = names[id(m)]
-    with torch.no_grad():
-        for p in work.parameters():
-            p.abs_()
-        for b in work.buffers():
-            if b.is_floating_point():
-                b.abs_()
-    work.train()
-    x = torch.ones((batch,) + tuple(input_shape), dtype=torch.float64)
-    work.zero_grad(set_to_none=True)
-    work(x).sum().backward()
+    synflow_backward(work, input_shape, batch)
     totals = {k: 0.0 for k in units}
     for p in work.parameters():
         k = unit_of_param.get(id(p))

@@ -98,6 +98,17 @@ def auto_k(losses: list[float], threshold: float = DROP_THRESHOLD) -> int:
     return k_best
 
 
+def check_k(k, n: int) -> int:
+    """A given number of segments ``k`` as an int in [1, n] (n units), or one error line."""
+    try:
+        k = int(k)
+    except (TypeError, ValueError) as exc:
+        raise EdgepruneError(f"number of segments must be an integer or 'auto', got {k!r}") from exc
+    if not 1 <= k <= n:
+        raise EdgepruneError(f"number of segments must be between 1 and the number of units ({n}), got {k}")
+    return k
+
+
 def segment(sequence, k: int | str = "auto", max_k: int | None = None, threshold: float = DROP_THRESHOLD) -> Segmentation:
     """Split ``sequence`` into ``k`` contiguous blocks (``"auto"``: the 5 % rule up to ``max_k``)."""
     x = np.asarray(sequence, dtype=np.float64).reshape(-1)
@@ -108,12 +119,7 @@ def segment(sequence, k: int | str = "auto", max_k: int | None = None, threshold
         raise EdgepruneError("the similarity sequence contains NaN or Inf")
     auto = k == "auto" or k is None
     if not auto:
-        try:
-            k = int(k)
-        except (TypeError, ValueError) as exc:
-            raise EdgepruneError(f"number of segments must be an integer or 'auto', got {k!r}") from exc
-        if not 1 <= k <= n:
-            raise EdgepruneError(f"number of segments must be between 1 and the number of units ({n}), got {k}")
+        k = check_k(k, n)
     if max_k is None:
         max_k = default_max_segments(n) if auto else k
     max_k = int(max_k)

@@ -178,24 +178,11 @@ def synflow_unit_scores(model, units, length: int) -> dict[str, float]:
     """
     import math
 
-    import torch
-    from torch import nn
-
+    from ..analysis.criteria import synflow_backward
     from ..models.modular import get_module
 
-    net = copy.deepcopy(model).double().eval()
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.train()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.abs_()
-        for b in net.buffers():
-            if b.is_floating_point():
-                b.abs_()
-    net.zero_grad()
-    with torch.enable_grad():
-        net(torch.ones((2, 2, length), dtype=torch.float64)).sum().backward()
+    net = copy.deepcopy(model)
+    synflow_backward(net, (2, length))
     scores = {}
     for u in units:
         total = 0.0

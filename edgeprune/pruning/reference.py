@@ -93,7 +93,7 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
     from ..analysis.importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
     from .plan import PLAN_FORMAT, PLAN_VERSION, spec_hash
     from ..analysis.representations import iter_unit_features
-    from ..analysis.segmentation import auto_k, default_max_segments, fisher_dp, reference_bounds, column_sums
+    from ..analysis.segmentation import auto_k, check_k, column_sums, default_max_segments, fisher_dp, reference_bounds
     from ..analysis.similarity import SimilarityAccumulator
 
     ckpt = _load_ckpt(ckpt, "the model")
@@ -120,12 +120,7 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
         losses = [float(v) for v in loss[1:, n]]
         k = auto_k(losses)
     else:
-        try:
-            k = int(segments)
-        except (TypeError, ValueError) as exc:
-            raise EdgepruneError(f"number of segments must be an integer or 'auto', got {segments!r}") from exc
-        if not 1 <= k <= n:
-            raise EdgepruneError(f"number of segments must be between 1 and the number of units ({n}), got {k}")
+        k = check_k(segments, n)
         loss, _ = fisher_dp(seq, k)
         losses = [float(v) for v in loss[1:, n]]
     bounds = reference_bounds(seq, k)
