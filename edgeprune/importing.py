@@ -120,3 +120,18 @@ def as_checkpoint(obj, data=None, *, classes: list[str] | None = None, length: i
     recipe = with_stats(recipe, fresh)
     meta = make_meta(recipe, list(classes), lineage=[{"op": "import", "source": recipe["source"], "weights": "live module"}])
     return Checkpoint(recipe, state, meta, None, None)
+
+
+def load_model_arg(obj, what: str, data=None):
+    """A Checkpoint from a checkpoint path, a Checkpoint, or a live ``nn.Module`` (with ``data``)."""
+    from .checkpoint import Checkpoint, load_checkpoint
+
+    if isinstance(obj, Checkpoint):
+        return obj
+    if isinstance(obj, (str, Path)):
+        return load_checkpoint(obj)
+    from torch import nn
+
+    if isinstance(obj, nn.Module) and data is not None:
+        return as_checkpoint(obj, data, what=what)
+    raise EdgepruneError(f"{what} must be a checkpoint path, a Checkpoint or an nn.Module, got {type(obj).__name__}")

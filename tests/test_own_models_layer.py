@@ -51,7 +51,7 @@ def _allowed(trained):
 def _setup(trained):
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.pruning import modular as M
-    from edgeprune.training.finetune import resolve_split
+    from edgeprune.data.split import resolve_split
 
     ck = load_checkpoint(trained["ckpt"])
     model = ck.build().eval()

@@ -101,7 +101,7 @@ def test_align_classes_by_name_and_mismatch():
 
     from edgeprune.data.dataset import SignalDataset
     from edgeprune.errors import EdgepruneError
-    from edgeprune.training.evaluate import align_classes
+    from edgeprune.data.dataset import align_classes
 
     ds = SignalDataset(np.zeros((3, 2, 8), np.float32), np.array([0, 1, 2]), np.zeros(3), ["b", "c", "a"])
     al = align_classes(ds, ["a", "b", "c"])

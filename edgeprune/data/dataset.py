@@ -210,3 +210,25 @@ def normalize_frames(x: np.ndarray, mode: str = "l1") -> np.ndarray:
     if big.any():
         out[big] = (x[big].astype(np.float64) / scale[big][:, None, None]).astype(np.float32)
     return out
+
+
+def align_classes(ds: SignalDataset, classes: list[str], what: str = "the checkpoint") -> SignalDataset:
+    """``ds`` with labels renumbered to ``classes`` by name; a clear error if the names differ."""
+    classes = [str(c) for c in classes]
+    if list(ds.classes) == classes:
+        return ds
+    have, want = set(ds.classes), set(classes)
+    if have != want:
+        parts = []
+        if want - have:
+            parts.append(f"missing from the data: {', '.join(sorted(want - have))}")
+        if have - want:
+            parts.append(f"unknown to {what}: {', '.join(sorted(have - want))}")
+        raise EdgepruneError(f"the dataset's classes do not match {what}'s ({'; '.join(parts)})")
+    mapping = np.array([classes.index(c) for c in ds.classes], dtype=np.int64)
+    return SignalDataset(ds.x, mapping[ds.y], ds.snr, classes, dict(ds.meta, class_order_remapped=True))
+
+
+def check_length(ds: SignalDataset, length: int, what: str = "the checkpoint") -> None:
+    if ds.length != int(length):
+        raise EdgepruneError(f"the dataset's frames have {ds.length} samples but {what} expects {length}")

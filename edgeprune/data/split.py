@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from ..errors import EdgepruneError
@@ -54,3 +57,50 @@ def filter_snr(ds: SignalDataset, min_snr: float | None = None, max_snr: float |
     out = ds.subset(np.flatnonzero(keep))
     out.meta = dict(ds.meta, snr_filter={"min": min_snr, "max": max_snr, "levels": list(levels) if levels else None})
     return out
+
+
+def _recorded_split(meta: dict[str, Any]) -> tuple[tuple[float, ...], int, dict[str, Any]]:
+    rec = meta.get("split")
+    ds = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
+    if not isinstance(rec, dict):
+        rec = ds.get("split") if isinstance(ds.get("split"), dict) else {}
+    fractions = tuple(float(v) for v in rec.get("fractions", DEFAULT_FRACTIONS))
+    seed = int(rec.get("seed", 0))
+    snr = ds.get("snr_filter") if isinstance(ds.get("snr_filter"), dict) else {}
+    return fractions, seed, snr
+
+
+def resolve_split(ckpt, data, split=None):
+    """(train, val, test) for fine-tuning ``ckpt`` on ``data`` (a SignalDataset or a path).
+
+    ``ckpt`` is anything with ``classes``, ``length`` and ``meta`` (a Checkpoint): its recorded split (fractions,
+    seed, SNR filter) is reproduced.
+
+    ``split``: None (the checkpoint's recorded split), a dict with
+    ``fractions``/``seed``, or a ready (train, val, test) tuple.
+    """
+    from .dataset import SignalDataset, align_classes, check_length
+    from .readers import load_dataset
+
+    if isinstance(split, (tuple, list)) and len(split) == 3 and all(isinstance(s, SignalDataset) for s in split):
+        parts = [align_classes(s, ckpt.classes) for s in split]
+        for s in parts:
+            check_length(s, ckpt.length)
+        return tuple(parts), {"source": "given"}
+    if isinstance(data, (str, Path)):
+        data = load_dataset(data)
+    if not isinstance(data, SignalDataset):
+        raise EdgepruneError(f"data must be a SignalDataset or a dataset path, got {type(data).__name__}")
+    data = align_classes(data, ckpt.classes)
+    check_length(data, ckpt.length)
+    fractions, seed, snr = _recorded_split(ckpt.meta)
+    if isinstance(split, dict):
+        fractions = tuple(float(v) for v in split.get("fractions", fractions))
+        seed = int(split.get("seed", seed))
+    elif split is not None:
+        raise EdgepruneError("split must be None, a dict with fractions/seed, or a (train, val, test) tuple")
+    if snr.get("min") is not None or snr.get("max") is not None:
+        data = filter_snr(data, snr.get("min"), snr.get("max"))
+    train, val, test = split_dataset(data, fractions, seed)
+    return (train, val, test), {"fractions": list(fractions), "seed": seed, "snr_filter": snr,
+                                "frames": {"train": len(train), "val": len(val), "test": len(test)}}

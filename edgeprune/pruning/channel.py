@@ -261,7 +261,7 @@ def sparsity_train(ckpt, data, epochs: int, sparsity: float, seed: int, batch_si
     best epoch on its validation split. Returns the new state_dict and the
     training metrics.
     """
-    from ..training.finetune import resolve_split
+    from ..data.split import resolve_split
     from ..training.trainer import TrainConfig, fit
 
     if data is None:

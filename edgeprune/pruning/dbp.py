@@ -150,7 +150,7 @@ def dbp(ckpt, data, *, target_macs=None, seed: int = 0, tolerance: float | None 
         transition: str | None = None, **options) -> PruneResult:
     """Probe every unit, then remove the least discriminative ones (see the module docstring)."""
     from ..models.macs import model_stats
-    from ..training.finetune import resolve_split
+    from ..data.split import resolve_split
     from .reassembly import reassemble
 
     if data is None:

@@ -328,7 +328,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     from ..analysis.segmentation import column_sums, segment
     from ..analysis.similarity import check_metric, similarity_matrix
     from ..models.macs import count_macs
-    from ..training.finetune import resolve_split
+    from ..data.split import resolve_split
 
     t0 = time.perf_counter()
     if data is None:
@@ -551,7 +551,7 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
                bins: int = 8, gain_threshold=None, **options) -> PruneResult:
     """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``,
     as for zoo models), the units with the smallest accuracy gain over the entry before go first."""
-    from ..training.finetune import resolve_split
+    from ..data.split import resolve_split
     from .dbp import featurize, probe_accuracy
 
     _no_options(options, "dbp")

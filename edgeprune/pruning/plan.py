@@ -125,7 +125,7 @@ def make_combo_scorer(ckpt, criterion: str, *, seed: int = 0, data=None, split=N
             return TransplantScorer(ckpt.spec, ckpt.state_dict, criterion, seed=seed)
         if data is None:
             raise EdgepruneError(f"the exhaustive search with {criterion} needs --data")
-        from ..training.finetune import resolve_split
+        from ..data.split import resolve_split
         from ..analysis.representations import sample_batches
 
         (train, _, _), _ = resolve_split(ckpt, data, split)
@@ -136,7 +136,7 @@ def make_combo_scorer(ckpt, criterion: str, *, seed: int = 0, data=None, split=N
         return None
     if data is None:
         raise EdgepruneError("the exhaustive search with the ablation criterion needs --data")
-    from ..training.finetune import resolve_split
+    from ..data.split import resolve_split
 
     (train, val, _), _ = resolve_split(ckpt, data, split)
     part = val if len(val) else train
@@ -208,7 +208,8 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
                                  split=split)
     from ..models.macs import model_stats
     from .reassembly import TRANSITION_MODES, plan_layers
-    from ..training.finetune import _load_ckpt, resolve_split
+    from ..data.split import resolve_split
+    from ..importing import load_model_arg
     from ..analysis.importance import (CRITERIA, DEFAULT_CRITERION, PROXIES, TransplantScorer, check_criterion,
                              criterion_values, keep_keys, unit_scores)
     from ..analysis.representations import iter_unit_features, sample_batches
@@ -216,7 +217,7 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     from ..analysis.similarity import SimilarityAccumulator, check_metric
     from ..analysis.units import discover_units
 
-    ck0 = _load_ckpt(ckpt, "the model", data)
+    ck0 = load_model_arg(ckpt, "the model", data)
     from .registry import route
 
     if route("layer", ck0.spec, traced, {"search": search, "importance": importance, "transition": transition}):
@@ -233,7 +234,7 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     importance = check_criterion(importance or DEFAULT_CRITERION)
     if transition not in TRANSITION_MODES:
         raise EdgepruneError(f"transition must be one of {', '.join(TRANSITION_MODES)}")
-    ckpt = _load_ckpt(ckpt, "the model")
+    ckpt = load_model_arg(ckpt, "the model")
     spec = ckpt.spec
     units = discover_units(spec)
     if not any(u.removable for u in units):

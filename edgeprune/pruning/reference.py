@@ -89,14 +89,15 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
     from ..models.macs import model_stats
     from .budget import check_counts, parse_keep
     from .reassembly import plan_layers
-    from ..training.finetune import _load_ckpt, resolve_split
+    from ..data.split import resolve_split
+    from ..importing import load_model_arg
     from ..analysis.importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
     from .plan import PLAN_FORMAT, PLAN_VERSION, spec_hash
     from ..analysis.representations import iter_unit_features
     from ..analysis.segmentation import auto_k, check_k, column_sums, default_max_segments, fisher_dp, reference_bounds
     from ..analysis.similarity import SimilarityAccumulator
 
-    ckpt = _load_ckpt(ckpt, "the model")
+    ckpt = load_model_arg(ckpt, "the model")
     spec = ckpt.spec
     name = check_reference_model(spec)
     if data is None:

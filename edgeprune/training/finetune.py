@@ -15,70 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data.split import DEFAULT_FRACTIONS
+from ..data.split import resolve_split
+from ..importing import load_model_arg as _load_ckpt
 from ..errors import EdgepruneError
-
-
-def _load_ckpt(obj, what: str, data=None):
-    from ..checkpoint import Checkpoint, load_checkpoint
-
-    if isinstance(obj, Checkpoint):
-        return obj
-    if isinstance(obj, (str, Path)):
-        return load_checkpoint(obj)
-    from torch import nn
-
-    if isinstance(obj, nn.Module) and data is not None:
-        from ..importing import as_checkpoint
-
-        return as_checkpoint(obj, data, what=what)
-    raise EdgepruneError(f"{what} must be a checkpoint path, a Checkpoint or an nn.Module, got {type(obj).__name__}")
-
-
-def _recorded_split(meta: dict[str, Any]) -> tuple[tuple[float, ...], int, dict[str, Any]]:
-    rec = meta.get("split")
-    ds = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
-    if not isinstance(rec, dict):
-        rec = ds.get("split") if isinstance(ds.get("split"), dict) else {}
-    fractions = tuple(float(v) for v in rec.get("fractions", DEFAULT_FRACTIONS))
-    seed = int(rec.get("seed", 0))
-    snr = ds.get("snr_filter") if isinstance(ds.get("snr_filter"), dict) else {}
-    return fractions, seed, snr
-
-
-def resolve_split(ckpt, data, split=None):
-    """(train, val, test) for fine-tuning ``ckpt`` on ``data`` (a SignalDataset or a path).
-
-    ``split``: None (the checkpoint's recorded split), a dict with
-    ``fractions``/``seed``, or a ready (train, val, test) tuple.
-    """
-    from ..data.dataset import SignalDataset
-    from ..data.readers import load_dataset
-    from ..data.split import filter_snr, split_dataset
-    from .evaluate import align_classes, check_length
-
-    if isinstance(split, (tuple, list)) and len(split) == 3 and all(isinstance(s, SignalDataset) for s in split):
-        parts = [align_classes(s, ckpt.classes) for s in split]
-        for s in parts:
-            check_length(s, ckpt.length)
-        return tuple(parts), {"source": "given"}
-    if isinstance(data, (str, Path)):
-        data = load_dataset(data)
-    if not isinstance(data, SignalDataset):
-        raise EdgepruneError(f"data must be a SignalDataset or a dataset path, got {type(data).__name__}")
-    data = align_classes(data, ckpt.classes)
-    check_length(data, ckpt.length)
-    fractions, seed, snr = _recorded_split(ckpt.meta)
-    if isinstance(split, dict):
-        fractions = tuple(float(v) for v in split.get("fractions", fractions))
-        seed = int(split.get("seed", seed))
-    elif split is not None:
-        raise EdgepruneError("split must be None, a dict with fractions/seed, or a (train, val, test) tuple")
-    if snr.get("min") is not None or snr.get("max") is not None:
-        data = filter_snr(data, snr.get("min"), snr.get("max"))
-    train, val, test = split_dataset(data, fractions, seed)
-    return (train, val, test), {"fractions": list(fractions), "seed": seed, "snr_filter": snr,
-                                "frames": {"train": len(train), "val": len(val), "test": len(test)}}
 
 
 def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=None, distill_alpha: float = 0.5,
