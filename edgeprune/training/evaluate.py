@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import Checkpoint, file_sha256, load_checkpoint
-from ..data.dataset import SignalDataset, align_classes, check_length  # noqa: F401 (re-used names)
+from ..data.dataset import SignalDataset, align_classes, check_length
 from ..errors import EdgepruneError
 
 SPLITS = ("train", "val", "test", "all")
