@@ -143,20 +143,7 @@ def repair_inputs(model, example, seed: int = 0) -> dict[str, dict[str, Any]]:
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.RNNBase, nn.modules.batchnorm._BatchNorm)):
             handles.append(m.register_forward_pre_hook(pre(name)))
-    was = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(int(seed))
-            model(example)
-    except EdgepruneError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EdgepruneError(f"the model no longer runs after the units were removed ({type(exc).__name__}: "
-                             f"{first})") from exc
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    from .trace import hooked_forward
+
+    hooked_forward(model, example, handles, "the model no longer runs after the units were removed", seed=seed)
     return changed

@@ -100,6 +100,30 @@ def _dense_only(mod) -> bool:
         and any(isinstance(m, nn.Linear) for m in leaves)
 
 
+def hooked_forward(model, x, handles, failure: str, seed: int | None = None):
+    """``model(x)`` in eval mode without gradients (under ``seed`` when given, the global RNG untouched); then the
+    hook ``handles`` are removed and the train/eval mode restored. A forward that raises is one EdgepruneError,
+    ``failure`` followed by the exception's type and first line."""
+    import torch
+
+    was = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            return model(x)
+    except EdgepruneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's forward failed
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgepruneError(f"{failure} ({type(exc).__name__}: {first})") from exc
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+
+
 def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
     """Trace ``model`` on zero frames of ``frame_shape`` (per sample) and return its units."""
     import torch
@@ -147,19 +171,8 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
         if name:
             handles.append(mod.register_forward_pre_hook(pre(name)))
             handles.append(mod.register_forward_hook(post(name)))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            y = model(torch.zeros((batch,) + tuple(frame_shape)))
-    except Exception as exc:  # noqa: BLE001 - the user's forward failed
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EdgepruneError(f"cannot trace the model: its forward fails on frames of shape "
-                             f"{[batch] + list(frame_shape)} ({type(exc).__name__}: {first})") from exc
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    y = hooked_forward(model, torch.zeros((batch,) + tuple(frame_shape)), handles,
+                       f"cannot trace the model: its forward fails on frames of shape {[batch] + list(frame_shape)}")
     if not isinstance(y, torch.Tensor):
         raise EdgepruneError(f"cannot trace the model: its forward returns {type(y).__name__}, not a tensor of logits")
     try:
