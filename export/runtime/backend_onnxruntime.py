@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from .compat import installed_version, unavailable_reason
 from .errors import EdgepruneError, MissingDependency, first_line
 
 NAME = "onnxruntime"
@@ -37,19 +38,11 @@ def import_onnxruntime(purpose="running ONNX models"):
 
 def availability():
     """None when this backend can run here, else the reason (one line)."""
-    try:
-        import_onnxruntime()
-    except MissingDependency as exc:
-        return str(exc)
-    return None
+    return unavailable_reason(import_onnxruntime)
 
 
 def version():
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    return str(onnxruntime.__version__)
+    return installed_version("onnxruntime")
 
 
 def resolve_providers(requested, available, target_providers=None):

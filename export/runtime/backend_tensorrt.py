@@ -27,6 +27,7 @@ import threading
 
 import numpy as np
 
+from .compat import installed_version, unavailable_reason
 from .errors import EdgepruneError, MissingDependency
 
 NAME = "tensorrt"
@@ -42,24 +43,20 @@ def import_tensorrt(purpose="building or running TensorRT engines"):
     return trt
 
 
+def _engines_can_run():
+    import_tensorrt()
+    from .cuda import cuda_api
+
+    cuda_api()
+
+
 def availability():
     """None when engines can run here, else the reason (one line)."""
-    try:
-        import_tensorrt()
-        from .cuda import cuda_api
-
-        cuda_api()
-    except MissingDependency as exc:
-        return str(exc)
-    return None
+    return unavailable_reason(_engines_can_run)
 
 
 def version():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return None
-    return str(trt.__version__)
+    return installed_version("tensorrt")
 
 
 def version_tuple(v):

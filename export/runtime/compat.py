@@ -65,3 +65,24 @@ def module_version(name):
         return None
     v = getattr(mod, "__version__", None)
     return str(v) if v is not None else "installed"
+
+
+def installed_version(module_name):
+    """``module.__version__`` of an optional dependency as text, or None when it is not installed."""
+    try:
+        mod = __import__(module_name)
+    except ImportError:
+        return None
+    return str(mod.__version__)
+
+
+def unavailable_reason(check):
+    """None when ``check()`` passes, else the one-line reason of the MissingDependency it raised (a backend's
+    ``availability()``)."""
+    from .errors import MissingDependency
+
+    try:
+        check()
+    except MissingDependency as exc:
+        return str(exc)
+    return None
