@@ -201,20 +201,11 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
                     continue
                 ax.scatter(m["macs"] / 1e6, rec["median_ms"], marker=MARKERS.get(m["method"], "o"), s=60,
                            label=m["method"])
-            h, lb = ax.get_legend_handles_labels()
-            uniq = dict(zip(lb, h))
-            ax.legend(uniq.values(), uniq.keys(), fontsize=7)
-            ax.set_xlabel("MACs per frame (millions)")
-            ax.set_ylabel("median latency (ms)")
-            ax.set_title(f"Latency (ms) vs MACs (M): {key_label(k)}", fontsize=9)
-            ax.grid(alpha=0.3)
+            _label_axes(ax, "MACs per frame (millions)", "median latency (ms)",
+                        f"Latency (ms) vs MACs (M): {key_label(k)}")
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        fig.tight_layout()
-        p = out / "latency_vs_macs.png"
-        _save(fig, p)
-        plt.close(fig)
-        written.append(p.name)
+        written.append(_finish(fig, out / "latency_vs_macs.png"))
 
         pts = []
         fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -228,18 +219,8 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
         front = sorted((p for p in pts if p[2] in pareto_front(pts)), key=lambda p: p[0])
         if front:
             ax.plot([p[0] for p in front], [100 * p[1] for p in front], "k--", lw=1, label="Pareto front")
-        h, lb = ax.get_legend_handles_labels()
-        uniq = dict(zip(lb, h))
-        ax.legend(uniq.values(), uniq.keys(), fontsize=7)
-        ax.set_xlabel("median latency (ms)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"Accuracy (%) vs latency (ms): {key_label(prim)}", fontsize=9)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        p = out / "accuracy_vs_latency.png"
-        _save(fig, p)
-        plt.close(fig)
-        written.append(p.name)
+        _label_axes(ax, "median latency (ms)", "test accuracy (%)", f"Accuracy (%) vs latency (ms): {key_label(prim)}")
+        written.append(_finish(fig, out / "accuracy_vs_latency.png"))
 
     if any(m.get("per_snr") for m in results["models"]):
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -254,11 +235,7 @@ def make_plots(results: dict[str, Any], out: Path) -> list[str]:
         ax.set_title("Accuracy (%) per SNR (dB)", fontsize=9)
         ax.legend(fontsize=6, ncol=2)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        p = out / "accuracy_vs_snr.png"
-        _save(fig, p)
-        plt.close(fig)
-        written.append(p.name)
+        written.append(_finish(fig, out / "accuracy_vs_snr.png"))
 
     p = _plot_units_kept(plt, results, out)
     if p:
@@ -330,11 +307,28 @@ def _plot_units_kept(plt, results, out: Path) -> str | None:
     order = [k for k in KEEP_LABELS if k in used]
     ax.legend(handles=[Patch(facecolor=KEEP_COLORS[k], edgecolor="0.3", label=KEEP_LABELS[k]) for k in order],
               fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
+    return _finish(fig, out / "units_kept.png")
+
+
+def _label_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """One legend entry per label, the axis labels, a small title and a light grid."""
+    h, lb = ax.get_legend_handles_labels()
+    uniq = dict(zip(lb, h))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+
+
+def _finish(fig, path) -> str:
+    """Lay out, write and close ``fig``; its file name."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    p = out / "units_kept.png"
-    _save(fig, p)
+    _save(fig, path)
     plt.close(fig)
-    return p.name
+    return path.name
 
 
 def _save(fig, path: Path) -> None:
