@@ -276,3 +276,29 @@ def test_channel_pruning_leaves_a_zero_padding_residual_stream_alone(toy_checkpo
     assert all(f"layers.{i}.conv1" in lin["widths"] for i in blocks)
     base = count_macs(load_checkpoint(toy_checkpoint).build(), (2, 64))
     assert abs(count_macs(ck.build(), (2, 64)) / base - 0.5) <= 0.02 * 0.5
+
+
+def test_zoo_models_take_the_traced_path_unless_a_spec_only_option_asks(toy_checkpoint, toy_npz, tmp_path):
+    """One code path: a zoo checkpoint is pruned by the traced-module implementation (its pruned checkpoint is a
+    recipe that records the zoo spec) unless an option only the spec path has is given; traced=true with such an
+    option is one error."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pruning.plan import analyze, save_plan
+    from edgeprune.pruning.prune_file import prune_checkpoint
+
+    prune_checkpoint(toy_checkpoint, tmp_path / "t.pt", method="random", target_macs=0.7)
+    assert load_checkpoint(tmp_path / "t.pt").spec["kind"] == "module"
+    assert "spec" in load_checkpoint(tmp_path / "t.pt").spec["source"]
+    prune_checkpoint(toy_checkpoint, tmp_path / "s.pt", method="random", target_macs=0.7, traced=False)
+    assert load_checkpoint(tmp_path / "s.pt").spec.get("kind") != "module"
+    # a spec-path plan (exhaustive search) routes the layer method to the spec path; a default plan to the traced one
+    spec_plan = analyze(toy_checkpoint, toy_npz, batches=1, batch_size=32, search="exhaustive")
+    traced_plan = analyze(toy_checkpoint, toy_npz, batches=1, batch_size=32)
+    assert spec_plan.get("kind") != "module" and traced_plan["kind"] == "module"
+    save_plan(tmp_path / "sp.json", spec_plan)
+    prune_checkpoint(toy_checkpoint, tmp_path / "sl.pt", method="layer", plan=tmp_path / "sp.json", keep_units=4)
+    assert load_checkpoint(tmp_path / "sl.pt").spec.get("kind") != "module"
+    with pytest.raises(EdgepruneError, match="traced=true does not take --search exhaustive"):
+        prune_checkpoint(toy_checkpoint, tmp_path / "x.pt", method="layer", data=toy_npz, target_macs=0.7,
+                         search="exhaustive", traced=True)
+    assert not (tmp_path / "x.pt").exists()
