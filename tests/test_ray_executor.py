@@ -371,3 +371,35 @@ def test_one_study_profiled_on_the_node_named_by_its_ip(tmp_path, capsys, ray_cl
     assert len(prof) == 1 and prof[0]["start"] > max(t["end"] for t in tasks if t["chain"] != "profile")
     assert _state(tmp_path / "s")["profile"]["executor"] == "ray"
     assert f"Latency measured on: Ray node {n['NodeID'][:12]}" in (tmp_path / "s" / "report.md").read_text()
+
+
+def test_a_killed_multi_seed_ray_study_resumes_to_the_local_result(tmp_path, ray_cluster):
+    """[study] seeds on Ray, the driver SIGKILLed once a seed's baseline is recorded: the re-run reuses every
+    recorded stage of every seed, computes only the rest, and ends with the local executor's models per seed."""
+    raw = TINY.replace('name = "tiny-ray"', 'name = "tiny-ray"\nseeds = [0, 1]').replace(
+        'methods = ["layer", "channel-l1"]', 'methods = ["layer"]')
+    cfg_file = tmp_path / "seeds.toml"
+    cfg_file.write_text(raw)
+    out = tmp_path / "ray"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "compare", "--config", str(cfg_file), "--out",
+                             str(out), "--executor", "ray", "--address", ray_cluster, "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and not any(
+            "baseline" in _state(out / f"seed-{s}") for s in (0, 1)):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = {s: _state(out / f"seed-{s}") for s in (0, 1)}
+    assert any("baseline" in killed[s] for s in (0, 1)), proc.stderr.read().decode()[-2000:]
+    assert not all("profile" in killed[s] for s in (0, 1)), "the driver finished before it was killed"
+
+    run_study(_seed_cfg(executor="ray", address=ray_cluster), out, log=lambda m: None)
+    run_study(_seed_cfg(), tmp_path / "local", log=lambda m: None)
+    for s in (0, 1):
+        res = json.loads((out / f"seed-{s}" / "results.json").read_text())
+        loc = json.loads((tmp_path / "local" / f"seed-{s}" / "results.json").read_text())
+        assert set(killed[s]) <= set(res["stages"]["reused"]), s            # nothing recorded is computed again
+        assert not set(killed[s]) & set(res["stages"]["ran"]), s
+        assert _model_facts(res) == _model_facts(loc), s
+    assert json.loads((out / "summary.json").read_text()) == json.loads((tmp_path / "local" / "summary.json").read_text())
