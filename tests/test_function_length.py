@@ -38,8 +38,6 @@ LONG = {
         "one pass per pruning target, each building its sentences from the latency table. " + IN_FLIGHT,
     "edgeprune/study/config.py:normalise":
         "one validation pass over every section and key of the study schema. " + IN_FLIGHT,
-    "edgeprune/study/report.py:make_plots":
-        "one block per plot (latency, accuracy per SNR, ...), each with its own figure. " + IN_FLIGHT,
     "export/doctor.py:report":
         "a flat list of probes (one import and one check each): long, but one concern.",
     "export/tensorrt_build.py:build_engine":
