@@ -18,13 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("edgeprune", "export", "profiling")
 LIMIT = 80
 
-IN_FLIGHT = ("in a package other work is changing now (layer importance, pruning methods, the study): "
-             "split after it lands")
+IN_FLIGHT = "Not split yet: a candidate for named steps like pruning.plan.analyze's."
 LONG = {
     "edgeprune/models/trace.py:discover_module_units":
         "the forward hooks are closures over one shared call record; a split means a small tracer class. " + IN_FLIGHT,
-    "edgeprune/pruning/plan.py:analyze":
-        "loads the frames, then similarity, segmentation, importance and the budget choice. " + IN_FLIGHT,
     "edgeprune/pruning/reference.py:analyze_reference":
         "the reference procedure as one sequence, to be read beside the reference code. " + IN_FLIGHT,
     "edgeprune/pruning/layer.py:_layer_prune":

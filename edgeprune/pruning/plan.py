@@ -206,47 +206,31 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
                                  f"it does not take {', '.join(extra)}")
         return analyze_reference(ckpt, data, keep=keep, segments=segments, max_segments=max_segments, seed=seed,
                                  split=split)
-    from ..models.macs import model_stats
-    from .reassembly import TRANSITION_MODES, plan_layers
-    from ..data.split import resolve_split
     from ..importing import load_model_arg
-    from ..analysis.importance import (CRITERIA, DEFAULT_CRITERION, PROXIES, TransplantScorer, check_criterion,
-                             criterion_values, keep_keys, unit_scores)
-    from ..analysis.representations import iter_unit_features, sample_batches
-    from ..analysis.segmentation import column_sums, default_max_segments, segment
-    from ..analysis.similarity import SimilarityAccumulator, check_metric
-    from ..analysis.units import discover_units
-
-    ck0 = load_model_arg(ckpt, "the model", data)
     from .registry import route
 
+    ck0 = load_model_arg(ckpt, "the model", data)
     if route("layer", ck0.spec, traced, {"search": search, "importance": importance, "transition": transition}):
         # the traced units, the same similarity, segmentation, criteria and budgets (user networks and the zoo)
         from ..checkpoint import checkpoint_as_recipe
         from .modular import module_analysis
 
-        return module_analysis(checkpoint_as_recipe(ck0), data, split=split, similarity=similarity, segments=segments, max_segments=max_segments,
-                               batches=batches, batch_size=batch_size, seed=seed, transition=transition,
-                               importance=importance, keep=keep, keep_units=keep_units, target_macs=target_macs,
-                               max_frames=max_frames)
-    ckpt = ck0
-    check_metric(similarity)
-    importance = check_criterion(importance or DEFAULT_CRITERION)
-    if transition not in TRANSITION_MODES:
-        raise EdgepruneError(f"transition must be one of {', '.join(TRANSITION_MODES)}")
-    ckpt = load_model_arg(ckpt, "the model")
-    spec = ckpt.spec
-    units = discover_units(spec)
-    if not any(u.removable for u in units):
-        raise EdgepruneError(f"model {spec['name']!r} has no removable units")
-    if data is None:
-        raise EdgepruneError("the analysis needs data (--data)")
-    (train, val, _), split_info = resolve_split(ckpt, data, split)
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
+        return module_analysis(checkpoint_as_recipe(ck0), data, split=split, similarity=similarity,
+                               segments=segments, max_segments=max_segments, batches=batches,
+                               batch_size=batch_size, seed=seed, transition=transition, importance=importance,
+                               keep=keep, keep_units=keep_units, target_macs=target_macs, max_frames=max_frames)
+    return _analyze_spec(ck0, data, similarity=similarity, segments=segments, max_segments=max_segments,
+                         importance=importance, batches=batches, batch_size=batch_size, seed=seed, keep=keep,
+                         keep_units=keep_units, target_macs=target_macs, transition=transition, search=search,
+                         split=split, max_frames=max_frames)
+
+
+def _spec_similarity(model, units, train, similarity, batches, batch_size, seed, timings):
+    """(similarity matrix, the sampled batches) of the units' outputs on training frames."""
+    from ..analysis.representations import iter_unit_features, sample_batches
+    from ..analysis.similarity import SimilarityAccumulator
 
     t0 = time.perf_counter()
-    model = ckpt.build()
     idx = sample_batches(len(train), batches, batch_size, seed)
     acc = SimilarityAccumulator(similarity)
     t_sim = 0.0
@@ -257,15 +241,15 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     sim = acc.result()
     timings["representations_s"] = time.perf_counter() - t0 - t_sim
     timings["similarity_s"] = t_sim
+    return sim, idx
 
-    t0 = time.perf_counter()
-    if max_segments is None:
-        max_segments = default_max_segments(len(units), spec["name"])
-    seg = segment(column_sums(sim), segments, max_segments)
-    timings["segmentation_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    cand = [u.layer for u in units if u.removable]
+def _spec_importance(ckpt, model, cand, importance, train, val, idx, seed, search, max_frames, batch_size):
+    """The criterion's values, the keep keys, the exhaustive search's scorer (or None), and what it read."""
+    from ..analysis.importance import PROXIES, TransplantScorer, criterion_values, keep_keys, unit_scores
+
+    spec = ckpt.spec
+    scorer = None
     if importance in PROXIES:
         data_idx = idx[0]
         scorer = TransplantScorer(spec, ckpt.state_dict, importance, seed=seed,
@@ -278,10 +262,76 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
         values = criterion_values(importance, model, {u: model.layers[u] for u in cand}, order=cand, x=xs, y=ys,
                                   input_shape=tuple(spec["input"]), batch_size=batch_size)
         imp_frames = 0 if importance in ("synflow", "reverse") else len(xs)
-        scorer = None
         if search == "exhaustive" and importance == "ablation":
             scorer = AblationComboScorer(model, xs, ys)
-    scores = keep_keys(importance, values)
+    return values, keep_keys(importance, values), scorer, imp_split, imp_frames
+
+
+def _spec_budget(ckpt, plan, seg, scores, scorer, *, keep, keep_units, target_macs, transition, search):
+    """The plan's keep/blocks/kept_units/expected fields under the budget option."""
+    from ..models.macs import model_stats
+    from .reassembly import plan_layers
+
+    spec = ckpt.spec
+    blocks = blocks_of(plan, seg.bounds)
+    counts, mode, match = choose_counts(spec, blocks, scores, keep=keep, keep_units=keep_units,
+                                        target_macs=target_macs, transition=transition)
+    chosen, best = select_for_budget(spec, ckpt.state_dict, plan, counts, match, search=search, scorer=scorer,
+                                     transition=transition)
+    kept = sorted(u for b in chosen for u in b)
+    before = model_stats(spec)
+    new_spec, _, rep = plan_layers(spec, kept, transition)
+    after = model_stats(new_spec)
+    return {
+        "keep": {"mode": mode, "counts": counts, "search": search, "target_macs": target_macs,
+                 "exhaustive_scores": best, "match": match.summary() if match is not None else None},
+        "blocks": [{"bounds": list(b), "candidates": c, "kept": k} for b, c, k in zip(seg.bounds, blocks, chosen)],
+        "kept_units": kept,
+        "transition": transition,
+        "expected": {"name": new_spec["name"], "macs_before": before["macs"], "macs_after": after["macs"],
+                     "params_before": before["params"], "params_after": after["params"],
+                     "macs_reduction": 1 - after["macs"] / before["macs"],
+                     "params_reduction": 1 - after["params"] / before["params"],
+                     "units_after": rep["units_after"], "forced": rep["forced"], "reinit": rep["reinit"]},
+    }
+
+
+def _analyze_spec(ckpt, data, *, similarity, segments, max_segments, importance, batches, batch_size, seed, keep,
+                  keep_units, target_macs, transition, search, split, max_frames) -> dict[str, Any]:
+    """The spec path's analysis (the zoo's own implementation): similarity, segmentation, importance, budget."""
+    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion
+    from ..analysis.segmentation import column_sums, default_max_segments, segment
+    from ..analysis.similarity import check_metric
+    from ..analysis.units import discover_units
+    from ..data.split import resolve_split
+    from .reassembly import TRANSITION_MODES
+
+    check_metric(similarity)
+    importance = check_criterion(importance or DEFAULT_CRITERION)
+    if transition not in TRANSITION_MODES:
+        raise EdgepruneError(f"transition must be one of {', '.join(TRANSITION_MODES)}")
+    spec = ckpt.spec
+    units = discover_units(spec)
+    if not any(u.removable for u in units):
+        raise EdgepruneError(f"model {spec['name']!r} has no removable units")
+    if data is None:
+        raise EdgepruneError("the analysis needs data (--data)")
+    (train, val, _), split_info = resolve_split(ckpt, data, split)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    model = ckpt.build()
+    sim, idx = _spec_similarity(model, units, train, similarity, batches, batch_size, seed, timings)
+
+    t0 = time.perf_counter()
+    if max_segments is None:
+        max_segments = default_max_segments(len(units), spec["name"])
+    seg = segment(column_sums(sim), segments, max_segments)
+    timings["segmentation_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    cand = [u.layer for u in units if u.removable]
+    values, scores, scorer, imp_split, imp_frames = _spec_importance(ckpt, model, cand, importance, train, val, idx,
+                                                                     seed, search, max_frames, batch_size)
     timings["importance_s"] = time.perf_counter() - t0
 
     plan: dict[str, Any] = {
@@ -300,31 +350,12 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
                        "scores": {str(k): v for k, v in scores.items()}},
     }
     t0 = time.perf_counter()
-    blocks = blocks_of(plan, seg.bounds)
-    counts, mode, match = choose_counts(spec, blocks, scores, keep=keep, keep_units=keep_units,
-                                        target_macs=target_macs, transition=transition)
-    chosen, best = select_for_budget(spec, ckpt.state_dict, plan, counts, match, search=search, scorer=scorer,
-                                     transition=transition)
+    plan.update(_spec_budget(ckpt, plan, seg, scores, scorer, keep=keep, keep_units=keep_units,
+                             target_macs=target_macs, transition=transition, search=search))
     timings["selection_s"] = time.perf_counter() - t0
     timings["analysis_s"] = time.perf_counter() - t_all - timings["selection_s"]
-    kept = sorted(u for b in chosen for u in b)
-    before = model_stats(spec)
-    new_spec, _, rep = plan_layers(spec, kept, transition)
-    after = model_stats(new_spec)
-    plan.update({
-        "keep": {"mode": mode, "counts": counts, "search": search, "target_macs": target_macs,
-                 "exhaustive_scores": best, "match": match.summary() if match is not None else None},
-        "blocks": [{"bounds": list(b), "candidates": c, "kept": k} for b, c, k in zip(seg.bounds, blocks, chosen)],
-        "kept_units": kept,
-        "transition": transition,
-        "expected": {"name": new_spec["name"], "macs_before": before["macs"], "macs_after": after["macs"],
-                     "params_before": before["params"], "params_after": after["params"],
-                     "macs_reduction": 1 - after["macs"] / before["macs"],
-                     "params_reduction": 1 - after["params"] / before["params"],
-                     "units_after": rep["units_after"], "forced": rep["forced"], "reinit": rep["reinit"]},
-        "timings": {k: round(v, 4) for k, v in timings.items()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    plan.update({"timings": {k: round(v, 4) for k, v in timings.items()},
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return plan
 
 
