@@ -87,6 +87,20 @@ def _weights(path):
     return {k: v.tolist() for k, v in load_checkpoint(path).state_dict.items()}
 
 
+def _compare_killed_when(cfg_file, out, address, done, timeout=180) -> str:
+    """Run ``edgeprune compare --executor ray`` as a driver process and SIGKILL it (its whole process group) as soon
+    as ``done()`` holds (or it exits, or ``timeout`` s pass); the tail of its stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "compare", "--config", str(cfg_file), "--out",
+                             str(out), "--executor", "ray", "--address", address, "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not done():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return proc.stderr.read().decode()[-2000:]
+
+
 def test_ray_study_killed_resumed_equals_local(tmp_path, ray_cluster):
     # the reference: the local executor, one thread
     local = run_study(_cfg(), tmp_path / "local", log=lambda m: None)["results"]
@@ -95,16 +109,9 @@ def test_ray_study_killed_resumed_equals_local(tmp_path, ray_cluster):
     cfg_file = tmp_path / "ray.toml"
     cfg_file.write_text(TINY)
     out = tmp_path / "ray"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "compare", "--config", str(cfg_file), "--out",
-                             str(out), "--executor", "ray", "--address", ray_cluster, "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and "baseline" not in _state(out):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    err = _compare_killed_when(cfg_file, out, ray_cluster, lambda: "baseline" in _state(out))
     killed = _state(out)
-    assert "baseline" in killed and killed["baseline"]["executor"] == "ray", proc.stderr.read().decode()[-2000:]
+    assert "baseline" in killed and killed["baseline"]["executor"] == "ray", err
     assert not set(COMPUTE) <= set(killed), "the driver finished before it was killed: nothing to resume"
     assert "profile" not in killed
 
@@ -381,17 +388,10 @@ def test_a_killed_multi_seed_ray_study_resumes_to_the_local_result(tmp_path, ray
     cfg_file = tmp_path / "seeds.toml"
     cfg_file.write_text(raw)
     out = tmp_path / "ray"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "compare", "--config", str(cfg_file), "--out",
-                             str(out), "--executor", "ray", "--address", ray_cluster, "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None and not any(
-            "baseline" in _state(out / f"seed-{s}") for s in (0, 1)):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    err = _compare_killed_when(cfg_file, out, ray_cluster,
+                               lambda: any("baseline" in _state(out / f"seed-{s}") for s in (0, 1)))
     killed = {s: _state(out / f"seed-{s}") for s in (0, 1)}
-    assert any("baseline" in killed[s] for s in (0, 1)), proc.stderr.read().decode()[-2000:]
+    assert any("baseline" in killed[s] for s in (0, 1)), err
     assert not all("profile" in killed[s] for s in (0, 1)), "the driver finished before it was killed"
 
     run_study(_seed_cfg(executor="ray", address=ray_cluster), out, log=lambda m: None)
