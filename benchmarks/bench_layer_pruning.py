@@ -14,14 +14,12 @@ ResNet110 and checks that the same seed gives the same plan.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 os.environ.setdefault("EDGEPRUNE_QUIET", "1")
 

@@ -172,7 +172,6 @@ def ablation_scores(model, units: dict, x, y, metric: str = "loss", batch_size: 
 
 def taylor_scores(model, units: dict, x, y, batch_size: int = 256) -> dict:
     """First-order Taylor estimate of each unit's ablation loss change, from one forward/backward pass."""
-    import torch
     import torch.nn.functional as F
 
     x, y = _prepare(model, units, x, y)

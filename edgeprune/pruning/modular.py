@@ -327,7 +327,6 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     from .plan import PLAN_FORMAT, spec_hash
     from ..analysis.segmentation import column_sums, segment
     from ..analysis.similarity import check_metric, similarity_matrix
-    from ..models.macs import count_macs
     from ..data.split import resolve_split
 
     t0 = time.perf_counter()

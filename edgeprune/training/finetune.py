@@ -12,7 +12,6 @@ with seed 0.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..data.split import resolve_split
