@@ -131,9 +131,6 @@ class Checkpoint:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    import pickle
-    import zipfile
-
     import torch
 
     from .models.spec import validate_spec
@@ -143,24 +140,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgepruneError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise EdgepruneError(f"checkpoint {path} is a folder, not a file")
-    from .safeio import check_input
+    from .safeio import load_torch_file
 
-    size = check_input(path, "checkpoint", "checkpoint").st_size  # a regular file within the limit
-    if size and zipfile.is_zipfile(path):
-        from .safeio import check_zip
-
-        with open(path, "rb") as fh:  # torch.save's zip: declared member sizes checked before torch reads them
-            check_zip(fh, f"checkpoint {path}", size)
-    if size == 0:
-        raise EdgepruneError(f"checkpoint {path} is empty")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise EdgepruneError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data "
-                             f"(only edgeprune checkpoints are loaded, never pickled code)") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgepruneError(f"checkpoint {path} is not a readable torch file (truncated or corrupt?): {msg}") from exc
+    obj = load_torch_file(path, "checkpoint", "only edgeprune checkpoints are loaded, never pickled code")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise EdgepruneError(f"{path} is not an edgeprune checkpoint")
     if obj.get("version") != VERSION:

@@ -302,3 +302,26 @@ def test_zoo_models_take_the_traced_path_unless_a_spec_only_option_asks(toy_chec
         prune_checkpoint(toy_checkpoint, tmp_path / "x.pt", method="layer", data=toy_npz, target_macs=0.7,
                          search="exhaustive", traced=True)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_weights_files_are_bounded_like_checkpoints(trained, tmp_path, monkeypatch):
+    """--weights goes through the same bounded, zip-checked torch reader as checkpoints: over the checkpoint size
+    limit, empty, truncated or pickled code is one error line each, and a good state_dict loads."""
+    from edgeprune.importing import import_model
+
+    net = __import__("user_models").ResNet1d(num_classes=4, width=8, blocks=3)
+    good = tmp_path / "w.pth"
+    torch.save(net.state_dict(), good)
+    ref = f"{trained['code']}:ResNet1d"
+    import_model(ref, trained["data"], tmp_path / "ok.pt", weights=good)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "cut.pth").write_bytes(good.read_bytes()[:200])
+    torch.save({"model": nn.Linear(2, 2)}, tmp_path / "obj.pth", _use_new_zipfile_serialization=True)
+    for name, msg in (("empty.pth", "is empty"), ("cut.pth", "not a readable torch file"),
+                      ("obj.pth", "was refused")):
+        with pytest.raises(EdgepruneError, match=msg):
+            import_model(ref, trained["data"], tmp_path / "x.pt", weights=tmp_path / name)
+    monkeypatch.setenv("EDGEPRUNE_MAX_CHECKPOINT_BYTES", "1000")
+    with pytest.raises(EdgepruneError, match="EDGEPRUNE_MAX_CHECKPOINT_BYTES"):
+        import_model(ref, trained["data"], tmp_path / "x.pt", weights=good)
+    assert not (tmp_path / "x.pt").exists()

@@ -57,8 +57,6 @@ def check_io(model, length: int, num_classes: int, what: str) -> None:
 
 def load_weights(model, path) -> None:
     """Load a plain state_dict file (weights_only) into ``model``; names the first mismatched key."""
-    import pickle
-
     import torch
 
     from .modular import first_mismatch
@@ -66,14 +64,9 @@ def load_weights(model, path) -> None:
     path = Path(path)
     if not path.is_file():
         raise EdgepruneError(f"weights {path} do not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise EdgepruneError(f"weights {path} were refused: they hold objects other than tensors "
-                             f"(save model.state_dict(), not the model)") from exc
-    except Exception as exc:  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EdgepruneError(f"weights {path} are not a readable torch file: {first}") from exc
+    from ..safeio import load_torch_file
+
+    state = load_torch_file(path, "weights", "save model.state_dict(), not the model")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
