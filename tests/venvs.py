@@ -40,14 +40,13 @@ def _pip(py: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
-def device_venv(version: str) -> Path:
-    """The python of the cached numpy + onnxruntime venv for ``version`` (built when missing)."""
-    short = ".".join(version.split(".")[:2])
-    folder = cache_dir() / f"py{version}-ort"
+def _venv(version: str, folder: Path) -> tuple[Path, Path, bool]:
+    """(python, ready stamp, whether it is ready): the cached venv in ``folder``, or a new empty one of ``version``
+    (skips when pyenv lacks that Python)."""
     py = folder / "bin" / "python"
     stamp = folder / ".edgeprune-ready"
     if stamp.is_file() and py.is_file():
-        return py
+        return py, stamp, True
     base = pyenv_python(version)
     if base is None:
         pytest.skip(f"Python {version} is not installed (pyenv install {version})")
@@ -56,6 +55,16 @@ def device_venv(version: str) -> Path:
     r = subprocess.run([str(base), "-m", "venv", str(folder)], capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         pytest.fail(f"cannot make a Python {version} venv: {r.stderr.strip()[-300:]}")
+    return py, stamp, False
+
+
+def device_venv(version: str) -> Path:
+    """The python of the cached numpy + onnxruntime venv for ``version`` (built when missing)."""
+    short = ".".join(version.split(".")[:2])
+    folder = cache_dir() / f"py{version}-ort"
+    py, stamp, ready = _venv(version, folder)
+    if ready:
+        return py
     steps = ([["pip>=21.3,<22"]] if short == "3.6" else []) + [PACKAGES[short]]
     for pkgs in steps:
         r = _pip(py, *pkgs)
@@ -80,18 +89,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 def device_install_venv(version: str = "3.8.18") -> Path:
     """A cached venv of ``version`` with pip and setuptools only, to ``pip install ".[device]"`` into."""
     folder = cache_dir() / f"py{version}-device-install"
-    py = folder / "bin" / "python"
-    stamp = folder / ".edgeprune-ready"
-    if stamp.is_file() and py.is_file():
+    py, stamp, ready = _venv(version, folder)
+    if ready:
         return py
-    base = pyenv_python(version)
-    if base is None:
-        pytest.skip(f"Python {version} is not installed (pyenv install {version})")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([str(base), "-m", "venv", str(folder)], capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        pytest.fail(f"cannot make a Python {version} venv: {r.stderr.strip()[-300:]}")
     r = _pip(py, "setuptools>=61", "wheel")
     if r.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
