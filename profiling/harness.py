@@ -144,11 +144,20 @@ def combine_rounds(records: list[dict]) -> list[dict]:
     return out
 
 
+def rounds_agree(records: list[dict], stop_spread: float) -> bool:
+    """True when every combined record's rounds lie within ``stop_spread`` of its median."""
+    for rec in records:
+        r = rec.get("rounds") or []
+        if len(r) < 2 or not rec.get("median_ms") or (max(r) - min(r)) / rec["median_ms"] > stop_spread:
+            return False
+    return True
+
+
 def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), precisions=(None,),
             warmup_ms: float | None = 200.0, warmup_iters: int | None = None, duration_ms: float | None = 1000.0,
             iters: int | None = None, min_iters: int = 10, per_layer: bool = False, per_layer_iters: int = 50,
             cuda_graphs: bool = False, providers=None, seed: int = 0, show_progress: bool = True,
-            allow_empty: bool = False, rounds: int | None = None) -> dict:
+            allow_empty: bool = False, rounds: int | None = None, stop_spread: float | None = None) -> dict:
     """Measure every combination; return a results dict (see profiling.results_file).
 
     Combinations that cannot run are listed in ``results["skipped"]``; when none
@@ -162,6 +171,11 @@ def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), preci
     (the round medians). The timing options (``iters``, ``duration_ms``, ...)
     apply to each round. ``rounds=None`` (default) is one plain round, without
     a ``rounds`` field.
+
+    ``stop_spread=f`` ends the rounds early, after at least two, once every
+    measurement's rounds agree within ``f`` of its median (slowest round minus
+    fastest over the median, the spread the study report prints): ``rounds`` is
+    then the most rounds run. ``results["rounds_run"]`` says how many ran.
     """
     if rounds is None:
         return _profile_once(models, backends, batches, threads, precisions, warmup_ms, warmup_iters, duration_ms,
@@ -169,6 +183,9 @@ def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), preci
                              show_progress, allow_empty)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise EdgepruneError(f"rounds must be an integer >= 1, got {rounds!r}")
+    if stop_spread is not None and not (isinstance(stop_spread, (int, float)) and not isinstance(stop_spread, bool)
+                                        and 0 < stop_spread < 10):
+        raise EdgepruneError(f"stop_spread must be a number in (0, 10), got {stop_spread!r}")
     sources = [m if isinstance(m, ModelSource) else resolve_model(m) for m in models]  # resolved once, reused
     try:
         runs, res = [], None
@@ -178,6 +195,9 @@ def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), preci
                                   providers, seed, show_progress, allow_empty)
             runs += res_r["records"]
             res = res if res is not None else res_r  # skipped and machine from the first round
+            res["rounds_run"] = r + 1
+            if stop_spread is not None and r >= 1 and rounds_agree(combine_rounds(runs), stop_spread):
+                break
     finally:
         for src, given in zip(sources, models):
             if not isinstance(given, ModelSource):

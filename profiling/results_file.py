@@ -43,7 +43,8 @@ RECORD_SCHEMA = obj(
     model_id=opt(text()), machine=opt(anything()),
 )
 RESULTS_SCHEMA = obj(schema=opt(integer(choices=(SCHEMA,))), kind=opt(text(choices=(KIND,))),
-                     machine=opt(anything()), records=seq(RECORD_SCHEMA), skipped=opt(seq(anything())))
+                     machine=opt(anything()), records=seq(RECORD_SCHEMA), skipped=opt(seq(anything())),
+                     rounds_run=opt(anything()))
 
 
 # one definition of the statistics, shared with a bundle's run.py (export.runtime.stats)

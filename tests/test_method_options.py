@@ -1,6 +1,6 @@
 """The method catalogue: each method's options declared once (edgeprune/pruning/catalogue.py) and what is
 generated or checked from it: the implementations' signatures, `prune --opt`, a study's [prune] section, the
-README's method table, and listing methods without importing any."""
+docs/method.md's method table, and listing methods without importing any."""
 
 from __future__ import annotations
 
@@ -70,8 +70,8 @@ def test_listing_methods_imports_no_method_module():
                            "edgeprune.pruning.random_units", "edgeprune.pruning.modular", "torch"}
 
 
-def test_readme_method_table_is_the_generated_one():
-    text = (REPO / "README.md").read_text()
+def test_docs_method_table_is_the_generated_one():
+    text = (REPO / "docs" / "method.md").read_text()
     assert text.count(C.TABLE_BEGIN) == 1 and text.count(C.TABLE_END) == 1
     inside = text.split(C.TABLE_BEGIN, 1)[1].split(C.TABLE_END, 1)[0]
     assert inside.strip() == C.markdown_table().strip(), "regenerate it: edgeprune methods --markdown"

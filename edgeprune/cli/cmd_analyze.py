@@ -21,7 +21,7 @@ def add_analysis_options(p) -> None:
                    help="score units one by one (linear in depth, default) or every combination per block (reference)")
     p.add_argument("--reference", action="store_true",
                    help="reproduce the reference code's procedure (yaolu-zjut/PSR) for resnet56(-ref), "
-                        "resnet110(-ref) and vgg16; its budget is --keep; differences are listed in the README")
+                        "resnet110(-ref) and vgg16; its budget is --keep; differences are listed in docs/method.md")
     p.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")
     add_runtime(p, threads=False, batch_size=128)
 

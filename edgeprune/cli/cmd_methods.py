@@ -11,8 +11,8 @@ def register(sub, common):
     p = sub.add_parser("methods", parents=[common], help="list the pruning methods and their options",
                        description="List every pruning method (built-in and plugins) with its options "
                                    "(`edgeprune prune --opt KEY=VALUE`, a study's [prune.METHOD]): type, default "
-                                   "and help. --markdown prints the README's method table.")
-    p.add_argument("--markdown", action="store_true", help="print the method table in Markdown (as in the README)")
+                                   "and help. --markdown prints docs/method.md's method table.")
+    p.add_argument("--markdown", action="store_true", help="print the method table in Markdown (as in docs/method.md)")
     add_json(p)
     p.set_defaults(func=run_methods)
 

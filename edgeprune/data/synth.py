@@ -1,8 +1,8 @@
 """RML-faithful synthetic AMR data, generated with vectorised numpy.
 
 ``generate(preset="rml2016.10a", per_key=1000, seed=0)`` reproduces the recipe
-of the GNU Radio generator behind RML2016.10a (see the README section "Data
-generation model"): random bits mapped to constellations scaled to mean
+of the GNU Radio generator behind RML2016.10a (see docs/formats.md, "How the synthetic data
+are made"): random bits mapped to constellations scaled to mean
 magnitude 1, 8 samples per symbol with a root-raised-cosine pulse (roll-off
 0.35, span 11), GFSK (BT 0.35, 0.1 rad/sample) and binary CPFSK (h = 0.5),
 analog WBFM / AM-DSB / AM-SSB driven by a band-limited random message with

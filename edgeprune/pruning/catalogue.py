@@ -11,7 +11,7 @@ Each method declares its options as a dataclass whose fields carry a default and
   (:func:`check_options`: an unknown key names the valid ones, a wrong type says which type);
 - a study config's ``[prune]`` section is checked and each method's options are picked from it
   (:func:`study_options`);
-- the README's method table is generated (:func:`markdown_table`, ``edgeprune methods --markdown``).
+- docs/method.md's method table is generated (:func:`markdown_table`, ``edgeprune methods --markdown``).
 
 Both implementations of a built-in method (the spec path in ``layer.py``, ``dbp.py``, ``random_units.py``,
 ``channel.py`` and the traced-network path in ``modular.py``) take these option names
@@ -299,7 +299,7 @@ def _md(text: str) -> str:
 
 
 def markdown_table() -> str:
-    """The README's method table: one row per method, its options with their defaults."""
+    """docs/method.md's method table: one row per method, its options with their defaults."""
     rows = ["| method | what it does | options (`--opt KEY=VALUE`; `=` the default) |", "|---|---|---|"]
     for name, e in entries().items():
         if e.options is None:

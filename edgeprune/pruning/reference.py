@@ -173,7 +173,7 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
 
 
 def reference_differences(name: str) -> list[str]:
-    """What still differs from the reference code for this model (also listed in the README)."""
+    """What still differs from the reference code for this model (also listed in docs/method.md)."""
     out = [
         "the random copy's initial weights are other random numbers (PyTorch's default initialisation, as the "
         "reference's networks use, but drawn in edgeprune's module order from edgeprune's seed)",

@@ -78,6 +78,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "iters": (int, 200),
         "min_time_ms": (int, 0),       # time every model for at least this long per round (0: just `iters`)
         "rounds": (int, 1),            # interleaved rounds; a model's figure is its median round
+        "stop_spread": (float, 0.0),   # end the rounds early (after 2) once every figure's rounds agree within this
+                                       # fraction of its median (0: always run `rounds`)
         "target": (str, ""),            # a device profile: bundle every model for it (study/bundles/)
         "remote": (str, ""),            # user@host[:port]: also time every bundle on that board over SSH
         "remote_dir": (str, ""),        # folder on the board (default ~/edgeprune-bundles)
@@ -200,6 +202,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
                              ("train", "batch_size", 1, 1 << 20), ("train", "step_size", 1, 10 ** 6),
                              ("profile", "iters", 1, 10 ** 8), ("profile", "warmup", 0, 10 ** 8),
                              ("profile", "rounds", 1, 10 ** 4), ("profile", "min_time_ms", 0, 10 ** 8),
+                             ("profile", "stop_spread", 0.0, 1.0),
                              ("export", "opset", 7, 30)):
         if not lo <= cfg[sec][key] <= hi:
             raise EdgepruneError(f"{where}: [{sec}] {key} must be in {lo:g}..{hi:g}, got {cfg[sec][key]}")

@@ -205,12 +205,15 @@ def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], 
     # Every model is timed in each of `rounds` rounds (models interleaved), for at least
     # `min_time_ms` (and `iters` runs); a model's figure is its median round (profiling's rounds rule).
     res = {"machine": {}}
+    rounds_run: dict[str, int] = {}
     timing = ({"iters": None, "duration_ms": pr["min_time_ms"], "min_iters": pr["iters"]}
               if pr["min_time_ms"] else {"iters": pr["iters"], "duration_ms": None})
     for backend, models in runs:
         res = profile(models, backends=(backend,), batches=pr["batch"], threads=pr["threads"],
                       warmup_iters=pr["warmup"], seed=seed, show_progress=show_progress,
-                      allow_empty=True, rounds=max(1, pr["rounds"]), **timing)
+                      allow_empty=True, rounds=max(1, pr["rounds"]), stop_spread=pr["stop_spread"] or None,
+                      **timing)
+        rounds_run[backend] = res.get("rounds_run", 1)
         skipped += res.get("skipped", [])
         for rec in res["records"]:
             mid, prec = by_path.get(str(Path(rec["path"]).resolve()), (rec.get("model"), "fp32"))
@@ -219,7 +222,8 @@ def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], 
             if measured_on:
                 rec["measured_on"] = measured_on
             records.append(rec)
-    all_res = {"schema": 1, "records": records, "skipped": skipped, "machine": res.get("machine", {})}
+    all_res = {"schema": 1, "records": records, "skipped": skipped, "machine": res.get("machine", {}),
+               "rounds_run": rounds_run}
     save_results(out, all_res)
     return {"path": str(out), "n": len(records), **({"measured_on": measured_on} if measured_on else {})}
 
