@@ -4,6 +4,9 @@ import pytest
 
 from edgeprune.cli.main import main
 
+# the outcomes below come from trained or analysed networks: .ci/run runs them again on ATen's plain kernels
+pytestmark = pytest.mark.numerics
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -21,6 +21,9 @@ from conftest import make_toy_dataset  # noqa: E402
 
 from edgeprune.errors import EdgepruneError  # noqa: E402
 
+# the outcomes below come from trained or analysed networks: .ci/run runs them again on ATen's plain kernels
+pytestmark = pytest.mark.numerics
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

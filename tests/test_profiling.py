@@ -342,3 +342,31 @@ def test_combine_rounds_by_hand():
     assert out[1]["tag"] == "a" and out[1]["median_ms"] == 3.0 and out[1]["mean_ms"] == 3.0  # rounds 1,2,3,4: upper
     assert (out[1]["min_ms"], out[1]["max_ms"]) == (0.8, 9.0)
     assert out[2]["tag"] == "y" and out[2]["rounds"] == [1.0, 2.0]
+
+
+def test_stop_rule_ends_rounds_once_they_agree(onnx_files):
+    """stop_spread: rounds end after the second once every figure's rounds agree within the given fraction.
+
+    With two rounds the figure is the upper round, so (slowest - fastest) / figure < 1 always: a stop_spread of 1
+    must stop after round 2, whatever the timings; without the rule every round runs."""
+    from profiling.harness import profile
+
+    models = [onnx_files["cnn1d"]]
+    res = profile(models, warmup_iters=1, iters=3, show_progress=False, rounds=4, stop_spread=1.0)
+    assert res["rounds_run"] == 2 and all(len(r["rounds"]) == 2 for r in res["records"])
+    res = profile(models, warmup_iters=1, iters=3, show_progress=False, rounds=4)
+    assert res["rounds_run"] == 4 and all(len(r["rounds"]) == 4 for r in res["records"])
+    for bad in (0, -1, float("nan"), True):
+        with pytest.raises(EdgepruneError, match="stop_spread"):
+            profile(models, iters=3, show_progress=False, rounds=2, stop_spread=bad)
+
+
+def test_rounds_agree_by_hand():
+    from profiling.harness import rounds_agree
+
+    def rec(rounds):
+        return {"median_ms": sorted(rounds)[len(rounds) // 2], "rounds": rounds}
+
+    assert rounds_agree([rec([1.0, 1.04]), rec([2.0, 2.0, 2.02])], 0.05)
+    assert not rounds_agree([rec([1.0, 1.04]), rec([2.0, 2.2])], 0.05)      # one figure still spread
+    assert not rounds_agree([rec([1.0])], 0.05)                             # one round says nothing of noise

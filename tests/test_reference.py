@@ -13,6 +13,9 @@ import torch
 
 from edgeprune.errors import EdgepruneError
 
+# the outcomes below come from trained or analysed networks: .ci/run runs them again on ATen's plain kernels
+pytestmark = pytest.mark.numerics
+
 
 # ---------------------------------------------------------------- segment recovery (Network_Partition.py)
 def _ref_table(samples, max_k):

@@ -225,6 +225,7 @@ def plan_and_ckpt(tmp_path_factory, request):
     return json.loads(json.dumps(plan)), ck
 
 
+@pytest.mark.numerics
 def test_plan_declaration_covers_what_pruning_and_plots_use(tmp_path, plan_and_ckpt):
     from edgeprune.pruning.plan import PLAN_SCHEMA, load_plan, plan_summary
     from edgeprune.analysis.plots import plot_importance, plot_similarity
@@ -250,6 +251,7 @@ def test_plan_declaration_covers_what_pruning_and_plots_use(tmp_path, plan_and_c
     assert len(every.lineage["kept_units"]) == total
 
 
+@pytest.mark.numerics
 def test_every_required_plan_field_missing_or_mistyped_is_refused(tmp_path, plan_and_ckpt):
     from edgeprune.pruning.plan import PLAN_SCHEMA, load_plan
     from edgeprune.atomic import write_json
@@ -273,6 +275,7 @@ def test_every_required_plan_field_missing_or_mistyped_is_refused(tmp_path, plan
         _one_line(err.value)
 
 
+@pytest.mark.numerics
 def test_plan_cross_references_are_checked(tmp_path, plan_and_ckpt):
     from edgeprune.pruning.plan import validate_plan
 
