@@ -494,9 +494,9 @@ class Study:
     def _bundle_hash(folder) -> str:
         from export.runtime.manifest import manifest_hash
 
-        import json
+        from ..atomic import read_json
 
-        return manifest_hash(json.loads((Path(folder) / "manifest.json").read_text()))
+        return manifest_hash(read_json(Path(folder) / "manifest.json", f"bundle manifest {folder}/manifest.json"))
 
     def merge_results(self, entries: list[dict[str, Any]], bundles: dict[str, dict]) -> list[dict[str, Any]]:
         """``compare --results FILE...``: records measured elsewhere, accepted only for this study's models."""
@@ -654,11 +654,13 @@ def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
 
 def plan_summary(path: str | Path) -> dict[str, Any] | None:
     """The parts of plan.json the report draws: units, blocks, kept units, the similarity and importance used."""
-    import json
+    from ..atomic import read_json
 
     try:
-        plan = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        plan = read_json(path, f"plan {path}")
+    except EdgepruneError:
+        return None
+    if not isinstance(plan, dict):
         return None
     keep = ("layer", "position", "role", "removable", "transition")
     return {"units": [{k: u.get(k) for k in keep} for u in plan.get("units", [])],
