@@ -50,9 +50,9 @@ class RemoteError(EdgepruneError):
     """Something on the SSH path or the board failed; the message names the host."""
 
 
-# user@host[:port]: names, addresses and [IPv6] only; no leading '-' (an ssh option) and no shell metacharacters
+# user@host[:port]: names and IPv4 addresses only; no leading '-' (an ssh option), no shell metacharacters
 _USER = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
-_HOST = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\]"
+_HOST = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}"
 _SPEC = re.compile(rf"(?:({_USER})@)?({_HOST})(?::([0-9]{{1,5}}))?")
 STDERR_CAP = 1 << 20
 

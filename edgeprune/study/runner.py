@@ -693,6 +693,11 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     """
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     check_profile_node(cfg)
+    if results_files:
+        from profiling.results_file import load_results
+
+        for path in results_files:  # checked (RESULTS_SCHEMA) before the first stage, not after the study
+            load_results(path)
     out = Path(out)
     fresh = not out.exists()
     study = None
