@@ -67,7 +67,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), file_mode())  # mkstemp made it 0600; a written file follows the umask
+            with contextlib.suppress(OSError):  # a file system without modes (vfat) keeps what it has
+                os.fchmod(fh.fileno(), file_mode())  # mkstemp made it 0600; a written file follows the umask
         os.replace(tmp_path, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

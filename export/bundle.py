@@ -204,12 +204,15 @@ def publish(stage: Path, out: Path) -> None:
 
     The bundle gets the modes of the user's umask (folders 0755, files 0644 under umask 022), not the 0700 of
     the temporary stage folder: it is copied to boards and read by other users."""
+    import contextlib
+
     from edgeprune.atomic import file_mode
 
-    for p in stage.iterdir():
-        if p.is_file() and not p.is_symlink():
-            p.chmod(file_mode())
-    stage.chmod(file_mode(folder=True))
+    with contextlib.suppress(OSError):  # a file system without modes (vfat) keeps what it has
+        for p in stage.iterdir():
+            if p.is_file() and not p.is_symlink():
+                p.chmod(file_mode())
+        stage.chmod(file_mode(folder=True))
     if _is_archive(out):
         with atomic_path(out, suffix=".tmp") as tmp:
             with tarfile.open(tmp, "w:gz") as tar:
