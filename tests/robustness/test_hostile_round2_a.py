@@ -128,10 +128,6 @@ def _json_guard_cases(add, d: Path, shared, plan: Path, frames: Path):
     add(J, "ONNX metadata nested 100,000 deep: predict", ["predict", meta_deep, "--input", frames], match="nested")
     add(J, "ONNX metadata nested 100,000 deep: profile", ["profile", meta_deep, "--iters", "2", "--warmup", "1"],
         match="nested")
-    meta_cls = d / "meta-classes.onnx"
-    _onnx_with_meta(shared["onnx"], meta_cls, **{"edgeprune.classes": json.dumps("QPSK")})
-    add(J, "ONNX metadata edgeprune.classes as a string: predict", ["predict", meta_cls, "--input", frames],
-        match="edgeprune.classes.*must be a list")
     for name, profile in (("empty", "[]"), ("decreasing", "[8, 1]"), ("repeated", "[1, 1]")):
         folder = _target(d, f"profile-{name}", VALID_TARGET.format(name=f"profile-{name}")
                          + f"[batch]\nmax = 64\nprofile = {profile}\n")
