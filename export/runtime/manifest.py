@@ -83,6 +83,8 @@ CLASS_NAME = text(nonempty=True, hi=256, check=_class_name)
 def check_class_names(classes, where):
     """Refuse class names a bundle cannot carry (empty, longer than 256 characters, control characters)."""
     validate(list(classes), seq(CLASS_NAME, nonempty=True, hi=1 << 16), where + ": its class names")
+
+
 # What run.py build, bench, check and the ONNX Runtime backend read of the bundle's target, with its type.
 TARGET_SCHEMA = obj(
     name=opt(text(nullable=True)), backend=opt(text(choices=("onnxruntime", "tensorrt"))),
