@@ -10,7 +10,7 @@ tests/robustness/tally.py), then sums it up:
   (API: an EdgepruneError with a one-line message);
 * fuzz cases: hypothesis examples (random bytes, mutated files, random
   documents); "handled" = loaded or refused with an EdgepruneError;
-* user's view (tests/robustness/test_subprocess.py): hostile files and values
+* user's view (tests/robustness/test_subprocess.py, test_hostile_round2_*.py): hostile files and values
   run as ``python -m edgeprune`` in child processes with an address-space
   limit and a timeout, counted per class (non-regular files, expansion bombs,
   foreign references, malformed values, the study folder, noise on success,

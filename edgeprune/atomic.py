@@ -26,6 +26,26 @@ def _check_parent(path: Path) -> None:
         raise EdgepruneError(f"cannot write to {parent}: permission denied")
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode(folder: bool = False) -> int:
+    """The mode a plain ``open()``/``mkdir()`` gives under the user's umask: 0644/0755 under umask 022 (the
+    temporary files and folders edgeprune renames into place are 0600/0700 until set to this)."""
+    return (0o777 if folder else 0o666) & ~umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -47,6 +67,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+            with contextlib.suppress(OSError):  # a file system without modes (vfat) keeps what it has
+                os.fchmod(fh.fileno(), file_mode())  # mkstemp made it 0600; a written file follows the umask
         os.replace(tmp_path, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -115,19 +137,17 @@ def dumps(obj, indent: int | None = 2) -> str:
     return json.dumps(obj, indent=indent, default=_json_default)
 
 
-def read_json(path: str | os.PathLike, what: str):
+def read_json(path: str | os.PathLike, what: str, field=None):
     """Parse a JSON file; any failure is one EdgepruneError naming ``what`` (e.g. "plan x.json").
 
-    Deeply nested documents (RecursionError in the parser) are refused too, and
-    so is anything but a regular file within the document size limit
-    (:mod:`edgeprune.safeio`).
+    Anything but a regular file within the document size limit
+    (:mod:`edgeprune.safeio`) is refused, and so is a document nested deeper
+    than the depth limit or, with ``field`` (a :mod:`edgeprune.schema`
+    declaration), one whose declared fields have the wrong type: the one JSON
+    guard, :func:`edgeprune.schema.parse_json`.
     """
     from .safeio import read_bytes
+    from .schema import parse_json
 
     data = read_bytes(path, what, "doc")  # a regular file within EDGEPRUNE_MAX_DOC_BYTES (never a FIFO)
-    try:
-        return json.loads(data.decode("utf-8"))
-    except RecursionError as exc:
-        raise EdgepruneError(f"{what} is not valid JSON (nested too deeply)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepruneError(f"{what} is not valid JSON ({exc})") from exc
+    return parse_json(data, what, field)

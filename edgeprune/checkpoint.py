@@ -147,11 +147,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgepruneError(f"{path} is not an edgeprune checkpoint")
     if obj.get("version") != VERSION:
         raise EdgepruneError(f"checkpoint {path} has format version {obj.get('version')!r}; this edgeprune reads {VERSION}")
+    from .schema import parse_json
+
     try:
-        spec = json.loads(obj["spec"])
-        meta = json.loads(obj["meta"])
+        spec = parse_json(obj["spec"], f"checkpoint {path}: its model spec")
+        meta = parse_json(obj["meta"], f"checkpoint {path}: its metadata")
         state = obj["state_dict"]
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise EdgepruneError(f"checkpoint {path} is damaged: {exc}") from exc
     validate_spec(spec)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

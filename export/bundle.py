@@ -22,6 +22,7 @@ from typing import Any
 from edgeprune import __version__
 from edgeprune.atomic import atomic_path, read_json, write_json
 from edgeprune.errors import EdgepruneError
+from edgeprune.schema import parse_json
 
 from .manifest import (KIND, MANIFEST, SCHEMA_VERSION, check_file_name, file_entry,
                        sha256_file, validate_manifest)  # noqa: F401  (sha256_file: re-exported)
@@ -82,6 +83,9 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     from .preprocess import check_normalization
 
     check_normalization(ck.meta.get("normalization", "none"))
+    from .runtime.manifest import check_class_names
+
+    check_class_names(ck.classes, f"checkpoint {ckpt}" if isinstance(ckpt, (str, os.PathLike)) else "the model")
     parent = out.parent if str(out.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
@@ -144,12 +148,9 @@ def add_engine(engine: Path, stage: Path, tgt) -> dict[str, Any]:
     emeta_path = engine.with_name(engine.name + ".json")
     emeta = {}
     if emeta_path.is_file():
-        from edgeprune.safeio import read_bytes
+        from .runtime.backend_tensorrt import read_engine_metadata
 
-        try:
-            emeta = json.loads(read_bytes(emeta_path, "engine metadata", "doc").decode("utf-8"))
-        except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
-            raise EdgepruneError(f"engine metadata {emeta_path} is not readable JSON: {_first_line(exc)}") from exc
+        emeta = read_engine_metadata(engine)
         shutil.copyfile(emeta_path, stage / "model.engine.json")
     shutil.copyfile(engine, stage / "model.engine")
     prec = emeta.get("precision", tgt.default_precision)
@@ -199,7 +200,19 @@ def bundle_manifest(ck, tgt, precisions, variants, skipped, stage: Path, data) -
 
 
 def publish(stage: Path, out: Path) -> None:
-    """Move the finished ``stage`` folder to ``out`` (replacing an old bundle), or pack it into the archive ``out``."""
+    """Move the finished ``stage`` folder to ``out`` (replacing an old bundle), or pack it into the archive ``out``.
+
+    The bundle gets the modes of the user's umask (folders 0755, files 0644 under umask 022), not the 0700 of
+    the temporary stage folder: it is copied to boards and read by other users."""
+    import contextlib
+
+    from edgeprune.atomic import file_mode
+
+    with contextlib.suppress(OSError):  # a file system without modes (vfat) keeps what it has
+        for p in stage.iterdir():
+            if p.is_file() and not p.is_symlink():
+                p.chmod(file_mode())
+        stage.chmod(file_mode(folder=True))
     if _is_archive(out):
         with atomic_path(out, suffix=".tmp") as tmp:
             with tarfile.open(tmp, "w:gz") as tar:
@@ -460,9 +473,9 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                 raw = stream.read(left)[:size]
                 left = 0
                 try:
-                    doc = json.loads(raw.decode("utf-8"))
+                    doc = parse_json(raw, f"{archive}: {MANIFEST}")
                     listed = doc.get("files") if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
-                except (ValueError, UnicodeDecodeError, RecursionError):
+                except EdgepruneError:
                     listed = None  # the full check after this one reports it
             while left > 0:
                 got = len(stream.read(min(left, 1 << 20)))
@@ -480,12 +493,7 @@ def limit_doc() -> int:
 
 
 def _parse_manifest(raw: bytes, archive: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except RecursionError as exc:
-        raise EdgepruneError(f"{archive}: {MANIFEST} is not valid JSON (nested too deeply)") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepruneError(f"{archive}: {MANIFEST} is not valid JSON ({exc})") from exc
+    doc = parse_json(raw, f"{archive}: {MANIFEST}")
     return validate_manifest(doc, f"{archive}/{MANIFEST}")
 
 

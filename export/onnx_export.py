@@ -161,13 +161,10 @@ def read_metadata(path_or_model) -> dict[str, Any]:
     """The metadata_props of an ONNX file (torch-free; JSON values decoded)."""
     onnx = require("onnx", "reading ONNX metadata")
     m = path_or_model if not isinstance(path_or_model, (str, Path)) else onnx.load(str(path_or_model), load_external_data=False)
-    out: dict[str, Any] = {}
-    for p in m.metadata_props:
-        try:
-            out[p.key] = json.loads(p.value)
-        except json.JSONDecodeError:
-            out[p.key] = p.value
-    return out
+    from .runtime.manifest import decode_metadata
+
+    where = f"{path_or_model} (its metadata)" if isinstance(path_or_model, (str, Path)) else "the ONNX metadata"
+    return decode_metadata({p.key: p.value for p in m.metadata_props}, where)
 
 
 # ------------------------------------------------------------------ frames

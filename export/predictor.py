@@ -12,7 +12,6 @@ serialises calls with a lock, so one Predictor may be shared by threads.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -23,6 +22,7 @@ from edgeprune.errors import EdgepruneError
 
 from .runtime import frames as _frames
 from .runtime import registry
+from .runtime.manifest import decode_metadata
 from .runtime.model import Model, open_model
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
@@ -60,7 +60,11 @@ class Predictor:
             if backend == "tensorrt":
                 raise EdgepruneError("an .onnx file runs on onnxruntime; build an engine first (edgeprune build)")
             be = registry.open_backend("onnxruntime", str(self.source), threads=threads, providers=providers)
-            meta = _decode(be.metadata())
+            try:
+                meta = decode_metadata(be.metadata(), f"{self.source} (its metadata)")
+            except BaseException:
+                be.close()
+                raise
             classes = meta.get("edgeprune.classes") or [str(i) for i in range(_last_dim(be.output_shape()))]
             inp = meta.get("edgeprune.input")
             length = (inp.get("length") if isinstance(inp, dict) else None) or _last_dim(be.input_shape())
@@ -150,16 +154,6 @@ class Predictor:
     def __exit__(self, *exc):
         self.close()
         return False
-
-
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    out = {}
-    for k, v in raw.items():
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
 
 
 def _last_dim(shape) -> int:

@@ -162,9 +162,14 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
     if not 1 <= bmin <= bopt <= bmax <= MAX_BATCH:
         raise EdgepruneError(f"{where}: batch sizes must satisfy 1 <= min <= opt <= max <= {MAX_BATCH}, got {bmin}/{bopt}/{bmax}")
     profile = batch.get("profile", sorted({bmin, bopt, bmax}))
+    if not profile:
+        raise EdgepruneError(f"{where}: 'batch.profile' must not be empty (the batch sizes engines and bundles are "
+                             f"built and profiled for)")
     for b in profile:
         if isinstance(b, bool) or not isinstance(b, int) or not bmin <= b <= bmax:
             raise EdgepruneError(f"{where}: 'batch.profile' entries must be integers in {bmin}..{bmax}, got {b!r}")
+    if any(a >= b for a, b in zip(profile, profile[1:])):
+        raise EdgepruneError(f"{where}: 'batch.profile' must be increasing, got {profile}"[:300])
     return Target(
         name=data["name"], backend=backend, precisions=tuple(precisions), opset=opset,
         description=data.get("description", ""), default_precision=default, exporter=exporter,
@@ -205,6 +210,9 @@ def load_target_file(path: str | os.PathLike) -> Target:
         raise EdgepruneError(f"{path}: not valid TOML (nested too deeply)") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgepruneError(f"{path}: not valid TOML ({exc})") from exc
+    from edgeprune.schema import check_depth
+
+    check_depth(data, str(path))  # the JSON guard's depth limit holds for TOML too
     target = parse_target(data, str(path))
     if target.name != path.stem:
         raise EdgepruneError(f"{path}: 'name' is {target.name!r} but the file is named {path.stem!r}.toml")

@@ -13,7 +13,6 @@ tensorrt is imported only inside ``build_engine``; ``trtexec_command`` needs not
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -35,15 +34,15 @@ def _onnx_info(onnx_path: Path) -> dict[str, Any]:
         import onnx
 
         m = onnx.load(str(onnx_path), load_external_data=False)
-        for p in m.metadata_props:
-            try:
-                meta[p.key] = json.loads(p.value)
-            except json.JSONDecodeError:
-                meta[p.key] = p.value
+        from .runtime.manifest import decode_metadata
+
+        meta = decode_metadata({p.key: p.value for p in m.metadata_props}, f"{onnx_path} (its metadata)")
         dims = m.graph.input[0].type.tensor_type.shape.dim
         length = dims[-1].dim_value or None
     except ImportError:
         pass
+    except EdgepruneError:
+        raise
     except Exception as exc:  # noqa: BLE001 - protobuf decode errors
         raise EdgepruneError(f"{onnx_path} is not a readable ONNX file: {str(exc).strip().splitlines()[0]}") from exc
     inp = meta.get("edgeprune.input") or {}

@@ -215,6 +215,9 @@ def describe_onnx(path: str | Path) -> dict:
     if not model.graph.node:
         raise EdgepruneError(f"{path} is not a readable ONNX model (no graph nodes)")
     meta = {p.key: p.value for p in model.metadata_props}
+    from export.runtime.manifest import decode_metadata
+
+    decode_metadata(meta, f"{path} (its metadata)")  # the one JSON guard: size, depth, declared field types
     info: dict = {"metadata": meta}
     declared = meta.get("edgeprune.precision") or meta.get("precision")
     inits = {i.name for i in model.graph.initializer}

@@ -18,7 +18,6 @@ unknown host key, no python3, no numpy, no ONNX Runtime/TensorRT.
 from __future__ import annotations
 
 import io
-import json
 import re
 import shlex
 import subprocess
@@ -28,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.schema import obj, opt, parse_json, text
+
+PROBE_SCHEMA = obj(python=text(pattern=r"[0-9]+\.[0-9]+.*"), numpy=opt(text(nullable=True)),
+                   onnxruntime=opt(text(nullable=True)), tensorrt=opt(text(nullable=True)))
 
 PROBE = r'''
 import json, platform, sys
@@ -47,19 +50,100 @@ class RemoteError(EdgepruneError):
     """Something on the SSH path or the board failed; the message names the host."""
 
 
+# user@host[:port]: names and IPv4 addresses only; no leading '-' (an ssh option), no shell metacharacters
+_USER = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
+_HOST = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}"
+_SPEC = re.compile(rf"(?:({_USER})@)?({_HOST})(?::([0-9]{{1,5}}))?")
+STDERR_CAP = 1 << 20
+
+
+def parse_remote(spec) -> tuple[str | None, str, int | None]:
+    """(user, host, port) of ``user@host[:port]``; anything else (a leading '-', shell metacharacters, spaces,
+    a port outside 1-65535) is one EdgepruneError. edgeprune's own check: OpenSSH's is not relied on."""
+    text = str(spec or "").strip()
+    m = _SPEC.fullmatch(text)
+    if not m:
+        raise EdgepruneError(f"--remote {text[:80]!r}: expected user@host or user@host:port (letters, digits, "
+                             f"'.', '_', '-'; not starting with '-')")
+    port = int(m.group(3)) if m.group(3) else None
+    if port is not None and not 0 < port < 65536:
+        raise EdgepruneError(f"--remote {text!r}: port must be 1-65535")
+    return m.group(1), m.group(2), port
+
+
+def _pump(src, buf: bytearray, cap: int, over, on_over) -> None:
+    """Read ``src`` into ``buf`` until EOF; past ``cap`` bytes call ``on_over`` once (stop) or, without it,
+    keep draining and drop the rest."""
+    try:
+        while True:
+            chunk = src.read1(1 << 16)
+            if not chunk:
+                return
+            if len(buf) + len(chunk) > cap:
+                if on_over is not None:
+                    over.append(True)
+                    on_over()
+                    return
+                continue
+            buf += chunk
+    except (OSError, ValueError):
+        return
+
+
+def bounded_run(args: list[str], stdin: bytes, timeout: float, cap: int) -> tuple[int, bytes, bytes, bool]:
+    """Run ``args``; (exit status, stdout, stderr, stdout overflowed). stdout is read up to ``cap`` bytes (the
+    process group is killed past it), stderr up to 1 MiB; a timeout raises subprocess.TimeoutExpired."""
+    import os
+    import signal
+    import threading
+
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+    def kill():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def feed():
+        try:
+            proc.stdin.write(stdin)
+        except OSError:
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    out, err, over = bytearray(), bytearray(), []
+    threads = [threading.Thread(target=_pump, args=(proc.stdout, out, cap, over, kill), daemon=True),
+               threading.Thread(target=_pump, args=(proc.stderr, err, STDERR_CAP, over, None), daemon=True),
+               threading.Thread(target=feed, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        proc.wait(timeout=timeout)
+    except BaseException:
+        kill()
+        proc.wait()
+        raise
+    finally:
+        for t in threads:
+            t.join(timeout=5)
+        for fh in (proc.stdout, proc.stderr):
+            fh.close()
+    return proc.returncode, bytes(out), bytes(err), bool(over)
+
+
 class Remote:
     """``user@host[:port]`` and how to reach it with ssh."""
 
     def __init__(self, spec: str, remote_dir: str | None = None, python: str = "python3",
                  ssh_config: str | None = None, identity: str | None = None, options=(), connect_timeout: int = 10):
         spec = str(spec or "").strip()
-        m = re.fullmatch(r"(?:([^@\s:]+)@)?([^@\s:/]+)(?::(\d+))?", spec)
-        if not m:
-            raise EdgepruneError(f"--remote {spec!r}: expected user@host or user@host:port")
-        self.user, self.host = m.group(1), m.group(2)
-        self.port = int(m.group(3)) if m.group(3) else None
-        if self.port is not None and not 0 < self.port < 65536:
-            raise EdgepruneError(f"--remote {spec!r}: port must be 1-65535")
+        self.user, self.host, self.port = parse_remote(spec)
         self.dest = f"{self.user}@{self.host}" if self.user else self.host
         self.name = spec
         self.dir = remote_dir or "edgeprune-bundles"   # relative: under the remote user's home
@@ -82,20 +166,28 @@ class Remote:
         return args + ["--", self.dest]
 
     def run(self, command: str, stdin: bytes | None = None, timeout: float = 600, what: str = "") -> tuple[str, str]:
-        """Run a shell command on the board; (stdout, stderr). SSH failures raise RemoteError naming the host."""
+        """Run a shell command on the board; (stdout, stderr). SSH failures raise RemoteError naming the host.
+
+        The board is untrusted: its stdout is read up to the document size limit (EDGEPRUNE_MAX_DOC_BYTES),
+        its stderr up to 1 MiB."""
+        from edgeprune.safeio import human, limit
+
+        cap = limit("doc")
         try:
-            p = subprocess.run(self.ssh_args() + [command], input=stdin if stdin is not None else b"",
-                               capture_output=True, timeout=timeout)
+            rc, raw_out, raw_err, over = bounded_run(self.ssh_args() + [command], stdin or b"", timeout, cap)
         except FileNotFoundError as exc:
             raise EdgepruneError("the OpenSSH client (ssh) is not installed here: apt install openssh-client") from exc
         except subprocess.TimeoutExpired as exc:
             raise RemoteError(f"{self.name}: {what or 'the remote command'} did not finish in {timeout:.0f} s") from exc
-        out = p.stdout.decode("utf-8", "replace")
-        err = p.stderr.decode("utf-8", "replace")
-        if p.returncode == 255:
+        if over:
+            raise RemoteError(f"{self.name}: {what or 'the remote command'} printed more than {human(cap)}; "
+                              f"refused (raise EDGEPRUNE_MAX_DOC_BYTES to allow more)")
+        out = raw_out.decode("utf-8", "replace")
+        err = raw_err.decode("utf-8", "replace")
+        if rc == 255:
             raise RemoteError(self.explain_ssh_failure(err))
-        if p.returncode != 0:
-            raise RemoteError(self.explain_command_failure(p.returncode, out, err, what))
+        if rc != 0:
+            raise RemoteError(self.explain_command_failure(rc, out, err, what))
         return out, err
 
     def explain_ssh_failure(self, err: str) -> str:
@@ -131,7 +223,8 @@ class Remote:
         line = [ln for ln in out.splitlines() if ln.startswith("EDGEPRUNE-PROBE ")]
         if not line:
             raise RemoteError(f"{self.name}: {self.python} printed no answer to the probe: {out.strip()[-200:]!r}")
-        info = json.loads(line[-1].split(" ", 1)[1])
+        info = parse_json(line[-1].split(" ", 1)[1], f"{self.name}: {self.python}'s answer to the probe",
+                          PROBE_SCHEMA)
         py = tuple(int(v) for v in info["python"].split(".")[:2])
         if py < (3, 6):
             raise RemoteError(f"{self.name}: {self.python} is Python {info['python']}; the bundle runner needs 3.6+")
@@ -163,6 +256,19 @@ class Remote:
     def bundle_runner(self, folder: str, args: list[str], timeout: float = 3600) -> tuple[str, str]:
         cmd = f"cd {shlex.quote(folder)} && {shlex.quote(self.python)} run.py " + " ".join(shlex.quote(a) for a in args)
         return self.run(cmd, timeout=timeout, what="run.py " + args[0])
+
+
+def board_results(out: str, name: str) -> dict[str, Any]:
+    """``run.py bench --json`` output from a board, checked like a results file (RESULTS_SCHEMA: a JSON object
+    whose records have the declared types) before any of it is used or saved; one RemoteError otherwise."""
+    from .results_file import RESULTS_SCHEMA
+
+    if not out.strip():
+        raise RemoteError(f"{name}: run.py bench printed no results JSON")
+    try:
+        return parse_json(out, f"{name}: run.py bench's results", RESULTS_SCHEMA)
+    except EdgepruneError as exc:
+        raise RemoteError(f"{exc} (refused; nothing saved)") from exc
 
 
 def measured_on(rec: dict[str, Any]) -> str:
@@ -224,11 +330,7 @@ def profile_remote(bundles, remote: Remote, batches=(1,), threads=(1,), precisio
                 for ln in err.splitlines():
                     if ln.startswith("edgeprune: warning:"):
                         sys.stderr.write(f"{ln} ({remote.name})\n")
-                try:
-                    res = json.loads(out)
-                except ValueError as exc:
-                    raise RemoteError(f"{remote.name}: run.py bench printed no results JSON: {out.strip()[-200:]!r}") \
-                        from exc
+                res = board_results(out, remote.name)
                 if results is None:
                     results = new_results(res.get("machine") or {})
                 for rec in res.get("records", []):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
-from edgeprune.schema import anything, integer, number, obj, opt, seq, text, validate
+from edgeprune.schema import anything, boolean, integer, number, obj, opt, seq, text, validate
 
 SCHEMA = 1
 KIND = "edgeprune-latency-results"
@@ -30,20 +30,30 @@ REQUIRED = ("model", "path", "sha256", "kind", "backend", "backend_version", "pr
 
 
 _MS = opt(number(lo=0))
+
+
+def _positive(ms) -> bool:
+    """A measured latency is above zero (speed-ups divide by it)."""
+    if ms <= 0:
+        raise EdgepruneError("a latency must be above 0 ms")
+    return True
 # Every field that merges, latency-model fits and study reports read from a record read back, with its type.
 # A hand-written record (measured elsewhere) needs the model, backend, precision, batch and median latency;
 # whatever else it gives must have the right type.
 RECORD_SCHEMA = obj(
     model=text(), backend=text(), precision=text(choices=("fp32", "fp16", "int8")),
-    batch=integer(lo=1), median_ms=number(lo=0), threads=opt(integer(lo=0, nullable=True)),
+    batch=integer(lo=1), median_ms=number(lo=0, check=_positive), threads=opt(integer(lo=0, nullable=True)),
     iterations=opt(integer(lo=1)), **{k: _MS for k in STAT_KEYS if k != "median_ms"},
     throughput_fps=opt(number(lo=0)),
     macs=opt(number(lo=0, nullable=True)), params=opt(number(lo=0, nullable=True)),
     layers=opt(number(lo=0, nullable=True)), sha256=opt(text(nullable=True)), device=opt(text(nullable=True)),
-    model_id=opt(text()), machine=opt(anything()),
+    model_id=opt(text()), machine=opt(obj(nullable=True)),
+    board=opt(obj(jetson=opt(boolean(nullable=True)), model=opt(text(nullable=True)),
+                  nvpmodel=opt(obj(nullable=True)), clocks_locked=opt(boolean(nullable=True)), nullable=True)),
+    remote=opt(obj(host=opt(text()), nullable=True)), measured_on=opt(text(nullable=True)),
 )
 RESULTS_SCHEMA = obj(schema=opt(integer(choices=(SCHEMA,))), kind=opt(text(choices=(KIND,))),
-                     machine=opt(anything()), records=seq(RECORD_SCHEMA), skipped=opt(seq(anything())),
+                     machine=opt(obj(nullable=True)), records=seq(RECORD_SCHEMA), skipped=opt(seq(anything())),
                      rounds_run=opt(anything()))
 
 

@@ -235,7 +235,7 @@ def test_sigmf_bad_input(tmp_path):
         load_dataset(tmp_path / "a.sigmf-meta")
     (tmp_path / "b.sigmf-meta").write_text('{"global": {"core:datatype": "cf32_le"')
     (tmp_path / "b.sigmf-data").write_bytes(b"\0" * 64)
-    with pytest.raises(EdgepruneError, match="not valid SigMF JSON"):
+    with pytest.raises(EdgepruneError, match="SigMF metadata .* is not valid JSON"):
         load_dataset(tmp_path / "b.sigmf-meta")
 
 

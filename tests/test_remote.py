@@ -242,3 +242,25 @@ def test_remote_jetson_state_and_energy_never_mixed(sshd, bundle, tmp_path):
     keys, rows = headline({"models": models, "latency": recs})
     sp = rows[1]["speedup"]
     assert len(keys) == 2 and sorted(round(v, 9) for v in sp.values()) == [1.25, 2.0]
+
+
+def test_hostile_board_answers_are_refused_and_nothing_is_saved(sshd, bundle, tmp_path):
+    """A board is untrusted input, over a real SSH connection too: a JSON list, ill-typed records and an endless
+    flood from run.py bench are each one error line naming the host, and --out is never written."""
+    junk = json.dumps({"records": [{"model": 5, "backend": "onnxruntime", "batch": "1"}]})
+    for mode, answer, msg in (("list", "echo '[1, 2]'", "must be an object"),
+                              ("junk", f"echo '{junk}'", "'records[0].model' must be a string"),
+                              ("flood", "exec yes", "printed more than 1.0 MiB")):
+        py = tmp_path / f"python-{mode}"
+        py.write_text(f'#!/bin/sh\nif [ "$1" = "run.py" ] && [ "$2" = "bench" ]; then {answer}; exit 0; fi\n'
+                      f'exec {sys.executable} "$@"\n')
+        py.chmod(py.stat().st_mode | stat.S_IXUSR)
+        out = tmp_path / f"{mode}.json"
+        env = dict(os.environ, EDGEPRUNE_MAX_DOC_BYTES=str(1 << 20))
+        r = subprocess.run(edgeprune_cmd("profile", bundle, "--remote", "testboard", "--ssh-config", sshd["config"],
+                                         "--remote-python", py, "--remote-dir", tmp_path / "rb", "--iters", "2",
+                                         "--warmup", "1", "--out", out),
+                           capture_output=True, text=True, timeout=300, env=env)
+        err = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(err) == 1 and err[0].startswith("edgeprune: error: testboard"), r.stderr
+        assert msg in err[0] and not out.exists(), (mode, r.stderr)

@@ -102,7 +102,7 @@ def run_predict(args):
     import numpy as np
 
     from export.predictor import Predictor
-    from export.runtime.frames import prediction_rows
+    from export.runtime.frames import prediction_rows, table_text
 
     from ..errors import EdgepruneError
 
@@ -133,7 +133,7 @@ def run_predict(args):
                 if json_mode or args.annotate:
                     rows.append(row)
                 if not json_mode:
-                    print(f"{row.get('offset', row['frame'])}\t{row['class']}\t{row['confidence']:.4f}")
+                    print(f"{row.get('offset', row['frame'])}\t{table_text(row['class'])}\t{row['confidence']:.4f}")
     if args.annotate:
         from export.sigmf_annotate import write_annotations
 
@@ -143,7 +143,8 @@ def run_predict(args):
                     "annotated": args.annotate, "frames": len(rows), "counts": counts, "predictions": rows})
     else:
         total = sum(counts.values())
-        print(f"# {total} frame(s): " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+        print(f"# {total} frame(s): " + ", ".join(f"{table_text(c)} {n}" for c, n in sorted(counts.items(),
+                                                                                          key=lambda kv: -kv[1])))
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import EdgepruneError
+from ..schema import parse_json
 
 NPZ_KEYS = ("x", "y", "snr", "classes", "meta")
 
@@ -159,11 +160,9 @@ def load_npz(path: str | Path) -> SignalDataset:
                     raise EdgepruneError(f"{path}: 'classes' must be a 1-d array of names, got shape "
                                          f"{cls.shape} of {cls.dtype}")
                 classes = [str(c) for c in cls.tolist()]
-                meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+                meta = parse_json(str(z["meta"]), f"{path}: its metadata") if "meta" in z.files else {}
         except EdgepruneError:
             raise
-        except RecursionError as exc:
-            raise EdgepruneError(f"{path}: its metadata is nested too deeply") from exc
         except ValueError as exc:
             if "pickle" in str(exc).lower():
                 raise EdgepruneError(f"{path} holds pickled objects; edgeprune .npz files hold only plain arrays") from exc

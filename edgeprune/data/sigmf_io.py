@@ -85,12 +85,9 @@ def _builtin_meta(meta_path: Path) -> dict:
         raise EdgepruneError(f"{meta_path} is not a SigMF metadata file (not UTF-8 JSON)") from exc
     if not text.strip():
         raise EdgepruneError(f"{meta_path} is empty")
-    try:
-        meta = json.loads(text)
-    except RecursionError as exc:
-        raise EdgepruneError(f"{meta_path} is not SigMF metadata (JSON nested too deeply)") from exc
-    except json.JSONDecodeError as exc:
-        raise EdgepruneError(f"{meta_path} is not valid SigMF JSON (truncated?): {exc}") from exc
+    from ..schema import parse_json
+
+    meta = parse_json(text, f"SigMF metadata {meta_path}")
     if not isinstance(meta, dict) or not isinstance(meta.get("global"), dict):
         raise EdgepruneError(f"{meta_path} is not SigMF metadata: it has no 'global' object")
     return meta

@@ -76,10 +76,11 @@ def parse_kwargs(text) -> dict[str, Any]:
         return {}
     if isinstance(text, dict):
         return dict(text)
-    try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise EdgepruneError(f"--kwargs is not JSON ({exc.msg if hasattr(exc, 'msg') else exc}): {str(text)[:80]!r}") from exc
+    if not isinstance(text, str):
+        raise EdgepruneError(f"--kwargs is not JSON text: {str(text)[:80]!r}")
+    from ..schema import parse_json
+
+    obj = parse_json(text, "--kwargs")  # the one JSON guard: size, nesting depth
     if not isinstance(obj, dict):
         raise EdgepruneError(f"--kwargs must be a JSON object like '{{\"num_classes\": 11}}', got {type(obj).__name__}")
     return obj

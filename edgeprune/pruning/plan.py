@@ -377,7 +377,7 @@ def load_plan(path) -> dict[str, Any]:
 
 def validate_plan(plan: Any, where: str = "plan") -> dict[str, Any]:
     """Check ``plan`` against PLAN_SCHEMA and its cross-references (segments cover the units in order,
-    kept units are units); raise EdgepruneError naming the first problem."""
+    kept units are units, at least one, each once); raise EdgepruneError naming the first problem."""
     validate(plan, PLAN_SCHEMA, where)
     n = len(plan["units"])
     pos = 0
@@ -388,6 +388,13 @@ def validate_plan(plan: Any, where: str = "plan") -> dict[str, Any]:
         pos = b
     if pos != n:
         raise EdgepruneError(f"{where}: 'segments.bounds' end at {pos}, not at the last unit ({n})")
+    if not plan["kept_units"]:
+        # edgeprune never writes such a plan (--keep refuses to keep no unit): it would prune every removable
+        # unit, a network no budget asked for
+        raise EdgepruneError(f"{where}: 'kept_units' is empty: a plan keeps at least one unit (edgeprune plans "
+                             f"never keep none; re-run edgeprune analyze)")
+    if len(set(plan["kept_units"])) != len(plan["kept_units"]):
+        raise EdgepruneError(f"{where}: 'kept_units' names a unit twice")
     layers = {u["layer"] for u in plan["units"]}
     stray = [u for u in plan["kept_units"] if u not in layers]
     if stray:

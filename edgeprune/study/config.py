@@ -150,8 +150,9 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
             raise EdgepruneError(f"{where}: [prune] targets must be MACs fractions in (0, 1], got {t!r}")
     seeds = cfg["study"]["seeds"]
     for v in seeds:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise EdgepruneError(f"{where}: [study] seeds must list integers, got {v!r}"[:300])
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2 ** 32 - 1:
+            raise EdgepruneError(f"{where}: [study] seeds must list integers in 0..4294967295 (as seed), "
+                                 f"got {v!r}"[:300])
     if len(set(seeds)) != len(seeds):
         raise EdgepruneError(f"{where}: [study] seeds must not repeat, got {seeds!r}"[:300])
     pat = cfg["train"]["patience"]
@@ -255,6 +256,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
+    from ..schema import check_depth
+
+    check_depth(raw, f"study config {path}")  # the JSON guard's depth limit holds for TOML too
     cfg = normalise(raw, str(path))
     if cfg["data"]["file"]:
         f = Path(cfg["data"]["file"]).expanduser()

@@ -167,10 +167,21 @@ def backend_tables(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def md_text(text: Any, cell: bool = False) -> str:
+    """Text that came from files (model ids, study names, notes), safe in report.md: HTML escaped (no raw
+    tags reach a Markdown viewer), on one line, and in a table cell without '|' breaking the columns."""
+    import html
+    import re
+
+    out = html.escape(re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", str(text)), quote=False)
+    return out.replace("|", "\\|") if cell else out
+
+
 def markdown_table(t: dict[str, Any]) -> list[str]:
-    lines = [f"*{t['caption']}*", "", "| " + " | ".join(t["columns"]) + " |", "|" + "---|" * len(t["columns"])]
+    lines = [f"*{md_text(t['caption'])}*", "", "| " + " | ".join(md_text(c, True) for c in t["columns"]) + " |",
+             "|" + "---|" * len(t["columns"])]
     for row in t["rows"]:
-        lines.append("| " + " | ".join(text for text, _ in row) + " |")
+        lines.append("| " + " | ".join(md_text(text, True) for text, _ in row) + " |")
     return lines
 
 
@@ -405,14 +416,14 @@ def build_report(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_markdown(rep: dict[str, Any], images: list[str]) -> str:
-    md = [f"# {rep['title']}", "", "## Verdict", ""]
-    md += rep["verdict"]["lines"]
+    md = [f"# {md_text(rep['title'])}", "", "## Verdict", ""]
+    md += [md_text(line) for line in rep["verdict"]["lines"]]
     md.append("")
     if rep["warnings"]:
         md += [f"## Warnings ({len(rep['warnings'])})", ""]
         for w in rep["warnings"]:
-            md.append(f"- **{w['kind']}**: {w['title']}")
-            md += [f"  - {e}" for e in w["evidence"]]
+            md.append(f"- **{md_text(w['kind'])}**: {md_text(w['title'])}")
+            md += [f"  - {md_text(e)}" for e in w["evidence"]]
         md.append("")
     md += ["## Headline", ""] + markdown_table(rep["tables"][0]) + [""]
     if len(rep["tables"]) > 1:
@@ -422,10 +433,10 @@ def render_markdown(rep: dict[str, Any], images: list[str]) -> str:
     if images:
         md += ["## Plots", ""]
         for img in images:
-            md += [f"![{img}]({img})", "", f"*{rep['figure_notes'].get(img, img)}*", ""]
+            md += [f"![{md_text(img)}]({md_text(img)})", "", f"*{md_text(rep['figure_notes'].get(img, img))}*", ""]
     if rep["notes"]:
-        md += ["## Notes", ""] + [f"- {n}" for n in rep["notes"]] + [""]
-    md += ["## Setup", ""] + [f"{s}  " for s in rep["setup"]] + [""]
+        md += ["## Notes", ""] + [f"- {md_text(n)}" for n in rep["notes"]] + [""]
+    md += ["## Setup", ""] + [f"{md_text(s)}  " for s in rep["setup"]] + [""]
     return "\n".join(md)
 
 
@@ -454,6 +465,8 @@ def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
     lat = res.get("latency", [])
     if not isinstance(lat, list):
         raise EdgepruneError(f"{path}: 'latency' must be a list of profile records")
+    _check_finite(path, res["models"], "models")
+    _check_finite(path, lat, "latency")
     for r in lat:
         if (not isinstance(r, dict) or not isinstance(r.get("backend"), str) or isinstance(r.get("batch"), bool)
                 or not isinstance(r.get("batch"), int) or isinstance(r.get("median_ms"), bool)
@@ -466,20 +479,57 @@ def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
     return res, path.parent
 
 
-def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
-    """Write the report of a finished study again from its results.json (into ``out``, default its folder)."""
-    import shutil
+def _check_finite(path: Path, records: list, what: str) -> None:
+    """Every number of each model / latency record is finite, as ``--results`` demands (a NaN would print as
+    "nanx the baseline's speed")."""
+    from ..errors import EdgepruneError
 
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            continue
+        for k, v in rec.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise EdgepruneError(f"{path}: '{what}[{i}].{str(k)[:40]}' must be a finite number, not {v!r}")
+
+
+def read_study_file(folder: Path, name: str) -> bytes | None:
+    """The bytes of the plain file ``name`` in the study folder ``folder``, or None: a name with a folder in it,
+    a symbolic link (it could point anywhere: a secret would end up in the report) or anything but a regular
+    file is never read. The link check and the read are one open (O_NOFOLLOW)."""
+    import os
+    import stat
+
+    from ..safeio import limit
+
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(str(Path(folder) / name), flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit("doc"):
+            return None
+        return fh.read()
+
+
+def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
+    """Write the report of a finished study again from its results.json (into ``out``, default its folder).
+    Extra images are taken only as regular files inside the study folder (never through a symbolic link)."""
     res, folder = load_results(path)
     out = Path(out) if out else folder
     out.mkdir(parents=True, exist_ok=True)
     extra = []
     for img in res.get("images") or []:
-        if not isinstance(img, str) or img in PLOTS or Path(img).name != img:
+        if not isinstance(img, str) or img in PLOTS:
             continue
-        if (folder / img).is_file():
+        data = read_study_file(folder, img)
+        if data is not None:
             if out.resolve() != folder.resolve():
-                shutil.copyfile(folder / img, out / img)
+                with atomic_path(out / img, suffix=".png") as tmp:
+                    tmp.write_bytes(data)
             extra.append(img)
     clean = {k: v for k, v in res.items() if k not in ("headline", "images", "verdict", "warnings")}
     return write_report(clean, out, extra_images=extra)

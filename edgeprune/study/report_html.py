@@ -101,9 +101,10 @@ def table_html(t: dict[str, Any]) -> str:
 
 
 def _data_uri(path: Path) -> str | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
+    from .report import read_study_file
+
+    data = read_study_file(path.parent, path.name)  # a regular file in the study folder, never through a link
+    if data is None:
         return None
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 

@@ -498,9 +498,9 @@ class Study:
     def _bundle_hash(folder) -> str:
         from export.runtime.manifest import manifest_hash
 
-        import json
+        from ..atomic import read_json
 
-        return manifest_hash(json.loads((Path(folder) / "manifest.json").read_text()))
+        return manifest_hash(read_json(Path(folder) / "manifest.json", f"bundle manifest {folder}/manifest.json"))
 
     def merge_results(self, entries: list[dict[str, Any]], bundles: dict[str, dict]) -> list[dict[str, Any]]:
         """``compare --results FILE...``: records measured elsewhere, accepted only for this study's models."""
@@ -658,11 +658,13 @@ def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
 
 def plan_summary(path: str | Path) -> dict[str, Any] | None:
     """The parts of plan.json the report draws: units, blocks, kept units, the similarity and importance used."""
-    import json
+    from ..atomic import read_json
 
     try:
-        plan = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        plan = read_json(path, f"plan {path}")
+    except EdgepruneError:
+        return None
+    if not isinstance(plan, dict):
         return None
     keep = ("layer", "position", "role", "removable", "transition")
     return {"units": [{k: u.get(k) for k in keep} for u in plan.get("units", [])],
@@ -695,6 +697,11 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     """
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     check_profile_node(cfg)
+    if results_files:
+        from profiling.results_file import load_results
+
+        for path in results_files:  # checked (RESULTS_SCHEMA) before the first stage, not after the study
+            load_results(path)
     out = Path(out)
     fresh = not out.exists()
     study = None

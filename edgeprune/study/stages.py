@@ -131,8 +131,9 @@ class StageCache:
         if self.path.exists():
             try:
                 from ..safeio import read_bytes
+                from ..schema import parse_json
 
-                state = json.loads(read_bytes(self.path, "study state", "doc").decode("utf-8"))
+                state = parse_json(read_bytes(self.path, "study state", "doc"), str(self.path))
                 fmt = state.get("format", STATE_FORMAT) if isinstance(state, dict) else STATE_FORMAT
                 if fmt != STATE_FORMAT:
                     self.close()

@@ -21,7 +21,6 @@ dispatch is tested against stand-ins that expose exactly each version's
 method names.
 """
 
-import json
 import os
 import threading
 
@@ -67,18 +66,26 @@ def version_tuple(v):
     return tuple(out + [0] * (2 - len(out)))
 
 
+def engine_metadata_schema():
+    """The fields of an engine's ``.json`` record (run.py build, edgeprune build) that its readers use."""
+    from .manifest import CLASS_NAME
+    from .schema import integer, obj, opt, seq, text
+
+    return obj(classes=opt(seq(CLASS_NAME, nonempty=True)), normalization=opt(text(nullable=True)),
+               input_length=opt(integer(lo=1, nullable=True)), precision=opt(text(nullable=True)),
+               engine_sha256=opt(text(pattern="[0-9a-f]{64}", nullable=True)),
+               tensorrt_version=opt(text(nullable=True)), device=opt(text(nullable=True)))
+
+
 def read_engine_metadata(engine_path):
-    """The ``<engine>.json`` written beside an engine by its build ({} when absent)."""
+    """The ``<engine>.json`` written beside an engine by its build ({} when absent), its fields checked."""
     p = str(engine_path) + ".json"
     if not os.path.isfile(p):
         return {}
     from .safeio import read_bytes
+    from .schema import parse_json
 
-    try:
-        meta = json.loads(read_bytes(p, "engine metadata", "doc").decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise EdgepruneError("engine metadata {} is not readable JSON: {}".format(p, exc))
-    return meta if isinstance(meta, dict) else {}
+    return parse_json(read_bytes(p, "engine metadata", "doc"), "engine metadata " + p, engine_metadata_schema())
 
 
 class TensorIO(object):

@@ -111,7 +111,7 @@ def open_verified(root):
 # ------------------------------------------------------------------ predict
 
 def cmd_predict(args, root, manifest):
-    from .frames import npy_chunks, prediction_rows
+    from .frames import npy_chunks, prediction_rows, table_text
     from .model import open_model
     from .sigmf import frame_chunks, is_sigmf
 
@@ -142,7 +142,8 @@ def cmd_predict(args, root, manifest):
                 if args.json:
                     rows.append(row)
                 else:
-                    print("{}\t{}\t{:.4f}".format(row.get("offset", row["frame"]), row["class"], row["confidence"]))
+                    print("{}\t{}\t{:.4f}".format(row.get("offset", row["frame"]), table_text(row["class"]),
+                                                   row["confidence"]))
     finally:
         model.close()
     if args.json:
@@ -150,7 +151,7 @@ def cmd_predict(args, root, manifest):
                      "frames": len(rows), "counts": counts, "predictions": rows}))
     else:
         total = sum(counts.values())
-        print("# {} frame(s): ".format(total) + ", ".join("{} {}".format(c, n) for c, n in
+        print("# {} frame(s): ".format(total) + ", ".join("{} {}".format(table_text(c), n) for c, n in
                                                          sorted(counts.items(), key=lambda kv: -kv[1])))
     return 0
 

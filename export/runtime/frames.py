@@ -118,6 +118,23 @@ def _real_chunks(arr, batch):
         yield i, np.asarray(arr[i:i + batch])
 
 
+def table_text(name):
+    """``name`` for one cell of a tab-separated table printed one row per line: backslashes, control characters
+    (tabs, newlines ...) and line separators escaped, so a name can never forge rows or columns."""
+    out = []
+    for ch in str(name):
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif code < 32 or 127 <= code < 160:
+            out.append("\\x%02x" % code)
+        elif ch in "\u2028\u2029":
+            out.append("\\u%04x" % code)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def prediction_rows(start, out, hop=None):
     """One row per frame of a ``classify`` result whose first frame is number ``start``: frame, label, class,
     confidence, and the sample ``offset`` when frames are windows ``hop`` samples apart (a recording)."""

@@ -52,13 +52,9 @@ def read_manifest(root, source=None):
         raise EdgepruneError("{} is not a bundle: it has no {}".format(source, MANIFEST))
     what = "{}: {}".format(source, MANIFEST)
     from .safeio import read_bytes
+    from .schema import parse_json
 
-    try:
-        m = json.loads(read_bytes(mpath, "bundle manifest", "doc").decode("utf-8"))
-    except RecursionError:
-        raise EdgepruneError("{} is not valid JSON (nested too deeply)".format(what))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise EdgepruneError("{} is not valid JSON ({})".format(what, exc))
+    m = parse_json(read_bytes(mpath, "bundle manifest", "doc"), what)
     return check_manifest(m, "{}/{}".format(source, MANIFEST))
 
 
@@ -69,12 +65,43 @@ def _normalization(name):
     return True
 
 
+def _increasing(values):
+    return all(a < b for a, b in zip(values, values[1:]))
+
+
+def _class_name(name):
+    """Class names are printed one per row (predict's table, annotations): no control characters."""
+    bad = [c for c in name if ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029"]
+    if bad:
+        raise EdgepruneError("the class name {!r} holds control characters (newlines, tabs ...)".format(name[:40]))
+    return True
+
+
+CLASS_NAME = text(nonempty=True, hi=256, check=_class_name)
+
+
+def check_class_names(classes, where):
+    """Refuse class names a bundle cannot carry (empty, longer than 256 characters, control characters)."""
+    validate(list(classes), seq(CLASS_NAME, nonempty=True, hi=1 << 16), where + ": its class names")
+
+
+# What run.py build, bench, check and the ONNX Runtime backend read of the bundle's target, with its type.
+TARGET_SCHEMA = obj(
+    name=opt(text(nullable=True)), backend=opt(text(choices=("onnxruntime", "tensorrt"))),
+    precisions=opt(seq(text(choices=PRECISIONS))), tensorrt=opt(text(nullable=True)),
+    jetpack=opt(text(nullable=True)), dla_cores=opt(integer(lo=0, hi=16)),
+    workspace_mib=opt(integer(lo=0, hi=1 << 20)), providers=opt(seq(text())),
+    batch=opt(obj(min=opt(integer(lo=1)), opt=opt(integer(lo=1)), max=opt(integer(lo=1)),
+                  profile=opt(seq(integer(lo=1), nonempty=True, check=_increasing)))),
+    nullable=True,
+)
 # Every field the bundle, the Predictor, the profiler and the runner read, with its type.
 MANIFEST_SCHEMA = obj(
     kind=text(choices=(KIND,), doc="always " + KIND),
     schema_version=integer(doc="the manifest format version"),
     model=opt(text()),
-    classes=seq(text(nonempty=True), nonempty=True, hi=1 << 16, doc="class names, index order"),
+    classes=seq(CLASS_NAME, nonempty=True, hi=1 << 16, doc="class names, index order"),
+    target=opt(TARGET_SCHEMA),
     input=obj(name=opt(text()), layout=text(choices=("NCL",)), channels=integer(choices=(2,)),
               length=integer(lo=1, hi=1 << 24), dtype=opt(text(choices=("float32",)))),
     output=opt(obj(name=opt(text()))),
@@ -91,6 +118,58 @@ MANIFEST_SCHEMA = obj(
                  nonempty=True, doc="the model files"),
     files=mapping(obj(sha256=text(pattern="[0-9a-f]{64}"), size=integer(lo=0)), doc="every file with its hash"),
 )
+
+
+# The edgeprune.* metadata_props of an exported ONNX file that Predictor, the profiler, edgeprune build and the
+# class-order check read, with their types (values are JSON; plain strings are stored as they are).
+_P = "edgeprune."
+ONNX_METADATA_SCHEMA = obj({
+    _P + "classes": opt(seq(CLASS_NAME, nonempty=True, hi=1 << 16)),
+    _P + "input": opt(obj(name=opt(text()), layout=opt(text(choices=("NCL",))), channels=opt(integer(choices=(2,))),
+                          length=opt(integer(lo=1, hi=1 << 24)), dtype=opt(text()))),
+    _P + "normalization": opt(text(check=_normalization)),
+    _P + "precision": opt(text(choices=PRECISIONS, nullable=True)),
+    _P + "opset": opt(integer(lo=1, hi=1000, nullable=True)),
+    _P + "macs": opt(number(lo=0, nullable=True)),
+    _P + "params": opt(number(lo=0, nullable=True)),
+})
+
+
+def decode_metadata(raw, where="ONNX metadata"):
+    """ONNX metadata_props (str -> str) with JSON values decoded behind the one JSON guard (size, depth) and the
+    edgeprune.* fields checked against ONNX_METADATA_SCHEMA; text that is not JSON stays a string."""
+    from .schema import parse_json
+
+    if len(raw) > 4096:
+        raise EdgepruneError("{} has {} entries; edgeprune writes about 16".format(where, len(raw)))
+    out = {}
+    for key, value in raw.items():
+        out[key] = parse_json(value, "{} {!r}".format(where, key), plain_text=True)
+    validate(out, ONNX_METADATA_SCHEMA, where)
+    return out
+
+
+def check_class_order(root, manifest, source=None):
+    """Every ONNX model of the bundle folder ``root`` that records its class names (``edgeprune.classes``) must
+    list exactly the manifest's classes in the same order: an edited manifest would swap labels silently."""
+    from .onnx_external import read_metadata_props
+
+    source = source or root
+    for var in manifest["variants"]:
+        if var["format"] != "onnx":
+            continue
+        path = os.path.join(str(root), var["file"])
+        meta = decode_metadata(read_metadata_props(path), "{}: {} metadata".format(source, var["file"]))
+        recorded = meta.get(_P + "classes")
+        if recorded is not None and list(recorded) != list(manifest["classes"]):
+            raise EdgepruneError("bundle {}: the manifest's classes {} are not the classes {} records {} (edited "
+                                 "manifest? the labels would be swapped)".format(
+                                     source, _names(manifest["classes"]), var["file"], _names(recorded)))
+
+
+def _names(classes, limit=8):
+    shown = ", ".join(repr(c)[:40] for c in classes[:limit])
+    return "[" + shown + (", ..." if len(classes) > limit else "") + "]"
 
 
 def check_manifest(m, where="manifest.json"):
@@ -118,7 +197,8 @@ def check_manifest(m, where="manifest.json"):
 def verify_files(root, manifest, source=None):
     """Every listed file exists, is a plain file and matches its size and sha256; nothing unlisted
     except what ``run.py build`` made on the board (``is_board_output``: never trusted as listed files are;
-    an engine is checked against the sha256 its build wrote)."""
+    an engine is checked against the sha256 its build wrote); the ONNX models' recorded class order is the
+    manifest's (:func:`check_class_order`)."""
     root = str(root)
     source = source or root
     listed = set(manifest["files"])
@@ -141,6 +221,7 @@ def verify_files(root, manifest, source=None):
         if file_sha256(p) != entry["sha256"]:
             raise EdgepruneError("bundle {}: {!r} does not match its sha256 in the manifest (damaged or tampered "
                                  "with)".format(source, name))
+    check_class_order(root, manifest, source)
 
 
 def pick_variant(manifest, precision=None, fmt="onnx", source="bundle"):

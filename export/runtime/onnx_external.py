@@ -20,7 +20,7 @@ import os
 from .errors import EdgepruneError
 
 # field numbers from onnx.proto
-_MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25
+_MODEL_GRAPH, _MODEL_METADATA, _MODEL_FUNCTIONS = 7, 14, 25
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE = 1, 5, 15
 _NODE_ATTRIBUTE = 5
 _FUNCTION_NODE = 7
@@ -146,6 +146,28 @@ def external_tensors(data):
     return out
 
 
+def read_metadata_props(model_path):
+    """The metadata_props of the ONNX file ``model_path`` ({key: value} strings), read from its protobuf (no
+    ``onnx`` package needed); a damaged file is one EdgepruneError."""
+    from .safeio import read_bytes
+
+    data = read_bytes(model_path, "ONNX model", "checkpoint")
+    buf = memoryview(data)
+    out = {}
+    try:
+        for field, wire, value in _fields(buf, 0, len(buf)):
+            if field != _MODEL_METADATA or wire != 2:
+                continue
+            entry = {}
+            for f2, w2, v2 in _fields(buf, value[0], value[1]):
+                if f2 in (_ENTRY_KEY, _ENTRY_VALUE) and w2 == 2:
+                    entry[f2] = bytes(buf[v2[0]:v2[1]]).decode("utf-8")
+            out[entry.get(_ENTRY_KEY, "")] = entry.get(_ENTRY_VALUE, "")
+    except (_Malformed, UnicodeDecodeError) as exc:
+        raise EdgepruneError("%s is not a readable ONNX model (%s)" % (model_path, exc))
+    return out
+
+
 def check_external_data(model_path, allowed=None, where=None):
     """Refuse a model whose tensors live outside it, unless in ``allowed`` files beside it.
 
@@ -184,9 +206,8 @@ def check_external_data(model_path, allowed=None, where=None):
 def check_model_file(path):
     """:func:`check_external_data` for an ONNX file wherever it is: beside a bundle manifest that lists it,
     external data may come from the other files that manifest lists; anywhere else, from nowhere."""
-    import json
-
     from .safeio import read_bytes
+    from .schema import parse_json
 
     path = str(path)
     folder, name = os.path.split(os.path.abspath(path))
@@ -194,7 +215,7 @@ def check_model_file(path):
     allowed = None
     if os.path.isfile(manifest) and not os.path.islink(manifest):
         try:
-            doc = json.loads(read_bytes(manifest, "bundle manifest", "doc").decode("utf-8"))
+            doc = parse_json(read_bytes(manifest, "bundle manifest", "doc"), "bundle manifest")
             files = doc.get("files") if isinstance(doc, dict) else None
             if isinstance(files, dict) and name in files:
                 allowed = {}
@@ -202,6 +223,6 @@ def check_model_file(path):
                     size = v.get("size") if isinstance(v, dict) else None
                     if isinstance(k, str) and k != name and isinstance(size, int) and not isinstance(size, bool):
                         allowed[k] = size
-        except (ValueError, UnicodeDecodeError, RecursionError, EdgepruneError):
+        except EdgepruneError:
             allowed = None
     return check_external_data(path, allowed)

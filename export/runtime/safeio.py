@@ -27,6 +27,8 @@ layers        EDGEPRUNE_MAX_LAYERS                4096       layers in a model s
 params        EDGEPRUNE_MAX_PARAMS                1e8        parameters of a model spec (400 MB of float32)
 activation    EDGEPRUNE_MAX_ACTIVATION            2^24       values in one layer's output for one frame
                                                              (also bounds the input length and padding)
+depth         EDGEPRUNE_MAX_JSON_DEPTH            64         nesting levels of one JSON/TOML document or
+                                                             JSON value (``schema.parse_json``)
 ============  ==================================  =========  ==============================================
 
 The expansion cap is what keeps a small hostile file from growing: a
@@ -60,6 +62,8 @@ LIMITS = {
     "layers": ("EDGEPRUNE_MAX_LAYERS", 4096),
     "params": ("EDGEPRUNE_MAX_PARAMS", 100_000_000),
     "activation": ("EDGEPRUNE_MAX_ACTIVATION", 1 << 24),
+    # nesting of every JSON (and TOML) document read (export.runtime.schema.parse_json / check_depth)
+    "depth": ("EDGEPRUNE_MAX_JSON_DEPTH", 64),
 }
 SLACK = 1 * MiB
 

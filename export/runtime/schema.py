@@ -12,10 +12,18 @@ are left alone, so newer writers can add fields without breaking older readers.
     MANIFEST = obj(classes=seq(text(), nonempty=True), input=obj(length=integer(lo=1)))
     validate(doc, MANIFEST, "bundle/manifest.json")
 
+:func:`parse_json` is the one guard in front of every JSON that edgeprune
+reads (files, ONNX metadata values, a board's answer, a checkpoint's spec):
+its size (the ``doc`` limit), its nesting depth (the ``depth`` limit, checked
+without recursion) and, when a declaration is given, the type of every
+declared field, all refused in one line naming the document and the field.
+:func:`check_depth` is the depth check alone, for parsed TOML.
+
 Torch-free and written for Python 3.6 and later (the bundle's runner on a
 Jetson Nano uses it too).
 """
 
+import json
 import math
 import re
 
@@ -219,6 +227,64 @@ def validate(value, field, where="document", path=""):
         else:
             if ok is False:
                 _fail(where, path, "is invalid (%r)" % (_short(value),))
+    return value
+
+
+def check_depth(value, where="document", limit=None):
+    """Refuse a parsed document nested deeper than ``limit`` (default: the ``depth`` limit); iterative, so a
+    deep document never reaches Python's recursion limit here or in :func:`validate` afterwards."""
+    if limit is None:
+        from .safeio import limit as _limit
+
+        limit = _limit("depth")
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            raise SchemaError("%s is nested more than %d levels deep (raise EDGEPRUNE_MAX_JSON_DEPTH to allow "
+                              "more)" % (where, limit))
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return value
+
+
+def parse_json(data, where="document", field=None, kind="doc", plain_text=False):
+    """Parse JSON ``data`` (bytes or str) behind the one guard: at most the ``kind`` size limit, at most the
+    ``depth`` limit of nesting, and, with ``field``, every declared field of the declared type
+    (:func:`validate`). Any failure is one :class:`SchemaError` naming ``where``; returns the value.
+
+    ``plain_text``: text that is not JSON at all is the string itself (ONNX metadata values: strings are
+    stored as they are, lists and objects as JSON); too large or too deep is still refused."""
+    from .safeio import human, limit as _limit, LIMITS
+
+    cap = _limit(kind)
+    if len(data) > cap:
+        raise SchemaError("%s is %s, over the %s limit for it (raise %s to allow more)"
+                          % (where, human(len(data)), human(cap), LIMITS[kind][0]))
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchemaError("%s is not valid JSON (not UTF-8 text at byte %d)" % (where, exc.start))
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise SchemaError("%s is not valid JSON (nested too deeply)" % where)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        if plain_text:
+            value = data
+            if field is not None:
+                validate(value, field, where)
+            return value
+        raise SchemaError("%s is not valid JSON (%s)" % (where, str(exc).splitlines()[0] if str(exc) else exc))
+    check_depth(value, where)
+    if field is not None:
+        validate(value, field, where)
     return value
 
 

@@ -125,12 +125,9 @@ def _read_meta(meta_path):
         raise EdgepruneError("{} is not a SigMF metadata file (not UTF-8 JSON)".format(meta_path))
     if not text.strip():
         raise EdgepruneError("{} is empty".format(meta_path))
-    try:
-        meta = json.loads(text)
-    except RecursionError:
-        raise EdgepruneError("{} is not SigMF metadata (JSON nested too deeply)".format(meta_path))
-    except ValueError as exc:
-        raise EdgepruneError("{} is not valid SigMF JSON (truncated?): {}".format(meta_path, exc))
+    from .schema import parse_json
+
+    meta = parse_json(text, "SigMF metadata {}".format(meta_path))
     if not isinstance(meta, dict) or not isinstance(meta.get("global"), dict):
         raise EdgepruneError("{} is not SigMF metadata: it has no 'global' object".format(meta_path))
     return meta

@@ -501,14 +501,15 @@ def build_cases(d: Path, shared) -> list[dict]:
     man2 = d / "bundle-cls"
     shutil.copytree(bundle, man2)
     _rewrite_manifest(man2, lambda m: m.__setitem__("classes", m["classes"] + ["extra"]))
-    add(V, "manifest classes contradict the model", ["predict", man2, "--input", frames], match="outputs")
+    add(V, "manifest classes contradict the model", ["predict", man2, "--input", frames],
+        match="outputs|classes .* records")
     _onnx_with_meta(onnx_path, d / "meta-cls.onnx", **{"edgeprune.classes": json.dumps(["a", "b", "c", "d", "e",
                                                                                          "f", "g"])})
     add(V, "ONNX metadata classes contradict the model", ["predict", d / "meta-cls.onnx", "--input", frames],
         match="outputs")
     _onnx_with_meta(onnx_path, d / "meta-str.onnx", **{"edgeprune.classes": json.dumps("QPSK")})
     add(V, "ONNX metadata classes is a string", ["predict", d / "meta-str.onnx", "--input", frames],
-        match="class names")
+        match="class names|edgeprune.classes' must be a list")
     _onnx_with_meta(onnx_path, d / "meta-len.onnx", **{"edgeprune.input": json.dumps({"length": 4 * shared["length"]})})
     add(V, "ONNX metadata length contradicts the model", ["predict", d / "meta-len.onnx", "--input", frames],
         match="model takes|samples")
