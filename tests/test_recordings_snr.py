@@ -104,8 +104,8 @@ def test_threads_means_torch_threads():
         set_recording_options()
 
 
-MATLAB = ["0.5+0.25i", "-1.5e-03-2E+01i", " 0.1 - 0.2i", "3-4j", "-0+0i", "1e5+.5i"]
-ODD = ["1.5", "3i", "-Inf+2i", "NaN-1i", "2"]
+MATLAB = ["0.5+0.25i", "-1.5e-03-2E+01i", " 0.1 - 0.2i", "3-4j", "-0+0i", "1e5+.5i", "1.5", "3i", "-2I"]
+ODD = ["-Inf+2i", "NaN-1i", "1+2+3i", "", "1\u00e9+2i"]  # left to the row parser
 
 
 def test_vectorised_hisar_rows_equal_the_row_parser(tmp_path):
@@ -114,17 +114,22 @@ def test_vectorised_hisar_rows_equal_the_row_parser(tmp_path):
     fast = parse_complex_rows([r.encode() for r in rows], 16)
     slow = np.stack([parse_complex_row(r) for r in rows])
     assert np.array_equal(fast[:, 0], slow.real) and np.array_equal(fast[:, 1], slow.imag)
-    for odd in ODD + ["1+2+3i,3i"]:
-        assert parse_complex_rows([f"{odd},0.5+0.25i".encode()], None) is None  # the row parser takes these
+    for odd in ODD:
+        assert parse_complex_rows([f"{odd},0.5+0.25i".encode()], None) is None
+    assert parse_complex_rows([b"1+2i,3i", b"1+2i"], None) is None  # rows of different lengths
     base = tmp_path / "Train"
     base.mkdir()
-    mixed = [",".join(rng.choice(MATLAB + (ODD[:2] if i % 3 == 0 else []), 16)) for i in range(300)]
+    mixed = [",".join(rng.choice(MATLAB, 16)) for i in range(300)]  # two chunks of rows and a part
     (base / "train_data.csv").write_text("\n".join(mixed) + "\n")
     (base / "train_labels.csv").write_text("\n".join(["0", "10"] * 150) + "\n")
     (base / "train_snr.csv").write_text("\n".join(["-2", "4"] * 150) + "\n")
     ds = read_hisar(tmp_path)
     ref = np.stack([parse_complex_row(r) for r in mixed])
     assert np.array_equal(ds.x[:, 0], ref.real.astype(np.float32)) and np.array_equal(ds.x[:, 1], ref.imag.astype(np.float32))
+    mixed[270] = "1+2+3i" + mixed[270][mixed[270].index(","):]
+    (base / "train_data.csv").write_text("\n".join(mixed) + "\n")
+    with pytest.raises(EdgepruneError, match="train_data.csv row 271: not a complex number"):
+        read_hisar(tmp_path)  # that chunk went to the row parser, which names the row
 
 
 def test_concat_needs_one_frame_length():
