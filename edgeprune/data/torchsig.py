@@ -144,28 +144,38 @@ def decode_json(raw) -> dict:
 
 
 class Meta:
-    """One signal's metadata: its own fields and its parents' chain (TorchSig's lookup order)."""
+    """One signal's metadata: its own fields and its parents' chain (TorchSig's lookup order). ``parent`` may be
+    a function giving it, called when a field is not the signal's own (so it is read only when needed)."""
 
-    __slots__ = ("own", "parent")
+    __slots__ = ("own", "_parent")
 
-    def __init__(self, own: dict, parent: "Meta | None" = None):
-        self.own, self.parent = own, parent
+    def __init__(self, own, parent=None):
+        self.own, self._parent = own, parent
+
+    @property
+    def parent(self) -> "Meta | None":
+        if callable(self._parent):
+            self._parent = self._parent()
+        return self._parent
+
+    def _find(self, key: str) -> "Meta | None":
+        m, depth = self, 0
+        while m is not None:
+            if key in m.own:
+                return m
+            m, depth = m.parent, depth + 1
+            if depth > 64:
+                raise ValueError("a metadata parent chain is longer than 64 (a cycle?)")
+        return None
 
     def has(self, key: str) -> bool:
-        m = self
-        while m is not None:
-            if key in m.own:
-                return True
-            m = m.parent
-        return False
+        return self._find(key) is not None
 
     def get(self, key: str):
-        m = self
-        while m is not None:
-            if key in m.own:
-                return m.own[key]
-            m = m.parent
-        raise KeyError(key)
+        m = self._find(key)
+        if m is None:
+            raise KeyError(key)
+        return m.own[key]
 
 
 class _H5Fields:
@@ -197,12 +207,15 @@ def _legacy_meta(group, key: str, parents: dict, depth: int = 0) -> Meta:
     if depth > 64:
         raise ValueError("the parent_metadata_id chain is longer than 64 (a cycle?)")
     g = group[key]
-    parent = None
-    if "parent_metadata_id" in g:
+
+    def parent():
+        if "parent_metadata_id" not in g:
+            return None
         pkey = str(_text(g["parent_metadata_id"][()]))
         if pkey not in parents:
             parents[pkey] = _legacy_meta(group, pkey, parents, depth + 1)
-        parent = parents[pkey]
+        return parents[pkey]
+
     return Meta(_H5Fields(g), parent)
 
 
