@@ -10,7 +10,8 @@ TorchSig needs its own environment (it does not import beside this project's CPU
 torchaudio's libraries are moved aside), so it runs in ``--torchsig-python`` (default: this Python if it imports
 torchsig). Prints a table and writes JSON.
 
-    python benchmarks/bench_torchsig.py --torchsig-python /work/ext/tsvenv/bin/python [--frames 300] [--out bench-out/torchsig.json]
+    python benchmarks/bench_torchsig.py --torchsig-python VENV/bin/python [--frames 300] \
+        [--out bench-out/torchsig.json]
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def test_several_recordings_and_a_folder_of_them(tmp_path, capsys):
 
 
 COMMANDS = [["train", "--model", "cnn", "--out", "o.pt", "--epochs", "1"], ["eval", "--model", "m.pt"],
-            ["finetune", "--model", "m.pt", "--out", "o.pt", "--epochs", "1"], ["analyze", "--model", "m.pt", "--out", "d"],
+            ["finetune", "--model", "m.pt", "--out", "o.pt", "--epochs", "1"],
+            ["analyze", "--model", "m.pt", "--out", "d"],
             ["prune", "--model", "m.pt", "--out", "o.pt"], ["export", "--model", "m.pt", "--out", "o.onnx"],
             ["bundle", "--model", "m.pt", "--target", "t", "--out", "b"]]
 
@@ -125,7 +126,8 @@ def test_vectorised_hisar_rows_equal_the_row_parser(tmp_path):
     (base / "train_snr.csv").write_text("\n".join(["-2", "4"] * 150) + "\n")
     ds = read_hisar(tmp_path)
     ref = np.stack([parse_complex_row(r) for r in mixed])
-    assert np.array_equal(ds.x[:, 0], ref.real.astype(np.float32)) and np.array_equal(ds.x[:, 1], ref.imag.astype(np.float32))
+    assert np.array_equal(ds.x[:, 0], ref.real.astype(np.float32))
+    assert np.array_equal(ds.x[:, 1], ref.imag.astype(np.float32))
     mixed[270] = "1+2+3i" + mixed[270][mixed[270].index(","):]
     (base / "train_data.csv").write_text("\n".join(mixed) + "\n")
     with pytest.raises(EdgepruneError, match="train_data.csv row 271: not a complex number"):

@@ -150,10 +150,11 @@ def apply_runtime(args) -> None:
     if hasattr(args, "recording_length"):
         from ..data.readers import set_recording_options
 
-        for flag, value, lo in (("--length", args.recording_length, 8), ("--hop", getattr(args, "recording_hop", None), 1)):
+        hop = getattr(args, "recording_hop", None)
+        for flag, value, lo in (("--length", args.recording_length, 8), ("--hop", hop, 1)):
             if value is not None and value < lo:
                 raise EdgepruneError(f"{flag} must be >= {lo}")
-        set_recording_options(args.recording_length, getattr(args, "recording_hop", None))
+        set_recording_options(args.recording_length, hop)
     threads = getattr(args, "threads", None)
     if getattr(args, "torch_threads", False) and isinstance(threads, int):
         if threads < 1:

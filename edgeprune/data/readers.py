@@ -2,8 +2,10 @@
 
 Formats (``fmt=``): ``npz`` (the project's own), ``rml-pickle`` (RML2016.10a/b
 dict pickles), ``rml2018-hdf5``, ``hisarmod`` (a HisarMod2019.1 CSV folder),
-``sigmf``, ``torchsig`` (a TorchSig 2.x DatasetCreator folder or its data.h5). Without ``fmt`` the format is told from the extension, a folder's
-structure, or the file's first bytes.
+``sigmf``, ``torchsig`` (a TorchSig 2.x DatasetCreator folder or its
+data.h5). Without ``fmt`` the format is told from the extension, a folder's
+structure, or the file's first bytes. Several files, or a folder of SigMF
+recordings, load as one dataset (:func:`load_many`).
 
 Options (all readers unless noted): ``classes``, ``min_snr``, ``max_snr``,
 ``per_key``; ``split`` (hisarmod: train|test); ``length``, ``hop``,
