@@ -86,3 +86,17 @@ def test_real_torchsig_round_trip(tmp_path):
                         str(tmp_path / "t.json")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads((tmp_path / "t.json").read_text())["all_equal"] is True
+
+
+def test_train_eval_prune_run_on_a_converted_torchsig_folder(tmp_path, capsys):
+    """The issue's bar: one convert, then train, eval and prune with no other flag (tiny sizes; outcome only)."""
+    x, names, snr = frames(96, 64, seed=8)
+    root = write_homogeneous(tmp_path / "ts", x, names, snr)
+    npz, model, pruned = tmp_path / "ts.npz", tmp_path / "m.pt", tmp_path / "p.pt"
+    assert main(["data", "convert", str(root), "--out", str(npz)]) == 0
+    assert main(["train", "--data", str(npz), "--model", "resnet20-1d", "--epochs", "1", "--out", str(model)]) == 0
+    assert main(["eval", "--model", str(model), "--data", str(npz)]) == 0
+    out = capsys.readouterr().out
+    assert "2 dB bins" in out and "-9.89" not in out and " -0 " not in out
+    assert main(["prune", "--model", str(model), "--data", str(npz), "--out", str(pruned), "--threads", "1"]) == 0
+    assert pruned.exists()
