@@ -340,11 +340,17 @@ def _open(h5: Path):
         f = h5py.File(h5, "r")
     except OSError as exc:
         raise EdgepruneError(f"{h5} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
-    for name in f.keys():
-        if not isinstance(f.get(name, getlink=True), h5py.HardLink):
-            f.close()
-            raise EdgepruneError(f"refusing {h5}: {name} is a link to elsewhere; edgeprune reads only data stored "
-                                 "in the file itself")
+    from .hdf5 import _H5_ERRORS, _damaged
+
+    try:
+        soft = [name for name in f.keys() if not isinstance(f.get(name, getlink=True), h5py.HardLink)]
+    except _H5_ERRORS as exc:  # a damaged file can fail anywhere inside h5py
+        f.close()
+        raise _damaged(h5, exc) from exc
+    if soft:
+        f.close()
+        raise EdgepruneError(f"refusing {h5}: {soft[0]} is a link to elsewhere; edgeprune reads only data stored "
+                             "in the file itself")
     return f
 
 
