@@ -65,7 +65,7 @@ def parse_complex_rows(lines: list, length: int | None = None) -> np.ndarray | N
     try:
         z = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.complex128, ndmin=2, comments=None,
                        encoding="ascii")
-    except (ValueError, UnicodeDecodeError):
+    except Exception:  # noqa: BLE001 - anything numpy's reader cannot take goes to the row parser
         return None
     if z.shape[0] != len(lines) or (length is not None and z.shape[1] != length):
         return None
