@@ -58,3 +58,14 @@ class _Null:
 
     def __exit__(self, *exc):
         return False
+
+
+_WARNED: set = set()
+
+
+def warn(message: str) -> None:
+    """``edgeprune: warning: MESSAGE`` on stderr, once per message per process (shown even when quiet)."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    print(f"edgeprune: warning: {message}", file=sys.stderr, flush=True)

@@ -274,7 +274,7 @@ def test_unknown_format_and_option(tmp_path, toy_npz):
         load_dataset(toy_npz, fmt="matlab")
     with pytest.raises(EdgepruneError, match="does not take the option"):
         load_dataset(toy_npz, split="test")
-    with pytest.raises(EdgepruneError, match="not a HisarMod"):
+    with pytest.raises(EdgepruneError, match="folder but not a dataset.*no HisarMod2019.1"):
         load_dataset(tmp_path)
     ds = load_dataset(toy_npz)
     assert isinstance(ds, SignalDataset)

@@ -32,8 +32,18 @@ def _group(p: argparse.ArgumentParser, title: str):
     return p.add_argument_group(title)
 
 
-def add_data(p: argparse.ArgumentParser, help: str = "dataset file", required: bool = True, **kw) -> None:
-    _group(p, "data").add_argument("--data", required=required, default=kw.pop("default", None), help=help, **kw)
+def add_data(p: argparse.ArgumentParser, help: str = "dataset file", required: bool = True,
+             recordings: bool = True, **kw) -> None:
+    """``--data``; with ``recordings``, also ``--length``/``--hop``: how SigMF recordings are cut into frames
+    (default: the labelled annotations' one core:sample_count; a recording whose length is ambiguous is
+    refused). A folder of recordings is one dataset."""
+    g = _group(p, "data")
+    g.add_argument("--data", required=required, default=kw.pop("default", None), help=help, **kw)
+    if recordings:
+        g.add_argument("--length", dest="recording_length", type=int, default=None, metavar="N",
+                       help="SigMF recordings: frame length (default: the annotations' core:sample_count)")
+        g.add_argument("--hop", dest="recording_hop", type=int, default=None, metavar="N",
+                       help="SigMF recordings: samples between frame starts (default: the frame length)")
 
 
 def add_model(p: argparse.ArgumentParser, help: str = "checkpoint (.pt)", required: bool = True, **kw) -> None:

@@ -47,9 +47,10 @@ def register(sub, common):
                    help="stage transitions: keep the trained block (default), add a re-initialised one (reinit), "
                         "or replace the stage's first kept unit by a re-initialised one (replace, the reference's)")
     p.add_argument("--no-plots", action="store_true", help="write plan.json only")
+    add_runtime(p)
     add_seed(p)
     add_json(p)
-    p.set_defaults(func=run_analyze)
+    p.set_defaults(func=run_analyze, torch_threads=True)
 
 
 def run_analyze(args):

@@ -11,6 +11,8 @@ ORDER = 10
 
 
 _snr_list = list_of(float, "comma-separated numbers like -10,0,10")
+LENGTH_HELP = ("SigMF frame length (default: the labelled annotations' core:sample_count when they share one, "
+               "else 128 for unlabelled recordings)")
 
 
 _NEGATIVE_LIST = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d[\d.,\-]*$")
@@ -56,18 +58,23 @@ def register(sub, common):
 
     i = dsub.add_parser("info", parents=[common], help="summarise a dataset file",
                         description="Format, classes, SNR levels, counts per class and SNR, frame shape, "
-                                    "normalisation and metadata of a dataset file or folder.")
-    i.add_argument("file", help="a dataset: .npz, .pkl/.dat, .hdf5/.h5, a HisarMod folder, .sigmf-meta")
+                                    "normalisation and metadata of a dataset file or folder, or of several "
+                                    "SigMF recordings (files, or a folder of them) taken as one dataset.")
+    i.add_argument("files", nargs="+", metavar="FILE",
+                   help="a dataset: .npz, .pkl/.dat, .hdf5/.h5, a HisarMod folder, a TorchSig folder (or its "
+                        "data.h5), .sigmf-meta recordings or a folder of them")
     i.add_argument("--format", dest="fmt", default=None, help="override the detected format")
     i.add_argument("--split", default=None, help="HisarMod split: train or test")
-    i.add_argument("--length", type=int, default=None, help="SigMF frame length (default 128)")
+    i.add_argument("--length", type=int, default=None, help=LENGTH_HELP)
+    i.add_argument("--hop", type=int, default=None, help="SigMF frame hop (default: the frame length)")
     add_json(i)
     i.set_defaults(func=run_info)
 
     c = dsub.add_parser("convert", parents=[common], help="convert a real-format dataset to .npz",
                         description="Read a dataset in any supported format, optionally filter it (e.g. the "
                                     "paper's '-high' subset: --min-snr 10) and write the project's .npz.")
-    c.add_argument("file", help="input dataset")
+    c.add_argument("files", nargs="+", metavar="FILE",
+                   help="input dataset, or several SigMF recordings (files, or a folder of them) as one")
     add_out(c, help="output .npz file")
     c.add_argument("--format", dest="fmt", default=None, help="override the detected input format")
     c.add_argument("--min-snr", type=float, default=None, help="keep frames with SNR >= this")
@@ -75,8 +82,11 @@ def register(sub, common):
     c.add_argument("--classes", default=None, help="comma-separated subset of classes")
     c.add_argument("--per-key", type=int, default=None, help="at most this many frames per (class, SNR)")
     c.add_argument("--split", default=None, help="HisarMod split: train (default) or test")
-    c.add_argument("--length", type=int, default=None, help="SigMF frame length (default 128)")
+    c.add_argument("--length", type=int, default=None, help=LENGTH_HELP)
     c.add_argument("--hop", type=int, default=None, help="SigMF frame hop (default: the frame length)")
+    c.add_argument("--snr-bin", type=float, default=None, metavar="DB",
+                   help="bin the SNRs DB dB wide (the exact values are kept beside them as snr_exact); 0: keep "
+                        "them as they are (default: 2 dB when more than 50 distinct SNRs are present)")
     c.add_argument("--normalize", default=None, choices=["l1", "l2", "max", "none"],
                    help="rescale every frame (default: keep the stored scale; SigMF: l1)")
     add_json(c)
@@ -120,26 +130,40 @@ def run_synth(args):
 
 
 def run_info(args):
-    from ..data.info import describe_file, format_summary
+    from ..data.info import describe_file, format_summary, summarize
+    from ..data.readers import expand_inputs, load_many
 
-    info = describe_file(args.file, args.fmt, **{k: v for k, v in
-                                                 {"split": args.split, "length": args.length}.items()
-                                                 if v is not None})
+    options = {k: v for k, v in {"split": args.split, "length": args.length, "hop": args.hop}.items()
+               if v is not None}
+    files = expand_inputs(args.files)
+    if len(files) == 1:
+        info = describe_file(files[0], args.fmt, **options)
+    else:
+        info = summarize(load_many(files, args.fmt, **options), args.fmt, ", ".join(map(str, args.files)))
     emit(args, info, format_summary(info))
 
 
 def run_convert(args):
     from ..data.dataset import save_npz
     from ..data.info import summarize
-    from ..data.readers import load_dataset
+    from ..data.readers import load_many
+    from ..data.snr import apply_bins, snr_text
+    from ..errors import EdgepruneError
 
-    ds = load_dataset(args.file, args.fmt, min_snr=args.min_snr, max_snr=args.max_snr,
-                      classes=_classes(args.classes), per_key=args.per_key, split=args.split, length=args.length,
-                      hop=args.hop, normalize=args.normalize)
-    ds.meta.setdefault("converted_from", str(args.file))
+    if args.snr_bin is not None and args.snr_bin < 0:
+        raise EdgepruneError("--snr-bin must be >= 0 dB (0 keeps the SNRs as they are)")
+    ds = load_many(args.files, args.fmt, min_snr=args.min_snr, max_snr=args.max_snr,
+                   classes=_classes(args.classes), per_key=args.per_key, split=args.split, length=args.length,
+                   hop=args.hop, normalize=args.normalize)
+    ds = apply_bins(ds, args.snr_bin)
+    source = ", ".join(map(str, args.files))
+    ds.meta.setdefault("converted_from", source)
     save_npz(args.out, ds)
     info = summarize(ds, "npz", args.out)
-    info["converted_from"] = str(args.file)
-    text = (f"wrote {args.out}: {len(ds):,} frames (2 x {ds.length}), {len(ds.classes)} classes, "
-            f"SNR {', '.join(f'{s:g}' for s in ds.snr_levels())}")
+    info["converted_from"] = source
+    levels = ds.snr_levels()
+    shown = ", ".join(snr_text(s) for s in levels) if len(levels) <= 30 else \
+        f"{len(levels)} levels {snr_text(levels[0])}..{snr_text(levels[-1])}"
+    binned = f" (binned {ds.meta['snr_bin_db']:g} dB; exact values kept)" if ds.meta.get("snr_bin_db") else ""
+    text = (f"wrote {args.out}: {len(ds):,} frames (2 x {ds.length}), {len(ds.classes)} classes, SNR {shown}{binned}")
     emit(args, info, text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .args import add_data, add_model, add_out, check_range, comma_list
+from .args import add_data, add_model, add_out, add_runtime, check_range, comma_list
 from .main import add_json, add_seed, emit
 
 ORDER = 60
@@ -34,8 +34,9 @@ def register(sub, common):
     p.add_argument("--verify-frames", type=int, default=256, help="frames for the PyTorch parity check")
     _targets_dir(p)
     add_seed(p)
+    add_runtime(p)
     add_json(p)
-    p.set_defaults(func=run_export)
+    p.set_defaults(func=run_export, torch_threads=True)
 
     b = sub.add_parser("build", parents=[common], help="build a TensorRT engine from ONNX for a target",
                        description="Build and serialize a TensorRT engine (8.5 to 11) with the target's batch "
@@ -70,8 +71,9 @@ def register(sub, common):
     u.add_argument("--force", action="store_true", help="replace an existing bundle")
     _targets_dir(u)
     add_seed(u)
+    add_runtime(u)
     add_json(u)
-    u.set_defaults(func=run_bundle)
+    u.set_defaults(func=run_bundle, torch_threads=True)
 
 
 def run_export(args):

@@ -16,7 +16,7 @@ def register(sub, common):
                     "the file, object, kwargs and the file's sha256 (never the code itself); later commands load it "
                     "only when the file is allowed with --code FILE.py or EDGEPRUNE_CODE=FILE.py.")
     p.add_argument("ref", metavar="FILE.py:NAME", help="the code file and the class or factory in it")
-    add_data(p, help="dataset (.npz or a real format): class names and frame length")
+    add_data(p, help="dataset (.npz or a real format): class names and frame length", recordings=False)
     add_out(p, help="output checkpoint (.pt)")
     p.add_argument("--weights", default=None, help="trained weights: a plain state_dict file (loaded weights_only)")
     p.add_argument("--kwargs", default=None, help='JSON keyword arguments for NAME, e.g. \'{"num_classes": 11}\'')

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_data, add_model, add_out
+from .args import add_data, add_model, add_out, add_runtime
 from .main import add_json, add_seed, emit
 
 ORDER = 41
@@ -45,9 +45,10 @@ def register(sub, common):
                    help="a fitted latency model (edgeprune latency-model fit); default: calibrate on this machine")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune for this many epochs afterwards")
     p.add_argument("--distill", action="store_true", help="fine-tune with distillation from the unpruned model")
+    add_runtime(p)
     add_seed(p)
     add_json(p)
-    p.set_defaults(func=run_prune)
+    p.set_defaults(func=run_prune, torch_threads=True)
 
 
 def _options(args) -> dict:

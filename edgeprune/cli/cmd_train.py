@@ -117,8 +117,12 @@ def _eval_text(r) -> str:
     lines = [f"{r['model']} on {d['path']} ({d['split']} split, {r['frames']} frames): "
              f"accuracy {100 * r['accuracy']:.2f}%",
              "", f"{'SNR dB':>7} {'frames':>7} {'accuracy':>9}"]
+    from ..data.snr import snr_text
+
+    if r["per_snr"] and r["per_snr"][0].get("bin_db"):
+        lines[-1] += f"   ({r['per_snr'][0]['bin_db']:g} dB bins, labelled by their centre)"
     for row in r["per_snr"]:
-        lines.append(f"{row['snr']:>7g} {row['frames']:>7} {100 * row['accuracy']:>8.2f}%")
+        lines.append(f"{snr_text(row['snr']):>7} {row['frames']:>7} {100 * row['accuracy']:>8.2f}%")
     lines += ["", f"{'class':<12} {'frames':>7} {'recall':>8}"]
     for c in r["per_class"]:
         rec = "-" if c["recall"] is None else f"{100 * c['recall']:.2f}%"

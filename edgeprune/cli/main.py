@@ -144,9 +144,30 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"edgeprune: debug: {w}", file=sys.stderr)
 
 
+def apply_runtime(args) -> None:
+    """What every command shares before it runs: ``--length``/``--hop`` for the SigMF recordings it reads, and
+    ``--threads`` (torch intra-op threads) on the commands that compute with torch (``torch_threads``)."""
+    if hasattr(args, "recording_length"):
+        from ..data.readers import set_recording_options
+
+        hop = getattr(args, "recording_hop", None)
+        for flag, value, lo in (("--length", args.recording_length, 8), ("--hop", hop, 1)):
+            if value is not None and value < lo:
+                raise EdgepruneError(f"{flag} must be >= {lo}")
+        set_recording_options(args.recording_length, hop)
+    threads = getattr(args, "threads", None)
+    if getattr(args, "torch_threads", False) and isinstance(threads, int):
+        if threads < 1:
+            raise EdgepruneError("--threads must be >= 1")
+        from ..training.trainer import set_threads
+
+        set_threads(threads)
+
+
 def _run(args, debug: bool) -> int:
     try:
         check_numbers(args)
+        apply_runtime(args)
         for code in getattr(args, "code", None) or []:
             from ..models.usercode import allow
 

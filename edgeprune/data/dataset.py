@@ -2,11 +2,13 @@
 
 ``SignalDataset``: frames ``x`` float32 (N, 2, L) with row 0 = I and row 1 = Q,
 labels ``y`` int64 (N,), ``snr`` float32 (N,) in dB, ``classes`` (index ->
-name) and ``meta`` (source, format, normalisation, SNR mode ...).
+name), ``meta`` (source, format, normalisation, SNR mode ...) and, when the
+source's SNRs are continuous or float64, ``snr_exact`` float64 (N,): the exact
+values kept beside ``snr`` (which then holds them binned, see :mod:`.snr`).
 
 The .npz file holds exactly the arrays ``x``, ``y``, ``snr``, ``classes``
-(unicode strings) and ``meta`` (a JSON string); it is read with
-``allow_pickle=False``, so it cannot run code.
+(unicode strings), ``meta`` (a JSON string) and optionally ``snr_exact``; it
+is read with ``allow_pickle=False``, so it cannot run code.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..atomic import atomic_path
 from ..errors import EdgepruneError
 from ..schema import parse_json
 
-NPZ_KEYS = ("x", "y", "snr", "classes", "meta")
+NPZ_KEYS = ("x", "y", "snr", "classes", "meta", "snr_exact")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class SignalDataset:
     snr: np.ndarray
     classes: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    snr_exact: np.ndarray | None = None
 
     def __post_init__(self):
         self.validate()
@@ -61,6 +64,11 @@ class SignalDataset:
         self.snr = snr.astype(np.float32)
         if len(snr) and not np.isfinite(self.snr).all():
             raise EdgepruneError(f"{int((~np.isfinite(self.snr)).sum())} SNR value(s) are NaN or Inf")
+        if self.snr_exact is not None:
+            exact = np.asarray(self.snr_exact)
+            if exact.shape != (len(x),) or not np.issubdtype(exact.dtype, np.number) or not np.isfinite(exact).all():
+                raise EdgepruneError(f"snr_exact must be {len(x)} finite numbers, got shape {exact.shape}")
+            self.snr_exact = exact.astype(np.float64)
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise EdgepruneError("class names must be a non-empty list without duplicates")
         self.classes = [str(c) for c in self.classes]
@@ -79,7 +87,8 @@ class SignalDataset:
 
     def subset(self, idx) -> "SignalDataset":
         idx = np.asarray(idx)
-        return SignalDataset(self.x[idx], self.y[idx], self.snr[idx], list(self.classes), dict(self.meta))
+        exact = None if self.snr_exact is None else self.snr_exact[idx]
+        return SignalDataset(self.x[idx], self.y[idx], self.snr[idx], list(self.classes), dict(self.meta), exact)
 
     def snr_levels(self) -> list[float]:
         return sorted(float(v) for v in np.unique(self.snr))
@@ -87,6 +96,7 @@ class SignalDataset:
 
 def save_npz(path: str | Path, ds: SignalDataset) -> None:
     """Write ``ds`` atomically in the project's .npz format."""
+    extra = {} if ds.snr_exact is None else {"snr_exact": np.asarray(ds.snr_exact, np.float64)}
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(
             tmp,
@@ -95,6 +105,7 @@ def save_npz(path: str | Path, ds: SignalDataset) -> None:
             snr=ds.snr.astype(np.float32),
             classes=np.array(ds.classes, dtype=np.str_),
             meta=np.array(json.dumps(ds.meta)),
+            **extra,
         )
 
 
@@ -161,6 +172,7 @@ def load_npz(path: str | Path) -> SignalDataset:
                                          f"{cls.shape} of {cls.dtype}")
                 classes = [str(c) for c in cls.tolist()]
                 meta = parse_json(str(z["meta"]), f"{path}: its metadata") if "meta" in z.files else {}
+                exact = z["snr_exact"] if "snr_exact" in z.files else None
         except EdgepruneError:
             raise
         except ValueError as exc:
@@ -173,7 +185,7 @@ def load_npz(path: str | Path) -> SignalDataset:
     if not isinstance(meta, dict):
         meta = {}
     meta.setdefault("format", "npz")
-    return SignalDataset(x, y, snr, classes, meta)
+    return SignalDataset(x, y, snr, classes, meta, exact)
 
 
 NORMALIZATIONS = ("l1", "l2", "max", "none")
@@ -225,7 +237,8 @@ def align_classes(ds: SignalDataset, classes: list[str], what: str = "the checkp
             parts.append(f"unknown to {what}: {', '.join(sorted(have - want))}")
         raise EdgepruneError(f"the dataset's classes do not match {what}'s ({'; '.join(parts)})")
     mapping = np.array([classes.index(c) for c in ds.classes], dtype=np.int64)
-    return SignalDataset(ds.x, mapping[ds.y], ds.snr, classes, dict(ds.meta, class_order_remapped=True))
+    return SignalDataset(ds.x, mapping[ds.y], ds.snr, classes, dict(ds.meta, class_order_remapped=True),
+                         ds.snr_exact)
 
 
 def check_length(ds: SignalDataset, length: int, what: str = "the checkpoint") -> None:

@@ -42,6 +42,101 @@ def parse_complex_row(line: str) -> np.ndarray:
         raise ValueError(f"not a complex number list ({exc})") from exc
 
 
+_TO_J = bytes.maketrans(b"iIJ", b"jjj")
+_BLANKS = b" \t\r\x0b\x0c"
+CHUNK_ROWS = 256
+
+
+def parse_complex_rows(lines: list, length: int | None = None) -> np.ndarray | None:
+    """Rows of MATLAB complex numbers (bytes, one row each) as (rows, 2, L) float64, or None when the rows are
+    not all plain (Inf/NaN, empty or unparsable values, rows of different lengths ...): the caller then parses
+    them one by one with :func:`parse_complex_row`, which gives the same numbers and names the bad row.
+
+    The rows are joined, their blanks dropped and every imaginary unit made ``j`` by one C-level translate; the
+    values are then parsed by numpy's C reader (``np.loadtxt`` into complex128), with no Python object per
+    value.
+    """
+    import io
+
+    text = b"\n".join(lines)
+    if b"n" in text or b"N" in text:  # Inf, NaN: the row parser tells their I from the imaginary unit
+        return None
+    text = text.translate(_TO_J, _BLANKS)
+    try:
+        z = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=np.complex128, ndmin=2, comments=None,
+                       encoding="ascii")
+    except Exception:  # noqa: BLE001 - anything numpy's reader cannot take goes to the row parser
+        return None
+    if z.shape[0] != len(lines) or (length is not None and z.shape[1] != length):
+        return None
+    return np.stack([z.real, z.imag], 1)
+
+
+def _rows(fh, n_rows: int, data_path: Path, labels_name: str):
+    """(row number, line) of the non-blank lines, in chunks of :data:`CHUNK_ROWS` (bounded memory)."""
+    row = -1
+    chunk = []
+    for line in fh:
+        if not line.strip():
+            continue
+        row += 1
+        if row >= n_rows:
+            raise EdgepruneError(f"{data_path} has more rows than {labels_name} ({n_rows})")
+        chunk.append((row, line))
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+    if row + 1 != n_rows:
+        raise EdgepruneError(f"{data_path} has {row + 1} rows but {labels_name} has {n_rows} (truncated file?)")
+
+
+def _parse_slow(rows, data_path: Path) -> list:
+    out = []
+    for row, line in rows:
+        try:
+            out.append(parse_complex_row(line.decode("ascii", "replace")))
+        except ValueError as exc:
+            raise EdgepruneError(f"{data_path} row {row + 1}: {exc}") from exc
+    return out
+
+
+def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: int, split: str) -> np.ndarray:
+    """The kept rows of the data CSV as (n_keep, 2, L) float32, parsed a chunk of rows at a time."""
+    from ..safeio import check_array, open_input
+
+    frames = None
+    pos = 0
+    bar = progress_bar(total=n_rows, desc=f"HisarMod {split}", unit="rows")
+    with open_input(data_path, "HisarMod data file", "dataset", mode="rb") as fh:
+        for chunk in _rows(fh, n_rows, data_path, labels_name):
+            bar.update(len(chunk))
+            rows = [(r, line) for r, line in chunk if keep[r]]
+            if not rows:
+                continue
+            length = None if frames is None else frames.shape[2]
+            fast = parse_complex_rows([line.rstrip(b"\r\n") for _, line in rows], length)
+            parsed = fast if fast is not None else _parse_slow(rows, data_path)
+            for (row, _), z in zip(rows, parsed):
+                if frames is None:
+                    n = len(z[0]) if fast is not None else len(z)
+                    if n < 8:
+                        raise EdgepruneError(f"{data_path} row {row + 1} has only {n} values")
+                    check_array(f"{data_path}: {int(keep.sum())} frames of {n} samples", int(keep.sum()) * 2 * n * 4)
+                    frames = np.empty((int(keep.sum()), 2, n), np.float32)
+                if fast is not None:
+                    frames[pos] = z
+                else:
+                    if len(z) != frames.shape[2]:
+                        raise EdgepruneError(f"{data_path} row {row + 1} has {len(z)} values, expected "
+                                             f"{frames.shape[2]}")
+                    frames[pos, 0], frames[pos, 1] = z.real, z.imag
+                pos += 1
+    bar.close()
+    return frames
+
+
 def find_split_files(folder: Path, split: str) -> dict[str, Path]:
     """The data/labels/snr CSV paths of ``split`` under ``folder`` (or ``folder/<Split>``)."""
     if split not in SPLITS:
@@ -123,35 +218,7 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     n_keep = int(keep.sum())
     if n_keep == 0:
         raise EdgepruneError(f"no frames of {folder} match the selection")
-    frames = None
-    pos = 0
-    row = -1
-    with open_input(files["data"], "HisarMod data file", "dataset", mode="r", encoding="ascii",
-                    errors="replace") as fh:
-        for line in progress_bar(fh, total=len(codes), desc=f"HisarMod {split}", unit="rows"):
-            if not line.strip():
-                continue
-            row += 1
-            if row >= len(codes):
-                raise EdgepruneError(f"{files['data']} has more rows than {files['labels'].name} ({len(codes)})")
-            if not keep[row]:
-                continue
-            try:
-                z = parse_complex_row(line)
-            except ValueError as exc:
-                raise EdgepruneError(f"{files['data']} row {row + 1}: {exc}") from exc
-            if frames is None:
-                if len(z) < 8:
-                    raise EdgepruneError(f"{files['data']} row {row + 1} has only {len(z)} values")
-                frames = np.empty((n_keep, 2, len(z)), np.float32)
-            if len(z) != frames.shape[2]:
-                raise EdgepruneError(f"{files['data']} row {row + 1} has {len(z)} values, expected {frames.shape[2]}")
-            frames[pos, 0] = z.real
-            frames[pos, 1] = z.imag
-            pos += 1
-    if row + 1 != len(codes):
-        raise EdgepruneError(f"{files['data']} has {row + 1} rows but {files['labels'].name} has {len(codes)} "
-                             "(truncated file?)")
+    frames = _read_frames(files["data"], files["labels"].name, keep, len(codes), split)
     y = np.array([code_to_idx[int(c)] for c in codes[keep]], np.int64)
     meta = {"source": str(folder), "format": "hisarmod-csv", "dataset": "hisarmod2019.1", "split": split,
             "normalization": "none"}

@@ -15,6 +15,11 @@ def summarize(ds: SignalDataset, fmt: str | None = None, path: str | Path | None
 
 
 def _summary(classes, y, snr, frame_shape, meta, fmt, path) -> dict:
+    from .snr import auto_bin_width, snr_groups
+
+    distinct = int(len(np.unique(snr)))
+    width = auto_bin_width(snr)
+    snr = snr_groups(snr)  # continuous SNRs: counted per 2 dB bin
     levels = sorted(float(v) for v in np.unique(snr))
     counts = np.zeros((len(classes), len(levels)), np.int64)
     if len(y):
@@ -26,7 +31,9 @@ def _summary(classes, y, snr, frame_shape, meta, fmt, path) -> dict:
         "frames": int(len(y)),
         "frame_shape": list(frame_shape),
         "classes": list(classes),
-        "snr_levels": [int(v) if float(v).is_integer() else v for v in levels],
+        "snr_levels": [_fmt_snr(v) for v in levels],
+        "distinct_snrs": distinct,
+        "snr_table_bin_db": width,
         "counts": {c: {str(_fmt_snr(s)): int(counts[i, j]) for j, s in enumerate(levels)}
                    for i, c in enumerate(classes)},
         "per_class": {c: int(counts[i].sum()) for i, c in enumerate(classes)},
@@ -37,7 +44,9 @@ def _summary(classes, y, snr, frame_shape, meta, fmt, path) -> dict:
 
 
 def _fmt_snr(s: float):
-    return int(s) if float(s).is_integer() else s
+    from .snr import snr_value
+
+    return snr_value(s)
 
 
 def describe_file(path: str | Path, fmt: str | None = None, **options) -> dict:
@@ -60,6 +69,14 @@ def describe_file(path: str | Path, fmt: str | None = None, **options) -> dict:
     return summarize(ds, resolved, path)
 
 
+def _levels_line(info: dict) -> str:
+    line = f"{len(info['snr_levels'])}: {', '.join(str(s) for s in info['snr_levels'])}"
+    if info.get("snr_table_bin_db"):
+        line = (f"{info['distinct_snrs']} distinct, shown in {info['snr_table_bin_db']:g} dB bins; "
+                f"{len(info['snr_levels'])} bins: {', '.join(str(s) for s in info['snr_levels'])}")
+    return line
+
+
 def format_summary(info: dict, max_cols: int = 26) -> str:
     """A compact human-readable table of :func:`describe_file`'s result."""
     lines = [
@@ -67,7 +84,7 @@ def format_summary(info: dict, max_cols: int = 26) -> str:
         f"format         {info['format']}",
         f"frames         {info['frames']:,} of shape {tuple(info['frame_shape'])}",
         f"classes        {len(info['classes'])}: {', '.join(info['classes'])}",
-        f"SNR levels     {len(info['snr_levels'])}: {', '.join(str(s) for s in info['snr_levels'])}",
+        f"SNR levels     {_levels_line(info)}",
         f"normalisation  {info['normalization']}" + (f"   SNR mode: {info['snr_mode']}" if info.get("snr_mode") else ""),
     ]
     meta = {k: v for k, v in info["meta"].items()

@@ -2,8 +2,10 @@
 
 Formats (``fmt=``): ``npz`` (the project's own), ``rml-pickle`` (RML2016.10a/b
 dict pickles), ``rml2018-hdf5``, ``hisarmod`` (a HisarMod2019.1 CSV folder),
-``sigmf``. Without ``fmt`` the format is told from the extension, a folder's
-structure, or the file's first bytes.
+``sigmf``, ``torchsig`` (a TorchSig 2.x DatasetCreator folder or its
+data.h5). Without ``fmt`` the format is told from the extension, a folder's
+structure, or the file's first bytes. Several files, or a folder of SigMF
+recordings, load as one dataset (:func:`load_many`).
 
 Options (all readers unless noted): ``classes``, ``min_snr``, ``max_snr``,
 ``per_key``; ``split`` (hisarmod: train|test); ``length``, ``hop``,
@@ -19,10 +21,11 @@ from pathlib import Path
 from ..errors import EdgepruneError
 from .dataset import SignalDataset, load_npz, normalize_frames
 
-FORMATS = ("npz", "rml-pickle", "rml2018-hdf5", "hisarmod", "sigmf")
+FORMATS = ("npz", "rml-pickle", "rml2018-hdf5", "hisarmod", "sigmf", "torchsig")
+_SELECTED_AFTER = ("npz", "torchsig")  # formats whose reader loads everything: the selection is applied after
 _ALIASES = {"pkl": "rml-pickle", "pickle": "rml-pickle", "rml": "rml-pickle", "rml2016": "rml-pickle",
             "hdf5": "rml2018-hdf5", "h5": "rml2018-hdf5", "rml2018": "rml2018-hdf5", "hisar": "hisarmod",
-            "hisarmod2019": "hisarmod", "csv": "hisarmod"}
+            "hisarmod2019": "hisarmod", "csv": "hisarmod", "torchsig2": "torchsig"}
 _EXT = {".npz": "npz", ".pkl": "rml-pickle", ".pickle": "rml-pickle", ".dat": "rml-pickle",
         ".hdf5": "rml2018-hdf5", ".h5": "rml2018-hdf5", ".sigmf-meta": "sigmf", ".sigmf-data": "sigmf",
         ".sigmf": "sigmf"}
@@ -31,15 +34,21 @@ _EXT = {".npz": "npz", ".pkl": "rml-pickle", ".pickle": "rml-pickle", ".dat": "r
 def detect_format(path: str | Path) -> str:
     """The format name of ``path`` (see :data:`FORMATS`), or an EdgepruneError."""
     from .hisar import is_hisar_folder
+    from .torchsig import is_torchsig_folder, sniff
 
     p = Path(path)
     name = p.name.lower()
     if p.is_dir():
+        if is_torchsig_folder(p):
+            return "torchsig"
         if is_hisar_folder(p):
             return "hisarmod"
-        raise EdgepruneError(f"{p} is a folder but not a HisarMod2019.1 dataset (no Train/ or Test/ CSV files)")
+        raise EdgepruneError(f"{p} is a folder but not a dataset: no TorchSig data.h5 with dataset_info.yaml, "
+                             "no HisarMod2019.1 Train/ or Test/ CSV files")
     for sfx, fmt in _EXT.items():
         if name.endswith(sfx):
+            if fmt == "rml2018-hdf5" and p.is_file() and (is_torchsig_folder(p.parent) or sniff(p)):
+                return "torchsig"
             return fmt
     if name.endswith(".csv") and is_hisar_folder(p.parent.parent if p.parent.name.lower() in ("train", "test")
                                                  else p.parent):
@@ -86,24 +95,100 @@ def _reader(fmt: str):
     if fmt == "hisarmod":
         from .hisar import read_hisar
         return read_hisar
+    if fmt == "torchsig":
+        from .torchsig import read_torchsig
+        return read_torchsig
     from .sigmf_io import read_sigmf
     return read_sigmf
+
+
+_RECORDING: dict = {}
+
+
+def set_recording_options(length: int | None = None, hop: int | None = None) -> None:
+    """The frame ``length``/``hop`` every later SigMF read uses when its caller gives none (the commands'
+    ``--length``/``--hop``)."""
+    _RECORDING.clear()
+    _RECORDING.update({k: int(v) for k, v in {"length": length, "hop": hop}.items() if v is not None})
+
+
+def expand_inputs(paths) -> list[Path]:
+    """The dataset files of ``paths``: a folder that is no dataset itself stands for its .sigmf-meta recordings."""
+    from .hisar import is_hisar_folder
+    from .torchsig import is_torchsig_folder
+
+    out: list[Path] = []
+    for p in [paths] if isinstance(paths, (str, Path)) else paths:
+        p = Path(p)
+        if p.is_dir() and not (is_torchsig_folder(p) or is_hisar_folder(p)):
+            recs = sorted(q for q in p.glob("*.sigmf-meta") if q.is_file())
+            if not recs:
+                raise EdgepruneError(f"{p} is a folder but not a dataset: no TorchSig data.h5 with "
+                                     "dataset_info.yaml, no HisarMod2019.1 Train/ or Test/ CSV files, no "
+                                     ".sigmf-meta recordings")
+            out += recs
+        else:
+            out.append(p)
+    return out
+
+
+def load_many(paths, fmt: str | None = None, **options) -> SignalDataset:
+    """One dataset from several files or folders of recordings (see :func:`expand_inputs`); the selection
+    (classes, SNR range, per_key) applies to the whole."""
+    files = expand_inputs(paths)
+    if len(files) == 1:
+        return load_dataset(files[0], fmt, **options)
+    sel = {k: options.pop(k) for k in ("classes", "min_snr", "max_snr", "per_key") if options.get(k) is not None}
+    ds = concat_datasets([load_dataset(f, fmt, **options) for f in files])
+    return _select(ds, **sel) if sel else ds
+
+
+def concat_datasets(parts: list) -> SignalDataset:
+    """The frames of ``parts`` one after the other; classes by name (their union, sorted, unless all agree)."""
+    import numpy as np
+
+    lengths = sorted({p.length for p in parts})
+    if len(lengths) > 1:
+        raise EdgepruneError(f"the inputs' frames have different lengths ({', '.join(map(str, lengths))} samples); "
+                             "give --length")
+    same = all(p.classes == parts[0].classes for p in parts)
+    classes = list(parts[0].classes) if same else sorted({c for p in parts for c in p.classes})
+    y = np.concatenate([np.array([classes.index(c) for c in p.classes], np.int64)[p.y] for p in parts])
+    exact = None
+    if any(p.snr_exact is not None for p in parts):
+        exact = np.concatenate([p.snr.astype(np.float64) if p.snr_exact is None else p.snr_exact for p in parts])
+    meta = dict(parts[0].meta)
+    meta["sources"] = [p.meta.get("source") for p in parts]
+    meta["source"] = f"{len(parts)} files"
+    for key in ("sample_rate", "normalization", "format"):
+        if len({repr(p.meta.get(key)) for p in parts}) > 1:
+            meta[key] = sorted({str(p.meta.get(key)) for p in parts})
+    return SignalDataset(np.concatenate([p.x for p in parts]), y, np.concatenate([p.snr for p in parts]), classes,
+                         meta, exact)
 
 
 def load_dataset(path: str | Path, fmt: str | None = None, **options) -> SignalDataset:
     """Load a dataset in any supported format as a :class:`SignalDataset`.
 
     ``options`` with value None are ignored; an option the format does not
-    take is an error. For npz, ``classes``/``min_snr``/``max_snr``/``per_key``
-    are applied after loading.
+    take is an error. For npz and torchsig, ``classes``/``min_snr``/
+    ``max_snr``/``per_key`` are applied after loading. A folder of SigMF
+    recordings loads as one dataset (:func:`load_many`).
     """
     path = Path(path)
     options = {k: v for k, v in options.items() if v is not None}
+    if path.is_dir() and fmt is None:
+        files = expand_inputs([path])
+        if files != [path]:
+            return load_many(files, fmt, **options)
     normalize = options.pop("normalize", None)
     fmt, path = _resolve(path, fmt)
+    if fmt == "sigmf":
+        for key, value in _RECORDING.items():
+            options.setdefault(key, value)
     reader = _reader(fmt)
-    if fmt == "npz":
-        ds = load_npz(path)
+    if fmt in _SELECTED_AFTER:
+        ds = reader(path)
         ds = _select(ds, **_only(options, ("classes", "min_snr", "max_snr", "per_key"), fmt))
     else:
         if fmt == "sigmf" and normalize is not None:
@@ -113,7 +198,7 @@ def load_dataset(path: str | Path, fmt: str | None = None, **options) -> SignalD
         ds = reader(path, **_only(options, accepted, fmt))
     if normalize is not None:
         ds = SignalDataset(normalize_frames(ds.x, normalize), ds.y, ds.snr, ds.classes,
-                           dict(ds.meta, normalization=normalize))
+                           dict(ds.meta, normalization=normalize), ds.snr_exact)
     ds.meta.setdefault("format", fmt)
     sel = {k: options[k] for k in ("classes", "min_snr", "max_snr", "per_key") if k in options}
     if sel:
@@ -160,4 +245,5 @@ def _select(ds: SignalDataset, classes=None, min_snr=None, max_snr=None, per_key
     idx = np.flatnonzero(keep)
     lut = np.full(len(ds.classes), -1, np.int64)
     lut[[ds.classes.index(c) for c in names]] = np.arange(len(names))
-    return SignalDataset(ds.x[idx], lut[ds.y[idx]], ds.snr[idx], names, dict(ds.meta))
+    exact = None if ds.snr_exact is None else ds.snr_exact[idx]
+    return SignalDataset(ds.x[idx], lut[ds.y[idx]], ds.snr[idx], names, dict(ds.meta), exact)

@@ -225,6 +225,26 @@ def _frames(rec, start, n_frames, length, hop, normalize, batch):
         yield normalize_frames(out, normalize)
 
 
+DEFAULT_LENGTH = 128
+
+
+def frame_length(rec: Recording, length: int | None = None) -> int:
+    """``length`` if given; else the one ``core:sample_count`` of the labelled annotations; else (no labelled
+    annotation) :data:`DEFAULT_LENGTH`. Labelled annotations of different or missing counts are ambiguous: an
+    EdgepruneError asks for ``--length``."""
+    if length is not None:
+        return int(length)
+    labelled = [a for a in rec.annotations if a.get("core:label") is not None and "core:sample_start" in a]
+    if not labelled:
+        return DEFAULT_LENGTH
+    counts = sorted({a.get("core:sample_count") for a in labelled}, key=lambda c: (c is None, c or 0))
+    if len(counts) == 1 and counts[0] is not None:
+        return int(counts[0])
+    shown = ", ".join("none" if c is None else str(c) for c in counts[:6]) + (" ..." if len(counts) > 6 else "")
+    raise EdgepruneError(f"{rec.meta_path}: the frame length is ambiguous (its labelled annotations span {shown} "
+                         "samples); give --length")
+
+
 def frame_starts(rec: Recording, length: int, hop: int) -> np.ndarray:
     n = 0 if rec.n_samples < length else (rec.n_samples - length) // hop + 1
     return np.arange(n, dtype=np.int64) * hop
@@ -271,10 +291,12 @@ def _labels(rec: Recording, length: int, hop: int, classes=None, per_key: int | 
     return starts, y, snr, names, np.flatnonzero(keep), bool(labelled)
 
 
-def sigmf_summary(path: str | Path, length: int = 128, hop: int | None = None, backend: str = "auto") -> dict:
+def sigmf_summary(path: str | Path, length: int | None = None, hop: int | None = None,
+                  backend: str = "auto") -> dict:
     """Classes, labels and SNRs of the frames :func:`read_sigmf` would make, without reading the samples
     (``edgeprune data info`` on a capture of any size)."""
     rec = open_recording(path, backend)
+    length = frame_length(rec, length)
     hop = int(hop or length)
     _, y, snr, names, sel, labelled = _labels(rec, int(length), hop)
     used = sorted({int(v) for v in y[sel]})
@@ -287,9 +309,9 @@ def sigmf_summary(path: str | Path, length: int = 128, hop: int | None = None, b
             "frame_shape": [2, int(length)], "meta": meta}
 
 
-def read_sigmf(path: str | Path, length: int = 128, hop: int | None = None, normalize: str = "l1",
+def read_sigmf(path: str | Path, length: int | None = None, hop: int | None = None, normalize: str = "l1",
                classes=None, per_key: int | None = None, backend: str = "auto") -> SignalDataset:
-    """Window a recording into a dataset.
+    """Window a recording into a dataset (frame length: :func:`frame_length`).
 
     With labelled annotations (``core:label``), frames lying wholly inside an
     annotation get its label (other frames are dropped); without, every frame
@@ -299,6 +321,7 @@ def read_sigmf(path: str | Path, length: int = 128, hop: int | None = None, norm
     from ..safeio import check_array
 
     rec = open_recording(path, backend)
+    length = frame_length(rec, length)
     hop = int(hop or length)
     starts, y, snr, names, sel, labelled = _labels(rec, int(length), hop, classes, per_key)
     check_array(f"{rec.data_path}: {len(sel)} frames of {length} samples", len(sel) * 2 * int(length) * 4)

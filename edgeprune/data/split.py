@@ -1,4 +1,8 @@
-"""Stratified train/val/test split per (class, SNR), and SNR filters (torch-free)."""
+"""Stratified train/val/test split per (class, SNR), and SNR filters (torch-free).
+
+Continuous SNRs (more than 50 distinct values) are stratified by their 2 dB bin (:func:`.snr.snr_groups`), and a
+warning is printed when most (class, SNR) groups hold fewer than 3 frames.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,19 @@ DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 
 
 def split_indices(y: np.ndarray, snr: np.ndarray, fractions=DEFAULT_FRACTIONS, seed: int = 0):
-    """Indices of train/val/test, stratified per (label, SNR) group, deterministic in ``seed``."""
+    """Indices of train/val/test, stratified per (label, SNR bin) group, deterministic in ``seed``."""
+    from ..progress import warn
+    from .snr import group_warning, snr_groups
+
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
         raise EdgepruneError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
+    snr = snr_groups(snr)
+    message = group_warning(y, snr)
+    if message:
+        warn(message)
     keys = np.stack([np.asarray(y, np.int64), np.round(np.asarray(snr, np.float64) * 100).astype(np.int64)], 1)
     _, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)

@@ -59,11 +59,18 @@ def evaluate(model_or_ckpt, ds: SignalDataset, batch_size: int = 512, device: st
     correct = pred == ds.y
     conf = np.zeros((n_cls, n_cls), np.int64)
     np.add.at(conf, (ds.y, pred), 1)
+    from ..data.snr import auto_bin_width, snr_groups, snr_value
+
     per_snr = []
-    for level in np.unique(ds.snr):
-        m = ds.snr == level
-        per_snr.append({"snr": float(level), "frames": int(m.sum()), "correct": int(correct[m].sum()),
-                        "accuracy": float(correct[m].mean())})
+    groups = snr_groups(ds.snr)  # continuous SNRs: one row per 2 dB bin
+    width = auto_bin_width(ds.snr) or ds.meta.get("snr_bin_db")
+    for level in np.unique(groups):
+        m = groups == level
+        row = {"snr": snr_value(level), "frames": int(m.sum()), "correct": int(correct[m].sum()),
+               "accuracy": float(correct[m].mean())}
+        if width:
+            row["bin_db"] = float(width)
+        per_snr.append(row)
     rows = conf.sum(1)
     per_class = [{"name": c, "frames": int(rows[i]),
                   "recall": float(conf[i, i] / rows[i]) if rows[i] else None}

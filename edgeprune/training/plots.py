@@ -33,7 +33,8 @@ def plot_accuracy_vs_snr(result: dict[str, Any], path: str | Path, title: str | 
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
         ax.plot(snr, acc, marker="o")
-        ax.set_xlabel("SNR (dB)")
+        width = result["per_snr"][0].get("bin_db") if result["per_snr"] else None
+        ax.set_xlabel(f"SNR (dB, {width:g} dB bins)" if width else "SNR (dB)")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
         ax.grid(True, alpha=0.3)

@@ -164,6 +164,24 @@ def test_fuzz_hdf5(scratch):
     run()
 
 
+@pytest.mark.parametrize("writer", ["HDF5Writer", "PackedHDF5Writer", "HomogeneousHDF5Writer"])
+def test_fuzz_torchsig(scratch, writer):
+    from torchsig_files import WRITERS, frames
+
+    from edgeprune.data.readers import load_dataset
+
+    root = WRITERS[writer](scratch / f"ts-{writer}", *frames(6, 16))
+    valid = (root / "data.h5").read_bytes()
+
+    @FEW
+    @given(mutated_bytes(valid))
+    def run(blob):
+        (root / "data.h5").write_bytes(blob)
+        clean(f"torchsig reader ({writer})", load_dataset, root)
+
+    run()
+
+
 def test_fuzz_hisarmod_csv(scratch):
     from rml_files import write_hisar
 
