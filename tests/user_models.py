@@ -177,3 +177,8 @@ class BatchConstant(nn.Module):
         y = F.relu(self.conv(x))
         pad = torch.zeros(int(x.size(0)), 8, y.size(2))
         return self.fc(torch.cat([y, pad], 1).mean(-1))
+
+
+def flat_mlp(num_classes=4, length=64):
+    """Flattens the frame first, so it runs on any layout of the same number of samples."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(2 * length, 16), nn.ReLU(), nn.Linear(16, num_classes))
