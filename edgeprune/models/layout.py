@@ -104,4 +104,22 @@ def find_layout(model, length: int, num_classes: int, what: str, layout: str | N
         raise EdgepruneError(f"{what} does not run on I/Q frames of {length} samples {which} "
                              f"({'; '.join(failures)}); pass --kwargs or --length to build it for this input"
                              + ("" if layout else ", or --input-layout"))
+    _check_one_frame(model, runs[0], length, num_classes, what)
     return {"layout": runs[0], "runs": runs}
+
+
+def _check_one_frame(model, layout: str, length: int, num_classes: int, what: str) -> None:
+    """MACs, export parity and latency are taken on single frames: the forward must run at batch 1 too."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            y = model(torch.zeros(layout_shape(layout, 1, int(length))))
+        bad = None if isinstance(y, torch.Tensor) and tuple(y.shape) == (1, int(num_classes)) else (
+            f"returns {list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}, not [1, {num_classes}]")
+    except Exception as exc:  # noqa: BLE001 - the user's forward
+        bad = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+    if bad:
+        raise EdgepruneError(f"{what} runs on batches of frames but not on a single frame ({describe(layout)} with "
+                             f"N=1: {bad}); edgeprune counts MACs, exports and times models at batch 1 (a squeeze() "
+                             f"that also drops the batch axis? squeeze only the axis meant, e.g. x.squeeze(2))")
