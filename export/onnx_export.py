@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def _torch_to_onnx(model, length, path, opset, exporter, layout):
     if exporter == "auto":
         exporter = "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"
     x = torch.zeros(layout_shape(layout, TRACED_BATCH, length), dtype=torch.float32)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _native_output_silenced():
         warnings.simplefilter("ignore")
         try:
             if exporter == "legacy":
@@ -99,6 +100,35 @@ def _torch_to_onnx(model, length, path, opset, exporter, layout):
     if exporter == "dynamo":
         name_nodes_by_scope(m)
     return m, exporter
+
+
+@contextmanager
+def _native_output_silenced():
+    """File descriptors 1 and 2 to /dev/null: the TorchScript exporter's C++ side prints the whole Torch IR graph
+    when it fails (its failure is raised as an exception, which says what went wrong in one line)."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:   # no such descriptors (a daemon): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
 
 
 def name_nodes_by_scope(model) -> None:
@@ -364,6 +394,11 @@ def batch_constant_nodes(graph, batch: int = TRACED_BATCH) -> list[str]:
     out = []
     for node in graph.graph.node:
         k = shape_input.get(node.op_type)
+        if node.op_type == "Concat" and next((a.i for a in node.attribute if a.name == "axis"), 0) not in (0, -99):
+            # a constant tensor of the traced batch joined to the data along another axis (zero padding)
+            if any(i in consts and len(consts[i].dims) > 1 and consts[i].dims[0] == batch for i in node.input):
+                out.append(f"'{node.name}' (Concat)")
+            continue
         if k is None or len(node.input) <= k or node.input[k] not in consts:
             continue
         value = numpy_helper.to_array(consts[node.input[k]]).reshape(-1)
@@ -375,13 +410,17 @@ def batch_constant_nodes(graph, batch: int = TRACED_BATCH) -> list[str]:
 def diagnose(raw, problem: str, model, x: np.ndarray, layout: str) -> str:
     """One line on why the exported graph fails: a batch size traced as a constant, or a plain mismatch."""
     traced = np.concatenate([x] * TRACED_BATCH)[:TRACED_BATCH]
-    if graph_problem(raw, model, x, layout, batches=[traced]) is None:
+    at_traced = graph_problem(raw, model, x, layout, batches=[traced])
+    # at batch 1 the graph still returns the traced batch of logits: a batch size became a constant
+    fixed = re.search(rf"vs \({TRACED_BATCH}, ", problem) is not None
+    if at_traced is None or fixed:
         ops = batch_constant_nodes(raw)
         where = f"; the constant batch {TRACED_BATCH} is in {', '.join(ops[:3])}" if ops else ""
+        also = f"; even at batch {TRACED_BATCH} it differs from torch: {at_traced}" if at_traced else ""
         return (f"the exported ONNX graph works only at batch {TRACED_BATCH}, the batch torch.onnx traced it with "
-                f"({problem}{where}): the model's forward turns a batch size (x.size(0), x.shape[0]) into a Python "
-                f"number, which the export records as a constant; build such tensors from x itself (x.new_zeros, "
-                f"torch.zeros_like, expand_as) or use -1 in reshape/view")
+                f"({problem}{where}{also}): the model's forward turns a batch size (x.size(0), x.shape[0]) into a "
+                f"Python number, which the export records as a constant; build such tensors from x itself "
+                f"(x.new_zeros, torch.zeros_like, expand_as) or use -1 in reshape/view")
     return f"the exported ONNX graph does not match torch: {problem}"
 
 

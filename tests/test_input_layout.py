@@ -180,3 +180,15 @@ def test_a_traced_constant_batch_is_one_line_naming_the_op(cli, work):
     assert r.returncode != 0 and r.stderr.startswith("edgeprune: error:") and r.stderr.count("\n") == 1
     assert "works only at batch 2" in r.stderr and "(Concat)" in r.stderr and "unexpected" not in r.stderr
     assert not (work / "bc.onnx").exists()
+
+
+def test_an_op_torch_cannot_export_is_one_line_without_the_ir_dump(cli, work):
+    ck = work / "sp.pt"
+    assert cli("import", f"{work / 'nets.py'}:SpectrumNet", "--data", work / "toy.npz", "--out", ck).returncode == 0
+    # a fresh process: the exporter's C++ side writes the Torch IR graph to the file descriptors themselves
+    r = subprocess.run([sys.executable, "-m", "edgeprune", "export", "--model", str(ck), "--out",
+                        str(work / "sp.onnx"), "--code", str(work / "nets.py")], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode != 0 and r.stdout == ""
+    assert r.stderr.startswith("edgeprune: error: torch.onnx.export") and r.stderr.count("\n") == 1
+    assert "fft" in r.stderr and "Torch IR graph" not in r.stderr

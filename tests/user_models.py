@@ -182,3 +182,16 @@ class BatchConstant(nn.Module):
 def flat_mlp(num_classes=4, length=64):
     """Flattens the frame first, so it runs on any layout of the same number of samples."""
     return nn.Sequential(nn.Flatten(), nn.Linear(2 * length, 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+
+class SpectrumNet(nn.Module):
+    """Works on the frame's spectrum (torch.fft), which the TorchScript ONNX exporter cannot export."""
+
+    def __init__(self, num_classes=4):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        z = torch.fft.fft(x)
+        return self.fc(F.relu(self.conv(torch.cat([z.real, z.imag], 1))).mean(-1))
