@@ -192,3 +192,14 @@ def test_an_op_torch_cannot_export_is_one_line_without_the_ir_dump(cli, work):
     assert r.returncode != 0 and r.stdout == ""
     assert r.stderr.startswith("edgeprune: error: torch.onnx.export") and r.stderr.count("\n") == 1
     assert "fft" in r.stderr and "Torch IR graph" not in r.stderr
+
+
+def test_study_export_stage_takes_simplify_from_the_config(toy_checkpoint, toy_npz, tmp_path):
+    from edgeprune.study.config import normalise
+    from edgeprune.study.runner import work_export
+
+    cfg = normalise({"data": {"file": str(toy_npz)}, "export": {"simplify": False}})
+    assert cfg["export"]["simplify"] is False and normalise({"data": {"file": str(toy_npz)}})["export"]["simplify"]
+    for simplify in (True, False):
+        rep = work_export(toy_checkpoint, toy_npz, tmp_path / f"m{simplify}.onnx", "fp32", 17, 0, simplify=simplify)
+        assert rep["simplified"] is simplify
