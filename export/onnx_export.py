@@ -416,7 +416,8 @@ def diagnose(raw, problem: str, model, x: np.ndarray, layout: str) -> str:
     if at_traced is None or fixed:
         ops = batch_constant_nodes(raw)
         where = f"; the constant batch {TRACED_BATCH} is in {', '.join(ops[:3])}" if ops else ""
-        also = f"; even at batch {TRACED_BATCH} it differs from torch: {at_traced}" if at_traced else ""
+        also = (f"; even at batch {TRACED_BATCH} it differs from torch, so a value is also taken out of the graph "
+                f"(.data, .item(), .numpy()) and recorded as the traced one: {at_traced}") if at_traced else ""
         return (f"the exported ONNX graph works only at batch {TRACED_BATCH}, the batch torch.onnx traced it with "
                 f"({problem}{where}{also}): the model's forward turns a batch size (x.size(0), x.shape[0]) into a "
                 f"Python number, which the export records as a constant; build such tensors from x itself "

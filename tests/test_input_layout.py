@@ -119,6 +119,14 @@ def test_layout_found_recorded_and_fed_by_export_bundle_and_run_py(cli, work, na
     assert clear.sum() >= 4
     assert [p["label"] for p, c in zip(rows, clear) if c] == list(probs.argmax(1)[clear])
     assert np.abs(Predictor(bundle).logits(x) - want).max() < 1e-4
+    # a manifest naming another layout than the model's input is refused when the model is opened
+    from edgeprune.errors import EdgepruneError
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["input"]["layout"] = "NCL"
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EdgepruneError, match=r"not \(N, 2, L\) I/Q frames \(its layout NCL\)"):
+        Predictor(bundle)
 
 
 def test_input_layout_flag_overrides_and_names_the_layout(cli, work):
