@@ -220,6 +220,9 @@ def main(argv=None) -> int:
     from edgeprune.data.synth import generate
 
     torch.set_num_threads(1)
+    git = [subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+           for a in (["rev-parse", "--short", "HEAD"], ["rev-parse", "--abbrev-ref", "HEAD"], ["status", "--porcelain"])]
+    commit, branch = git[0] + (" (with uncommitted changes)" if git[2] else ""), git[1]
     man = json.loads(Path(args.manifest).read_text())
     work = Path(tempfile.mkdtemp(prefix="bench-real-"))
     ds = generate("rml2016.10a", per_key=args.per_key, snrs=[10, 18], seed=0, progress=False, normalize="max",
@@ -243,13 +246,10 @@ def main(argv=None) -> int:
         rows[-1]["seconds"] = round(time.time() - t0, 1)
         print(f"done {net['label']} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
         write_json(Path(args.out), {"benchmark": "bench_real_networks", "rows": rows, "partial": True})
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
-    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout
     print(table(rows))
     print("\nfailed stages (the error line):")
     print(failures(rows) or "(none)")
-    write_json(Path(args.out), {"benchmark": "bench_real_networks", "branch": branch.strip(), "commit": commit.strip(),
+    write_json(Path(args.out), {"benchmark": "bench_real_networks", "branch": branch, "commit": commit,
                                 "manifest": str(args.manifest), "per_key": args.per_key, "frames": len(ds),
                                 "methods": list(METHODS), "target_macs": 0.5, "rows": rows})
     print(f"\nwrote {args.out}")
