@@ -41,7 +41,7 @@ def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1
     from .models.macs import model_stats
 
     stats = model_stats(spec)
-    layout = "NCL"
+    layout = spec.get("layout") or "NCL"   # a module recipe of a network taking (N, 1, 2, L) or (N, L, 2) says so
     meta = {
         "classes": list(classes),
         "input": {"layout": layout, "channels": 2, "length": int(spec["input"][-1])},

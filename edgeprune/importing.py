@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgepruneError
-from .models.own import check_io, load_weights, recipe_for
+from .models.own import check_io, load_weights, recipe_for, with_layout
 
 
 def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | None = None,
-                 classes: list[str] | None = None) -> dict[str, Any]:
+                 classes: list[str] | None = None, input_layout: str | None = None) -> dict[str, Any]:
     """Write an edgeprune checkpoint for the user's network ``ref`` (``FILE.py:NAME``).
 
     The classes come from ``data`` (a dataset path or SignalDataset) or
     ``classes``; the frame length from ``length`` or the data. ``weights``
-    is a plain state_dict file.
+    is a plain state_dict file. The input layout ((N, 2, L), (N, 1, 2, L) or
+    (N, L, 2)) is the first the model runs on, or ``input_layout``; it is
+    recorded in the checkpoint.
     """
     from .checkpoint import make_meta, save_checkpoint
     from .data.dataset import SignalDataset
@@ -43,8 +45,8 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
     recipe, model = recipe_for(ref, int(length), len(classes), kw)
     if weights is not None:
         load_weights(model, weights)
-    check_io(model, int(length), len(classes), ref)
-    recipe = with_stats(recipe, model)
+    found = check_io(model, int(length), len(classes), ref, input_layout)
+    recipe = with_stats(with_layout(recipe, found["layout"]), model)
     if recipe["stats"]["units"] == 0:
         from .models.trace import discover_module_units
 
@@ -61,12 +63,16 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
             meta["dataset"] = {"path": str(Path(data).resolve()), "sha256": file_sha256(data),
                                "classes": list(ds.classes), "length": ds.length}
     save_checkpoint(out, recipe, model.state_dict(), meta)
-    return {"checkpoint": str(out), "model": recipe["name"], "params": meta["params"], "macs": meta["macs"],
-            "units": meta["units"], "source": recipe["source"]}
+    res = {"checkpoint": str(out), "model": recipe["name"], "params": meta["params"], "macs": meta["macs"],
+           "units": meta["units"], "source": recipe["source"], "input_layout": found["layout"]}
+    if len(found["runs"]) > 1:
+        res["note"] = (f"the model also runs on frames laid out {' and '.join(found['runs'][1:])}; {found['layout']} "
+                       f"was recorded (pass --input-layout if it was trained on another)")
+    return res
 
 
 def as_checkpoint(obj, data=None, *, classes: list[str] | None = None, length: int | None = None, ref=None,
-                  kwargs=None, what: str = "the model"):
+                  kwargs=None, what: str = "the model", input_layout: str | None = None):
     """A Checkpoint for ``obj``: a checkpoint path, a Checkpoint, or a live ``nn.Module``.
 
     For an ``nn.Module`` the classes and frame length come from ``data`` (a
@@ -116,8 +122,8 @@ def as_checkpoint(obj, data=None, *, classes: list[str] | None = None, length: i
         raise EdgepruneError(f"{ref} built with kwargs {kwargs or {}} does not match {what} ({bad}); pass ref and kwargs")
     state = {k: v.detach().cpu().clone() for k, v in obj.state_dict().items()}
     fresh.load_state_dict(state)
-    check_io(fresh, int(length), len(classes), ref)
-    recipe = with_stats(recipe, fresh)
+    found = check_io(fresh, int(length), len(classes), ref, input_layout)
+    recipe = with_stats(with_layout(recipe, found["layout"]), fresh)
     meta = make_meta(recipe, list(classes), lineage=[{"op": "import", "source": recipe["source"], "weights": "live module"}])
     return Checkpoint(recipe, state, meta, None, None)
 

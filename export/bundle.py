@@ -51,13 +51,15 @@ def tool_versions() -> dict[str, str | None]:
 # ------------------------------------------------------------------- make
 
 def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, calib_data=None,
-                calib_frames: int = 512, seed: int = 0, overwrite: bool = False, targets_dir=None) -> dict[str, Any]:
+                calib_frames: int = 512, seed: int = 0, overwrite: bool = False, targets_dir=None,
+                simplify: bool = True) -> dict[str, Any]:
     """Export ``ckpt`` for ``target`` and write a bundle folder or ``.tar.gz`` at ``out``.
 
     ``precisions`` defaults to the target's ONNX-exportable precisions (int8
     only when ``data``/``calib_data`` is given); ``engine`` adds a TensorRT
     engine (and its ``.json`` metadata when beside it); ``data`` measures
-    each variant's accuracy on the checkpoint's test split. Returns the manifest.
+    each variant's accuracy on the checkpoint's test split; ``simplify=False``
+    skips onnxsim. Returns the manifest.
 
     The steps: :func:`bundle_precisions`, then in a staging folder beside
     ``out`` :func:`export_variants`, :func:`add_engine`, the runner,
@@ -90,7 +92,7 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        variants = export_variants(ck, tgt, precisions, stage, data, calib_data, calib_frames, seed)
+        variants = export_variants(ck, tgt, precisions, stage, data, calib_data, calib_frames, seed, simplify)
         if engine is not None:
             variants.append(add_engine(engine, stage, tgt))
         from .runner_file import write_runner
@@ -126,7 +128,7 @@ def bundle_precisions(tgt, precisions, data, calib_data) -> tuple[list[str], dic
 
 
 def export_variants(ck, tgt, precisions, stage: Path, data, calib_data, calib_frames: int,
-                    seed: int) -> list[dict[str, Any]]:
+                    seed: int, simplify: bool = True) -> list[dict[str, Any]]:
     """Export ``model-<precision>.onnx`` into ``stage`` for each precision; their manifest entries."""
     from .onnx_export import export_checkpoint
 
@@ -134,9 +136,9 @@ def export_variants(ck, tgt, precisions, stage: Path, data, calib_data, calib_fr
     for prec in precisions:
         fname = f"model-{prec}.onnx"
         rep = export_checkpoint(ck, stage / fname, precision=prec, target=tgt, calib_data=calib_data,
-                                verify_data=data, calib_frames=calib_frames, seed=seed)
+                                verify_data=data, calib_frames=calib_frames, seed=seed, simplify=simplify)
         variants.append({"file": fname, "format": "onnx", "precision": prec, "opset": rep["opset"],
-                         "exporter": rep["exporter"],
+                         "exporter": rep["exporter"], "simplified": rep["simplified"], "notes": rep["notes"],
                          "accuracy": (rep["accuracy"] or {}).get("onnxruntime"),
                          "parity": {k: rep["parity"].get(k) for k in ("max_abs_diff", "argmax_agreement", "frames")},
                          "calibration": rep.get("calibration")})
@@ -176,7 +178,8 @@ def bundle_manifest(ck, tgt, precisions, variants, skipped, stage: Path, data) -
         "kind": KIND,
         "model": ck.spec.get("name"),
         "classes": ck.classes,
-        "input": {"name": "iq", "layout": "NCL", "channels": 2, "length": ck.length, "dtype": "float32"},
+        "input": {"name": "iq", "layout": ck.spec.get("layout") or "NCL", "channels": 2, "length": ck.length,
+                  "dtype": "float32"},
         "output": {"name": "logits", "classes": len(ck.classes)},
         "preprocessing": {"normalization": norm, "description": describe(norm)},
         "default_precision": default,

@@ -1,7 +1,9 @@
 """Checkpoint -> ONNX: export, simplify, check, verify against PyTorch, fp16/int8 variants.
 
 The exported graph has one input ``iq`` (N, 2, L) float32 with a dynamic batch
-axis and one output ``logits`` (N, classes), weights inside the file, node
+axis (or (N, 1, 2, L) / (N, L, 2): the layout the network takes, recorded at
+import and written into the metadata) and one output ``logits`` (N, classes),
+weights inside the file, node
 names that keep the model's layer path (``/layers.3/conv1/Conv``) so per-node
 profiles map back to the spec's layers, and edgeprune metadata in
 ``metadata_props``. torch is imported inside the functions only.
@@ -15,6 +17,7 @@ import os
 import re
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,10 @@ from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, require
 
 from .preprocess import check_normalization, normalize
+from .runtime.frames import layout_shape, to_layout
 from .verify import INPUT_NAME, OUTPUT_NAME, check_parity, compare_logits, make_session, onnx_accuracy, run_logits
+
+TRACED_BATCH = 2   # the batch torch.onnx.export traces with (a batch size turned into a constant shows as this)
 
 DEFAULT_OPSET = 17
 LEGACY_MAX_OPSET = 17  # above this the dynamo exporter is used (TensorRT 8.5 needs <= 17)
@@ -49,15 +55,24 @@ def _load_ckpt(ckpt, data=None):
 # ----------------------------------------------------------------- export
 
 def torch_to_onnx(model, length: int, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto"):
-    """Run torch.onnx.export (legacy TorchScript for opset <= 17, dynamo above) and return the onnx.ModelProto."""
+    """Run torch.onnx.export (legacy TorchScript for opset <= 17, dynamo above) and return the onnx.ModelProto.
+
+    The graph takes the network's own input layout (its layout hook, :mod:`edgeprune.models.layout`, is taken
+    off while it is traced)."""
+    from edgeprune.models.layout import native
+
+    with native(model.eval()) as layout:
+        return _torch_to_onnx(model, length, path, opset, exporter, layout)
+
+
+def _torch_to_onnx(model, length, path, opset, exporter, layout):
     import torch
 
     onnx = require("onnx", "ONNX export")
     if exporter == "auto":
         exporter = "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"
-    x = torch.zeros(2, 2, length, dtype=torch.float32)
-    model = model.eval()
-    with warnings.catch_warnings():
+    x = torch.zeros(layout_shape(layout, TRACED_BATCH, length), dtype=torch.float32)
+    with warnings.catch_warnings(), _native_output_silenced():
         warnings.simplefilter("ignore")
         try:
             if exporter == "legacy":
@@ -85,6 +100,35 @@ def torch_to_onnx(model, length: int, path: str | Path, opset: int = DEFAULT_OPS
     if exporter == "dynamo":
         name_nodes_by_scope(m)
     return m, exporter
+
+
+@contextmanager
+def _native_output_silenced():
+    """File descriptors 1 and 2 to /dev/null: the TorchScript exporter's C++ side prints the whole Torch IR graph
+    when it fails (its failure is raised as an exception, which says what went wrong in one line)."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:   # no such descriptors (a daemon): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
 
 
 def name_nodes_by_scope(model) -> None:
@@ -222,6 +266,7 @@ class ExportOptions:
     verify_frames: int = 256
     calib_method: str = "minmax"
     seed: int = 0
+    simplify: bool = True         # onnxsim (the unsimplified graph is used when the simplified one fails parity)
 
 
 @dataclass
@@ -238,7 +283,7 @@ class VerifyFrames:
 def resolve_export_options(out, opset: int | None = None, precision: str | None = None, target=None,
                            exporter: str | None = None, calib_data=None, verify_data=None, calib_frames: int = 512,
                            verify_frames: int = 256, calib_method: str = "minmax", seed: int = 0,
-                           targets_dir=None) -> ExportOptions:
+                           targets_dir=None, simplify: bool = True) -> ExportOptions:
     """Fill the unset options from the target (else fp32, opset 17, by-opset exporter) and check they fit together."""
     from .targets import load_target
 
@@ -268,13 +313,15 @@ def resolve_export_options(out, opset: int | None = None, precision: str | None 
     if out.suffix != ".onnx":
         raise EdgepruneError(f"the output file must end in .onnx, got {out}")
     return ExportOptions(out, precision, opset, exporter, tgt, calib_data, verify_data, calib_frames, verify_frames,
-                         calib_method, seed)
+                         calib_method, seed, bool(simplify))
 
 
-def convert(model, length: int, opts: ExportOptions):
-    """The fp32 ONNX model: torch export, conversion to the asked opset when the exporter emitted another, onnxsim.
+def convert(model, length: int, opts: ExportOptions, frames: "VerifyFrames"):
+    """The fp32 ONNX model: torch export, conversion to the asked opset when the exporter emitted another, onnxsim
+    (unless ``opts.simplify`` is off), each candidate checked against torch at batch 1 and a larger batch.
 
-    Returns (model, the opset it has, the exporter used).
+    Returns (model, the opset it has, the exporter used, notes): when the simplified graph fails the check the
+    unsimplified one is used, with a note. When neither passes, one EdgepruneError says why.
     """
     with tempfile.TemporaryDirectory(prefix="edgeprune-export-") as tmp:
         raw, exporter = torch_to_onnx(model, length, Path(tmp) / "raw.onnx", opts.opset, opts.exporter)
@@ -291,7 +338,88 @@ def convert(model, length: int, opts: ExportOptions):
     if tgt is not None and actual_opset > tgt.opset:
         raise EdgepruneError(f"the {exporter} exporter emitted opset {actual_opset}, above what target {tgt.name} takes "
                              f"({tgt.opset})")
-    return simplify(raw), actual_opset, exporter
+    from edgeprune.models.layout import layout_of
+
+    layout, notes, problem = layout_of(model), [], None
+    if opts.simplify:
+        try:
+            simplified = simplify(raw)
+            problem = graph_problem(simplified, model, frames.x, layout)
+            if problem is None:
+                return simplified, actual_opset, exporter, notes
+        except EdgepruneError as exc:
+            problem = str(exc)
+    raw_problem = graph_problem(raw, model, frames.x, layout)
+    if raw_problem is not None:
+        raise EdgepruneError(diagnose(raw, raw_problem, model, frames.x, layout))
+    if problem is not None:
+        notes.append(f"the onnxsim-simplified graph was not used ({problem}); the unsimplified graph is")
+    return raw, actual_opset, exporter, notes
+
+
+def parity_batches(x: np.ndarray) -> list[np.ndarray]:
+    """The frames of the two parity checks: batch 1, and a larger batch that is not the traced one."""
+    many = x if len(x) > TRACED_BATCH else np.concatenate([x] * (TRACED_BATCH + 1))[:TRACED_BATCH + 1]
+    return [x[:1], many]
+
+
+def graph_problem(graph, model, x: np.ndarray, layout: str = "NCL", batches=None) -> str | None:
+    """None when ``graph`` (fp32) gives torch's logits at batch 1 and a larger batch, else what goes wrong."""
+    from edgeprune.training.trainer import predict_logits
+
+    session = make_session(graph.SerializeToString(), threads=None)
+    for xb in batches or parity_batches(x):
+        try:
+            got = run_logits(session, xb, batch_size=len(xb), layout=layout)
+            check_parity(compare_logits(predict_logits(model, xb), got), "fp32", f"at batch {len(xb)} it")
+        except EdgepruneError as exc:
+            return str(exc)
+    return None
+
+
+def batch_constant_nodes(graph, batch: int = TRACED_BATCH) -> list[str]:
+    """Nodes whose shape input is a constant starting with the traced batch (``'/Reshape' (Reshape)``)."""
+    from onnx import numpy_helper
+
+    consts = {t.name: t for t in graph.graph.initializer}
+    for node in graph.graph.node:
+        if node.op_type == "Constant":
+            for at in node.attribute:
+                if at.name == "value":
+                    consts[node.output[0]] = at.t
+    shape_input = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}
+    out = []
+    for node in graph.graph.node:
+        k = shape_input.get(node.op_type)
+        if node.op_type == "Concat" and next((a.i for a in node.attribute if a.name == "axis"), 0) not in (0, -99):
+            # a constant tensor of the traced batch joined to the data along another axis (zero padding)
+            if any(i in consts and len(consts[i].dims) > 1 and consts[i].dims[0] == batch for i in node.input):
+                out.append(f"'{node.name}' (Concat)")
+            continue
+        if k is None or len(node.input) <= k or node.input[k] not in consts:
+            continue
+        value = numpy_helper.to_array(consts[node.input[k]]).reshape(-1)
+        if value.size and int(value[0]) == batch:
+            out.append(f"'{node.name}' ({node.op_type})")
+    return out
+
+
+def diagnose(raw, problem: str, model, x: np.ndarray, layout: str) -> str:
+    """One line on why the exported graph fails: a batch size traced as a constant, or a plain mismatch."""
+    traced = np.concatenate([x] * TRACED_BATCH)[:TRACED_BATCH]
+    at_traced = graph_problem(raw, model, x, layout, batches=[traced])
+    # at batch 1 the graph still returns the traced batch of logits: a batch size became a constant
+    fixed = re.search(rf"vs \({TRACED_BATCH}, ", problem) is not None
+    if at_traced is None or fixed:
+        ops = batch_constant_nodes(raw)
+        where = f"; the constant batch {TRACED_BATCH} is in {', '.join(ops[:3])}" if ops else ""
+        also = (f"; even at batch {TRACED_BATCH} it differs from torch, so a value is also taken out of the graph "
+                f"(.data, .item(), .numpy()) and recorded as the traced one: {at_traced}") if at_traced else ""
+        return (f"the exported ONNX graph works only at batch {TRACED_BATCH}, the batch torch.onnx traced it with "
+                f"({problem}{where}{also}): the model's forward turns a batch size (x.size(0), x.shape[0]) into a "
+                f"Python number, which the export records as a constant; build such tensors from x itself "
+                f"(x.new_zeros, torch.zeros_like, expand_as) or use -1 in reshape/view")
+    return f"the exported ONNX graph does not match torch: {problem}"
 
 
 def verification_frames(ckpt, opts: ExportOptions, norm: str) -> VerifyFrames:
@@ -302,11 +430,11 @@ def verification_frames(ckpt, opts: ExportOptions, norm: str) -> VerifyFrames:
             raise EdgepruneError(f"the test split of {opts.verify_data} is empty (too few frames)")
         return VerifyFrames(test.x[:opts.verify_frames], f"test split of {opts.verify_data}", train, test, info)
     rng = np.random.default_rng(opts.seed)
-    x = normalize(rng.standard_normal((min(opts.verify_frames, 64), 2, ckpt.length)).astype(np.float32), norm)
+    x = normalize(rng.standard_normal((max(3, min(opts.verify_frames, 64)), 2, ckpt.length)).astype(np.float32), norm)
     return VerifyFrames(x, f"random normal frames (seed {opts.seed}, normalised '{norm}')")
 
 
-def to_precision(fp32, ckpt, opts: ExportOptions, frames: VerifyFrames):
+def to_precision(fp32, ckpt, opts: ExportOptions, frames: VerifyFrames, model=None):
     """The model at ``opts.precision``: fp32 as is, fp16 converted, int8 calibrated on training-split frames.
 
     Returns (model, calibration record or None).
@@ -323,7 +451,9 @@ def to_precision(fp32, ckpt, opts: ExportOptions, frames: VerifyFrames):
     if opts.calib_data is not None and str(opts.calib_data) != str(opts.verify_data):
         ctrain, _, _ = dataset_splits(ckpt, opts.calib_data)
     cx = calibration_frames(ctrain, opts.calib_frames, opts.seed)
-    variant = quantize_int8(fp32, cx, per_channel=True, method=opts.calib_method)
+    from edgeprune.models.layout import layout_of
+
+    variant = quantize_int8(fp32, to_layout(cx, layout_of(model)), per_channel=True, method=opts.calib_method)
     return variant, {"data": str(opts.calib_data or opts.verify_data), "frames": int(len(cx)),
                      "method": opts.calib_method, "split": "train"}
 
@@ -335,6 +465,7 @@ def verify(model, variant, precision: str, frames: VerifyFrames) -> tuple[dict[s
     of tolerance for ``precision`` raises.
     """
     onnx = require("onnx", "ONNX export")
+    from edgeprune.models.layout import layout_of
     from edgeprune.training.trainer import accuracy as torch_accuracy
     from edgeprune.training.trainer import predict_logits
 
@@ -343,20 +474,21 @@ def verify(model, variant, precision: str, frames: VerifyFrames) -> tuple[dict[s
     except Exception as exc:  # noqa: BLE001
         raise EdgepruneError(f"onnx.checker rejected the exported model: {str(exc).strip().splitlines()[0]}") from exc
     session = make_session(variant.SerializeToString(), threads=None)
+    layout = layout_of(model)
     ref = predict_logits(model, frames.x)
-    got = run_logits(session, frames.x)
+    got = run_logits(session, frames.x, layout=layout)
     parity = check_parity(compare_logits(ref, got), precision, "the exported ONNX model")
     parity["frames_source"] = frames.source
     acc: dict[str, Any] = {}
     if frames.test is not None:
         test = frames.test
-        acc = {"onnxruntime": onnx_accuracy(session, test.x, test.y), "torch": torch_accuracy(model, test),
+        acc = {"onnxruntime": onnx_accuracy(session, test.x, test.y, layout=layout), "torch": torch_accuracy(model, test),
                "frames": len(test), **frames.info}
     return parity, acc
 
 
 def onnx_metadata(ckpt, opts: ExportOptions, norm: str, opset: int, exporter: str, acc: dict[str, Any],
-                  source_sha256: str | None) -> dict[str, Any]:
+                  source_sha256: str | None, layout: str | None = None) -> dict[str, Any]:
     """The ``edgeprune.*`` metadata_props of the exported file (what a bundle and the profiler read back)."""
     from edgeprune.models.macs import MAC_DEFINITION
 
@@ -365,8 +497,8 @@ def onnx_metadata(ckpt, opts: ExportOptions, norm: str, opset: int, exporter: st
         METADATA_PREFIX + "version": __version__,
         METADATA_PREFIX + "model": ckpt.spec.get("name"),
         METADATA_PREFIX + "classes": ckpt.classes,
-        METADATA_PREFIX + "input": {"name": INPUT_NAME, "layout": "NCL", "channels": 2, "length": ckpt.length,
-                                    "dtype": "float32"},
+        METADATA_PREFIX + "input": {"name": INPUT_NAME, "layout": layout or "NCL",
+                                    "channels": 2, "length": ckpt.length, "dtype": "float32"},
         METADATA_PREFIX + "normalization": norm,
         METADATA_PREFIX + "macs": int(ckpt.meta.get("macs") or 0),
         METADATA_PREFIX + "params": int(ckpt.meta.get("params") or 0),
@@ -399,7 +531,7 @@ def write_onnx(variant, metadata: dict[str, Any], out: Path) -> bytes:
 def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None = None, target=None,
                       calib_data=None, verify_data=None, calib_frames: int = 512, verify_frames: int = 256,
                       exporter: str | None = None, calib_method: str = "minmax", seed: int = 0,
-                      targets_dir=None) -> dict[str, Any]:
+                      targets_dir=None, simplify: bool = True) -> dict[str, Any]:
     """Export a checkpoint to ONNX at ``out`` and return a report (dict).
 
     ``precision`` fp32/fp16/int8 (default: the target's default, else fp32);
@@ -408,7 +540,9 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
     (defaults to ``verify_data``); ``verify_data`` a dataset file whose test
     split (as recorded in the checkpoint) gives the parity frames and the
     accuracy written into the metadata. Without data the parity check runs
-    on seeded random frames and no accuracy is recorded.
+    on seeded random frames and no accuracy is recorded. The fp32 graph is
+    checked against torch at batch 1 and a larger batch; ``simplify=False``
+    skips onnxsim (it is also skipped, with a note, when its graph fails).
 
     The steps: :func:`resolve_export_options`, :func:`convert`,
     :func:`verification_frames`, :func:`to_precision`, :func:`verify`,
@@ -416,18 +550,21 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
     """
     require("torch", "exporting a checkpoint (edgeprune export)", "pip install torch")
     require("onnx", "ONNX export")
+    from edgeprune.models.layout import layout_of
+
     ckpt = _load_ckpt(ckpt, verify_data or calib_data)
     opts = resolve_export_options(out, opset, precision, target, exporter, calib_data, verify_data, calib_frames,
-                                  verify_frames, calib_method, seed, targets_dir)
+                                  verify_frames, calib_method, seed, targets_dir, simplify)
     norm = check_normalization(ckpt.meta.get("normalization", "none"))
     model = ckpt.build()
-    fp32, actual_opset, exporter = convert(model, ckpt.length, opts)
-    names_fraction = layer_named_fraction(fp32)
     frames = verification_frames(ckpt, opts, norm)
-    variant, calibration = to_precision(fp32, ckpt, opts, frames)
+    fp32, actual_opset, exporter, notes = convert(model, ckpt.length, opts, frames)
+    names_fraction = layer_named_fraction(fp32)
+    variant, calibration = to_precision(fp32, ckpt, opts, frames, model)
     parity, acc = verify(model, variant, opts.precision, frames)
     src_sha = ckpt.sha256()
-    data = write_onnx(variant, onnx_metadata(ckpt, opts, norm, actual_opset, exporter, acc, src_sha), opts.out)
+    layout = layout_of(model)
+    data = write_onnx(variant, onnx_metadata(ckpt, opts, norm, actual_opset, exporter, acc, src_sha, layout), opts.out)
     return {
         "path": str(opts.out),
         "sha256": _sha256_bytes(data),
@@ -439,7 +576,8 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
         "opset": actual_opset,
         "exporter": exporter,
         "target": opts.target.name if opts.target else None,
-        "input": {"name": INPUT_NAME, "shape": ["batch", 2, ckpt.length], "dtype": "float32"},
+        "input": {"name": INPUT_NAME, "shape": layout_shape(layout, "batch", ckpt.length), "layout": layout,
+                  "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt.classes)]},
         "classes": ckpt.classes,
         "normalization": norm,
@@ -450,4 +588,6 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
         "parity": parity,
         "accuracy": acc or None,
         "calibration": calibration,
+        "simplified": opts.simplify and not notes,
+        "notes": notes,
     }

@@ -66,15 +66,16 @@ class Predictor:
                 be.close()
                 raise
             classes = meta.get("edgeprune.classes") or [str(i) for i in range(_last_dim(be.output_shape()))]
-            inp = meta.get("edgeprune.input")
-            length = (inp.get("length") if isinstance(inp, dict) else None) or _last_dim(be.input_shape())
+            inp = meta.get("edgeprune.input") if isinstance(meta.get("edgeprune.input"), dict) else {}
+            layout = inp.get("layout") or _frames.layout_of_shape(be.input_shape()) or "NCL"
+            length = inp.get("length") or _length_dim(be.input_shape(), layout)
             if not length:
                 be.close()
                 raise EdgepruneError(f"{self.source}: cannot tell the frame length (no edgeprune metadata)")
             try:
                 self._model = Model(be, self.source, classes, meta.get("edgeprune.normalization", "none"), length,
                                     meta.get("edgeprune.precision") or "fp32", str(self.source),
-                                    where=f"{self.source} (its metadata)")
+                                    where=f"{self.source} (its metadata)", layout=layout)
             except BaseException:
                 be.close()
                 raise
@@ -88,7 +89,8 @@ class Predictor:
                 raise EdgepruneError(f"{self.source}.json (written by edgeprune build) is missing; "
                                      f"it gives the class names and preprocessing")
             self._model = Model(be, self.source, meta["classes"], meta.get("normalization", "none"),
-                                meta["input_length"], meta.get("precision"), str(self.source))
+                                meta["input_length"], meta.get("precision"), str(self.source),
+                                layout=meta.get("input_layout") or "NCL")
         else:
             raise EdgepruneError(f"{self.source}: give a bundle (folder or .tar.gz), an .onnx file or an .engine")
         m = self._model
@@ -154,6 +156,15 @@ class Predictor:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _length_dim(shape, layout: str) -> int:
+    """The frame length an input of ``shape`` in ``layout`` takes (0 when it is not a number)."""
+    try:
+        at = _frames.layout_shape(layout, None, None).index(None, 1)
+        return int(shape[at]) if shape and isinstance(shape[at], int) else 0
+    except (IndexError, EdgepruneError):
+        return 0
 
 
 def _last_dim(shape) -> int:

@@ -23,6 +23,7 @@ from edgeprune.atomic import atomic_path, write_json
 from edgeprune.errors import EdgepruneError
 
 from .manifest import sha256_file
+from .runtime.frames import check_layout, layout_of_shape, layout_shape
 from .targets import load_target
 
 
@@ -30,6 +31,7 @@ def _onnx_info(onnx_path: Path) -> dict[str, Any]:
     """Frame length, precision, classes, normalisation from the ONNX metadata (onnx package or ORT)."""
     meta: dict[str, Any] = {}
     length = None
+    shape_layout = None
     try:
         import onnx
 
@@ -37,8 +39,10 @@ def _onnx_info(onnx_path: Path) -> dict[str, Any]:
         from .runtime.manifest import decode_metadata
 
         meta = decode_metadata({p.key: p.value for p in m.metadata_props}, f"{onnx_path} (its metadata)")
-        dims = m.graph.input[0].type.tensor_type.shape.dim
-        length = dims[-1].dim_value or None
+        dims = [d.dim_value or None for d in m.graph.input[0].type.tensor_type.shape.dim]
+        shape_layout = layout_of_shape(dims)
+        if shape_layout:
+            length = dims[layout_shape(shape_layout, None, None).index(None, 1)]
     except ImportError:
         pass
     except EdgepruneError:
@@ -46,7 +50,8 @@ def _onnx_info(onnx_path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - protobuf decode errors
         raise EdgepruneError(f"{onnx_path} is not a readable ONNX file: {str(exc).strip().splitlines()[0]}") from exc
     inp = meta.get("edgeprune.input") or {}
-    return {"length": int(inp.get("length") or length or 0) or None, "precision": meta.get("edgeprune.precision"),
+    return {"length": int(inp.get("length") or length or 0) or None,
+            "layout": check_layout(inp.get("layout") or shape_layout), "precision": meta.get("edgeprune.precision"),
             "classes": meta.get("edgeprune.classes"), "normalization": meta.get("edgeprune.normalization", "none"),
             "opset": meta.get("edgeprune.opset"), "macs": meta.get("edgeprune.macs"), "params": meta.get("edgeprune.params")}
 
@@ -74,8 +79,9 @@ def _resolve(onnx_path, target, precision, targets_dir):
     return onnx_path, tgt, precision, info
 
 
-def profile_shapes(tgt, length: int) -> dict[str, list[int]]:
-    return {"min": [tgt.batch_min, 2, length], "opt": [tgt.batch_opt, 2, length], "max": [tgt.batch_max, 2, length]}
+def profile_shapes(tgt, length: int, layout: str = "NCL") -> dict[str, list[int]]:
+    return {"min": layout_shape(layout, tgt.batch_min, length), "opt": layout_shape(layout, tgt.batch_opt, length),
+            "max": layout_shape(layout, tgt.batch_max, length)}
 
 
 def trtexec_command(onnx_path, target, out, precision: str | None = None, timing_cache=None,
@@ -89,7 +95,7 @@ def trtexec_command(onnx_path, target, out, precision: str | None = None, timing
 
     onnx_path, tgt, precision, info = _resolve(onnx_path, target, precision, targets_dir)
     args = trtexec_args(onnx_path, out, tgt.to_dict(), precision, info["length"], trt_version=trt_version,
-                        timing_cache=timing_cache, dla_core=dla_core, trtexec="trtexec")
+                        timing_cache=timing_cache, dla_core=dla_core, trtexec="trtexec", layout=info["layout"])
     return command_line(args)
 
 
@@ -143,7 +149,7 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    shapes = profile_shapes(tgt, info["length"])
+    shapes = profile_shapes(tgt, info["length"], info["layout"])
     profile = builder.create_optimization_profile()
     profile.set_shape("iq", shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
@@ -175,7 +181,8 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         "source_onnx": str(onnx_path), "source_onnx_sha256": sha256_file(onnx_path),
         "engine_sha256": sha256_file(out), "build_seconds": seconds,
         "classes": info["classes"], "normalization": info["normalization"], "input_length": info["length"],
-        "macs": info["macs"], "params": info["params"], "timing_cache": str(timing_cache) if timing_cache else None,
+        "input_layout": info["layout"], "macs": info["macs"], "params": info["params"],
+        "timing_cache": str(timing_cache) if timing_cache else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(Path(str(out) + ".json"), meta)

@@ -27,7 +27,7 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
     if threads:
         so.intra_op_num_threads = int(threads)
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # a failing run is raised as an exception (and reported as one line), not logged
     available = ort.get_available_providers()
     if providers:
         chosen = [p for p in providers if p in available]
@@ -53,16 +53,35 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
         raise EdgepruneError(f"ONNX Runtime cannot load {name}: {first}") from exc
 
 
-def run_logits(session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Logits for frames ``x`` (N, 2, L) float32, in batches."""
+def run_logits(session, x: np.ndarray, batch_size: int = 256, layout: str = "NCL") -> np.ndarray:
+    """Logits for frames ``x`` (N, 2, L) float32, in batches, fed to the model in its ``layout``. A failing run
+    is one EdgepruneError naming the batch size and the node (ONNX Runtime's own exception types otherwise
+    surface as 'unexpected')."""
+    from .runtime.frames import to_layout
+
     name = session.get_inputs()[0].name
     out = []
     for i in range(0, len(x), batch_size):
-        xb = np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32)
-        out.append(np.asarray(session.run(None, {name: xb})[0], dtype=np.float32))
+        xb = to_layout(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32), layout)
+        try:
+            res = session.run(None, {name: xb})[0]
+        except Exception as exc:  # noqa: BLE001 - ORT raises Fail, InvalidArgument, RuntimeException ...
+            raise EdgepruneError(f"ONNX Runtime fails at batch {len(xb)}: {ort_failure(exc)}") from exc
+        out.append(np.asarray(res, dtype=np.float32))
     if not out:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(out)
+
+
+def ort_failure(exc) -> str:
+    """ONNX Runtime's error in one line: the node (name and op) and its status message."""
+    import re
+
+    text = " ".join(str(exc).split())
+    m = re.search(r"running (\S+) node\. Name:'([^']*)' Status Message: (.*)", text)
+    if m:
+        return f"node '{m.group(2)}' ({m.group(1)}): {m.group(3)[:300]}"
+    return (text or type(exc).__name__)[:300]
 
 
 def compare_logits(ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
@@ -101,7 +120,7 @@ def check_parity(stats: dict[str, Any], precision: str, what: str = "the ONNX mo
     return stats
 
 
-def onnx_accuracy(session, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+def onnx_accuracy(session, x: np.ndarray, y: np.ndarray, batch_size: int = 256, layout: str = "NCL") -> float:
     if len(x) == 0:
         return float("nan")
-    return float((run_logits(session, x, batch_size).argmax(1) == y).mean())
+    return float((run_logits(session, x, batch_size, layout).argmax(1) == y).mean())

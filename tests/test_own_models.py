@@ -181,7 +181,7 @@ def test_bad_input_is_one_error_each(code, toy_npz, tmp_path):
         (f"{code}:NotAModel", None, "not an nn.Module"),
         (f"{code}:not_a_factory", None, "not an nn.Module"),
         (f"{code}:vgg_like", "{length: 64", "--kwargs is not valid JSON"),
-        (f"{code}:vgg_like", None, "does not run on (N, 2, 64) I/Q frames"),     # built for L=32 by default
+        (f"{code}:vgg_like", None, "does not run on I/Q frames of 64 samples in any layout"),     # built for L=32 by default
     ]
     for ref, kwargs, msg in cases:
         with pytest.raises(EdgepruneError, match=msg.replace("(", r"\(").replace(")", r"\)")):

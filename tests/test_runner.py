@@ -113,7 +113,7 @@ def _mutations(m):
     yield "class not a string", mut(lambda d: d.update(classes=[1, 2]))
     yield "length not int", mut(lambda d: d["input"].update(length="64"))
     yield "channels 3", mut(lambda d: d["input"].update(channels=3))
-    yield "layout NLC", mut(lambda d: d["input"].update(layout="NLC"))
+    yield "layout NHWC", mut(lambda d: d["input"].update(layout="NHWC"))   # NCL, N1CL and NLC are layouts
     yield "normalisation", mut(lambda d: d["preprocessing"].update(normalization="zscore"))
     yield "unsafe name", mut(lambda d: d["files"].update({"../x": d["files"][first]}))
     yield "folder name", mut(lambda d: d["files"].update({"a/b": d["files"][first]}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .args import add_runtime, check_range
-from .main import add_json, emit
+from .main import add_json, emit, stdout
 
 ORDER = 65
 
@@ -125,7 +125,7 @@ def run_predict(args):
     json_mode = getattr(args, "json", False)
     if not json_mode:
         print(f"# {pred.info()['backend']} {pred.precision} {pred.model_path.name}; "
-              f"normalisation {pred.normalization}; {'window offset' if sigmf else 'frame'}  class  confidence")
+              f"normalisation {pred.normalization}; {'window offset' if sigmf else 'frame'}  class  confidence", file=stdout())
     with pred:
         for start, frames in chunks:
             for row in prediction_rows(start, pred.predict(frames), hop if sigmf else None):
@@ -133,7 +133,7 @@ def run_predict(args):
                 if json_mode or args.annotate:
                     rows.append(row)
                 if not json_mode:
-                    print(f"{row.get('offset', row['frame'])}\t{table_text(row['class'])}\t{row['confidence']:.4f}")
+                    print(f"{row.get('offset', row['frame'])}\t{table_text(row['class'])}\t{row['confidence']:.4f}", file=stdout())
     if args.annotate:
         from export.sigmf_annotate import write_annotations
 
@@ -144,7 +144,8 @@ def run_predict(args):
     else:
         total = sum(counts.values())
         print(f"# {total} frame(s): " + ", ".join(f"{table_text(c)} {n}" for c, n in sorted(counts.items(),
-                                                                                          key=lambda kv: -kv[1])))
+                                                                                  key=lambda kv: -kv[1])),
+              file=stdout())
     return 0
 
 
@@ -168,7 +169,7 @@ def run_stream(args):
     pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
                      providers=getattr(args, "providers", None))
     fh = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
-    out = sys.stdout
+    out = stdout()
     try:
         with pred:
             stream = pred.stream(ByteSamples(fh, args.format), hop=args.hop, batch=args.batch or 1, rate=args.rate)

@@ -15,10 +15,17 @@ def _targets_dir(p):
                    help="extra folder of target .toml files (also EDGEPRUNE_TARGETS)")
 
 
+def _no_simplify(p):
+    p.add_argument("--no-simplify", dest="simplify", action="store_false",
+                   help="keep torch's graph as exported (no onnxsim); the simplified graph is also left out, with a "
+                        "note, when it does not match PyTorch at batch 1 and a larger batch")
+
+
 def register(sub, common):
     p = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX (fp32/fp16/int8), verified",
-                       description="Export a checkpoint to ONNX: input 'iq' (N, 2, L), output 'logits', dynamic "
-                                   "batch, simplified, checked, and verified against PyTorch in ONNX Runtime.")
+                       description="Export a checkpoint to ONNX: input 'iq' (N, 2, L) (or the layout the model "
+                                   "was imported with), output 'logits', dynamic batch, simplified, checked, and "
+                                   "verified against PyTorch in ONNX Runtime at batch 1 and a larger batch.")
     add_model(p)
     add_out(p, help="output .onnx file")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the target's, else 17)")
@@ -32,6 +39,7 @@ def register(sub, common):
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax")
     add_data(p, help="dataset for the parity frames and test-split accuracy", required=False)
     p.add_argument("--verify-frames", type=int, default=256, help="frames for the PyTorch parity check")
+    _no_simplify(p)
     _targets_dir(p)
     add_seed(p)
     add_runtime(p)
@@ -69,6 +77,7 @@ def register(sub, common):
     u.add_argument("--calib-data", default=None, help="dataset for int8 calibration (default: --data)")
     u.add_argument("--calib-frames", type=int, default=512)
     u.add_argument("--force", action="store_true", help="replace an existing bundle")
+    _no_simplify(u)
     _targets_dir(u)
     add_seed(u)
     add_runtime(u)
@@ -85,13 +94,13 @@ def run_export(args):
     r = export_checkpoint(args.model, args.out, opset=args.opset, precision=args.precision, target=args.target,
                           calib_data=args.calib_data, verify_data=args.data, calib_frames=args.calib_frames,
                           verify_frames=args.verify_frames, exporter=args.exporter, calib_method=args.calib_method,
-                          seed=args.seed, targets_dir=args.targets_dir)
+                          seed=args.seed, targets_dir=args.targets_dir, simplify=args.simplify)
     par = r["parity"]
     lines = [
         f"wrote {r['path']} ({r['size']:,} bytes, sha256 {r['sha256'][:16]}...)",
         f"model {r['model']}, {r['precision']}, opset {r['opset']} ({r['exporter']} exporter)"
         + (f", target {r['target']}" if r["target"] else ""),
-        f"input iq (batch, 2, {r['input']['shape'][2]}) float32 -> logits (batch, {len(r['classes'])}); "
+        f"input iq ({', '.join(str(v) for v in r['input']['shape'])}) float32 -> logits (batch, {len(r['classes'])}); "
         f"normalisation {r['normalization']}",
         f"MACs {r['macs']:,}  params {r['params']:,}  nodes {r['nodes']} "
         f"({r['layer_named_nodes']:.0%} of Conv/Gemm nodes carry their layers.<i> name)",
@@ -104,6 +113,8 @@ def run_export(args):
         lines.append(f"accuracy on the test split ({a['frames']} frames): onnxruntime {a['onnxruntime']:.4f}, "
                      f"torch fp32 {a['torch']:.4f}")
     emit(args, r, "\n".join(lines))
+    for note in r.get("notes") or []:
+        print(f"edgeprune: note: {note}", file=sys.stderr)
 
 
 def run_build(args):
@@ -130,7 +141,7 @@ def run_bundle(args):
     precisions = comma_list(args.precision) if args.precision else None
     m = make_bundle(args.model, args.target, args.out, precisions=precisions, engine=args.engine, data=args.data,
                     calib_data=args.calib_data, calib_frames=args.calib_frames, seed=args.seed,
-                    overwrite=args.force, targets_dir=args.targets_dir)
+                    overwrite=args.force, targets_dir=args.targets_dir, simplify=args.simplify)
     lines = [f"wrote bundle {args.out} for {m['target']['name']} ({m['model']}, {len(m['classes'])} classes, "
              f"length {m['input']['length']}, normalisation {m['preprocessing']['normalization']})"]
     for v in m["variants"]:
@@ -140,5 +151,7 @@ def run_bundle(args):
     for p, why in m.get("skipped", {}).items():
         lines.append(f"  skipped {p}: {why}")
     emit(args, m, "\n".join(lines))
+    for note in dict.fromkeys(n for v in m["variants"] for n in v.get("notes") or []):
+        print(f"edgeprune: note: {note}", file=sys.stderr)
     if m.get("skipped"):
         print(f"edgeprune: note: skipped {', '.join(m['skipped'])}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .main import add_json, emit
+from .main import add_json, emit, stdout
 
 ORDER = 42
 
@@ -37,12 +37,10 @@ def methods_text(doc: list[dict]) -> str:
 
 
 def run_methods(args):
-    import sys
-
     if args.markdown:
         from ..pruning.catalogue import markdown_table
 
-        sys.stdout.write(markdown_table())
+        stdout().write(markdown_table())
         return 0
     doc = methods_doc()
     emit(args, {"methods": doc}, methods_text(doc))

@@ -12,7 +12,8 @@ def register(sub, common):
     p = sub.add_parser(
         "import", parents=[common], help="turn your own PyTorch network (FILE.py:NAME) into an edgeprune checkpoint",
         description="Import a network written as PyTorch code: NAME in FILE.py is an nn.Module class or a function "
-                    "returning one; it must map (N, 2, L) I/Q frames to (N, classes) logits. The checkpoint records "
+                    "returning one; it must map I/Q frames, as (N, 2, L), (N, 1, 2, L) or (N, L, 2), to (N, classes) "
+                    "logits (the layout it runs on is recorded). The checkpoint records "
                     "the file, object, kwargs and the file's sha256 (never the code itself); later commands load it "
                     "only when the file is allowed with --code FILE.py or EDGEPRUNE_CODE=FILE.py.")
     p.add_argument("ref", metavar="FILE.py:NAME", help="the code file and the class or factory in it")
@@ -21,6 +22,9 @@ def register(sub, common):
     p.add_argument("--weights", default=None, help="trained weights: a plain state_dict file (loaded weights_only)")
     p.add_argument("--kwargs", default=None, help='JSON keyword arguments for NAME, e.g. \'{"num_classes": 11}\'')
     p.add_argument("--length", type=int, default=None, help="frame length (default: the data's)")
+    p.add_argument("--input-layout", default=None, type=str.upper, choices=("NCL", "N1CL", "NLC"),
+                   help="how NAME takes its frames: NCL (N, 2, L), N1CL (N, 1, 2, L) or NLC (N, L, 2) (default: "
+                        "the first of these its forward runs on; recorded in the checkpoint)")
     add_json(p)
     p.set_defaults(func=run_import)
 
@@ -36,9 +40,13 @@ def register(sub, common):
 def run_import(args):
     from ..importing import import_model
 
-    res = import_model(args.ref, args.data, args.out, weights=args.weights, kwargs=args.kwargs, length=args.length)
-    text = (f"imported {args.ref}: {res['params']:,} params, {res['macs']:,} MACs, {res['units']} removable units\n"
+    res = import_model(args.ref, args.data, args.out, weights=args.weights, kwargs=args.kwargs, length=args.length,
+                       input_layout=args.input_layout)
+    text = (f"imported {args.ref}: {res['params']:,} params, {res['macs']:,} MACs, {res['units']} removable units, "
+            f"frames {res['input_layout']}\n"
             f"wrote {res['checkpoint']} (later commands need --code {res['source'].get('file')})")
+    if res.get("note"):
+        text += f"\nnote: {res['note']}"
     emit(args, res, text)
     return 0
 

@@ -63,13 +63,23 @@ def check_numbers(args) -> None:
             raise EdgepruneError(f"{flag} {value} is out of range")
 
 
+_STDOUT: list = []   # edgeprune's own stdout while a command runs (sys.stdout is then stderr)
+
+
+def stdout():
+    """The stream edgeprune's own output goes to. While a command runs, ``sys.stdout`` is stderr, so whatever the
+    model's code (or a library) prints cannot mix into edgeprune's output and ``--json`` stays one document."""
+    return _STDOUT[-1] if _STDOUT else sys.stdout
+
+
 def emit(args, obj, text: str | None = None) -> None:
     """Print ``obj`` as JSON with --json, else ``text`` (or a JSON fallback)."""
+    out = stdout()
     if getattr(args, "json", False):
-        sys.stdout.write(dumps(obj) + "\n")
+        out.write(dumps(obj) + "\n")
     else:
-        sys.stdout.write((text if text is not None else dumps(obj)) + "\n")
-    sys.stdout.flush()
+        out.write((text if text is not None else dumps(obj)) + "\n")
+    out.flush()
 
 
 def _command_modules():
@@ -165,6 +175,15 @@ def apply_runtime(args) -> None:
 
 
 def _run(args, debug: bool) -> int:
+    _STDOUT.append(sys.stdout)
+    sys.stdout = sys.stderr   # prints of the model's code (import, __init__, forward) go to stderr
+    try:
+        return _run_command(args, debug)
+    finally:
+        sys.stdout = _STDOUT.pop()
+
+
+def _run_command(args, debug: bool) -> int:
     try:
         check_numbers(args)
         apply_runtime(args)

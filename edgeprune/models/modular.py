@@ -14,7 +14,8 @@ the unpruned network and which structural edits were made since:
                "rnn_layers": {lstm module name: [kept layer indices]},
                "reinit": [module names re-initialised because their input shape changed],
                "attrs": {module name: {attribute: value}}},            # widths, Torch-Pruning's way
-     "stats": {"params", "macs", "units", "weight_layers"}}
+     "stats": {"params", "macs", "units", "weight_layers"},
+     "layout": "N1CL" | "NLC"}                                         # absent: the model takes (N, 2, L)
 
 Channel widths (``attrs``) are re-applied with Torch-Pruning's own
 ``tp.load_state_dict`` (module attributes plus the parameters, the latter
@@ -76,6 +77,10 @@ def validate_recipe(r: Any) -> dict[str, Any]:
                 raise EdgepruneError(f"model recipe source lacks {key!r}")
     if not isinstance(src.get("kwargs", {}), dict):
         raise EdgepruneError("model recipe source kwargs must be a dict")
+    if "layout" in r:
+        from export.runtime.frames import check_layout
+
+        check_layout(r["layout"])
     ed = r["edits"]
     if not isinstance(ed, dict) or any(k not in EDIT_KEYS for k in ed):
         raise EdgepruneError(f"model recipe edits must be a dict with keys among {', '.join(EDIT_KEYS)}")
@@ -99,7 +104,14 @@ def validate_recipe(r: Any) -> dict[str, Any]:
 
 
 def base_model(recipe: dict[str, Any], where: str = "this checkpoint"):
-    """The unpruned network (random weights): built-in zoo code, or the user's allowed code file."""
+    """The unpruned network (random weights): built-in zoo code, or the user's allowed code file; fed (N, 2, L)
+    frames whatever its input layout (:mod:`edgeprune.models.layout`)."""
+    from .layout import attach
+
+    return attach(_base_model(recipe, where), recipe.get("layout"))
+
+
+def _base_model(recipe: dict[str, Any], where: str):
     src = recipe["source"]
     kwargs = dict(src.get("kwargs", {}))
     if "zoo" in src:

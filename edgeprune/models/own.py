@@ -37,22 +37,24 @@ def recipe_for(name: str, length: int, num_classes: int, kwargs: dict[str, Any] 
     return recipe, model
 
 
-def check_io(model, length: int, num_classes: int, what: str) -> None:
-    """The model must map (N, 2, L) frames to (N, num_classes) logits."""
-    import torch
+def check_io(model, length: int, num_classes: int, what: str, layout: str | None = None) -> dict:
+    """The model must map I/Q frames to (N, num_classes) logits in one of the layouts (N, 2, L), (N, 1, 2, L),
+    (N, L, 2) (only ``layout`` when given). The first that runs is attached to ``model`` (it then takes (N, 2, L)
+    frames like any edgeprune network); returns {"layout", "runs"} (:func:`edgeprune.models.layout.find_layout`)."""
+    from .layout import attach, find_layout
 
-    model.eval()
-    try:
-        with torch.no_grad():
-            y = model(torch.zeros(2, 2, int(length)))
-    except Exception as exc:  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EdgepruneError(f"{what} does not run on (N, 2, {length}) I/Q frames ({type(exc).__name__}: {first}); "
-                             f"pass --kwargs or --length to build it for this input") from exc
-    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2, int(num_classes)):
-        shape = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise EdgepruneError(f"{what} returns {shape} for 2 frames; edgeprune needs logits of shape "
-                             f"[2, {num_classes}] (one per class of the data)")
+    found = find_layout(model, length, num_classes, what, layout)
+    attach(model, found["layout"])
+    return found
+
+
+def with_layout(recipe: dict[str, Any], layout: str) -> dict[str, Any]:
+    """``recipe`` recording the input layout (NCL, the default, is not written)."""
+    out = dict(recipe)
+    out.pop("layout", None)
+    if layout and layout != "NCL":
+        out["layout"] = layout
+    return out
 
 
 def load_weights(model, path) -> None:

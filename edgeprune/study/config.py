@@ -69,6 +69,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "export": {
         "precisions": (list, ["fp32"]),
         "opset": (int, 17),
+        "simplify": (bool, True),      # false: keep torch's graph (no onnxsim), as `export --no-simplify`
     },
     "profile": {
         "backends": (list, ["onnxruntime"]),

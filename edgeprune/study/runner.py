@@ -172,11 +172,12 @@ def work_evaluate(ckpt: Path, data_path: Path, pruned: Path | None) -> dict[str,
     return rec
 
 
-def work_export(ckpt: Path, data_path: Path, out: Path, precision: str, opset: int, seed: int) -> dict[str, Any]:
+def work_export(ckpt: Path, data_path: Path, out: Path, precision: str, opset: int, seed: int,
+                simplify: bool = True) -> dict[str, Any]:
     from export.onnx_export import export_checkpoint
 
     r = export_checkpoint(ckpt, out, opset=opset, precision=precision, verify_data=data_path,
-                          calib_data=data_path, seed=seed)
+                          calib_data=data_path, seed=seed, simplify=simplify)
     keep = {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None}
     return {"path": str(out), **keep}
 
@@ -366,10 +367,12 @@ class Study:
         out = []
         for prec in e["precisions"]:
             onnx_path = self.out / "onnx" / f"{_file_id(mid)}.{prec}.onnx"
-            xkey = stage_key("export", key, prec, e["opset"], stages.code_fingerprint("export"))
+            simplify = e.get("simplify", True)
+            xkey = stage_key("export", key, prec, e["opset"], stages.code_fingerprint("export"),
+                             *([] if simplify else ["no-simplify"]))
             out.append(Stage(f"export {mid} {prec}", xkey, work_export,
                              dict(ckpt=ckpt, data_path=data_path, out=onnx_path, precision=prec, opset=e["opset"],
-                                  seed=self.seed), [onnx_path], inputs=[ckpt, data_path]))
+                                  seed=self.seed, simplify=simplify), [onnx_path], inputs=[ckpt, data_path]))
         return out
 
     def export_stage(self, mid: str, ckpt: Path, key: str, data_path: Path) -> dict[str, Any]:
@@ -430,11 +433,13 @@ class Study:
                 if folder.exists():
                     shutil.rmtree(folder)
                 m = make_bundle(ent["checkpoint"], pr["target"], folder, precisions=precs,
-                                calib_data=self._data_path if "int8" in precs else None, seed=self.seed)
+                                calib_data=self._data_path if "int8" in precs else None, seed=self.seed,
+                                simplify=e.get("simplify", True))
                 return {"path": str(folder), "precisions": [v["precision"] for v in m["variants"]
                                                             if v["format"] == "onnx"]}
 
-            key = stage_key("bundle", ent["key"], pr["target"], e["precisions"], stages.code_fingerprint("export"))
+            key = stage_key("bundle", ent["key"], pr["target"], e["precisions"], stages.code_fingerprint("export"),
+                            *([] if e.get("simplify", True) else ["no-simplify"]))
             out[ent["id"]] = self.cache.run(f"bundle {ent['id']}", key, run, [folder / "manifest.json"])
         return out
 

@@ -206,12 +206,12 @@ def _model_spec(opts: _Options, ds, own: bool) -> dict:
     import torch
 
     from ..models.modular import with_stats
-    from ..models.own import check_io, recipe_for
+    from ..models.own import check_io, recipe_for, with_layout
 
     torch.manual_seed(opts.seed)
     spec, probe = recipe_for(opts.model, ds.length, len(ds.classes), getattr(opts, "kwargs", None))
-    check_io(probe, ds.length, len(ds.classes), opts.model)
-    return with_stats(spec, probe)
+    found = check_io(probe, ds.length, len(ds.classes), opts.model)
+    return with_stats(with_layout(spec, found["layout"]), probe)
 
 
 def _dataset_record(data_path: Path, ds, total_frames: int, fractions, opts: _Options, frames: dict) -> dict:

@@ -80,9 +80,12 @@ def make_record(info, backend, backend_version, desc, precision, batch, threads,
 
 
 def bench_backend(backend, batch, length, seed=0, warmup_ms=200.0, warmup_iters=None, duration_ms=1000.0,
-                  iters=None, min_iters=10):
-    """Bind seeded frames of ``batch`` x (2, length) and measure; (times ns, warm-up runs, runner)."""
-    x = input_array([batch, 2, length], np.dtype(getattr(backend, "in_dtype", np.float32)), seed)
+                  iters=None, min_iters=10, layout="NCL"):
+    """Bind seeded frames of ``batch`` x (2, length) (in the model's ``layout``) and measure; (times ns, warm-up
+    runs, runner)."""
+    from .frames import layout_shape
+
+    x = input_array(layout_shape(layout, batch, length), np.dtype(getattr(backend, "in_dtype", np.float32)), seed)
     name = getattr(backend, "input_name", "iq")
     runner = BoundRunner(backend, {name: x})
     times, warm = measure(runner, warmup_ms, warmup_iters, duration_ms, iters, min_iters)

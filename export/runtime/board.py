@@ -533,14 +533,15 @@ def _throttling(locked, before, after, samples):
 
 
 def bench_backend_monitored(monitor, backend, batch, length, seed=0, warmup_ms=200.0, warmup_iters=None,
-                            duration_ms=1000.0, iters=None, min_iters=10):
+                            duration_ms=1000.0, iters=None, min_iters=10, layout="NCL"):
     """``bench.bench_backend`` with the board watched: (times ns, warm-up runs, runner, (before, after, sampler))."""
     import numpy as np
 
     from .bench import BoundRunner, input_array
+    from .frames import layout_shape
     from .stats import measure
 
-    x = input_array([batch, 2, length], np.dtype(getattr(backend, "in_dtype", np.float32)), seed)
+    x = input_array(layout_shape(layout, batch, length), np.dtype(getattr(backend, "in_dtype", np.float32)), seed)
     runner = BoundRunner(backend, {getattr(backend, "input_name", "iq"): x})
 
     def run(on_start):

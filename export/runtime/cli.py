@@ -198,6 +198,7 @@ def bundle_info(root, manifest):
 
 def cmd_bench(args, root, manifest):
     from .bench import format_table, make_record, new_results
+    from .frames import layout_shape
     from .machine import cpu_label, machine_info
     from .model import open_model
 
@@ -229,12 +230,12 @@ def cmd_bench(args, root, manifest):
             for batch in batches:
                 times, warm, runner, watch = bench_backend_monitored(
                     monitor, be, batch, length, args.seed, args.warmup_ms, args.warmup, args.duration_ms, args.iters,
-                    args.min_iters)
+                    args.min_iters, layout=model.layout)
                 desc = be.describe()
                 on = desc.get("on", "cpu")
                 results["records"].append(make_record(
                     info, be.name, registry.version(be.name), desc, model.precision, batch, th,
-                    [batch, 2, length], runner.io, runner.timing, warm, times, runner.extras, args.seed, machine,
+                    layout_shape(model.layout, batch, length), runner.io, runner.timing, warm, times, runner.extras, args.seed, machine,
                     cpu_label(machine) if on == "cpu" else on, file=model.model_path))
                 rec = results["records"][-1]
                 rec.update(monitor.fields(watch[0], watch[1], watch[2], rec["mean_ms"], batch))
@@ -381,7 +382,8 @@ def cmd_build(args, root, manifest):
     binary = args.trtexec or find_trtexec()
     args_list = trtexec_args(os.path.join(root, var["file"]), out, target, precision,
                              manifest["input"]["length"], trt_version=trt_ver, timing_cache=cache,
-                             dla_core=None if args.no_dla else args.dla_core, trtexec=binary or "trtexec")
+                             dla_core=None if args.no_dla else args.dla_core, trtexec=binary or "trtexec",
+                             layout=manifest["input"].get("layout") or "NCL")
     line = command_line(args_list)
     if args.print_only:
         print(dumps({"trtexec": line}) if args.json else line)
@@ -413,7 +415,8 @@ def cmd_build(args, root, manifest):
             "engine_sha256": file_sha256(out), "build_seconds": time.time() - t0, "trtexec": line,
             "timing_cache": os.path.basename(cache), "classes": manifest["classes"],
             "normalization": manifest["preprocessing"].get("normalization"),
-            "input_length": manifest["input"]["length"], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "input_length": manifest["input"]["length"], "input_layout": manifest["input"].get("layout") or "NCL",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json_atomic(out + ".json", meta)
     print(dumps(meta) if args.json else "built {} in {:.1f} s (timing cache {})".format(
         os.path.basename(out), meta["build_seconds"], os.path.basename(cache)))

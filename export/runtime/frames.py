@@ -17,6 +17,53 @@ from .errors import EdgepruneError
 
 NORMALIZATIONS = ("l1", "l2", "max", "none")
 
+# The layouts a model may take its frames in. Frames always arrive as (N, 2, L) (rows I and Q); ``to_layout``
+# hands them to the model the way it was written to take them (recorded at import, in the manifest and the ONNX
+# metadata).
+LAYOUTS = {"NCL": "(N, 2, L)", "N1CL": "(N, 1, 2, L)", "NLC": "(N, L, 2)"}
+
+
+def check_layout(name):
+    """The layout's name (NCL when none is given); one-line error for an unknown one."""
+    text = "NCL" if name in (None, "") else str(name).upper()
+    if text not in LAYOUTS:
+        raise EdgepruneError("unknown input layout {!r}; choose one of {}".format(
+            name, ", ".join("{} {}".format(k, v) for k, v in LAYOUTS.items())))
+    return text
+
+
+def layout_shape(layout, batch, length):
+    """The model's input shape for ``batch`` frames of ``length`` samples in ``layout``."""
+    layout = check_layout(layout)
+    if layout == "N1CL":
+        return [batch, 1, 2, length]
+    if layout == "NLC":
+        return [batch, length, 2]
+    return [batch, 2, length]
+
+
+def layout_of_shape(shape):
+    """The layout an input of ``shape`` (dims may be names) has, or None when it is none of them."""
+    dims = list(shape or [])
+    if len(dims) == 4 and dims[1:3] == [1, 2]:
+        return "N1CL"
+    if len(dims) == 3 and dims[1] == 2:
+        return "NCL"
+    if len(dims) == 3 and dims[2] == 2:
+        return "NLC"
+    return None
+
+
+def to_layout(x, layout):
+    """(N, 2, L) frames as a model of ``layout`` takes them (float32, contiguous)."""
+    layout = check_layout(layout)
+    x = np.asarray(x, dtype=np.float32)
+    if layout == "N1CL":
+        return np.ascontiguousarray(x[:, None])
+    if layout == "NLC":
+        return np.ascontiguousarray(x.transpose(0, 2, 1))
+    return x
+
 
 def check_normalization(name):
     name = "none" if name in (None, "") else str(name).lower()

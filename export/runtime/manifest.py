@@ -102,7 +102,7 @@ MANIFEST_SCHEMA = obj(
     model=opt(text()),
     classes=seq(CLASS_NAME, nonempty=True, hi=1 << 16, doc="class names, index order"),
     target=opt(TARGET_SCHEMA),
-    input=obj(name=opt(text()), layout=text(choices=("NCL",)), channels=integer(choices=(2,)),
+    input=obj(name=opt(text()), layout=text(choices=("NCL", "N1CL", "NLC"), doc="how the model takes frames: (N, 2, L), (N, 1, 2, L) or (N, L, 2)"), channels=integer(choices=(2,)),
               length=integer(lo=1, hi=1 << 24), dtype=opt(text(choices=("float32",)))),
     output=opt(obj(name=opt(text()))),
     preprocessing=obj(normalization=text(check=_normalization, doc="none, l1, l2 or max"),

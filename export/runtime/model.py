@@ -14,7 +14,7 @@ import os
 
 from . import registry
 from .errors import EdgepruneError
-from .frames import check_frames, check_normalization, classify, normalize
+from .frames import check_frames, check_layout, check_normalization, classify, layout_shape, normalize, to_layout
 from .manifest import file_sha256, pick_variant
 
 
@@ -80,7 +80,8 @@ def choose(root, manifest, backend="auto", precision=None, source=None):
 class Model(object):
     """An opened model: ``predict(frames)``, ``logits(frames)``, ``info()``, ``close()``."""
 
-    def __init__(self, backend, path, classes, normalization, length, precision, source=None, where=None):
+    def __init__(self, backend, path, classes, normalization, length, precision, source=None, where=None,
+                 layout="NCL"):
         self.backend = backend
         self.model_path = path
         self.source = source or path
@@ -92,6 +93,7 @@ class Model(object):
         self.classes = list(classes)
         self.normalization = check_normalization(normalization)
         self.length = int(length)
+        self.layout = check_layout(layout)   # how the model takes its frames; they arrive as (N, 2, L)
         self.precision = precision
         self.providers = list(backend.describe().get("providers") or [])
         self._check_model_io(where)
@@ -104,12 +106,16 @@ class Model(object):
         ishape, oshape = shapes[0](), shapes[1]()
         if ishape is None or oshape is None:
             return
-        if len(ishape) != 3 or (isinstance(ishape[1], int) and ishape[1] != 2):
-            raise EdgepruneError("{}: the model's input has shape {}, not (N, 2, L) I/Q frames".format(
-                self.source, list(ishape)))
-        if isinstance(ishape[2], int) and ishape[2] != self.length:
+        want = layout_shape(self.layout, None, None)
+        if len(ishape) != len(want) or any(isinstance(a, int) and b is not None and a != b
+                                           for a, b in zip(ishape, want)):
+            raise EdgepruneError("{}: the model's input has shape {}, not {} I/Q frames (its layout {})".format(
+                self.source, list(ishape), "(" + ", ".join(str(v) for v in layout_shape(self.layout, "N", "L")) + ")",
+                self.layout))
+        at = want.index(None, 1)
+        if isinstance(ishape[at], int) and ishape[at] != self.length:
             raise EdgepruneError("{} says frames of {} samples but the model takes {}".format(
-                where, self.length, ishape[2]))
+                where, self.length, ishape[at]))
         if oshape and isinstance(oshape[-1], int) and oshape[-1] != len(self.classes):
             raise EdgepruneError("{} names {} classes but the model has {} outputs".format(
                 where, len(self.classes), oshape[-1]))
@@ -131,7 +137,7 @@ class Model(object):
             return np.zeros((0, len(self.classes)), np.float32)
         import numpy as np
 
-        z = self.backend.infer(x)
+        z = self.backend.infer(to_layout(x, self.layout))
         if z.size and not np.isfinite(z).all():
             bad = int((~np.isfinite(z).reshape(len(z), -1).all(axis=1)).sum())
             raise EdgepruneError("the model's scores are NaN or Inf for {} frame(s): their samples are too large for "
@@ -145,7 +151,7 @@ class Model(object):
     def info(self):
         return {"source": str(self.source), "backend": self.backend.name, "providers": self.providers,
                 "model_file": str(self.model_path), "precision": self.precision, "classes": self.classes,
-                "length": self.length, "normalization": self.normalization}
+                "length": self.length, "layout": self.layout, "normalization": self.normalization}
 
     def close(self):
         self.backend.close()
@@ -161,4 +167,5 @@ def open_model(root, manifest, backend="auto", precision=None, threads=None, pro
         be = registry.open_backend("onnxruntime", path, threads=threads, providers=providers,
                                    target_providers=(manifest.get("target") or {}).get("providers"))
     return Model(be, path, manifest["classes"], manifest["preprocessing"].get("normalization"),
-                 manifest["input"]["length"], prec, source, where="{} (manifest.json)".format(source or root))
+                 manifest["input"]["length"], prec, source, where="{} (manifest.json)".format(source or root),
+                 layout=manifest["input"].get("layout"))

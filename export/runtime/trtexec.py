@@ -35,14 +35,16 @@ def _major_minor(v):
         return 0, 0
 
 
-def profile_shapes(batch, length, input_name="iq"):
-    """min/opt/max shapes of the optimization profile from a target's batch table."""
-    return {"min": [int(batch.get("min", 1)), 2, int(length)], "opt": [int(batch.get("opt", 1)), 2, int(length)],
-            "max": [int(batch.get("max", 64)), 2, int(length)]}
+def profile_shapes(batch, length, input_name="iq", layout="NCL"):
+    """min/opt/max shapes of the optimization profile from a target's batch table (inputs in ``layout``)."""
+    from .frames import layout_shape
+
+    return {key: layout_shape(layout, int(batch.get(key, dflt)), int(length))
+            for key, dflt in (("min", 1), ("opt", 1), ("max", 64))}
 
 
 def trtexec_args(onnx, out, target, precision, length, trt_version=None, timing_cache=None, dla_core=0,
-                 trtexec=TRTEXEC):
+                 trtexec=TRTEXEC, layout="NCL"):
     """The argument list that builds ``onnx`` into engine ``out`` for ``target`` (a target dict).
 
     ``trt_version``: the TensorRT that will run the command (default: the target's).
@@ -54,7 +56,7 @@ def trtexec_args(onnx, out, target, precision, length, trt_version=None, timing_
         raise EdgepruneError("target {} does not support {} (it supports {})".format(
             target.get("name"), precision, ", ".join(target.get("precisions", []))))
     major, minor = _major_minor(trt_version or target.get("tensorrt"))
-    shapes = profile_shapes(target.get("batch") or {}, length)
+    shapes = profile_shapes(target.get("batch") or {}, length, layout=layout)
 
     def fmt(s):
         return "iq:" + "x".join(str(v) for v in s)
