@@ -125,7 +125,7 @@ MANIFEST_SCHEMA = obj(
 _P = "edgeprune."
 ONNX_METADATA_SCHEMA = obj({
     _P + "classes": opt(seq(CLASS_NAME, nonempty=True, hi=1 << 16)),
-    _P + "input": opt(obj(name=opt(text()), layout=opt(text(choices=("NCL",))), channels=opt(integer(choices=(2,))),
+    _P + "input": opt(obj(name=opt(text()), layout=opt(text(choices=("NCL", "N1CL", "NLC"))), channels=opt(integer(choices=(2,))),
                           length=opt(integer(lo=1, hi=1 << 24)), dtype=opt(text()))),
     _P + "normalization": opt(text(check=_normalization)),
     _P + "precision": opt(text(choices=PRECISIONS, nullable=True)),
