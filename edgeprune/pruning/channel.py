@@ -251,7 +251,8 @@ def prune_channels(spec: dict[str, Any], state_dict: dict, criterion: str, ratio
     """Prune a copy of the model with ``ratio`` (``ratio_hi`` on the first ``k`` layer sets).
 
     Returns ``(new_spec, model)``; ``model`` is an EdgeNet of ``new_spec``
-    with the pruned weights.
+    with the pruned weights, checked to equal the original with the removed
+    channels masked (:func:`edgeprune.pruning.equivalence.check_channel_masked`).
     """
     from ..models import build_model
 
@@ -265,7 +266,14 @@ def prune_channels(spec: dict[str, Any], state_dict: dict, criterion: str, ratio
         for mods in sets[:k]:
             for m in mods:
                 ratio_dict[m] = float(ratio_hi)
-    tp_prune(model, _example(spec), make_importance(criterion), ratio, ignored_layers(model, spec), ratio_dict)
+    import copy
+
+    from .equivalence import check_channel_masked, random_frames
+
+    original = copy.deepcopy(model).eval()
+    removed = tp_prune(model, _example(spec), make_importance(criterion), ratio, ignored_layers(model, spec),
+                       ratio_dict, record=True)
+    check_channel_masked(original, model, removed, random_frames(tuple(_example(spec).shape[1:])))
     return rebuild(spec, model)
 
 
