@@ -36,6 +36,24 @@ def _ROOTS() -> tuple:
     return (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
 
 
+def _last_weighted(model, example) -> list[str]:
+    """The name of the weighted layer that runs last in the forward (the classifier)."""
+    import torch
+
+    order: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, a, o, n=n: order.append(n))
+             for n, m in model.named_modules() if isinstance(m, _ROOTS())]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception:
+        return []
+    finally:
+        for h in hooks:
+            h.remove()
+    return order[-1:]
+
+
 def _width(mod) -> int:
     from torch import nn
 
@@ -59,6 +77,7 @@ class ChannelPruner:
         res = _trace(model, ckpt)
         modules = dict(model.named_modules())
         self.ignored = {m for u in res.units if u.role == "classifier" for m in u.members}
+        self.ignored.update(_last_weighted(model, self.example))   # the classifier: its outputs are the classes
         inside_attention = {f"{n}.{c}" for n, m in modules.items() if isinstance(m, nn.MultiheadAttention)
                             for c, _ in m.named_modules() if c}
         kinds = (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
