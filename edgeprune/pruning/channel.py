@@ -313,13 +313,23 @@ def prune_to_macs(spec: dict[str, Any], state_dict: dict, criterion: str, fracti
         last[(r_lo, r_hi, k)] = (new_spec, net)
         return count_macs(net)
 
-    match = search_ratio(probe, base_macs, fraction, n_sets, rmax, tol, what=f"channel pruning ({criterion})")
+    match = search_ratio(probe, base_macs, fraction, n_sets, rmax, tol, what=f"channel pruning ({criterion})",
+                         max_hint=lambda: _spec_hint(spec, prune_channels(spec, state_dict, criterion, rmax)[0]))
     r_lo, r_hi, k = match.setting
     if (r_lo, r_hi, k) in last:
         new_spec, net = last[(r_lo, r_hi, k)]
     else:  # the best setting was probed earlier: pruning is deterministic, so redo it
         new_spec, net = prune_channels(spec, state_dict, criterion, r_lo, r_hi, k)
     return new_spec, {k_: v.detach().clone() for k_, v in net.state_dict().items()}, match
+
+
+def _spec_hint(spec: dict[str, Any], narrowest: dict[str, Any]) -> str:
+    """Why a target is out of reach, read from the spec at the largest ratio (which layers kept their widths)."""
+    before, after = widths(spec), widths(narrowest)
+    kept = [f"layer {a['layer']} ({a['type']})" for a, b in zip(before, after) if a == b]
+    narrowed = len(before) - len(kept)
+    return (f" ({narrowed} layer(s) narrowed as far as they go; widths unchanged: {', '.join(kept) or 'none'}; "
+            f"the classifier's outputs are the classes)")
 
 
 def widths(spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -134,7 +134,9 @@ class ChannelPruner:
 
         from .tp_rnn import rnn_pruners
 
-        tp = __import__("torch_pruning")
+        from ..errors import require
+
+        tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
         names = self.prunable
         parent = {n: n for n in names}
 
