@@ -24,12 +24,12 @@ CHANNEL = ("channel-l1", "channel-l2", "channel-fpgm", "channel-bn")
 
 def _implementations(name):
     """(spec-path function, traced-network function) that take ``name``'s options as keywords."""
-    from edgeprune.pruning import channel, dbp, layer, modular, random_units
+    from edgeprune.pruning import channel, channel_traced, dbp, layer, modular, random_units
 
     spec = {"layer": layer._layer_prune, "dbp": dbp.dbp, "random": random_units.random_units}
     traced = {"layer": modular.layer_method, "dbp": modular.dbp_method, "random": modular.random_method}
     if name in CHANNEL:
-        return channel.channel_method, modular.channel_method
+        return channel.channel_method, channel_traced.channel_method
     return spec[name], traced[name]
 
 

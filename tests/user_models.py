@@ -195,3 +195,145 @@ class SpectrumNet(nn.Module):
     def forward(self, x):
         z = torch.fft.fft(x)
         return self.fc(F.relu(self.conv(torch.cat([z.real, z.imag], 1))).mean(-1))
+
+
+# ------------------------------------------------------------------ channel-pruning suite (issue 24)
+# Tiny networks of the shapes published AMR repositories use, written for these tests. Each takes (N, 2, L).
+
+
+class PadBlock2d(nn.Module):
+    """A CIFAR-style basic block on (N, C, 2, L) maps; a downsampling block's shortcut is parameter-free: it halves
+    the length and zero-pads the channels on both sides, the padding computed at run time from the widths
+    (``x.size(1)`` and the residual branch's), so it fits whatever widths the block has."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, (1, stride), 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = stride != 1 or cin != cout
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.down:
+            diff = out.size(1) - x.size(1)
+            x = F.pad(x[:, :, :, ::2], (0, 0, 0, 0, diff // 2, diff - diff // 2))
+        return F.relu(out + x)
+
+
+class PadResNet2d(nn.Module):
+    """ResNet-56's layout in miniature on 2-D (I/Q x time) maps: stem, three stages, the later two entered through
+    a zero-padding shortcut whose padding follows the incoming width."""
+
+    def __init__(self, num_classes=4, width=4, blocks=2):
+        super().__init__()
+        self.stem = nn.Conv2d(1, width, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        layers, cin = [], width
+        for stage, cout in enumerate((width, 2 * width, 4 * width)):
+            for b in range(blocks):
+                layers.append(PadBlock2d(cin, cout, 2 if (stage and not b) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x.unsqueeze(1))))
+        x = self.layers(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class PadResNet1d(nn.Module):
+    """The same in 1-D (a Conv1d ResNet with the x.size(1) zero-padding shortcut)."""
+
+    def __init__(self, num_classes=4, width=4):
+        super().__init__()
+        self.stem = nn.Conv1d(2, width, 3, padding=1, bias=False)
+        self.c1 = nn.Conv1d(width, width, 3, padding=1, bias=False)
+        self.c2 = nn.Conv1d(width, 2 * width, 3, 2, 1, bias=False)
+        self.c3 = nn.Conv1d(2 * width, 2 * width, 3, padding=1, bias=False)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        x = F.relu(x + self.c1(x))
+        half = x.size(1) // 2
+        x = F.relu(self.c3(F.relu(self.c2(x))) + F.pad(x[:, :, ::2], (0, 0, half, half)))
+        return self.fc(x.mean(-1))
+
+
+class BranchLSTM(nn.Module):
+    """A recurrent stage in its own module (as dual-branch CNN+LSTM models write it)."""
+
+    def __init__(self, cin, hidden):
+        super().__init__()
+        self.lstm1 = nn.LSTM(cin, hidden, batch_first=True)
+        self.lstm2 = nn.LSTM(hidden, hidden, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.lstm1(x)
+        y, _ = self.lstm2(y)
+        return y[:, -1]
+
+
+class DualBranchCLDNN(nn.Module):
+    """MCLDNN style: a 2-D conv on the I/Q plane and 1-D convs on I and Q, concatenated, then a nested LSTM stage
+    and a dense head."""
+
+    def __init__(self, num_classes=4, ch=8, hidden=12):
+        super().__init__()
+        self.conv2d = nn.Conv2d(1, ch, (2, 5), padding=(0, 2))
+        self.conv_i = nn.Conv1d(1, ch, 5, padding=2)
+        self.conv_q = nn.Conv1d(1, ch, 5, padding=2)
+        self.merge = nn.Conv1d(3 * ch, 2 * ch, 3, padding=1)
+        self.rnn = BranchLSTM(2 * ch, hidden)
+        self.fc1 = nn.Linear(hidden, 16)
+        self.fc2 = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        a = F.relu(self.conv2d(x.unsqueeze(1))).squeeze(2)
+        i = F.relu(self.conv_i(x[:, :1]))
+        q = F.relu(self.conv_q(x[:, 1:]))
+        y = F.relu(self.merge(torch.cat([a, i, q], 1)))
+        return self.fc2(F.relu(self.fc1(self.rnn(y.transpose(1, 2)))))
+
+
+class ConvTransformer(nn.Module):
+    """A conv front end, a standard nn.TransformerEncoder over time, mean over time, classifier (the feed-forward
+    width 8 x d_model: most of the MACs in the feed-forward layers, as with PyTorch's default 2048)."""
+
+    def __init__(self, num_classes=4, d_model=16, layers=2):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 8, 5, padding=2)
+        self.proj = nn.Conv1d(8, d_model, 1)
+        layer = nn.TransformerEncoderLayer(d_model, 2, dim_feedforward=8 * d_model, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.fc = nn.Linear(d_model, num_classes)
+
+    def forward(self, x):
+        y = self.proj(F.relu(self.conv(x))).transpose(1, 2)
+        return self.fc(self.encoder(y).mean(1))
+
+
+class PhaseGRU(nn.Module):
+    """PET-CGDNN style: a Linear estimates a phase from the whole frame, the I/Q samples are rotated by it, then
+    convs and a GRU."""
+
+    def __init__(self, num_classes=4, length=64, ch=8, hidden=12):
+        super().__init__()
+        self.phase = nn.Linear(2 * length, 1)
+        self.conv1 = nn.Conv1d(2, ch, 5, padding=2)
+        self.conv2 = nn.Conv1d(ch, ch, 3, padding=1)
+        self.gru = nn.GRU(ch, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        p = self.phase(x.flatten(1))
+        c, s = torch.cos(p), torch.sin(p)
+        i, q = x[:, 0], x[:, 1]
+        x = torch.stack([i * c + q * s, q * c - i * s], 1)
+        y = F.relu(self.conv2(F.relu(self.conv1(x))))
+        h, _ = self.gru(y.transpose(1, 2))
+        return self.fc(h[:, -1])

@@ -70,6 +70,19 @@ def _options(args) -> dict:
     return check_options(args.method, opts, "--opt")
 
 
+def _channel_lines(channels) -> list[str]:
+    """What a channel-pruned checkpoint records: each narrowed layer's widths, each layer left alone and why."""
+    if not channels:
+        return []
+    lines = [f"narrowed {len(channels['narrowed'])} layer(s) (checked: equals the original with the removed "
+             f"channels masked to zero)"]
+    lines += [f"  {c}" for c in channels["narrowed"]]
+    if channels["left_alone"]:
+        lines.append(f"left alone {len(channels['left_alone'])} layer(s) (output widths kept):")
+        lines += [f"  {name}: {why}" for name, why in channels["left_alone"].items()]
+    return lines
+
+
 def run_prune(args):
     from ..errors import EdgepruneError
     from ..pruning.prune_file import prune_checkpoint
@@ -93,6 +106,7 @@ def run_prune(args):
              f"{after['weight_layers']}"]
     if doc["kept_units"] is not None:
         lines.append(f"kept units {doc['kept_units']}")
+    lines += _channel_lines(doc.get("channels"))
     lat = doc.get("latency")
     if lat:
         lines.append(f"latency budget {lat['budget_ms']:.3f} ms on {lat['target']} ({lat['backend']}, batch {lat['batch']}, "

@@ -100,24 +100,95 @@ def _example(spec: dict[str, Any]):
     return torch.randn((2,) + shape, generator=g)
 
 
-def tp_prune(model, example, importance, ratio: float, ignored: list, ratio_dict: dict | None = None):
-    """Prune ``model`` in place with Torch-Pruning; any tracing failure becomes an EdgepruneError."""
+def tp_error(exc: BaseException) -> str:
+    """Torch-Pruning's exception in one line: its type, its message and where in Torch-Pruning it was raised."""
+    import traceback
+
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else ""
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if "torch_pruning" in frame.filename.replace("\\", "/"):
+            tail = frame.filename.replace("\\", "/").split("torch_pruning/")[-1]
+            where = f" in {frame.name} (torch_pruning/{tail}:{frame.lineno})"
+            break
+    return f"{type(exc).__name__}{': ' + msg if msg else ''}{where}"
+
+
+def tp_prune(model, example, importance, ratio: float, ignored: list, ratio_dict: dict | None = None,
+             customized: dict | None = None, record: bool = False):
+    """Prune ``model`` in place with Torch-Pruning; any tracing failure becomes an EdgepruneError naming
+    Torch-Pruning's exception. With ``record``, returns what was removed: ``{module name: {"in": [...],
+    "out": [...]}}`` in the original numbering (:mod:`edgeprune.pruning.equivalence` checks it)."""
     tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
     import torch
 
     model.eval()
+    names = {id(m): n for n, m in model.named_modules()}
+    kept: dict[tuple[str, str], tuple[int, list[int]]] = {}
     try:
         with torch.enable_grad():
             pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=float(ratio),
                                           pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored,
-                                          global_pruning=False, iterative_steps=1)
-            pruner.step()
+                                          global_pruning=False, iterative_steps=1,
+                                          customized_pruners=customized or None,
+                                          root_module_types=_root_types(customized))
+            _scope_customized(pruner, ratio_dict or {})
+            for group in pruner.step(interactive=True):
+                drops: dict = {}
+                for dep, idxs in group:
+                    _note_removed(pruner.DG, dep, idxs, names, kept, drops)
+                for key, drop in drops.items():
+                    full, cur = kept[key]
+                    kept[key] = (full, [c for j, c in enumerate(cur) if j not in drop])
+                group.prune()
     except EdgepruneError:
         raise
     except Exception as exc:  # Torch-Pruning raises many kinds on graphs it cannot handle
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgepruneError(f"Torch-Pruning cannot trace/prune this model ({type(exc).__name__}: {msg})") from exc
-    return model
+        raise EdgepruneError(f"Torch-Pruning cannot trace/prune this model ({tp_error(exc)})") from exc
+    if not record:
+        return model
+    removed: dict[str, dict[str, list[int]]] = {}
+    for (name, side), (full, left) in kept.items():
+        removed.setdefault(name, {"in": [], "out": []})[side] = sorted(set(range(full)) - set(left))
+    return removed
+
+
+def _scope_customized(pruner, ratio_dict: dict) -> None:
+    """Torch-Pruning (1.6) gives a layer its own ratio only when the layer's type has a built-in pruner; give the
+    customized ones (GRU, RNN) theirs the same way."""
+    if not isinstance(getattr(pruner, "_layer_to_scope", None), dict):
+        return
+    for i, (mod, ratio) in enumerate(ratio_dict.items()):
+        if mod not in pruner._layer_to_scope:
+            pruner._layer_to_scope[mod] = (f"_edgeprune_scope_{i}", [mod])
+            pruner.pruning_ratio_dict[mod] = pruner.iterative_pruning_ratio_scheduler(ratio, pruner.iterative_steps)
+
+
+def _root_types(customized: dict | None) -> list:
+    """Torch-Pruning's default root layer types (convolutions, linear layers, LSTM) plus the customized ones."""
+    from torch import nn
+
+    return [nn.modules.conv._ConvNd, nn.Linear, nn.LSTM] + [t for t in (customized or {}) if isinstance(t, type)]
+
+
+def _note_removed(graph, dep, idxs, names: dict, kept: dict, drops: dict) -> None:
+    """Note that one group removes ``idxs`` (positions in the module's current numbering) from a module's side:
+    ``drops[(name, side)]``; ``kept[(name, side)] = (original width, original channels still there)``."""
+    mod = dep.target.module
+    name = names.get(id(mod))
+    if name is None:
+        name = graph._param_to_name.get(mod)     # an unwrapped nn.Parameter
+    if name is None or not len(idxs):
+        return
+    out = graph.is_out_channel_pruning_fn(dep.handler)
+    side = "out" if out else "in"
+    if (name, side) not in kept:
+        n = graph.get_out_channels(mod) if out else graph.get_in_channels(mod)
+        if n is None:
+            return
+        kept[(name, side)] = (int(n), list(range(int(n))))
+    drops.setdefault((name, side), set()).update(int(getattr(i, "idx", i)) for i in idxs)
 
 
 def spec_from_module(spec: dict[str, Any], model) -> dict[str, Any]:
@@ -180,7 +251,8 @@ def prune_channels(spec: dict[str, Any], state_dict: dict, criterion: str, ratio
     """Prune a copy of the model with ``ratio`` (``ratio_hi`` on the first ``k`` layer sets).
 
     Returns ``(new_spec, model)``; ``model`` is an EdgeNet of ``new_spec``
-    with the pruned weights.
+    with the pruned weights, checked to equal the original with the removed
+    channels masked (:func:`edgeprune.pruning.equivalence.check_channel_masked`).
     """
     from ..models import build_model
 
@@ -194,7 +266,14 @@ def prune_channels(spec: dict[str, Any], state_dict: dict, criterion: str, ratio
         for mods in sets[:k]:
             for m in mods:
                 ratio_dict[m] = float(ratio_hi)
-    tp_prune(model, _example(spec), make_importance(criterion), ratio, ignored_layers(model, spec), ratio_dict)
+    import copy
+
+    from .equivalence import check_channel_masked, random_frames
+
+    original = copy.deepcopy(model).eval()
+    removed = tp_prune(model, _example(spec), make_importance(criterion), ratio, ignored_layers(model, spec),
+                       ratio_dict, record=True)
+    check_channel_masked(original, model, removed, random_frames(tuple(_example(spec).shape[1:])))
     return rebuild(spec, model)
 
 
@@ -234,13 +313,23 @@ def prune_to_macs(spec: dict[str, Any], state_dict: dict, criterion: str, fracti
         last[(r_lo, r_hi, k)] = (new_spec, net)
         return count_macs(net)
 
-    match = search_ratio(probe, base_macs, fraction, n_sets, rmax, tol, what=f"channel pruning ({criterion})")
+    match = search_ratio(probe, base_macs, fraction, n_sets, rmax, tol, what=f"channel pruning ({criterion})",
+                         max_hint=lambda: _spec_hint(spec, prune_channels(spec, state_dict, criterion, rmax)[0]))
     r_lo, r_hi, k = match.setting
     if (r_lo, r_hi, k) in last:
         new_spec, net = last[(r_lo, r_hi, k)]
     else:  # the best setting was probed earlier: pruning is deterministic, so redo it
         new_spec, net = prune_channels(spec, state_dict, criterion, r_lo, r_hi, k)
     return new_spec, {k_: v.detach().clone() for k_, v in net.state_dict().items()}, match
+
+
+def _spec_hint(spec: dict[str, Any], narrowest: dict[str, Any]) -> str:
+    """Why a target is out of reach, read from the spec at the largest ratio (which layers kept their widths)."""
+    before, after = widths(spec), widths(narrowest)
+    kept = [f"layer {a['layer']} ({a['type']})" for a, b in zip(before, after) if a == b]
+    narrowed = len(before) - len(kept)
+    return (f" ({narrowed} layer(s) narrowed as far as they go; widths unchanged: {', '.join(kept) or 'none'}; "
+            f"the classifier's outputs are the classes)")
 
 
 def widths(spec: dict[str, Any]) -> list[dict[str, Any]]:

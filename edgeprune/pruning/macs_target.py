@@ -102,9 +102,10 @@ def _unreachable(what: str, fraction: float, nearest: float, tol: float, hint: s
 
 def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, fraction: float, n_sets: int,
                  max_ratio: float, tol: float = DEFAULT_TOLERANCE, what: str = "channel pruning",
-                 iters: int = 24) -> MatchResult:
+                 iters: int = 24, max_hint: Callable[[], str] | None = None) -> MatchResult:
     """Find pruning ratios whose MACs are within ``tol`` of ``fraction x base_macs``.
 
+    ``max_hint()``, when given, explains (from the network at ``max_ratio``) why the target is out of reach.
     ``probe(r_lo, r_hi, k)`` prunes a fresh copy with ratio ``r_hi`` on the
     first ``k`` of ``n_sets`` layer sets and ``r_lo`` on the rest, and returns
     its MACs (non-increasing in the ratios and in ``k``). The returned
@@ -129,8 +130,8 @@ def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, frac
     m_max = run(max_ratio, max_ratio, 0)
     if m_max > target * (1 + tol):
         raise _unreachable(what, fraction, m_max / base_macs, tol,
-                           " (every prunable layer is down to one channel; stem, classifier and coupled "
-                           "channels are not pruned)")
+                           max_hint() if max_hint else " (every prunable layer is down to one channel; stem, "
+                           "classifier and coupled channels are not pruned)")
     if within(m_max, target, tol):
         return MatchResult((max_ratio, max_ratio, 0), m_max, base_macs, target, steps)
     lo, hi = 0.0, max_ratio          # macs(lo) > target >= macs(hi)

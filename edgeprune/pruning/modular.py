@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgepruneError
-from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_ratio, search_unit_set
+from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_unit_set
 from .registry import PruneResult
 
 TRANSITIONS = ("keep", "reinit")
@@ -634,125 +634,22 @@ def _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, li
     lineage_opts.update(sparsity=sparsity, sparsity_epochs=sparsity_epochs)
 
 
-class _ChannelPruner:
-    """Torch-Pruning on copies of one live network: which layers it may prune, and a copy pruned at a setting."""
+def _channel(criterion: str):
+    def method(ckpt, data, **kw):
+        from .channel_traced import channel_method
 
-    def __init__(self, ckpt, model, criterion: str):
-        import torch
-        from torch import nn
-
-        self.ckpt, self.model, self.criterion = ckpt, model, criterion
-        self.example = torch.zeros((2, 2, ckpt.length))
-        res = _trace(model, ckpt)
-        modules = dict(model.named_modules())
-        self.ignored = {m for u in res.units if u.role == "classifier" for m in u.members}
-        # recurrent layers keep their widths (Torch-Pruning's LSTM support is partial); so do their inputs' producers
-        self.ignored.update(n for n, m in modules.items() if isinstance(m, nn.RNNBase))
-        self.weighted = [n for n, m in modules.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))
-                         and n not in self.ignored]
-        self.left_alone: list[str] = []
-
-    def pruned(self, r_lo: float, ratio_dict_names: dict[str, float] | None = None):
-        """A pruned copy: ``r_lo`` for every layer, or the ratios given per layer name."""
-        from .channel import make_importance, tp_prune
-
-        net = copy.deepcopy(self.model)
-        mods = dict(net.named_modules())
-        ratio_dict = {mods[n]: r for n, r in (ratio_dict_names or {}).items()} or None
-        if r_lo <= 0 and not ratio_dict:
-            return net
-        tp_prune(net, self.example, make_importance(self.criterion), r_lo,
-                 [mods[n] for n in self.ignored if n in mods], ratio_dict=ratio_dict)
-        return net
-
-    def works(self, names) -> bool:
-        """Whether pruning half the channels of the named layers leaves a network whose forward runs."""
-        import torch
-
-        try:
-            net = self.pruned(0.0, {n: 0.5 for n in names})
-            with torch.no_grad():
-                y = net.eval()(self.example)
-            return tuple(y.shape) == (2, len(self.ckpt.classes))
-        except (RuntimeError, EdgepruneError):
-            return False
-
-    def leave_alone_inconsistent(self) -> None:
-        """A coupling Torch-Pruning's graph does not see (a zero-padding shortcut, say) breaks the pruned forward:
-        then probe each layer alone and leave alone those whose pruning breaks it."""
-        if not self.weighted or self.works(self.weighted):
-            return
-        self.left_alone = [n for n in self.weighted if not self.works([n])]
-        self.ignored.update(self.left_alone)
-        self.weighted = [n for n in self.weighted if n not in self.left_alone]
-        if not self.weighted or not self.works(self.weighted):
-            raise EdgepruneError(f"Torch-Pruning cannot prune {self.ckpt.spec['name']!r} consistently (the pruned "
-                                 f"network fails its forward pass, even without "
-                                 f"{', '.join(self.left_alone) or 'any layer'})")
-
-
-def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None,
-                   sparsity=None, sparsity_epochs=None, **options) -> PruneResult:
-    """Torch-Pruning on the live module to ``target_macs``; ``criterion`` l1, l2, fpgm or bn (network slimming:
-    ``sparsity_epochs`` of training with ``sparsity x sum|gamma_BN|`` first, then the smallest BN scales go)."""
-    import torch
-
-    from ..errors import require
-    from ..models.macs import count_macs
-    from ..models.modular import build_recipe, edited, with_stats
-
-    tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
-    fraction = check_target(target_macs)
-    tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
-    _no_options(options, f"channel-{criterion}")
-    model = ckpt.build()
-    info: dict[str, Any] = {}
-    lineage_opts: dict[str, Any] = {"criterion": criterion, "tolerance": tol}
-    if criterion == "bn":
-        _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, lineage_opts)
-    elif sparsity is not None or sparsity_epochs is not None:
-        raise EdgepruneError(f"sparsity and sparsity_epochs are options of channel-bn, not channel-{criterion}")
-    shape = (2, ckpt.length)
-    base = int(count_macs(model, shape))
-    pr = _ChannelPruner(ckpt, model, criterion)
-    pr.leave_alone_inconsistent()
-    if pr.left_alone:
-        info["left_alone"] = pr.left_alone
-
-    def prune_copy(r_lo, r_hi, k):
-        return pr.pruned(r_lo, {n: r_hi for n in pr.weighted[:k]} if k else None)
-
-    modules = dict(model.named_modules())
-    widths = [getattr(modules[n], "out_channels", None) or getattr(modules[n], "out_features", 2) for n in pr.weighted]
-    top = (min(widths) - 1) / min(widths) if widths else 0.0   # Torch-Pruning keeps at least one channel
-    match = search_ratio(lambda *a: count_macs(prune_copy(*a), shape), base, fraction, len(pr.weighted), top, tol,
-                         what=f"channel-{criterion}")
-    before = tp.state_dict(model)["attributions"]
-    net = prune_copy(*match.setting)
-    attrs = attribute_diff(before, tp.state_dict(net)["attributions"])
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    recipe = edited(ckpt.spec, attrs=attrs)
-    rebuilt = build_recipe(recipe, state, where="the channel-pruned model")
-    with torch.no_grad():
-        net.eval()
-        if not torch.allclose(rebuilt(pr.example), net(pr.example), atol=1e-5):
-            raise EdgepruneError("the channel-pruned model does not rebuild from its recorded widths (internal error)")
-    r_lo, r_hi, k = match.setting
-    lineage = {"op": "prune", "method": f"channel-{criterion}", "parent_sha256": ckpt.sha256(),
-               "parent_model": ckpt.spec["name"], "seed": seed, "target_macs": fraction, "macs_before": base,
-               "macs_after": match.macs, "ratio": r_lo, "ratio_hi": r_hi, "ratio_hi_layers": k,
-               "widths": attrs, "options": lineage_opts, **({"left_alone": pr.left_alone} if pr.left_alone else {})}
-    return PruneResult(with_stats(recipe, net), state, lineage, {"match": match.summary(), **info})
+        return channel_method(criterion, ckpt, data, **kw)
+    return method
 
 
 MODULE_METHODS = {
     "layer": layer_method,
     "dbp": dbp_method,
     "random": random_method,
-    "channel-l1": lambda ckpt, data, **kw: channel_method("l1", ckpt, data, **kw),
-    "channel-l2": lambda ckpt, data, **kw: channel_method("l2", ckpt, data, **kw),
-    "channel-fpgm": lambda ckpt, data, **kw: channel_method("fpgm", ckpt, data, **kw),
-    "channel-bn": lambda ckpt, data, **kw: channel_method("bn", ckpt, data, **kw),
+    "channel-l1": _channel("l1"),
+    "channel-l2": _channel("l2"),
+    "channel-fpgm": _channel("fpgm"),
+    "channel-bn": _channel("bn"),
 }
 
 

@@ -85,6 +85,8 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
            "params_reduction": 1 - after["params"] / before["params"],
            "kept_units": res.lineage.get("kept_units"), "finetune": None,
            "latency": res.info.get("latency") if res.info else None}
+    if res.info and ("width_changes" in res.info or "left_alone" in res.info):
+        doc["channels"] = {"narrowed": res.info.get("width_changes", []), "left_alone": res.info.get("left_alone", {})}
     if finetune_epochs:
         from ..training.finetune import finetune
 
