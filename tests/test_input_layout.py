@@ -162,11 +162,11 @@ def test_transformer_encoder_exports_at_batch_1_and_larger(cli, work):
     from export.verify import make_session
 
     ck = work / "t.pt"
-    assert cli("import", f"{work / 'nets.py'}:ConvTransformer", "--data", work / "toy.npz", "--out", ck).returncode == 0
+    assert cli("import", f"{work / 'nets.py'}:LayoutConvTransformer", "--data", work / "toy.npz", "--out", ck).returncode == 0
     x = np.random.default_rng(2).standard_normal((6, 2, LENGTH)).astype(np.float32)
     from edgeprune.checkpoint import load_checkpoint
 
-    want = _own_forward(um.ConvTransformer, load_checkpoint(ck).state_dict, x, "NCL")
+    want = _own_forward(um.LayoutConvTransformer, load_checkpoint(ck).state_dict, x, "NCL")
     for extra, simplified in (((), True), (("--no-simplify",), False)):
         out = work / f"t{len(extra)}.onnx"
         r = cli("export", "--model", ck, "--out", out, "--json", "--code", work / "nets.py", *extra)

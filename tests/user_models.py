@@ -87,7 +87,7 @@ def not_a_factory():
     return 3
 
 
-class PadBlock2d(nn.Module):
+class LayoutPadBlock2d(nn.Module):
     """A 2-D residual block whose shortcut zero-pads channels (option A of the CIFAR ResNets, as the PSR ResNet56)."""
 
     def __init__(self, cin, cout, stride=1):
@@ -114,8 +114,8 @@ class ZeroPadResNet2d(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(1, width, (2, 3), padding=(0, 1), bias=False)
         self.bn = nn.BatchNorm2d(width)
-        self.layer1 = nn.Sequential(PadBlock2d(width, width), PadBlock2d(width, width))
-        self.layer2 = nn.Sequential(PadBlock2d(width, 2 * width, 2), PadBlock2d(2 * width, 2 * width))
+        self.layer1 = nn.Sequential(LayoutPadBlock2d(width, width), LayoutPadBlock2d(width, width))
+        self.layer2 = nn.Sequential(LayoutPadBlock2d(width, 2 * width, 2), LayoutPadBlock2d(2 * width, 2 * width))
         self.fc = nn.Linear(2 * width, num_classes)
 
     def forward(self, x):
@@ -152,7 +152,7 @@ class Chatty(nn.Module):
         return self.fc(F.relu(self.conv2(F.relu(self.conv1(x)))).mean(-1))
 
 
-class ConvTransformer(nn.Module):
+class LayoutConvTransformer(nn.Module):
     """Conv front end and a standard nn.TransformerEncoder over time, mean-pooled."""
 
     def __init__(self, num_classes=4, d_model=16, layers=2):
