@@ -10,6 +10,16 @@ from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("EDGEPRUNE_QUIET", "1")
 
+# One torch thread in the test process: the tests' networks are tiny, where a second intra-op thread only adds
+# overhead (and waits for a busy core on a shared machine), and the same reduction order on every machine whatever
+# its core count. Tests of --threads set their own count; child processes keep torch's default.
+try:
+    import torch as _torch
+
+    _torch.set_num_threads(1)
+except ImportError:  # the device-side tests run without torch
+    pass
+
 # Property tests are deterministic in the README's test command: the "ci" profile derandomises hypothesis
 # (examples derived from each test alone, no example database) and constraints.txt pins the hypothesis
 # version, so every machine runs the same examples. `make fuzz` selects the "fuzz" profile: fresh random
