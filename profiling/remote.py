@@ -43,6 +43,28 @@ print("EDGEPRUNE-PROBE " + json.dumps(out))
 '''
 
 
+_REMOTE = re.compile(r"(?:([A-Za-z0-9_][A-Za-z0-9._-]{0,63})@)?"          # user: no leading '-'
+                     r"([A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])"  # host, alias or [IPv6]
+                     r"(?::([0-9]{1,5}))?")
+
+
+def parse_remote(spec, what: str = "--remote") -> tuple[str | None, str, int | None]:
+    """``user@host[:port]`` -> (user, host, port), checked by edgeprune itself, before ssh sees it.
+
+    Only letters, digits, ``.``, ``_`` and ``-`` (never first) make a user or a host name (an IPv6 address
+    goes in brackets): no shell metacharacters, no spaces, no option-like leading ``-``.
+    """
+    text = str(spec or "").strip()
+    m = _REMOTE.fullmatch(text)
+    if not m:
+        raise EdgepruneError(f"{what} {text[:80]!r}: expected user@host or user@host:port (letters, digits, "
+                             f"'.', '_' and '-', not first; no spaces or shell characters)")
+    port = int(m.group(3)) if m.group(3) else None
+    if port is not None and not 0 < port < 65536:
+        raise EdgepruneError(f"{what} {text[:80]!r}: port must be 1-65535")
+    return m.group(1), m.group(2).strip("[]"), port
+
+
 class RemoteError(EdgepruneError):
     """Something on the SSH path or the board failed; the message names the host."""
 
@@ -53,13 +75,7 @@ class Remote:
     def __init__(self, spec: str, remote_dir: str | None = None, python: str = "python3",
                  ssh_config: str | None = None, identity: str | None = None, options=(), connect_timeout: int = 10):
         spec = str(spec or "").strip()
-        m = re.fullmatch(r"(?:([^@\s:]+)@)?([^@\s:/]+)(?::(\d+))?", spec)
-        if not m:
-            raise EdgepruneError(f"--remote {spec!r}: expected user@host or user@host:port")
-        self.user, self.host = m.group(1), m.group(2)
-        self.port = int(m.group(3)) if m.group(3) else None
-        if self.port is not None and not 0 < self.port < 65536:
-            raise EdgepruneError(f"--remote {spec!r}: port must be 1-65535")
+        self.user, self.host, self.port = parse_remote(spec)
         self.dest = f"{self.user}@{self.host}" if self.user else self.host
         self.name = spec
         self.dir = remote_dir or "edgeprune-bundles"   # relative: under the remote user's home
