@@ -15,7 +15,8 @@ planted ``.pyc`` never run, no stage output of a study whose config has a typo.
 - plugins (``EDGEPRUNE_PLUGINS``): every failure is one line naming the plugin; files named ``random.py`` or
   ``json.py`` never shadow the standard modules;
 - study configs: an unknown method, device profile or a hostile ``[profile] remote`` fail before the first
-  stage (no stage output written).
+  stage (no stage output written);
+- the ray executor under an address-space limit too small for a local Ray: one line saying so, at once.
 """
 
 from __future__ import annotations
@@ -194,6 +195,15 @@ def _config_cases(d: Path, shared, add) -> None:
         add(S, name, ["compare", "--config", cfg, "--out", out], match=match, absent=[out], timeout=120)
 
 
+def _ray_cases(d: Path, shared, add) -> None:
+    R = "ray executor"
+    cfg = _study_config(d, "cfg-ray", "")
+    out = d / "o" / "ray-under-limit"
+    add(R, "a local Ray under the address-space limit (driver + 2 GiB)", ["compare", "--config", cfg, "--out", out,
+                                                                          "--executor", "ray"],
+        match="address-space limit", absent=[out])
+
+
 def build_cases(d: Path, shared) -> list[dict]:
     cases: list[dict] = []
 
@@ -206,6 +216,7 @@ def build_cases(d: Path, shared) -> list[dict]:
     _code_cases(d, shared, add)
     _plugin_cases(d, shared, add)
     _config_cases(d, shared, add)
+    _ray_cases(d, shared, add)
     return cases
 
 
@@ -255,7 +266,8 @@ def outcomes(tmp_path_factory, shared):
     return _judged(cases, _run_driver(cases, d, environ=environ))
 
 
-CLASSES = ("annotate: whole or not at all", "code trust", "plugins", "study config before the first stage")
+CLASSES = ("annotate: whole or not at all", "code trust", "plugins", "study config before the first stage",
+           "ray executor")
 
 
 @pytest.mark.parametrize("cls", CLASSES)
