@@ -16,7 +16,6 @@ with your rights: name only files you trust. ``tests/test_plugins.py`` shows one
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -26,29 +25,45 @@ from .errors import EdgepruneError
 ENV = "EDGEPRUNE_PLUGINS"
 
 
+def _is_module_name(ref: str) -> bool:
+    return all(part.isidentifier() for part in ref.split("."))
+
+
 def load_plugin(ref: str):
-    """Import one plugin: a ``FILE.py`` path (imported under its file stem) or a module name; the module."""
+    """Import one plugin: a ``FILE.py`` path or a module name; the module.
+
+    A file runs from memory (its exact bytes, never a ``.pyc``) as a module of its own unique name
+    (``edgeprune_plugin_<stem>_<hash of its path>``), so a plugin file called ``random.py`` or ``json.py``
+    never shadows a standard module. Every failure (a missing file, a syntax error, the plugin raising,
+    a link to something that is not a Python file, a name that is neither a file nor a module) is one
+    EdgepruneError naming the plugin.
+    """
+    import hashlib
+
+    from .pysource import read_source, run_source
+
     ref = ref.strip()
     if ref.endswith(".py") or os.sep in ref or "/" in ref:
         path = Path(ref).expanduser().resolve()
         if not path.is_file():
-            raise EdgepruneError(f"plugin {ref} does not exist ({ENV})")
-        name = path.stem
-        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+            raise EdgepruneError(f"plugin {ref} does not exist or is not a file ({ENV})")
+        if path.suffix != ".py":
+            raise EdgepruneError(f"plugin {ref} is not a .py file (it is {path}) ({ENV})")
+        stem = "".join(c if c.isalnum() or c == "_" else "_" for c in path.stem)
+        name = f"edgeprune_plugin_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        if name in sys.modules:
             return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # a backend is looked up again by this name
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-        return module
+        data = read_source(path, f"plugin {ref}")
+        return run_source(data, path, name, f"plugin {ref} ({ENV})")
+    if not _is_module_name(ref):
+        raise EdgepruneError(f"plugin {ref!r} is neither a FILE.py path nor a module name like mypkg.methods ({ENV})")
     try:
         return importlib.import_module(ref)
     except ModuleNotFoundError as exc:
         raise EdgepruneError(f"plugin module {ref!r} cannot be imported: {exc} ({ENV})") from exc
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own failure: one line naming it
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise EdgepruneError(f"plugin module {ref!r} failed to import ({type(exc).__name__}: {first}) ({ENV})") from exc
 
 
 def load_plugins(value: str | None = None) -> list:

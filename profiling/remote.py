@@ -46,29 +46,33 @@ print("EDGEPRUNE-PROBE " + json.dumps(out))
 '''
 
 
+_REMOTE = re.compile(r"(?:([A-Za-z0-9_][A-Za-z0-9._-]{0,63})@)?"          # user: no leading '-'
+                     r"([A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])"  # host, alias or [IPv6]
+                     r"(?::([0-9]{1,5}))?")
+
+
+def parse_remote(spec, what: str = "--remote") -> tuple[str | None, str, int | None]:
+    """``user@host[:port]`` -> (user, host, port), checked by edgeprune itself, before ssh sees it.
+
+    Only letters, digits, ``.``, ``_`` and ``-`` (never first) make a user or a host name (an IPv6 address
+    goes in brackets): no shell metacharacters, no spaces, no option-like leading ``-``.
+    """
+    text = str(spec or "").strip()
+    m = _REMOTE.fullmatch(text)
+    if not m:
+        raise EdgepruneError(f"{what} {text[:80]!r}: expected user@host or user@host:port (letters, digits, "
+                             f"'.', '_' and '-', not first; no spaces or shell characters)")
+    port = int(m.group(3)) if m.group(3) else None
+    if port is not None and not 0 < port < 65536:
+        raise EdgepruneError(f"{what} {text[:80]!r}: port must be 1-65535")
+    return m.group(1), m.group(2).strip("[]"), port
+
+
 class RemoteError(EdgepruneError):
     """Something on the SSH path or the board failed; the message names the host."""
 
 
-# user@host[:port]: names and IPv4 addresses only; no leading '-' (an ssh option), no shell metacharacters
-_USER = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
-_HOST = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}"
-_SPEC = re.compile(rf"(?:({_USER})@)?({_HOST})(?::([0-9]{{1,5}}))?")
 STDERR_CAP = 1 << 20
-
-
-def parse_remote(spec) -> tuple[str | None, str, int | None]:
-    """(user, host, port) of ``user@host[:port]``; anything else (a leading '-', shell metacharacters, spaces,
-    a port outside 1-65535) is one EdgepruneError. edgeprune's own check: OpenSSH's is not relied on."""
-    text = str(spec or "").strip()
-    m = _SPEC.fullmatch(text)
-    if not m:
-        raise EdgepruneError(f"--remote {text[:80]!r}: expected user@host or user@host:port (letters, digits, "
-                             f"'.', '_', '-'; not starting with '-')")
-    port = int(m.group(3)) if m.group(3) else None
-    if port is not None and not 0 < port < 65536:
-        raise EdgepruneError(f"--remote {text!r}: port must be 1-65535")
-    return m.group(1), m.group(2), port
 
 
 def _pump(src, buf: bytearray, cap: int, over, on_over) -> None:

@@ -403,3 +403,57 @@ def test_a_killed_multi_seed_ray_study_resumes_to_the_local_result(tmp_path, ray
         assert not set(killed[s]) & set(res["stages"]["ran"]), s
         assert _model_facts(res) == _model_facts(loc), s
     assert json.loads((out / "summary.json").read_text()) == json.loads((tmp_path / "local" / "summary.json").read_text())
+
+
+def _task_folders(tmp):
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith("edgeprune-task-"))
+
+
+@pytest.mark.parametrize("how", ["SIGINT to the process group (Ctrl-C)", "SIGTERM to the driver"])
+def test_an_interrupted_ray_study_leaves_no_task_folder(tmp_path, how):
+    """A driver that starts its own Ray, interrupted while a task works in its folder ($TMPDIR/edgeprune-task-*):
+    it exits with one line (no native stack dump) and no task folder is left."""
+    pytest.importorskip("ray")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.replace("epochs = 1", "epochs = 3"))  # a baseline long enough to be interrupted in
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    tmp = Path(tempfile.mkdtemp(prefix="ep-", dir="/tmp"))  # short: Ray puts its sockets under $TMPDIR too
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune", "compare", "--config", str(cfg), "--out",
+                             str(tmp_path / "s"), "--executor", "ray", "-q"], env=dict(os.environ, TMPDIR=str(tmp)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not _task_folders(tmp):
+            time.sleep(0.1)
+        assert _task_folders(tmp) and proc.poll() is None, "no task started (or the study finished first)"
+        if how.startswith("SIGINT"):
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=180)
+        err = err.decode()
+        assert proc.returncode != 0 and err.strip() == "edgeprune: interrupted", err[-2000:]
+        assert _task_folders(tmp) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_task_folders_of_dead_workers_are_swept(tmp_path):
+    """What a worker killed by SIGKILL left (its process gone) is removed by the next task; a live one is kept."""
+    from edgeprune.study.executor import sweep_task_folders
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid in (dead.pid, os.getpid(), os.getppid()):
+        (tmp_path / f"edgeprune-task-{pid}-abcd1234" / "study").mkdir(parents=True)
+    (tmp_path / "edgeprune-task-notapid").mkdir()
+    removed = sweep_task_folders(str(tmp_path))
+    assert [os.path.basename(p) for p in removed] == [f"edgeprune-task-{dead.pid}-abcd1234"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"edgeprune-task-{os.getpid()}-abcd1234", f"edgeprune-task-{os.getppid()}-abcd1234", "edgeprune-task-notapid"])

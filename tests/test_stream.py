@@ -179,3 +179,42 @@ def test_run_py_streams_like_edgeprune_predict(setup, nano, which):
     np.testing.assert_allclose([x["confidence"] for x in rows], [x["confidence"] for x in ref], atol=1e-5)
     for key in ("windows", "samples", "partial_windows_dropped", "partial_window_samples", "batch"):
         assert st[key] == ref_st[key], key
+
+
+def _stored_items(obj, seen=None) -> int:
+    """How many items ``obj``'s state holds: every element of its lists, deques, dicts and arrays, nested objects
+    included (the predictor and the chunk source excluded: they are the stream's inputs)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.size
+    if isinstance(obj, dict):
+        return len(obj) + sum(_stored_items(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
+        return len(obj) + sum(_stored_items(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and type(obj).__module__.startswith("export."):
+        return sum(_stored_items(v, seen) for k, v in vars(obj).items() if k not in ("predict", "chunks"))
+    return 0
+
+
+def test_stream_state_stays_bounded_over_many_windows(setup):
+    """A long stream (10,000 windows, one call each) holds no more state at its end than half-way:
+    the per-call latencies kept are a bounded window, while the statistics still count every call."""
+    from export.predictor import Predictor
+
+    bundle, _, z, _ = setup
+    windows = 10000
+    chunk = np.resize(z, LENGTH * 10)  # ten windows per chunk, the same samples over and over
+
+    with Predictor(bundle) as p:
+        s = p.stream((chunk for _ in range(windows // 10)), batch=1)
+        held = {}
+        for row in s:
+            if row["window"] + 1 in (windows // 2, windows):
+                held[row["window"] + 1] = _stored_items(s)
+    assert held[windows // 2] > 1000 and held[windows] == held[windows // 2], held  # constant, and not trivially small
+    st = s.stats
+    assert st["windows"] == windows and st["latency_ms_per_call"]["calls"] == windows
+    assert 0 < st["latency_ms_per_call"]["median_ms"] <= st["latency_ms_per_call"]["max_ms"]

@@ -25,7 +25,9 @@ def register(sub, common):
                         "cu8 (rtl_sdr), ci8 (hackrf_transfer); prints one JSON line per window")
     p.add_argument("--rate", type=float, default=None, help="sample rate in Hz of a stream (gives each window's time)")
     p.add_argument("--annotate", default=None, metavar="OUT.sigmf-meta",
-                   help="with a SigMF input: write the recording's metadata with one annotation per window here")
+                   help="with a SigMF input: write the recording (its metadata with one annotation per window, "
+                        "and its samples) as this new recording; both files are written whole or not at all")
+    p.add_argument("--force", action="store_true", help="let --annotate replace an existing recording")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="which bundle variant (default: the bundle's default)")
@@ -116,6 +118,11 @@ def run_predict(args):
     if args.rate is not None:
         raise EdgepruneError("--rate is for raw streams (--format); a SigMF recording carries its own")
     args.batch = args.batch or 256
+    plan = None
+    if args.annotate:
+        from export.sigmf_annotate import check_annotate
+
+        plan = check_annotate(src, args.annotate, args.force)  # before any window is classified
     pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
                      providers=getattr(args, "providers", None))
     hop = args.hop or pred.length
@@ -137,7 +144,7 @@ def run_predict(args):
     if args.annotate:
         from export.sigmf_annotate import write_annotations
 
-        write_annotations(src, args.annotate, rows, pred.length, pred.info())
+        write_annotations(src, args.annotate, rows, pred.length, pred.info(), force=args.force, plan=plan)
     if json_mode:
         emit(args, {"model": pred.info(), "input": src, "windowed": sigmf, "hop": hop if sigmf else None,
                     "annotated": args.annotate, "frames": len(rows), "counts": counts, "predictions": rows})
@@ -156,7 +163,7 @@ def run_stream(args):
     import sys
 
     from export.predictor import Predictor
-    from export.runtime.stream import ByteSamples
+    from export.runtime.stream import ByteSamples, open_stdin
 
     from ..errors import EdgepruneError
 
@@ -166,9 +173,11 @@ def run_stream(args):
         raise EdgepruneError("--annotate needs a SigMF recording as --input, not a raw stream")
     if args.input != "-" and not os.path.isfile(args.input):
         raise EdgepruneError(f"input {args.input} does not exist")
+    if args.input == "-":
+        open_stdin()  # a closed stdin is one error before the model loads
     pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
                      providers=getattr(args, "providers", None))
-    fh = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    fh = open_stdin() if args.input == "-" else open(args.input, "rb")
     out = stdout()
     try:
         with pred:
@@ -177,7 +186,7 @@ def run_stream(args):
                 out.write(json.dumps(row) + "\n")
                 out.flush()  # a reader downstream sees each window as it is classified
     finally:
-        if fh is not sys.stdin.buffer:
+        if args.input != "-":
             fh.close()
     st = stream.stats
     msg = (f"{st['windows']} window(s) of {st['length']} samples (hop {st['hop']}) from {st['samples']} samples; "

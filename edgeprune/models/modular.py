@@ -127,8 +127,8 @@ def _base_model(recipe: dict[str, Any], where: str):
         return EdgeNet(src["spec"])
     from .usercode import instantiate, resolve_allowed
 
-    path = resolve_allowed(src, where)
-    return instantiate(path, src["object"], kwargs)
+    path, code = resolve_allowed(src, where)
+    return instantiate(path, src["object"], kwargs, code)  # the very bytes whose sha256 was checked
 
 
 def get_module(model, name: str):

@@ -18,10 +18,9 @@ def is_module_model(name) -> bool:
 
 def recipe_for(name: str, length: int, num_classes: int, kwargs: dict[str, Any] | None = None):
     """``(recipe, model)`` for an AMR zoo name or a ``FILE.py:NAME`` reference (which this allows)."""
-    from ..digest import file_sha256
     from .amr import AMR_ZOO, build_amr
     from .modular import make_recipe
-    from .usercode import allow, instantiate, parse_kwargs, parse_ref
+    from .usercode import allow, instantiate, parse_kwargs, parse_ref, read_code
 
     kwargs = parse_kwargs(kwargs)
     if name in AMR_ZOO:
@@ -31,8 +30,9 @@ def recipe_for(name: str, length: int, num_classes: int, kwargs: dict[str, Any] 
         return recipe, model
     path, obj = parse_ref(name)
     allow(path)
-    model = instantiate(path, obj, kwargs)
-    recipe = make_recipe({"file": str(path), "object": obj, "kwargs": kwargs, "sha256": file_sha256(path)},
+    code, sha = read_code(path)  # read once: the recorded sha256 is that of the bytes that ran
+    model = instantiate(path, obj, kwargs, code)
+    recipe = make_recipe({"file": str(path), "object": obj, "kwargs": kwargs, "sha256": sha},
                          obj, "user", length, num_classes)
     return recipe, model
 

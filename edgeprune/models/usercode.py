@@ -11,14 +11,12 @@ must allow the file, with ``--code FILE.py`` on any command (see
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..digest import file_sha256
 from ..errors import EdgepruneError
 
 ENV = "EDGEPRUNE_CODE"
@@ -86,30 +84,32 @@ def parse_kwargs(text) -> dict[str, Any]:
     return obj
 
 
-def _import_file(path: Path):
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+def read_code(path: Path) -> tuple[bytes, str]:
+    """The bytes of the code file ``path`` and their sha256: what is hashed is what runs (:func:`instantiate`)."""
+    from ..pysource import read_source
+
+    data = read_source(path, f"model code {path}")
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _import_file(path: Path, code: bytes | None = None):
+    """The module made by running ``code`` (default: ``path``'s bytes, read now) from memory, never a .pyc."""
+    from ..pysource import run_source
+
+    data = read_code(path)[0] if code is None else code
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8] + hashlib.sha256(data).hexdigest()[:12]
     modname = f"edgeprune_user_{path.stem}_{digest}"
     if modname in sys.modules:
         return sys.modules[modname]
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise EdgepruneError(f"model code {path} cannot be imported")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except Exception as exc:  # noqa: BLE001 - the user's file failed to import
-        sys.modules.pop(modname, None)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EdgepruneError(f"model code {path} failed to import ({type(exc).__name__}: {first})") from exc
-    return mod
+    return run_source(data, path, modname, f"model code {path}")
 
 
-def instantiate(path: Path, name: str, kwargs: dict[str, Any] | None = None):
-    """Import ``path`` and build ``name(**kwargs)``; it must be (or return) an ``nn.Module``."""
+def instantiate(path: Path, name: str, kwargs: dict[str, Any] | None = None, code: bytes | None = None):
+    """Run ``path`` (its bytes ``code`` when given: the ones whose hash was checked) and build ``name(**kwargs)``;
+    it must be (or return) an ``nn.Module``."""
     from torch import nn
 
-    mod = _import_file(Path(path))
+    mod = _import_file(Path(path), code)
     if not hasattr(mod, name):
         raise EdgepruneError(f"model code {path} has no object named {name!r}")
     obj = getattr(mod, name)
@@ -130,8 +130,9 @@ def instantiate(path: Path, name: str, kwargs: dict[str, Any] | None = None):
     return model
 
 
-def resolve_allowed(source: dict[str, Any], where: str) -> Path:
-    """The allowed file for a recorded code source, checked against its sha256."""
+def resolve_allowed(source: dict[str, Any], where: str) -> tuple[Path, bytes]:
+    """The allowed file for a recorded code source and its bytes, read once and checked against its sha256
+    (run those bytes: :func:`instantiate` with ``code``)."""
     recorded = Path(source["file"])
     sha = source["sha256"]
     allowed = allowed_files()
@@ -141,15 +142,16 @@ def resolve_allowed(source: dict[str, Any], where: str) -> Path:
         raise EdgepruneError(f"{where} is built by the code {recorded}:{source['object']}; {hint}")
     same = [p for p in allowed if p == recorded]
     if same:
-        now = file_sha256(same[0])
+        data, now = read_code(same[0])
         if now != sha:
             raise EdgepruneError(f"{where}: the code file {recorded} changed since the checkpoint was made "
                                  f"(sha256 mismatch: recorded {sha[:12]}..., now {now[:12]}...); restore that "
                                  f"version of the file or re-import the model")
-        return same[0]
+        return same[0], data
     for p in allowed:
-        if file_sha256(p) == sha:
-            return p   # the same file, moved
+        data, now = read_code(p)
+        if now == sha:
+            return p, data   # the same file, moved
     names = ", ".join(str(p) for p in allowed)
     raise EdgepruneError(f"{where} is built by the code {recorded}:{source['object']} (sha256 {sha[:12]}...), "
                          f"which is not among the allowed files ({names}); {hint}")

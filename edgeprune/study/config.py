@@ -176,6 +176,10 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
     for b in cfg["profile"]["backends"]:
         if b not in ("onnxruntime", "torch", "tensorrt"):
             raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} (onnxruntime, torch, tensorrt)")
+    if cfg["profile"]["remote"]:
+        from profiling.remote import parse_remote
+
+        parse_remote(cfg["profile"]["remote"], f"{where}: [profile] remote")  # edgeprune's own check, before ssh
     if cfg["profile"]["remote"] and not cfg["profile"]["target"]:
         raise EdgepruneError(f"{where}: [profile] remote needs target = a device profile for the board "
                              f"(see edgeprune targets), e.g. target = \"jetson-orin-nx\"")

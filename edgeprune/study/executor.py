@@ -79,7 +79,8 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
         from ..training.trainer import set_threads
 
         set_threads(threads)
-    tmp = tempfile.mkdtemp(prefix="edgeprune-task-")
+    sweep_task_folders(tempfile.gettempdir())  # what a killed worker (SIGKILL, a lost node) left behind
+    tmp = tempfile.mkdtemp(prefix=f"{TASK_PREFIX}{os.getpid()}-")
     work = os.path.join(tmp, "study")
     ext = os.path.join(tmp, "inputs")
 
@@ -137,6 +138,39 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+TASK_PREFIX = "edgeprune-task-"
+
+
+def sweep_task_folders(tmpdir: str) -> list[str]:
+    """Remove this user's ``edgeprune-task-<pid>-*`` folders in ``tmpdir`` whose process no longer runs (a worker
+    killed before its ``finally``); a folder of a live process is never touched. Returns the removed folders."""
+    import os
+    import re
+    import shutil
+
+    removed = []
+    try:
+        names = os.listdir(tmpdir)
+    except OSError:
+        return removed
+    for name in names:
+        m = re.fullmatch(re.escape(TASK_PREFIX) + r"([0-9]+)-[A-Za-z0-9_]+", name)
+        path = os.path.join(tmpdir, name)
+        if not m or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            st = os.lstat(path)
+            if st.st_uid != os.getuid() or not os.path.isdir(path) or os.path.islink(path):
+                continue
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:  # the worker that made it is gone
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except OSError:  # alive (EPERM: another user's process) or unreadable: left alone
+            continue
+    return removed
+
+
 def chain_task(ray, cpus: int, gpus: float):
     """run_chain as a Ray task: retried once if it raises or its worker dies (an EdgepruneError is returned)."""
     return ray.remote(run_chain).options(num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=True)
@@ -159,6 +193,8 @@ def connect(address: str, log) -> tuple[Any, bool]:
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if address and address != "auto":
         _probe(address)
+    if not address:
+        check_address_space()
     try:
         if address:
             ray.init(address=address, **({} if address.startswith("ray://") else
@@ -167,9 +203,33 @@ def connect(address: str, log) -> tuple[Any, bool]:
             ray.init(**kw)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, TimeoutError, grpc errors...: one line
         msg = " ".join(str(exc).split())[:300]
+        limit = _as_limit()
+        hint = f" (this process has an address-space limit of {limit / 2 ** 30:.1f} GiB: ulimit -v)" if limit else ""
         raise EdgepruneError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: "
-                             f"{type(exc).__name__}: {msg}") from exc
+                             f"{type(exc).__name__}: {msg}{hint}") from exc
     return ray, True
+
+
+LOCAL_RAY_MIN_AS = 8 << 30  # a local Ray (raylet, object store, workers that import torch) started under 8 GiB here
+
+
+def _as_limit() -> int | None:
+    """This process's soft address-space limit (RLIMIT_AS) in bytes, or None when there is none."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def check_address_space() -> None:
+    """Refuse at once to start a local Ray under an address-space limit it cannot start under (it would
+    otherwise time out after half a minute with an unrelated message); a running cluster is not affected."""
+    limit = _as_limit()
+    if limit is not None and limit < LOCAL_RAY_MIN_AS:
+        raise EdgepruneError(f"the ray executor cannot start a local Ray under this process's address-space limit "
+                             f"of {limit / 2 ** 30:.1f} GiB (ulimit -v; Ray's object store, raylet and workers need "
+                             f"{LOCAL_RAY_MIN_AS >> 30} GiB or more): raise the limit, connect to a running cluster "
+                             f"with --address, or use --executor local")
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:
@@ -224,9 +284,17 @@ class RayExecutor:
         return {"cluster_cpus": cpus, "cluster_gpus": gpus, "nodes": len([n for n in ray.nodes() if n.get("Alive")])}
 
     def start(self) -> None:
-        """Connect (or start a local Ray), check the resources a task asks for and the profiling node, before any stage."""
+        """Connect (or start a local Ray), check the resources a task asks for and the profiling node, before any stage.
+
+        From here until :meth:`close`, SIGTERM interrupts the driver like Ctrl-C (Ray's own handler would print a
+        native stack dump and abort, leaving the tasks' folders behind), so every exit goes through ``close``.
+        """
+        import signal
+
         address = self.cfg["study"].get("address", "")
+        before = signal.getsignal(signal.SIGTERM)
         self.ray, self.started = connect(address, self.log)
+        self._sigterm = _interrupt_on_sigterm(before)
         try:
             info = self._check_resources(self.ray)
             want = (self.cfg.get("profile") or {}).get("node") or ""
@@ -241,10 +309,33 @@ class RayExecutor:
             self.info["profile_node"] = self.profile_node["id"]
 
     def close(self) -> None:
-        """Stop the Ray this executor started (a cluster it connected to keeps running)."""
-        if getattr(self, "started", False):
-            self.ray.shutdown()
-            self.started = False
+        """Cancel the tasks still pending (each removes its folder as it stops), then stop the Ray this executor
+        started (a cluster it connected to keeps running) and restore the SIGTERM handler."""
+        try:
+            self._cancel_pending()
+        finally:
+            if getattr(self, "started", False):
+                self.ray.shutdown()
+                self.started = False
+            _restore_sigterm(getattr(self, "_sigterm", None))
+            self._sigterm = None
+
+    def _cancel_pending(self, wait_s: float = 30.0) -> None:
+        """Cancel every submitted chain not yet collected (an interrupted or failed run): a running task gets a
+        KeyboardInterrupt, so its ``finally`` removes its task folder; wait (bounded) until they have stopped."""
+        refs = list(getattr(self, "_refs", {}) or {})
+        if not refs:
+            return
+        self._refs.clear()
+        for ref in refs:
+            try:
+                self.ray.cancel(ref, force=False)
+            except Exception:  # noqa: BLE001 - finished meanwhile, or the cluster is gone
+                pass
+        try:
+            self.ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+        except Exception:  # noqa: BLE001
+            pass
 
     def info_for(self, study) -> dict[str, Any]:
         """What results.json records of this run's executor, with the tasks that computed ``study``'s stages."""
@@ -433,6 +524,32 @@ class RayExecutor:
             st = by_name[d["name"]]
             study.cache.record(st.name, st.key, d["result"], st.outputs, d["seconds"], executor="ray")
             self.log(f"[done]  {self._label(study)}{st.name} (ray, {out.get('host', '?')}, {d['seconds']:.1f} s)")
+
+
+def _interrupt_on_sigterm(before):
+    """SIGTERM raises KeyboardInterrupt in the driver (the main thread only); returns what to restore (``before``:
+    the handler from before Ray replaced it)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return (before,)
+
+
+def _restore_sigterm(saved) -> None:
+    import signal
+
+    if saved is not None:
+        try:
+            signal.signal(signal.SIGTERM, saved[0] if saved[0] is not None else signal.SIG_DFL)
+        except (ValueError, TypeError):  # not the main thread any more, or a handler Python cannot reinstall
+            pass
 
 
 def _task_record(chain: str, out: dict[str, Any]) -> dict[str, Any]:

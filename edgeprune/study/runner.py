@@ -576,12 +576,7 @@ class Study:
         bck = load_checkpoint(base)
         entries.append({"id": "baseline", "method": "baseline", "target": 1.0, "checkpoint": base, "key": base_key,
                         "pruned": None})
-        from ..pruning.registry import methods as known_methods
-
-        for method in self.cfg["prune"]["methods"]:
-            if split_method(method)[0] not in known_methods():
-                raise EdgepruneError(f"[prune] unknown method {method!r}; choose from: {', '.join(sorted(known_methods()))} "
-                                     f"(add '+kd' for distillation)")
+        check_before_stages(self.cfg)  # the methods again (a Study made without run_study)
         for method in self.cfg["prune"]["methods"]:
             for target in self.cfg["prune"]["targets"]:
                 try:
@@ -707,6 +702,7 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
 
         for path in results_files:  # checked (RESULTS_SCHEMA) before the first stage, not after the study
             load_results(path)
+    check_before_stages(cfg)
     out = Path(out)
     fresh = not out.exists()
     study = None
@@ -730,6 +726,36 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     finally:
         if study is not None:
             study.cache.close()
+
+
+def check_before_stages(cfg: dict[str, Any]) -> None:
+    """What the config names that only exists outside it, checked before the first stage runs (a typo must not
+    wait for the baseline to train): the methods (plugins are loaded by now), the device profile, the user's
+    code file and the ssh config file. Types, ranges and the remote host are checked by ``normalise``."""
+    from ..pruning.registry import methods as known_methods
+
+    for method in cfg["prune"]["methods"]:
+        if split_method(method)[0] not in known_methods():
+            raise EdgepruneError(f"[prune] unknown method {method!r}; choose from: {', '.join(sorted(known_methods()))} "
+                                 f"(add '+kd' for distillation)")
+    pr = cfg["profile"]
+    if pr["target"]:
+        from export.targets import load_target
+
+        load_target(pr["target"])
+    if pr["ssh_config"] and not Path(pr["ssh_config"]).expanduser().is_file():
+        raise EdgepruneError(f"[profile] ssh_config {pr['ssh_config']} is not a file")
+    name = cfg["model"]["name"]
+    from ..models.usercode import is_code_ref, parse_ref
+
+    if not cfg["model"]["checkpoint"]:
+        from ..training.train import _check_model_name
+
+        _check_model_name(name)  # a zoo name or FILE.py:NAME
+    if not cfg["model"]["checkpoint"] and is_code_ref(name):
+        parse_ref(name)  # the code file exists and is a .py file
+    elif cfg["model"]["checkpoint"] and not Path(cfg["model"]["checkpoint"]).expanduser().is_file():
+        raise EdgepruneError(f"[model] checkpoint {cfg['model']['checkpoint']} does not exist")
 
 
 def check_profile_node(cfg: dict[str, Any]) -> None:

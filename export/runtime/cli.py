@@ -159,14 +159,16 @@ def cmd_predict(args, root, manifest):
 def cmd_stream(args, root, manifest):
     """Raw I/Q from stdin or a file: one JSON line per window; the summary on stderr (as edgeprune predict)."""
     from .model import open_model
-    from .stream import ByteSamples, Stream
+    from .stream import ByteSamples, Stream, open_stdin
 
     if not args.format:
         raise EdgepruneError("--input - reads raw I/Q: give its --format (cf32, ci16, cu8 or ci8)")
     if args.input != "-" and not os.path.isfile(args.input):
         raise EdgepruneError("input {} does not exist".format(args.input))
+    if args.input == "-":
+        open_stdin()  # a closed stdin is one error before the model loads
     model = open_model(root, manifest, args.backend, args.precision, args.threads, args.providers, source=root)
-    fh = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    fh = open_stdin() if args.input == "-" else open(args.input, "rb")
     try:
         stream = Stream(model.predict, ByteSamples(fh, args.format), model.length, args.hop, args.batch, args.rate)
         for row in stream:
@@ -174,7 +176,7 @@ def cmd_stream(args, root, manifest):
             sys.stdout.flush()
     finally:
         model.close()
-        if fh is not sys.stdin.buffer:
+        if args.input != "-":
             fh.close()
     sys.stderr.write("# " + json.dumps(stream.stats) + "\n")
     return 0

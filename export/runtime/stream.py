@@ -22,6 +22,8 @@ whole sample.
 """
 
 import os
+import sys
+from collections import deque
 
 import numpy as np
 
@@ -59,6 +61,17 @@ def decode(raw, fmt):
     out.real = x[0::2]
     out.imag = x[1::2]
     return out
+
+
+def open_stdin():
+    """The binary standard input, or one EdgepruneError when there is none (closed: ``cmd <&-``, a daemon's)."""
+    fh = getattr(sys.stdin, "buffer", None)
+    try:
+        os.fstat(fh.fileno())
+    except (AttributeError, ValueError, OSError):
+        raise EdgepruneError("--input -: standard input is closed; pipe the samples in "
+                             "(e.g. rtl_sdr -f FREQ - | ... --input - --format cu8)")
+    return fh
 
 
 class ByteSamples(object):
@@ -127,8 +140,15 @@ class Windower(object):
         return max(0, self.total - self.next_start)
 
 
+LATENCY_WINDOW = 4096  # per-call latencies kept for the percentiles: a stream of any length runs in constant memory
+
+
 class Stream(object):
     """Iterate to classify; one dict per window. ``stats`` is filled as it goes (final once exhausted).
+
+    Memory is constant however long the stream runs: one window plus one chunk of samples
+    (:class:`Windower`), and the latencies of the last ``LATENCY_WINDOW`` calls (the median and
+    percentiles in ``stats`` are theirs; the call count, mean and maximum cover every call).
 
     ``predict(frames)`` returns ``frames.classify``'s dict; ``chunks`` yields
     complex64 sample arrays; ``batch`` windows at most go to one call (1:
@@ -145,7 +165,10 @@ class Stream(object):
         self.win = Windower(length, hop)
         self.batch = int(batch)
         self.rate = float(rate) if rate is not None else None
-        self.call_ns = []
+        self.call_ns = deque(maxlen=LATENCY_WINDOW)  # the most recent calls only
+        self.calls = 0
+        self.sum_ns = 0
+        self.max_ns = 0
         self.stats = {"windows": 0, "samples": 0, "partial_windows_dropped": 0, "partial_window_samples": 0,
                       "trailing_bytes": 0, "length": self.win.length, "hop": self.win.hop, "batch": self.batch}
 
@@ -159,6 +182,9 @@ class Stream(object):
                 out = self.predict(part)
                 dt = perf_counter_ns() - t0
                 self.call_ns.append(dt)
+                self.calls += 1
+                self.sum_ns += dt
+                self.max_ns = max(self.max_ns, dt)
                 for k in range(len(part)):
                     off = starts[i + k]
                     yield {"window": n, "offset": off,
@@ -179,5 +205,7 @@ class Stream(object):
         st["partial_windows_dropped"] = 1 if part else 0
         st["trailing_bytes"] = getattr(self.chunks, "trailing_bytes", 0)
         if self.call_ns:
-            lat = latency_stats(self.call_ns, self.batch)
-            st["latency_ms_per_call"] = {k: lat[k] for k in ("median_ms", "mean_ms", "p90_ms", "p99_ms", "max_ms")}
+            lat = latency_stats(list(self.call_ns), self.batch)
+            st["latency_ms_per_call"] = {k: lat[k] for k in ("median_ms", "p90_ms", "p99_ms")}
+            st["latency_ms_per_call"].update(mean_ms=self.sum_ns / self.calls / 1e6, max_ms=self.max_ns / 1e6,
+                                             calls=self.calls, percentiles_of_last=len(self.call_ns))

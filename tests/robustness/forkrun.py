@@ -12,7 +12,8 @@ The driver waits at most ``timeout`` seconds (then kills it) and records the
 exit status, stdout, stderr, wall time, peak RSS (``wait4``), the RSS the child
 had right after the fork (it shares the driver's pages), and the bytes it wrote (``/proc/self/io``).
 
-A case: ``{"name", "argv", "cwd"?, "env"?, "timeout"?}``. Linux only.
+A case: ``{"name", "argv", "cwd"?, "env"?, "timeout"?, "stdin"?}`` (``"stdin": "closed"``: no standard
+input at all; otherwise it is /dev/null). Linux only.
 """
 
 import json
@@ -43,8 +44,12 @@ def _child(case, out_dir, as_bytes, fsize_bytes):
         f = os.open(os.path.join(out_dir, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(f, fd)
         os.close(f)
-    stdin = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(stdin, 0)
+    if case.get("stdin") == "closed":  # as after `cmd <&-`: no descriptor 0, and Python's sys.stdin is None
+        os.close(0)
+        sys.stdin = None
+    else:
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(stdin, 0)
     resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
     rc = 0

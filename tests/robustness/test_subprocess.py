@@ -577,16 +577,23 @@ def build_cases(d: Path, shared) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------- running
 
-def _run_driver(cases, work: Path, timeout_each: int = 90) -> dict:
+def driver_command(cases, work: Path, timeout_each: int = 90, environ=None) -> tuple[list[str], dict, Path]:
+    """The forkrun.py command line for ``cases`` (written to ``work``), its environment (``environ``, default
+    this process's, plus the repository on PYTHONPATH) and where its results go."""
+    environ = dict(os.environ if environ is None else environ)
     doc = {"options": {"as_mib": 2048, "fsize_mib": 1024, "timeout": timeout_each},
-           "cases": [{k: c[k] for k in ("name", "argv", "cwd", "env") if k in c} for c in cases]}
+           "cases": [{k: c[k] for k in ("name", "argv", "cwd", "env", "stdin") if k in c} for c in cases]}
     cases_path = work / "cases.json"
     results_path = work / "results.json"
     cases_path.write_text(json.dumps(doc))
-    env = dict(os.environ, EDGEPRUNE_QUIET="1", PYTHONPATH=os.pathsep.join(
-        [str(REPO), str(REPO / "tests")] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
-    subprocess.run([sys.executable, str(HERE / "forkrun.py"), str(cases_path), str(results_path)], env=env,
-                   timeout=timeout_each * len(cases) + 120, check=True)
+    env = dict(environ, EDGEPRUNE_QUIET="1", PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(REPO / "tests")] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])))
+    return [sys.executable, str(HERE / "forkrun.py"), str(cases_path), str(results_path)], env, results_path
+
+
+def _run_driver(cases, work: Path, timeout_each: int = 90, environ=None) -> dict:
+    cmd, env, results_path = driver_command(cases, work, timeout_each, environ)
+    subprocess.run(cmd, env=env, timeout=timeout_each * len(cases) + 120, check=True)
     return json.loads(results_path.read_text())
 
 
