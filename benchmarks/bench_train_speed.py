@@ -74,11 +74,6 @@ class Variant:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, **kw)
         self.forward = self.model
         self.compile_s = None
-        if compile_model:
-            self.forward = torch.compile(self.model)
-            t0 = time.perf_counter()
-            self.steps(2)     # the first calls compile
-            self.compile_s = time.perf_counter() - t0
         self.rng = np.random.default_rng(seed)
         self.loader_it = None
         if loader:
@@ -86,6 +81,11 @@ class Variant:
                                                       drop_last=True, num_workers=0)
         self.uses_loader = loader
         self.rounds: list[float] = []
+        if compile_model:
+            self.forward = torch.compile(self.model)
+            t0 = time.perf_counter()
+            self.steps(2)     # the first calls compile
+            self.compile_s = time.perf_counter() - t0
 
     def batch_data(self):
         if self.uses_loader:
