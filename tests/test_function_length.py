@@ -22,8 +22,6 @@ IN_FLIGHT = "Not split yet: a candidate for named steps like pruning.plan.analyz
 LONG = {
     "edgeprune/models/trace.py:discover_module_units":
         "the forward hooks are closures over one shared call record; a split means a small tracer class. " + IN_FLIGHT,
-    "edgeprune/pruning/reference.py:analyze_reference":
-        "the reference procedure as one sequence, to be read beside the reference code. " + IN_FLIGHT,
     "edgeprune/pruning/layer.py:_layer_prune":
         "option checks, the plan (given or analysed), the budget choice and reassembly. " + IN_FLIGHT,
     "edgeprune/pruning/reassembly.py:plan_layers":

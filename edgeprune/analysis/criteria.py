@@ -301,3 +301,37 @@ def synflow_scores(model, units: dict, input_shape, batch: int = 2) -> dict:
 def reverse_scores(order: list) -> dict:
     """Deepest first: the unit at position ``i`` of ``order`` (shallow to deep) scores ``len(order) - i``."""
     return {k: float(len(order) - i) for i, k in enumerate(order)}
+
+
+def iterative_ablation_scores(model, units: dict, x, y, order=None, batch_size: int = 256,
+                              trace: list | None = None) -> dict:
+    """Greedy backward elimination on the validation loss: at each step every remaining unit is removed in turn
+    (together with those already removed), the one whose removal raises the loss least goes, and the loss is
+    re-measured; repeat until one unit is left. Value = the step at which a unit went (0 = first), so the unit
+    removed last is the most important. Unlike :func:`ablation_scores` this sees interactions: of two
+    redundant copies, removing either alone is harmless, but once one is gone the other is not.
+
+    Cost: one pass over ``x`` per remaining unit per step (n (n + 1) / 2 - 1 passes for n units). Ties go to
+    the unit earlier in ``order``. ``trace``: if a list, one ``(unit, loss after its removal)`` per step.
+    """
+    x, y = _prepare(model, units, x, y)
+    if y is None:
+        raise EdgepruneError("the iterative-ablation criterion needs labelled frames")
+    keys = list(order if order is not None else units)
+    _, means = _unit_io(model, units, x, batch_size)
+    gone: dict = {}
+    values: dict = {}
+    remaining = list(keys)
+    while remaining:
+        if len(remaining) == 1:
+            pick, loss = remaining[0], float("nan")
+        else:
+            trials = [(ablation_of_set(model, {**gone, k: units[k]}, x, y, means, batch_size)[0], i, k)
+                      for i, k in enumerate(remaining)]
+            loss, _, pick = min(trials)
+        values[pick] = float(len(values))
+        gone[pick] = units[pick]
+        remaining.remove(pick)
+        if trace is not None:
+            trace.append((pick, loss))
+    return values

@@ -68,8 +68,21 @@ class Segmentation:
         return out
 
     def to_dict(self) -> dict:
+        """The plan's ``segments``: ``bounds_loss`` is the Fisher loss of the bounds returned, ``optimal_loss``
+        the optimum's for the same K (equal here: these bounds are the optimum)."""
         return {"k": self.k, "bounds": [list(b) for b in self.bounds], "sizes": self.sizes,
-                "losses": self.losses, "auto": self.auto, "max_k": self.max_k, "sequence": self.sequence}
+                "losses": self.losses, "auto": self.auto, "max_k": self.max_k, "sequence": self.sequence,
+                "bounds_loss": bounds_loss(self.sequence, self.bounds), "optimal_loss": self.losses[self.k - 1]}
+
+
+def bounds_loss(sequence, bounds) -> float:
+    """The Fisher loss of a partition: the summed diameters of its blocks (sequential sums)."""
+    v = [float(a) for a in np.asarray(sequence, dtype=np.float64).reshape(-1)]
+    total = 0.0
+    for a, b in bounds:
+        mean = sum(v[a:b]) / (b - a)
+        total += sum((t - mean) ** 2 for t in v[a:b])
+    return float(total)
 
 
 def fisher_dp(x: np.ndarray, max_k: int):

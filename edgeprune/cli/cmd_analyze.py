@@ -13,15 +13,18 @@ def add_analysis_options(p) -> None:
                    help="similarity between unit outputs (default cka-unbiased, the reference code's)")
     p.add_argument("--segments", default="auto", help="number of blocks K, or 'auto' (the 5%% rule; default)")
     p.add_argument("--max-segments", type=int, default=None,
-                   help="largest K tried by 'auto' (default: ResNet56 5, ResNet110 7, else from the depth)")
+                   help="largest K tried by 'auto' (default: ResNet56 5, ResNet110 7, else from the depth; with "
+                        "--reference 4, as the reference's shipped Network_Partition.py)")
     p.add_argument("--importance", default=None, metavar="NAME",
-                   help="importance criterion: ablation (default), taylor, block-influence, synflow, reverse, "
-                        "or the reference's transplant proxies synflow-transplant, gradnorm, snip")
+                   help="importance criterion: ablation (default), iterative-ablation, taylor, block-influence, "
+                        "synflow, reverse, or the reference's transplant proxies synflow-transplant, gradnorm, snip")
     p.add_argument("--search", choices=["per-unit", "exhaustive"], default="per-unit",
                    help="score units one by one (linear in depth, default) or every combination per block (reference)")
     p.add_argument("--reference", action="store_true",
                    help="reproduce the reference code's procedure (yaolu-zjut/PSR) for resnet56(-ref), "
-                        "resnet110(-ref) and vgg16; its budget is --keep; differences are listed in docs/method.md")
+                        "resnet110(-ref) and vgg16: similarity on the first 5 batches of 128 TEST-split frames in "
+                        "order, SynFlow on 128 all-ones frames, max K 4; its budget is --keep; differences are "
+                        "listed in docs/method.md")
     p.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")
     add_runtime(p, threads=False, batch_size=128)
 
@@ -34,12 +37,17 @@ def add_budget_options(p, target_help: str) -> None:
 
 def register(sub, common):
     p = sub.add_parser("analyze", parents=[common], help="analyse a trained model for layer pruning (plan + plots)",
-                       description="Forward a few batches of the training frames, measure the similarity of every "
+                       description="Forward a few batches of frames, measure the similarity of every "
                                    "unit's output, split the units into contiguous blocks (Fisher optimal "
-                                   "segmentation), score them with a training-free proxy and choose the units to "
-                                   "keep. Writes DIR/plan.json, DIR/similarity.png and DIR/importance.png.")
+                                   "segmentation), score them with a criterion and choose the units to "
+                                   "keep. Frames: by default random batches of the checkpoint's TRAINING split for "
+                                   "the similarity, and the validation split for data-driven criteria; with "
+                                   "--reference the first 5 batches of 128 frames of the TEST split, in order (as "
+                                   "the reference code). Writes DIR/plan.json, DIR/similarity.png and "
+                                   "DIR/importance.png.")
     add_model(p, help="trained checkpoint (.pt)")
-    add_data(p, help="dataset file (the checkpoint's training split is used)")
+    add_data(p, help="dataset file (the checkpoint's split is reproduced: training split for the similarity, "
+                     "validation split for the criterion; --reference: the test split)")
     add_out(p, help="output folder")
     add_analysis_options(p)
     add_budget_options(p, "choose the kept units for this fraction of the baseline MACs, within 2%% (e.g. 0.15)")

@@ -15,8 +15,11 @@ Point by point (each checked in tests/test_reference.py):
 - Candidates: every compared unit of a block, the ResNet stem and stage
   transitions included (choosing the stem keeps nothing extra: the stem
   always stays).
+- Segmentation's max K: 4, as the shipped Network_Partition.py sets it for
+  every network (``k = 4``; a comment in Reassembly.py names 5 for ResNet56 and 7 for ResNet110).
 - Scoring: the random copy has PyTorch's default initialisation (the
-  reference's networks do not re-initialise); for every combination of the block's kept count, in the
+  reference's networks do not re-initialise); SynFlow on an all-ones batch of
+  128 frames (float64), as zero_nas/synflow.py; for every combination of the block's kept count, in the
   reference's order, the trained weights of those units are loaded into one
   random copy of the network and SynFlow is computed with BatchNorm in train
   mode; the loaded weights are NOT restored, so every later combination
@@ -40,6 +43,8 @@ from ..errors import EdgepruneError
 REFERENCE_MODELS = ("resnet56-ref", "resnet110-ref", "resnet56", "resnet110", "vgg16")
 REFERENCE_SHORTCUT = ("resnet56-ref", "resnet110-ref")
 BATCHES, BATCH_SIZE = 5, 128
+SYNFLOW_FRAMES = 128      # zero_nas/synflow.py: an all-ones batch of 128 frames
+REFERENCE_MAX_K = 4       # Network_Partition.py as shipped: ``k = 4`` for every network
 
 
 def check_reference_model(spec: dict[str, Any]) -> str:
@@ -83,6 +88,35 @@ def test_batches(n: int, batches: int = BATCHES, batch_size: int = BATCH_SIZE) -
     return [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(full)]
 
 
+def reference_segments(seq, segments="auto", max_segments: int | None = None) -> dict[str, Any]:
+    """The plan's ``segments`` as the reference makes them: the Fisher table up to max K (default
+    :data:`REFERENCE_MAX_K`, the shipped Network_Partition.py's), K by the 5 % rule, the bounds by its back-tracking
+    heuristic; ``bounds_loss`` is the Fisher loss of those bounds, ``optimal_loss`` and ``optimal_bounds`` the
+    optimum's for the same K."""
+    from ..analysis.segmentation import auto_k, bounds_loss, check_k, fisher_dp, reference_bounds, segment
+
+    seq = np.asarray(seq, dtype=np.float64).reshape(-1)
+    n = len(seq)
+    auto = segments in (None, "auto")
+    if max_segments is None:
+        max_segments = REFERENCE_MAX_K if auto else int(segments)
+    if auto:
+        loss, _ = fisher_dp(seq, min(int(max_segments), n))
+        losses = [float(v) for v in loss[1:, n]]
+        k = auto_k(losses)
+    else:
+        k = check_k(segments, n)
+        loss, _ = fisher_dp(seq, k)
+        losses = [float(v) for v in loss[1:, n]]
+    bounds = reference_bounds(seq, k)
+    optimum = segment(seq, k).bounds
+    return {"k": int(k), "bounds": [list(b) for b in bounds], "sizes": [b - a for a, b in bounds],
+            "losses": losses, "auto": bool(auto), "max_k": int(max_segments), "sequence": seq.tolist(),
+            "recovery": "reference back-tracking heuristic",
+            "bounds_loss": bounds_loss(seq, bounds), "optimal_loss": bounds_loss(seq, optimum),
+            "optimal_bounds": [list(b) for b in optimum]}
+
+
 def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: int | None = None, seed: int = 0,
                       split=None, max_combinations: int | None = None) -> dict[str, Any]:
     """The plan the reference procedure makes for ``ckpt`` (same format as :func:`~edgeprune.pruning.plan.analyze`)."""
@@ -94,7 +128,7 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
     from ..analysis.importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
     from .plan import PLAN_FORMAT, PLAN_VERSION, spec_hash
     from ..analysis.representations import iter_unit_features
-    from ..analysis.segmentation import auto_k, check_k, column_sums, default_max_segments, fisher_dp, reference_bounds
+    from ..analysis.segmentation import column_sums
     from ..analysis.similarity import SimilarityAccumulator
 
     ckpt = load_model_arg(ckpt, "the model")
@@ -112,24 +146,13 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
         acc.add(feats)
     sim = acc.result()
     seq = column_sums(sim)
-    n = len(units)
-    auto = segments in (None, "auto")
-    if max_segments is None:
-        max_segments = default_max_segments(n, name) if auto else int(segments)
-    if auto:
-        loss, _ = fisher_dp(seq, min(int(max_segments), n))
-        losses = [float(v) for v in loss[1:, n]]
-        k = auto_k(losses)
-    else:
-        k = check_k(segments, n)
-        loss, _ = fisher_dp(seq, k)
-        losses = [float(v) for v in loss[1:, n]]
-    bounds = reference_bounds(seq, k)
+    segs = reference_segments(seq, segments, max_segments)
+    bounds = [tuple(b) for b in segs["bounds"]]
     blocks = [[units[p].layer for p in range(a, b)] for a, b in bounds]
     counts = check_counts(parse_keep(keep), blocks) if keep is not None else [1] * len(blocks)
     vgg = spec["family"] == "vgg"
     scorer = TransplantScorer(spec, ckpt.state_dict, "synflow-transplant", seed=seed, parts="conv." if vgg else None,
-                              torch_default_init=True)
+                              torch_default_init=True, frames=SYNFLOW_FRAMES)
     chosen, best = select_exhaustive(blocks, counts, scorer, max_combinations or MAX_COMBINATIONS, carry=True)
     stem_layers = {u.layer for u in units if u.role == "stem"}
     kept = sorted(u for b in chosen for u in b if u not in stem_layers)
@@ -149,13 +172,11 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
         "similarity": {"metric": "cka-unbiased", "batches": len(idx), "batch_size": int(len(idx[0])),
                        "frames": "first batches of the test split, in order", "split": split_info,
                        "matrix": sim.round(6).tolist()},
-        "segments": {"k": int(k), "bounds": [list(b) for b in bounds], "sizes": [b - a for a, b in bounds],
-                     "losses": losses, "auto": bool(auto), "max_k": int(max_segments), "sequence": seq.tolist(),
-                     "recovery": "reference back-tracking heuristic"},
+        "segments": segs,
         "importance": {"criterion": "synflow-transplant", "proxy": "synflow-transplant",
                        "measures": "SynFlow of the random copy carrying every combination's units (carried over)",
                        "rule": "lowest value kept", "split": "none", "frames": 0,
-                       "values": {}, "scores": {}},
+                       "synflow_frames": SYNFLOW_FRAMES, "values": {}, "scores": {}},
         "keep": {"mode": "keep" if keep is not None else "default", "counts": counts, "search": "exhaustive",
                  "target_macs": None, "exhaustive_scores": best, "match": None},
         "blocks": [{"bounds": list(b), "candidates": c, "kept": k_} for b, c, k_ in zip(bounds, blocks, chosen)],
@@ -175,10 +196,8 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
 def reference_differences(name: str) -> list[str]:
     """What still differs from the reference code for this model (also listed in docs/method.md)."""
     out = [
-        "the random copy's initial weights are other random numbers (PyTorch's default initialisation, as the "
-        "reference's networks use, but drawn in edgeprune's module order from edgeprune's seed)",
-        "SynFlow on 2 identical all-ones frames instead of 128 (the score is exactly 64 times smaller; same ranking)",
-        "similarity and segmentation in float64 (the reference: float32 on the GPU)",
+        "similarity and segmentation in float64 (the reference: float32 on the GPU; the similarity matrices differ "
+        "by float32 rounding, so near-ties may break differently)",
         "the test split is edgeprune's stratified split of your data, not the reference's prepared test files",
     ]
     if name in ("resnet56", "resnet110"):
