@@ -326,7 +326,7 @@ def match_depth(spec: dict[str, Any], state_dict: dict, order: Sequence[int], fr
     def macs_without(removed) -> int:
         return int(model_stats(plan_layers(spec, keep_of(removed), transition)[0])["macs"])
 
-    match = search_unit_set(list(order), macs_without, base_macs, fraction, tol, what)
+    match = search_unit_set(list(order), macs_without, base_macs, fraction, tol, what, nearest=True)
     new_spec, new_state, report = reassemble(spec, state_dict, keep_of(match.setting), transition=transition,
                                              seed=seed)
     if int(report["macs_after"]) != match.macs:  # the search and the reassembly must agree

@@ -190,9 +190,10 @@ def reach(cands, base: int, fraction, tol) -> dict[str, Any]:
     return {"window": window, "nearest": nearest, "note": note}
 
 
-def check_reach(ckpt, target_macs, tolerance, transition: str = "keep") -> dict[str, Any] | None:
-    """:func:`reach` of ``ckpt``'s traced candidates, before any expensive analysis (None without a target).
-    One error when nothing can be removed."""
+def check_reach(ckpt, target_macs, tolerance, transition: str = "keep", probe: bool = False
+                ) -> dict[str, Any] | None:
+    """:func:`reach` of ``ckpt``'s traced candidates (``probe``: only those whose removal works), before any
+    expensive analysis (None without a target). One error when nothing can be removed."""
     from ..models.macs import count_macs
 
     if target_macs is None:
@@ -200,7 +201,8 @@ def check_reach(ckpt, target_macs, tolerance, transition: str = "keep") -> dict[
     fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     model = ckpt.build()
-    cands = candidates(_trace(model, ckpt), transition)
+    res = _trace(model, ckpt)
+    cands = probed_candidates(ckpt, model, res, transition)[0] if probe else candidates(res, transition)
     if not cands:
         _no_units(ckpt, transition)
     return reach(cands, int(count_macs(model, (2, ckpt.length))), fraction, tol)
