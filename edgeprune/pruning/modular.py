@@ -217,7 +217,7 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     equivalence = check_layer_pruned(model, net, list(removed), (2, ckpt.length), reinit=rep["reinit"], seed=seed)
     info = dict(info or {})
     notes = list(info.pop("notes", []))
-    if match is not None and match.note:
+    if match is not None and match.note and match.note not in notes:
         notes.append(match.note)
     if notes:
         info["notes"] = notes
@@ -449,9 +449,11 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     values = unit_values(importance, ckpt, model, cands, xs, ys, batch_size=max(batch_size, 256))
     scores = keep_keys(importance, values)
     t2 = time.perf_counter()
-    removed, mode, _ = choose_removal(ckpt, model, cands, label, len(seg.bounds), scores, keep=keep,
-                                      keep_units=keep_units, target_macs=target_macs, tolerance=tolerance,
-                                      transition=transition)
+    removed, mode, match = choose_removal(ckpt, model, cands, label, len(seg.bounds), scores, keep=keep,
+                                          keep_units=keep_units, target_macs=target_macs, tolerance=tolerance,
+                                          transition=transition)
+    if match is not None and match.note:
+        notes.append(match.note)
     expected = _expected(ckpt, model, removed)
     pos = {u.name: i for i, u in enumerate(entries)}
     gone = {u.name for u in removed}
