@@ -69,8 +69,12 @@ def test_unreachable_budget_and_bad_options(tmp_path, toy_checkpoint, toy_datase
     from edgeprune.pruning.latency_target import prune_to_latency
 
     ck = load_checkpoint(toy_checkpoint)
-    with pytest.raises(EdgepruneError, match="no layer-pruned model .* is predicted to meet"):
-        prune_to_latency(ck, toy_dataset, 1e-4, "x86-cpu", latency_model=lm_file, batches=1, batch_size=32)
+    # a budget no candidate meets: the fastest model whole units allow (the smallest MACs), with one note
+    res = prune_to_latency(ck, toy_dataset, 1e-4, "x86-cpu", latency_model=lm_file, batches=1, batch_size=32)
+    cands = res.info["latency"]["candidates"]
+    assert len(res.info["notes"]) == 1 and "is predicted to meet" in res.info["notes"][0]
+    assert "took the fastest" in res.info["notes"][0]
+    assert res.info["latency"]["predicted_ms"] == min(c["predicted_ms"] for c in cands) > 1e-4
     with pytest.raises(EdgepruneError, match="positive number"):
         prune_to_latency(ck, toy_dataset, -1.0, "x86-cpu", latency_model=lm_file)
     for bad in (-0.1, 1.0, "x", True):

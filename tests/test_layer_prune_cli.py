@@ -79,7 +79,10 @@ def test_prune_budgets_and_errors(setup, capsys):
 
     err(base + ["--keep", "9,9,9", "--out", str(d / "x.pt")], "has only")
     err(base + ["--keep", "1,1", "--out", str(d / "x.pt")], "3 blocks")
-    err(base + ["--target-macs", "0.01", "--out", str(d / "x.pt")], "cannot reach 0.01")
+    # a target below every unit set: the smallest model whole units allow, with one note (not an error)
+    r = _json(capsys, base + ["--target-macs", "0.01", "--out", str(d / "small.pt")])
+    assert len(r["notes"]) == 1 and "cannot reach 0.01" in r["notes"][0] and "took the smallest" in r["notes"][0]
+    assert r["after"]["macs"] < r["before"]["macs"]
     err(["prune", "--model", str(d / "other.pt"), "--plan", str(d / "an" / "plan.json"), "--out", str(d / "x.pt")],
         "plan was made for model")
     err(["prune", "--model", str(d / "base.pt"), "--out", str(d / "x.pt")], "needs --data")

@@ -92,22 +92,40 @@ def test_methods_hit_target_within_2_percent(name, method, fraction):
     assert abs(got - fraction * base) <= 0.02 * fraction * base, (got / base, fraction)
 
 
-def test_too_coarse_depth_target_names_nearest():
+@pytest.mark.parametrize("traced", [True, False])
+def test_too_coarse_depth_target_gives_the_nearest_model_below(traced):
+    """Every removable unit of resnet20-1d costs >= 5% of the MACs: 0.97 cannot be met within 2%. The result is
+    the largest MACs at or below the target over every set of removable units (brute force), with one note."""
+    import itertools
+
+    from edgeprune.analysis.units import discover_units
     from edgeprune.pruning.registry import get_method
 
     ck = _ckpt("resnet20-1d")
-    # every removable unit costs >= 5% of the MACs: 1.5% off the full model cannot be met
-    between = 0.97
-    with pytest.raises(EdgepruneError, match=r"too coarse"):
-        get_method("random")(ck, None, target_macs=between, seed=0)
+    units = [u.layer for u in discover_units(ck.spec) if u.removable]
+    fractions = [_depth_fraction(ck.spec, set(sub)) for k in range(len(units) + 1)
+                 for sub in itertools.combinations(units, k)]
+    for target in (0.97, 0.5):
+        res = get_method("random")(ck, None, target_macs=target, seed=0, traced=traced)
+        got = res.lineage["macs_after"] / res.lineage["macs_before"]
+        inside = [f for f in fractions if abs(f - target) <= 0.02 * target]
+        if inside:
+            assert abs(got - target) <= 0.02 * target and not res.info.get("notes")
+        else:
+            assert got == pytest.approx(max(f for f in fractions if f <= target), abs=1e-12)
+            assert len(res.info["notes"]) == 1 and "whole units cannot reach" in res.info["notes"][0]
 
 
-def test_unreachable_depth_target_names_nearest():
+def test_unreachable_depth_target_gives_the_smallest_model():
     from edgeprune.pruning.registry import get_method
 
-    # resnet20-1d keeps its stem, 3 stage transitions and one block per stage at least
-    with pytest.raises(EdgepruneError, match=r"cannot reach 0.05 x MACs within 2%: the nearest achievable is 0\.\d+"):
-        get_method("random")(_ckpt("resnet20-1d"), None, target_macs=0.05, seed=0)
+    # resnet20-1d keeps its stem, 3 stage transitions and one block per stage at least: 0.05 is below every
+    # unit set, so the smallest model (every removable unit removed) is the answer
+    ck = _ckpt("resnet20-1d")
+    res = get_method("random")(ck, None, target_macs=0.05, seed=0)
+    cands = 7
+    assert len(res.lineage["removed_units"]) == cands
+    assert "every unit set stays above it" in res.info["notes"][0]
 
 
 def test_unreachable_channel_target_names_nearest():

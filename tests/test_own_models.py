@@ -338,11 +338,17 @@ def test_tracing_the_zoo_finds_the_spec_units():
     from edgeprune.analysis.units import discover_units
     from edgeprune.models import build_model, make_spec
 
-    for name in ("resnet20-1d", "vgg16-1d", "resnet20", "cnn1d"):
+    for name in ("resnet20-1d", "vgg16-1d", "resnet20"):
         spec = make_spec(name, 128, 11)
         declared = [f"layers.{u.layer}" for u in discover_units(spec) if u.removable and not u.transition]
         traced = [u.name for u in discover_module_units(build_model(spec), (2, 128)).removable]
         assert traced == declared, name
+    # CNN1D's residual stacks pool (the spec's units are all shape-changing transitions): the trace looks into
+    # each stack and finds its residual units and its 1x1 projection (not the first one: the stem)
+    traced = [u.name for u in discover_module_units(build_model(make_spec("cnn1d", 128, 11)), (2, 128)).removable]
+    hand = [n for i in range(6) for n in ([f"layers.{i}.proj+layers.{i}.bn"] if i else [])
+            + [f"layers.{i}.unit1", f"layers.{i}.unit2"]]
+    assert traced == hand
 
 
 def test_python_api_takes_a_live_module(toy_npz, tmp_path):

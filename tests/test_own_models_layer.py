@@ -118,7 +118,7 @@ def test_ablation_of_chains_and_lstm_layers_equals_hand_made_ablations(trained, 
             getattr(one, f"{name}_l0").data.copy_(getattr(model.lstm, f"{name}_l{keep}"))
         net.lstm = one
         assert got[f"lstm[{drop}]"] == pytest.approx(_loss(net, ds.x, ds.y) - base, rel=1e-6, abs=1e-9)
-    with pytest.raises(EdgepruneError, match="does not expose as one tensor"):
+    with pytest.raises(EdgepruneError, match="an LSTM/GRU layer or a pooling stack"):
         M.unit_values("block-influence", ck, model, cands, ds.x, ds.y)
     with pytest.raises(EdgepruneError, match="transplant proxy"):
         M.unit_values("synflow-transplant", ck, model, cands, ds.x, ds.y)

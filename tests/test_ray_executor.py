@@ -221,20 +221,22 @@ def test_state_format_is_versioned(tmp_path):
 
 
 def test_an_edgeprune_error_in_a_task_skips_that_model_like_local(tmp_path, ray_cluster):
-    """random units cannot reach 0.05 x MACs on this model (a TargetUnreachable inside the task): the branch is
-    skipped with the same note as the local executor's, and the rest of the study (here the baseline) goes on."""
+    """channel-l1 cannot reach 0.01 x MACs on this model (a TargetUnreachable inside the task: the stem and block
+    outputs keep their channels): the branch is skipped with the same note as the local executor's, and the rest
+    of the study (here the baseline) goes on."""
     def cfg(**study):
         c = _cfg(**study)
-        c["prune"]["methods"], c["prune"]["targets"] = ["random"], [0.05]
+        c["prune"]["methods"], c["prune"]["targets"] = ["channel-l1"], [0.01]
         c["finetune"]["epochs"] = 1
         return c
 
     local = run_study(cfg(), tmp_path / "local", log=lambda m: None)["results"]
     ray_res = run_study(cfg(executor="ray", address=ray_cluster), tmp_path / "ray", log=lambda m: None)["results"]
-    note = [n for n in local["notes"] if n.startswith("random@0.05 skipped: random unit")]
-    assert note and [n for n in ray_res["notes"] if n.startswith("random@0.05 skipped")] == note
+    note = [n for n in local["notes"] if n.startswith("channel-l1@0.01 skipped: channel-l1 cannot reach")]
+    assert note and [n for n in ray_res["notes"] if n.startswith("channel-l1@0.01 skipped")] == note
     assert [m["id"] for m in ray_res["models"]] == ["baseline"]
-    assert "prune random@0.05" not in _state(tmp_path / "ray") and _state(tmp_path / "ray")["baseline"]["executor"] == "ray"
+    assert "prune channel-l1@0.01" not in _state(tmp_path / "ray")
+    assert _state(tmp_path / "ray")["baseline"]["executor"] == "ray"
 
 
 def test_a_failing_task_is_retried_once_then_reported_with_its_stage(tmp_path, ray_cluster):

@@ -337,3 +337,149 @@ class PhaseGRU(nn.Module):
         y = F.relu(self.conv2(F.relu(self.conv1(x))))
         h, _ = self.gru(y.transpose(1, 2))
         return self.fc(h[:, -1])
+
+
+# ---------------------------------------------------------------- shapes of published AMR networks (issue 24)
+
+
+class TransformerAMR(nn.Module):
+    """conv embedding, a standard nn.TransformerEncoder (3 layers), mean over time, classifier."""
+
+    def __init__(self, num_classes=4, d=8, layers=3):
+        super().__init__()
+        self.embed = nn.Conv1d(2, d, 1)
+        layer = nn.TransformerEncoderLayer(d, 2, dim_feedforward=16, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.fc = nn.Linear(d, num_classes)
+
+    def forward(self, x):
+        y = self.encoder(self.embed(x).transpose(1, 2))
+        return self.fc(y.mean(1))
+
+
+class Recurrent(nn.Module):
+    """The user's own module around an LSTM: it returns the last step (so it changes the shape)."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        return y[:, -1]
+
+
+class NestedLSTM(nn.Module):
+    """CNN + LSTM whose second LSTM sits inside a module of its own (MCLDNN style)."""
+
+    def __init__(self, num_classes=4, hidden=8):
+        super().__init__()
+        self.conv = nn.Conv1d(2, hidden, 3, padding=1)
+        self.lstm1 = nn.LSTM(hidden, hidden, batch_first=True)
+        self.rec = Recurrent(hidden)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        y, _ = self.lstm1(F.relu(self.conv(x)).transpose(1, 2))
+        return self.fc(self.rec(y))
+
+
+class SE(nn.Module):
+    """Squeeze-and-excitation: only Linear layers, shape-preserving."""
+
+    def __init__(self, c, r=2):
+        super().__init__()
+        self.fc1 = nn.Linear(c, c // r)
+        self.fc2 = nn.Linear(c // r, c)
+
+    def forward(self, x):
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(-1)))))
+        return x * w.unsqueeze(-1)
+
+
+class SelfAttention(nn.Module):
+    """A residual self-attention block over time (batch-first multi-head attention)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.att = nn.MultiheadAttention(c, 2, batch_first=True)
+
+    def forward(self, x):
+        t = x.transpose(1, 2)
+        return x + self.att(t, t, t, need_weights=False)[0].transpose(1, 2)
+
+
+class MLPBlock(nn.Module):
+    """A residual per-time-step MLP (Linear-ReLU-Linear)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.fc1 = nn.Linear(c, 2 * c)
+        self.fc2 = nn.Linear(2 * c, c)
+
+    def forward(self, x):
+        t = x.transpose(1, 2)
+        return x + self.fc2(F.relu(self.fc1(t))).transpose(1, 2)
+
+
+class AttentionSE(nn.Module):
+    """stem conv, SE, attention and MLP blocks (all shape-preserving, all dense), an MLP head, classifier."""
+
+    def __init__(self, num_classes=4, c=8):
+        super().__init__()
+        self.stem = nn.Conv1d(2, c, 3, padding=1)
+        self.se = SE(c)
+        self.att = SelfAttention(c)
+        self.mlp = MLPBlock(c)
+        self.head = nn.Sequential(nn.Linear(c, c), nn.ReLU())
+        self.fc = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        x = self.mlp(self.att(self.se(F.relu(self.stem(x)))))
+        return self.fc(self.head(x.mean(-1)))
+
+
+class PoolStack(nn.Module):
+    """A residual stack written flat (PSR's CNN1D style): 1x1 conv, two residual convs, max-pool (halves L)."""
+
+    def __init__(self, cin, c):
+        super().__init__()
+        self.proj = nn.Conv1d(cin, c, 1)
+        self.a = nn.Conv1d(c, c, 3, padding=1)
+        self.b = nn.Conv1d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        x = self.proj(x)
+        x = F.relu(x + self.b(F.relu(self.a(x))))
+        return F.max_pool1d(x, 2)
+
+
+class PoolStackNet(nn.Module):
+    """Stacks that pool, flattened into a dense head (the length reaching the head matters)."""
+
+    def __init__(self, num_classes=4, c=4, stacks=3, length=64):
+        super().__init__()
+        self.stacks = nn.Sequential(*[PoolStack(2 if i == 0 else c, c) for i in range(stacks)])
+        self.fc = nn.Linear(c * (length >> stacks), num_classes)
+
+    def forward(self, x):
+        return self.fc(self.stacks(x).flatten(1))
+
+
+class PhaseGRUNet(nn.Module):
+    """PET-CGDNN style: a Linear estimates a phase from the whole frame, the I/Q are rotated by it, then conv and
+    a 2-layer GRU."""
+
+    def __init__(self, num_classes=4, length=64, hidden=8):
+        super().__init__()
+        self.phase = nn.Linear(2 * length, 1)
+        self.conv = nn.Conv1d(2, hidden, 3, padding=1)
+        self.gru = nn.GRU(hidden, hidden, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        p = self.phase(x.flatten(1))
+        c, s = torch.cos(p), torch.sin(p)
+        x = torch.stack([x[:, 0] * c - x[:, 1] * s, x[:, 0] * s + x[:, 1] * c], 1)
+        y, _ = self.gru(F.relu(self.conv(x)).transpose(1, 2))
+        return self.fc(y[:, -1])

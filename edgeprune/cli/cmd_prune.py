@@ -107,6 +107,7 @@ def run_prune(args):
     if doc["kept_units"] is not None:
         lines.append(f"kept units {doc['kept_units']}")
     lines += _channel_lines(doc.get("channels"))
+    lines += [f"note: {n}" for n in doc.get("notes") or []]
     lat = doc.get("latency")
     if lat:
         lines.append(f"latency budget {lat['budget_ms']:.3f} ms on {lat['target']} ({lat['backend']}, batch {lat['batch']}, "

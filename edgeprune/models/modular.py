@@ -13,6 +13,7 @@ the unpruned network and which structural edits were made since:
      "edits": {"removed": [module names replaced by identity],
                "rnn_layers": {lstm module name: [kept layer indices]},
                "reinit": [module names re-initialised because their input shape changed],
+               "pooled": {module name: [output size]},    # removed stacks: an adaptive pool stands in
                "attrs": {module name: {attribute: value}}},            # widths, Torch-Pruning's way
      "stats": {"params", "macs", "units", "weight_layers"},
      "layout": "N1CL" | "NLC"}                                         # absent: the model takes (N, 2, L)
@@ -32,7 +33,7 @@ from typing import Any
 from ..errors import EdgepruneError
 
 SCHEMA = 1
-EDIT_KEYS = ("removed", "rnn_layers", "reinit", "attrs")
+EDIT_KEYS = ("removed", "rnn_layers", "reinit", "attrs", "pooled")
 
 
 def is_module_recipe(spec) -> bool:
@@ -88,6 +89,11 @@ def validate_recipe(r: Any) -> dict[str, Any]:
         raise EdgepruneError("model recipe edits name modules by strings")
     if not isinstance(ed.get("rnn_layers", {}), dict) or not isinstance(ed.get("attrs", {}), dict):
         raise EdgepruneError("model recipe edits rnn_layers/attrs must be dicts")
+    pooled = ed.get("pooled", {})
+    if not isinstance(pooled, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and 1 <= len(v) <= 3
+            and all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v) for k, v in pooled.items()):
+        raise EdgepruneError("model recipe edits: pooled must map module names to output sizes (1 to 3 positive ints)")
     for name, keep in ed.get("rnn_layers", {}).items():
         if not isinstance(keep, list) or not keep or not all(isinstance(i, int) and i >= 0 for i in keep):
             raise EdgepruneError(f"model recipe edits: rnn_layers of {name!r} must list layer indices")
@@ -164,10 +170,15 @@ def apply_structure(model, edits: dict[str, Any]):
 
     for name, keep in sorted(edits.get("rnn_layers", {}).items()):
         set_module(model, name, keep_rnn_layers(get_module(model, name), keep))
+    from .surgery import Bypass, PoolBypass
+
     for name in edits.get("removed", []):
         old = get_module(model, name)
-        new = rnn_identity(old) if isinstance(old, nn.RNNBase) else nn.Identity()
+        new = rnn_identity(old) if isinstance(old, nn.RNNBase) else Bypass()
         set_module(model, name, new)
+    for name, size in sorted(edits.get("pooled", {}).items()):
+        get_module(model, name)
+        set_module(model, name, PoolBypass(size))
     return model
 
 
@@ -284,7 +295,9 @@ def edited(recipe: dict[str, Any], **changes) -> dict[str, Any]:
     out = copy.deepcopy(recipe)
     ed = out.setdefault("edits", {})
     for key, val in changes.items():
-        if key in ("removed", "reinit"):
+        if key == "pooled":
+            ed["pooled"] = {**ed.get("pooled", {}), **{k: list(v) for k, v in val.items()}}
+        elif key in ("removed", "reinit"):
             ed[key] = list(ed.get(key, [])) + [v for v in val if v not in ed.get(key, [])]
         elif key == "attrs":
             merged = dict(ed.get("attrs", {}))

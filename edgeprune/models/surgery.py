@@ -35,6 +35,31 @@ class RNNIdentity(nn.Module):
         return x, h
 
 
+class Bypass(nn.Module):
+    """Stands in for a removed unit: returns its first input unchanged (any further arguments, such as the masks a
+    ``nn.TransformerEncoder`` passes its layers, are ignored)."""
+
+    def forward(self, x, *args, **kwargs):
+        return x
+
+
+class PoolBypass(nn.Module):
+    """Stands in for a removed stack that shortens its input (same channels): a parameter-free adaptive average
+    pool of the input to the stack's output size."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = [int(v) for v in size]
+
+    def forward(self, x, *args, **kwargs):
+        import torch.nn.functional as F
+
+        pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}.get(len(self.size))
+        if pool is None:
+            raise EdgepruneError(f"no pooling stands in for a stack of output size {self.size}")
+        return pool(x, self.size if len(self.size) > 1 else self.size[0])
+
+
 def refresh_rnn(mod: nn.RNNBase) -> None:
     """Point an RNN's flat weight list at its current parameters (after they were replaced)."""
     if hasattr(mod, "_init_flat_weights"):

@@ -3,22 +3,29 @@
 One forward pass of a frame records every module call in order, with the
 shapes it received and returned. The modules are then walked from the root:
 
-- containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``, the
-  root, and a custom module whose body is one container) are looked into;
+- containers (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``,
+  ``nn.TransformerEncoder``, the root, and a custom module whose body is one
+  container) are looked into;
 - inside them, consecutive calls Conv-(BN)-(activation/dropout) and
   Linear-(BN)-(activation/dropout) form one *group*;
-- a custom module with weights (a residual block of the user's own class)
-  is one *block*; it is not looked into;
+- a custom module with weights (a residual block, an SE or attention block, a
+  ``nn.TransformerEncoderLayer``, an MLP block) is one *block* when its output
+  shape equals its input shape; a shape-changing one is looked into when it
+  holds a recurrent layer or further blocks (a custom module holding an LSTM),
+  and is otherwise one block;
 - an LSTM/GRU/RNN contributes one unit per layer of its stack.
 
 An entry is a removable *unit* when its output shape equals its input shape,
-it runs exactly once, and it is neither the stem (the first layer that runs)
-nor the classifier (the last Linear that runs) nor a dense head layer
-(Linear groups are listed as ``head``). Removing a unit replaces it
-with identity, so branches (dual-branch models such as MCLDNN) keep their
-structure. Other weighted entries are listed with the reason they are not
-units (shape change, stem, classifier, called twice, not a unit type), and
-weighted modules that never ran in the forward are listed as not traced.
+it runs exactly once, it returns one tensor (or is an LSTM/GRU), and it is
+neither the stem (the first layer that runs), nor the classifier (the last
+Linear that runs), nor in the head (entries that run on pooled feature vectors,
+per-sample shape ``[F]``), whatever its layer types. A block that only shortens
+the sequence (same channels, shorter length: a residual stack that pools) is a
+removable *stack*: it is replaced by a parameter-free adaptive average pool to
+its output shape. Removing a unit replaces it with identity, so branches
+(dual-branch models such as MCLDNN) keep their structure. Other weighted
+entries are listed with the reason they are not units, and weighted modules
+that never ran in the forward are listed as not traced.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class ModuleUnit:
     position: int = 0
     rnn: str | None = None         # for rnn-layer: the LSTM/GRU module name
     rnn_layer: int | None = None
+    bypass: str = "identity"       # identity | pool (a stack) | rnn (a whole LSTM/GRU): what stands in when removed
 
     @property
     def output_module(self) -> str:
@@ -89,15 +97,6 @@ def _own_params(mod) -> int:
 
 def _params(mod) -> int:
     return sum(p.numel() for p in mod.parameters())
-
-
-def _dense_only(mod) -> bool:
-    """True when every weighted layer inside ``mod`` is a Linear (or a norm/activation)."""
-    from torch import nn
-
-    leaves = [m for m in mod.modules() if _own_params(m) > 0]
-    return bool(leaves) and not any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase)) for m in leaves) \
-        and any(isinstance(m, nn.Linear) for m in leaves)
 
 
 def hooked_forward(model, x, handles, failure: str, seed: int | None = None):
@@ -158,6 +157,7 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
             rec["count"] += 1
             if rec["count"] == 1:
                 rec["out"] = _shape(out)
+                rec["tuple_out"] = not isinstance(out, torch.Tensor)
                 rec["end"] = clock[0]
                 if isinstance(mod, nn.RNNBase) and isinstance(out, tuple) and isinstance(out[0], torch.Tensor):
                     rec["out"] = tuple(int(v) for v in out[0].shape[1:]) if mod.batch_first else (
@@ -203,7 +203,7 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
         return sorted(out, key=lambda k: calls[k]["start"])
 
     def is_container(mod):
-        return isinstance(mod, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        return isinstance(mod, (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.TransformerEncoder))
 
     def body_container(name):
         mod = modules[name]
@@ -213,14 +213,35 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
                 return True
         return False
 
+    def holds_units(name):
+        """Whether a custom module holds a recurrent layer or further custom modules with weights (then a
+        shape-changing one is looked into)."""
+        for c, child in modules[name].named_children():
+            full = f"{name}.{c}"
+            if isinstance(child, (nn.RNNBase, nn.TransformerEncoderLayer, nn.TransformerEncoder)) and (
+                    full in calls or any(k.startswith(full + ".") for k in calls)):
+                return True
+            if (list(child.children()) and _params(child) > 0 and not is_container(child)
+                    and type(child).__module__.split(".")[0] != "torch" and full in calls):
+                return True
+        return False
+
+    def stack_shapes(in_shape, out_shape) -> bool:
+        """Same channels, every later dimension no longer (a stack that pools): a pool can stand in for it."""
+        return (in_shape is not None and out_shape is not None and len(in_shape) == len(out_shape) >= 2
+                and len(in_shape) <= 4 and in_shape[0] == out_shape[0] and in_shape != out_shape
+                and all(0 < o <= i for i, o in zip(in_shape[1:], out_shape[1:])))
+
     def add(name, kind, members, in_shape, out_shape, **kw):
         count = max(calls[m]["count"] for m in members)
         params = sum(_params(modules[m]) for m in members)
         if kw.get("rnn"):
             params = sum(p.numel() for pn, p in modules[kw["rnn"]].named_parameters()
                          if pn.split("_l")[-1].split("_")[0] == str(kw["rnn_layer"]))
-        role, removable = "unit", True
+        role, removable, bypass = "unit", True, "identity"
         same = in_shape is not None and in_shape == out_shape
+        is_rnn = kw.get("rnn") is not None or isinstance(modules[members[0]], nn.RNNBase)
+
         def holds(leaf):
             return leaf is not None and any(leaf == m or leaf.startswith(m + ".") for m in members)
 
@@ -228,11 +249,17 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
             role, removable, reason = "stem", False, "stem: the first layer that runs is never removed"
         elif holds(classifier):
             role, removable, reason = "classifier", False, "classifier: the last Linear is never removed"
-        elif kind == "linear-group" or (kind == "block" and _dense_only(modules[members[0]])):
+        elif in_shape is not None and len(in_shape) <= 1:
             role, removable = "head", False
-            reason = "head: dense (Linear) layers are not units (units are blocks, conv groups, RNN layers)"
+            reason = f"head: runs on the pooled feature vector {list(in_shape)} (units lie between stem and head)"
         elif count > 1:
             role, removable, reason = "other", False, f"runs {count} times in one forward (shared weights)"
+        elif not is_rnn and calls[members[-1]].get("tuple_out"):
+            role, removable, reason = "other", False, "returns a tuple, not one tensor (no identity can stand in)"
+        elif not same and kind == "block" and stack_shapes(in_shape, out_shape):
+            role, bypass = "stack", "pool"
+            reason = (kw.pop("why", "") + f"; shortens {list(in_shape)} -> {list(out_shape)}, removed with a "
+                      f"parameter-free adaptive average pool in its place")
         elif not same:
             role, removable = "transition", False
             reason = f"changes the shape {list(in_shape or [])} -> {list(out_shape or [])}"
@@ -242,7 +269,8 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
         macs = kw.pop("macs", None)
         entries.append(ModuleUnit(name=name, kind=kind, members=list(members), role=role, removable=removable,
                                   reason=reason, in_shape=tuple(in_shape or ()), out_shape=tuple(out_shape or ()),
-                                  params=int(params), macs=int(macs_of(members) if macs is None else macs), **kw))
+                                  params=int(params), macs=int(macs_of(members) if macs is None else macs),
+                                  bypass=bypass, **kw))
 
     def visit(name):
         kids = called_children(name)
@@ -279,7 +307,7 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
                     if mod.num_layers == 1 and entries[-1].removable:
                         # a single-layer LSTM/GRU is removed whole (identity keeping its output structure)
                         entries[-1].rnn, entries[-1].rnn_layer, entries[-1].kind = None, None, "module"
-                        entries[-1].name = k
+                        entries[-1].name, entries[-1].bypass = k, "rnn"
                 i += 1
                 continue
             if is_container(mod):
@@ -296,9 +324,10 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
                     entries[-1].reason = f"{cls} alone is not a unit type (conv/linear groups, blocks, RNN layers)"
                 i += 1
                 continue
-            # a custom module with weights: a block, unless it changes shape and wraps one container body
+            # a custom module with weights: a block, unless it changes shape and wraps one container body or
+            # holds recurrent layers / further blocks (then its parts are looked at)
             same = calls[k]["in"] is not None and calls[k]["in"] == calls[k].get("out")
-            if not same and body_container(k):
+            if not same and (body_container(k) or holds_units(k)):
                 visit(k)
             else:
                 add(k, "block", [k], calls[k]["in"], calls[k].get("out"), why=f"block ({cls})")
@@ -330,7 +359,7 @@ def discover_module_units(model, frame_shape, batch: int = 2) -> TraceResult:
 def format_units(res: TraceResult) -> str:
     lines = [f"{len(res.removable)} removable unit(s) of {len(res.units)} traced entries"]
     for u in res.units:
-        mark = "unit " if u.removable else u.role
+        mark = (u.role if u.role == "stack" else "unit ") if u.removable else u.role
         lines.append(f"  [{u.position:>2}] {mark:<10} {u.name:<40} {u.kind:<12} {str(list(u.in_shape)):>12} -> "
                      f"{str(list(u.out_shape)):<12} MACs {u.macs:>10,}  {u.reason}")
     for n in res.not_traced:

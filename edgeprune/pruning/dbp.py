@@ -176,6 +176,8 @@ def dbp(ckpt, data, *, target_macs=None, seed: int = 0, tolerance: float | None 
         removed = list(match.setting)
         info["match"] = match.summary()
         info["search"] = match.steps
+        if match.note:
+            info["notes"] = [match.note]
     else:
         gains = {r["layer"]: r["gain"] for r in rows}
         removed = [l for l in order if gains[l] < float(gain_threshold)]

@@ -213,13 +213,14 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         c["predicted_ms"] = float(lm.predict(c["macs"], c["layers"]))
     aim = budget_ms * (1 - margin)
     fitting = [c for c in cands if c["predicted_ms"] <= aim]
-    if not fitting:
-        fastest = min(cands, key=lambda c: c["predicted_ms"])
-        raise EdgepruneError(f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms "
-                             f"(aiming at {aim:.4g} ms with a {margin:.0%} margin) on {setup['target'].name} "
-                             f"(batch {setup['batch']}); the fastest candidate is predicted at "
-                             f"{fastest['predicted_ms']:.3f} ms ({fastest['macs']:,} MACs)")
-    best = max(fitting, key=lambda c: (c["macs"], c["layers"]))
+    note = None
+    if fitting:
+        best = max(fitting, key=lambda c: (c["macs"], c["layers"]))
+    else:   # as close as whole units allow: the fastest candidate, with a note
+        best = min(cands, key=lambda c: c["predicted_ms"])
+        note = (f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms (aiming at "
+                f"{aim:.4g} ms with a {margin:.0%} margin) on {setup['target'].name} (batch {setup['batch']}); took "
+                f"the fastest whole units allow, predicted at {best['predicted_ms']:.3f} ms ({best['macs']:,} MACs)")
     if module:
         from ..models.modular import recipe_stats
         from .modular import prune_units
@@ -238,4 +239,6 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     res.lineage = dict(res.lineage, target_latency=info["budget_ms"], latency_target=setup["target"].name,
                        predicted_ms=info["predicted_ms"], measured_ms=info["measured_ms"])
     res.info = dict(res.info, latency=info)
+    if note:
+        res.info["notes"] = list(res.info.get("notes") or []) + [note]
     return res

@@ -18,7 +18,9 @@ Two searches:
   met as closely as the unit sizes allow.
 
 Both raise :class:`EdgepruneError` naming the nearest achievable fraction when
-the window cannot be reached.
+the window cannot be reached; the depth search, asked for ``nearest``, instead
+takes the nearest model whole units allow at or below the target (targets mean
+"as close as whole units allow", see docs/own-models-units.md).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class MatchResult:
     base_macs: int
     target_macs: float
     steps: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None        # set when the window was out of reach and the nearest model was taken
 
     @property
     def fraction(self) -> float:
@@ -83,7 +86,8 @@ class MatchResult:
 
     def summary(self) -> dict[str, Any]:
         return {"base_macs": self.base_macs, "target_macs": self.target_macs, "macs": self.macs,
-                "fraction": self.fraction, "relative_error": self.error, "probes": len(self.steps)}
+                "fraction": self.fraction, "relative_error": self.error, "probes": len(self.steps),
+                **({"note": self.note} if self.note else {})}
 
 
 class TargetUnreachable(EdgepruneError):
@@ -167,7 +171,7 @@ def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, frac
 
 def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], int], base_macs: int,
                     fraction: float, tol: float = DEFAULT_TOLERANCE, what: str = "depth pruning",
-                    budget: int = 400) -> MatchResult:
+                    budget: int = 400, nearest: bool = False) -> MatchResult:
     """Choose units to remove, in ``order``, so the MACs land within ``tol`` of the target.
 
     ``macs_without(removed)`` returns the real MACs of the model without the
@@ -179,6 +183,9 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
     it (its first path is the plain greedy walk). At most ``budget`` MACs
     evaluations are made. The returned ``setting`` is the list of removed
     units, in removal order.
+
+    When no set lands in the window: with ``nearest`` the nearest achievable model at or below the target
+    (:func:`nearest_unit_set`, a ``note`` on the result says so); without, :class:`TargetUnreachable`.
     """
     fraction = check_target(fraction)
     tol = check_tolerance(tol)
@@ -187,7 +194,7 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
     floor, ceil = target * (1 - tol), target * (1 + tol)
     steps: list[dict[str, Any]] = []
     memo: dict[tuple, int] = {}
-    nearest = [base_macs]
+    near = [base_macs]
 
     def cost(removed: list[Any]) -> int:
         key = tuple(sorted(map(str, removed)))
@@ -196,8 +203,8 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
                 raise _Budget()
             memo[key] = int(macs_without(list(removed)))
             steps.append({"removed": list(removed), "macs": memo[key]})
-            if abs(memo[key] - target) < abs(nearest[0] - target):
-                nearest[0] = memo[key]
+            if abs(memo[key] - target) < abs(near[0] - target):
+                near[0] = memo[key]
         return memo[key]
 
     def walk(i: int, removed: list[Any], macs: int):
@@ -221,17 +228,77 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
             found = walk(0, [], base_macs)
         except _Budget:
             found = None
-    if found is None or found[1] is None:
-        if smallest > ceil:
-            hint = (" (every removable unit is already removed; the stem, the head and the units the "
-                    "reassembly must keep stay)")
-            near = smallest
-        else:
-            hint = " (the units are too coarse for this target; try a nearby target or a looser tolerance)"
-            near = nearest[0]
-        raise _unreachable(what, fraction, near / base_macs, tol, hint)
-    removed, macs = found
-    return MatchResult(list(removed), int(macs), base_macs, target, steps)
+    if found is not None and found[1] is not None:
+        return MatchResult(list(found[0]), int(found[1]), base_macs, target, steps)
+    if nearest and order:
+        res = nearest_unit_set(order, macs_without, base_macs, fraction)
+        res.steps = steps + res.steps
+        res.note = (f"{what}: whole units cannot reach {fraction:g} x MACs within {tol:.0%}; "
+                    + ("took the nearest achievable at or below it, " if res.macs <= target else
+                       "every unit set stays above it; took the smallest, ")
+                    + f"{res.fraction:.4f} x ({len(res.setting)} unit(s) removed)")
+        return res
+    if smallest > ceil:
+        hint = (" (every removable unit is already removed; the stem, the head and the units the "
+                "reassembly must keep stay)")
+        closest = smallest
+    else:
+        hint = " (the units are too coarse for this target; try a nearby target or a looser tolerance)"
+        closest = near[0]
+    raise _unreachable(what, fraction, closest / base_macs, tol, hint)
+
+
+def _subset_sums(savings: Sequence[int], need: int, cap: int = 50000) -> dict[int, tuple[int, ...]]:
+    """Achievable total savings (each once, first found in ``savings``' order) below ``need``, and the smallest
+    ones at or above it. Sums below ``need`` are thinned to ``cap`` (one per bucket of need/cap) on large inputs."""
+    sums: dict[int, tuple[int, ...]] = {0: ()}
+    for i, s in enumerate(savings):
+        for total, idx in list(sums.items()):
+            t = total + int(s)
+            if t not in sums:
+                sums[t] = idx + (i,)
+        over = sorted(t for t in sums if t >= need)
+        for t in over[32:]:
+            del sums[t]                  # only the few smallest sums over the need can be the answer
+        if len(sums) > cap:
+            width, kept = max(1, need // cap), {}
+            for t in sorted(sums):
+                key = t if t >= need else t // width
+                kept.setdefault(key, t)
+            sums = {t: sums[t] for t in kept.values()}
+    return sums
+
+
+def nearest_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], int], base_macs: int,
+                     fraction: float, checks: int = 24) -> MatchResult:
+    """The removal set whose MACs are the largest at or below ``fraction x base_macs`` (the nearest model at or
+    below the target); when every set stays above, removing every unit. Each unit's saving alone
+    (``base - macs_without([u])``) makes a subset-sum problem solved over achievable sums; candidates are then
+    checked with the real ``macs_without`` (savings need not add up exactly, e.g. after re-initialisation),
+    and among equal MACs the set found first in ``order``'s priority wins."""
+    order = list(order)
+    target = check_target(fraction) * base_macs
+    steps: list[dict[str, Any]] = []
+
+    def real(removed):
+        m = int(macs_without(list(removed)))
+        steps.append({"removed": list(removed), "macs": m})
+        return m
+
+    savings = [max(0, base_macs - real([u])) for u in order]
+    need = int(math.ceil(base_macs - target))
+    if need <= 0:
+        return MatchResult([], base_macs, base_macs, target, steps)
+    sums = _subset_sums(savings, need)
+    best = None
+    for total in sorted(t for t in sums if t >= need)[:checks]:
+        removed = [order[i] for i in sums[total]]
+        m = real(removed)
+        if m <= target and (best is None or m > best[1]):
+            best = (removed, m)
+    if best is None:                      # nothing at or below the target: the smallest model
+        best = (order, real(order))
+    return MatchResult(list(best[0]), int(best[1]), base_macs, target, steps)
 
 
 class _Budget(Exception):
@@ -260,7 +327,7 @@ def match_depth(spec: dict[str, Any], state_dict: dict, order: Sequence[int], fr
     def macs_without(removed) -> int:
         return int(model_stats(plan_layers(spec, keep_of(removed), transition)[0])["macs"])
 
-    match = search_unit_set(list(order), macs_without, base_macs, fraction, tol, what)
+    match = search_unit_set(list(order), macs_without, base_macs, fraction, tol, what, nearest=True)
     new_spec, new_state, report = reassemble(spec, state_dict, keep_of(match.setting), transition=transition,
                                              seed=seed)
     if int(report["macs_after"]) != match.macs:  # the search and the reassembly must agree

@@ -32,6 +32,7 @@ from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, searc
 from .registry import PruneResult
 
 TRANSITIONS = ("keep", "reinit")
+ENTRY_ROLES = ("stem", "unit", "stack", "transition")   # traced entries a plan lists (similarity, segments)
 
 
 def _trace(model, ckpt):
@@ -41,7 +42,7 @@ def _trace(model, ckpt):
 
 
 def candidates(res, transition: str = "keep") -> list:
-    """Entries a layer method may remove."""
+    """Entries a layer method may remove (not yet probed: see :func:`probed_candidates`)."""
     if transition not in TRANSITIONS:
         raise EdgepruneError(f"transition must be one of {', '.join(TRANSITIONS)}, got {transition!r}")
     out = [u for u in res.units if u.removable]
@@ -49,6 +50,32 @@ def candidates(res, transition: str = "keep") -> list:
         out += [u for u in res.units if u.role == "transition" and u.kind in ("conv-group", "linear-group", "block")]
         out.sort(key=lambda u: u.position)
     return out
+
+
+def probe_removal(ckpt, model, unit) -> str | None:
+    """Why removing ``unit`` alone breaks ``model`` (its forward fails, or, unless layers are re-initialised, the
+    result differs from the original with the unit bypassed); None when it works."""
+    from .equivalence import check_layer_pruned
+
+    try:
+        _, _, net, rep = remove(ckpt, model, [unit], check=False)
+        check_layer_pruned(model, net, [unit], (2, ckpt.length), reinit=rep["reinit"])
+    except EdgepruneError as exc:
+        return str(exc)
+    return None
+
+
+def probed_candidates(ckpt, model, res, transition: str = "keep") -> tuple[list, list[str]]:
+    """The candidates whose removal, each alone, was probed with a forward pass (and the equivalence check)
+    before any search uses them; those that break are dropped, each with one note."""
+    out, notes = [], []
+    for u in candidates(res, transition):
+        why = probe_removal(ckpt, model, u)
+        if why is None:
+            out.append(u)
+        else:
+            notes.append(f"unit {u.name} dropped: removing it breaks the model ({why.split(': ', 1)[-1][:160]})")
+    return out, notes
 
 
 def remove(ckpt, model, units, seed: int = 0, check: bool = True):
@@ -62,9 +89,12 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True):
     net = copy.deepcopy(model)
     rnn_drop: dict[str, set] = {}
     removed: list[str] = []
+    pooled: dict[str, list[int]] = {}
     for u in units:
         if u.kind == "rnn-layer":
             rnn_drop.setdefault(u.rnn, set()).add(u.rnn_layer)
+        elif getattr(u, "bypass", "identity") == "pool":
+            pooled[u.members[0]] = [int(v) for v in u.out_shape[1:]]
         else:
             removed += list(u.members)
     rnn_keep = {}
@@ -77,15 +107,23 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True):
             rnn_keep[name] = keep
         else:
             removed.append(name)
-    apply_structure(net, {"rnn_layers": rnn_keep, "removed": removed})
+    apply_structure(net, {"rnn_layers": rnn_keep, "removed": removed, "pooled": pooled})
     example = torch.zeros((2, 2, ckpt.length))
-    repaired = repair_inputs(net, example, seed=seed)
-    net.eval()
-    with torch.no_grad():
-        y = net(example)
-    if tuple(y.shape) != (2, len(ckpt.classes)) or not torch.isfinite(y).all():
-        raise EdgepruneError(f"the model without {', '.join(u.name for u in units)} fails its forward check")
-    recipe = edited(ckpt.spec, removed=removed, rnn_layers=rnn_keep, reinit=sorted(repaired), attrs=repaired)
+    what = f"the model without {', '.join(u.name for u in units)}"
+    try:
+        repaired = repair_inputs(net, example, seed=seed)
+        net.eval()
+        with torch.no_grad():
+            y = net(example)
+    except EdgepruneError as exc:
+        raise EdgepruneError(f"{what} fails its forward pass ({str(exc).split(' (', 1)[-1].rstrip(')')})") from exc
+    except Exception as exc:  # noqa: BLE001 - the user's forward without the unit
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgepruneError(f"{what} fails its forward pass ({type(exc).__name__}: {first})") from exc
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2, len(ckpt.classes)) or not torch.isfinite(y).all():
+        raise EdgepruneError(f"{what} fails its forward check")
+    recipe = edited(ckpt.spec, removed=removed, rnn_layers=rnn_keep, reinit=sorted(repaired), attrs=repaired,
+                    **({"pooled": pooled} if pooled else {}))
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     report = {"removed_units": [u.name for u in units], "reinit": sorted(repaired),
               "macs_after": int(count_macs(net, (2, ckpt.length)))}
@@ -120,19 +158,74 @@ def _match(ckpt, model, order, fraction, tol, transition, what):
         fn = _macs_fn(ckpt, model, base, transition)
         order = [u for u in order if fn([u]) < base]
     if not order:
-        raise EdgepruneError(f"model {ckpt.spec['name']!r} has no removable unit (see `edgeprune units`); "
-                             f"layer pruning needs units whose output shape equals their input"
-                             + ("" if transition == "reinit" else ", or try --transition reinit"))
-    return search_unit_set(order, _macs_fn(ckpt, model, base, transition), base, fraction, tol, what=what), base
+        _no_units(ckpt, transition)
+    return search_unit_set(order, _macs_fn(ckpt, model, base, transition), base, fraction, tol, what=what,
+                           nearest=True), base
+
+
+def _no_units(ckpt, transition):
+    raise EdgepruneError(f"model {ckpt.spec['name']!r} has no removable unit (see `edgeprune units`); "
+                         f"layer pruning needs units whose output shape equals their input"
+                         + ("" if transition == "reinit" else ", or try --transition reinit"))
+
+
+def reach(cands, base: int, fraction, tol) -> dict[str, Any]:
+    """What whole units can reach for ``fraction`` of ``base`` MACs, from the units' own MACs (before any
+    analysis): ``{"window": bool, "nearest": fraction at or below the target (or the smallest), "note"}``.
+    An error when there is no unit to remove."""
+    from .macs_target import _subset_sums
+
+    fraction, tol = check_target(fraction), check_tolerance(tol)
+    target = fraction * base
+    need = int(np.ceil(base - target))
+    macs = [int(u.macs) for u in cands]
+    if need <= 0:
+        return {"window": True, "nearest": 1.0, "note": None}
+    sums = _subset_sums(macs, int(np.floor(base - target * (1 + tol))))
+    window = any(target * (1 - tol) <= base - t <= target * (1 + tol) for t in sums)
+    over = sorted(t for t in _subset_sums(macs, need) if t >= need)
+    nearest = (base - over[0]) / base if over else (base - sum(macs)) / base
+    note = None if window else (f"whole units cannot reach {fraction:g} x MACs within {tol:.0%}: the nearest "
+                                f"achievable {'at or below it' if over else '(every unit removed)'} is {nearest:.4f} x")
+    return {"window": window, "nearest": nearest, "note": note}
+
+
+def check_reach(ckpt, target_macs, tolerance, transition: str = "keep", probe: bool = False
+                ) -> dict[str, Any] | None:
+    """:func:`reach` of ``ckpt``'s traced candidates (``probe``: only those whose removal works), before any
+    expensive analysis (None without a target). One error when nothing can be removed."""
+    from ..models.macs import count_macs
+
+    if target_macs is None:
+        return None
+    fraction = check_target(target_macs)
+    tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
+    model = ckpt.build()
+    res = _trace(model, ckpt)
+    cands = probed_candidates(ckpt, model, res, transition)[0] if probe else candidates(res, transition)
+    if not cands:
+        _no_units(ckpt, transition)
+    return reach(cands, int(count_macs(model, (2, ckpt.length))), fraction, tol)
 
 
 def _result(ckpt, model, removed, match, method, seed, transition, extra, info=None):
-    """The PruneResult of removing ``removed``; ``match`` is the MACs search (None under --keep/--keep-units)."""
+    """The PruneResult of removing ``removed``; ``match`` is the MACs search (None under --keep/--keep-units).
+    The pruned model must equal the original with the removed units bypassed (checked with hooks; refused if not)."""
+    from .equivalence import check_layer_pruned
+
     recipe, state, net, rep = remove(ckpt, model, list(removed), seed=seed)
+    equivalence = check_layer_pruned(model, net, list(removed), (2, ckpt.length), reinit=rep["reinit"], seed=seed)
+    info = dict(info or {})
+    notes = list(info.pop("notes", []))
+    if match is not None and match.note and match.note not in notes:
+        notes.append(match.note)
+    if notes:
+        info["notes"] = notes
+    extra = {**extra, "equivalence": equivalence, **({"notes": notes} if notes else {})}
     from ..models.macs import count_macs
 
     base = int(count_macs(model, (2, ckpt.length)))
-    entries = [u for u in _trace(model, ckpt).units if u.role in ("stem", "unit", "transition")]
+    entries = [u for u in _trace(model, ckpt).units if u.role in ENTRY_ROLES]
     gone = {u.name for u in removed}
     # the kept units by their plan position (a plan's "layer"), as the report draws them
     extra = {"kept_positions": [i for i, u in enumerate(entries) if u.removable and u.name not in gone], **extra}
@@ -227,14 +320,14 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
     from torch import nn
 
     # recurrent units (one layer of a stack, or a whole LSTM/GRU whose output is a tuple) are measured by removal
-    rnn = [u for u in units if u.kind == "rnn-layer"
+    rnn = [u for u in units if u.kind == "rnn-layer" or getattr(u, "bypass", "identity") == "pool"
            or any(isinstance(get_module(model, m), nn.RNNBase) for m in u.members)]
     # a unit of one module is that module; a chain of several is their tuple (see analysis.criteria)
     chains = {u.name: (tuple(get_module(model, m) for m in u.members) if len(u.members) > 1
                        else get_module(model, u.members[0])) for u in units if u not in rnn}
     if rnn and criterion != "ablation":
-        raise EdgepruneError(f"--importance {criterion} needs each unit's own input and output, which the "
-                             f"LSTM/GRU unit {rnn[0].name} does not expose as one tensor; "
+        raise EdgepruneError(f"--importance {criterion} needs each unit's own input and output of one shape, "
+                             f"which the unit {rnn[0].name} (an LSTM/GRU layer or a pooling stack) does not have; "
                              f"use ablation (the default), synflow or reverse")
     values = {}
     if chains:
@@ -337,10 +430,12 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     (train, val, _), split_info = resolve_split(ckpt, data, split)
     model = ckpt.build()
     res = _trace(model, ckpt)
-    cands = candidates(res, transition)
-    entries = [u for u in res.units if u.role in ("stem", "unit", "transition")]
+    if not candidates(res, transition):
+        _no_units(ckpt, transition)
+    cands, notes = probed_candidates(ckpt, model, res, transition)
+    entries = [u for u in res.units if u.role in ENTRY_ROLES]
     if not cands:
-        _match(ckpt, model, [], 0.5, DEFAULT_TOLERANCE, transition, "layer pruning")
+        _no_units(ckpt, transition)
     rng = np.random.default_rng(seed)
     n = min(len(train), max(4, batches * batch_size))
     idx = np.sort(rng.permutation(len(train))[:n])
@@ -354,9 +449,11 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     values = unit_values(importance, ckpt, model, cands, xs, ys, batch_size=max(batch_size, 256))
     scores = keep_keys(importance, values)
     t2 = time.perf_counter()
-    removed, mode, _ = choose_removal(ckpt, model, cands, label, len(seg.bounds), scores, keep=keep,
-                                      keep_units=keep_units, target_macs=target_macs, tolerance=tolerance,
-                                      transition=transition)
+    removed, mode, match = choose_removal(ckpt, model, cands, label, len(seg.bounds), scores, keep=keep,
+                                          keep_units=keep_units, target_macs=target_macs, tolerance=tolerance,
+                                          transition=transition)
+    if match is not None and match.note:
+        notes.append(match.note)
     expected = _expected(ckpt, model, removed)
     pos = {u.name: i for i, u in enumerate(entries)}
     gone = {u.name for u in removed}
@@ -381,6 +478,7 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
                  "mode": mode, "search": "per-unit"},
         "expected": expected,
         "timings": {"similarity_s": round(t1 - t0, 4), "importance_s": round(t2 - t1, 4)},
+        **({"notes": notes} if notes else {}),
     }
 
 
@@ -434,6 +532,7 @@ def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str
         transition = transition or plan.get("transition") or "keep"
     else:
         transition = transition or "keep"
+        check_reach(ckpt, target_macs, tol, transition)      # before the analysis: no units is one early error
         plan = module_analysis(ckpt, data, similarity=similarity, segments=segments, max_segments=max_segments,
                                batches=batches, batch_size=batch_size, seed=seed, transition=transition,
                                importance=importance)
@@ -453,8 +552,8 @@ def _plan_context(ckpt, plan, transition):
     """(model, candidates, segment of each unit, position of each entry, keep keys) of ``ckpt`` under ``plan``."""
     model = ckpt.build()
     res = _trace(model, ckpt)
-    cands = candidates(res, transition)
-    entries = [u for u in res.units if u.role in ("stem", "unit", "transition")]
+    cands, _ = probed_candidates(ckpt, model, res, transition)
+    entries = [u for u in res.units if u.role in ENTRY_ROLES]
     seg_of = []
     for i, (a, b) in enumerate(plan["segments"]["bounds"]):
         seg_of += [i] * (b - a)
@@ -479,7 +578,8 @@ def _plan_result(ckpt, plan, plan_ref, model, cands, removed, match, mode, score
                          "importance": criterion, "budget": mode, "tolerance": tol, "transition": transition},
              "scores": scores,
              "plan": plan_ref, "kept_units": [u.name for u in cands if u.name not in gone]}
-    return _result(ckpt, model, removed, match, "layer", seed, transition, extra, info={"plan": plan})
+    return _result(ckpt, model, removed, match, "layer", seed, transition, extra,
+                   info={"plan": plan, "notes": list(plan.get("notes", []))})
 
 
 def latency_ladder(ckpt, plan, transition: str = "keep", points: int = 40) -> list[dict[str, Any]]:
@@ -537,12 +637,13 @@ def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance
     transition = transition or "keep"
     fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
+    check_reach(ckpt, fraction, tol, transition)
     model = ckpt.build()
-    cands = candidates(_trace(model, ckpt), transition)
+    cands, notes = probed_candidates(ckpt, model, _trace(model, ckpt), transition)
     order = [cands[i] for i in np.random.default_rng(seed).permutation(len(cands))]
     match, _ = _match(ckpt, model, order, fraction, tol, transition, "random unit pruning")
     return _result(ckpt, model, match.setting, match, "random", seed, transition,
-                   {"options": {"tolerance": tol, "transition": transition}})
+                   {"options": {"tolerance": tol, "transition": transition}}, info={"notes": notes})
 
 
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
@@ -563,11 +664,12 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     if data is None:
         raise EdgepruneError("DBP needs data (--data) for its linear probes")
+    check_reach(ckpt, fraction, tol, transition)
     (train, val, _), _ = resolve_split(ckpt, data)
     model = ckpt.build()
     res = _trace(model, ckpt)
-    entries = [u for u in res.units if u.role in ("stem", "unit", "transition")]
-    cands = candidates(res, transition)
+    entries = [u for u in res.units if u.role in ENTRY_ROLES]
+    cands, notes = probed_candidates(ckpt, model, res, transition)
     rng = np.random.default_rng([int(seed), 7])
     it = np.sort(rng.permutation(len(train))[:probe_train])
     iv = np.sort(rng.permutation(len(val))[:probe_val])
@@ -591,7 +693,8 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     return _result(ckpt, model, match.setting, match, "dbp", seed, transition,
                    {"options": {"tolerance": tol, "transition": transition, "feature": feature, "bins": bins,
                                 "probe_train": probe_train,
-                                "probe_val": probe_val, "probe_steps": steps}, "gains": gains})
+                                "probe_val": probe_val, "probe_steps": steps}, "gains": gains},
+                   info={"notes": notes})
 
 
 def _no_options(options, method):

@@ -84,7 +84,8 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
            "macs_reduction": 1 - after["macs"] / before["macs"],
            "params_reduction": 1 - after["params"] / before["params"],
            "kept_units": res.lineage.get("kept_units"), "finetune": None,
-           "latency": res.info.get("latency") if res.info else None}
+           "latency": res.info.get("latency") if res.info else None,
+           "notes": list((res.info or {}).get("notes") or [])}
     if res.info and ("width_changes" in res.info or "left_alone" in res.info):
         doc["channels"] = {"narrowed": res.info.get("width_changes", []), "left_alone": res.info.get("left_alone", {})}
     if finetune_epochs:

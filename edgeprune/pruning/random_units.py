@@ -43,6 +43,8 @@ def random_units(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance:
     new_spec, new_state, report, match = match_depth(ckpt.spec, ckpt.state_dict, order, fraction, tol,
                                                      transition, seed, what="random units")
     info: dict[str, Any] = {"order": order, "match": match.summary(), "search": match.steps, "reassembly": report}
+    if match.note:
+        info["notes"] = [match.note]
     unused = sorted(k for k, v in options.items() if v is not None)
     if unused:
         info["ignored_options"] = unused

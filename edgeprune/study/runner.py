@@ -26,6 +26,9 @@ def _fmt_target(t: float) -> str:
     return f"{t:g}"
 
 
+DEPTH_METHODS = ("layer", "dbp", "random")   # whole-unit methods: their reach at a target is matched by channels
+
+
 def model_id(method: str, target: float) -> str:
     return f"{method}@{_fmt_target(target)}"
 
@@ -118,19 +121,44 @@ def work_analyze(base: Path, data_path: Path, folder: Path, similarity: str, imp
 
 
 def work_prune(base: Path, data_path: Path, out: Path, method: str, seed: int,
-               options: dict[str, Any]) -> dict[str, Any]:
-    """Prune ``base`` with ``method`` and its ``options`` (``target_macs`` among them; see ``Study.prune_specs``)."""
+               options: dict[str, Any], matched: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Prune ``base`` with ``method`` and its ``options`` (``target_macs`` among them; see ``Study.prune_specs``);
+    ``matched``: a channel method matched to the depth methods' reach (:func:`matched_options`)."""
     from ..checkpoint import save_checkpoint
     from ..data.readers import load_dataset
     from ..pruning.prune_file import pruned_meta
     from ..pruning.registry import get_method
 
     ck = load_checkpoint(base)
+    note = None
+    if matched is not None:
+        options, note = matched_options(ck, method, options, matched)
     res = get_method(method)(ck, load_dataset(data_path), seed=seed, **options)
     res.lineage.setdefault("method", method)
+    if note:
+        res.lineage["matched_to_depth"] = {"requested": matched["target"], "target_macs": options["target_macs"]}
     meta = pruned_meta(ck, res)
     save_checkpoint(out, res.spec, res.state_dict, meta)
-    return {"path": str(out), "macs": meta["macs"], "params": meta["params"]}
+    notes = ([note] if note else []) + list((res.info or {}).get("notes") or [])
+    return {"path": str(out), "macs": meta["macs"], "params": meta["params"], **({"notes": notes} if notes else {})}
+
+
+def matched_options(ck, method: str, options: dict[str, Any], matched: dict[str, Any]):
+    """A channel method's options in a study that also has depth methods: when whole units cannot reach the
+    target within the tolerance, the depth methods take the nearest model at or below it (computed here from the
+    traced units' MACs, the same candidates they use), and the channel method aims at that MACs fraction so the
+    comparison stays matched. Returns (options, note or None)."""
+    from ..checkpoint import checkpoint_as_recipe
+    from ..pruning.modular import check_reach
+
+    traced = ck if ck.spec.get("kind") == "module" else checkpoint_as_recipe(ck)
+    r = check_reach(traced, matched["target"], matched.get("tolerance"), matched.get("transition") or "keep",
+                    probe=True)
+    if r is None or r["window"]:
+        return options, None
+    note = (f"{method}@{matched['target']:g} aims at {r['nearest']:.4f} x MACs, the nearest whole units reach "
+            f"(so it matches the depth methods at this target)")
+    return {**options, "target_macs": r["nearest"]}, note
 
 
 def method_options(method: str, section: dict[str, Any], target: float, plan_path: Path | None
@@ -334,7 +362,7 @@ class Study:
         options, uses_plan = method_options(base_method, p, float(target), plan_path)
         prune = Stage(f"prune {model_id(base_method, target)}", pkey, work_prune,
                       dict(base=base, data_path=self._data_path, out=pruned, method=base_method, seed=self.seed,
-                           options=options),
+                           options=options, matched=self._matched(base_method, float(target))),
                       [pruned], inputs=[base, self._data_path] + ([plan_path] if uses_plan else []))
         fkey = stage_key("finetune", pkey, f, distill, self.seed, stages.code_fingerprint("edgeprune.training"))
         teacher = base if (f["distill"] or distill) else None
@@ -344,13 +372,32 @@ class Study:
                          [final], inputs=[pruned, self._data_path] + ([teacher] if teacher else []))
         return mid, prune, finetune
 
+    def _matched(self, method: str, target: float) -> dict[str, Any] | None:
+        """For a channel method in a study with traced depth methods: what to match (see matched_options)."""
+        from ..pruning.registry import route
+
+        depth = [m for m in (split_method(x)[0] for x in self.cfg["prune"]["methods"]) if m in DEPTH_METHODS]
+        if not method.startswith("channel-") or not depth:
+            return None
+        p = {**self.cfg["prune"], **self.cfg["prune"].get(depth[0], {})}
+        spec = {"kind": "module"} if self._module_network() else {}
+        try:
+            traced = route(depth[0], spec, p.get("traced"), {k: p.get(k) for k in ("reference", "search",
+                                                                                      "importance", "transition")})
+        except EdgepruneError:
+            return None
+        if not traced:
+            return None
+        return {"target": float(target), "tolerance": p.get("tolerance"), "transition": p.get("transition")}
+
     def prune_stage(self, method: str, target: float, base: Path, base_key: str, data=None, plan: dict | None = None):
         mid = model_id(method, target)
         if mid in self.skipped:  # the executor already ran it and it failed with a clear error
             raise EdgepruneError(self.skipped[mid])
         plan_path = Path(plan["plan"]) if plan else None
         mid, prune, finetune = self.prune_specs(method, target, base, base_key, plan_path)
-        self._run(prune)
+        rec = self._run(prune)
+        self.notes += [n for n in (rec or {}).get("notes", []) if n not in self.notes]
         self._run(finetune)
         return mid, prune.outputs[0], finetune.outputs[0], finetune.key
 

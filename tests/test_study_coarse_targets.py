@@ -1,0 +1,76 @@
+"""A study whose target whole units cannot reach (issue 24): two seeds, targets = [0.5] on resnet20-1d. Every arm
+produces a pruned model, the depth arms at the nearest MACs whole units allow at or below 0.5, the channel arm at
+the MACs the depth arms reached (matched), and the verdict compares them."""
+
+import itertools
+import json
+
+from edgeprune.cli.main import main
+
+CFG = """
+[study]
+name = "coarse"
+seeds = [0, 1]
+[data]
+synth = "rml2016.10a"
+per_key = 4
+snrs = [18]
+length = 64
+[model]
+name = "resnet20-1d"
+[train]
+epochs = 1
+[prune]
+methods = ["random", "channel-l1"]
+targets = [0.5]
+[finetune]
+epochs = 1
+[export]
+precisions = ["fp32"]
+[profile]
+backends = ["onnxruntime"]
+batch = [1]
+iters = 2
+warmup = 1
+min_time_ms = 1
+rounds = 1
+"""
+
+
+def _nearest_below(target):
+    """The largest MACs fraction at or below ``target`` over every set of resnet20-1d's removable units, from the
+    spec reassembly (independent of the traced search)."""
+    from edgeprune.analysis.units import discover_units
+    from edgeprune.models import make_spec
+    from edgeprune.models.macs import model_stats
+    from edgeprune.pruning.reassembly import spec_macs
+
+    spec = make_spec("resnet20-1d", 64, 11)
+    units = [u.layer for u in discover_units(spec) if u.removable]
+    base = model_stats(spec)["macs"]
+    allu = [i for i, l in enumerate(spec["layers"]) if l.get("role") == "unit"]
+    fr = [spec_macs(spec, [i for i in allu if i not in sub]) / base
+          for k in range(len(units) + 1) for sub in itertools.combinations(units, k)]
+    assert not any(abs(f - target) <= 0.02 * target for f in fr)        # the fixture: 0.5 is out of reach
+    return max(f for f in fr if f <= target)
+
+
+def test_two_seed_study_at_an_unreachable_target_prunes_every_arm(tmp_path, capsys):
+    cfg = tmp_path / "coarse.toml"
+    cfg.write_text(CFG)
+    out = tmp_path / "study"
+    assert main(["compare", "--config", str(cfg), "--out", str(out), "--json", "-q"]) == 0
+    capsys.readouterr()
+    want = _nearest_below(0.5)
+    for seed in (0, 1):
+        res = json.loads((out / f"seed-{seed}" / "results.json").read_text())
+        models = {m["id"]: m for m in res["models"]}
+        assert set(models) == {"baseline", "random@0.5", "channel-l1@0.5"}, res["notes"]
+        base = models["baseline"]["macs"]
+        assert models["random@0.5"]["macs"] / base == want
+        # the channel arm is matched to what the depth arm reached, within the 2% tolerance
+        assert abs(models["channel-l1@0.5"]["macs"] - models["random@0.5"]["macs"]) <= 0.02 * want * base
+        assert any("whole units cannot reach 0.5" in n for n in res["notes"])
+        assert any(n.startswith("channel-l1@0.5 aims at") for n in res["notes"])
+    report = (out / "report.md").read_text()
+    assert "No pruned models" not in report and "random@0.5" in report and "channel-l1@0.5" in report
