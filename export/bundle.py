@@ -8,7 +8,6 @@ members that would land outside the extraction folder.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil

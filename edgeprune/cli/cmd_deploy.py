@@ -101,7 +101,6 @@ def _sigmf_chunks(path, length, hop, batch, normalization):
 
 
 def run_predict(args):
-    import numpy as np
 
     from export.predictor import Predictor
     from export.runtime.frames import prediction_rows, table_text

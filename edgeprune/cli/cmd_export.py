@@ -88,7 +88,6 @@ def register(sub, common):
 def run_export(args):
     from export.onnx_export import export_checkpoint
 
-    from ..errors import EdgepruneError
 
     check_range(args, "calib_frames", "verify_frames", lo=1)
     r = export_checkpoint(args.model, args.out, opset=args.opset, precision=args.precision, target=args.target,

@@ -181,7 +181,7 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     if not folder.is_dir():
         raise EdgepruneError(f"{folder} is not a folder")
     files = find_split_files(folder, split)
-    from ..safeio import check_input, open_input
+    from ..safeio import check_input
 
     for kind, p in files.items():
         if check_input(p, f"HisarMod {kind} file", "dataset").st_size == 0:

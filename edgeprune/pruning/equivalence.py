@@ -255,8 +255,6 @@ def _outputs(net, x):
 def channel_mask_mismatch(original, pruned, removed: dict[str, dict[str, list[int]]], frames,
                           tol: float = DEFAULT_TOL) -> str | None:
     """None when ``pruned`` equals ``original`` with the ``removed`` channels masked (within ``tol``), else why not."""
-    import torch
-
     ref = _outputs(masked_copy(original, removed), frames)
     try:
         out = _outputs(pruned, frames)

@@ -10,7 +10,6 @@ Datatypes: ``[c|r](f32|f64|i32|i16|i8|u32|u16|u8)[_le|_be]``; integers are
 scaled to [-1, 1), unsigned ones are offset binary; real samples get Q = 0.
 """
 
-import json
 import os
 import re
 

@@ -26,7 +26,6 @@ import os
 import py_compile
 import shutil
 import subprocess
-import sys
 from importlib.util import cache_from_source
 from pathlib import Path
 

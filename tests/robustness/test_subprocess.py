@@ -21,7 +21,6 @@ metadata that contradicts the model.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
