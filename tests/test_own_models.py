@@ -515,3 +515,47 @@ def test_analyze_plan_then_prune_with_it(code, toy_npz, tmp_path):
     with pytest.raises(EdgepruneError, match="the plan was made for model 'ResNet1d'"):
         prune_checkpoint(tmp_path / "v.pt", tmp_path / "c.pt", method="layer", data=toy_npz, target_macs=0.5,
                          plan=tmp_path / "plan.json")
+
+
+# ---------------------------------------------------------------- --code where a checkpoint is loaded (issue 27)
+CODE_COMMANDS = {"analyze", "prune", "finetune", "eval", "export", "bundle", "profile", "units"}
+
+
+def _parsers():
+    from edgeprune.cli.main import build_parser
+
+    def subs(parser, prefix=""):
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for name, child in action.choices.items():
+                    yield from subs(child, f"{prefix}{name} ")
+        yield prefix.strip(), parser
+
+    return {name: p for name, p in subs(build_parser()) if name}
+
+
+def test_code_is_offered_exactly_where_a_checkpoint_is_loaded():
+    offered = {name for name, p in _parsers().items() if any("--code" in a.option_strings for a in p._actions)}
+    assert offered == CODE_COMMANDS
+
+
+def test_code_loads_an_own_network_on_each_checkpoint_command(code, toy_npz, tmp_path, capsys):
+    """Every command that offers --code loads a checkpoint of the user's network with it (and refuses without)."""
+    from edgeprune.cli.main import main
+    from edgeprune.models.usercode import forget_allowed
+
+    _import(code, toy_npz, tmp_path, "ResNet1d")
+    ck = str(tmp_path / "m.pt")
+    runs = {
+        "eval": ["eval", "--model", ck, "--data", str(toy_npz)],
+        "profile": ["profile", ck, "--backend", "torch", "--iters", "2", "--warmup", "1"],
+    }
+    for name, argv in runs.items():
+        forget_allowed()
+        assert main(argv) != 0, name
+        assert "--code" in capsys.readouterr().err, name
+        forget_allowed()
+        assert main(argv + ["--code", str(code)]) == 0, name
+    assert main(["inspect", ck]) == 0      # reads what the checkpoint records: builds nothing, needs no --code
+    r = _cli("doctor", "--code", code)     # a command that loads no checkpoint refuses the option
+    assert r.returncode == 2 and "unrecognized arguments: --code" in r.stderr

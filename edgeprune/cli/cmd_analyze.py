@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .args import add_data, add_model, add_out, add_runtime
-from .main import add_json, add_seed, emit
+from .main import add_code, add_json, add_seed, emit
 
 ORDER = 40
 
@@ -58,6 +58,7 @@ def register(sub, common):
     add_runtime(p)
     add_seed(p)
     add_json(p)
+    add_code(p)
     p.set_defaults(func=run_analyze, torch_threads=True)
 
 

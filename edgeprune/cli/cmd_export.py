@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .args import add_data, add_model, add_out, add_runtime, check_range, comma_list
-from .main import add_json, add_seed, emit
+from .main import add_code, add_json, add_seed, emit
 
 ORDER = 60
 
@@ -44,6 +44,7 @@ def register(sub, common):
     add_seed(p)
     add_runtime(p)
     add_json(p)
+    add_code(p)
     p.set_defaults(func=run_export, torch_threads=True)
 
     b = sub.add_parser("build", parents=[common], help="build a TensorRT engine from ONNX for a target",
@@ -82,6 +83,7 @@ def register(sub, common):
     add_seed(u)
     add_runtime(u)
     add_json(u)
+    add_code(u)
     u.set_defaults(func=run_bundle, torch_threads=True)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .args import add_data, add_model, add_out, add_runtime, check_range
-from .main import add_json, add_seed, emit
+from .main import add_code, add_json, add_seed, emit
 
 ORDER = 42
 
@@ -28,6 +28,7 @@ def register(sub, common):
     p.add_argument("--log", default=None, help="per-epoch JSON lines log (default OUT.log.jsonl)")
     add_seed(p)
     add_json(p)
+    add_code(p)
     p.set_defaults(func=run_finetune)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .args import add_data, add_out
-from .main import add_json, emit
+from .main import add_code, add_json, emit
 
 ORDER = 25
 
@@ -34,6 +34,7 @@ def register(sub, common):
                     "stacked LSTM/GRU layers), which are removable and why, and any weighted module not traced.")
     q.add_argument("checkpoint", help="an edgeprune checkpoint (.pt)")
     add_json(q)
+    add_code(q)
     q.set_defaults(func=run_units)
 
 

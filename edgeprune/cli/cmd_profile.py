@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import EdgepruneError
 from .args import add_out, check_range, comma_list
-from .main import add_json, add_seed, emit
+from .main import add_code, add_json, add_seed, emit
 
 ORDER = 80
 
@@ -61,6 +61,7 @@ def register(sub, common):
                    help="with --remote on a Jetson: sample tegrastats during the timed loop (power, mJ per frame)")
     add_seed(p)
     add_json(p)
+    add_code(p)
     p.set_defaults(func=run_profile)
 
     lm = sub.add_parser("latency-model", parents=[common], help="fit or query latency models (latency vs MACs)",

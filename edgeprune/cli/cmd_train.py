@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import EdgepruneError
 from .args import add_data, add_model, add_out, add_runtime, check_range
-from .main import add_json, add_seed, emit
+from .main import add_code, add_json, add_seed, emit
 
 ORDER = 30
 
@@ -61,6 +61,7 @@ def register(sub, common):
     add_runtime(q, device=True, batch_size=512, batch_help="inference batch size")
     q.add_argument("--plot", default=None, metavar="DIR", help="write accuracy_vs_snr.png and confusion.png here")
     add_json(q)
+    add_code(q)
     q.set_defaults(func=run_eval)
 
 

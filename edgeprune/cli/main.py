@@ -21,10 +21,14 @@ def common_parser() -> argparse.ArgumentParser:
                    help="show the full traceback on errors")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
                    help="no progress bars")
+    return p
+
+
+def add_code(p: argparse.ArgumentParser) -> None:
+    """``--code FILE.py``: on the commands that load a checkpoint, which may be one of the user's own network."""
     p.add_argument("--code", action="append", default=argparse.SUPPRESS, metavar="FILE.py",
                    help="allow this model code file (needed to load a checkpoint of your own network; "
                         "or set EDGEPRUNE_CODE)")
-    return p
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
