@@ -30,7 +30,7 @@ Run it from anywhere; it works on the bundle folder it lies in:
 
     python3 run.py check                        # verify every file, report versions and what can run here
     python3 run.py predict --input frames.npy   # or --input capture.sigmf-meta; --json for one JSON document
-    python3 run.py bench --batch 1,8 --out results.json
+    python3 run.py bench --batch-size 1,8 --out results.json
     python3 run.py build --precision fp16       # TensorRT engine with this board's trtexec
 
 Needs Python 3.6+, numpy, and ONNX Runtime or TensorRT (with pycuda, cuda-python or JetPack's libcudart).

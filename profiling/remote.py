@@ -320,6 +320,8 @@ def profile_remote(bundles, remote: Remote, batches=(1,), threads=(1,), precisio
                     log(f"{remote.name}: building the TensorRT engine ({prec or 'default precision'})")
                     remote.bundle_runner(folder, ["build", "--json"] + (["--precision", prec] if prec else []))
             for prec in precisions:
+                # "--batch": the name a bundle built by an older edgeprune knows; a newer run.py takes it as the
+                # abbreviation of its --batch-size
                 args = ["bench", "--json", "--batch", ",".join(map(str, batches)),
                         "--threads", ",".join(map(str, threads)), "--seed", str(seed), "--backend", backend,
                         "--min-iters", str(min_iters)]

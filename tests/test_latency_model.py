@@ -128,11 +128,11 @@ def test_cli_fit_and_predict(tmp_path, capsys):
     assert main(["latency-model", "fit", str(res), "--out", str(lm), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["models"]) == 2 and doc["models"][0]["quality"]["r2"] == pytest.approx(1.0)
-    assert main(["latency-model", "predict", str(lm), "--macs", "1e7", "--layers", "40", "--batch", "1",
+    assert main(["latency-model", "predict", str(lm), "--macs", "1e7", "--layers", "40", "--batch-size", "1",
                  "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["predictions"]
     assert row["predicted_ms"] == pytest.approx(A * 1e7 + B * 40 + C, rel=1e-6)
-    assert main(["latency-model", "fit", str(res), "--out", str(lm), "--batch", "2"]) != 0
+    assert main(["latency-model", "fit", str(res), "--out", str(lm), "--batch-size", "2"]) != 0
     assert "cannot fit" in capsys.readouterr().err
     assert main(["latency-model", "predict", str(lm), "--macs", "5"]) != 0
     assert "--layers" in capsys.readouterr().err

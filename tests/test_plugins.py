@@ -292,7 +292,7 @@ def test_plugin_backend_through_cli(tmp_path):
     plugin = _write(tmp_path, "my_backend", BACKEND)
     model = export_onnx("cnn1d", tmp_path / "cnn1d.onnx")
     calls = tmp_path / "calls.txt"
-    res = _cli(["profile", model, "--backend", "ort-plain", "--batch", "2", "--warmup", "3", "--iters", "7"],
+    res = _cli(["profile", model, "--backend", "ort-plain", "--batch-size", "2", "--warmup", "3", "--iters", "7"],
                [plugin], {"PLUGIN_CALLS": str(calls)})
     (rec,) = res["records"]
     assert rec["backend"] == "ort-plain" and rec["batch"] == 2 and rec["iterations"] == 7

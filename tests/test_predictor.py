@@ -136,7 +136,7 @@ def test_cli_predict_npy(bundle, frames, tmp_path, capsys):
     x, _ = frames
     f = tmp_path / "f.npy"
     np.save(f, x)
-    assert main(["predict", str(bundle[0]), "--input", str(f), "--batch", "7", "--json"]) == 0
+    assert main(["predict", str(bundle[0]), "--input", str(f), "--batch-size", "7", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["frames"] == len(x) and [r["frame"] for r in out["predictions"]] == list(range(len(x)))
     labels = Predictor(bundle[0]).predict(x)["labels"]
@@ -161,7 +161,7 @@ def test_cli_predict_sigmf(bundle, frames, tmp_path, capsys):
     z = (x[:, 0] + 1j * x[:, 1]).reshape(-1).astype(np.complex64)  # frames back to back
     sigmf_io.write_sigmf(tmp_path / "rec", z)
     meta = next(tmp_path.glob("rec*.sigmf-meta"))
-    assert main(["predict", str(bundle[0]), "--input", str(meta), "--batch", "6", "--json"]) == 0
+    assert main(["predict", str(bundle[0]), "--input", str(meta), "--batch-size", "6", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["windowed"] and out["frames"] == len(x)
     assert [r["offset"] for r in out["predictions"]] == [i * LENGTH for i in range(len(x))]

@@ -184,7 +184,7 @@ def test_cli_profile_json_out_append_and_errors(onnx_files, tmp_path, capsys):
     from edgeprune.cli.main import main
 
     out = tmp_path / "r.json"
-    rc = main(["profile", str(onnx_files["cnn1d"]), "--batch", "1,2", "--warmup", "1", "--iters", "4",
+    rc = main(["profile", str(onnx_files["cnn1d"]), "--batch-size", "1,2", "--warmup", "1", "--iters", "4",
                "--out", str(out), "--json", "--seed", "3"])
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
@@ -195,8 +195,8 @@ def test_cli_profile_json_out_append_and_errors(onnx_files, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "resnet20-1d" in text and "median" in text and "3 records" in text
     assert len(json.loads(out.read_text())["records"]) == 3
-    for argv, msg in ([["--backend", "nope"], "unknown backend"], [["--batch", "0"], "must be >= 1"],
-                      [["--batch", "x"], "positive integers"]):
+    for argv, msg in ([["--backend", "nope"], "unknown backend"], [["--batch-size", "0"], "must be >= 1"],
+                      [["--batch-size", "x"], "positive integers"]):
         rc = main(["profile", str(onnx_files["cnn1d"]), "--iters", "2", *argv])
         err = capsys.readouterr().err
         assert rc != 0 and err.startswith("edgeprune: error:") and msg in err and "Traceback" not in err

@@ -64,7 +64,7 @@ def test_profile_remote_end_to_end(sshd, bundle, tmp_path):
     rdir = tmp_path / "board-home" / "bundles"
     out = tmp_path / "r.json"
     r = _profile(bundle, "--remote", "testboard", "--ssh-config", sshd["config"], "--remote-python", sys.executable,
-                 "--remote-dir", rdir, "--batch", "1,4", "--iters", "12", "--warmup", "2", "--precision", "fp32",
+                 "--remote-dir", rdir, "--batch-size", "1,4", "--iters", "12", "--warmup", "2", "--precision", "fp32",
                  "--out", out)
     assert r.returncode == 0, r.stderr
     recs = json.loads(out.read_text())["records"]
@@ -184,7 +184,7 @@ def test_study_measures_on_the_board_and_merges_results(sshd, bundle, tmp_path):
     # measured by hand on a board without SSH: run.py bench of the study's bundle, merged with --results
     bdir = out / "bundles" / "layer-at-0.6"
     hand = tmp_path / "hand.json"
-    rb = subprocess.run([sys.executable, str(bdir / "run.py"), "bench", "--iters", "4", "--warmup", "1", "--batch", "2",
+    rb = subprocess.run([sys.executable, str(bdir / "run.py"), "bench", "--iters", "4", "--warmup", "1", "--batch-size", "2",
                          "--out", str(hand)], capture_output=True, text=True, timeout=120)
     assert rb.returncode == 0, rb.stderr
     r = subprocess.run(edgeprune_cmd("compare", "--config", cfg, "--out", out, "--results", hand, "--json", "-q"),

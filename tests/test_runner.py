@@ -244,7 +244,7 @@ def test_predict_matches_edgeprune_predict(boards, expected, which):
     for inp in ("frames", "sigmf"):
         for prec in ("fp32", "fp16"):
             r = _run(py, boards["nano"], "predict", "--input", boards[inp], "--precision", prec, "--json",
-                     "--batch", "7")
+                     "--batch-size", "7")
             assert r.returncode == 0, r.stderr
             got, ref = json.loads(r.stdout), expected[(inp, prec)]
             assert got["frames"] == ref["frames"] == 20 and got["windowed"] == (inp == "sigmf")
@@ -264,7 +264,7 @@ def test_bench_and_check(boards, which, tmp_path):
 
     py = _python(which)
     out = tmp_path / "r.json"
-    r = _run(py, boards["nano"], "bench", "--batch", "1,3", "--precision", "fp32", "--iters", "15", "--warmup", "4",
+    r = _run(py, boards["nano"], "bench", "--batch-size", "1,3", "--precision", "fp32", "--iters", "15", "--warmup", "4",
              "--out", out)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())

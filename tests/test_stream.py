@@ -98,7 +98,7 @@ def test_integer_formats_equal_the_sigmf_reader(setup, fmt, datatype, dtype, sca
     bundle, _, z, tmp = setup
     raw = _interleave(z, dtype, scale, offset).tobytes()
     ref = _predict_json(bundle, _sigmf(tmp, fmt, datatype, raw), "--hop", "32")
-    rows, st = _stream(bundle, raw, "--format", fmt, "--hop", "32", "--batch", "5")
+    rows, st = _stream(bundle, raw, "--format", fmt, "--hop", "32", "--batch-size", "5")
     assert [(r["offset"], r["label"]) for r in rows] == [(r["offset"], r["label"]) for r in ref]
     np.testing.assert_allclose([r["confidence"] for r in rows], [r["confidence"] for r in ref], atol=1e-5)
     assert st["windows"] == len(ref) == 39 and st["partial_windows_dropped"] == 1  # 1280 samples, hop 32

@@ -16,7 +16,7 @@ def register(sub, common):
     p.add_argument("model", help="bundle (folder or .tar.gz), .onnx or .engine")
     p.add_argument("--input", required=True,
                    help="FILE.npy, RECORDING.sigmf-meta, or - (raw interleaved I/Q on stdin, needs --format)")
-    p.add_argument("--batch", type=int, default=None,
+    p.add_argument("--batch-size", dest="batch", type=int, default=None,
                    help="frames per inference call (default 256; 1 for a stream)")
     p.add_argument("--hop", type=int, default=None,
                    help="window hop in samples for SigMF and streams (default: the frame length)")

@@ -25,7 +25,7 @@ def register(sub, common):
     p.add_argument("--backend", default=None,
                    help="comma list of torch, onnxruntime, tensorrt (default onnxruntime; with --remote: the "
                         "bundle's target)")
-    p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
+    p.add_argument("--batch-size", dest="batch", default="1", help="comma list of batch sizes (default 1)")
     p.add_argument("--threads", default="1", help="comma list of CPU thread counts (default 1)")
     p.add_argument("--precision", default=None,
                    help="comma list of fp32, fp16, int8 (default: the model's own precision)")
@@ -99,7 +99,7 @@ def _lm_help(parser):
 
 def _add_key_args(p):
     p.add_argument("--backend", default=None, help="only this backend")
-    p.add_argument("--batch", type=int, default=None, help="only this batch size")
+    p.add_argument("--batch-size", dest="batch", type=int, default=None, help="only this batch size")
     p.add_argument("--threads", type=int, default=None, help="only this thread count")
     p.add_argument("--precision", default=None, help="only this precision")
     p.add_argument("--device", default=None, help="only this device label")

@@ -37,7 +37,7 @@ def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, A
                              f"not {tgt.backend!r}")
     b = int(batch or (tgt.batch_profile[0] if tgt.batch_profile else 1))
     if b < 1:
-        raise EdgepruneError("--batch must be >= 1")
+        raise EdgepruneError("--batch-size must be >= 1")
     return {"target": tgt, "backend": tgt.backend, "batch": b, "threads": int(threads or 1), "opset": tgt.opset}
 
 

@@ -26,7 +26,7 @@ def _parser():
     sub = p.add_subparsers(dest="command")
     pr = sub.add_parser("predict", help="classify I/Q frames (.npy) or a SigMF recording")
     pr.add_argument("--input", required=True, help="FILE.npy (N, 2, L) / (2, L) / complex (N, L), or REC.sigmf-meta")
-    pr.add_argument("--batch", type=int, default=None, help="frames per inference call (default 256; 1 for a stream)")
+    pr.add_argument("--batch-size", dest="batch", type=int, default=None, help="frames per inference call (default 256; 1 for a stream)")
     pr.add_argument("--hop", type=int, default=None, help="SigMF window hop in samples (default: the frame length)")
     pr.add_argument("--format", choices=("cf32", "ci16", "cu8", "ci8"), default=None,
                     help="raw interleaved I/Q (--input - for stdin): one JSON line per window")
@@ -34,7 +34,7 @@ def _parser():
     _model_args(pr)
     pr.add_argument("--json", action="store_true", help="print one JSON document")
     be = sub.add_parser("bench", help="latency records in the schema of edgeprune profile")
-    be.add_argument("--batch", default=None, help="batch sizes, e.g. 1,8 (default: the target's batch profile)")
+    be.add_argument("--batch-size", dest="batch", default=None, help="batch sizes, e.g. 1,8 (default: the target's batch profile)")
     be.add_argument("--threads", default="1", help="ONNX Runtime intra-op threads, e.g. 1,4 (default 1)")
     be.add_argument("--warmup-ms", type=float, default=200.0, help="warm-up time per measurement (default 200)")
     be.add_argument("--warmup", type=int, default=None, help="warm-up runs instead of --warmup-ms")
@@ -119,7 +119,7 @@ def cmd_predict(args, root, manifest):
     if args.batch is None:
         args.batch = 1 if streaming else 256
     if args.batch < 1:
-        raise EdgepruneError("--batch must be >= 1")
+        raise EdgepruneError("--batch-size must be >= 1")
     if args.hop is not None and args.hop < 1:
         raise EdgepruneError("--hop must be >= 1")
     if streaming:

@@ -155,7 +155,7 @@ def test_bad_numeric_options(tmp_path, capsys, shared):
         ["finetune", "--model", ck, "--data", d, "--epochs", "1", "--distill-alpha", "2", "--distill", ck,
          "--out", out / "f.pt"],
         ["eval", "--model", ck, "--data", d, "--batch-size", "0"],
-        ["predict", shared["bundle"], "--input", d, "--batch", "0"],
+        ["predict", shared["bundle"], "--input", d, "--batch-size", "0"],
         ["data", "synth", "--out", out / "s.npz", "--per-key", "0"],
         ["data", "synth", "--out", out / "s.npz", "--length", "3"],
         ["data", "synth", "--out", out / "s.npz", "--preset", "nope"],

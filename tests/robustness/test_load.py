@@ -95,7 +95,7 @@ def test_long_sigmf_recording_streams_in_bounded_memory(tmp_path, shared):
     small = _write_cf32(tmp_path / "small", 1 << 16)
     big = _write_cf32(tmp_path / "big", big_samples)
     size_kib = big_samples * 8 // 1024
-    cmd = [sys.executable, "-m", "edgeprune", "predict", shared["bundle"], "--hop", "8192", "--batch", "64",
+    cmd = [sys.executable, "-m", "edgeprune", "predict", shared["bundle"], "--hop", "8192", "--batch-size", "64",
            "--threads", "1", "--input"]
     base_kib, _ = _peak_rss_kib([*cmd, small])
     big_kib, rows = _peak_rss_kib([*cmd, big])
