@@ -102,8 +102,9 @@ def make_board(root: Path, board: str = "orinnx-jp6", locked: bool = True, gpu_m
     return root
 
 
-def fake_tools(folder: Path, lines: list[str], mode: str = "MAXN", mode_id: int = 0) -> Path:
-    """A folder for PATH with ``tegrastats`` (prints ``lines`` in a loop, one per --interval) and ``nvpmodel``."""
+def fake_tools(folder: Path, lines: list[str], mode: str = "MAXN", mode_id: int = 0, startup_s: float = 0.0) -> Path:
+    """A folder for PATH with ``tegrastats`` (after ``startup_s``, prints ``lines`` in a loop, one per --interval)
+    and ``nvpmodel``."""
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "lines.txt"
     data.write_text("\n".join(lines) + "\n")
@@ -114,6 +115,7 @@ ms = 1000
 if "--interval" in sys.argv:
     ms = int(sys.argv[sys.argv.index("--interval") + 1])
 lines = open({str(data)!r}).read().splitlines()
+time.sleep({float(startup_s)!r})
 i = 0
 while True:
     time.sleep(ms / 1000.0)

@@ -170,3 +170,22 @@ def test_throttling_per_core_with_two_clusters(tmp_path):
     (root / "sys/devices/system/cpu/cpu3/cpufreq/scaling_cur_freq").write_text("1190400\n")
     assert B._throttling(True, ck, B.clocks(str(root)), []) == (
         True, ["cpu3 at 1190 MHz after the loop, locked at 1420 MHz"])
+
+
+def test_energy_sampling_waits_for_a_slow_tegrastats(tmp_path):
+    """tegrastats takes a while to start (here 0.8 s): the timed loop starts only after its first line, so even a
+    loop of 0.3 s gets samples instead of 'no power sample during the timed loop'."""
+    import time
+
+    from export.runtime.board import EnergySampler
+
+    tools = fake_tools(tmp_path / "bin", [TEGRASTATS["jp6-orin"]], startup_s=0.8)
+    sampler = EnergySampler(tmp_path, interval_ms=100, tegrastats=str(tools / "tegrastats"))
+    sampler.start()
+    try:
+        assert sampler.samples, "start() returned before tegrastats' first line"
+        time.sleep(0.3)    # the timed loop
+    finally:
+        sampler.stop()
+    got = sampler.summary(mean_ms=1.0, batch=1)
+    assert got["available"] and got["samples"] >= 1, got

@@ -286,14 +286,24 @@ def test_reference_refuses_other_models_in_one_line(tmp_path, capsys):
         assert "resnet56-ref" in err[0] and "vgg16" in err[0] and "'resnet56-1d'" in err[0]
 
 
-def test_prune_reference_end_to_end(ref_setup, tmp_path):
+@pytest.fixture(scope="module")
+def ref_pruned(ref_setup, tmp_path_factory):
+    """ResNet56-ref pruned with --reference directly (shared: the reference's SynFlow search is the slow part)."""
+    from edgeprune.pruning.prune_file import prune_checkpoint
+
+    d, ds, ck = ref_setup
+    out = tmp_path_factory.mktemp("ref-pruned") / "direct.pt"
+    prune_checkpoint(ck["resnet56-ref"], out, method="layer", data=d / "small.npz", reference=True,
+                     keep="1,1,1,1", segments=4, seed=0)
+    return out
+
+
+def test_prune_reference_end_to_end(ref_setup, ref_pruned, tmp_path):
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.pruning.prune_file import prune_checkpoint
 
     d, ds, ck = ref_setup
-    doc = prune_checkpoint(ck["resnet56-ref"], tmp_path / "p.pt", method="layer", data=d / "small.npz",
-                           reference=True, keep="1,1,1,1", segments=4, seed=0)
-    out = load_checkpoint(tmp_path / "p.pt")
+    out = load_checkpoint(ref_pruned)
     blocks = [l for l in out.spec["layers"] if l["type"] == "basic_block"]
     lin = out.meta["lineage"][-1]
     chosen = [u for b in lin["plan"]["reference"]["chosen"] for u in b if u != 0]   # the stem always stays
@@ -306,7 +316,7 @@ def test_prune_reference_end_to_end(ref_setup, tmp_path):
                          reference=True, target_macs=0.5)
 
 
-def test_reference_plan_file_prunes_like_reference(ref_setup, tmp_path):
+def test_reference_plan_file_prunes_like_reference(ref_setup, ref_pruned, tmp_path):
     """A --reference plan saved to disk (what a study's analyze stage writes) loads back and, given to the
     layer method as --plan, builds the same network as pruning with --reference directly."""
     from edgeprune.pruning.plan import analyze, load_plan, save_plan
@@ -319,11 +329,9 @@ def test_reference_plan_file_prunes_like_reference(ref_setup, tmp_path):
                    keep="1,1,1,1", segments=4, seed=0)
     save_plan(tmp_path / "plan.json", plan)
     assert load_plan(tmp_path / "plan.json")["transition"] == "replace"
-    prune_checkpoint(ck["resnet56-ref"], tmp_path / "direct.pt", method="layer", data=d / "small.npz",
-                     reference=True, keep="1,1,1,1", segments=4, seed=0)
     prune_checkpoint(ck["resnet56-ref"], tmp_path / "viaplan.pt", method="layer", data=d / "small.npz",
                      plan=str(tmp_path / "plan.json"), seed=0)
-    a, b = load_checkpoint(tmp_path / "direct.pt"), load_checkpoint(tmp_path / "viaplan.pt")
+    a, b = load_checkpoint(ref_pruned), load_checkpoint(tmp_path / "viaplan.pt")
     assert a.spec == b.spec
     assert a.state_dict.keys() == b.state_dict.keys()
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)

@@ -320,6 +320,7 @@ class EnergySampler(object):
         self._proc = None
         self._thread = None
         self._stop = threading.Event()
+        self._first = threading.Event()   # tegrastats' first sample arrived
         self.t0 = self.t1 = None
 
     def _find_tegrastats(self):
@@ -328,6 +329,8 @@ class EnergySampler(object):
         return shutil.which("tegrastats") or ("/usr/bin/tegrastats" if os.path.exists("/usr/bin/tegrastats") else None)
 
     def start(self):
+        """Start sampling. With tegrastats, wait (a few intervals, at least 2 s) for its first line before the
+        timed loop may start: tegrastats takes a while to start, and a short loop would otherwise see no sample."""
         self.t0 = time.perf_counter()
         exe = self._find_tegrastats()
         if exe:
@@ -342,6 +345,8 @@ class EnergySampler(object):
                 self._thread = threading.Thread(target=self._read_tegrastats)
                 self._thread.daemon = True
                 self._thread.start()
+                self._first.wait(max(2.0, 5 * self.interval_ms / 1000.0))
+                self.t0 = time.perf_counter()
                 return
         if ina_rails(self.root):
             self.source = "ina3221-sysfs"
@@ -357,6 +362,7 @@ class EnergySampler(object):
             s = parse_tegrastats(line)
             if s is not None:
                 self.samples.append((time.perf_counter(), s))
+                self._first.set()
             if self._stop.is_set():
                 break
 
