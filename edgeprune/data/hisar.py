@@ -120,15 +120,15 @@ def _parse_numpy(rows, length: int | None, data_path: Path):
     return fast if fast is not None else _parse_slow(rows, data_path)
 
 
-def _parse_compiled(rows, length: int | None) -> np.ndarray | None:
-    """The rows as (k, 2, L) float32 by the compiled parser, or None when it is not built or leaves a row to the
-    numpy path (NaN, Inf, empty fields, another number of values ...): its numbers are the numpy path's, cast
-    to float32 as numpy casts them."""
+def _parse_compiled(rows, length: int | None, out: np.ndarray | None = None) -> np.ndarray | None:
+    """The rows as (k, 2, L) float32 by the compiled parser (into ``out`` when given), or None when it is not
+    built or leaves a row to the numpy path (NaN, Inf, empty fields, another number of values ...; ``out`` may
+    then be partly written): its numbers are the numpy path's, cast to float32 as numpy casts them."""
     if _hisarparse is None:
         return None
     lines = [line for _, line in rows]
     n = length if length is not None else lines[0].count(b",") + 1
-    block = np.empty((len(lines), 2, n), np.float32)
+    block = np.empty((len(lines), 2, n), np.float32) if out is None else out
     return block if _hisarparse.parse_rows(lines, block, n) < 0 else None
 
 
@@ -159,13 +159,15 @@ def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: in
             if not rows:
                 continue
             length = None if frames is None else frames.shape[2]
-            parsed = _parse_compiled(rows, length)
+            into = None if frames is None else frames[pos:pos + len(rows)]  # parsed in place
+            parsed = _parse_compiled(rows, length, into)
             if parsed is None:
                 parsed = _parse_numpy(rows, length, data_path)
             if isinstance(parsed, np.ndarray):  # (k, 2, L), every row of one length
                 if frames is None:
                     frames = _allocate(data_path, rows[0][0], parsed.shape[2], n_keep)
-                frames[pos:pos + len(parsed)] = parsed
+                if parsed is not into:
+                    frames[pos:pos + len(parsed)] = parsed
                 pos += len(parsed)
                 continue
             for (row, _), z in zip(rows, parsed):
