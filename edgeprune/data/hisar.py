@@ -9,7 +9,8 @@ per row. Label codes map to names as documented in the HisarMod paper
 The data CSV is parsed 256 rows at a time (bounded memory): by the compiled parser ``_hisarparse`` (setup.py
 builds it where a C compiler exists) when it takes every row of the chunk, else by numpy's text reader, else
 row by row with Python's ``complex()``, which names a bad row. They give the same float32 bits
-(tests/test_hisar_compiled.py); without the compiled parser a HisarMod CSV reads about 7x slower per core.
+(tests/test_hisar_compiled.py); without the compiled parser a HisarMod CSV reads about 9x slower per
+core.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
         from ..progress import warn
 
         warn("the compiled HisarMod CSV parser is not built, so numpy parses the CSV (the same numbers, about "
-             "7x slower); `pip install -e .` with a C compiler and the Python headers builds it")
+             "9x slower); `pip install -e .` with a C compiler and the Python headers builds it")
     frames = _read_frames(files["data"], files["labels"].name, keep, len(codes), split)
     y = np.array([code_to_idx[int(c)] for c in codes[keep]], np.int64)
     meta = {"source": str(folder), "format": "hisarmod-csv", "dataset": "hisarmod2019.1", "split": split,
