@@ -4,8 +4,10 @@ STAMP := .install.stamp
 
 .PHONY: install demo test fuzz bench clean
 
-# Install edgeprune (editable) with the test tools; torch is pinned by constraints.txt.
-$(STAMP): pyproject.toml constraints.txt
+# Install edgeprune (editable) with the test tools; torch is pinned by constraints.txt. setup.py compiles the
+# optional HisarMod CSV parser (edgeprune/data/_hisarparse.c) in place where gcc and the Python headers exist;
+# a change to it reinstalls.
+$(STAMP): pyproject.toml constraints.txt setup.py edgeprune/data/_hisarparse.c
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
@@ -29,4 +31,4 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/run_all.py
 
 clean:
-	rm -rf $(STAMP) demo-study .pytest_cache build *.egg-info
+	rm -rf $(STAMP) demo-study .pytest_cache build *.egg-info edgeprune/data/_hisarparse*.so

@@ -1,4 +1,5 @@
-"""The wheel built from pyproject.toml ships the PEP 561 ``py.typed`` markers (and the packages they mark)."""
+"""The wheel built from pyproject.toml (and setup.py) ships the PEP 561 ``py.typed`` markers (and the packages they
+mark), and the compiled HisarMod parser where this checkout could build it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def test_the_built_wheel_holds_py_typed_for_each_package(tmp_path):
     # build from a copy, so the checkout gets no build/ or *.egg-info folder
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, src / name)
-    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so", "*.pyd")  # the wheel builds its own
     for name in (*PACKAGES, "targets", "configs"):
         shutil.copytree(REPO / name, src / name, ignore=skip)
     for pkg in PACKAGES:
@@ -33,3 +34,7 @@ def test_the_built_wheel_holds_py_typed_for_each_package(tmp_path):
         assert f"{pkg}/py.typed" in names
         assert f"{pkg}/__init__.py" in names
     assert "edgeprune/training/trainer.py" in names and "export/runtime/stats.py" in names
+    from edgeprune.data import hisar
+
+    if hisar._hisarparse is not None:  # built here (setup.py, a C compiler): the wheel carries it too
+        assert any(n.startswith("edgeprune/data/_hisarparse.") and n.endswith((".so", ".pyd")) for n in names), names

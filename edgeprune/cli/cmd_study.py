@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_out
+from .args import add_out, add_runtime
 from .main import add_json, emit
 
 ORDER = 90
@@ -27,8 +27,9 @@ def register(sub, common):
     p.add_argument("--profile-node", default=None, metavar="NODE_ID|NODE_IP",
                    help="with --executor ray: time the models in one Ray task pinned to this node, after every "
                         "compute stage has finished (default: [profile] node, else on this machine)")
+    add_runtime(p)
     add_json(p)
-    p.set_defaults(func=run_compare)
+    p.set_defaults(func=run_compare, torch_threads=True)
 
     d = sub.add_parser("demo", parents=[common], help="the built-in quickstart study on synthetic data",
                        description="Run the quickstart study (configs/quickstart.toml): synthetic "
@@ -37,8 +38,9 @@ def register(sub, common):
                                    "on this machine. About 2.5 minutes on 2 idle CPU cores.")
     add_out(d, help="study folder (default demo-study)", required=False, default="demo-study")
     d.add_argument("--config", default=None, help="use another config instead of the quickstart")
+    add_runtime(d)
     add_json(d)
-    d.set_defaults(func=run_demo)
+    d.set_defaults(func=run_demo, torch_threads=True)
 
     r = sub.add_parser("report", parents=[common], help="write a study's report again from its results.json",
                        description="Write report.md, report.html and the plots again from a study's results.json: "
@@ -89,29 +91,36 @@ def _stage_log():
     return (lambda msg: None) if is_quiet() else None
 
 
+def _config(args, path):
+    """The study config at ``path`` with the command line's overrides: ``--threads`` sets ``[study] threads`` (the
+    torch threads of the compute stages this process runs; a Ray task's are ``[resources] cpus_per_task``), and
+    compare's ``--executor``/``--address``/``--profile-node`` their config keys."""
+    from ..study.config import load_config, normalise
+
+    cfg = load_config(path)
+    over = {("study", "threads", "--threads"): args.threads,
+            ("study", "executor", "--executor"): getattr(args, "executor", None),
+            ("study", "address", "--address"): getattr(args, "address", None),
+            ("profile", "node", "--profile-node"): getattr(args, "profile_node", None)}
+    given = {k: v for k, v in over.items() if v is not None}
+    if not given:
+        return cfg
+    raw = {sec: dict(v) for sec, v in cfg.items()}
+    for (sec, key, _), value in given.items():
+        raw[sec][key] = value
+    return normalise(raw, f"{path} with {', '.join(flag for _, _, flag in given)}")
+
+
 def run_compare(args):
-    from ..study.config import load_config
     from ..study.runner import run_study
 
-    cfg = load_config(args.config)
-    if args.executor is not None or args.address is not None or args.profile_node is not None:
-        from ..study.config import normalise
-
-        raw = {sec: dict(v) for sec, v in cfg.items()}
-        if args.executor is not None:
-            raw["study"]["executor"] = args.executor
-        if args.address is not None:
-            raw["study"]["address"] = args.address
-        if args.profile_node is not None:
-            raw["profile"]["node"] = args.profile_node
-        cfg = normalise(raw, "--executor/--address/--profile-node")
-    _emit(args, run_study(cfg, args.out, log=_stage_log(), results_files=args.results))
+    _emit(args, run_study(_config(args, args.config), args.out, log=_stage_log(), results_files=args.results))
 
 
 def run_demo(args):
     from ..study.runner import quickstart_config, run_study
 
-    _emit(args, run_study(args.config or quickstart_config(), args.out, log=_stage_log()))
+    _emit(args, run_study(_config(args, args.config or quickstart_config()), args.out, log=_stage_log()))
 
 
 def run_report(args):
