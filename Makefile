@@ -18,9 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	edgeprune demo --out demo-study
 
-# The test suite.
+# The test suite, in as many worker processes as this machine has cores (pytest-xdist; one test file per worker
+# at a time, so a file's shared fixtures are built once). EDGEPRUNE_TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS := $(or $(EDGEPRUNE_TEST_WORKERS),auto)
 test: $(STAMP)
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --maxprocesses 8 --dist loadfile
 
 # Longer randomised fuzzing (not part of `make test`): fresh hypothesis examples on every run,
 # EDGEPRUNE_FUZZ_SCALE (default 10) times as many; a failure prints its falsifying example.
