@@ -116,7 +116,8 @@ def _export_failure_line(exc: BaseException) -> str:
     if m is None:
         return text.splitlines()[0]
     cause = re.split(r"(?<=[a-z0-9)'])\. ", m.group(2).strip(), maxsplit=1)[0].rstrip(".")
-    return f"{m.group(1)}: {cause[:300]}"
+    where = re.search(r"model attribute: ([\w.]+)", text)   # torch.export names the module it could not trace
+    return f"{m.group(1)}: {cause[:300]}" + (f" (at {where.group(1).rstrip('.')})" if where else "")
 
 
 @contextmanager
