@@ -36,6 +36,7 @@ TRACED_BATCH = 2   # the batch torch.onnx.export traces with (a batch size turne
 
 DEFAULT_OPSET = 17
 LEGACY_MAX_OPSET = 17  # above this the dynamo exporter is used (TensorRT 8.5 needs <= 17)
+DYNAMO_MIN_OPSET = 18  # the dynamo exporter's lowest; a lower asked opset is reached with onnx's version converter
 PRECISIONS = ("fp32", "fp16", "int8")
 METADATA_PREFIX = "edgeprune."
 
@@ -72,6 +73,8 @@ def _torch_to_onnx(model, length, path, opset, exporter, layout):
     if exporter == "auto":
         exporter = "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"
     x = torch.zeros(layout_shape(layout, TRACED_BATCH, length), dtype=torch.float32)
+    if exporter == "dynamo":
+        opset = max(opset, DYNAMO_MIN_OPSET)
     with warnings.catch_warnings(), _native_output_silenced():
         warnings.simplefilter("ignore")
         try:
@@ -94,12 +97,27 @@ def _torch_to_onnx(model, length, path, opset, exporter, layout):
         except EdgepruneError:
             raise
         except Exception as exc:  # noqa: BLE001 - torch raises many types here
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = _export_failure_line(exc)
             raise EdgepruneError(f"torch.onnx.export ({exporter}, opset {opset}) failed: {first}") from exc
     m = onnx.load(str(path))
     if exporter == "dynamo":
         name_nodes_by_scope(m)
     return m, exporter
+
+
+def _export_failure_line(exc: BaseException) -> str:
+    """The cause of a failed torch.onnx.export in one line: the first line of the legacy exporter's message; the
+    dynamo exporter's message opens with generic advice, its cause is the first ``<class ...>: ...`` line of its
+    exception summary (cut at the end of its first sentence)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    m = re.search(r"^<class '(?:[\w.]*\.)?(\w+)'>: (.+)$", text, re.M)
+    if m is None:
+        return text.splitlines()[0]
+    cause = re.split(r"(?<=[a-z0-9)'])\. ", m.group(2).strip(), maxsplit=1)[0].rstrip(".")
+    where = re.search(r"model attribute: ([\w.]+)", text)   # torch.export names the module it could not trace
+    return f"{m.group(1)}: {cause[:300]}" + (f" (at {where.group(1).rstrip('.')})" if where else "")
 
 
 @contextmanager
@@ -321,16 +339,40 @@ def convert(model, length: int, opts: ExportOptions, frames: "VerifyFrames"):
     (unless ``opts.simplify`` is off), each candidate checked against torch at batch 1 and a larger batch.
 
     Returns (model, the opset it has, the exporter used, notes): when the simplified graph fails the check the
-    unsimplified one is used, with a note. When neither passes, one EdgepruneError says why.
+    unsimplified one is used, with a note. When the legacy (TorchScript) exporter fails or its graph fails the
+    check, torch's dynamo exporter is tried (it needs onnxscript) and, when its graph passes, used, with a note.
+    When nothing passes, one EdgepruneError says why.
     """
+    try:
+        return _convert_with(model, length, opts, frames, opts.exporter)
+    except EdgepruneError as exc:
+        if opts.exporter != "legacy":
+            raise
+        legacy_problem = str(exc)
+    try:
+        require("onnxscript", "the dynamo ONNX exporter")
+    except EdgepruneError:
+        raise EdgepruneError(f"{legacy_problem}; the dynamo exporter, which may export it, was not tried: it needs "
+                             f"onnxscript (pip install onnxscript)") from None
+    try:
+        fp32, opset, exporter, notes = _convert_with(model, length, opts, frames, "dynamo")
+    except EdgepruneError as exc:
+        raise EdgepruneError(f"{legacy_problem}; the dynamo exporter failed too: {exc}") from exc
+    notes.insert(0, f"the legacy exporter failed ({legacy_problem}); the dynamo exporter's graph (opset {opset}) is "
+                    f"used: it gives torch's logits at batch 1 and a larger batch")
+    return fp32, opset, exporter, notes
+
+
+def _convert_with(model, length: int, opts: ExportOptions, frames: "VerifyFrames", exporter: str):
+    """:func:`convert` with one exporter."""
     with tempfile.TemporaryDirectory(prefix="edgeprune-export-") as tmp:
-        raw, exporter = torch_to_onnx(model, length, Path(tmp) / "raw.onnx", opts.opset, opts.exporter)
+        raw, exporter = torch_to_onnx(model, length, Path(tmp) / "raw.onnx", opts.opset, exporter)
     actual_opset = opset_of(raw)
     if actual_opset != opts.opset:
         try:
             from onnx import version_converter
 
-            raw = version_converter.convert_version(raw, opts.opset)
+            raw = _drop_opset18_reduce_attribute(version_converter.convert_version(raw, opts.opset))
             actual_opset = opset_of(raw)
         except Exception:  # noqa: BLE001 - keep what the exporter emitted and say so
             pass
@@ -351,10 +393,29 @@ def convert(model, length: int, opts: ExportOptions, frames: "VerifyFrames"):
             problem = str(exc)
     raw_problem = graph_problem(raw, model, frames.x, layout)
     if raw_problem is not None:
-        raise EdgepruneError(diagnose(raw, raw_problem, model, frames.x, layout))
+        raise EdgepruneError(diagnose(raw, raw_problem, model, frames.x, layout) if exporter == "legacy"
+                             else f"the {exporter} exporter's graph does not match torch: {raw_problem}")
     if problem is not None:
         notes.append(f"the onnxsim-simplified graph was not used ({problem}); the unsimplified graph is")
     return raw, actual_opset, exporter, notes
+
+
+def _drop_opset18_reduce_attribute(model):
+    """onnx's version converter, going below opset 18, turns a Reduce op's ``axes`` input into an attribute but keeps
+    ``noop_with_empty_axes``, which those ops gained only at 18 (ReduceSum at 13): ONNX Runtime then refuses the
+    graph. The attribute only matters when ``axes`` is empty, so it is dropped where the axes are given or it is
+    0 (its default); any other node is left for the parity check to judge."""
+    if opset_of(model) >= 18:
+        return model
+    for node in model.graph.node:
+        if not node.op_type.startswith("Reduce") or (node.op_type == "ReduceSum" and opset_of(model) >= 13):
+            continue
+        axes = any(a.name == "axes" and len(a.ints) for a in node.attribute)
+        keep = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and (axes or a.i == 0))]
+        if len(keep) != len(node.attribute):
+            del node.attribute[:]
+            node.attribute.extend(keep)
+    return model
 
 
 def parity_batches(x: np.ndarray) -> list[np.ndarray]:

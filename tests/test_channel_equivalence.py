@@ -28,7 +28,8 @@ pytestmark = pytest.mark.numerics
 
 USER = Path(__file__).parent / "user_models.py"
 SUITE = {"PadResNet2d": None, "PadResNet1d": None, "DualBranchCLDNN": None, "ConvTransformer": None,
-         "PhaseGRU": {"length": 64}, "CLDNNLike": None, "vgg_like": {"length": 64}, "ResNet1d": None}
+         "PhaseGRU": {"length": 64}, "CLDNNLike": None, "vgg_like": {"length": 64}, "ResNet1d": None,
+         "PhaseRotationGRUFlat": None, "FusionAttentionNet": None}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -182,6 +183,45 @@ def test_left_alone_records_each_layer_and_its_reason(suite):
     assert gru["left_alone"]["conv2"].startswith("Torch-Pruning cannot trace/prune this model (IndexError")
     assert "torch_pruning/" in gru["left_alone"]["conv2"]
     assert gru["width_changes"]["gru"]["out"][1] < 12          # GRU hidden units are pruned
+
+
+def _hand_macs(net) -> int:
+    """Multiply-accumulates per frame of the two published shapes, counted by hand from the layer widths."""
+    if type(net).__name__ == "PhaseRotationGRUFlat":   # built from the copy of user_models.py
+        c1, c2 = net.conv1[0].out_channels, net.conv2[0].out_channels
+        h, d, t = net.gru.hidden_size, net.fc2[0].out_features, 64 - 6
+        return (128 + 4 * 64 + c1 * 2 * 5 * 60 + c2 * c1 * 3 * t + t * 3 * h * (c2 + h) + t * h * d
+                + d * net.fc2[2].out_features)
+    widths = [2] + [blk[0].out_channels for blk in net.convs]
+    tokens, d = widths[-1], net.fc[0].out_features
+    convs = sum(a * b * 3 * 64 for a, b in zip(widths, widths[1:]))
+    attention = 3 * tokens * 64 * 64 + 2 * net.heads * tokens * tokens * net.head_size
+    return convs + attention + net.heads * tokens * d + d * net.fc[2].out_features
+
+
+@pytest.mark.parametrize("name", ["PhaseRotationGRUFlat", "FusionAttentionNet"])
+def test_published_shapes_reach_half_by_a_hand_count(suite, name):
+    """PET-CGDNN's rotation by matmul made Torch-Pruning divide by zero for every layer; AMC-Net's attention
+    projections and the conv writing its tokens cannot be narrowed. Both now prune the rest to 0.5 x the MACs,
+    counted here by hand from the widths (and equal to edgeprune's counter), and pass the masked check above."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.usercode import allow
+
+    code, out = suite
+    allow(code)
+    before, after, _ = out[name]
+    original, pruned = load_checkpoint(before).build(), load_checkpoint(after).build()
+    base, macs = _hand_macs(original), _hand_macs(pruned)
+    assert (base, macs) == (count_macs(original, (2, 64)), count_macs(pruned, (2, 64)))
+    assert abs(macs / base - 0.5) <= 0.02 * 0.5
+    lin = load_checkpoint(after).meta["lineage"][-1]
+    assert not any("ZeroDivisionError" in why for why in lin.get("left_alone", {}).values())
+    if name == "PhaseRotationGRUFlat":
+        assert {"conv1.0", "fc2.0"} <= set(lin["width_changes"])
+    else:
+        assert {"convs.0.0", "convs.1.0"} <= set(lin["width_changes"])
+        for kept in ("key", "query", "value", "convs.2.0"):   # the tokens and the fixed head size
+            assert kept in lin.get("left_alone", {}) or kept not in lin["width_changes"]
 
 
 def test_zero_pad_shortcut_is_caught_although_the_forward_runs():

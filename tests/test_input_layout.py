@@ -190,16 +190,61 @@ def test_a_traced_constant_batch_is_one_line_naming_the_op(cli, work):
     assert not (work / "bc.onnx").exists()
 
 
-def test_an_op_torch_cannot_export_is_one_line_without_the_ir_dump(cli, work):
+def test_what_the_legacy_exporter_cannot_export_goes_through_the_dynamo_exporter(cli, work):
+    """SpectrumNet's FFT fails the TorchScript exporter; the dynamo exporter's graph is used, with a note, and
+    gives the class's own logits at batch 1 and 6 in ONNX Runtime, through the bundle's run.py too."""
+    from edgeprune.checkpoint import load_checkpoint
+    from export.onnx_export import read_metadata
+    from export.verify import make_session
+
     ck = work / "sp.pt"
     assert cli("import", f"{work / 'nets.py'}:SpectrumNet", "--data", work / "toy.npz", "--out", ck).returncode == 0
+    x = np.random.default_rng(3).standard_normal((6, 2, LENGTH)).astype(np.float32)
+    want = _own_forward(um.SpectrumNet, load_checkpoint(ck).state_dict, x, "NCL")
+    r = cli("export", "--model", ck, "--out", work / "sp.onnx", "--json", "--code", work / "nets.py")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["exporter"] == "dynamo" and rep["opset"] == 17
+    assert "the legacy exporter failed" in rep["notes"][0] and "fft" in rep["notes"][0]
+    assert read_metadata(work / "sp.onnx")["edgeprune.exporter"] == "dynamo"
+    sess = make_session(str(work / "sp.onnx"))
+    for b in (1, 6):
+        assert np.abs(sess.run(None, {"iq": x[:b]})[0] - want[:b]).max() < 1e-4
+    bundle = work / "sp-bundle"
+    r = cli("bundle", "--model", ck, "--target", "x86-cpu", "--out", bundle, "--precision", "fp32",
+            "--code", work / "nets.py")
+    assert r.returncode == 0, r.stderr
+    np.save(work / "sp-frames.npy", x)
+    r = subprocess.run([sys.executable, str(bundle / "run.py"), "predict", "--input", str(work / "sp-frames.npy"),
+                        "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    probs = torch.softmax(torch.from_numpy(want).double(), 1).numpy()
+    rows = json.loads(r.stdout)["predictions"]
+    assert np.abs(np.array([p["confidence"] for p in rows]) - probs.max(1)).max() < 1e-4
+
+
+def test_without_onnxscript_the_legacy_failure_says_the_dynamo_exporter_needs_it(cli, work, monkeypatch):
+    ck = work / "sp2.pt"
+    assert cli("import", f"{work / 'nets.py'}:SpectrumNet", "--data", work / "toy.npz", "--out", ck).returncode == 0
+    monkeypatch.setitem(sys.modules, "onnxscript", None)   # what `import onnxscript` meets when it is not installed
+    r = cli("export", "--model", ck, "--out", work / "sp2.onnx", "--code", work / "nets.py")
+    assert r.returncode != 0 and r.stderr.startswith("edgeprune: error: torch.onnx.export (legacy")
+    assert r.stderr.count("\n") == 1 and "pip install onnxscript" in r.stderr
+    assert not (work / "sp2.onnx").exists()
+
+
+def test_an_op_torch_cannot_export_is_one_line_without_the_ir_dump(cli, work):
+    ck = work / "cg.pt"
+    assert cli("import", f"{work / 'nets.py'}:ComplexGainNet", "--data", work / "toy.npz", "--out", ck).returncode == 0
     # a fresh process: the exporter's C++ side writes the Torch IR graph to the file descriptors themselves
     r = subprocess.run([sys.executable, "-m", "edgeprune", "export", "--model", str(ck), "--out",
-                        str(work / "sp.onnx"), "--code", str(work / "nets.py")], capture_output=True, text=True,
+                        str(work / "cg.onnx"), "--code", str(work / "nets.py")], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode != 0 and r.stdout == ""
-    assert r.stderr.startswith("edgeprune: error: torch.onnx.export") and r.stderr.count("\n") == 1
-    assert "fft" in r.stderr and "Torch IR graph" not in r.stderr
+    assert r.stderr.startswith("edgeprune: error: torch.onnx.export (legacy") and r.stderr.count("\n") == 1
+    assert "complex" in r.stderr and "the dynamo exporter failed too: torch.onnx.export (dynamo" in r.stderr
+    assert "Torch IR graph" not in r.stderr and "Traceback" not in r.stderr
+    assert not (work / "cg.onnx").exists()
 
 
 def test_study_export_stage_takes_simplify_from_the_config(toy_checkpoint, toy_npz, tmp_path):

@@ -3,6 +3,8 @@
 Each takes (N, 2, L) I/Q frames and returns (N, num_classes) logits.
 """
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -185,7 +187,8 @@ def flat_mlp(num_classes=4, length=64):
 
 
 class SpectrumNet(nn.Module):
-    """Works on the frame's spectrum (torch.fft), which the TorchScript ONNX exporter cannot export."""
+    """Works on the frame's spectrum (torch.fft), which the TorchScript ONNX exporter cannot export (torch's dynamo
+    exporter can: a real input's FFT and its real and imaginary parts)."""
 
     def __init__(self, num_classes=4):
         super().__init__()
@@ -195,6 +198,24 @@ class SpectrumNet(nn.Module):
     def forward(self, x):
         z = torch.fft.fft(x)
         return self.fc(F.relu(self.conv(torch.cat([z.real, z.imag], 1))).mean(-1))
+
+
+class ComplexGainNet(nn.Module):
+    """Scales the spectrum's real and imaginary parts and goes back with the inverse FFT (AMC-Net's adaptive
+    correlation): ``1j * tensor`` is a complex tensor, which neither torch ONNX exporter translates."""
+
+    def __init__(self, num_classes=4, length=64):
+        super().__init__()
+        self.re = nn.Linear(length, length)
+        self.im = nn.Linear(length, length)
+        self.conv = nn.Conv1d(2, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        z = torch.fft.fft(x)
+        z = self.re(z.real) * z.real + 1j * (self.im(z.imag) * z.imag)
+        y = torch.real(torch.fft.ifft(z)) + x
+        return self.fc(F.relu(self.conv(y)).mean(-1))
 
 
 # ------------------------------------------------------------------ channel-pruning suite (issue 24)
@@ -483,3 +504,53 @@ class PhaseGRUNet(nn.Module):
         x = torch.stack([x[:, 0] * c - x[:, 1] * s, x[:, 0] * s + x[:, 1] * c], 1)
         y, _ = self.gru(F.relu(self.conv(x)).transpose(1, 2))
         return self.fc(y[:, -1])
+
+
+class PhaseRotationGRUFlat(nn.Module):
+    """PET-CGDNN as the AMR-benchmark repository writes it: the phase Linear reads the flattened (N, 1, 2, L) frame,
+    the rotation is four (N, 1, 1) @ (N, 1, L) matmuls, 2-D convs fold I and Q, a GRU, and a dense head on the
+    flattened GRU output of every time step (Torch-Pruning 1.6 divides by zero mapping the matmul's reshape)."""
+
+    def __init__(self, num_classes=4, length=64, ch=16, hidden=8, dense=32):
+        super().__init__()
+        self.fc1 = nn.Linear(2 * length, 1)
+        self.conv1 = nn.Sequential(nn.Conv2d(1, ch, (2, 5)), nn.ReLU(), nn.BatchNorm2d(ch))
+        self.conv2 = nn.Sequential(nn.Conv2d(ch, ch // 2, (1, 3)), nn.ReLU(), nn.BatchNorm2d(ch // 2))
+        self.gru = nn.GRU(ch // 2, hidden, batch_first=True)
+        self.fc2 = nn.Sequential(nn.Linear((length - 6) * hidden, dense), nn.ReLU(), nn.Linear(dense, num_classes))
+
+    def forward(self, x):
+        y = x.unsqueeze(1)
+        i, q = y[:, :, 0, :], y[:, :, 1, :]
+        p = self.fc1(y.view(y.size(0), -1))
+        c, s = torch.cos(p).unsqueeze(1), torch.sin(p).unsqueeze(1)
+        z = torch.cat((torch.matmul(c, i) + torch.matmul(s, q), torch.matmul(c, q) - torch.matmul(s, i)), dim=1)
+        z = self.conv2(self.conv1(z.unsqueeze(1))).squeeze(2).transpose(1, 2)
+        h, _ = self.gru(z)
+        return self.fc2(h.contiguous().view(h.size(0), -1))
+
+
+class FusionAttentionNet(nn.Module):
+    """AMC-Net's shape: conv stages, then a self-attention over the channels (each channel a token; the key, query
+    and value Linears act on the time axis, split into heads by a fixed head size), global average pooling and a
+    dense head."""
+
+    def __init__(self, num_classes=4, length=64, heads=2, widths=(32, 64, 8)):
+        super().__init__()
+        chans = (2,) + tuple(widths)
+        self.convs = nn.Sequential(*[nn.Sequential(nn.Conv1d(a, b, 3, padding=1), nn.ReLU(), nn.BatchNorm1d(b))
+                                     for a, b in zip(chans, chans[1:])])
+        self.heads, self.head_size = heads, length // heads
+        self.key, self.query, self.value = (nn.Linear(length, length) for _ in range(3))
+        self.fc = nn.Sequential(nn.Linear(heads * widths[-1], 32), nn.PReLU(), nn.Linear(32, num_classes))
+
+    def _split(self, t):
+        return t.view(t.size()[:-1] + (self.heads, self.head_size)).permute(0, 2, 1, 3)
+
+    def forward(self, x):
+        y = self.convs(x)
+        k, q, v = self._split(self.key(y)), self._split(self.query(y)), self._split(self.value(y))
+        a = F.softmax(torch.matmul(q, k.permute(0, 1, 3, 2)) / math.sqrt(self.head_size), dim=-1)
+        ctx = torch.matmul(a, v)
+        ctx = ctx.contiguous().view(ctx.size(0), -1, ctx.size(-1))
+        return self.fc(ctx.mean(-1))

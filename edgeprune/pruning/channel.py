@@ -36,6 +36,7 @@ ordinary spec checkpoint.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import EdgepruneError, require
@@ -127,7 +128,7 @@ def tp_prune(model, example, importance, ratio: float, ignored: list, ratio_dict
     names = {id(m): n for n, m in model.named_modules()}
     kept: dict[tuple[str, str], tuple[int, list[int]]] = {}
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), reshape_mapping_guard():
             pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=float(ratio),
                                           pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored,
                                           global_pruning=False, iterative_steps=1,
@@ -152,6 +153,40 @@ def tp_prune(model, example, importance, ratio: float, ignored: list, ratio_dict
     for (name, side), (full, left) in kept.items():
         removed.setdefault(name, {"in": [], "out": []})[side] = sorted(set(range(full)) - set(left))
     return removed
+
+
+@contextmanager
+def reshape_mapping_guard():
+    """While Torch-Pruning builds its dependency graph: a reshape whose channel mapping it cannot work out is given
+    none, instead of raising.
+
+    Torch-Pruning (1.6) maps the channels through every reshape from the widths on both sides. Where it infers 0
+    for one side, it divides by it (ZeroDivisionError in ``update_reshape_index_mapping``), so no layer of the
+    network can be pruned. That happens, for example, after the ``(N, 1, 1) @ (N, 1, L)`` matmul of a
+    phase-estimation rotation (PET-CGDNN). When a side is unknown (None), Torch-Pruning already skips the reshape
+    the same way. A reshape left unmapped can only couple channels wrongly, never silently: every pruned copy
+    must pass the masked-equivalence check (:mod:`edgeprune.pruning.equivalence`)."""
+    try:
+        import torch_pruning.dependency.index_mapping as im
+    except ImportError:
+        yield
+        return
+    original = getattr(im, "update_reshape_index_mapping", None)
+    if original is None:
+        yield
+        return
+
+    def guarded(graph, node):
+        try:
+            return original(graph, node)
+        except ZeroDivisionError:   # raised before any mapping is set: the reshape stays unmapped
+            return None
+
+    im.update_reshape_index_mapping = guarded
+    try:
+        yield
+    finally:
+        im.update_reshape_index_mapping = original
 
 
 def _scope_customized(pruner, ratio_dict: dict) -> None:

@@ -132,9 +132,9 @@ class ChannelPruner:
         import torch
         from torch import nn
 
-        from .tp_rnn import rnn_pruners
-
         from ..errors import require
+        from .channel import reshape_mapping_guard
+        from .tp_rnn import rnn_pruners
 
         tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
         names = self.prunable
@@ -145,7 +145,7 @@ class ChannelPruner:
                 n = parent[n]
             return n
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), reshape_mapping_guard():
                 graph = tp.DependencyGraph().build_dependency(copy.deepcopy(self.model), self.example,
                                                               customized_pruners=rnn_pruners())
         except Exception:
