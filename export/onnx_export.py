@@ -28,7 +28,7 @@ from edgeprune import __version__
 from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, require
 
-from .preprocess import check_normalization, normalize
+from .runtime.frames import check_normalization, normalize
 from .runtime.frames import layout_shape, to_layout
 from .verify import INPUT_NAME, OUTPUT_NAME, check_parity, compare_logits, make_session, onnx_accuracy, run_logits
 

@@ -200,7 +200,7 @@ def _check_stack(where: str, data: dict[str, Any], opset: int) -> None:
 
 def load_target_file(path: str | os.PathLike) -> Target:
     """Load and validate one ``.toml`` profile."""
-    from edgeprune.safeio import read_bytes
+    from export.runtime.safeio import read_bytes
 
     path = Path(path)
     raw = read_bytes(path, "target file", "doc")  # a regular file within the size limit (never a FIFO)
@@ -210,7 +210,7 @@ def load_target_file(path: str | os.PathLike) -> Target:
         raise EdgepruneError(f"{path}: not valid TOML (nested too deeply)") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgepruneError(f"{path}: not valid TOML ({exc})") from exc
-    from edgeprune.schema import check_depth
+    from export.runtime.schema import check_depth
 
     check_depth(data, str(path))  # the JSON guard's depth limit holds for TOML too
     target = parse_target(data, str(path))

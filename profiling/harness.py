@@ -17,14 +17,12 @@ from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import progress
+from export.runtime.bench import make_record, new_results
+from export.runtime.machine import cpu_label, machine_info
+from export.runtime.stats import measure as _measure
 
 from .backend_torch import TorchRunner
 from .backends import OrtRunner, RegistryRunner, Runner, TrtRunner, backend_version, check_backend, known_backends
-from .machine import cpu_label, machine_info
-from export.runtime.bench import make_record
-from export.runtime.stats import measure as _measure
-
-from .results_file import new_results
 from .model_files import PRECISIONS, ModelSource, resolve_model
 
 

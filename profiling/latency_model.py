@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
-from edgeprune.schema import anything, integer, number, obj, opt, seq, text, validate
+from export.runtime.schema import anything, integer, number, obj, opt, seq, text, validate
 
 SCHEMA = 1
 KIND = "edgeprune-latency-model"

@@ -104,7 +104,7 @@ def _parse_slow(rows, data_path: Path) -> list:
 
 def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: int, split: str) -> np.ndarray:
     """The kept rows of the data CSV as (n_keep, 2, L) float32, parsed a chunk of rows at a time."""
-    from ..safeio import check_array, open_input
+    from export.runtime.safeio import check_array, open_input
 
     frames = None
     pos = 0
@@ -161,7 +161,7 @@ def is_hisar_folder(folder: Path) -> bool:
 
 
 def _read_column(path: Path, kind: str) -> np.ndarray:
-    from ..safeio import open_input
+    from export.runtime.safeio import open_input
 
     try:
         with open_input(path, f"HisarMod {kind} file", "dataset", mode="r", encoding="ascii",
@@ -181,7 +181,7 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     if not folder.is_dir():
         raise EdgepruneError(f"{folder} is not a folder")
     files = find_split_files(folder, split)
-    from ..safeio import check_input
+    from export.runtime.safeio import check_input
 
     for kind, p in files.items():
         if check_input(p, f"HisarMod {kind} file", "dataset").st_size == 0:

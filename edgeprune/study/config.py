@@ -253,7 +253,7 @@ def _check_items(where: str, section: str, key: str, values: list, typ, what: st
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    from ..safeio import read_bytes
+    from export.runtime.safeio import read_bytes
 
     path = Path(path)
     data = read_bytes(path, "study config", "doc")  # a regular file within the size limit (never a FIFO)
@@ -261,7 +261,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
-    from ..schema import check_depth
+    from export.runtime.schema import check_depth
 
     check_depth(raw, f"study config {path}")  # the JSON guard's depth limit holds for TOML too
     cfg = normalise(raw, str(path))

@@ -292,7 +292,7 @@ class Study:
         m, t = self.cfg["model"], self.cfg["train"]
         extra = []
         if m.get("code"):
-            from ..digest import file_sha256
+            from export.runtime.safeio import file_sha256
 
             extra.append(file_sha256(m["name"].rpartition(":")[0]))   # the user's code is part of the baseline
         key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"],
@@ -454,7 +454,7 @@ class Study:
         from profiling.results_file import load_results
 
         res = load_results(out)
-        from ..schema import obj, seq, text, validate
+        from export.runtime.schema import obj, seq, text, validate
 
         validate(res, obj(records=seq(obj(model_id=text(doc="the study model a record measures")))), str(out))
         self.machine = res.get("machine", {})

@@ -11,6 +11,7 @@ import os
 import re
 
 from .errors import EdgepruneError
+from .safeio import file_sha256
 from .schema import integer, mapping, number, obj, opt, seq, text, validate
 
 SCHEMA_VERSION = 1
@@ -29,12 +30,9 @@ def is_board_output(name):
     return bool(BOARD_OUTPUT.match(name))
 
 
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(str(path), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def file_entry(path):
+    """A bundle file's manifest entry: its sha256 and size."""
+    return {"sha256": file_sha256(path), "size": os.path.getsize(str(path))}
 
 
 def check_file_name(name, where="manifest"):
