@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from export.runtime.compat import json_default
+
 from .errors import EdgepruneError
 
 
@@ -120,21 +122,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(obj):
-    # numpy scalars/arrays without importing numpy at module import time
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def dumps(obj, indent: int | None = 2) -> str:
-    """json.dumps that understands numpy values and paths (for --json output)."""
-    return json.dumps(obj, indent=indent, default=_json_default)
+    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str, field=None):

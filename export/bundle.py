@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 import time
 import weakref
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from edgeprune.atomic import atomic_path, read_json, write_json
 from edgeprune.errors import EdgepruneError
 from export.runtime.schema import parse_json
 
-from .runtime.manifest import KIND, MANIFEST, SCHEMA_VERSION, check_file_name, check_manifest, file_entry
+from .runtime.manifest import BUNDLE_KIND, MANIFEST, SCHEMA_VERSION, check_file_name, check_manifest, file_entry
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 MAX_MEMBER_BYTES = 4 << 30
@@ -173,7 +174,7 @@ def bundle_manifest(ck, tgt, precisions, variants, skipped, stage: Path, data) -
     default = tgt.default_precision if tgt.default_precision in precisions else precisions[0]
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": KIND,
+        "kind": BUNDLE_KIND,
         "model": ck.spec.get("name"),
         "classes": ck.classes,
         "input": {"name": "iq", "layout": ck.spec.get("layout") or "NCL", "channels": 2, "length": ck.length,
@@ -358,7 +359,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
         raise
     try:
         tar = tarfile.open(fileobj=fh, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         fh.close()
         raise EdgepruneError(f"{archive} is not a readable tar.gz bundle: {_first_line(exc)}") from exc
     with fh, tar:
@@ -391,7 +392,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
                 if manifest is not None:
                     for name, info in members.items():
                         _check_listed(archive, manifest, name, info)
-        except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise EdgepruneError(f"{archive} is not a readable tar.gz bundle (truncated or corrupt?): "
                                  f"{_first_line(exc)}") from exc
         if manifest is None:
@@ -417,7 +418,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
                             raise EOFError("unexpected end of data")
                         out.write(chunk)
                         left -= len(chunk)
-            except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise EdgepruneError(f"{archive}: cannot extract {flat!r} (truncated or corrupt?): "
                                      f"{_first_line(exc)}") from exc
     return manifest
@@ -483,7 +484,7 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                 if not got:
                     return
                 left -= got
-    except (OSError, EOFError, zlib_error()):
+    except (OSError, EOFError, zlib.error):
         return  # damaged compression: tarfile reports it in one line
 
 
@@ -515,12 +516,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(":") if text else type(exc).__name__
 
 
-def zlib_error():
-    import zlib
-
-    return zlib.error
-
-
 def _read_manifest(root: Path, source: Path) -> dict[str, Any]:
     mpath = root / MANIFEST
     if not mpath.is_file() or mpath.is_symlink():
@@ -529,7 +524,7 @@ def _read_manifest(root: Path, source: Path) -> dict[str, Any]:
     return check_manifest(manifest, f"{source}/{MANIFEST}")
 
 
-def verify_files(root: Path, manifest: dict[str, Any], source: Path) -> None:
+def verify_bundle_files(root: Path, manifest: dict[str, Any], source: Path) -> None:
     """Check every listed file exists, is a plain file and matches its size and sha256; nothing unlisted
     (except the engine, its record and the timing cache that ``run.py build`` writes on the board).
 
@@ -547,7 +542,7 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
         raise EdgepruneError(f"bundle {source} does not exist")
     if source.is_dir():
         manifest = _read_manifest(source, source)
-        verify_files(source, manifest, source)
+        verify_bundle_files(source, manifest, source)
         return Bundle(source, manifest, source)
     from export.runtime.safeio import check_input
 
@@ -557,7 +552,7 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
     tmp = Path(tempfile.mkdtemp(prefix="edgeprune-bundle-"))
     try:
         manifest = _safe_extract(source, tmp)  # every member checked against the manifest before a byte is written
-        verify_files(tmp, manifest, source)
+        verify_bundle_files(tmp, manifest, source)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

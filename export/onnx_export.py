@@ -28,15 +28,14 @@ from edgeprune import __version__
 from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, require
 
-from .runtime.frames import check_normalization, normalize
-from .runtime.frames import layout_shape, to_layout
+from .runtime.frames import check_normalization, layout_shape, normalize, to_layout
+from .runtime.manifest import PRECISIONS
 from .verify import INPUT_NAME, OUTPUT_NAME, check_parity, compare_logits, make_session, onnx_accuracy, run_logits
 
 TRACED_BATCH = 2   # the batch torch.onnx.export traces with (a batch size turned into a constant shows as this)
 
 DEFAULT_OPSET = 17
 LEGACY_MAX_OPSET = 17  # above this the dynamo exporter is used (TensorRT 8.5 needs <= 17)
-PRECISIONS = ("fp32", "fp16", "int8")
 METADATA_PREFIX = "edgeprune."
 
 

@@ -21,13 +21,14 @@ from typing import Any
 
 from edgeprune.errors import EdgepruneError
 
+from .runtime.manifest import PRECISIONS
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-BACKENDS = ("onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+TARGET_BACKENDS = ("onnxruntime", "tensorrt")
 EXPORTERS = ("auto", "legacy", "dynamo")
 
 # key: (type, required)
@@ -117,8 +118,8 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
             continue
         _check_type(where, key, data[key], typ)
     backend = data["backend"]
-    if backend not in BACKENDS:
-        raise EdgepruneError(f"{where}: 'backend' must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend not in TARGET_BACKENDS:
+        raise EdgepruneError(f"{where}: 'backend' must be one of {', '.join(TARGET_BACKENDS)}, got {backend!r}")
     precisions = data["precisions"]
     if not precisions:
         raise EdgepruneError(f"{where}: 'precisions' must not be empty")

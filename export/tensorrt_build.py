@@ -79,11 +79,6 @@ def _resolve(onnx_path, target, precision, targets_dir):
     return onnx_path, tgt, precision, info
 
 
-def profile_shapes(tgt, length: int, layout: str = "NCL") -> dict[str, list[int]]:
-    return {"min": layout_shape(layout, tgt.batch_min, length), "opt": layout_shape(layout, tgt.batch_opt, length),
-            "max": layout_shape(layout, tgt.batch_max, length)}
-
-
 def trtexec_command(onnx_path, target, out, precision: str | None = None, timing_cache=None,
                     dla_core: int | None = 0, targets_dir=None, trt_version: str | None = None) -> str:
     """The trtexec command line that builds the same engine by hand on the board (no tensorrt needed).
@@ -149,7 +144,10 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    shapes = profile_shapes(tgt, info["length"], info["layout"])
+    from .runtime.trtexec import profile_shapes
+
+    batches = {"min": tgt.batch_min, "opt": tgt.batch_opt, "max": tgt.batch_max}
+    shapes = profile_shapes(batches, info["length"], layout=info["layout"])
     profile = builder.create_optimization_profile()
     profile.set_shape("iq", shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)

@@ -38,7 +38,7 @@ from export.runtime import registry
 from export.runtime.backend_onnxruntime import OnnxRuntimeBackend
 from export.runtime.bench import input_array as _input_array
 
-registry.register("torch", "profiling.backend_torch")
+registry.add_backend("torch", "profiling.backend_torch")
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 _ORT_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeprune.errors import EdgepruneError, require
+from export.runtime.manifest import PRECISIONS
+from export.runtime.safeio import file_sha256
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-from export.runtime.safeio import file_sha256  # noqa: E402,F401  (torch-free)
 
 
 @dataclass

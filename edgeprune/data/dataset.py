@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def _check_npz(fh, path: Path, size: int) -> None:
                     np.lib.format.read_array_header_2_0
                 shape, _, dtype = reader(member)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError,
-                TypeError, SyntaxError, zlib_error()) as exc:
+                TypeError, SyntaxError, zlib.error) as exc:
             raise EdgepruneError(f"{path}: member {info.filename[:60]!r} is not a readable array: "
                                  f"{(str(exc).splitlines() or [''])[0][:200]}") from exc
         n = 1
@@ -140,12 +141,6 @@ def _check_npz(fh, path: Path, size: int) -> None:
         if n * dtype.itemsize > info.file_size:
             raise EdgepruneError(f"{path}: array {info.filename[:-4][:60]!r} declares shape {tuple(shape)} "
                                  f"({n * dtype.itemsize} bytes) but its member holds {info.file_size} bytes")
-
-
-def zlib_error():
-    import zlib
-
-    return zlib.error
 
 
 def load_npz(path: str | Path) -> SignalDataset:
@@ -180,7 +175,7 @@ def load_npz(path: str | Path) -> SignalDataset:
                 raise EdgepruneError(f"{path} holds pickled objects; edgeprune .npz files hold only plain arrays") from exc
             raise EdgepruneError(f"{path} is not a readable .npz file: {exc}") from exc
         except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError, NotImplementedError,
-                RuntimeError, zlib_error()) as exc:
+                RuntimeError, zlib.error) as exc:
             raise EdgepruneError(f"{path} is not a readable .npz file (truncated or corrupt?): {exc}") from exc
     if not isinstance(meta, dict):
         meta = {}

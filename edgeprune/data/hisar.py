@@ -27,7 +27,7 @@ LABEL_CODES = {
 }
 # class index order: by family as listed above (PSK, QAM, FSK, PAM, analog)
 HISAR_CLASSES = list(LABEL_CODES.values())
-SPLITS = ("train", "test")
+HISAR_SPLITS = ("train", "test")
 
 _SPACES = re.compile(r"\s+")
 _IMAG = re.compile(r"[iIjJ](?![nN])")    # the imaginary unit, not the I of Inf
@@ -139,8 +139,8 @@ def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: in
 
 def find_split_files(folder: Path, split: str) -> dict[str, Path]:
     """The data/labels/snr CSV paths of ``split`` under ``folder`` (or ``folder/<Split>``)."""
-    if split not in SPLITS:
-        raise EdgepruneError(f"unknown HisarMod split {split!r} (choose from {', '.join(SPLITS)})")
+    if split not in HISAR_SPLITS:
+        raise EdgepruneError(f"unknown HisarMod split {split!r} (choose from {', '.join(HISAR_SPLITS)})")
     candidates = [folder / split.capitalize(), folder / split, folder]
     for base in candidates:
         files = {kind: base / f"{split}_{kind}.csv" for kind in ("data", "labels", "snr")}
@@ -151,7 +151,7 @@ def find_split_files(folder: Path, split: str) -> dict[str, Path]:
 
 
 def is_hisar_folder(folder: Path) -> bool:
-    for split in SPLITS:
+    for split in HISAR_SPLITS:
         try:
             find_split_files(folder, split)
             return True

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from export.runtime.frames import normalize as normalize_frames
-from export.runtime.sigmf import Recording, frame_chunks, open_recording, parse_datatype, paths
+from export.runtime.sigmf import Recording, frame_chunks, open_recording, parse_datatype, recording_paths
 
 from ..errors import EdgepruneError
 from .dataset import SignalDataset
@@ -164,7 +164,7 @@ def write_sigmf(path: str | Path, samples: np.ndarray, datatype: str = "cf32_le"
     """Write complex ``samples`` as a SigMF recording (atomic; for captures, tests and demos)."""
     from ..atomic import atomic_path, write_json
 
-    meta_path, data_path = (Path(p) for p in paths(path))
+    meta_path, data_path = (Path(p) for p in recording_paths(path))
     is_complex, dt, scale = parse_datatype(datatype)
     z = np.asarray(samples).reshape(-1)
     if is_complex:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import EdgepruneError
 
-ENV = "EDGEPRUNE_CODE"
+CODE_ENV = "EDGEPRUNE_CODE"
 _ALLOWED: list[Path] = []
 
 
@@ -41,7 +41,7 @@ def forget_allowed() -> None:
 
 def allowed_files() -> list[Path]:
     out = list(_ALLOWED)
-    for part in os.environ.get(ENV, "").split(os.pathsep):
+    for part in os.environ.get(CODE_ENV, "").split(os.pathsep):
         if part.strip():
             p = Path(part.strip()).expanduser()
             if p.is_file() and p.resolve() not in out:

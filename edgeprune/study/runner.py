@@ -666,7 +666,7 @@ class Study:
                     shutil.copyfile(img, self.out / Path(img).name)
                     images.append(Path(img).name)
         results = {
-            "plan": plan_summary(plan["plan"]) if plan else None,
+            "plan": plan_file_summary(plan["plan"]) if plan else None,
             "study": self.cfg, "dataset": {**{k: v for k, v in self.dataset_info.items() if k != "classes"},
                                           "n_classes": len(self.dataset_info.get("classes") or [])},
             "machine": getattr(self, "machine", {}), "mac_definition": MAC_DEFINITION,
@@ -703,7 +703,7 @@ def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
             "resegmented": rec.get("resegmented")}
 
 
-def plan_summary(path: str | Path) -> dict[str, Any] | None:
+def plan_file_summary(path: str | Path) -> dict[str, Any] | None:
     """The parts of plan.json the report draws: units, blocks, kept units, the similarity and importance used."""
     from ..atomic import read_json
 

@@ -22,7 +22,7 @@ from .schema import anything, integer, number, obj, opt, parse_json, seq, text, 
 _DTYPE = re.compile(r"^(c|r)(f32|f64|i32|i16|i8|u32|u16|u8)(_le|_be)?$")
 _SCALE = {"i8": 2.0 ** 7, "i16": 2.0 ** 15, "i32": 2.0 ** 31, "u8": 2.0 ** 7, "u16": 2.0 ** 15, "u32": 2.0 ** 31}
 SUFFIXES = (".sigmf-meta", ".sigmf-data", ".sigmf")
-BACKENDS = ("auto", "sigmf", "builtin")
+SIGMF_BACKENDS = ("auto", "sigmf", "builtin")
 _COUNT = 1 << 62  # sample positions and byte counts: non-negative integers below 2^62
 _MALFORMED = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
 
@@ -45,7 +45,7 @@ def parse_datatype(datatype):
     return kind == "c", dt, _SCALE.get(base, 1.0)
 
 
-def paths(path):
+def recording_paths(path):
     p = str(path)
     for sfx in SUFFIXES:
         if p.endswith(sfx):
@@ -126,9 +126,9 @@ class Recording(object):
 def open_recording(path, backend="auto"):
     """Parse a recording's metadata (``path``: the .sigmf-meta, the .sigmf-data or their base name) with the
     built-in parser or the ``sigmf`` package (``backend``: auto, sigmf or builtin)."""
-    if backend not in BACKENDS:
-        raise EdgepruneError("unknown SigMF backend {!r} (choose from {})".format(backend, ", ".join(BACKENDS)))
-    meta_path, data_path = paths(path)
+    if backend not in SIGMF_BACKENDS:
+        raise EdgepruneError("unknown SigMF backend {!r} (choose from {})".format(backend, ", ".join(SIGMF_BACKENDS)))
+    meta_path, data_path = recording_paths(path)
     check_input(meta_path, "SigMF metadata", "doc")
     check_input(data_path, "SigMF data file", "dataset")  # a FIFO or a device would read as 0 samples
     if backend == "auto":
