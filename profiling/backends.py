@@ -223,11 +223,3 @@ class TrtRunner(Runner):
 
     def close(self) -> None:
         self.runner.close()
-
-
-def __getattr__(name):
-    if name == "TorchRunner":  # lives in its own file; importing it imports no torch until it is built
-        from .backend_torch import TorchRunner
-
-        return TorchRunner
-    raise AttributeError(f"module 'profiling.backends' has no attribute {name!r}")

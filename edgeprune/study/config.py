@@ -294,3 +294,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if not Path(cfg["model"]["checkpoint"]).is_file():
             raise EdgepruneError(f"{path}: [model] checkpoint {cfg['model']['checkpoint']} does not exist")
     return cfg
+
+
+def model_id(method: str, target: float) -> str:
+    """A study model's id: ``METHOD@TARGET`` (``layer+kd@0.5``)."""
+    return f"{method}@{target:g}"
+
+
+def split_method(method: str) -> tuple[str, bool]:
+    """``"layer+kd"`` -> ("layer", True): the method, fine-tuned with distillation from the baseline."""
+    base, _, suffix = method.partition("+")
+    if suffix not in ("", "kd"):
+        raise EdgepruneError(f"unknown method variant {method!r} (only '+kd', distillation, is known)")
+    return base, suffix == "kd"

@@ -492,32 +492,11 @@ def _check_finite(path: Path, records: list, what: str) -> None:
                 raise EdgepruneError(f"{path}: '{what}[{i}].{str(k)[:40]}' must be a finite number, not {v!r}")
 
 
-def read_study_file(folder: Path, name: str) -> bytes | None:
-    """The bytes of the plain file ``name`` in the study folder ``folder``, or None: a name with a folder in it,
-    a symbolic link (it could point anywhere: a secret would end up in the report) or anything but a regular
-    file is never read. The link check and the read are one open (O_NOFOLLOW)."""
-    import os
-    import stat
-
-    from export.runtime.safeio import limit
-
-    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        return None
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(str(Path(folder) / name), flags)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit("doc"):
-            return None
-        return fh.read()
-
-
 def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
     """Write the report of a finished study again from its results.json (into ``out``, default its folder).
     Extra images are taken only as regular files inside the study folder (never through a symbolic link)."""
+    from .report_html import read_study_file
+
     res, folder = load_study_results(path)
     out = Path(out) if out else folder
     out.mkdir(parents=True, exist_ok=True)

@@ -17,20 +17,12 @@ from typing import Any, Callable
 
 from ..checkpoint import file_sha256, load_checkpoint
 from ..errors import EdgepruneError
-from .config import load_config, normalise
+from .config import load_config, model_id, normalise, split_method
 from . import stages
 from .stages import StageCache, stage_key
 
 
-def _fmt_target(t: float) -> str:
-    return f"{t:g}"
-
-
 DEPTH_METHODS = ("layer", "dbp", "random")   # whole-unit methods: their reach at a target is matched by channels
-
-
-def model_id(method: str, target: float) -> str:
-    return f"{method}@{_fmt_target(target)}"
 
 
 def _file_id(mid: str) -> str:
@@ -719,14 +711,6 @@ def plan_file_summary(path: str | Path) -> dict[str, Any] | None:
             "similarity_metric": (plan.get("similarity") or {}).get("metric"),
             "importance_proxy": (plan.get("importance") or {}).get("proxy"),
             "importance_rule": (plan.get("importance") or {}).get("rule")}
-
-
-def split_method(method: str) -> tuple[str, bool]:
-    """``"layer+kd"`` -> ("layer", True): the method, fine-tuned with distillation from the baseline."""
-    base, _, suffix = method.partition("+")
-    if suffix not in ("", "kd"):
-        raise EdgepruneError(f"unknown method variant {method!r} (only '+kd', distillation, is known)")
-    return base, suffix == "kd"
 
 
 def data_path_of(study: Study) -> Path:

@@ -475,7 +475,7 @@ def test_shared_bundle_made_by_make_bundle_is_readable_by_others(shared):
 
 
 def test_report_read_study_file_never_follows_links(tmp_path):
-    from edgeprune.study.report import read_study_file
+    from edgeprune.study.report_html import read_study_file
 
     (tmp_path / "a.png").write_bytes(b"png")
     (tmp_path / "out.txt").write_text(SECRET)
