@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from export.runtime.compat import json_default
+
 from .errors import EdgepruneError
 
 
@@ -120,34 +122,20 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(obj):
-    # numpy scalars/arrays without importing numpy at module import time
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def dumps(obj, indent: int | None = 2) -> str:
-    """json.dumps that understands numpy values and paths (for --json output)."""
-    return json.dumps(obj, indent=indent, default=_json_default)
+    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str, field=None):
     """Parse a JSON file; any failure is one EdgepruneError naming ``what`` (e.g. "plan x.json").
 
     Anything but a regular file within the document size limit
-    (:mod:`edgeprune.safeio`) is refused, and so is a document nested deeper
-    than the depth limit or, with ``field`` (a :mod:`edgeprune.schema`
+    (:mod:`export.runtime.safeio`) is refused, and so is a document nested deeper
+    than the depth limit or, with ``field`` (a :mod:`export.runtime.schema`
     declaration), one whose declared fields have the wrong type: the one JSON
-    guard, :func:`edgeprune.schema.parse_json`.
+    guard, :func:`export.runtime.schema.parse_json`.
     """
-    from .safeio import read_bytes
-    from .schema import parse_json
+    from export.runtime.safeio import read_bytes
+    from export.runtime.schema import parse_json
 
     data = read_bytes(path, what, "doc")  # a regular file within EDGEPRUNE_MAX_DOC_BYTES (never a FIFO)
     return parse_json(data, what, field)

@@ -34,7 +34,7 @@ FORMAT = "edgeprune-checkpoint"
 VERSION = 1
 
 
-from .digest import file_sha256  # noqa: E402,F401  (re-exported: edgeprune.checkpoint.file_sha256)
+from export.runtime.safeio import file_sha256  # noqa: E402,F401  (re-exported: edgeprune.checkpoint.file_sha256)
 
 
 def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1", **extra) -> dict[str, Any]:
@@ -140,14 +140,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgepruneError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise EdgepruneError(f"checkpoint {path} is a folder, not a file")
-    from .safeio import load_torch_file
+    from .torchfile import load_torch_file
 
     obj = load_torch_file(path, "checkpoint", "only edgeprune checkpoints are loaded, never pickled code")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise EdgepruneError(f"{path} is not an edgeprune checkpoint")
     if obj.get("version") != VERSION:
         raise EdgepruneError(f"checkpoint {path} has format version {obj.get('version')!r}; this edgeprune reads {VERSION}")
-    from .schema import parse_json
+    from export.runtime.schema import parse_json
 
     try:
         spec = parse_json(obj["spec"], f"checkpoint {path}: its model spec")

@@ -1,27 +1,14 @@
-"""The one exception type users see, and helpers to raise it cleanly."""
+"""The one exception type users see, and helpers to raise it cleanly.
+
+``EdgepruneError`` and ``MissingDependency`` are defined in the device core (:mod:`export.runtime.errors`), so the
+host and a bundle's run.py raise the same classes.
+"""
 
 from __future__ import annotations
 
+from export.runtime.errors import EdgepruneError, MissingDependency
 
-class EdgepruneError(Exception):
-    """A problem the user can fix: bad input, a missing dependency, an unknown name.
-
-    The CLI prints ``edgeprune: error: <message>`` and exits non-zero, without
-    a traceback (unless ``--debug`` is given).
-    """
-
-    exit_code = 2
-
-
-class MissingDependency(EdgepruneError):
-    """An optional package is not installed."""
-
-    exit_code = 3
-
-    def __init__(self, package: str, purpose: str, install: str | None = None):
-        hint = install or f"pip install {package}"
-        super().__init__(f"{purpose} needs the optional package '{package}', which is not installed (install it with: {hint})")
-        self.package = package
+__all__ = ["EdgepruneError", "MissingDependency", "require"]
 
 
 def require(module: str, purpose: str, install: str | None = None):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import EdgepruneError
 
-ENV = "EDGEPRUNE_PLUGINS"
+PLUGINS_ENV = "EDGEPRUNE_PLUGINS"
 
 
 def _is_module_name(ref: str) -> bool:
@@ -46,27 +46,27 @@ def load_plugin(ref: str):
     if ref.endswith(".py") or os.sep in ref or "/" in ref:
         path = Path(ref).expanduser().resolve()
         if not path.is_file():
-            raise EdgepruneError(f"plugin {ref} does not exist or is not a file ({ENV})")
+            raise EdgepruneError(f"plugin {ref} does not exist or is not a file ({PLUGINS_ENV})")
         if path.suffix != ".py":
-            raise EdgepruneError(f"plugin {ref} is not a .py file (it is {path}) ({ENV})")
+            raise EdgepruneError(f"plugin {ref} is not a .py file (it is {path}) ({PLUGINS_ENV})")
         stem = "".join(c if c.isalnum() or c == "_" else "_" for c in path.stem)
         name = f"edgeprune_plugin_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
         if name in sys.modules:
             return sys.modules[name]
         data = read_source(path, f"plugin {ref}")
-        return run_source(data, path, name, f"plugin {ref} ({ENV})")
+        return run_source(data, path, name, f"plugin {ref} ({PLUGINS_ENV})")
     if not _is_module_name(ref):
-        raise EdgepruneError(f"plugin {ref!r} is neither a FILE.py path nor a module name like mypkg.methods ({ENV})")
+        raise EdgepruneError(f"plugin {ref!r} is neither a FILE.py path nor a module name like mypkg.methods ({PLUGINS_ENV})")
     try:
         return importlib.import_module(ref)
     except ModuleNotFoundError as exc:
-        raise EdgepruneError(f"plugin module {ref!r} cannot be imported: {exc} ({ENV})") from exc
+        raise EdgepruneError(f"plugin module {ref!r} cannot be imported: {exc} ({PLUGINS_ENV})") from exc
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own failure: one line naming it
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise EdgepruneError(f"plugin module {ref!r} failed to import ({type(exc).__name__}: {first}) ({ENV})") from exc
+        raise EdgepruneError(f"plugin module {ref!r} failed to import ({type(exc).__name__}: {first}) ({PLUGINS_ENV})") from exc
 
 
 def load_plugins(value: str | None = None) -> list:
     """Import every plugin named in ``value`` (default: the ``EDGEPRUNE_PLUGINS`` environment variable)."""
-    value = os.environ.get(ENV, "") if value is None else value
+    value = os.environ.get(PLUGINS_ENV, "") if value is None else value
     return [load_plugin(r) for r in value.split(os.pathsep) if r.strip()]

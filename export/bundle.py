@@ -15,16 +15,16 @@ import tarfile
 import tempfile
 import time
 import weakref
+import zlib
 from pathlib import Path
 from typing import Any
 
 from edgeprune import __version__
 from edgeprune.atomic import atomic_path, read_json, write_json
 from edgeprune.errors import EdgepruneError
-from edgeprune.schema import parse_json
+from export.runtime.schema import parse_json
 
-from .manifest import (KIND, MANIFEST, SCHEMA_VERSION, check_file_name, file_entry,
-                       sha256_file, validate_manifest)  # noqa: F401  (sha256_file: re-exported)
+from .runtime.manifest import BUNDLE_KIND, MANIFEST, SCHEMA_VERSION, check_file_name, check_manifest, file_entry
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 MAX_MEMBER_BYTES = 4 << 30
@@ -81,7 +81,7 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     if engine is not None and not engine.is_file():
         raise EdgepruneError(f"engine file {engine} does not exist")
 
-    from .preprocess import check_normalization
+    from .runtime.frames import check_normalization
 
     check_normalization(ck.meta.get("normalization", "none"))
     from .runtime.manifest import check_class_names
@@ -98,7 +98,7 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
 
         write_runner(stage)  # the bundle's own runner (Python 3.6+, numpy + ONNX Runtime or TensorRT)
         manifest = bundle_manifest(ck, tgt, precisions, variants, skipped, stage, data)
-        validate_manifest(manifest)
+        check_manifest(manifest)
         write_json(stage / MANIFEST, manifest)
         publish(stage, out)
         return manifest
@@ -165,7 +165,7 @@ def bundle_manifest(ck, tgt, precisions, variants, skipped, stage: Path, data) -
     """``manifest.json`` for the files now in ``stage`` (hashed here), the checkpoint's facts and the target."""
     from edgeprune.models.macs import MAC_DEFINITION
 
-    from .preprocess import check_normalization, describe
+    from .runtime.frames import check_normalization, describe_normalization
 
     norm = check_normalization(ck.meta.get("normalization", "none"))
     onnx_variants = [v for v in variants if v["format"] == "onnx"]
@@ -174,13 +174,13 @@ def bundle_manifest(ck, tgt, precisions, variants, skipped, stage: Path, data) -
     default = tgt.default_precision if tgt.default_precision in precisions else precisions[0]
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": KIND,
+        "kind": BUNDLE_KIND,
         "model": ck.spec.get("name"),
         "classes": ck.classes,
         "input": {"name": "iq", "layout": ck.spec.get("layout") or "NCL", "channels": 2, "length": ck.length,
                   "dtype": "float32"},
         "output": {"name": "logits", "classes": len(ck.classes)},
-        "preprocessing": {"normalization": norm, "description": describe(norm)},
+        "preprocessing": {"normalization": norm, "description": describe_normalization(norm)},
         "default_precision": default,
         "opset": onnx_variants[-1]["opset"] if onnx_variants else None,
         "macs": int(ck.meta.get("macs") or 0),
@@ -347,7 +347,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
     EDGEPRUNE_MAX_BUNDLE_BYTES. Then the listed members are copied out, each
     cut at its listed size. Returns the validated manifest.
     """
-    from edgeprune.safeio import human, limit, open_input
+    from export.runtime.safeio import human, limit, open_input
 
     cap, doc_cap = limit("bundle"), limit("doc")
     fh = open_input(archive, "bundle", "bundle")
@@ -359,7 +359,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
         raise
     try:
         tar = tarfile.open(fileobj=fh, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         fh.close()
         raise EdgepruneError(f"{archive} is not a readable tar.gz bundle: {_first_line(exc)}") from exc
     with fh, tar:
@@ -392,7 +392,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
                 if manifest is not None:
                     for name, info in members.items():
                         _check_listed(archive, manifest, name, info)
-        except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise EdgepruneError(f"{archive} is not a readable tar.gz bundle (truncated or corrupt?): "
                                  f"{_first_line(exc)}") from exc
         if manifest is None:
@@ -418,7 +418,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
                             raise EOFError("unexpected end of data")
                         out.write(chunk)
                         left -= len(chunk)
-            except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise EdgepruneError(f"{archive}: cannot extract {flat!r} (truncated or corrupt?): "
                                      f"{_first_line(exc)}") from exc
     return manifest
@@ -466,7 +466,7 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                                          f"{entry.get('size')} (damaged or tampered with)")
             total += size
             if total > cap:
-                from edgeprune.safeio import human
+                from export.runtime.safeio import human
 
                 raise EdgepruneError(f"refusing bundle {archive}: its members declare more than {human(cap)} "
                                      f"(EDGEPRUNE_MAX_BUNDLE_BYTES)")
@@ -484,19 +484,19 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                 if not got:
                     return
                 left -= got
-    except (OSError, EOFError, zlib_error()):
+    except (OSError, EOFError, zlib.error):
         return  # damaged compression: tarfile reports it in one line
 
 
 def limit_doc() -> int:
-    from edgeprune.safeio import limit
+    from export.runtime.safeio import limit
 
     return limit("doc")
 
 
 def _parse_manifest(raw: bytes, archive: Path) -> dict[str, Any]:
     doc = parse_json(raw, f"{archive}: {MANIFEST}")
-    return validate_manifest(doc, f"{archive}/{MANIFEST}")
+    return check_manifest(doc, f"{archive}/{MANIFEST}")
 
 
 def _check_listed(archive: Path, manifest: dict[str, Any], name: str, info) -> None:
@@ -516,21 +516,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(":") if text else type(exc).__name__
 
 
-def zlib_error():
-    import zlib
-
-    return zlib.error
-
-
 def _read_manifest(root: Path, source: Path) -> dict[str, Any]:
     mpath = root / MANIFEST
     if not mpath.is_file() or mpath.is_symlink():
         raise EdgepruneError(f"{source} is not a bundle: it has no {MANIFEST}")
     manifest = read_json(mpath, f"{source}: {MANIFEST}")
-    return validate_manifest(manifest, f"{source}/{MANIFEST}")
+    return check_manifest(manifest, f"{source}/{MANIFEST}")
 
 
-def verify_files(root: Path, manifest: dict[str, Any], source: Path) -> None:
+def verify_bundle_files(root: Path, manifest: dict[str, Any], source: Path) -> None:
     """Check every listed file exists, is a plain file and matches its size and sha256; nothing unlisted
     (except the engine, its record and the timing cache that ``run.py build`` writes on the board).
 
@@ -548,9 +542,9 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
         raise EdgepruneError(f"bundle {source} does not exist")
     if source.is_dir():
         manifest = _read_manifest(source, source)
-        verify_files(source, manifest, source)
+        verify_bundle_files(source, manifest, source)
         return Bundle(source, manifest, source)
-    from edgeprune.safeio import check_input
+    from export.runtime.safeio import check_input
 
     check_input(source, "bundle", "bundle")  # a regular file (tarfile.is_tarfile would block on a FIFO)
     if not (_is_archive(source) or tarfile.is_tarfile(source)):
@@ -558,7 +552,7 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
     tmp = Path(tempfile.mkdtemp(prefix="edgeprune-bundle-"))
     try:
         manifest = _safe_extract(source, tmp)  # every member checked against the manifest before a byte is written
-        verify_files(tmp, manifest, source)
+        verify_bundle_files(tmp, manifest, source)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

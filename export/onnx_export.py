@@ -28,8 +28,8 @@ from edgeprune import __version__
 from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, require
 
-from .preprocess import check_normalization, normalize
-from .runtime.frames import layout_shape, to_layout
+from .runtime.frames import check_normalization, layout_shape, normalize, to_layout
+from .runtime.manifest import PRECISIONS
 from .verify import INPUT_NAME, OUTPUT_NAME, check_parity, compare_logits, make_session, onnx_accuracy, run_logits
 
 TRACED_BATCH = 2   # the batch torch.onnx.export traces with (a batch size turned into a constant shows as this)
@@ -37,7 +37,6 @@ TRACED_BATCH = 2   # the batch torch.onnx.export traces with (a batch size turne
 DEFAULT_OPSET = 17
 LEGACY_MAX_OPSET = 17  # above this the dynamo exporter is used (TensorRT 8.5 needs <= 17)
 DYNAMO_MIN_OPSET = 18  # the dynamo exporter's lowest; a lower asked opset is reached with onnx's version converter
-PRECISIONS = ("fp32", "fp16", "int8")
 METADATA_PREFIX = "edgeprune."
 
 

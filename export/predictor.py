@@ -25,7 +25,7 @@ from .runtime import registry
 from .runtime.manifest import decode_metadata
 from .runtime.model import Model, open_model
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+PREDICTOR_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
 class Predictor:
@@ -39,8 +39,8 @@ class Predictor:
 
     def __init__(self, model, backend: str = "auto", precision: str | None = None, threads: int | None = None,
                  providers=None):
-        if backend not in BACKENDS:
-            raise EdgepruneError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend not in PREDICTOR_BACKENDS:
+            raise EdgepruneError(f"unknown backend {backend!r}; choose one of {', '.join(PREDICTOR_BACKENDS)}")
         self.source = Path(model)
         self._bundle = None
         self._lock = threading.Lock()

@@ -31,7 +31,7 @@ from pathlib import Path
 from edgeprune.atomic import atomic_path, read_json
 from edgeprune.errors import EdgepruneError
 
-from .runtime.sigmf import paths
+from .runtime.sigmf import recording_paths
 
 EXTENSION = {"name": "edgeprune", "version": "1.0.0", "optional": True}
 
@@ -75,10 +75,10 @@ def _input_meta(in_meta: str) -> dict:
 def check_annotate(src: str, out: str, force: bool = False) -> dict:
     """Everything ``--annotate OUT`` needs, checked before any window is classified: the input's metadata and
     the output pair (see the module docstring). A plan for :func:`write_annotations`."""
-    in_meta, in_data = paths(src)
+    in_meta, in_data = recording_paths(src)
     if not str(out).endswith(".sigmf-meta"):
         raise EdgepruneError(f"--annotate {out}: give a .sigmf-meta path")
-    out_meta, out_data = paths(out)
+    out_meta, out_data = recording_paths(out)
     meta_exists = _check_output(out_meta, force)
     data_exists = _check_output(out_data, force)
     same_data = data_exists and os.path.exists(in_data) and os.path.samefile(in_data, out_data)

@@ -21,13 +21,14 @@ from typing import Any
 
 from edgeprune.errors import EdgepruneError
 
+from .runtime.manifest import PRECISIONS
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-BACKENDS = ("onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+TARGET_BACKENDS = ("onnxruntime", "tensorrt")
 EXPORTERS = ("auto", "legacy", "dynamo")
 
 # key: (type, required)
@@ -117,8 +118,8 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
             continue
         _check_type(where, key, data[key], typ)
     backend = data["backend"]
-    if backend not in BACKENDS:
-        raise EdgepruneError(f"{where}: 'backend' must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend not in TARGET_BACKENDS:
+        raise EdgepruneError(f"{where}: 'backend' must be one of {', '.join(TARGET_BACKENDS)}, got {backend!r}")
     precisions = data["precisions"]
     if not precisions:
         raise EdgepruneError(f"{where}: 'precisions' must not be empty")
@@ -200,7 +201,7 @@ def _check_stack(where: str, data: dict[str, Any], opset: int) -> None:
 
 def load_target_file(path: str | os.PathLike) -> Target:
     """Load and validate one ``.toml`` profile."""
-    from edgeprune.safeio import read_bytes
+    from export.runtime.safeio import read_bytes
 
     path = Path(path)
     raw = read_bytes(path, "target file", "doc")  # a regular file within the size limit (never a FIFO)
@@ -210,7 +211,7 @@ def load_target_file(path: str | os.PathLike) -> Target:
         raise EdgepruneError(f"{path}: not valid TOML (nested too deeply)") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgepruneError(f"{path}: not valid TOML ({exc})") from exc
-    from edgeprune.schema import check_depth
+    from export.runtime.schema import check_depth
 
     check_depth(data, str(path))  # the JSON guard's depth limit holds for TOML too
     target = parse_target(data, str(path))

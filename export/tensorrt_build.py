@@ -22,7 +22,7 @@ from edgeprune import __version__
 from edgeprune.atomic import atomic_path, write_json
 from edgeprune.errors import EdgepruneError
 
-from .manifest import sha256_file
+from .runtime.safeio import file_sha256
 from .runtime.frames import check_layout, layout_of_shape, layout_shape
 from .targets import load_target
 
@@ -79,11 +79,6 @@ def _resolve(onnx_path, target, precision, targets_dir):
     return onnx_path, tgt, precision, info
 
 
-def profile_shapes(tgt, length: int, layout: str = "NCL") -> dict[str, list[int]]:
-    return {"min": layout_shape(layout, tgt.batch_min, length), "opt": layout_shape(layout, tgt.batch_opt, length),
-            "max": layout_shape(layout, tgt.batch_max, length)}
-
-
 def trtexec_command(onnx_path, target, out, precision: str | None = None, timing_cache=None,
                     dla_core: int | None = 0, targets_dir=None, trt_version: str | None = None) -> str:
     """The trtexec command line that builds the same engine by hand on the board (no tensorrt needed).
@@ -105,11 +100,11 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
 
     The metadata is also written beside the engine as ``<out>.json``.
     """
-    from .trt_runtime import import_tensorrt, trt_major
+    from .runtime.backend_tensorrt import import_tensorrt, version_tuple
 
     onnx_path, tgt, precision, info = _resolve(onnx_path, target, precision, targets_dir)
     trt = import_tensorrt()
-    major = trt_major(trt)
+    major = version_tuple(trt.__version__)[0]
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -149,7 +144,10 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    shapes = profile_shapes(tgt, info["length"], info["layout"])
+    from .runtime.trtexec import profile_shapes
+
+    batches = {"min": tgt.batch_min, "opt": tgt.batch_opt, "max": tgt.batch_max}
+    shapes = profile_shapes(batches, info["length"], layout=info["layout"])
     profile = builder.create_optimization_profile()
     profile.set_shape("iq", shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
@@ -178,8 +176,8 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         "target": tgt.name, "precision": precision, "strongly_typed": bool(major >= 11),
         "dla_core": int(dla_core) if use_dla else None,
         "profile": {"input": "iq", **shapes}, "workspace_mib": ws >> 20,
-        "source_onnx": str(onnx_path), "source_onnx_sha256": sha256_file(onnx_path),
-        "engine_sha256": sha256_file(out), "build_seconds": seconds,
+        "source_onnx": str(onnx_path), "source_onnx_sha256": file_sha256(onnx_path),
+        "engine_sha256": file_sha256(out), "build_seconds": seconds,
         "classes": info["classes"], "normalization": info["normalization"], "input_length": info["length"],
         "input_layout": info["layout"], "macs": info["macs"], "params": info["params"],
         "timing_cache": str(timing_cache) if timing_cache else None,
@@ -192,7 +190,7 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
 def _device_name() -> str | None:
     """The GPU name via cuda-python/pycuda when importable (None otherwise)."""
     try:
-        from .trt_runtime import cuda_api
+        from .runtime.cuda import cuda_api
 
         api = cuda_api()
         if api.name == "pycuda":

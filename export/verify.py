@@ -99,12 +99,12 @@ def compare_logits(ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
 
 
 # max |diff| allowed, relative to max(1, max |logit|), per precision (compared with PyTorch fp32)
-TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
+PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
 
 
 def check_parity(stats: dict[str, Any], precision: str, what: str = "the ONNX model") -> dict[str, Any]:
     """Raise EdgepruneError when ``stats`` (from compare_logits) exceed the tolerance for ``precision``."""
-    tol = TOLERANCE.get(precision)
+    tol = PARITY_TOLERANCE.get(precision)
     stats = dict(stats)
     if tol is None:  # int8: accuracy is the measure, not logit parity
         stats["tolerance"] = None

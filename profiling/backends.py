@@ -38,7 +38,7 @@ from export.runtime import registry
 from export.runtime.backend_onnxruntime import OnnxRuntimeBackend
 from export.runtime.bench import input_array as _input_array
 
-registry.register("torch", "profiling.backend_torch")
+registry.add_backend("torch", "profiling.backend_torch")
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 _ORT_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -223,11 +223,3 @@ class TrtRunner(Runner):
 
     def close(self) -> None:
         self.runner.close()
-
-
-def __getattr__(name):
-    if name == "TorchRunner":  # lives in its own file; importing it imports no torch until it is built
-        from .backend_torch import TorchRunner
-
-        return TorchRunner
-    raise AttributeError(f"module 'profiling.backends' has no attribute {name!r}")

@@ -17,27 +17,14 @@ from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import progress
+from export.runtime.bench import make_record, new_results
+from export.runtime.machine import cpu_label, machine_info
+from export.runtime.manifest import PRECISIONS
+from export.runtime.stats import measure
 
 from .backend_torch import TorchRunner
 from .backends import OrtRunner, RegistryRunner, Runner, TrtRunner, backend_version, check_backend, known_backends
-from .machine import cpu_label, machine_info
-from export.runtime.bench import make_record
-from export.runtime.stats import measure as _measure
-
-from .results_file import new_results
-from .model_files import PRECISIONS, ModelSource, resolve_model
-
-
-def measure(runner: Runner, warmup_ms: float | None = 200.0, warmup_iters: int | None = None,
-            duration_ms: float | None = 1000.0, iters: int | None = None, min_iters: int = 10,
-            max_iters: int = 1_000_000) -> tuple[list[int], int]:
-    """Warm up (``warmup_iters`` runs, else for ``warmup_ms``), then time runs.
-
-    Timed runs: exactly ``iters`` if given, else as many as fit in ``duration_ms``
-    (at least ``min_iters``, at most ``max_iters``). Returns (times in ns, warm-up runs).
-    The one definition (``export.runtime.stats.measure``), shared with a bundle's ``run.py bench``.
-    """
-    return _measure(runner, warmup_ms, warmup_iters, duration_ms, iters, min_iters, max_iters)
+from .model_files import ModelSource, resolve_model
 
 
 def _positive_ints(values, what: str) -> list[int]:

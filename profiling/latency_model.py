@@ -25,10 +25,10 @@ import numpy as np
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
-from edgeprune.schema import anything, integer, number, obj, opt, seq, text, validate
+from export.runtime.schema import anything, integer, number, obj, opt, seq, text, validate
 
-SCHEMA = 1
-KIND = "edgeprune-latency-model"
+MODEL_FILE_VERSION = 1
+MODEL_FILE_KIND = "edgeprune-latency-model"
 GROUP_KEYS = ("device", "backend", "batch", "precision", "threads")
 _QNUM = opt(number(nullable=True))
 # Every field that predictions, descriptions and the latency-targeted pruning read, with its type.
@@ -40,7 +40,7 @@ MODEL_SCHEMA = obj(
                     n=_QNUM, nullable=True)),
     points=opt(seq(anything(), nullable=True)),
 )
-FILE_SCHEMA = obj(schema=integer(choices=(SCHEMA,)), kind=text(choices=(KIND,)), models=seq(MODEL_SCHEMA))
+FILE_SCHEMA = obj(schema=integer(choices=(MODEL_FILE_VERSION,)), kind=text(choices=(MODEL_FILE_KIND,)), models=seq(MODEL_SCHEMA))
 FORMULA = "latency_ms = a * MACs + b * layers + c (MACs per frame; layers = conv + linear weight layers)"
 MIN_POINTS = 3
 
@@ -210,7 +210,7 @@ def fit_groups(records: list[dict], key: dict | None = None, stat: str = "median
 
 
 def save_models(path: str | Path, models: list[LatencyModel]) -> None:
-    write_json(path, {"schema": SCHEMA, "kind": KIND, "formula": FORMULA, "models": [m.to_dict() for m in models]})
+    write_json(path, {"schema": MODEL_FILE_VERSION, "kind": MODEL_FILE_KIND, "formula": FORMULA, "models": [m.to_dict() for m in models]})
 
 
 def load_models(path: str | Path) -> list[LatencyModel]:
@@ -218,9 +218,9 @@ def load_models(path: str | Path) -> list[LatencyModel]:
     if not path.exists():
         raise EdgepruneError(f"latency model file {path} does not exist")
     obj = read_json(path, f"latency model file {path}")
-    if not isinstance(obj, dict) or obj.get("kind") != KIND or not isinstance(obj.get("models"), list):
+    if not isinstance(obj, dict) or obj.get("kind") != MODEL_FILE_KIND or not isinstance(obj.get("models"), list):
         raise EdgepruneError(f"{path} is not an edgeprune latency model file")
-    if obj.get("schema") != SCHEMA:
-        raise EdgepruneError(f"latency model file {path} has schema {obj.get('schema')!r}; this edgeprune reads {SCHEMA}")
+    if obj.get("schema") != MODEL_FILE_VERSION:
+        raise EdgepruneError(f"latency model file {path} has schema {obj.get('schema')!r}; this edgeprune reads {MODEL_FILE_VERSION}")
     validate(obj, FILE_SCHEMA, f"latency model file {path}")
     return [LatencyModel.from_dict(d) for d in obj["models"]]

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeprune.errors import EdgepruneError, require
+from export.runtime.manifest import PRECISIONS
+from export.runtime.safeio import file_sha256
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-from edgeprune.digest import file_sha256  # noqa: E402,F401  (torch-free)
 
 
 @dataclass
@@ -133,7 +131,7 @@ def resolve_model(path: str | Path) -> ModelSource:
     if not path.exists():
         raise EdgepruneError(f"model {path} does not exist")
     if not path.is_dir():
-        from edgeprune.safeio import check_input
+        from export.runtime.safeio import check_input
 
         if check_input(path, "model", "checkpoint").st_size == 0:  # a regular file, never a FIFO or device
             raise EdgepruneError(f"model {path} is an empty file")

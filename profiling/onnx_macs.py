@@ -13,6 +13,7 @@ Needs the ``onnx`` package (not torch).
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -48,13 +49,6 @@ def _dims(type_proto) -> list | None:
     for d in t.shape.dim:
         out.append(d.dim_value if d.HasField("dim_value") else None)
     return out
-
-
-def _prod(values) -> int:
-    n = 1
-    for v in values:
-        n *= int(v)
-    return n
 
 
 def _load(model):
@@ -201,18 +195,18 @@ def _node_macs(node, shape_of, batch0: int) -> int | None:
         _, wi = _CONV_OPS[op]
         w = shape_of(node.input[wi], node)
         out = shape_of(node.output[0], node)
-        return _prod(out[1:]) * w[1] * _prod(w[2:]) * out[0] // batch0
+        return math.prod(map(int, out[1:])) * w[1] * math.prod(map(int, w[2:])) * out[0] // batch0
     if op == "Gemm":
         a = shape_of(node.input[0], node)
         out = shape_of(node.output[0], node)
         trans_a = next((at.i for at in node.attribute if at.name == "transA"), 0)
         k = a[0] if trans_a else a[1]
-        return _prod(out) * k // batch0
+        return math.prod(map(int, out)) * k // batch0
     if op in _MATMUL_OPS:
         ai, _ = _MATMUL_OPS[op]
         a = shape_of(node.input[ai], node)
         out = shape_of(node.output[0], node)
-        return _prod(out) * a[-1] // batch0
+        return math.prod(map(int, out)) * a[-1] // batch0
     if op in _RNN_OPS:
         # X [seq, batch, in] (layout 0) or [batch, seq, in] (layout 1); W [dirs, gates*H, in]; R [dirs, gates*H, H]:
         # every step multiplies the input and the hidden state by all gate weights, in every direction

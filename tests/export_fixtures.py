@@ -29,7 +29,7 @@ def make_trained(tmp: Path, model: str = "resnet20-1d", epochs: int = 4, seed: i
     from edgeprune.data.split import split_dataset
     from edgeprune.models import build_model, make_spec
     from edgeprune.training.trainer import TrainConfig, fit
-    from export.preprocess import normalize
+    from export.runtime.frames import normalize
 
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -100,3 +100,20 @@ def no_torch_env(tmp: Path) -> dict[str, str]:
 
 def edgeprune_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "edgeprune", *map(str, args)]
+
+
+def embedded_module(name: str, run_py: str | None = None):
+    """A module of the device core as a bundle's run.py serves it: run.py's text (``run_py``, else what
+    ``make_bundle`` writes) executed not as ``__main__``, its own import hook installed, and the module imported
+    from the embedded sources under run.py's package name (so it raises run.py's own ``EdgepruneError``)."""
+    import importlib
+
+    from export.runner_file import PACKAGE, render
+
+    if PACKAGE not in sys.modules:
+        ns = {"__name__": "edgeprune_bundle_run_py"}
+        exec(compile(run_py or render(), "run.py", "exec"), ns)
+        ns["_install"]()
+    mod = importlib.import_module(f"{PACKAGE}.{name}")
+    assert getattr(mod, "__file__", None) is None, "not the embedded copy"
+    return mod

@@ -12,7 +12,7 @@ import pytest
 from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
 from export.bundle import make_bundle, open_bundle
-from export.manifest import sha256_file
+from export.runtime.safeio import file_sha256
 from export_fixtures import LENGTH, shared_bundle, shared_trained
 
 
@@ -39,7 +39,7 @@ def test_manifest_contents(bundle):
     for v in m["variants"]:
         assert 0 <= v["accuracy"] <= 1
     for name, e in m["files"].items():
-        assert sha256_file(out / name) == e["sha256"] and (out / name).stat().st_size == e["size"]
+        assert file_sha256(out / name) == e["sha256"] and (out / name).stat().st_size == e["size"]
     assert set(m["files"]) == {"model-fp32.onnx", "model-int8.onnx", "run.py"}  # run.py: the bundle's own runner
     assert m["tools"]["onnxruntime"] and m["tools"]["edgeprune"] and m["created"]
     from edgeprune.checkpoint import load_checkpoint

@@ -29,7 +29,7 @@ def _implementations(name):
     spec = {"layer": layer._layer_prune, "dbp": dbp.dbp, "random": random_units.random_units}
     traced = {"layer": modular.layer_method, "dbp": modular.dbp_method, "random": modular.random_method}
     if name in CHANNEL:
-        return channel.channel_method, channel_traced.channel_method
+        return channel.channel_method, channel_traced.traced_channel_method
     return spec[name], traced[name]
 
 

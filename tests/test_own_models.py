@@ -416,22 +416,22 @@ def test_study_config_names_user_code(code, tmp_path):
     import os
 
     from edgeprune.study.config import load_config
-    from edgeprune.models.usercode import ENV
+    from edgeprune.models.usercode import CODE_ENV
 
     cfg_path = tmp_path / "s.toml"
     cfg_path.write_text('[data]\nsynth = "rml2016.10a"\n[model]\ncode = "nets.py:ResNet1d"\n'
                         'kwargs = {num_classes = 11}\n[prune]\nmethods = ["random"]\n')
-    old = os.environ.get(ENV)
+    old = os.environ.get(CODE_ENV)
     try:
         cfg = load_config(cfg_path)
         assert cfg["model"]["name"] == f"{code.resolve()}:ResNet1d"
         assert cfg["model"]["kwargs"] == {"num_classes": 11}
-        assert str(code.resolve()) in os.environ[ENV]
+        assert str(code.resolve()) in os.environ[CODE_ENV]
     finally:
         if old is None:
-            os.environ.pop(ENV, None)
+            os.environ.pop(CODE_ENV, None)
         else:
-            os.environ[ENV] = old
+            os.environ[CODE_ENV] = old
 
 
 def test_bundle_of_a_cnn_lstm_predicts_like_torch(code, toy_npz, tmp_path):

@@ -1,4 +1,4 @@
-"""edgeprune.safeio (bounded, regular-file-only input), the ONNX external-data walker, the study lock and the
+"""export.runtime.safeio (bounded, regular-file-only input), the ONNX external-data walker, the study lock and the
 stale-temp cleanup, checked in-process (tests/robustness/test_subprocess.py runs the same classes as a user)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from edgeprune import safeio
+from export.runtime import safeio
 
 
 def test_regular_files_only_and_fifo_never_blocks(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.schema import Field, declared_paths, prune_undeclared, required_paths, validate
+from export.runtime.schema import Field, declared_paths, prune_undeclared, required_paths, validate
 from export_fixtures import shared_bundle
 
 
@@ -95,7 +95,7 @@ def _one_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- the validator itself
 
 def test_validator_names_the_path_and_refuses_non_finite_numbers():
-    from edgeprune.schema import integer, number, obj, opt, seq, text
+    from export.runtime.schema import integer, number, obj, opt, seq, text
 
     schema = obj(a=seq(obj(b=integer(lo=1))), c=opt(number()), d=text(choices=("x", "y")))
     validate({"a": [{"b": 2}], "d": "x"}, schema, "doc")
@@ -142,12 +142,12 @@ def _bundle_with(tmp_path, bundle, manifest) -> object:
 def test_issue18_manifest_without_normalization_is_one_error_line(tmp_path, bundle, manifest, frames, capsys):
     """The falsifying example of issue 18: Predictor raised a raw KeyError: 'normalization'."""
     from edgeprune.cli.main import main
-    from export.manifest import validate_manifest
+    from export.runtime.manifest import check_manifest
     from export.predictor import Predictor
 
     bad = _delete(manifest, "preprocessing.normalization")
     with pytest.raises(EdgepruneError, match=r"'preprocessing\.normalization' is missing"):
-        validate_manifest(bad)
+        check_manifest(bad)
     folder = _bundle_with(tmp_path, bundle, bad)
     with pytest.raises(EdgepruneError, match="preprocessing.normalization"):
         Predictor(folder)
@@ -185,7 +185,7 @@ def _manifest_cases():
 
 def test_every_required_manifest_field_missing_or_mistyped_is_refused(tmp_path, bundle, manifest, frames):
     """For each required path: validation and the Predictor refuse it with one line naming the path."""
-    from export.manifest import validate_manifest
+    from export.runtime.manifest import check_manifest
     from export.predictor import Predictor
 
     schema, required, declared = _manifest_cases()
@@ -193,14 +193,14 @@ def test_every_required_manifest_field_missing_or_mistyped_is_refused(tmp_path, 
     assert {"preprocessing.normalization", "input.length", "classes", "files", "variants[0].precision"} <= set(required)
     for path in required:
         with pytest.raises(EdgepruneError) as err:
-            validate_manifest(_delete(manifest, path))
+            check_manifest(_delete(manifest, path))
         assert repr(path)[1:-1] in _one_line(err.value) or "kind" in path or "schema_version" in path, str(err.value)
     for path in _present(manifest, declared):
         field = _field_at(schema, path)
         if field.kind == "any":
             continue
         with pytest.raises(EdgepruneError) as err:
-            validate_manifest(_replace(manifest, path, _wrong_value(field)))
+            check_manifest(_replace(manifest, path, _wrong_value(field)))
         _one_line(err.value)
     # the Predictor, end to end, on a sample of them (each opens a real bundle folder)
     for path in ("preprocessing", "input.length", "classes", "variants[0].file", "files"):

@@ -8,7 +8,7 @@ from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
 from edgeprune.study.config import normalise
 from edgeprune.study.report import headline, pareto_front
-from edgeprune.study.runner import split_method
+from edgeprune.study.config import split_method
 
 TINY = """
 [study]

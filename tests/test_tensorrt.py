@@ -73,7 +73,7 @@ def test_build_without_tensorrt_says_what_to_install(onnx_files, tmp_path, capsy
 @pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed here")
 def test_engine_runner_without_tensorrt(tmp_path):
     from edgeprune.errors import MissingDependency
-    from export.trt_runtime import TensorRTBackend
+    from export.runtime.backend_tensorrt import TensorRTBackend
 
     with pytest.raises(MissingDependency, match="tensorrt"):
         TensorRTBackend(tmp_path / "m.engine")
@@ -84,7 +84,7 @@ def test_engine_runner_without_tensorrt(tmp_path):
 def test_build_and_run_engine(onnx_files, tmp_path):
     from export import Predictor
     from export.tensorrt_build import build_engine
-    from export.trt_runtime import TensorRTBackend
+    from export.runtime.backend_tensorrt import TensorRTBackend
     from export.verify import make_session, run_logits
 
     out = tmp_path / "m.engine"

@@ -57,7 +57,7 @@ def _npy_chunks(path, batch):
 
     from ..errors import EdgepruneError
 
-    from ..safeio import check_input
+    from export.runtime.safeio import check_input
 
     check_input(path, "input", "dataset")  # a regular file (np.load would block on a FIFO)
     try:

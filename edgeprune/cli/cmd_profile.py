@@ -88,7 +88,7 @@ def register(sub, common):
     q.add_argument("--layers", type=int, default=None, help="weight layers (conv + linear)")
     _add_key_args(q)
     add_json(q)
-    q.set_defaults(func=run_predict)
+    q.set_defaults(func=run_latency_predict)
     lm.set_defaults(func=lambda args: _lm_help(lm))
 
 
@@ -201,7 +201,7 @@ def run_fit(args):
     emit(args, {"out": args.out, "models": [m.to_dict() for m in models], "skipped": skipped}, "\n".join(lines))
 
 
-def run_predict(args):
+def run_latency_predict(args):
     from profiling.latency_model import LatencyModel, load_models
 
     key = _key(args)

@@ -124,10 +124,10 @@ def run_demo(args):
 
 
 def run_report(args):
-    from ..study.report import build_report, load_results, rerender
+    from ..study.report import build_report, load_study_results, rerender
 
     paths = rerender(args.results, args.out)
-    res, _ = load_results(paths["results_json"])
+    res, _ = load_study_results(paths["results_json"])
     rep = build_report(res)
     doc = {**paths, "verdict": rep["verdict"], "warnings": rep["warnings"]}
     text = "\n".join([ln.replace("**", "") for ln in rep["verdict"]["lines"]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import EdgepruneError
-from ..schema import parse_json
+from export.runtime.schema import parse_json
 
 NPZ_KEYS = ("x", "y", "snr", "classes", "meta", "snr_exact")
 
@@ -114,9 +115,9 @@ def _check_npz(fh, path: Path, size: int) -> None:
 
     Encrypted members and compression methods np.savez never writes are refused;
     the members' declared sizes must add up within the expansion and array caps
-    (edgeprune.safeio), and each .npy header's shape must fit the member's size.
+    (export.runtime.safeio), and each .npy header's shape must fit the member's size.
     """
-    from ..safeio import check_zip
+    from export.runtime.safeio import check_zip
 
     zf, infos = check_zip(fh, str(path), size)
     for info in infos:
@@ -129,7 +130,7 @@ def _check_npz(fh, path: Path, size: int) -> None:
                     np.lib.format.read_array_header_2_0
                 shape, _, dtype = reader(member)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError,
-                TypeError, SyntaxError, zlib_error()) as exc:
+                TypeError, SyntaxError, zlib.error) as exc:
             raise EdgepruneError(f"{path}: member {info.filename[:60]!r} is not a readable array: "
                                  f"{(str(exc).splitlines() or [''])[0][:200]}") from exc
         n = 1
@@ -142,14 +143,8 @@ def _check_npz(fh, path: Path, size: int) -> None:
                                  f"({n * dtype.itemsize} bytes) but its member holds {info.file_size} bytes")
 
 
-def zlib_error():
-    import zlib
-
-    return zlib.error
-
-
 def load_npz(path: str | Path) -> SignalDataset:
-    from ..safeio import open_input
+    from export.runtime.safeio import open_input
 
     path = Path(path)
     with open_input(path, "dataset", "dataset") as fh:
@@ -180,47 +175,12 @@ def load_npz(path: str | Path) -> SignalDataset:
                 raise EdgepruneError(f"{path} holds pickled objects; edgeprune .npz files hold only plain arrays") from exc
             raise EdgepruneError(f"{path} is not a readable .npz file: {exc}") from exc
         except (zipfile.BadZipFile, OSError, EOFError, KeyError, json.JSONDecodeError, NotImplementedError,
-                RuntimeError, zlib_error()) as exc:
+                RuntimeError, zlib.error) as exc:
             raise EdgepruneError(f"{path} is not a readable .npz file (truncated or corrupt?): {exc}") from exc
     if not isinstance(meta, dict):
         meta = {}
     meta.setdefault("format", "npz")
     return SignalDataset(x, y, snr, classes, meta, exact)
-
-
-NORMALIZATIONS = ("l1", "l2", "max", "none")
-
-
-def normalize_frames(x: np.ndarray, mode: str = "l1") -> np.ndarray:
-    """Scale each frame of ``x`` (N, 2, L) in place-free fashion and return float32.
-
-    ``l1``: divide by the sum over samples of the complex magnitude
-    sqrt(I^2 + Q^2) (the RML2016 convention, values around 1e-2 at L=128);
-    ``l2``: divide by the root of the summed power; ``max``: by the peak
-    magnitude; ``none``: unchanged. All-zero frames stay zero.
-    """
-    if mode not in NORMALIZATIONS:
-        raise EdgepruneError(f"unknown normalisation {mode!r} (choose from {', '.join(NORMALIZATIONS)})")
-    x = np.asarray(x, dtype=np.float32)
-    if mode == "none" or x.size == 0:
-        return x
-    # magnitudes and scales in float64: frames near the float32 limit (3e38) would overflow float32 to inf
-    # and normalise to zeros; in float64 they normalise like any other frame
-    mag = np.hypot(x[:, 0, :].astype(np.float64), x[:, 1, :].astype(np.float64))
-    if mode == "l1":
-        scale = mag.sum(axis=1)
-    elif mode == "l2":
-        scale = np.sqrt((mag ** 2).sum(axis=1)) if np.all(mag < 1e150) else \
-            mag.max(axis=1) * np.sqrt(((mag / np.maximum(mag.max(axis=1, keepdims=True), 1e-300)) ** 2).sum(axis=1))
-    else:
-        scale = mag.max(axis=1)
-    del mag
-    scale = np.where(scale > 0, scale, 1.0)
-    big = scale > 1e37  # not representable as a float32 divisor: divide those frames in float64
-    out = x / np.where(big, 1.0, scale).astype(np.float32)[:, None, None]
-    if big.any():
-        out[big] = (x[big].astype(np.float64) / scale[big][:, None, None]).astype(np.float32)
-    return out
 
 
 def align_classes(ds: SignalDataset, classes: list[str], what: str = "the checkpoint") -> SignalDataset:

@@ -39,7 +39,7 @@ LABEL_CODES = {
 }
 # class index order: by family as listed above (PSK, QAM, FSK, PAM, analog)
 HISAR_CLASSES = list(LABEL_CODES.values())
-SPLITS = ("train", "test")
+HISAR_SPLITS = ("train", "test")
 
 _SPACES = re.compile(r"\s+")
 _IMAG = re.compile(r"[iIjJ](?![nN])")    # the imaginary unit, not the I of Inf
@@ -135,7 +135,7 @@ def _parse_compiled(rows, length: int | None, out: np.ndarray | None = None) -> 
 
 def _allocate(data_path: Path, row: int, n: int, n_keep: int) -> np.ndarray:
     """The (n_keep, 2, n) float32 frames, once the first kept row (``row``) has told the frame length ``n``."""
-    from ..safeio import check_array
+    from export.runtime.safeio import check_array
 
     if n < 8:
         raise EdgepruneError(f"{data_path} row {row + 1} has only {n} values")
@@ -146,7 +146,7 @@ def _allocate(data_path: Path, row: int, n: int, n_keep: int) -> np.ndarray:
 def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: int, split: str) -> np.ndarray:
     """The kept rows of the data CSV as (n_keep, 2, L) float32, parsed a chunk of rows at a time (by the
     compiled parser when it is built and takes the chunk, else by numpy)."""
-    from ..safeio import open_input
+    from export.runtime.safeio import open_input
 
     frames = None
     pos = 0
@@ -184,8 +184,8 @@ def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: in
 
 def find_split_files(folder: Path, split: str) -> dict[str, Path]:
     """The data/labels/snr CSV paths of ``split`` under ``folder`` (or ``folder/<Split>``)."""
-    if split not in SPLITS:
-        raise EdgepruneError(f"unknown HisarMod split {split!r} (choose from {', '.join(SPLITS)})")
+    if split not in HISAR_SPLITS:
+        raise EdgepruneError(f"unknown HisarMod split {split!r} (choose from {', '.join(HISAR_SPLITS)})")
     candidates = [folder / split.capitalize(), folder / split, folder]
     for base in candidates:
         files = {kind: base / f"{split}_{kind}.csv" for kind in ("data", "labels", "snr")}
@@ -196,7 +196,7 @@ def find_split_files(folder: Path, split: str) -> dict[str, Path]:
 
 
 def is_hisar_folder(folder: Path) -> bool:
-    for split in SPLITS:
+    for split in HISAR_SPLITS:
         try:
             find_split_files(folder, split)
             return True
@@ -206,7 +206,7 @@ def is_hisar_folder(folder: Path) -> bool:
 
 
 def _read_column(path: Path, kind: str) -> np.ndarray:
-    from ..safeio import open_input
+    from export.runtime.safeio import open_input
 
     try:
         with open_input(path, f"HisarMod {kind} file", "dataset", mode="r", encoding="ascii",
@@ -226,7 +226,7 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     if not folder.is_dir():
         raise EdgepruneError(f"{folder} is not a folder")
     files = find_split_files(folder, split)
-    from ..safeio import check_input
+    from export.runtime.safeio import check_input
 
     for kind, p in files.items():
         if check_input(p, f"HisarMod {kind} file", "dataset").st_size == 0:

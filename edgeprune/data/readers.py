@@ -18,8 +18,10 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+from export.runtime.frames import normalize as normalize_frames
+
 from ..errors import EdgepruneError
-from .dataset import SignalDataset, load_npz, normalize_frames
+from .dataset import SignalDataset, load_npz
 
 FORMATS = ("npz", "rml-pickle", "rml2018-hdf5", "hisarmod", "sigmf", "torchsig")
 _SELECTED_AFTER = ("npz", "torchsig")  # formats whose reader loads everything: the selection is applied after
@@ -57,7 +59,7 @@ def detect_format(path: str | Path) -> str:
         if Path(str(p) + ".sigmf-meta").exists():
             return "sigmf"
         raise EdgepruneError(f"dataset {p} does not exist")
-    from ..safeio import open_input
+    from export.runtime.safeio import open_input
 
     with open_input(p, "dataset", "dataset") as fh:
         head = fh.read(8)

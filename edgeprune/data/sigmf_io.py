@@ -1,192 +1,30 @@
-"""SigMF recordings (``.sigmf-meta`` JSON + ``.sigmf-data`` samples), windowed into frames.
+"""SigMF recordings (``.sigmf-meta`` JSON + ``.sigmf-data`` samples) as datasets, on the host.
 
-Torch-free and streaming: samples are read through a numpy memmap, a chunk
-of frames at a time, so a capture larger than memory can be classified.
-The metadata is parsed by the ``sigmf`` package when it is installed
-(``backend="sigmf"``), else by the built-in parser (``backend="builtin"``,
-what a Jetson with only numpy uses); both give the same frames.
+Opening a recording and cutting it into frames is the device core's (:mod:`export.runtime.sigmf`: the one
+reader, shared with a bundle's run.py; ``Recording``, ``open_recording``, ``parse_datatype``); frames are
+normalised by the core's one normaliser. This module adds what only the host does: labels from annotations,
+whole datasets, summaries, and writing recordings.
 
-Datatypes: ``[c|r](f32|f64|i32|i16|i8|u32|u16|u8)[_le|_be]`` (complex
-interleaved I/Q or real). Integers are scaled to [-1, 1); real samples get
-Q = 0.
+Torch-free and streaming: samples are read through a numpy memmap, a chunk of frames at a time, so a capture
+larger than memory can be classified. Datatypes: ``[c|r](f32|f64|i32|i16|i8|u32|u16|u8)[_le|_be]`` (complex
+interleaved I/Q or real). Integers are scaled to [-1, 1); real samples get Q = 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from export.runtime.frames import normalize as normalize_frames
+from export.runtime.sigmf import Recording, frame_chunks, open_recording, parse_datatype, recording_paths
+
 from ..errors import EdgepruneError
-from .dataset import SignalDataset, normalize_frames
+from .dataset import SignalDataset
 
-BACKENDS = ("auto", "sigmf", "builtin")
-
-
-@dataclass
-class Recording:
-    """A SigMF recording: where its samples are and how to read them."""
-
-    meta_path: Path
-    data_path: Path
-    datatype: str
-    complex: bool
-    dtype: np.dtype
-    scale: float
-    offset_bytes: int
-    n_samples: int
-    sample_rate: float | None
-    annotations: list = field(default_factory=list)
-    global_info: dict = field(default_factory=dict)
-
-    def memmap(self) -> np.ndarray:
-        """(n_samples, 2) complex or (n_samples,) real memmap over the data file."""
-        if self.n_samples == 0:
-            raise EdgepruneError(f"{self.data_path} holds no samples")
-        shape = (self.n_samples, 2) if self.complex else (self.n_samples,)
-        return np.memmap(self.data_path, dtype=self.dtype, mode="r", offset=self.offset_bytes, shape=shape)
-
-    def read(self, start: int, count: int) -> np.ndarray:
-        """Samples [start, start + count) as complex64."""
-        from export.runtime.sigmf import to_complex64   # the board's reader converts samples the same way
-
-        return to_complex64(np.asarray(self.memmap()[start:start + count]), self.complex, self.dtype, self.scale)
-
-
-def parse_datatype(datatype: str) -> tuple[bool, np.dtype, float]:
-    """(is_complex, numpy dtype of one component, integer scale) of a SigMF datatype (the runtime's parser)."""
-    from export.runtime.sigmf import parse_datatype as parse
-
-    return parse(datatype)
-
-
-def _paths(path: str | Path) -> tuple[Path, Path]:
-    p = Path(path)
-    name = p.name
-    for sfx in (".sigmf-meta", ".sigmf-data", ".sigmf"):
-        if name.endswith(sfx):
-            base = p.with_name(name[: -len(sfx)])
-            break
-    else:
-        base = p
-    return base.with_name(base.name + ".sigmf-meta"), base.with_name(base.name + ".sigmf-data")
-
-
-def _builtin_meta(meta_path: Path) -> dict:
-    from ..safeio import read_bytes
-
-    data = read_bytes(meta_path, "SigMF metadata", "doc")  # a regular file (a FIFO would block forever)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EdgepruneError(f"{meta_path} is not a SigMF metadata file (not UTF-8 JSON)") from exc
-    if not text.strip():
-        raise EdgepruneError(f"{meta_path} is empty")
-    from ..schema import parse_json
-
-    meta = parse_json(text, f"SigMF metadata {meta_path}")
-    if not isinstance(meta, dict) or not isinstance(meta.get("global"), dict):
-        raise EdgepruneError(f"{meta_path} is not SigMF metadata: it has no 'global' object")
-    return meta
-
-
-def _sigmf_meta(meta_path: Path) -> dict:
-    from ..errors import require
-
-    sigmffile = require("sigmf.sigmffile", "reading SigMF with the sigmf package", "pip install sigmf")
-    import warnings
-
-    try:
-        # the package warns (version, missing fields ...) on stderr; edgeprune validates what it uses itself
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rec = sigmffile.fromfile(str(meta_path), skip_checksum=True)
-    except Exception as exc:  # noqa: BLE001 - the sigmf package raises many types; one line for the user
-        raise EdgepruneError(f"{meta_path} is not a valid SigMF recording: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    return {"global": rec.get_global_info(), "captures": rec.get_captures(), "annotations": rec.get_annotations()}
-
-
-def open_recording(path: str | Path, backend: str = "auto") -> Recording:
-    """Parse a recording's metadata (``path``: the .sigmf-meta, the .sigmf-data or their base name)."""
-    if backend not in BACKENDS:
-        raise EdgepruneError(f"unknown SigMF backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    from ..safeio import check_input
-
-    meta_path, data_path = _paths(path)
-    check_input(meta_path, "SigMF metadata", "doc")
-    check_input(data_path, "SigMF data file", "dataset")  # a FIFO or a device would read as 0 samples
-    if backend == "auto":
-        try:
-            import sigmf.sigmffile  # noqa: F401
-
-            backend = "sigmf"
-        except ImportError:
-            backend = "builtin"
-    # the builtin parse first: it gives clear errors for empty / non-JSON files
-    meta = _builtin_meta(meta_path)
-    from ..schema import validate
-
-    validate(meta, _meta_schema(), str(meta_path))  # our checks before the sigmf package parses it
-    if backend == "sigmf":
-        meta = _sigmf_meta(meta_path)
-    try:
-        return _recording(meta, meta_path, data_path)
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
-        raise EdgepruneError(f"{meta_path}: malformed SigMF metadata ({type(exc).__name__}: "
-                             f"{(str(exc).splitlines() or [''])[0]})") from exc
-
-
-_COUNT = 1 << 62  # sample positions and byte counts: non-negative integers below 2^62
-
-
-def _meta_schema():
-    from ..schema import anything, integer, number, obj, opt, seq, text
-
-    count = opt(integer(lo=0, hi=_COUNT, nullable=True))
-    annotation = obj({"core:sample_start": opt(integer(lo=0, hi=_COUNT)), "core:sample_count": count,
-                      "core:label": opt(anything()), "edgeprune:snr": opt(number(lo=-1e6, hi=1e6))})
-    return obj({"global": obj({"core:datatype": opt(text()), "core:num_channels": count,
-                               "core:trailing_bytes": count,
-                               "core:sample_rate": opt(number(lo=0, hi=1e15, nullable=True))}),
-                "captures": opt(seq(obj({"core:header_bytes": count, "core:sample_start": count}), nullable=True)),
-                "annotations": opt(seq(annotation, nullable=True))})
-
-
-def _recording(meta: dict, meta_path: Path, data_path: Path) -> Recording:
-    from ..schema import validate
-
-    g = meta["global"]
-    if not isinstance(g, dict):
-        raise EdgepruneError(f"{meta_path} is not SigMF metadata: 'global' is not an object")
-    validate(meta, _meta_schema(), str(meta_path))
-    datatype = g.get("core:datatype")
-    if not datatype or not isinstance(datatype, str):
-        raise EdgepruneError(f"{meta_path} has no core:datatype")
-    is_complex, dt, scale = parse_datatype(datatype)
-    if int(g.get("core:num_channels", 1) or 1) != 1:
-        raise EdgepruneError(f"{meta_path}: multi-channel recordings are not supported (core:num_channels > 1)")
-    captures = meta.get("captures") or [{}]
-    if not isinstance(captures, list) or not isinstance(captures[0], dict):
-        raise EdgepruneError(f"{meta_path}: 'captures' must be a list of objects")
-    header = int(captures[0].get("core:header_bytes", 0) or 0)
-    trailing = int(g.get("core:trailing_bytes", 0) or 0)
-    if header < 0 or trailing < 0:
-        raise EdgepruneError(f"{meta_path}: core:header_bytes and core:trailing_bytes must not be negative")
-    item = dt.itemsize * (2 if is_complex else 1)
-    usable = data_path.stat().st_size - header - trailing
-    if usable < 0:
-        raise EdgepruneError(f"{data_path} is shorter than its declared header")
-    if usable % item:
-        raise EdgepruneError(f"{data_path} holds {usable} bytes of samples, not a whole number of "
-                             f"{item}-byte {datatype} samples (truncated or the wrong datatype?)")
-    n = usable // item
-    annotations = [a for a in (meta.get("annotations") or []) if isinstance(a, dict)]
-    sr = g.get("core:sample_rate")
-    return Recording(meta_path, data_path, str(datatype), is_complex, dt, scale, header, int(n),
-                     float(sr) if sr else None, annotations, dict(g))
+__all__ = ["Recording", "open_recording", "parse_datatype", "iter_sigmf_frames", "frame_length", "frame_starts",
+           "sigmf_summary", "read_sigmf", "write_sigmf"]
 
 
 def iter_sigmf_frames(path: str | Path, length: int, hop: int | None = None, normalize: str = "l1",
@@ -198,30 +36,8 @@ def iter_sigmf_frames(path: str | Path, length: int, hop: int | None = None, nor
     sample ``start`` over ``count`` samples (default: to the end); a partial
     last frame is dropped. At most ``batch`` frames per chunk.
     """
-    rec = open_recording(path, backend)
-    length = int(length)
-    hop = int(hop or length)
-    if length < 8:
-        raise EdgepruneError(f"frame length must be at least 8, got {length}")
-    if hop < 1:
-        raise EdgepruneError(f"hop must be at least 1, got {hop}")
-    end = rec.n_samples if count is None else min(rec.n_samples, start + int(count))
-    n_frames = 0 if end - start < length else (end - start - length) // hop + 1
-    return _frames(rec, start, n_frames, length, hop, normalize, max(1, int(batch)))
-
-
-def _frames(rec, start, n_frames, length, hop, normalize, batch):
-    for f0 in range(0, n_frames, batch):
-        nf = min(batch, n_frames - f0)
-        s0 = start + f0 * hop
-        span = (nf - 1) * hop + length
-        z = rec.read(s0, span)
-        idx = (np.arange(nf) * hop)[:, None] + np.arange(length)[None, :]
-        w = z[idx]
-        out = np.empty((nf, 2, length), np.float32)
-        out[:, 0] = w.real
-        out[:, 1] = w.imag
-        yield normalize_frames(out, normalize)
+    chunks = frame_chunks(open_recording(path, backend), length, hop, batch, start, count)
+    return (normalize_frames(x, normalize) for _, x in chunks)
 
 
 DEFAULT_LENGTH = 128
@@ -317,7 +133,7 @@ def read_sigmf(path: str | Path, length: int | None = None, hop: int | None = No
     is labelled "unknown". SNR is 0 (unknown) unless an annotation carries
     ``edgeprune:snr``.
     """
-    from ..safeio import check_array
+    from export.runtime.safeio import check_array
 
     rec = open_recording(path, backend)
     length = frame_length(rec, length)
@@ -348,7 +164,7 @@ def write_sigmf(path: str | Path, samples: np.ndarray, datatype: str = "cf32_le"
     """Write complex ``samples`` as a SigMF recording (atomic; for captures, tests and demos)."""
     from ..atomic import atomic_path, write_json
 
-    meta_path, data_path = _paths(path)
+    meta_path, data_path = (Path(p) for p in recording_paths(path))
     is_complex, dt, scale = parse_datatype(datatype)
     z = np.asarray(samples).reshape(-1)
     if is_complex:

@@ -33,7 +33,7 @@ from ..errors import EdgepruneError, require
 from .dataset import SignalDataset
 
 YAMLS = ("dataset_info.yaml", "writer_info.yaml")
-LAYOUTS = {"legacy": "HDF5Writer", "packed": "PackedHDF5Writer", "homogeneous": "HomogeneousHDF5Writer"}
+TORCHSIG_LAYOUTS = {"legacy": "HDF5Writer", "packed": "PackedHDF5Writer", "homogeneous": "HomogeneousHDF5Writer"}
 _LEGACY_GROUPS = {"data", "index", "metadata", "component_signals"}
 _NO_PARENT = (1 << 64) - 1
 BLOCK = 4096
@@ -51,7 +51,7 @@ def paths(path: str | Path) -> tuple[Path, Path]:
     return (p, p / "data.h5") if p.is_dir() else (p.parent, p)
 
 
-def layout_of(f) -> str | None:
+def torchsig_layout(f) -> str | None:
     """``legacy``, ``packed``, ``homogeneous``, ``unknown`` (a TorchSig format attribute edgeprune does not
     know) or None (not a TorchSig file)."""
     fmt = f.attrs.get("format")
@@ -69,14 +69,14 @@ def layout_of(f) -> str | None:
 
 
 def sniff(path: Path) -> str | None:
-    """The layout of an HDF5 file if it is TorchSig's (see :func:`layout_of`), else None."""
+    """The layout of an HDF5 file if it is TorchSig's (see :func:`torchsig_layout`), else None."""
     try:
         import h5py
     except ImportError:
         return None
     try:
         with h5py.File(path, "r") as f:
-            return layout_of(f)
+            return torchsig_layout(f)
     except Exception:  # noqa: BLE001 - only a sniff: a damaged file is refused by the reader it goes to
         return None
 
@@ -86,7 +86,7 @@ def _writer_name(folder: Path) -> str | None:
     p = folder / "writer_info.yaml"
     if not p.is_file():
         return None
-    from ..safeio import read_bytes
+    from export.runtime.safeio import read_bytes
 
     for line in read_bytes(p, "TorchSig writer_info.yaml", "doc").decode("utf-8", "replace").splitlines():
         if line.startswith("file_handler:"):
@@ -99,7 +99,7 @@ def _unknown(h5: Path, f, writer: str | None) -> EdgepruneError:
     found = f"format attribute {fmt!r}, " if fmt is not None else ""
     return EdgepruneError(f"{h5} is a TorchSig dataset in a layout edgeprune does not know ({found}writer "
                           f"{writer or 'unnamed'}, top-level entries {sorted(f.keys())[:12]}); it reads "
-                          f"{', '.join(LAYOUTS.values())}")
+                          f"{', '.join(TORCHSIG_LAYOUTS.values())}")
 
 
 # ----------------------------------------------------------------- metadata values
@@ -331,7 +331,7 @@ def _frame_iq(frame, where: str) -> np.ndarray:
 
 
 def _open(h5: Path):
-    from ..safeio import check_input
+    from export.runtime.safeio import check_input
 
     h5py = require("h5py", "reading TorchSig datasets")
     if check_input(h5, "dataset", "dataset").st_size == 0:
@@ -368,7 +368,7 @@ def read_torchsig(path: str | Path) -> SignalDataset:
     folder, h5 = paths(path)
     f = _open(h5)
     try:
-        layout = layout_of(f)
+        layout = torchsig_layout(f)
         if layout in (None, "unknown"):
             raise _unknown(h5, f, _writer_name(folder))
         count, block = _LAYOUT_IO[layout]
@@ -382,13 +382,13 @@ def read_torchsig(path: str | Path) -> SignalDataset:
         raise _damaged(h5, exc) from exc
     finally:
         f.close()
-    ds.meta.update({"source": str(folder), "format": "torchsig", "layout": LAYOUTS[layout],
+    ds.meta.update({"source": str(folder), "format": "torchsig", "layout": TORCHSIG_LAYOUTS[layout],
                     "dataset": "torchsig", "normalization": "none", "snr_source": "snr_db"})
     return ds
 
 
 def _assemble(f, h5: Path, n: int, block) -> SignalDataset:
-    from ..safeio import check_array
+    from export.runtime.safeio import check_array
 
     state: dict = {}
     x = None

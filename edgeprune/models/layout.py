@@ -17,7 +17,7 @@ from export.runtime.frames import LAYOUTS, check_layout, layout_shape
 
 from ..errors import EdgepruneError
 
-ORDER = ("NCL", "N1CL", "NLC")   # the order import tries them in
+TRY_ORDER = ("NCL", "N1CL", "NLC")   # the order import tries them in
 
 
 class FramesAs:
@@ -73,7 +73,7 @@ def native(model):
         model._forward_pre_hooks.update(taken)
 
 
-def describe(layout: str) -> str:
+def describe_layout(layout: str) -> str:
     return f"{check_layout(layout)} {LAYOUTS[check_layout(layout)]}"
 
 
@@ -82,7 +82,7 @@ def find_layout(model, length: int, num_classes: int, what: str, layout: str | N
     layout whose forward gives (N, num_classes) logits, and every layout that does. One-line error when none."""
     import torch
 
-    tried = [check_layout(layout)] if layout else list(ORDER)
+    tried = [check_layout(layout)] if layout else list(TRY_ORDER)
     runs, failures = [], []
     model.eval()
     for name in tried:
@@ -100,7 +100,7 @@ def find_layout(model, length: int, num_classes: int, what: str, layout: str | N
             continue
         runs.append(name)
     if not runs:
-        which = f"in the layout {describe(tried[0])}" if layout else "in any layout"
+        which = f"in the layout {describe_layout(tried[0])}" if layout else "in any layout"
         raise EdgepruneError(f"{what} does not run on I/Q frames of {length} samples {which} "
                              f"({'; '.join(failures)}); pass --kwargs or --length to build it for this input"
                              + ("" if layout else ", or --input-layout"))
@@ -120,6 +120,6 @@ def _check_one_frame(model, layout: str, length: int, num_classes: int, what: st
     except Exception as exc:  # noqa: BLE001 - the user's forward
         bad = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
     if bad:
-        raise EdgepruneError(f"{what} runs on batches of frames but not on a single frame ({describe(layout)} with "
+        raise EdgepruneError(f"{what} runs on batches of frames but not on a single frame ({describe_layout(layout)} with "
                              f"N=1: {bad}); edgeprune counts MACs, exports and times models at batch 1 (a squeeze() "
                              f"that also drops the batch axis? squeeze only the axis meant, e.g. x.squeeze(2))")

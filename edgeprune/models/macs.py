@@ -10,6 +10,7 @@ call "FLOPs" (thop), minus its BN term.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,13 +25,6 @@ def count_params(model: nn.Module) -> int:
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _LEAVES = _CONV + (nn.Linear, nn.RNNBase)
-
-
-def _prod(values) -> int:
-    n = 1
-    for v in values:
-        n *= int(v)
-    return n
 
 
 def rnn_macs(mod: nn.RNNBase, steps: int) -> int:
@@ -65,7 +59,7 @@ def rnn_layer_macs(mod: nn.RNNBase, steps: int, layer: int) -> int:
 
 def _leaf_macs(mod, inp, out) -> int:
     if isinstance(mod, _CONV):
-        return out.numel() * (mod.in_channels // mod.groups) * _prod(mod.kernel_size)
+        return out.numel() * (mod.in_channels // mod.groups) * math.prod(map(int, mod.kernel_size))
     if isinstance(mod, nn.Linear):
         return out.numel() * mod.in_features
     # recurrent: the time axis of the input
@@ -104,19 +98,19 @@ def _function_macs(func, args, kwargs, out) -> int | None:
     elif func in (F.conv1d, F.conv2d, F.conv3d):
         w = t(1, "weight")
         if isinstance(out, torch.Tensor) and isinstance(w, torch.Tensor):
-            return out.numel() * _prod(w.shape[1:])
+            return out.numel() * math.prod(map(int, w.shape[1:]))
     elif func is F.multi_head_attention_forward:
         # a composite: its inner products do not reach the mode, so count it whole
         q, k, v = t(0, "query"), t(1, "key"), t(2, "value")
         if all(isinstance(z, torch.Tensor) for z in (q, k, v)):
             e = int(q.shape[-1])
             lq, s = int(q.shape[0]), int(k.shape[0])
-            n = _prod(q.shape[1:-1])
+            n = math.prod(map(int, q.shape[1:-1]))
             return n * (lq * e * e + s * e * int(k.shape[-1]) + s * e * int(v.shape[-1]) + 2 * lq * s * e + lq * e * e)
     elif func is F.scaled_dot_product_attention:
         q, k, v = t(0, "query"), t(1, "key"), t(2, "value")
         if all(isinstance(z, torch.Tensor) for z in (q, k, v)):
-            lead = _prod(q.shape[:-2])
+            lead = math.prod(map(int, q.shape[:-2]))
             return lead * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
     return None
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import EdgepruneError
 
-SCHEMA = 1
+RECIPE_VERSION = 1
 EDIT_KEYS = ("removed", "rnn_layers", "reinit", "attrs", "pooled")
 
 
@@ -42,7 +42,7 @@ def is_module_recipe(spec) -> bool:
 
 def make_recipe(source: dict[str, Any], name: str, family: str, length: int, num_classes: int,
                 channels: int = 2) -> dict[str, Any]:
-    return {"schema": SCHEMA, "kind": "module", "name": str(name), "family": str(family), "dim": 1,
+    return {"schema": RECIPE_VERSION, "kind": "module", "name": str(name), "family": str(family), "dim": 1,
             "input": [int(channels), int(length)], "num_classes": int(num_classes), "source": dict(source),
             "edits": {"removed": [], "rnn_layers": {}, "reinit": [], "attrs": {}}}
 
@@ -54,8 +54,8 @@ def validate_recipe(r: Any) -> dict[str, Any]:
     for key in ("name", "family", "input", "num_classes", "source", "edits"):
         if key not in r:
             raise EdgepruneError(f"model recipe lacks the key {key!r}")
-    if r.get("schema") != SCHEMA:
-        raise EdgepruneError(f"model recipe schema {r.get('schema')!r} is not supported (expected {SCHEMA})")
+    if r.get("schema") != RECIPE_VERSION:
+        raise EdgepruneError(f"model recipe schema {r.get('schema')!r} is not supported (expected {RECIPE_VERSION})")
     inp = r["input"]
     if (not isinstance(inp, list) or len(inp) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
                                                                  and v > 0 for v in inp)):

@@ -66,7 +66,7 @@ def load_weights(model, path) -> None:
     path = Path(path)
     if not path.is_file():
         raise EdgepruneError(f"weights {path} do not exist")
-    from ..safeio import load_torch_file
+    from ..torchfile import load_torch_file
 
     state = load_torch_file(path, "weights", "save model.state_dict(), not the model")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..errors import EdgepruneError
 
-SCHEMA = 1
+SPEC_VERSION = 1
 LAYER_FIELDS: dict[str, dict[str, type | tuple]] = {
     "conv": {"in": int, "out": int, "k": int, "stride": int, "padding": int, "bias": bool, "bn": bool, "relu": bool},
     "basic_block": {"in": int, "mid": int, "out": int, "stride": int},
@@ -137,13 +137,13 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
     for key in ("name", "family", "dim", "input", "num_classes", "layers"):
         if key not in spec:
             raise EdgepruneError(f"model spec lacks the key {key!r}")
-    if spec.get("schema", SCHEMA) != SCHEMA:
-        raise EdgepruneError(f"model spec schema {spec.get('schema')!r} is not supported (expected {SCHEMA})")
+    if spec.get("schema", SPEC_VERSION) != SPEC_VERSION:
+        raise EdgepruneError(f"model spec schema {spec.get('schema')!r} is not supported (expected {SPEC_VERSION})")
     if spec["dim"] not in (1, 2):
         raise EdgepruneError(f"model spec dim must be 1 or 2, got {spec['dim']!r}")
     if not isinstance(spec["layers"], list) or not spec["layers"]:
         raise EdgepruneError("model spec has no layers")
-    from ..safeio import limit
+    from export.runtime.safeio import limit
 
     max_width, max_layers, max_act = limit("width"), limit("layers"), limit("activation")
     if len(spec["layers"]) > max_layers:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import EdgepruneError
 
-ENV = "EDGEPRUNE_CODE"
+CODE_ENV = "EDGEPRUNE_CODE"
 _ALLOWED: list[Path] = []
 
 
@@ -41,7 +41,7 @@ def forget_allowed() -> None:
 
 def allowed_files() -> list[Path]:
     out = list(_ALLOWED)
-    for part in os.environ.get(ENV, "").split(os.pathsep):
+    for part in os.environ.get(CODE_ENV, "").split(os.pathsep):
         if part.strip():
             p = Path(part.strip()).expanduser()
             if p.is_file() and p.resolve() not in out:
@@ -76,7 +76,7 @@ def parse_kwargs(text) -> dict[str, Any]:
         return dict(text)
     if not isinstance(text, str):
         raise EdgepruneError(f"--kwargs is not JSON text: {str(text)[:80]!r}")
-    from ..schema import parse_json
+    from export.runtime.schema import parse_json
 
     obj = parse_json(text, "--kwargs")  # the one JSON guard: size, nesting depth
     if not isinstance(obj, dict):

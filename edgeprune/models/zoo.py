@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import EdgepruneError
-from .spec import SCHEMA, infer_shapes, validate_spec
+from .spec import SPEC_VERSION, infer_shapes, validate_spec
 
 
 def _resnet(name: str, dim: int, blocks_per_stage: int, length: int, num_classes: int,
@@ -35,7 +35,7 @@ def _resnet(name: str, dim: int, blocks_per_stage: int, length: int, num_classes
             cin = w
     layers.append({"type": "gap", "role": "head"})
     layers.append({"type": "linear", "in": cin, "out": num_classes, "bn": False, "relu": False, "role": "classifier"})
-    return {"schema": SCHEMA, "name": name, "family": "resnet", "dim": dim, "input": inp,
+    return {"schema": SPEC_VERSION, "name": name, "family": "resnet", "dim": dim, "input": inp,
             "num_classes": num_classes, "layers": layers}
 
 
@@ -60,7 +60,7 @@ def _vgg16(name: str, dim: int, length: int, num_classes: int) -> dict[str, Any]
             cin = w
         layers.append({"type": "maxpool", "k": 2, "stage": s})
     layers.append({"type": "flatten", "role": "head"})
-    spec = {"schema": SCHEMA, "name": name, "family": "vgg", "dim": dim, "input": inp,
+    spec = {"schema": SPEC_VERSION, "name": name, "family": "vgg", "dim": dim, "input": inp,
             "num_classes": num_classes, "layers": layers}
     flat = _flat_size(spec)
     layers += [
@@ -81,7 +81,7 @@ def _cnn1d(name: str, length: int, num_classes: int, stacks: int = 6, width: int
         layers.append({"type": "res_stack", "in": cin, "out": width, "k": 3, "pool": 2, "role": "unit", "stage": 0})
         cin = width
     layers.append({"type": "flatten", "role": "head"})
-    spec = {"schema": SCHEMA, "name": name, "family": "cnn1d", "dim": 1, "input": [2, length],
+    spec = {"schema": SPEC_VERSION, "name": name, "family": "cnn1d", "dim": 1, "input": [2, length],
             "num_classes": num_classes, "layers": layers}
     flat = _flat_size(spec)
     layers += [

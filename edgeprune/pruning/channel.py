@@ -42,9 +42,9 @@ from typing import Any
 from ..errors import EdgepruneError, require
 from ..models.spec import clone, validate_spec
 from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_ratio
-from .registry import PruneResult, register
+from .registry import PruneResult, builtin_method
 
-CRITERIA = ("l1", "l2", "fpgm", "bn")
+CHANNEL_CRITERIA = ("l1", "l2", "fpgm", "bn")
 
 
 def make_importance(criterion: str):
@@ -58,7 +58,7 @@ def make_importance(criterion: str):
         return tp.importance.FPGMImportance()
     if criterion == "bn":
         return tp.importance.BNScaleImportance()
-    raise EdgepruneError(f"unknown channel-pruning criterion {criterion!r}; choose one of: {', '.join(CRITERIA)}")
+    raise EdgepruneError(f"unknown channel-pruning criterion {criterion!r}; choose one of: {', '.join(CHANNEL_CRITERIA)}")
 
 
 def _weighted(module) -> list:
@@ -455,7 +455,7 @@ def _make(criterion: str, label: str):
 
 
 # help and options: edgeprune.pruning.catalogue
-channel_l1 = register("channel-l1")(_make("l1", "L1-norm"))
-channel_l2 = register("channel-l2")(_make("l2", "L2-norm"))
-channel_fpgm = register("channel-fpgm")(_make("fpgm", "FPGM"))
-channel_bn = register("channel-bn")(_make("bn", "BN-scale (network slimming)"))
+channel_l1 = builtin_method("channel-l1")(_make("l1", "L1-norm"))
+channel_l2 = builtin_method("channel-l2")(_make("l2", "L2-norm"))
+channel_fpgm = builtin_method("channel-fpgm")(_make("fpgm", "FPGM"))
+channel_bn = builtin_method("channel-bn")(_make("bn", "BN-scale (network slimming)"))

@@ -289,7 +289,7 @@ def _settle(pr: ChannelPruner, base: int, fraction: float, tol: float, criterion
     return match, net, removed
 
 
-def channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None,
+def traced_channel_method(criterion: str, ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None,
                    sparsity=None, sparsity_epochs=None, **options) -> PruneResult:
     """Torch-Pruning on the live module to ``target_macs``; ``criterion`` l1, l2, fpgm or bn (network slimming:
     ``sparsity_epochs`` of training with ``sparsity x sum|gamma_BN|`` first, then the smallest BN scales go)."""

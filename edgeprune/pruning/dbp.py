@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import EdgepruneError
 from .macs_target import DEFAULT_TOLERANCE, check_target, match_depth
-from .registry import PruneResult, register
+from .registry import PruneResult, builtin_method
 
 FEATURES = ("pool", "gap", "flatten")
 
@@ -143,7 +143,7 @@ def removal_order(rows: Sequence[dict[str, Any]]) -> list[int]:
     return [r["layer"] for r in sorted(cand, key=lambda r: (r["gain"], -r["layer"]))]
 
 
-@register("dbp")   # help and options: edgeprune.pruning.catalogue
+@builtin_method("dbp")   # help and options: edgeprune.pruning.catalogue
 def dbp(ckpt, data, *, target_macs=None, seed: int = 0, tolerance: float | None = None,
         gain_threshold: float | None = None, feature: str | None = None, bins: int | None = None,
         probe_train: int | None = None, probe_val: int | None = None, probe_steps: int | None = None,

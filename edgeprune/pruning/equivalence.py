@@ -35,6 +35,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from export.runtime.errors import first_line
+
 from ..errors import EdgepruneError
 
 ATOL = 1e-4
@@ -259,7 +261,7 @@ def channel_mask_mismatch(original, pruned, removed: dict[str, dict[str, list[in
     try:
         out = _outputs(pruned, frames)
     except Exception as exc:  # the pruned network's own forward failing is a finding, not a crash
-        return f"the pruned forward fails ({type(exc).__name__}: {_first_line(exc)})"
+        return f"the pruned forward fails ({type(exc).__name__}: {first_line(exc)})"
     if tuple(out.shape) != tuple(ref.shape):
         return f"the pruned output has shape {list(out.shape)}, the original {list(ref.shape)}"
     diff = float((out - ref).abs().max())
@@ -275,11 +277,6 @@ def check_channel_masked(original, pruned, removed: dict[str, dict[str, list[int
     why = channel_mask_mismatch(original, pruned, removed, frames, tol)
     if why:
         raise EdgepruneError(f"refusing the channel-pruned model: {why}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def width_changes(original, pruned) -> dict[str, dict[str, Any]]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EdgepruneError
-from .registry import PruneResult, register
+from .registry import PruneResult, builtin_method
 
 
-@register("layer")   # help and options: edgeprune.pruning.catalogue
+@builtin_method("layer")   # help and options: edgeprune.pruning.catalogue
 def layer_prune(ckpt, data=None, **kwargs) -> PruneResult:
     """Prune whole units of ``ckpt``; returns the reassembled spec, weights and lineage.
 

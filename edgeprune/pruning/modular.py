@@ -31,7 +31,7 @@ from ..errors import EdgepruneError
 from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_unit_set
 from .registry import PruneResult
 
-TRANSITIONS = ("keep", "reinit")
+TRACED_TRANSITIONS = ("keep", "reinit")
 ENTRY_ROLES = ("stem", "unit", "stack", "transition")   # traced entries a plan lists (similarity, segments)
 
 
@@ -43,8 +43,8 @@ def _trace(model, ckpt):
 
 def candidates(res, transition: str = "keep") -> list:
     """Entries a layer method may remove (not yet probed: see :func:`probed_candidates`)."""
-    if transition not in TRANSITIONS:
-        raise EdgepruneError(f"transition must be one of {', '.join(TRANSITIONS)}, got {transition!r}")
+    if transition not in TRACED_TRANSITIONS:
+        raise EdgepruneError(f"transition must be one of {', '.join(TRACED_TRANSITIONS)}, got {transition!r}")
     out = [u for u in res.units if u.removable]
     if transition == "reinit":
         out += [u for u in res.units if u.role == "transition" and u.kind in ("conv-group", "linear-group", "block")]
@@ -518,7 +518,7 @@ def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str
     budget_given = any(v is not None for v in (keep, keep_units, target_macs))
     if plan is not None:
         from .plan import check_plan, load_plan
-        from ..digest import file_sha256
+        from export.runtime.safeio import file_sha256
 
         if isinstance(plan, (str, Path)):
             plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}
@@ -739,9 +739,9 @@ def _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, li
 
 def _channel(criterion: str):
     def method(ckpt, data, **kw):
-        from .channel_traced import channel_method
+        from .channel_traced import traced_channel_method
 
-        return channel_method(criterion, ckpt, data, **kw)
+        return traced_channel_method(criterion, ckpt, data, **kw)
     return method
 
 

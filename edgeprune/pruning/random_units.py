@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import EdgepruneError
 from .macs_target import DEFAULT_TOLERANCE, check_target, match_depth
-from .registry import PruneResult, register
+from .registry import PruneResult, builtin_method
 
 
 def random_order(spec: dict[str, Any], seed: int = 0) -> list[int]:
@@ -28,7 +28,7 @@ def random_order(spec: dict[str, Any], seed: int = 0) -> list[int]:
     return [layers[i] for i in perm]
 
 
-@register("random")   # help and options: edgeprune.pruning.catalogue
+@builtin_method("random")   # help and options: edgeprune.pruning.catalogue
 def random_units(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance: float | None = None,
                  transition: str | None = None, **options) -> PruneResult:
     """Remove random units until ``target_macs x`` the MACs (within the tolerance)."""

@@ -34,7 +34,7 @@ class PruneResult:
 _METHODS: dict[str, tuple[Callable[..., PruneResult], str]] = {}
 
 
-def register(name: str, help: str | None = None, options: type | None = None):
+def builtin_method(name: str, help: str | None = None, options: type | None = None):
     """Decorator: make ``fn`` the pruning method ``name`` (``edgeprune prune --method NAME``, study ``[prune]``).
 
     Built-in methods are declared in :mod:`edgeprune.pruning.catalogue` (help and options) and register
@@ -52,7 +52,7 @@ def register(name: str, help: str | None = None, options: type | None = None):
 
 
 def register_method(name: str, help: str, options: type | None = None):
-    """The public name of :func:`register`, for methods written outside the package.
+    """The public name of :func:`builtin_method`, for methods written outside the package.
 
     A module of your own registers on import::
 
@@ -73,7 +73,7 @@ def register_method(name: str, help: str, options: type | None = None):
         raise EdgepruneError(f"a pruning method needs a name, got {name!r}")
     if name in catalogue.entries() and catalogue.entry(name).module is not None:
         raise EdgepruneError(f"{name!r} is a built-in pruning method; choose another name")
-    return register(name, help, options)
+    return builtin_method(name, help, options)
 
 
 def methods() -> dict[str, str]:

@@ -11,9 +11,9 @@ from ..errors import EdgepruneError
 
 EXECUTORS = ("local", "ray")
 
-# section -> key -> (type(s), default). A default of REQUIRED must be given.
-REQUIRED = object()
-SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+# section -> key -> (type(s), default). A default of REQUIRED_VALUE must be given.
+REQUIRED_VALUE = object()
+CONFIG_KEYS: dict[str, dict[str, tuple[Any, Any]]] = {
     "study": {
         "name": (str, "study"),
         "seed": (int, 0),
@@ -115,9 +115,9 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         raise EdgepruneError(f"{where}: a study config must be a table of sections")
     cfg: dict[str, dict[str, Any]] = {}
     for section in raw:
-        if section not in SCHEMA:
-            raise EdgepruneError(f"{where}: unknown section {str(section)[:40]!r} (known: {', '.join(SCHEMA)})")
-    for section, keys in SCHEMA.items():
+        if section not in CONFIG_KEYS:
+            raise EdgepruneError(f"{where}: unknown section {str(section)[:40]!r} (known: {', '.join(CONFIG_KEYS)})")
+    for section, keys in CONFIG_KEYS.items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
             raise EdgepruneError(f"{where}: [{section}] must be a table")
@@ -253,7 +253,7 @@ def _check_items(where: str, section: str, key: str, values: list, typ, what: st
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    from ..safeio import read_bytes
+    from export.runtime.safeio import read_bytes
 
     path = Path(path)
     data = read_bytes(path, "study config", "doc")  # a regular file within the size limit (never a FIFO)
@@ -261,7 +261,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
-    from ..schema import check_depth
+    from export.runtime.schema import check_depth
 
     check_depth(raw, f"study config {path}")  # the JSON guard's depth limit holds for TOML too
     cfg = normalise(raw, str(path))
@@ -278,7 +278,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if cfg["model"]["code"]:
         import os
 
-        from ..models.usercode import ENV, allow, parse_ref
+        from ..models.usercode import CODE_ENV, allow, parse_ref
 
         file, _, obj = cfg["model"]["code"].rpartition(":")
         f = Path(file).expanduser()
@@ -286,7 +286,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         code_path, obj = parse_ref(f"{f}:{obj}")
         allow(code_path)
         # studies may run stages in other processes: they inherit the permission through the environment
-        os.environ[ENV] = os.pathsep.join(p for p in [os.environ.get(ENV, ""), str(code_path)] if p)
+        os.environ[CODE_ENV] = os.pathsep.join(p for p in [os.environ.get(CODE_ENV, ""), str(code_path)] if p)
         cfg["model"]["name"] = f"{code_path}:{obj}"
     if cfg["model"]["checkpoint"]:
         c = Path(cfg["model"]["checkpoint"]).expanduser()
@@ -294,3 +294,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if not Path(cfg["model"]["checkpoint"]).is_file():
             raise EdgepruneError(f"{path}: [model] checkpoint {cfg['model']['checkpoint']} does not exist")
     return cfg
+
+
+def model_id(method: str, target: float) -> str:
+    """A study model's id: ``METHOD@TARGET`` (``layer+kd@0.5``)."""
+    return f"{method}@{target:g}"
+
+
+def split_method(method: str) -> tuple[str, bool]:
+    """``"layer+kd"`` -> ("layer", True): the method, fine-tuned with distillation from the baseline."""
+    base, _, suffix = method.partition("+")
+    if suffix not in ("", "kd"):
+        raise EdgepruneError(f"unknown method variant {method!r} (only '+kd', distillation, is known)")
+    return base, suffix == "kd"

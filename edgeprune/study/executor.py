@@ -359,7 +359,7 @@ class RayExecutor:
 
     def submit(self, study, data_path: Path, data_key: str) -> None:
         """Send ``study``'s chains to Ray (stages already finished, whichever executor ran them, are left out)."""
-        from .runner import model_id, split_method
+        from .config import model_id, split_method
 
         ray, s = self.ray, study
         self._studies += 1

@@ -177,7 +177,7 @@ def md_text(text: Any, cell: bool = False) -> str:
     return out.replace("|", "\\|") if cell else out
 
 
-def markdown_table(t: dict[str, Any]) -> list[str]:
+def table_lines(t: dict[str, Any]) -> list[str]:
     lines = [f"*{md_text(t['caption'])}*", "", "| " + " | ".join(md_text(c, True) for c in t["columns"]) + " |",
              "|" + "---|" * len(t["columns"])]
     for row in t["rows"]:
@@ -425,11 +425,11 @@ def render_markdown(rep: dict[str, Any], images: list[str]) -> str:
             md.append(f"- **{md_text(w['kind'])}**: {md_text(w['title'])}")
             md += [f"  - {md_text(e)}" for e in w["evidence"]]
         md.append("")
-    md += ["## Headline", ""] + markdown_table(rep["tables"][0]) + [""]
+    md += ["## Headline", ""] + table_lines(rep["tables"][0]) + [""]
     if len(rep["tables"]) > 1:
         md += ["## Per backend", ""]
         for t in rep["tables"][1:]:
-            md += markdown_table(t) + [""]
+            md += table_lines(t) + [""]
     if images:
         md += ["## Plots", ""]
         for img in images:
@@ -443,7 +443,7 @@ def render_markdown(rep: dict[str, Any], images: list[str]) -> str:
 PLOTS = ("latency_vs_macs.png", "accuracy_vs_latency.png", "accuracy_vs_snr.png", "units_kept.png")
 
 
-def load_results(path: str | Path) -> tuple[dict[str, Any], Path]:
+def load_study_results(path: str | Path) -> tuple[dict[str, Any], Path]:
     """A study's results.json (or its folder), checked enough to render: (results, the folder it is in)."""
     from ..atomic import read_json
     from ..errors import EdgepruneError
@@ -492,33 +492,12 @@ def _check_finite(path: Path, records: list, what: str) -> None:
                 raise EdgepruneError(f"{path}: '{what}[{i}].{str(k)[:40]}' must be a finite number, not {v!r}")
 
 
-def read_study_file(folder: Path, name: str) -> bytes | None:
-    """The bytes of the plain file ``name`` in the study folder ``folder``, or None: a name with a folder in it,
-    a symbolic link (it could point anywhere: a secret would end up in the report) or anything but a regular
-    file is never read. The link check and the read are one open (O_NOFOLLOW)."""
-    import os
-    import stat
-
-    from ..safeio import limit
-
-    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        return None
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(str(Path(folder) / name), flags)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit("doc"):
-            return None
-        return fh.read()
-
-
 def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
     """Write the report of a finished study again from its results.json (into ``out``, default its folder).
     Extra images are taken only as regular files inside the study folder (never through a symbolic link)."""
-    res, folder = load_results(path)
+    from .report_html import read_study_file
+
+    res, folder = load_study_results(path)
     out = Path(out) if out else folder
     out.mkdir(parents=True, exist_ok=True)
     extra = []

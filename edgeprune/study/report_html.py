@@ -101,8 +101,6 @@ def table_html(t: dict[str, Any]) -> str:
 
 
 def _data_uri(path: Path) -> str | None:
-    from .report import read_study_file
-
     data = read_study_file(path.parent, path.name)  # a regular file in the study folder, never through a link
     if data is None:
         return None
@@ -143,3 +141,26 @@ def render_html(rep: dict[str, Any], images: list[str], folder: Path) -> str:
     h.append("<h2>Setup</h2>" + "".join(f"<p class='setup'>{html.escape(s)}</p>" for s in rep["setup"]))
     h.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(h)
+
+
+def read_study_file(folder: Path, name: str) -> bytes | None:
+    """The bytes of the plain file ``name`` in the study folder ``folder``, or None: a name with a folder in it,
+    a symbolic link (it could point anywhere: a secret would end up in the report) or anything but a regular
+    file is never read. The link check and the read are one open (O_NOFOLLOW)."""
+    import os
+    import stat
+
+    from export.runtime.safeio import limit
+
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(str(Path(folder) / name), flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit("doc"):
+            return None
+        return fh.read()

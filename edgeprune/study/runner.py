@@ -17,20 +17,12 @@ from typing import Any, Callable
 
 from ..checkpoint import file_sha256, load_checkpoint
 from ..errors import EdgepruneError
-from .config import load_config, normalise
+from .config import load_config, model_id, normalise, split_method
 from . import stages
 from .stages import StageCache, stage_key
 
 
-def _fmt_target(t: float) -> str:
-    return f"{t:g}"
-
-
 DEPTH_METHODS = ("layer", "dbp", "random")   # whole-unit methods: their reach at a target is matched by channels
-
-
-def model_id(method: str, target: float) -> str:
-    return f"{method}@{_fmt_target(target)}"
 
 
 def _file_id(mid: str) -> str:
@@ -292,7 +284,7 @@ class Study:
         m, t = self.cfg["model"], self.cfg["train"]
         extra = []
         if m.get("code"):
-            from ..digest import file_sha256
+            from export.runtime.safeio import file_sha256
 
             extra.append(file_sha256(m["name"].rpartition(":")[0]))   # the user's code is part of the baseline
         key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"],
@@ -454,7 +446,7 @@ class Study:
         from profiling.results_file import load_results
 
         res = load_results(out)
-        from ..schema import obj, seq, text, validate
+        from export.runtime.schema import obj, seq, text, validate
 
         validate(res, obj(records=seq(obj(model_id=text(doc="the study model a record measures")))), str(out))
         self.machine = res.get("machine", {})
@@ -666,7 +658,7 @@ class Study:
                     shutil.copyfile(img, self.out / Path(img).name)
                     images.append(Path(img).name)
         results = {
-            "plan": plan_summary(plan["plan"]) if plan else None,
+            "plan": plan_file_summary(plan["plan"]) if plan else None,
             "study": self.cfg, "dataset": {**{k: v for k, v in self.dataset_info.items() if k != "classes"},
                                           "n_classes": len(self.dataset_info.get("classes") or [])},
             "machine": getattr(self, "machine", {}), "mac_definition": MAC_DEFINITION,
@@ -703,7 +695,7 @@ def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
             "resegmented": rec.get("resegmented")}
 
 
-def plan_summary(path: str | Path) -> dict[str, Any] | None:
+def plan_file_summary(path: str | Path) -> dict[str, Any] | None:
     """The parts of plan.json the report draws: units, blocks, kept units, the similarity and importance used."""
     from ..atomic import read_json
 
@@ -719,14 +711,6 @@ def plan_summary(path: str | Path) -> dict[str, Any] | None:
             "similarity_metric": (plan.get("similarity") or {}).get("metric"),
             "importance_proxy": (plan.get("importance") or {}).get("proxy"),
             "importance_rule": (plan.get("importance") or {}).get("rule")}
-
-
-def split_method(method: str) -> tuple[str, bool]:
-    """``"layer+kd"`` -> ("layer", True): the method, fine-tuned with distillation from the baseline."""
-    base, _, suffix = method.partition("+")
-    if suffix not in ("", "kd"):
-        raise EdgepruneError(f"unknown method variant {method!r} (only '+kd', distillation, is known)")
-    return base, suffix == "kd"
 
 
 def data_path_of(study: Study) -> Path:

@@ -1,5 +1,15 @@
 """Latency records: one per (model, backend, precision, batch, threads), the schema of ``edgeprune profile``.
 
+A results file is one JSON document::
+
+    {"schema": 1, "kind": "edgeprune-latency-results",
+     "machine": {...}, "records": [ {...}, ... ], "skipped": [ {...}, ... ]}
+
+``RESULTS_VERSION`` is its version number, ``RESULTS_SCHEMA`` its declaration (``RECORD_SCHEMA`` per record),
+``new_results`` an empty one: the profiler (``profiling.results_file``) and run.py use these. Latencies are in
+milliseconds per call (one call runs a whole batch); ``throughput_fps`` is frames per second over the timed runs:
+``batch * 1000 / mean_ms``.
+
 ``BoundRunner`` adapts an opened backend to the timing loop of ``stats.measure``:
 inputs and outputs bound once (IOBinding for ONNX Runtime; device buffers
 reused for TensorRT), ``timed()`` is host wall time around one call, and
@@ -12,10 +22,41 @@ import time
 import numpy as np
 
 from .compat import perf_counter_ns
-from .stats import latency_stats, measure
+from .errors import EdgepruneError
+from .schema import anything, boolean, integer, number, obj, opt, seq, text
+from .stats import STAT_KEYS, latency_stats, measure
 
-RESULTS_SCHEMA = 1
+RESULTS_VERSION = 1
 RESULTS_KIND = "edgeprune-latency-results"
+
+_MS = opt(number(lo=0))
+
+
+def _positive(ms):
+    """A measured latency is above zero (speed-ups divide by it)."""
+    if ms <= 0:
+        raise EdgepruneError("a latency must be above 0 ms")
+    return True
+
+
+# Every field that merges, latency-model fits and study reports read from a record read back, with its type.
+# A hand-written record (measured elsewhere) needs the model, backend, precision, batch and median latency;
+# whatever else it gives must have the right type.
+RECORD_SCHEMA = obj(
+    model=text(), backend=text(), precision=text(choices=("fp32", "fp16", "int8")),
+    batch=integer(lo=1), median_ms=number(lo=0, check=_positive), threads=opt(integer(lo=0, nullable=True)),
+    iterations=opt(integer(lo=1)), **{k: _MS for k in STAT_KEYS if k != "median_ms"},
+    throughput_fps=opt(number(lo=0)),
+    macs=opt(number(lo=0, nullable=True)), params=opt(number(lo=0, nullable=True)),
+    layers=opt(number(lo=0, nullable=True)), sha256=opt(text(nullable=True)), device=opt(text(nullable=True)),
+    model_id=opt(text()), machine=opt(obj(nullable=True)),
+    board=opt(obj(jetson=opt(boolean(nullable=True)), model=opt(text(nullable=True)),
+                  nvpmodel=opt(obj(nullable=True)), clocks_locked=opt(boolean(nullable=True)), nullable=True)),
+    remote=opt(obj(host=opt(text()), nullable=True)), measured_on=opt(text(nullable=True)),
+)
+RESULTS_SCHEMA = obj(schema=opt(integer(choices=(RESULTS_VERSION,))), kind=opt(text(choices=(RESULTS_KIND,))),
+                     machine=opt(obj(nullable=True)), records=seq(RECORD_SCHEMA), skipped=opt(seq(anything())),
+                     rounds_run=opt(anything()))
 
 
 def input_array(shape, dtype, seed):
@@ -93,7 +134,8 @@ def bench_backend(backend, batch, length, seed=0, warmup_ms=200.0, warmup_iters=
 
 
 def new_results(machine):
-    return {"schema": RESULTS_SCHEMA, "kind": RESULTS_KIND, "machine": machine, "records": [], "skipped": []}
+    """An empty results document for records measured on ``machine`` (``machine.machine_info()``)."""
+    return {"schema": RESULTS_VERSION, "kind": RESULTS_KIND, "machine": machine, "records": [], "skipped": []}
 
 
 def format_table(records):

@@ -14,7 +14,7 @@ import platform
 import sys
 
 from . import registry
-from .compat import module_version, run_command, write_json_atomic, json_default
+from .compat import dumps, module_version, run_command, write_json_atomic
 from .errors import EdgepruneError, first_line
 from .manifest import MANIFEST, RUNNER, manifest_hash, read_manifest, verify_files
 
@@ -71,10 +71,6 @@ def _model_args(p, threads=True):
     p.add_argument("--providers", default=None,
                    help="ONNX Runtime providers, comma-separated, or 'auto' (the target's, those present here); "
                         "default: the CPU")
-
-
-def dumps(obj):
-    return json.dumps(obj, indent=2, default=json_default)
 
 
 def _ints(text, what):
@@ -287,7 +283,7 @@ def cuda_version():
         return None
 
 
-def report(root, manifest):
+def check_report(root, manifest):
     from .jetpack import install_hint, jetpack_version, l4t_release, trt_max_opset
     from .machine import jetson_model
     from .model import engine_candidates
@@ -330,7 +326,7 @@ def report(root, manifest):
             "can_run": ok, "install": None if ok else install_hint()}
 
 
-def format_report(r):
+def format_check_report(r):
     v = r["versions"]
     lines = ["bundle      {} ({} files, sha256 verified)".format(r["bundle"], len(r["files"])),
              "model       {}  target {} (JetPack {})".format(r["model"], r["target"], r["target_jetpack"] or "-")]
@@ -351,8 +347,8 @@ def format_report(r):
 
 
 def cmd_check(args, root, manifest):
-    r = report(root, manifest)
-    print(dumps(r) if args.json else format_report(r))
+    r = check_report(root, manifest)
+    print(dumps(r) if args.json else format_check_report(r))
     if not r["can_run"]:
         raise EdgepruneError("nothing in this bundle can run here; install: " + r["install"])
     return 0

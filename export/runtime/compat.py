@@ -52,7 +52,14 @@ def json_default(o):
         return o.tolist()
     if hasattr(o, "__fspath__"):
         return os.fspath(o)
+    if hasattr(o, "tolist"):  # torch tensors and other array types
+        return o.tolist()
     raise TypeError("not JSON serialisable: " + type(o).__name__)
+
+
+def dumps(obj, indent=2):
+    """json.dumps that understands numpy values and paths (``--json`` output on the host and in run.py)."""
+    return json.dumps(obj, indent=indent, default=json_default)
 
 
 def module_version(name):

@@ -1,31 +1,32 @@
-"""The error types of the runtime (Python 3.6+).
+"""The error types users see (Python 3.6+): the one definition, for the host and the board alike.
 
-Inside the installed toolchain these are edgeprune's own ``EdgepruneError``
-and ``MissingDependency``, so the CLI prints them as one line. Inside a
-bundle's run.py (no edgeprune installed, or one that cannot import on this
-Python) they are defined here with the same behaviour.
+``edgeprune.errors`` re-exports these, so the CLI prints them as one
+``edgeprune: error:`` line; inside a bundle's run.py (no edgeprune installed)
+they are the same classes, served from the embedded sources.
 """
 
-try:
-    from edgeprune.errors import EdgepruneError, MissingDependency  # noqa: F401
-except Exception:  # noqa: BLE001 - ImportError, or a SyntaxError from a newer edgeprune on an old Python
 
-    class EdgepruneError(Exception):
-        """A problem the user can fix; printed as one ``edgeprune: error:`` line."""
+class EdgepruneError(Exception):
+    """A problem the user can fix: bad input, a missing dependency, an unknown name.
 
-        exit_code = 2
+    The CLI prints ``edgeprune: error: <message>`` and exits non-zero, without
+    a traceback (unless ``--debug`` is given).
+    """
 
-    class MissingDependency(EdgepruneError):
-        """An optional package is not installed."""
+    exit_code = 2
 
-        exit_code = 3
 
-        def __init__(self, package, purpose, install=None):
-            hint = install or "pip install " + package
-            super(MissingDependency, self).__init__(
-                "{} needs the optional package '{}', which is not installed (install it with: {})".format(
-                    purpose, package, hint))
-            self.package = package
+class MissingDependency(EdgepruneError):
+    """An optional package is not installed."""
+
+    exit_code = 3
+
+    def __init__(self, package, purpose, install=None):
+        hint = install or "pip install " + package
+        super(MissingDependency, self).__init__(
+            "{} needs the optional package '{}', which is not installed (install it with: {})".format(
+                purpose, package, hint))
+        self.package = package
 
 
 def first_line(exc):

@@ -1,11 +1,11 @@
 """Frames in, classes out: normalisation, input checks, softmax, .npy reading (numpy only, Python 3.6+).
 
-``normalize`` is the deploy-side twin of ``edgeprune.data.dataset.normalize_frames``
-(the definition the training data is made with); a test compares the two on
-random frames for every mode.
+``normalize`` is the one normaliser: the host's data pipeline (training, evaluation and calibration frames,
+SigMF captures), ``export.Predictor`` and a bundle's run.py all call it, so host and board give bit-identical
+frames (``tests/test_device_core.py`` feeds both the same extreme inputs).
 
 - ``none``: frames are used as given;
-- ``l1``: each frame is divided by the sum over samples of sqrt(I^2 + Q^2);
+- ``l1``: each frame is divided by the sum over samples of sqrt(I^2 + Q^2) (the RML2016 convention);
 - ``l2``: by the square root of the summed power;
 - ``max``: by the peak magnitude.
 All-zero frames stay zero; normalising twice changes nothing.
@@ -16,6 +16,12 @@ import numpy as np
 from .errors import EdgepruneError
 
 NORMALIZATIONS = ("l1", "l2", "max", "none")
+NORMALIZATION_TEXT = {
+    "none": "frames are used as given",
+    "l1": "each frame (2 x L) is divided by the sum over its samples of sqrt(I^2 + Q^2)",
+    "l2": "each frame is divided by the square root of its summed power sum(I^2 + Q^2)",
+    "max": "each frame is divided by its peak magnitude max sqrt(I^2 + Q^2)",
+}
 
 # The layouts a model may take its frames in. Frames always arrive as (N, 2, L) (rows I and Q); ``to_layout``
 # hands them to the model the way it was written to take them (recorded at import, in the manifest and the ONNX
@@ -66,27 +72,44 @@ def to_layout(x, layout):
 
 
 def check_normalization(name):
+    """The normalisation's name (``none`` when none is given); one-line error for an unknown one."""
     name = "none" if name in (None, "") else str(name).lower()
     if name not in NORMALIZATIONS:
         raise EdgepruneError("unknown normalisation {!r}; known: {}".format(name, ", ".join(NORMALIZATIONS)))
     return name
 
 
+def describe_normalization(name):
+    """One line saying what ``name`` does to a frame (the bundle manifest's ``preprocessing.description``)."""
+    name = check_normalization(name)
+    return NORMALIZATION_TEXT[name]
+
+
 def normalize(x, mode):
-    """float32 frames (N, 2, L) scaled per frame by ``mode``."""
+    """float32 frames (N, 2, L) scaled per frame by ``mode`` (see the module's docstring).
+
+    Magnitudes and scales are computed in float64: frames near the float32 limit (3e38) would overflow float32 to
+    inf and normalise to zeros; in float64 they normalise like any other frame. A scale above 1e37 is not
+    representable as a float32 divisor, so those frames are divided in float64 (then rounded to float32).
+    """
     mode = check_normalization(mode)
     x = np.asarray(x, dtype=np.float32)
     if mode == "none" or x.size == 0:
         return x
-    mag = np.hypot(x[:, 0, :], x[:, 1, :])
+    mag = np.hypot(x[:, 0, :].astype(np.float64), x[:, 1, :].astype(np.float64))
     if mode == "l1":
-        scale = mag.sum(axis=1, dtype=np.float64)
+        scale = mag.sum(axis=1)
     elif mode == "l2":
-        scale = np.sqrt((mag.astype(np.float64) ** 2).sum(axis=1))
+        scale = np.sqrt((mag ** 2).sum(axis=1))  # float32 input: mag < 5e38, mag^2 summed stays finite in float64
     else:
         scale = mag.max(axis=1)
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return x / scale[:, None, None]
+    del mag
+    scale = np.where(scale > 0, scale, 1.0)
+    big = scale > 1e37
+    out = x / np.where(big, 1.0, scale).astype(np.float32)[:, None, None]
+    if big.any():
+        out[big] = (x[big].astype(np.float64) / scale[big][:, None, None]).astype(np.float32)
+    return out
 
 
 def check_frames(frames, length):

@@ -11,13 +11,14 @@ import os
 import re
 
 from .errors import EdgepruneError
+from .safeio import file_sha256
 from .schema import integer, mapping, number, obj, opt, seq, text, validate
 
 SCHEMA_VERSION = 1
-KIND = "edgeprune-bundle"
+BUNDLE_KIND = "edgeprune-bundle"
 MANIFEST = "manifest.json"
 RUNNER = "run.py"
-FORMATS = ("onnx", "tensorrt")
+VARIANT_FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # what ``run.py build`` writes into the bundle folder on the board: the engine, its metadata, the timing cache
@@ -29,12 +30,9 @@ def is_board_output(name):
     return bool(BOARD_OUTPUT.match(name))
 
 
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(str(path), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def file_entry(path):
+    """A bundle file's manifest entry: its sha256 and size."""
+    return {"sha256": file_sha256(path), "size": os.path.getsize(str(path))}
 
 
 def check_file_name(name, where="manifest"):
@@ -97,7 +95,7 @@ TARGET_SCHEMA = obj(
 )
 # Every field the bundle, the Predictor, the profiler and the runner read, with its type.
 MANIFEST_SCHEMA = obj(
-    kind=text(choices=(KIND,), doc="always " + KIND),
+    kind=text(choices=(BUNDLE_KIND,), doc="always " + BUNDLE_KIND),
     schema_version=integer(doc="the manifest format version"),
     model=opt(text()),
     classes=seq(CLASS_NAME, nonempty=True, hi=1 << 16, doc="class names, index order"),
@@ -113,7 +111,7 @@ MANIFEST_SCHEMA = obj(
     params=opt(number(lo=0, nullable=True)),
     weight_layers=opt(number(lo=0, nullable=True)),
     units=opt(number(lo=0, nullable=True)),
-    variants=seq(obj(file=text(), format=text(choices=FORMATS), precision=text(choices=PRECISIONS),
+    variants=seq(obj(file=text(), format=text(choices=VARIANT_FORMATS), precision=text(choices=PRECISIONS),
                      accuracy=opt(number(lo=0, hi=1, nullable=True))),
                  nonempty=True, doc="the model files"),
     files=mapping(obj(sha256=text(pattern="[0-9a-f]{64}"), size=integer(lo=0)), doc="every file with its hash"),
@@ -177,7 +175,7 @@ def check_manifest(m, where="manifest.json"):
     the first problem; return it. The one manifest check of the toolchain and of run.py."""
     if not isinstance(m, dict):
         raise EdgepruneError("{}: not a JSON object".format(where))
-    if m.get("kind") != KIND:
+    if m.get("kind") != BUNDLE_KIND:
         raise EdgepruneError("{}: not an edgeprune bundle manifest (kind {!r})".format(where, m.get("kind")))
     v = m.get("schema_version")
     if v != SCHEMA_VERSION or isinstance(v, bool):

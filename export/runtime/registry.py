@@ -8,7 +8,7 @@ life cycle: opened by the call, then ``warmup(x)``, ``infer(x)`` (or
 
 ONNX Runtime and TensorRT live in this package (they run on the board);
 the host side registers the PyTorch backend (``profiling.backend_torch``)
-with ``register``, so the board never imports it.
+with ``add_backend``, so the board never imports it.
 """
 
 import importlib
@@ -19,8 +19,8 @@ _BUILTIN = {"onnxruntime": ".backend_onnxruntime", "tensorrt": ".backend_tensorr
 _EXTRA = {}
 
 
-def register(name, module_name):
-    """Add a backend module (absolute import name) under ``name``."""
+def add_backend(name, module_name):
+    """Add a backend module (absolute import name) under ``name`` (no check: the host's torch backend)."""
     _EXTRA[name] = module_name
 
 
@@ -32,7 +32,7 @@ def register_backend(name, module_name):
     """
     if name in _BUILTIN:
         raise EdgepruneError("{!r} is a built-in backend; choose another name".format(name))
-    register(name, module_name)
+    add_backend(name, module_name)
 
 
 def names():

@@ -41,6 +41,7 @@ Torch-free and Python-3.6-compatible (the device side uses it too).
 """
 
 import errno
+import hashlib
 import os
 import stat
 
@@ -173,6 +174,16 @@ def open_input(path, what="file", kind="doc", mode="rb", encoding=None, errors=N
         os.close(fd)
         raise
     return fh
+
+
+def file_sha256(path, what="file"):
+    """sha256 of a regular file, streamed (bundles, engines, checkpoints, datasets, profiles: the host and the
+    board use this one). A FIFO, a device or a folder is refused (:func:`open_input`): it would never end."""
+    h = hashlib.sha256()
+    with open_input(path, what, None) as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def read_bytes(path, what="file", kind="doc"):

@@ -1,10 +1,10 @@
 """SigMF recordings (``.sigmf-meta`` + ``.sigmf-data``) windowed into frames, numpy only (Python 3.6+).
 
-The board-side twin of the built-in parser in ``edgeprune.data.sigmf_io``
-(the host side may use the ``sigmf`` package instead; both give the same
-frames, and a test compares this reader's predictions with ``edgeprune
-predict`` on the same capture). Samples are read through a memmap, a chunk
-of frames at a time, so a capture larger than memory streams.
+The one SigMF reader: a bundle's run.py reads captures with it, and the host's ``edgeprune.data.sigmf_io``
+(datasets, ``edgeprune predict``) opens recordings and cuts frames with the same functions. The metadata is
+parsed by the built-in parser (``backend="builtin"``, what a board with only numpy uses) or, on request or when
+installed (``auto``), by the ``sigmf`` package; both give the same frames. Samples are read through a memmap, a
+chunk of frames at a time, so a capture larger than memory streams.
 
 Datatypes: ``[c|r](f32|f64|i32|i16|i8|u32|u16|u8)[_le|_be]``; integers are
 scaled to [-1, 1), unsigned ones are offset binary; real samples get Q = 0.
@@ -15,11 +15,16 @@ import re
 
 import numpy as np
 
-from .errors import EdgepruneError
+from .errors import EdgepruneError, MissingDependency
+from .safeio import check_input, read_bytes
+from .schema import anything, integer, number, obj, opt, parse_json, seq, text, validate
 
 _DTYPE = re.compile(r"^(c|r)(f32|f64|i32|i16|i8|u32|u16|u8)(_le|_be)?$")
 _SCALE = {"i8": 2.0 ** 7, "i16": 2.0 ** 15, "i32": 2.0 ** 31, "u8": 2.0 ** 7, "u16": 2.0 ** 15, "u32": 2.0 ** 31}
 SUFFIXES = (".sigmf-meta", ".sigmf-data", ".sigmf")
+SIGMF_BACKENDS = ("auto", "sigmf", "builtin")
+_COUNT = 1 << 62  # sample positions and byte counts: non-negative integers below 2^62
+_MALFORMED = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
 
 
 def is_sigmf(path):
@@ -40,7 +45,7 @@ def parse_datatype(datatype):
     return kind == "c", dt, _SCALE.get(base, 1.0)
 
 
-def paths(path):
+def recording_paths(path):
     p = str(path)
     for sfx in SUFFIXES:
         if p.endswith(sfx):
@@ -49,27 +54,38 @@ def paths(path):
     return p + ".sigmf-meta", p + ".sigmf-data"
 
 
-class Recording(object):
-    """Where a recording's samples are and how to read them."""
+def meta_schema():
+    """What edgeprune reads of a recording's metadata, with its types (checked before anything is used)."""
+    count = opt(integer(lo=0, hi=_COUNT, nullable=True))
+    annotation = obj({"core:sample_start": opt(integer(lo=0, hi=_COUNT)), "core:sample_count": count,
+                      "core:label": opt(anything()), "edgeprune:snr": opt(number(lo=-1e6, hi=1e6))})
+    return obj({"global": obj({"core:datatype": opt(text()), "core:num_channels": count,
+                               "core:trailing_bytes": count,
+                               "core:sample_rate": opt(number(lo=0, hi=1e15, nullable=True))}),
+                "captures": opt(seq(obj({"core:header_bytes": count, "core:sample_start": count}), nullable=True)),
+                "annotations": opt(seq(annotation, nullable=True))})
 
-    def __init__(self, path):
-        self.meta_path, self.data_path = paths(path)
-        if not os.path.exists(self.meta_path):
-            raise EdgepruneError("SigMF metadata {} does not exist".format(self.meta_path))
-        if not os.path.exists(self.data_path):
-            raise EdgepruneError("SigMF data file {} does not exist".format(self.data_path))
-        meta = _read_meta(self.meta_path)
+
+class Recording(object):
+    """A SigMF recording: where its samples are and how to read them (``meta``: its parsed metadata)."""
+
+    def __init__(self, meta_path, data_path, meta):
+        self.meta_path, self.data_path = meta_path, data_path
         try:
             self._parse(meta)
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        except _MALFORMED as exc:
             raise EdgepruneError("{}: malformed SigMF metadata ({}: {})".format(
-                self.meta_path, type(exc).__name__, (str(exc).splitlines() or [""])[0]))
+                meta_path, type(exc).__name__, (str(exc).splitlines() or [""])[0]))
 
     def _parse(self, meta):
         g = meta["global"]
+        if not isinstance(g, dict):
+            raise EdgepruneError("{} is not SigMF metadata: 'global' is not an object".format(self.meta_path))
+        validate(meta, meta_schema(), str(self.meta_path))
         datatype = g.get("core:datatype")
         if not datatype or not isinstance(datatype, str):
             raise EdgepruneError("{} has no core:datatype".format(self.meta_path))
+        self.datatype = str(datatype)
         self.complex, self.dtype, self.scale = parse_datatype(datatype)
         if int(g.get("core:num_channels", 1) or 1) != 1:
             raise EdgepruneError("{}: multi-channel recordings are not supported (core:num_channels > 1)".format(
@@ -83,21 +99,52 @@ class Recording(object):
             raise EdgepruneError("{}: core:header_bytes and core:trailing_bytes must not be negative".format(
                 self.meta_path))
         item = self.dtype.itemsize * (2 if self.complex else 1)
-        usable = os.path.getsize(self.data_path) - self.offset_bytes - trailing
+        usable = os.path.getsize(str(self.data_path)) - self.offset_bytes - trailing
         if usable < 0:
             raise EdgepruneError("{} is shorter than its declared header".format(self.data_path))
         if usable % item:
             raise EdgepruneError("{} holds {} bytes of samples, not a whole number of {}-byte {} samples "
                                  "(truncated or the wrong datatype?)".format(self.data_path, usable, item, datatype))
-        self.n_samples = usable // item
+        self.n_samples = int(usable // item)
+        self.annotations = [a for a in (meta.get("annotations") or []) if isinstance(a, dict)]
+        sr = g.get("core:sample_rate")
+        self.sample_rate = float(sr) if sr else None
+        self.global_info = dict(g)
 
-    def read(self, start, count):
-        """Samples [start, start + count) as complex64."""
+    def memmap(self):
+        """(n_samples, 2) complex or (n_samples,) real memmap over the data file."""
         if self.n_samples == 0:
             raise EdgepruneError("{} holds no samples".format(self.data_path))
         shape = (self.n_samples, 2) if self.complex else (self.n_samples,)
-        mm = np.memmap(self.data_path, dtype=self.dtype, mode="r", offset=self.offset_bytes, shape=shape)
-        return to_complex64(np.asarray(mm[start:start + count]), self.complex, self.dtype, self.scale)
+        return np.memmap(str(self.data_path), dtype=self.dtype, mode="r", offset=self.offset_bytes, shape=shape)
+
+    def read(self, start, count):
+        """Samples [start, start + count) as complex64."""
+        return to_complex64(np.asarray(self.memmap()[start:start + count]), self.complex, self.dtype, self.scale)
+
+
+def open_recording(path, backend="auto"):
+    """Parse a recording's metadata (``path``: the .sigmf-meta, the .sigmf-data or their base name) with the
+    built-in parser or the ``sigmf`` package (``backend``: auto, sigmf or builtin)."""
+    if backend not in SIGMF_BACKENDS:
+        raise EdgepruneError("unknown SigMF backend {!r} (choose from {})".format(backend, ", ".join(SIGMF_BACKENDS)))
+    meta_path, data_path = recording_paths(path)
+    check_input(meta_path, "SigMF metadata", "doc")
+    check_input(data_path, "SigMF data file", "dataset")  # a FIFO or a device would read as 0 samples
+    if backend == "auto":
+        try:
+            import sigmf.sigmffile  # noqa: F401
+
+            backend = "sigmf"
+        except ImportError:
+            backend = "builtin"
+    # the builtin parse first: it gives clear errors for empty / non-JSON files, and our checks run before the
+    # sigmf package parses it
+    meta = _read_meta(meta_path)
+    validate(meta, meta_schema(), str(meta_path))
+    if backend == "sigmf":
+        meta = _package_meta(meta_path)
+    return Recording(meta_path, data_path, meta)
 
 
 def to_complex64(block, is_complex, dtype, scale):
@@ -116,42 +163,60 @@ def to_complex64(block, is_complex, dtype, scale):
 
 
 def _read_meta(meta_path):
-    from .safeio import read_bytes
-
     try:
         text = read_bytes(meta_path, "SigMF metadata", "doc").decode("utf-8")
     except UnicodeDecodeError:
         raise EdgepruneError("{} is not a SigMF metadata file (not UTF-8 JSON)".format(meta_path))
     if not text.strip():
         raise EdgepruneError("{} is empty".format(meta_path))
-    from .schema import parse_json
-
     meta = parse_json(text, "SigMF metadata {}".format(meta_path))
     if not isinstance(meta, dict) or not isinstance(meta.get("global"), dict):
         raise EdgepruneError("{} is not SigMF metadata: it has no 'global' object".format(meta_path))
     return meta
 
 
-def frame_chunks(path, length, hop=None, batch=1024):
-    """(first frame index, (n, 2, length) float32 frames) chunks, frames every ``hop`` samples, unnormalised.
+def _package_meta(meta_path):
+    """The metadata as the ``sigmf`` package reads it (global, captures, annotations)."""
+    try:
+        import sigmf.sigmffile as sigmffile
+    except ImportError:
+        raise MissingDependency("sigmf", "reading SigMF with the sigmf package", "pip install sigmf")
+    import warnings
+
+    try:
+        # the package warns (version, missing fields ...) on stderr; edgeprune validates what it uses itself
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec = sigmffile.fromfile(str(meta_path), skip_checksum=True)
+    except Exception as exc:  # noqa: BLE001 - the sigmf package raises many types; one line for the user
+        raise EdgepruneError("{} is not a valid SigMF recording: {}: {}".format(
+            meta_path, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""))
+    return {"global": rec.get_global_info(), "captures": rec.get_captures(), "annotations": rec.get_annotations()}
+
+
+def frame_chunks(path, length, hop=None, batch=1024, start=0, count=None, backend="builtin"):
+    """(first frame index, (n, 2, length) float32 frames) chunks, frames every ``hop`` samples (default
+    ``length``: no overlap) from sample ``start`` over ``count`` samples (default: to the end), unnormalised; at
+    most ``batch`` frames per chunk. ``path``: a recording's path or an opened :class:`Recording`.
 
     A partial last frame is dropped.
     """
-    rec = Recording(path)
+    rec = path if isinstance(path, Recording) else open_recording(path, backend)
     length = int(length)
     hop = int(hop or length)
     if length < 8:
         raise EdgepruneError("frame length must be at least 8, got {}".format(length))
     if hop < 1:
         raise EdgepruneError("hop must be at least 1, got {}".format(hop))
-    n_frames = 0 if rec.n_samples < length else (rec.n_samples - length) // hop + 1
-    return _chunks(rec, n_frames, length, hop, max(1, int(batch)))
+    end = rec.n_samples if count is None else min(rec.n_samples, start + int(count))
+    n_frames = 0 if end - start < length else (end - start - length) // hop + 1
+    return _chunks(rec, start, n_frames, length, hop, max(1, int(batch)))
 
 
-def _chunks(rec, n_frames, length, hop, batch):
+def _chunks(rec, start, n_frames, length, hop, batch):
     for f0 in range(0, n_frames, batch):
         nf = min(batch, n_frames - f0)
-        z = rec.read(f0 * hop, (nf - 1) * hop + length)
+        z = rec.read(start + f0 * hop, (nf - 1) * hop + length)
         idx = (np.arange(nf) * hop)[:, None] + np.arange(length)[None, :]
         w = z[idx]
         out = np.empty((nf, 2, length), np.float32)

@@ -31,7 +31,7 @@ from .compat import perf_counter_ns
 from .errors import EdgepruneError
 from .stats import latency_stats
 
-FORMATS = {
+SAMPLE_FORMATS = {
     "cf32": (np.dtype("<f4"), 1.0, 0.0),
     "ci16": (np.dtype("<i2"), 32768.0, 0.0),
     "cu8": (np.dtype("u1"), 128.0, 128.0),
@@ -44,9 +44,9 @@ def sample_bytes(fmt):
 
 
 def check_format(fmt):
-    if fmt not in FORMATS:
-        raise EdgepruneError("unknown sample format {!r}; choose one of {}".format(fmt, ", ".join(sorted(FORMATS))))
-    return FORMATS[fmt]
+    if fmt not in SAMPLE_FORMATS:
+        raise EdgepruneError("unknown sample format {!r}; choose one of {}".format(fmt, ", ".join(sorted(SAMPLE_FORMATS))))
+    return SAMPLE_FORMATS[fmt]
 
 
 def decode(raw, fmt):

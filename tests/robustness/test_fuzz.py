@@ -312,7 +312,7 @@ def test_fuzz_bundle_archive(scratch, shared):
 
 def test_fuzz_manifest(scratch, shared):
     """Random and mutated manifests, validated alone and used to open a real bundle folder."""
-    from export.manifest import validate_manifest
+    from export.runtime.manifest import check_manifest
     from export.predictor import Predictor
 
     doc = json.loads((shared["bundle"] / "manifest.json").read_text())
@@ -323,7 +323,7 @@ def test_fuzz_manifest(scratch, shared):
     @FUZZ
     @given(st.one_of(json_values, mutated_doc(doc)))
     def run(m):
-        clean("manifest validate", validate_manifest, m)
+        clean("manifest validate", check_manifest, m)
         (folder / "manifest.json").write_text(json.dumps(m))
 
         def use():

@@ -384,7 +384,7 @@ def test_json_guard_depth_and_size_limits(monkeypatch):
     """The one guard: 64 levels pass, 65 do not (the limit raised: they do); a document over the size limit and
     a value of the wrong declared type are one line naming the document and the field."""
     from edgeprune.errors import EdgepruneError
-    from edgeprune.schema import integer, obj, parse_json
+    from export.runtime.schema import integer, obj, parse_json
 
     assert parse_json(json.dumps(_nested(64)), "doc") == _nested(64)
     with pytest.raises(EdgepruneError, match="doc is nested more than 64 levels"):
@@ -475,7 +475,7 @@ def test_shared_bundle_made_by_make_bundle_is_readable_by_others(shared):
 
 
 def test_report_read_study_file_never_follows_links(tmp_path):
-    from edgeprune.study.report import read_study_file
+    from edgeprune.study.report_html import read_study_file
 
     (tmp_path / "a.png").write_bytes(b"png")
     (tmp_path / "out.txt").write_text(SECRET)

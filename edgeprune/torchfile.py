@@ -1,25 +1,23 @@
-"""Bounded, regular-file-only input for the host side: it lives in :mod:`export.runtime.safeio`.
+"""Reading torch files (checkpoints, state_dicts) safely: host side only (imports torch when called).
 
-It is part of the device runtime because a bundle's run.py (Python 3.6, no edgeprune installed) opens its
-inputs the same way; every reader of the toolchain uses the same functions and limits. :func:`load_torch_file`
-(torch files: checkpoints, state_dicts) is host-only.
+The bounded, regular-file-only checks are the device core's (:mod:`export.runtime.safeio`).
 """
 
-from export.runtime.safeio import *  # noqa: F401,F403
-from export.runtime.safeio import check_input, check_zip
+from __future__ import annotations
 
 
 def load_torch_file(path, what: str, hint: str):
     """``torch.load(path, weights_only=True)`` of a bounded regular file (the ``checkpoint`` size limit; a zip's
     declared member sizes checked before torch reads them). Tensors and plain data only: pickled objects are
     refused with ``hint`` (what to save instead); a truncated or corrupt file is one error naming ``what``.
-    Host side only (imports torch).
     """
     import pickle
     import zipfile
     from pathlib import Path
 
     import torch
+
+    from export.runtime.safeio import check_input, check_zip
 
     from .errors import EdgepruneError
 
