@@ -1,22 +1,29 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .install.stamp
+FULL_STAMP := .install-full.stamp
 
-.PHONY: install demo test fuzz bench clean
+.PHONY: install install-full demo test fuzz bench clean
 
-# Install edgeprune (editable) with the test tools; torch is pinned by constraints.txt. setup.py compiles the
+# Install edgeprune (editable) with its full toolchain; torch is pinned by constraints.txt. setup.py compiles the
 # optional HisarMod CSV parser (edgeprune/data/_hisarparse.c) in place where gcc and the Python headers exist;
 # a change to it reinstalls.
-$(STAMP): pyproject.toml constraints.txt setup.py edgeprune/data/_hisarparse.c
+$(FULL_STAMP): pyproject.toml constraints.txt setup.py edgeprune/data/_hisarparse.c
 	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[full]"
+	@touch $(FULL_STAMP)
+
+# ... plus the test tools and what the tests use for real (Ray, polygraphy, sigmf, pytest-xdist).
+$(STAMP): $(FULL_STAMP)
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
+install-full: $(FULL_STAMP)
 install: $(STAMP)
 
-# The main job: the built-in quickstart study on synthetic data.
-demo: $(STAMP)
-	edgeprune demo --out demo-study
+# The main job: the built-in quickstart study on synthetic data (needs only the full toolchain).
+demo: $(FULL_STAMP)
+	$(PYTHON) -m edgeprune demo --out demo-study
 
 # The test suite, in as many worker processes as this machine has cores (pytest-xdist; one test file per worker
 # at a time, so a file's shared fixtures are built once). EDGEPRUNE_TEST_WORKERS=0 runs it in this process.
@@ -33,4 +40,4 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/run_all.py
 
 clean:
-	rm -rf $(STAMP) demo-study .pytest_cache build *.egg-info edgeprune/data/_hisarparse*.so
+	rm -rf $(STAMP) $(FULL_STAMP) demo-study .pytest_cache build *.egg-info edgeprune/data/_hisarparse*.so
