@@ -16,6 +16,7 @@ import pytest
 
 from export_fixtures import edgeprune_cmd, shared_bundle
 from ssh_fixtures import start_sshd, stop_sshd
+from study_configs import tiny_study
 
 
 @pytest.fixture(scope="module")
@@ -124,36 +125,9 @@ def test_remote_bad_input_names_host_and_what_is_missing(sshd, bundle, tmp_path)
         assert "Traceback" not in r.stderr
 
 
-STUDY = """
-[study]
-name = "board"
-[data]
-synth = "rml2016.10a"
-per_key = 6
-snrs = [10, 18]
-length = 64
-[model]
-name = "resnet20-1d"
-[train]
-epochs = 1
-[prune]
-methods = ["layer"]
-targets = [0.6]
-[finetune]
-epochs = 1
-[export]
-precisions = ["fp32"]
-[profile]
-backends = ["onnxruntime"]
-batch = [1]
-iters = 5
-warmup = 1
-target = "x86-cpu"
-remote = "testboard"
-ssh_config = "{cfg}"
-remote_python = "{py}"
-remote_dir = "{rdir}"
-"""
+STUDY = tiny_study(study={"name": "board"}, profile={"iters": 5, "min_time_ms": None, "rounds": None, "target": "x86-cpu",
+                                                    "remote": "testboard", "ssh_config": "{cfg}",
+                                                    "remote_python": "{py}", "remote_dir": "{rdir}"})
 
 
 def test_study_measures_on_the_board_and_merges_results(sshd, bundle, tmp_path):

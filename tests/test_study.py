@@ -9,34 +9,9 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.study.config import normalise
 from edgeprune.study.report import headline, pareto_front
 from edgeprune.study.config import split_method
+from study_configs import tiny_study
 
-TINY = """
-[study]
-name = "tiny"
-[data]
-synth = "rml2016.10a"
-per_key = 6
-snrs = [10, 18]
-length = 64
-[model]
-name = "resnet20-1d"
-[train]
-epochs = 1
-[prune]
-methods = ["layer", "layer+kd", "channel-l1"]
-targets = [0.6]
-[finetune]
-epochs = 1
-[export]
-precisions = ["fp32"]
-[profile]
-backends = ["onnxruntime"]
-batch = [1]
-iters = 5
-warmup = 1
-min_time_ms = 5
-rounds = 2
-"""
+TINY = tiny_study(prune={"methods": ["layer", "layer+kd", "channel-l1"]}, profile={"iters": 5, "min_time_ms": 5, "rounds": 2})
 
 
 def test_config_validation():

@@ -8,38 +8,13 @@ import json
 import pytest
 
 from edgeprune.cli.main import main
+from study_configs import tiny_study
 
 # the outcomes below come from trained or analysed networks: .ci/run runs them again on ATen's plain kernels
 pytestmark = pytest.mark.numerics
 
-CFG = """
-[study]
-name = "coarse"
-seeds = [0, 1]
-[data]
-synth = "rml2016.10a"
-per_key = 4
-snrs = [18]
-length = 64
-[model]
-name = "resnet20-1d"
-[train]
-epochs = 1
-[prune]
-methods = ["random", "channel-l1"]
-targets = [0.5]
-[finetune]
-epochs = 1
-[export]
-precisions = ["fp32"]
-[profile]
-backends = ["onnxruntime"]
-batch = [1]
-iters = 2
-warmup = 1
-min_time_ms = 1
-rounds = 1
-"""
+CFG = tiny_study(study={"name": "coarse", "seeds": [0, 1]}, data={"per_key": 4, "snrs": [18]},
+                 prune={"methods": ["random", "channel-l1"], "targets": [0.5]})
 
 
 def _nearest_below(target):

@@ -8,35 +8,10 @@ import json
 import pytest
 
 from edgeprune.cli.main import build_parser, main
+from study_configs import tiny_study
 
-TINY = """
-[study]
-name = "threads"
-threads = 0
-[data]
-synth = "rml2016.10a"
-per_key = 4
-snrs = [18]
-length = 32
-[model]
-name = "resnet20-1d"
-[train]
-epochs = 1
-[prune]
-methods = ["channel-l1"]
-targets = [0.6]
-[finetune]
-epochs = 1
-[export]
-precisions = ["fp32"]
-[profile]
-backends = ["onnxruntime"]
-batch = [1]
-iters = 2
-warmup = 1
-min_time_ms = 1
-rounds = 1
-"""
+TINY = tiny_study(study={"name": "threads", "threads": 0}, data={"per_key": 4, "snrs": [18], "length": 32},
+                  prune={"methods": ["channel-l1"]})
 
 
 def test_every_computing_command_takes_threads():
