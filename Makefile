@@ -7,15 +7,17 @@ FULL_STAMP := .install-full.stamp
 
 # Install edgeprune (editable) with its full toolchain; torch is pinned by constraints.txt. setup.py compiles the
 # optional HisarMod CSV parser (edgeprune/data/_hisarparse.c) in place where gcc and the Python headers exist;
-# a change to it reinstalls.
+# a change to it reinstalls. --no-compile: pip would byte-compile every installed module (torch's thousands) up
+# front, which was more than half of the install's time (benchmarks/bench_demo.py); Python compiles what is
+# imported on first import instead.
+PIP_INSTALL := $(PIP) install -q --no-compile -c constraints.txt
 $(FULL_STAMP): pyproject.toml constraints.txt setup.py edgeprune/data/_hisarparse.c
-	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[full]"
+	$(PIP_INSTALL) torch==2.13.0 -e ".[full]"
 	@touch $(FULL_STAMP)
 
 # ... plus the test tools and what the tests use for real (Ray, polygraphy, sigmf, pytest-xdist).
 $(STAMP): $(FULL_STAMP)
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP_INSTALL) -e ".[dev]"
 	@touch $(STAMP)
 
 install-full: $(FULL_STAMP)
