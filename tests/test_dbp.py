@@ -48,3 +48,21 @@ def test_dbp_needs_data_and_target():
         get_method("dbp")(ck, None, target_macs=0.5, seed=0)
     with pytest.raises(EdgepruneError, match=r"\(0, 1\]"):
         get_method("dbp")(ck, object(), target_macs=1.5, seed=0)
+
+
+def test_dbp_gain_threshold_without_a_target(toy_dataset):
+    """Without --target-macs, gain_threshold removes the removable units whose probe gain is below it: a gain is
+    an accuracy difference (in [-1, 1]), so 1.5 removes every removable unit and -1.5 none (one error line)."""
+    from edgeprune.checkpoint import checkpoint_as_recipe
+    from edgeprune.pruning.modular import traced_candidates
+    from edgeprune.pruning.registry import get_method
+
+    spec = make_spec("resnet20-1d", 64, 4)
+    torch.manual_seed(0)
+    ck = Checkpoint(spec, build_model(spec).state_dict(), make_meta(spec, toy_dataset.classes))
+    res = get_method("dbp")(ck, toy_dataset, seed=0, probe_steps=20, gain_threshold=1.5)
+    removable = {u.name for u in traced_candidates(checkpoint_as_recipe(ck))}
+    assert removable and set(res.lineage["removed_units"]) == removable
+    assert res.lineage["target_macs"] is None and res.lineage["options"]["gain_threshold"] == 1.5
+    with pytest.raises(EdgepruneError, match="nothing to prune"):
+        get_method("dbp")(ck, toy_dataset, seed=0, probe_steps=20, gain_threshold=-1.5)

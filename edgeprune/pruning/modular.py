@@ -847,18 +847,18 @@ def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
                probe_train: int = 2048, probe_val: int = 1024, probe_steps: int = 150, feature: str = "pool",
                bins: int = 8, gain_threshold=None, **options) -> PruneResult:
-    """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``,
-    as for zoo models), the units with the smallest accuracy gain over the entry before go first."""
+    """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``),
+    the units with the smallest accuracy gain over the entry before go first, to ``target_macs``; without a target,
+    every removable unit whose gain is below ``gain_threshold`` goes (the paper's thresholding form)."""
     from ..data.split import resolve_split
     from .dbp import featurize, probe_accuracy
 
     _no_options(options, "dbp")
-    if gain_threshold is not None:
-        raise EdgepruneError("dbp's gain_threshold (no MACs target) is not offered (it was on the removed spec "
-                             "path); give --target-macs")
+    if target_macs is None and gain_threshold is None:
+        raise EdgepruneError("dbp needs --target-macs F (or --opt gain_threshold=T)")
     steps = probe_steps
     transition = transition or "keep"
-    fraction = check_target(target_macs)
+    fraction = check_target(target_macs) if target_macs is not None else None
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     if data is None:
         raise EdgepruneError("DBP needs data (--data) for its linear probes")
@@ -887,11 +887,18 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
         gains[u.name] = acc - prev
         prev = acc
     order = sorted(cands, key=lambda u: (gains[u.name], -u.position))
-    match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
-    return _result(ckpt, model, match.setting, match, "dbp", seed, transition,
+    if fraction is None:
+        match, removed = None, [u for u in order if gains[u.name] < float(gain_threshold)]
+        if not removed:
+            raise EdgepruneError(f"no removable unit's probe gain is below gain_threshold {gain_threshold}: "
+                                 f"nothing to prune")
+    else:
+        match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
+        removed = match.setting
+    return _result(ckpt, model, removed, match, "dbp", seed, transition,
                    {"options": {"tolerance": tol, "transition": transition, "feature": feature, "bins": bins,
-                                "probe_train": probe_train,
-                                "probe_val": probe_val, "probe_steps": steps}, "gains": gains},
+                                "probe_train": probe_train, "probe_val": probe_val, "probe_steps": steps,
+                                "gain_threshold": gain_threshold}, "gains": gains},
                    info={"notes": notes})
 
 
