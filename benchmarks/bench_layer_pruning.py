@@ -70,7 +70,8 @@ def analysis_with_target(ckpt, ds, target, seed, batches, batch_size):
 
 def run_model(name, ds, args, work):
     from edgeprune.checkpoint import load_checkpoint, make_meta, save_checkpoint
-    from edgeprune.pruning.reassembly import reassemble
+    from edgeprune.models.modular import network_stats
+    from edgeprune.pruning.registry import get_method
     from edgeprune.training.finetune import finetune
 
     base_path = work / f"{name}.pt"
@@ -85,15 +86,17 @@ def run_model(name, ds, args, work):
     rec["plan"] = {"segments_arg": segs, "k": plan["segments"]["k"], "bounds": plan["segments"]["bounds"],
                    "counts": plan["keep"]["counts"], "kept_units": plan["kept_units"],
                    "timings": plan["timings"], "same_seed_same_plan": bool(same)}
-    spec, state, rep = reassemble(base.spec, base.state_dict, plan["kept_units"], seed=args.seed)
+    res = get_method("layer")(base, ds, plan=plan, seed=args.seed)   # the plan's kept units, on the traced network
+    spec, state = res.spec, res.state_dict
+    before, after = network_stats(base.spec), network_stats(spec)
     pruned = work / f"{name}-pruned.pt"
     meta = make_meta(spec, base.classes, normalization=base.meta.get("normalization", "none"),
                      dataset=base.meta.get("dataset"))
-    meta["lineage"] = [{"op": "prune", "method": "layer", "kept_units": rep["kept_units"]}]
+    meta["lineage"] = [res.lineage]
     save_checkpoint(pruned, spec, state, meta)
-    rec["pruned"] = {"name": spec["name"], "macs_before": rep["macs_before"], "macs_after": rep["macs_after"],
-                     "macs_reduction": 1 - rep["macs_after"] / rep["macs_before"],
-                     "params_reduction": 1 - rep["params_after"] / rep["params_before"]}
+    rec["pruned"] = {"name": spec["name"], "macs_before": before["macs"], "macs_after": after["macs"],
+                     "macs_reduction": 1 - after["macs"] / before["macs"],
+                     "params_reduction": 1 - after["params"] / before["params"]}
     for tag, teacher in (("finetune", None), ("finetune_distill", base_path)):
         t0 = time.perf_counter()
         r = finetune(pruned, ds, args.ft_epochs, work / f"{name}-{tag}.pt", distill_from=teacher, seed=args.seed)

@@ -38,9 +38,9 @@ from export.runtime.safeio import file_sha256  # noqa: E402,F401  (re-exported: 
 
 
 def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1", **extra) -> dict[str, Any]:
-    from .models.macs import model_stats
+    from .models.modular import network_stats
 
-    stats = model_stats(spec)
+    stats = network_stats(spec)
     layout = spec.get("layout") or "NCL"   # a module recipe of a network taking (N, 1, 2, L) or (N, L, 2) says so
     meta = {
         "classes": list(classes),
@@ -133,7 +133,7 @@ class Checkpoint:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     import torch
 
-    from .models.spec import validate_spec
+    from .models.modular import validate_model
 
     path = Path(path)
     if not path.exists():
@@ -155,7 +155,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state = obj["state_dict"]
     except (KeyError, TypeError) as exc:
         raise EdgepruneError(f"checkpoint {path} is damaged: {exc}") from exc
-    validate_spec(spec)
+    validate_model(spec)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EdgepruneError(f"checkpoint {path} is damaged: state_dict is not a dict of tensors")
     if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
@@ -172,7 +172,7 @@ def checkpoint_bytes_sha256(data: bytes) -> str:
 
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """What ``edgeprune inspect`` shows."""
-    from .models.spec import unit_indices
+    from .models.modular import network_stats
 
     layers = ckpt.spec.get("layers", [])
     return {
@@ -186,7 +186,7 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "classes": ckpt.classes,
         "params": ckpt.meta.get("params"),
         "macs": ckpt.meta.get("macs"),
-        "units": ckpt.meta.get("units", len(unit_indices(ckpt.spec))),
+        "units": ckpt.meta.get("units", network_stats(ckpt.spec)["units"]),
         "weight_layers": ckpt.meta.get("weight_layers"),
         "layers": [{k: v for k, v in l.items()} for l in layers],
         "source": ckpt.spec.get("source"),

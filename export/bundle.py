@@ -234,14 +234,11 @@ def publish(stage: Path, out: Path) -> None:
 def _layer_counts(ck) -> tuple[int | None, int | None]:
     """Weight layers (conv + linear) and prunable units of a checkpoint, as the profiler counts them."""
     try:
-        from edgeprune.models.spec import unit_indices
+        from edgeprune.models.modular import network_stats
 
+        st = network_stats(ck.spec)
         layers = ck.meta.get("weight_layers")
-        if layers is None:
-            from edgeprune.models.macs import model_stats
-
-            layers = model_stats(ck.spec)["weight_layers"]
-        return int(layers), len(unit_indices(ck.spec))
+        return int(st["weight_layers"] if layers is None else layers), int(st["units"])
     except Exception:  # noqa: BLE001 - a user model without a zoo spec: the profiler counts from the ONNX graph
         return None, None
 

@@ -172,7 +172,7 @@ def _apply_onnx_info(src: ModelSource, info: dict) -> None:
 def _from_checkpoint(path: Path) -> ModelSource:
     require("torch", "profiling a checkpoint (.pt; without torch, profile its ONNX file or bundle)")
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.models.spec import unit_indices
+    from edgeprune.models.modular import network_stats
 
     ck = load_checkpoint(path)
     meta = ck.meta
@@ -180,11 +180,9 @@ def _from_checkpoint(path: Path) -> ModelSource:
     if meta.get("macs") is not None and meta.get("params") is not None and meta.get("weight_layers") is not None:
         src.macs, src.params, src.layers = int(meta["macs"]), int(meta["params"]), int(meta["weight_layers"])
     else:
-        from edgeprune.models.macs import model_stats
-
-        st = model_stats(ck.spec)
+        st = network_stats(ck.spec)
         src.macs, src.params, src.layers = st["macs"], st["params"], st["weight_layers"]
-    src.units = len(unit_indices(ck.spec))
+    src.units = network_stats(ck.spec)["units"]
     src.macs_source = "checkpoint"
     src.frame_shape = (2, int(ck.spec["input"][-1]))
     return src

@@ -22,13 +22,6 @@ IN_FLIGHT = "Not split yet: a candidate for named steps like pruning.plan.analyz
 LONG = {
     "edgeprune/models/trace.py:discover_module_units":
         "the forward hooks are closures over one shared call record; a split means a small tracer class. " + IN_FLIGHT,
-    "edgeprune/pruning/layer.py:_layer_prune":
-        "option checks, the plan (given or analysed), the budget choice and reassembly. " + IN_FLIGHT,
-    "edgeprune/pruning/reassembly.py:plan_layers":
-        "checks the kept units, forces the ones a stage needs, then walks the shapes re-initialising what no "
-        "longer fits. " + IN_FLIGHT,
-    "edgeprune/pruning/budget.py:counts_for_macs_matched":
-        "three search stages in sequence (its docstring names them; a third of it is that docstring). " + IN_FLIGHT,
     "edgeprune/study/verdict.py:compute_verdict":
         "one pass per pruning target, each building its sentences from the latency table. " + IN_FLIGHT,
     "edgeprune/study/config.py:normalise":

@@ -95,13 +95,7 @@ def test_the_scan_finds_a_planted_cycle():
 # the spec pruning path (zoo specs beside traced modules), which issue 27 deletes: spec <-> modular (recipes
 # validated as specs and back), and the method modules that dispatch to their traced twins and back through
 # plan/registry. When one shrinks or goes, shrink or remove its entry here (the test says so).
-KNOWN_CYCLES = (
-    {"edgeprune.models.macs", "edgeprune.models.modular", "edgeprune.models.net", "edgeprune.models.spec",
-     "edgeprune.models.surgery", "edgeprune.models.trace"},
-    {"edgeprune.pruning.channel", "edgeprune.pruning.channel_traced", "edgeprune.pruning.dbp",
-     "edgeprune.pruning.modular", "edgeprune.pruning.plan", "edgeprune.pruning.reference",
-     "edgeprune.pruning.registry"},
-)
+KNOWN_CYCLES: tuple = ()   # none left (the spec pruning path and its circles are gone); keep it empty
 
 
 def modules() -> dict[str, Path]:

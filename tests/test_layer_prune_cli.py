@@ -88,38 +88,3 @@ def test_prune_budgets_and_errors(setup, capsys):
     err(["prune", "--model", str(d / "base.pt"), "--out", str(d / "x.pt")], "needs --data")
 
 
-def test_low_target_resegments_into_fewer_blocks(tmp_path, toy_dataset):
-    """A MACs target below what one unit per Fisher block allows is met with fewer blocks (recorded)."""
-    from edgeprune.pruning.plan import analyze, as_array, blocks_of
-    from edgeprune.analysis.segmentation import column_sums, segment
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.errors import EdgepruneError
-    from edgeprune.pruning.layer import layer_prune
-    from edgeprune.pruning.reassembly import spec_macs
-
-    import torch
-
-    from edgeprune.checkpoint import make_meta, save_checkpoint
-    from edgeprune.models import build_model, make_spec
-
-    torch.manual_seed(0)
-    spec = make_spec("resnet56-1d", 64, 4)
-    save_checkpoint(tmp_path / "r56.pt", spec, build_model(spec).state_dict(), make_meta(spec, toy_dataset.classes))
-    ck = load_checkpoint(tmp_path / "r56.pt")
-    plan = analyze(ck, toy_dataset, segments=5, batches=1, batch_size=32, seed=0, traced=False)  # spec-path re-segmentation
-    base = ck.meta["macs"]
-    scores = {int(k): v for k, v in plan["importance"]["scores"].items()}
-    seq = column_sums(as_array(plan["similarity"]["matrix"]))
-
-    def floor(bounds):  # MACs with the lowest-scored unit of every block, as a fraction
-        return spec_macs(ck.spec, [min(b, key=lambda u: (scores[u], u)) for b in blocks_of(plan, bounds) if b]) / base
-
-    floor_k = floor(plan["segments"]["bounds"])
-    lowest = min(floor(segment(seq, k).bounds) for k in (1, 2))
-    assert lowest < floor_k
-    target = lowest + 1e-4
-    res = layer_prune(ck, toy_dataset, plan=plan, target_macs=target, seed=0)
-    assert res.lineage["resegmented"]["to"] < res.lineage["resegmented"]["from"] == 5
-    assert abs(res.lineage["macs_after"] / base - target) <= 0.02 * target
-    with pytest.raises(EdgepruneError, match="unreachable"):
-        layer_prune(ck, toy_dataset, plan=plan, target_macs=lowest * 0.5, seed=0)

@@ -23,18 +23,18 @@ CHANNEL = ("channel-l1", "channel-l2", "channel-fpgm", "channel-bn")
 
 
 def _implementations(name):
-    """(spec-path function, traced-network function) that take ``name``'s options as keywords."""
-    from edgeprune.pruning import channel, channel_traced, dbp, layer, modular, random_units
+    """The function (one per method: the traced-network implementation) that takes ``name``'s options as
+    keywords."""
+    from edgeprune.pruning import channel_traced, layer, modular
 
-    spec = {"layer": layer._layer_prune, "dbp": dbp.dbp, "random": random_units.random_units}
-    traced = {"layer": modular.layer_method, "dbp": modular.dbp_method, "random": modular.random_method}
+    traced = {"layer": layer.layer_method, "dbp": modular.dbp_method, "random": modular.random_method}
     if name in CHANNEL:
-        return channel.channel_method, channel_traced.traced_channel_method
-    return spec[name], traced[name]
+        return (channel_traced.traced_channel_method,)
+    return (traced[name],)
 
 
 @pytest.mark.parametrize("name", ["layer", "dbp", "random", *CHANNEL])
-def test_both_implementations_take_the_declared_options(name):
+def test_the_implementation_takes_the_declared_options(name):
     """Ground truth: the implementations' own keyword parameters and defaults (inspect.signature)."""
     declared = {f.name: C.option_default(f) for f in dataclasses.fields(C.entry(name).options)}
     for fn in _implementations(name):
@@ -67,7 +67,7 @@ def test_listing_methods_imports_no_method_module():
     assert r.returncode == 0 and "channel-bn" in r.stdout
     imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line}
     assert not imported & {"edgeprune.pruning.layer", "edgeprune.pruning.dbp", "edgeprune.pruning.channel",
-                           "edgeprune.pruning.random_units", "edgeprune.pruning.modular", "torch"}
+                           "edgeprune.pruning.channel_traced", "edgeprune.pruning.modular", "torch"}
 
 
 def test_docs_method_table_is_the_generated_one():
@@ -95,7 +95,8 @@ def test_check_options_messages():
         C.check_options("layer", {"similarity": "l2"})
     with pytest.raises(EdgepruneError, match="sparsity is not an option of method channel-l1"):
         C.check_options("channel-l1", {"sparsity": 1e-3})
-    assert C.check_options("layer", {"segments": 3, "keep": [1, 2], "traced": True})["segments"] == 3
+    with pytest.raises(EdgepruneError, match="the option 'traced' is gone"):   # the spec path was removed
+        C.check_options("layer", {"segments": 3, "keep": [1, 2], "traced": True})
 
 
 def _cli(*args):

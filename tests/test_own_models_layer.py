@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -233,9 +234,12 @@ def test_cli_prune_keep_units_and_importance_on_user_code(trained, tmp_path):
     rc = main(["prune", "--model", str(trained["ckpt"]), "--data", str(trained["data"]), "--keep-units", "3",
                "--segments", "2", "--importance", "block-influence", "--out", str(out), "--code", str(trained["code"]), "-q"])
     assert rc == 0 and out.exists()
-    rc = main(["analyze", "--model", str(trained["ckpt"]), "--data", str(trained["data"]),
-               "--importance", "snip", "--out", str(tmp_path / "p.json"), "--code", str(trained["code"]), "-q"])
-    assert rc != 0
+    # the reference's transplant proxies score traced units too (they were the spec path's only)
+    rc = main(["analyze", "--model", str(trained["ckpt"]), "--data", str(trained["data"]), "--no-plots",
+               "--importance", "snip", "--out", str(tmp_path / "a"), "--code", str(trained["code"]), "-q"])
+    plan = json.loads((tmp_path / "a" / "plan.json").read_text())
+    assert rc == 0 and plan["kind"] == "module" and plan["importance"]["criterion"] == "snip"
+    assert plan["importance"]["rule"] == "lowest value kept" and plan["importance"]["scores"]
 
 
 def test_study_on_user_code_analyses_once_and_prunes_with_the_plan(trained, tmp_path):
@@ -270,8 +274,7 @@ def test_channel_pruning_leaves_a_zero_padding_residual_stream_alone(toy_checkpo
     from edgeprune.models.macs import count_macs
     from edgeprune.pruning.prune_file import prune_checkpoint
 
-    prune_checkpoint(toy_checkpoint, tmp_path / "c.pt", method="channel-l1", data=toy_npz, target_macs=0.5,
-                     traced=True)
+    prune_checkpoint(toy_checkpoint, tmp_path / "c.pt", method="channel-l1", data=toy_npz, target_macs=0.5)
     ck = load_checkpoint(tmp_path / "c.pt")
     lin = ck.meta["lineage"][-1]
     blocks = [i for i, l in enumerate(load_checkpoint(toy_checkpoint).spec["layers"]) if l["type"] == "basic_block"]
@@ -281,29 +284,42 @@ def test_channel_pruning_leaves_a_zero_padding_residual_stream_alone(toy_checkpo
     assert abs(count_macs(ck.build(), (2, 64)) / base - 0.5) <= 0.02 * 0.5
 
 
-def test_zoo_models_take_the_traced_path_unless_a_spec_only_option_asks(toy_checkpoint, toy_npz, tmp_path):
-    """One code path: a zoo checkpoint is pruned by the traced-module implementation (its pruned checkpoint is a
-    recipe that records the zoo spec) unless an option only the spec path has is given; traced=true with such an
-    option is one error."""
+def test_zoo_models_have_one_path_and_the_former_spec_only_options_run_on_traced_units(toy_checkpoint, toy_npz,
+                                                                                         tmp_path):
+    """One code path: a zoo checkpoint is pruned as a module recipe that records the zoo spec, with every option
+    the spec path had (the exhaustive search, a transplant proxy, replace transitions); `traced` and a plan of the
+    removed spec path are refused in one line each."""
+    from edgeprune.atomic import write_json
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.pruning.plan import analyze, save_plan
+    from edgeprune.pruning.plan import analyze
     from edgeprune.pruning.prune_file import prune_checkpoint
 
     prune_checkpoint(toy_checkpoint, tmp_path / "t.pt", method="random", target_macs=0.7)
     assert load_checkpoint(tmp_path / "t.pt").spec["kind"] == "module"
     assert "spec" in load_checkpoint(tmp_path / "t.pt").spec["source"]
-    prune_checkpoint(toy_checkpoint, tmp_path / "s.pt", method="random", target_macs=0.7, traced=False)
-    assert load_checkpoint(tmp_path / "s.pt").spec.get("kind") != "module"
-    # a spec-path plan (exhaustive search) routes the layer method to the spec path; a default plan to the traced one
-    spec_plan = analyze(toy_checkpoint, toy_npz, batches=1, batch_size=32, search="exhaustive")
-    traced_plan = analyze(toy_checkpoint, toy_npz, batches=1, batch_size=32)
-    assert spec_plan.get("kind") != "module" and traced_plan["kind"] == "module"
-    save_plan(tmp_path / "sp.json", spec_plan)
-    prune_checkpoint(toy_checkpoint, tmp_path / "sl.pt", method="layer", plan=tmp_path / "sp.json", keep_units=4)
-    assert load_checkpoint(tmp_path / "sl.pt").spec.get("kind") != "module"
-    with pytest.raises(EdgepruneError, match="traced=true does not take --search exhaustive"):
-        prune_checkpoint(toy_checkpoint, tmp_path / "x.pt", method="layer", data=toy_npz, target_macs=0.7,
-                         search="exhaustive", traced=True)
+    with pytest.raises(EdgepruneError, match="the option 'traced' is gone"):
+        prune_checkpoint(toy_checkpoint, tmp_path / "s.pt", method="random", target_macs=0.7, traced=False)
+    plan = analyze(toy_checkpoint, toy_npz, batches=1, batch_size=32, search="exhaustive",
+                   importance="synflow-transplant")
+    assert plan["kind"] == "module" and plan["keep"]["search"] == "exhaustive"
+    assert len(plan["keep"]["exhaustive_scores"]) == len(plan["blocks"])
+    for blk in plan["blocks"]:   # one unit per block: the combination search is the per-unit ranking
+        if blk["candidates"]:
+            scores = {int(k): v for k, v in plan["importance"]["scores"].items()}
+            assert blk["kept"] == [min(blk["candidates"], key=lambda u: (scores[u], u))]
+    prune_checkpoint(toy_checkpoint, tmp_path / "r.pt", method="layer", data=toy_npz, transition="replace",
+                     batches=1, batch_size=32)
+    ck = load_checkpoint(tmp_path / "r.pt")
+    lin = ck.meta["lineage"][-1]
+    transitions = [f"layers.{i}" for i, l in enumerate(ck.spec["source"]["spec"]["layers"])
+                   if l["type"] == "basic_block" and l["stride"] != 1]
+    assert lin["transition"] == "replace" and transitions
+    assert set(transitions) <= set(lin["reinit"])      # not chosen (never candidates): re-initialised in place
+    old = dict(plan)
+    del old["kind"]
+    write_json(tmp_path / "old.json", old)
+    with pytest.raises(EdgepruneError, match="spec path, which is gone; make a new one with 'edgeprune analyze'"):
+        prune_checkpoint(toy_checkpoint, tmp_path / "x.pt", method="layer", plan=tmp_path / "old.json")
     assert not (tmp_path / "x.pt").exists()
 
 

@@ -18,20 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 METHOD = '''
 """A pruning method of my own: remove the deepest removable units first, to the MACs budget."""
-from edgeprune.analysis.units import removable_units
-from edgeprune.pruning.macs_target import DEFAULT_TOLERANCE, check_target, match_depth
-from edgeprune.pruning.registry import PruneResult, register_method
+from edgeprune.pruning.modular import prune_in_order, traced_candidates
+from edgeprune.pruning.registry import register_method
 
 
 @register_method("deepest-first", "deepest removable units first, to the same MACs budget")
 def deepest_first(ckpt, data=None, *, target_macs=None, seed=0, transition=None, **options):
-    order = sorted((u.layer for u in removable_units(ckpt.spec)), reverse=True)
-    spec, state, report, match = match_depth(ckpt.spec, ckpt.state_dict, order, check_target(target_macs),
-                                             DEFAULT_TOLERANCE, transition or "keep", seed, what="deepest units")
-    lineage = {"method": "deepest-first", "options": {}, "seed": int(seed), "target_macs": target_macs,
-               "macs_before": int(report["macs_before"]), "macs_after": int(report["macs_after"]),
-               "removed_units": list(match.setting), "kept_units": report.get("kept_units")}
-    return PruneResult(spec, state, lineage, {})
+    order = sorted(traced_candidates(ckpt), key=lambda u: -u.position)
+    return prune_in_order(ckpt, order, target_macs, method="deepest-first", seed=seed, what="deepest units")
 '''
 
 CRITERION = '''
@@ -48,10 +42,10 @@ METHOD_WITH_OPTIONS = '''
 """A pruning method with declared options: deepest removable units first, sparing the `spare` deepest ones."""
 from dataclasses import dataclass
 
-from edgeprune.analysis.units import removable_units
 from edgeprune.pruning.catalogue import option
-from edgeprune.pruning.macs_target import DEFAULT_TOLERANCE, check_target, match_depth
-from edgeprune.pruning.registry import PruneResult, register_method
+from edgeprune.pruning.macs_target import DEFAULT_TOLERANCE
+from edgeprune.pruning.modular import prune_in_order, traced_candidates
+from edgeprune.pruning.registry import register_method
 
 
 @dataclass(frozen=True)
@@ -62,14 +56,9 @@ class SpareOptions:
 
 @register_method("deepest-but", "deepest units first, sparing the deepest few", options=SpareOptions)
 def deepest_but(ckpt, data=None, *, target_macs=None, seed=0, spare=0, tolerance=DEFAULT_TOLERANCE):
-    order = sorted((u.layer for u in removable_units(ckpt.spec)), reverse=True)[spare:]
-    spec, state, report, match = match_depth(ckpt.spec, ckpt.state_dict, order, check_target(target_macs),
-                                             tolerance, "keep", seed, what="deepest units")
-    lineage = {"method": "deepest-but", "options": {"spare": spare, "tolerance": tolerance}, "seed": int(seed),
-               "target_macs": target_macs, "macs_before": int(report["macs_before"]),
-               "macs_after": int(report["macs_after"]), "removed_units": list(match.setting),
-               "kept_units": report.get("kept_units")}
-    return PruneResult(spec, state, lineage, {})
+    order = sorted(traced_candidates(ckpt), key=lambda u: -u.position)[spare:]
+    return prune_in_order(ckpt, order, target_macs, method="deepest-but", seed=seed, tolerance=tolerance,
+                          options={"spare": spare}, what="deepest units")
 '''
 
 CRITERION_CLASS = '''
@@ -181,17 +170,15 @@ def test_plugin_pruning_method_through_cli(tmp_path, toy_checkpoint):
     lineage = pruned.meta["lineage"][-1]
     assert doc["method"] == lineage["method"] == "deepest-first"
     # an independent MAC count of the written network: the budget is met within 2%
-    net = build_model(pruned.spec)
-    net.load_state_dict(pruned.state_dict)
+    net = pruned.build()
     ratio = count_macs(net) / count_macs(build_model(base.spec))
     assert abs(ratio - 0.7) <= 0.02 * 0.7
     assert net.eval()(torch.randn(2, 2, 64)).shape == (2, 4)
     # the plugin's rule, not another method's: units went deepest first, starting with the deepest removable one
     removable = [u.layer for u in removable_units(base.spec)]
-    removed = lineage["removed_units"]
+    removed = [int(n.split(".")[1]) for n in lineage["removed_units"]]
     assert removed == sorted(removed, reverse=True) and removed[0] == max(removable)
-    kept = [layer["origin"] for layer in pruned.spec["layers"]]
-    assert not set(removed) & set(kept) and len(kept) == len(base.spec["layers"]) - len(removed)
+    assert sorted(pruned.spec["edits"]["removed"]) == sorted(lineage["removed_units"])
 
 
 def test_plugin_importance_criterion_through_cli(tmp_path, toy_checkpoint, toy_npz):
@@ -246,7 +233,7 @@ def test_plugin_method_with_options_through_cli(tmp_path, toy_checkpoint):
               *extra], [plugin])
         lineage = load_checkpoint(out).meta["lineage"][-1]
         assert lineage["options"]["spare"] == spare
-        removed[spare] = lineage["removed_units"]
+        removed[spare] = [int(n.split(".")[1]) for n in lineage["removed_units"]]
     assert removed[0][0] == deepest[0]                                   # the default: the deepest goes first
     assert deepest[0] not in removed[1] and removed[1][0] == deepest[1]  # spare=1: it stays, the next goes first
     base = ["prune", "--method", "deepest-but", "--model", toy_checkpoint, "--target-macs", "0.8",

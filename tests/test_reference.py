@@ -77,23 +77,36 @@ def test_recovery_heuristic_equals_the_reference_loops_and_differs_from_the_opti
 
 
 # ---------------------------------------------------------------- transitions (utils1/get_params.py)
-def test_replace_builds_as_many_blocks_as_chosen_units_like_the_reference():
-    """Chosen (1,)(17,)(20,)(27,) in ResNet56: the reference builds 1 + 1 + 2 = 4 blocks, the first of
-    stages 2 and 3 random transitions; edgeprune's 'reinit' adds them on top (6)."""
-    from edgeprune.models import make_spec
-    from edgeprune.pruning.reassembly import plan_layers
+def _replace_blocks(chosen, transition="replace"):
+    """The residual blocks (origin, re-initialised, stride) of resnet56-ref after keeping the ``chosen`` layers,
+    as the traced network is reassembled."""
+    from edgeprune.checkpoint import Checkpoint, checkpoint_as_recipe
+    from edgeprune.models import build_model, make_spec
+    from edgeprune.pruning.modular import ENTRY_ROLES, _trace, candidates, replace_rule
 
     spec = make_spec("resnet56-ref", 32, 11)
+    ck = checkpoint_as_recipe(Checkpoint(spec, build_model(spec).state_dict(), {"classes": list(range(11))}))
+    model = ck.build()
+    entries = [u for u in _trace(model, ck).units if u.role in ENTRY_ROLES]
+    cands = candidates(_trace(model, ck), transition)
+    kept = {f"layers.{i}" for i in chosen}
+    removed, reinit = [u for u in cands if u.name not in kept], []
+    if transition == "replace":
+        removed, reinit, _ = replace_rule(entries, cands, kept)
+    gone, fresh = {u.name for u in removed}, {u.name for u in reinit}
+    return [(int(u.name.split(".")[1]), u.name in fresh, spec["layers"][int(u.name.split(".")[1])]["stride"])
+            for u in entries if u.role != "stem" and u.name not in gone]
+
+
+def test_replace_builds_as_many_blocks_as_chosen_units_like_the_reference():
+    """Chosen (1,)(17,)(20,)(27,) in ResNet56: the reference builds 1 + 1 + 2 = 4 blocks, the first of
+    stages 2 and 3 random transitions; edgeprune's default (trained transitions) adds them on top (6)."""
     chosen = [1, 17, 20, 27]
-    new, sources, rep = plan_layers(spec, chosen, "replace")
-    blocks = [(l["origin"], l.get("reinit", False), l["stride"]) for l in new["layers"] if l["type"] == "basic_block"]
+    blocks = _replace_blocks(chosen)
     assert blocks == [(1, False, 1), (10, True, 2), (19, True, 2), (27, False, 1)]
-    new6, _, _ = plan_layers(spec, chosen, "reinit")
-    assert sum(l["type"] == "basic_block" for l in new6["layers"]) == 6
+    assert len(_replace_blocks(chosen, "keep")) == 6
     # a chosen transition stays trained and replaces nothing
-    new2, _, _ = plan_layers(spec, [1, 10, 17, 27], "replace")
-    assert [(l["origin"], l.get("reinit", False)) for l in new2["layers"] if l["type"] == "basic_block"] == \
-        [(1, False), (10, False), (17, False), (19, True)]
+    assert [b[:2] for b in _replace_blocks([1, 10, 17, 27])] == [(1, False), (10, False), (17, False), (19, True)]
 
 
 # ---------------------------------------------------------------- the 2-D ResNet shortcut (model_signal/resnet.py)
@@ -304,7 +317,9 @@ def test_prune_reference_end_to_end(ref_setup, ref_pruned, tmp_path):
 
     d, ds, ck = ref_setup
     out = load_checkpoint(ref_pruned)
-    blocks = [l for l in out.spec["layers"] if l["type"] == "basic_block"]
+    removed = set(out.spec["edits"]["removed"])   # the pruned network: the zoo network less the removed layers
+    blocks = [l for i, l in enumerate(out.spec["source"]["spec"]["layers"])
+              if l["type"] == "basic_block" and f"layers.{i}" not in removed]
     lin = out.meta["lineage"][-1]
     chosen = [u for b in lin["plan"]["reference"]["chosen"] for u in b if u != 0]   # the stem always stays
     stages_hit = {(u - 1) // 9 for u in chosen}

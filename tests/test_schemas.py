@@ -211,9 +211,9 @@ def test_every_required_manifest_field_missing_or_mistyped_is_refused(tmp_path, 
 
 # ----------------------------------------------------------------------------- plans
 
-@pytest.fixture(scope="module", params=[None, False], ids=["traced", "spec"])
-def plan_and_ckpt(tmp_path_factory, request):
-    """A plan of the default (traced-module) path and one of the zoo spec's own path."""
+@pytest.fixture(scope="module")
+def plan_and_ckpt(tmp_path_factory):
+    """A plan of a zoo model (made on its traced units, as every plan)."""
     from edgeprune.pruning.plan import analyze
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.readers import load_dataset
@@ -221,13 +221,13 @@ def plan_and_ckpt(tmp_path_factory, request):
 
     ckpt_path, data = shared_trained(tmp_path_factory)
     ck = load_checkpoint(ckpt_path)
-    plan = analyze(ck, load_dataset(data), batches=1, batch_size=32, seed=0, traced=request.param)
+    plan = analyze(ck, load_dataset(data), batches=1, batch_size=32, seed=0)
     return json.loads(json.dumps(plan)), ck
 
 
 @pytest.mark.numerics
 def test_plan_declaration_covers_what_pruning_and_plots_use(tmp_path, plan_and_ckpt):
-    from edgeprune.pruning.plan import PLAN_SCHEMA, load_plan, plan_summary
+    from edgeprune.pruning.plan_file import PLAN_SCHEMA, load_plan, plan_summary
     from edgeprune.analysis.plots import plot_importance, plot_similarity
     from edgeprune.atomic import write_json
     from edgeprune.pruning.registry import get_method
@@ -250,7 +250,7 @@ def test_plan_declaration_covers_what_pruning_and_plots_use(tmp_path, plan_and_c
 
 @pytest.mark.numerics
 def test_every_required_plan_field_missing_or_mistyped_is_refused(tmp_path, plan_and_ckpt):
-    from edgeprune.pruning.plan import PLAN_SCHEMA, load_plan
+    from edgeprune.pruning.plan_file import PLAN_SCHEMA, load_plan
     from edgeprune.atomic import write_json
 
     plan, _ = plan_and_ckpt
@@ -274,7 +274,7 @@ def test_every_required_plan_field_missing_or_mistyped_is_refused(tmp_path, plan
 
 @pytest.mark.numerics
 def test_plan_cross_references_are_checked(tmp_path, plan_and_ckpt):
-    from edgeprune.pruning.plan import validate_plan
+    from edgeprune.pruning.plan_file import validate_plan
 
     plan, _ = plan_and_ckpt
     n = len(plan["units"])

@@ -19,17 +19,16 @@ CFG = tiny_study(study={"name": "coarse", "seeds": [0, 1]}, data={"per_key": 4, 
 
 def _nearest_below(target):
     """The largest MACs fraction at or below ``target`` over every set of resnet20-1d's removable units, from the
-    spec reassembly (independent of the traced search)."""
+    spec's analytic per-layer MACs (independent of the traced search)."""
     from edgeprune.analysis.units import discover_units
     from edgeprune.models import make_spec
-    from edgeprune.models.macs import model_stats
-    from edgeprune.pruning.reassembly import spec_macs
+    from edgeprune.models.spec import layer_costs
 
     spec = make_spec("resnet20-1d", 64, 11)
     units = [u.layer for u in discover_units(spec) if u.removable]
-    base = model_stats(spec)["macs"]
-    allu = [i for i, l in enumerate(spec["layers"]) if l.get("role") == "unit"]
-    fr = [spec_macs(spec, [i for i in allu if i not in sub]) / base
+    costs = [c["macs"] for c in layer_costs(spec)]
+    base = sum(costs)
+    fr = [(base - sum(costs[i] for i in sub)) / base
           for k in range(len(units) + 1) for sub in itertools.combinations(units, k)]
     assert not any(abs(f - target) <= 0.02 * target for f in fr)        # the fixture: 0.5 is out of reach
     return max(f for f in fr if f <= target)

@@ -62,7 +62,7 @@ class Criterion:
     Class attributes: ``name``; ``measures`` (one line for plans and listings); ``higher_kept`` (whether
     the units with the highest values are kept); ``needs_frames`` / ``needs_labels`` (whether
     :meth:`values` needs validation frames ``x`` / labels ``y``); ``transplant`` (the reference's
-    transplant proxies, scored on zoo spec models by :class:`TransplantScorer` instead of :meth:`values`).
+    transplant proxies, scored by :class:`TransplantScorer` on a random copy instead of :meth:`values`).
     """
 
     name: str = ""
@@ -288,36 +288,38 @@ def criterion_values(criterion: str, model, units: dict, *, order=None, x=None, 
 
 
 class TransplantScorer:
-    """Scores networks made of a random copy plus the trained weights of chosen units."""
+    """Scores networks made of a random copy plus the trained weights of chosen units.
 
-    def __init__(self, spec: dict[str, Any], state_dict: dict, proxy: str = "synflow", seed: int = 0,
+    ``build``: a function returning the unpruned network with fresh random weights (for a module recipe,
+    :func:`edgeprune.models.modular.base_model`); ``units``: ``{unit key: [module name, ...]}``, the modules
+    whose trained weights a unit carries (a traced unit's members); ``input_shape``: one frame's shape.
+    """
+
+    def __init__(self, build, state_dict: dict, proxy: str, units: dict, input_shape, *, seed: int = 0,
                  data_x: np.ndarray | None = None, data_y: np.ndarray | None = None, parts: str | None = None,
                  torch_default_init: bool = False, frames: int = 2):
         """``frames``: the all-ones batch of ``synflow-transplant`` (the reference's: 128).
         ``parts``: transplant only the parameters whose names start with it (the reference's VGG
-        transplants only ``conv.``, the convolution's weight and bias); default the whole layer.
+        transplants only ``conv.``, the convolution's weight and bias); default the whole module.
         ``torch_default_init``: the random copy gets PyTorch's default initialisation (``reset_parameters``
-        of every module, as the reference's networks) instead of edgeprune's Kaiming-normal one."""
+        of every module, as the reference's networks) instead of the network's own one."""
         import torch
-
-        from ..models.net import EdgeNet
 
         if proxy == "synflow":
             proxy = "synflow-transplant"
         self.proxy = check_proxy(proxy)
         if proxy != "synflow-transplant" and (data_x is None or data_y is None or len(data_x) == 0):
             raise EdgepruneError(f"the {proxy} proxy needs a data batch")
-        self.spec = spec
         dtype = torch.float64 if proxy == "synflow-transplant" else torch.float32
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            model = EdgeNet(spec)
+            model = build()
             if torch_default_init:
                 for m in model.modules():
                     if hasattr(m, "reset_parameters"):
                         m.reset_parameters()
         model = model.to(dtype).train()  # the reference scores in train mode (batch statistics)
-        trained = EdgeNet(spec)
+        trained = build()
         trained.load_state_dict(state_dict, strict=True)
         trained = trained.to(dtype)
         if proxy == "synflow-transplant":
@@ -326,22 +328,22 @@ class TransplantScorer:
                     for p in m.parameters():
                         p.abs_()
         self.model = model
-        self.trained = trained.eval()
-        self.random_layers = {i: {k: v.clone() for k, v in model.layers[i].state_dict().items()}
-                              for i in range(len(model.layers))}
-        self.trained_layers = {i: {k: v.clone() for k, v in trained.layers[i].state_dict().items()
-                                   if parts is None or k.startswith(parts)}
-                               for i in range(len(trained.layers))}
+        self.units = {k: list(v) for k, v in units.items()}
+        names = sorted({n for v in self.units.values() for n in v})
+        self.modules = {n: _module(model, n) for n in names}
+        self.random_parts = {n: {k: v.clone() for k, v in self.modules[n].state_dict().items()} for n in names}
+        self.trained_parts = {n: {k: v.clone() for k, v in _module(trained, n).state_dict().items()
+                                  if parts is None or k.startswith(parts)} for n in names}
         if proxy == "synflow-transplant":
-            self.x = torch.ones((int(frames),) + tuple(spec["input"]), dtype=dtype)
+            self.x = torch.ones((int(frames),) + tuple(input_shape), dtype=dtype)
             self.y = None
         else:
             self.x = torch.from_numpy(np.ascontiguousarray(data_x)).to(dtype)
             self.y = torch.from_numpy(np.asarray(data_y, dtype=np.int64))
         self.calls = 0
 
-    def score(self, layers, restore: bool = True) -> float:
-        """The proxy of the random copy with the trained weights of ``layers``.
+    def score(self, keys, restore: bool = True) -> float:
+        """The proxy of the random copy with the trained weights of the units ``keys``.
 
         ``restore=False`` leaves the transplanted weights in the copy, as the
         reference's search does (what one combination loads carries over to the
@@ -349,11 +351,11 @@ class TransplantScorer:
         import torch
         import torch.nn.functional as F
 
-        layers = list(layers)
+        names = [n for k in keys for n in self.units[k]]
         model = self.model
         try:
-            for i in layers:
-                model.layers[i].load_state_dict(self.trained_layers[i], strict=False)
+            for n in names:
+                self.modules[n].load_state_dict(self.trained_parts[n], strict=False)
             model.zero_grad(set_to_none=True)
             out = model(self.x)
             if self.proxy == "synflow-transplant":
@@ -367,8 +369,8 @@ class TransplantScorer:
                     total = _saliency(model)
         finally:
             with torch.no_grad():
-                for i in (layers if restore else []):
-                    model.layers[i].load_state_dict(self.random_layers[i])
+                for n in (names if restore else []):
+                    self.modules[n].load_state_dict(self.random_parts[n])
             model.zero_grad(set_to_none=True)
         self.calls += 1
         if not math.isfinite(total):
@@ -376,15 +378,23 @@ class TransplantScorer:
         return total
 
 
+def _module(model, name: str):
+    """The submodule ``name`` (dotted) of ``model``."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError as exc:
+        raise EdgepruneError(f"the network has no module {name!r}") from exc
+
+
 def _saliency(model) -> float:
     return sum(float((p.detach() * p.grad).abs().sum()) for p in model.parameters() if p.grad is not None)
 
 
-def unit_scores(scorer: TransplantScorer, layers) -> dict[int, float]:
+def unit_scores(scorer: TransplantScorer, keys) -> dict:
     """Each unit scored on its own: the proxy of the random copy with that unit's trained weights
     (one forward/backward each; train-mode BatchNorm couples the frames of a batch, so transplants
     cannot share one batch)."""
-    return {int(i): scorer.score([int(i)]) for i in layers}
+    return {k: scorer.score([k]) for k in keys}
 
 
 def select_per_unit(blocks: list[list[int]], counts: list[int], scores: dict[int, float]) -> list[list[int]]:
@@ -398,7 +408,8 @@ def select_per_unit(blocks: list[list[int]], counts: list[int], scores: dict[int
 
 def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
                       max_combinations: int = MAX_COMBINATIONS, carry: bool = False) -> tuple[list[list[int]], list[float]]:
-    """Every combination of ``count`` units per block; the one with the lowest key is kept.
+    """Every combination of ``count`` units per block (each block's units shallow to deep); the one with the
+    lowest key is kept.
 
     ``scorer``: a :class:`TransplantScorer` (key = its proxy, the reference's
     search; ``carry=True`` leaves each combination's trained weights in the
@@ -417,7 +428,7 @@ def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
             best_scores.append(float("nan"))
             continue
         best = None
-        for combo in itertools.combinations(sorted(cand), r):
+        for combo in itertools.combinations(cand, r):   # the block's order (shallow to deep)
             if hasattr(scorer, "combo_key"):
                 s = scorer.combo_key(combo, cand)
             else:

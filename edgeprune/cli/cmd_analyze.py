@@ -52,8 +52,9 @@ def register(sub, common):
     add_analysis_options(p)
     add_budget_options(p, "choose the kept units for this fraction of the baseline MACs, within 2%% (e.g. 0.15)")
     p.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,
-                   help="stage transitions: keep the trained block (default), add a re-initialised one (reinit), "
-                        "or replace the stage's first kept unit by a re-initialised one (replace, the reference's)")
+                   help="stage transitions: keep the trained block (default), let shape-changing units go too and "
+                        "re-initialise what follows (reinit), or keep the stage's transition re-initialised in place "
+                        "of its first kept unit (replace, the reference's)")
     p.add_argument("--no-plots", action="store_true", help="write plan.json only")
     add_runtime(p)
     add_seed(p)
@@ -65,7 +66,8 @@ def register(sub, common):
 def run_analyze(args):
     from pathlib import Path
 
-    from ..pruning.plan import analyze, plan_summary, save_plan
+    from ..pruning.plan import analyze
+    from ..pruning.plan_file import plan_summary, save_plan
     from ..errors import EdgepruneError
 
     out = Path(args.out)

@@ -27,8 +27,9 @@ def register(sub, common):
     first = len(p._actions)   # the flags from here to `--opt` are method options (edgeprune.pruning.catalogue)
     p.add_argument("--plan", default=None, help="plan.json from 'edgeprune analyze' (layer method)")
     p.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,
-                   help="stage transitions: keep the trained block (default), add a re-initialised one (reinit), "
-                        "or replace the stage's first kept unit by a re-initialised one (replace, the reference's)")
+                   help="stage transitions: keep the trained block (default), let shape-changing units go too and "
+                        "re-initialise what follows (reinit), or keep the stage's transition re-initialised in place "
+                        "of its first kept unit (replace, the reference's)")
     add_analysis_options(p)
     option_flags = [a.dest for a in p._actions[first:]] + ["keep", "keep_units"]
     # not given = None: a method gets only the options the user gave, its own defaults apply otherwise

@@ -203,7 +203,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] | None = None, per
 
 
 def model_stats(spec: dict[str, Any]) -> dict[str, int]:
-    """Params, MACs, prunable units and weight layers of a spec.
+    """Params, MACs, prunable units and weight layers of a zoo spec (of a module recipe too:
+    :func:`edgeprune.models.modular.network_stats`).
 
     Computed analytically from the spec (see ``spec.layer_costs``); the
     tests check it against :func:`count_macs` and :func:`count_params` on

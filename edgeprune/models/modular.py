@@ -40,6 +40,25 @@ def is_module_recipe(spec) -> bool:
     return isinstance(spec, dict) and spec.get("kind") == "module"
 
 
+def validate_model(spec: Any) -> dict[str, Any]:
+    """Check a checkpoint's network description, a module recipe or a zoo spec; return it."""
+    if is_module_recipe(spec):
+        return validate_recipe(spec)
+    from .spec import validate_spec
+
+    return validate_spec(spec)
+
+
+def network_stats(spec: dict[str, Any]) -> dict[str, int]:
+    """Params, MACs, prunable units and weight layers of a module recipe (its own figures, counted when it was
+    made) or a zoo spec (analytic)."""
+    if is_module_recipe(spec):
+        return recipe_stats(spec)
+    from .spec import spec_stats
+
+    return spec_stats(spec)
+
+
 def make_recipe(source: dict[str, Any], name: str, family: str, length: int, num_classes: int,
                 channels: int = 2) -> dict[str, Any]:
     return {"schema": RECIPE_VERSION, "kind": "module", "name": str(name), "family": str(family), "dim": 1,

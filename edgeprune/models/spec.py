@@ -118,11 +118,8 @@ def infer_shapes(spec: dict[str, Any]) -> list[tuple[int, ...]]:
 
 
 def validate_spec(spec: Any) -> dict[str, Any]:
-    """Check a spec's structure and consistency; return it. Raises EdgepruneError."""
-    if isinstance(spec, dict) and spec.get("kind") == "module":
-        from .modular import validate_recipe
-
-        return validate_recipe(spec)
+    """Check a spec's structure and consistency; return it. Raises EdgepruneError. (A spec or a module recipe:
+    :func:`edgeprune.models.modular.validate_model`.)"""
     try:
         return _validate_spec(spec)
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
@@ -211,11 +208,7 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
 
 
 def unit_indices(spec: dict[str, Any]) -> list[int]:
-    """Indices (into spec['layers']) of the prunable units, in order (for a module recipe: 0..units-1)."""
-    if spec.get("kind") == "module":
-        from .modular import recipe_stats
-
-        return list(range(recipe_stats(spec)["units"]))
+    """Indices (into spec['layers']) of the prunable units, in order."""
     return [i for i, l in enumerate(spec["layers"]) if l.get("role") == "unit"]
 
 
@@ -270,14 +263,8 @@ def _numel(shape) -> int:
 
 
 def spec_stats(spec: dict[str, Any]) -> dict[str, int]:
-    """Params, MACs, prunable units and weight layers of a spec, without building it.
-
-    A module recipe (a plain ``nn.Module`` network) carries its own figures, counted when it was made.
-    """
-    if spec.get("kind") == "module":
-        from .modular import recipe_stats
-
-        return recipe_stats(spec)
+    """Params, MACs, prunable units and weight layers of a spec, without building it (a spec or a module recipe:
+    :func:`edgeprune.models.modular.network_stats`)."""
     costs = layer_costs(spec)
     return {
         "params": sum(c["params"] for c in costs),

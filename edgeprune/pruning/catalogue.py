@@ -13,9 +13,9 @@ Each method declares its options as a dataclass whose fields carry a default and
   (:func:`study_options`);
 - docs/method.md's method table is generated (:func:`markdown_table`, ``edgeprune methods --markdown``).
 
-Both implementations of a built-in method (the spec path in ``layer.py``, ``dbp.py``, ``random_units.py``,
-``channel.py`` and the traced-network path in ``modular.py``) take these option names
-(``tests/test_method_options.py`` compares their signatures with the dataclasses). The defaults here are the
+The implementation of a built-in method (``layer.py``: the layer method; ``modular.py``: dbp and random;
+``channel_traced.py``: the channel methods) takes these option names
+(``tests/test_method_options.py`` compares its signature with the dataclass). The defaults here are the
 ones the implementations apply when an option is not given; only given options are passed on.
 
 A plugin declares its own dataclass with ``register_method(name, help, options=MyOptions)``; without one its
@@ -125,8 +125,9 @@ class SlimmingOptions(ChannelOptions):
     sparsity_epochs: int = option(3, "epochs of sparsity training before pruning")
 
 
-# options every method takes: they choose the implementation (edgeprune.pruning.registry dispatch)
-DISPATCH_OPTIONS = {"traced": (bool, "prune a zoo spec model through the traced-network implementation")}
+# the option that chose between the zoo's spec path and the traced network; refused since the spec path is gone
+GONE_TRACED = ("the option 'traced' is gone: every network, the zoo's included, is pruned on its traced units "
+               "(the zoo's spec path was removed); leave it out")
 
 
 @dataclass(frozen=True)
@@ -143,17 +144,17 @@ _BUILTIN = [
     MethodEntry("layer", "the paper's layer pruning: similarity + Fisher segmentation + importance, then reassembly",
                 "edgeprune.pruning.layer", LayerOptions),
     MethodEntry("dbp", "DBP (Wang et al.): remove the units whose linear-probe accuracy gains least; matched MACs",
-                "edgeprune.pruning.dbp", DbpOptions),
+                "edgeprune.pruning.modular", DbpOptions),
     MethodEntry("random", "random removable units (seeded) to the same MACs budget",
-                "edgeprune.pruning.random_units", RandomOptions),
+                "edgeprune.pruning.modular", RandomOptions),
     MethodEntry("channel-l1", "L1-norm filter pruning (Li et al.) via Torch-Pruning, matched MACs",
-                "edgeprune.pruning.channel", ChannelOptions),
+                "edgeprune.pruning.channel_traced", ChannelOptions),
     MethodEntry("channel-l2", "L2-norm filter pruning via Torch-Pruning, matched MACs",
-                "edgeprune.pruning.channel", ChannelOptions),
+                "edgeprune.pruning.channel_traced", ChannelOptions),
     MethodEntry("channel-fpgm", "FPGM (geometric-median) filter pruning via Torch-Pruning, matched MACs",
-                "edgeprune.pruning.channel", ChannelOptions),
+                "edgeprune.pruning.channel_traced", ChannelOptions),
     MethodEntry("channel-bn", "network slimming: BN-sparsity training, then BN-scale channel pruning",
-                "edgeprune.pruning.channel", SlimmingOptions),
+                "edgeprune.pruning.channel_traced", SlimmingOptions),
 ]
 _ENTRIES: dict[str, MethodEntry] = {e.name: e for e in _BUILTIN}
 
@@ -245,14 +246,11 @@ def check_options(method: str, given: dict[str, Any], where: str = "--opt") -> d
         return dict(given)
     out = {}
     for key, value in given.items():
-        if key in DISPATCH_OPTIONS:
-            typ = DISPATCH_OPTIONS[key][0]
-            if not isinstance(value, typ):
-                raise EdgepruneError(f"{where} {key} must be {typ.__name__}, got {str(value)[:40]!r}")
-            out[key] = value
-        elif key not in fields:
+        if key == "traced":
+            raise EdgepruneError(GONE_TRACED)
+        if key not in fields:
             raise EdgepruneError(f"{where} {key} is not an option of method {method}; its options: "
-                                 f"{', '.join(list(fields) + list(DISPATCH_OPTIONS))}")
+                                 f"{', '.join(fields)}")
         else:
             out[key] = check_value(method, fields[key], value, where)
     return out

@@ -1,37 +1,16 @@
-"""Channel (filter) pruning baselines through Torch-Pruning.
-
-Methods (``edgeprune prune --method ...``):
+"""Torch-Pruning's side of channel (filter) pruning, shared by ``channel-l1/-l2/-fpgm/-bn``
+(:mod:`edgeprune.pruning.channel_traced` runs them on the live network):
 
 - ``channel-l1``: L1-norm filter pruning (Li et al. 2017), Torch-Pruning's
-  ``GroupMagnitudeImportance(p=1)``.
-- ``channel-l2``: the same with the L2 norm (``p=2``).
-- ``channel-fpgm``: filters near the geometric median go first
-  (``FPGMImportance``).
-- ``channel-bn``: network slimming (Liu et al. 2017): a few epochs of
-  training with an L1 penalty on the BatchNorm scales (``TrainConfig.bn_sparsity``),
-  then the channels with the smallest BN scales go (``BNScaleImportance``).
+  ``GroupMagnitudeImportance(p=1)``; ``channel-l2``: the L2 norm (``p=2``);
+  ``channel-fpgm``: filters near the geometric median go first (``FPGMImportance``);
+  ``channel-bn``: network slimming (Liu et al. 2017): a few epochs of training with an
+  L1 penalty on the BatchNorm scales (:func:`sparsity_train`), then the channels with
+  the smallest BN scales go (``BNScaleImportance``).
 
-What is pruned (every method, every zoo model; the classifier's outputs never):
-
-- ResNets (``basic_block``): only each block's internal ("mid") channels,
-  i.e. conv1's filters, bn1 and conv2's inputs, as Li et al. did for
-  ResNet-56. The block outputs are tied across a whole stage by the identity
-  shortcuts and, through the parameter-free option-A shortcut (stride + zero
-  channel padding), to the next stage; a spec cannot express a pruned
-  channel subset behind that padding, so stage widths stay as they are.
-- VGG16: every conv's filters (the stem conv too) and the hidden widths of the
-  FC head (the flatten coupling is handled by Torch-Pruning).
-- CNN1D: each residual stack's width (1x1 projection, residual branch outputs)
-  and its residual units' inner widths, with one ratio per stack so the spec's
-  single width holds; the FC head's hidden widths.
-
-Pruning is per layer (local ranking) with one ratio; the MACs search
-(:mod:`edgeprune.pruning.macs_target`) bisects that ratio and, when a ratio step
-moves too many MACs at once, gives the next step to the first ``k`` layers
-only. After pruning, the new widths are read back into a spec, the weights are
-loaded into a fresh ``EdgeNet`` built from it and its outputs are checked
-against the pruned Torch-Pruning model, so a channel-pruned checkpoint is an
-ordinary spec checkpoint.
+:func:`tp_prune` runs one Torch-Pruning pass at one ratio (per-layer ratios optional) and
+records what it removed; :func:`reshape_mapping_guard` keeps Torch-Pruning's reshape mapping
+sane for flattening heads.
 """
 
 from __future__ import annotations
@@ -40,9 +19,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import EdgepruneError, require
-from ..models.spec import clone, validate_spec
-from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_ratio
-from .registry import PruneResult, builtin_method
 
 CHANNEL_CRITERIA = ("l1", "l2", "fpgm", "bn")
 
@@ -59,46 +35,6 @@ def make_importance(criterion: str):
     if criterion == "bn":
         return tp.importance.BNScaleImportance()
     raise EdgepruneError(f"unknown channel-pruning criterion {criterion!r}; choose one of: {', '.join(CHANNEL_CRITERIA)}")
-
-
-def _weighted(module) -> list:
-    from torch import nn
-
-    return [m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
-
-
-def ignored_layers(model, spec: dict[str, Any]) -> list:
-    """Modules whose output channels must keep their width (see the module docstring)."""
-    layers = spec["layers"]
-    ignored = []
-    for i, l in enumerate(layers):
-        mod = model.layers[i]
-        if l.get("role") == "classifier" or i == len(layers) - 1:
-            ignored.append(mod.fc)
-        elif l["type"] == "basic_block":
-            ignored.append(mod.conv2)
-        elif l["type"] == "conv" and spec["family"] == "resnet":
-            ignored.append(mod.conv)      # the ResNet stem feeds stage 1's identity shortcuts
-    return ignored
-
-
-def layer_sets(model, spec: dict[str, Any]) -> list[list]:
-    """Per spec layer, the modules that share one pruning ratio (in network order)."""
-    skip = set(ignored_layers(model, spec))
-    sets = []
-    for i, _ in enumerate(spec["layers"]):
-        mods = [m for m in _weighted(model.layers[i]) if m not in skip]
-        if mods:
-            sets.append(mods)
-    return sets
-
-
-def _example(spec: dict[str, Any]):
-    import torch
-
-    shape = tuple(spec["input"][-2:]) if spec["dim"] == 2 else tuple(spec["input"])
-    g = torch.Generator().manual_seed(1234)
-    return torch.randn((2,) + shape, generator=g)
 
 
 def tp_error(exc: BaseException) -> str:
@@ -226,157 +162,6 @@ def _note_removed(graph, dep, idxs, names: dict, kept: dict, drops: dict) -> Non
     drops.setdefault((name, side), set()).update(int(getattr(i, "idx", i)) for i in idxs)
 
 
-def spec_from_module(spec: dict[str, Any], model) -> dict[str, Any]:
-    """Read the (pruned) widths of ``model`` back into a copy of ``spec``."""
-    new = clone(spec)
-    for i, l in enumerate(new["layers"]):
-        mod = model.layers[i]
-        t = l["type"]
-        where = f"layer {i} ({t})"
-        if t == "conv":
-            l["in"], l["out"] = mod.conv.in_channels, mod.conv.out_channels
-            if l["bn"] and mod.bn.num_features != l["out"]:
-                raise EdgepruneError(f"pruned {where}: BatchNorm width {mod.bn.num_features} != conv width {l['out']}")
-        elif t == "basic_block":
-            l["in"], l["mid"], l["out"] = mod.conv1.in_channels, mod.conv1.out_channels, mod.conv2.out_channels
-            if mod.conv2.in_channels != l["mid"] or mod.bn1.num_features != l["mid"] or mod.bn2.num_features != l["out"]:
-                raise EdgepruneError(f"pruned {where}: inconsistent inner widths")
-        elif t == "res_stack":
-            l["in"], l["out"] = mod.proj.in_channels, mod.proj.out_channels
-            for u in (mod.unit1, mod.unit2):
-                widths = {u.conv_a.in_channels, u.conv_a.out_channels, u.conv_b.in_channels, u.conv_b.out_channels,
-                          u.bn_a.num_features, u.bn_b.num_features, mod.bn.num_features}
-                if widths != {l["out"]}:
-                    raise EdgepruneError(f"pruned {where}: residual-unit widths {sorted(widths)} differ from the "
-                                         f"stack width {l['out']} (a spec holds one width per stack)")
-        elif t == "linear":
-            l["in"], l["out"] = mod.fc.in_features, mod.fc.out_features
-            if l["bn"] and mod.bn.num_features != l["out"]:
-                raise EdgepruneError(f"pruned {where}: BatchNorm width {mod.bn.num_features} != {l['out']}")
-    if new["layers"][-1]["out"] != spec["num_classes"]:
-        raise EdgepruneError("pruning changed the classifier's outputs")  # never: it is ignored
-    return validate_spec(new)
-
-
-def rebuild(spec: dict[str, Any], pruned_model, atol: float = 1e-4):
-    """A fresh EdgeNet for the pruned widths, holding the pruned weights; checked against ``pruned_model``."""
-    import torch
-
-    from ..models import build_model
-
-    new_spec = spec_from_module(spec, pruned_model)
-    net = build_model(new_spec)
-    try:
-        net.load_state_dict(pruned_model.state_dict(), strict=True)
-    except RuntimeError as exc:
-        raise EdgepruneError(f"pruned weights do not fit the read-back spec: {str(exc).splitlines()[0]}") from exc
-    net.eval()
-    pruned_model.eval()
-    x = _example(spec)
-    with torch.no_grad():
-        a, b = net(x), pruned_model(x)
-    if a.shape != b.shape or not torch.allclose(a, b, atol=atol, rtol=1e-4):
-        diff = float((a - b).abs().max()) if a.shape == b.shape else float("inf")
-        raise EdgepruneError(f"the rebuilt channel-pruned model disagrees with the pruned one (max diff {diff:.3g})")
-    return new_spec, net
-
-
-def prune_channels(spec: dict[str, Any], state_dict: dict, criterion: str, ratio: float,
-                   ratio_hi: float | None = None, k: int = 0):
-    """Prune a copy of the model with ``ratio`` (``ratio_hi`` on the first ``k`` layer sets).
-
-    Returns ``(new_spec, model)``; ``model`` is an EdgeNet of ``new_spec``
-    with the pruned weights, checked to equal the original with the removed
-    channels masked (:func:`edgeprune.pruning.equivalence.check_channel_masked`).
-    """
-    from ..models import build_model
-
-    model = build_model(spec)
-    model.load_state_dict(state_dict, strict=True)
-    if ratio <= 0 and (not k or not ratio_hi):
-        return clone(spec), model.eval()
-    sets = layer_sets(model, spec)
-    ratio_dict = {}
-    if k and ratio_hi is not None:
-        for mods in sets[:k]:
-            for m in mods:
-                ratio_dict[m] = float(ratio_hi)
-    import copy
-
-    from .equivalence import check_channel_masked, random_frames
-
-    original = copy.deepcopy(model).eval()
-    removed = tp_prune(model, _example(spec), make_importance(criterion), ratio, ignored_layers(model, spec),
-                       ratio_dict, record=True)
-    check_channel_masked(original, model, removed, random_frames(tuple(_example(spec).shape[1:])))
-    return rebuild(spec, model)
-
-
-def max_ratio(spec: dict[str, Any]) -> float:
-    """The largest ratio that leaves every pruned layer at least one channel."""
-    from ..models import build_model
-
-    model = build_model(spec)
-    widths = []
-    for mods in layer_sets(model, spec):
-        for m in mods:
-            widths.append(m.out_channels if hasattr(m, "out_channels") else m.out_features)
-    if not widths:
-        return 0.0
-    return 1.0 - 1.0 / min(widths)
-
-
-def prune_to_macs(spec: dict[str, Any], state_dict: dict, criterion: str, fraction: float,
-                  tol: float = DEFAULT_TOLERANCE):
-    """Channel-prune to ``fraction x`` the MACs (within ``tol``); returns (spec, state_dict, MatchResult)."""
-    from ..models.macs import count_macs
-    from ..models import build_model
-
-    fraction = check_target(fraction)
-    tol = check_tolerance(tol)
-    base = build_model(spec)
-    base_macs = count_macs(base)
-    n_sets = len(layer_sets(base, spec))
-    if n_sets == 0:
-        raise EdgepruneError(f"model {spec['name']!r} has no channels channel pruning may remove")
-    rmax = max_ratio(spec)
-    last: dict[tuple, tuple] = {}
-
-    def probe(r_lo: float, r_hi: float, k: int) -> int:
-        new_spec, net = prune_channels(spec, state_dict, criterion, r_lo, r_hi, k)
-        last.clear()   # keep one pruned copy only (VGG16 copies are large)
-        last[(r_lo, r_hi, k)] = (new_spec, net)
-        return count_macs(net)
-
-    match = search_ratio(probe, base_macs, fraction, n_sets, rmax, tol, what=f"channel pruning ({criterion})",
-                         max_hint=lambda: _spec_hint(spec, prune_channels(spec, state_dict, criterion, rmax)[0]))
-    r_lo, r_hi, k = match.setting
-    if (r_lo, r_hi, k) in last:
-        new_spec, net = last[(r_lo, r_hi, k)]
-    else:  # the best setting was probed earlier: pruning is deterministic, so redo it
-        new_spec, net = prune_channels(spec, state_dict, criterion, r_lo, r_hi, k)
-    return new_spec, {k_: v.detach().clone() for k_, v in net.state_dict().items()}, match
-
-
-def _spec_hint(spec: dict[str, Any], narrowest: dict[str, Any]) -> str:
-    """Why a target is out of reach, read from the spec at the largest ratio (which layers kept their widths)."""
-    before, after = widths(spec), widths(narrowest)
-    kept = [f"layer {a['layer']} ({a['type']})" for a, b in zip(before, after) if a == b]
-    narrowed = len(before) - len(kept)
-    return (f" ({narrowed} layer(s) narrowed as far as they go; widths unchanged: {', '.join(kept) or 'none'}; "
-            f"the classifier's outputs are the classes)")
-
-
-def widths(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-layer widths of a spec (for lineage records)."""
-    out = []
-    for i, l in enumerate(spec["layers"]):
-        w = {f: l[f] for f in ("in", "mid", "out") if f in l}
-        if w:
-            out.append({"layer": i, "type": l["type"], **w})
-    return out
-
-
 def sparsity_train(ckpt, data, epochs: int, sparsity: float, seed: int, batch_size: int = 128,
                    lr: float = 1e-3) -> tuple[dict, dict[str, Any]]:
     """Network slimming's first step: train with ``sparsity x sum|gamma_BN|`` added to the loss.
@@ -402,60 +187,3 @@ def sparsity_train(ckpt, data, epochs: int, sparsity: float, seed: int, batch_si
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, metrics
 
 
-def _base_macs(ckpt) -> int:
-    from ..models.macs import count_macs
-
-    return count_macs(ckpt.build())
-
-
-def channel_method(criterion: str, ckpt, data, *, target_macs: float | None, seed: int = 0,
-                   tolerance: float = DEFAULT_TOLERANCE, sparsity: float = 1e-4, sparsity_epochs: int = 3,
-                   **options) -> PruneResult:
-    """Channel-prune ``ckpt`` with ``criterion`` to ``target_macs x`` its MACs (see the module docstring)."""
-    fraction = check_target(target_macs)
-    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
-    sparsity = 1e-4 if sparsity is None else sparsity
-    sparsity_epochs = 3 if sparsity_epochs is None else sparsity_epochs
-    state = ckpt.state_dict
-    info: dict[str, Any] = {}
-    unused = sorted(k for k, v in options.items() if v is not None)
-    if unused:
-        info["ignored_options"] = unused
-    lineage_opts: dict[str, Any] = {"criterion": criterion, "tolerance": tolerance}
-    if criterion == "bn":
-        state, metrics = sparsity_train(ckpt, data, int(sparsity_epochs), float(sparsity), seed)
-        info["sparsity_training"] = metrics
-        lineage_opts.update(sparsity=float(sparsity), sparsity_epochs=int(sparsity_epochs))
-    base_macs = _base_macs(ckpt)
-    new_spec, new_state, match = prune_to_macs(ckpt.spec, state, criterion, fraction, tolerance)
-    r_lo, r_hi, k = match.setting
-    lineage = {
-        "method": f"channel-{criterion}",
-        "options": lineage_opts,
-        "seed": seed,
-        "target_macs": fraction,
-        "macs_before": base_macs,
-        "macs_after": match.macs,
-        "ratio": r_lo,
-        "ratio_hi": r_hi,
-        "ratio_hi_layers": k,
-        "widths": widths(new_spec),
-    }
-    info.update(match=match.summary(), search=match.steps)
-    return PruneResult(new_spec, new_state, lineage, info)
-
-
-def _make(criterion: str, label: str):
-    def method(ckpt, data, *, target_macs=None, seed=0, **options) -> PruneResult:
-        return channel_method(criterion, ckpt, data, target_macs=target_macs, seed=seed, **options)
-
-    method.__name__ = f"channel_{criterion}"
-    method.__doc__ = f"{label} channel pruning (Torch-Pruning) to a MACs target."
-    return method
-
-
-# help and options: edgeprune.pruning.catalogue
-channel_l1 = builtin_method("channel-l1")(_make("l1", "L1-norm"))
-channel_l2 = builtin_method("channel-l2")(_make("l2", "L2-norm"))
-channel_fpgm = builtin_method("channel-fpgm")(_make("fpgm", "FPGM"))
-channel_bn = builtin_method("channel-bn")(_make("bn", "BN-scale (network slimming)"))

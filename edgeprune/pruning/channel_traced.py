@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import EdgepruneError
 from .equivalence import channel_mask_mismatch, check_channel_masked, random_frames, width_changes
 from .macs_target import DEFAULT_TOLERANCE, check_target, search_ratio
-from .registry import PruneResult
+from .registry import PruneResult, builtin_method
 
 PROBE_RATIOS = (0.5, 1.0)   # each layer alone: half its channels, then all but one
 
@@ -334,3 +334,15 @@ def traced_channel_method(criterion: str, ckpt, data, *, target_macs=None, seed:
     if pr.left_alone:
         info["left_alone"] = dict(pr.left_alone)
     return PruneResult(with_stats(recipe, net), state, lineage, info)
+
+
+def _channel(criterion: str):
+    def method(ckpt, data, **kw):
+        return traced_channel_method(criterion, ckpt, data, **kw)
+    method.__name__ = f"channel_{criterion}"
+    method.__doc__ = traced_channel_method.__doc__
+    return method
+
+
+for _c in ("l1", "l2", "fpgm", "bn"):
+    builtin_method(f"channel-{_c}")(_channel(_c))   # help and options: edgeprune.pruning.catalogue

@@ -2,8 +2,8 @@
 
 1. The layer plan (similarity, segments, importance) gives, for every MACs
    fraction, the units the paper's method keeps; sweeping the fraction gives
-   a ladder of candidate architectures (specs, no weights needed; for a
-   traced network, its units removed in the layer method's order).
+   a ladder of candidate architectures (the traced network, its units removed
+   in the layer method's order).
 2. A latency model ``latency ~ a*MACs + b*layers + c`` for the target's
    backend and batch (profiling.latency_model) predicts each candidate's
    latency. Given one (``latency_model=path``) it is used as it is; otherwise
@@ -39,40 +39,6 @@ def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, A
     if b < 1:
         raise EdgepruneError("--batch-size must be >= 1")
     return {"target": tgt, "backend": tgt.backend, "batch": b, "threads": int(threads or 1), "opset": tgt.opset}
-
-
-def ladder(ckpt, plan: dict[str, Any], transition: str = "keep", points: int = 40) -> list[dict[str, Any]]:
-    """Distinct candidate architectures along the MACs axis (smallest first)."""
-    import numpy as np
-
-    from .plan import blocks_of, select_units
-    from ..models.macs import model_stats
-    from .budget import counts_for_macs
-    from .reassembly import plan_layers
-
-    blocks = blocks_of(plan, plan["segments"]["bounds"])
-    scores = {int(k): float(v) for k, v in plan["importance"]["scores"].items()}
-    ranked = [sorted(b, key=lambda i: (scores[i], i)) for b in blocks]
-    seen: set[tuple[int, ...]] = set()
-    out = []
-    for f in np.linspace(0.01, 1.0, points):
-        try:
-            counts, _ = counts_for_macs(ckpt.spec, float(f), ranked, scores, transition)  # at most f
-        except EdgepruneError:
-            continue  # below the smallest reachable model
-        chosen, _ = select_units(ckpt.spec, ckpt.state_dict, plan, counts)
-        kept = tuple(sorted(u for b in chosen for u in b))
-        if kept in seen:
-            continue
-        seen.add(kept)
-        spec = plan_layers(ckpt.spec, list(kept), transition)[0]
-        st = model_stats(spec)
-        out.append({"fraction": float(f), "counts": list(counts), "kept": list(kept), "spec": spec, "macs": st["macs"],
-                    "layers": st["weight_layers"], "params": st["params"]})
-    if not out:
-        raise EdgepruneError("no candidate architecture could be formed from the plan")
-    out.sort(key=lambda c: c["macs"])
-    return out
 
 
 def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: int, seed: int,
@@ -119,22 +85,12 @@ def _measure_models(models: list, setup: dict[str, Any], iters: int, seed: int,
     return [by_path[p] for p in paths]
 
 
-def _as_models(ckpt, cands, seed: int, module: bool) -> list:
-    """``(model, length)`` of ladder candidates: the live pruned networks, or the specs built with random weights."""
-    if module:
-        return [(c["model"], ckpt.length) for c in cands]
-    import torch
-
-    from ..models import build_model
-
-    out = []
-    for i, c in enumerate(cands):
-        torch.manual_seed(seed + i)
-        out.append((build_model(c["spec"]).eval(), ckpt.length))
-    return out
+def _as_models(ckpt, cands) -> list:
+    """``(model, length)`` of ladder candidates: the live pruned networks."""
+    return [(c["model"], ckpt.length) for c in cands]
 
 
-def _latency_model(ckpt, cands, setup, latency_model, calib_points: int, iters: int, seed: int, module: bool):
+def _latency_model(ckpt, cands, setup, latency_model, calib_points: int, iters: int, seed: int):
     """(latency model, where it came from): the given file, or one calibrated on a few ladder candidates here."""
     import numpy as np
     from profiling.latency_model import LatencyModel
@@ -143,7 +99,7 @@ def _latency_model(ckpt, cands, setup, latency_model, calib_points: int, iters: 
         lm = LatencyModel.load(latency_model, backend=setup["backend"], batch=setup["batch"], threads=setup["threads"])
         return lm, str(latency_model)
     idx = sorted(set(np.linspace(0, len(cands) - 1, min(calib_points, len(cands))).round().astype(int).tolist()))
-    records = _measure_models(_as_models(ckpt, [cands[i] for i in idx], seed, module)
+    records = _measure_models(_as_models(ckpt, [cands[i] for i in idx])
                               + [(ckpt.build().eval(), ckpt.length)], setup, iters, seed)
     if len(records) < 3:
         raise EdgepruneError("too few distinct architectures to calibrate a latency model")
@@ -178,36 +134,32 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     Returns a PruneResult whose ``info`` holds the prediction, the measured
     latency, the error against the budget and the latency model's fit quality.
     """
-    from .plan import analyze, check_plan, load_plan
-    from .layer import layer_prune
+    from .plan import analyze
+    from .plan_file import check_plan, load_plan
 
     if not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
         raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise EdgepruneError(f"--latency-margin must be a fraction in [0, 1), got {margin!r}")
     from ..checkpoint import checkpoint_as_recipe
-    from .registry import route
+    from .catalogue import GONE_TRACED
+    from .modular import latency_ladder, prune_units
 
+    if "traced" in analysis_options:
+        raise EdgepruneError(GONE_TRACED)
     setup = _target_setup(target, batch, threads)
     if isinstance(plan, (str, Path)):
         plan = load_plan(plan)
-    module = route("layer", ckpt.spec, analysis_options.pop("traced", None),
-                   {"plan": plan, "transition": transition, **analysis_options})
-    if module:
-        ckpt = checkpoint_as_recipe(ckpt)
+    if plan is not None and plan.get("reference"):
+        raise EdgepruneError("latency-targeted pruning chooses its own units; a --reference plan's budget is fixed")
+    ckpt = checkpoint_as_recipe(ckpt)
     if plan is None:
         if data is None:
             raise EdgepruneError("latency-targeted pruning without --plan needs --data to analyse the model")
         plan = analyze(ckpt, data, seed=seed, transition=transition, **analysis_options)
     check_plan(plan, ckpt.spec)
-    if module:
-        from .modular import latency_ladder
-
-        cands = latency_ladder(ckpt, plan, transition)
-    else:
-        cands = ladder(ckpt, plan, transition)
-
-    lm, source = _latency_model(ckpt, cands, setup, latency_model, calib_points, iters, seed, module)
+    cands = latency_ladder(ckpt, plan, transition)
+    lm, source = _latency_model(ckpt, cands, setup, latency_model, calib_points, iters, seed)
     quality = getattr(lm, "quality", None)
     for c in cands:
         c["predicted_ms"] = float(lm.predict(c["macs"], c["layers"]))
@@ -221,20 +173,13 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         note = (f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms (aiming at "
                 f"{aim:.4g} ms with a {margin:.0%} margin) on {setup['target'].name} (batch {setup['batch']}); took "
                 f"the fastest whole units allow, predicted at {best['predicted_ms']:.3f} ms ({best['macs']:,} MACs)")
-    if module:
-        from ..models.modular import recipe_stats
-        from .modular import prune_units
+    from ..models.modular import recipe_stats
 
-        res = prune_units(ckpt, plan, best["removed"], seed=seed, transition=transition)
-        after = recipe_stats(res.spec)["macs"]
-    else:
-        res = layer_prune(ckpt, data, plan=plan, keep=best["counts"], transition=transition, seed=seed)
-        from ..models.macs import model_stats
-
-        after = model_stats(res.spec)["macs"]
+    res = prune_units(ckpt, plan, best["removed"], seed=seed, transition=transition)
+    after = recipe_stats(res.spec)["macs"]
     if after != best["macs"]:  # pragma: no cover - guards the ladder's logic
         raise EdgepruneError("internal: the chosen candidate could not be rebuilt from the plan")
-    measured = _measure_models(_as_models(ckpt, [best], seed, module), setup, iters, seed)[0]
+    measured = _measure_models(_as_models(ckpt, [best]), setup, iters, seed)[0]
     info = _latency_info(budget_ms, margin, aim, setup, best, measured, source, quality, cands)
     res.lineage = dict(res.lineage, target_latency=info["budget_ms"], latency_target=setup["target"].name,
                        predicted_ms=info["predicted_ms"], measured_ms=info["measured_ms"])

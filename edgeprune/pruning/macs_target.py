@@ -169,6 +169,10 @@ def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, frac
                        " (the channel widths cannot be set finer; try a nearby target or a looser tolerance)")
 
 
+class _Budget(Exception):
+    pass
+
+
 def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], int], base_macs: int,
                     fraction: float, tol: float = DEFAULT_TOLERANCE, what: str = "depth pruning",
                     budget: int = 400, nearest: bool = False) -> MatchResult:
@@ -301,35 +305,3 @@ def nearest_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], i
     return MatchResult(list(best[0]), int(best[1]), base_macs, target, steps)
 
 
-class _Budget(Exception):
-    pass
-
-
-def match_depth(spec: dict[str, Any], state_dict: dict, order: Sequence[int], fraction: float,
-                tol: float = DEFAULT_TOLERANCE, transition: str = "keep", seed: int = 0,
-                what: str = "depth pruning"):
-    """Remove units (spec layer indices) in ``order`` until the MACs match; reassemble.
-
-    Uses the layer-pruning reassembly (:func:`edgeprune.pruning.reassembly.reassemble`).
-    Returns ``(new_spec, new_state_dict, report, MatchResult)``.
-    """
-    from ..analysis.units import discover_units
-    from ..models.macs import model_stats
-    from .reassembly import plan_layers, reassemble
-
-    units = [u.layer for u in discover_units(spec) if u.role == "unit"]
-    base_macs = int(model_stats(spec)["macs"])
-
-    def keep_of(removed) -> list[int]:
-        gone = set(removed)
-        return [l for l in units if l not in gone]
-
-    def macs_without(removed) -> int:
-        return int(model_stats(plan_layers(spec, keep_of(removed), transition)[0])["macs"])
-
-    match = search_unit_set(list(order), macs_without, base_macs, fraction, tol, what, nearest=True)
-    new_spec, new_state, report = reassemble(spec, state_dict, keep_of(match.setting), transition=transition,
-                                             seed=seed)
-    if int(report["macs_after"]) != match.macs:  # the search and the reassembly must agree
-        raise EdgepruneError(f"internal: reassembled MACs {report['macs_after']} != searched {match.macs}")
-    return new_spec, new_state, report, match

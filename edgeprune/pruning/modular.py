@@ -1,4 +1,5 @@
-"""Every pruning method on networks written as ``nn.Module`` code (module recipes).
+"""Every pruning method on the traced units of a network (a module recipe: the user's code, or a zoo spec made a
+module on load; there is no other path).
 
 Units come from tracing the forward (:mod:`edgeprune.models.trace`).
 Removing a unit replaces it with identity (a stacked LSTM/GRU loses that
@@ -10,14 +11,12 @@ record the widths it set as module attributes (re-applied on load with
 ``tp.load_state_dict``). Every method lands within the tolerance (2%) of
 ``--target-macs`` or names the nearest fraction it can reach.
 
-The layer method scores units with the same importance criteria as zoo
-models (default ``ablation``, see :func:`unit_values`) and takes the same
-budget options (``--keep``, ``--keep-units``, ``--target-macs``).
-Departures from the spec path (the zoo's ResNet/VGG/CNN1D specs): the
-reference's transplant proxies, ``--reference`` and the exhaustive search
-are spec-only; the features of one layer of a stacked LSTM/GRU are the
-stack's output (for similarity), and ``taylor``/``block-influence`` refuse
-such layers.
+The layer method scores units with the importance criteria (default ``ablation``, see :func:`unit_values`; the
+reference's transplant proxies too, :func:`transplant_scorer`), searches per unit or exhaustively per segment
+(:func:`combo_scorer`), takes the budget options (``--keep``, ``--keep-units``, ``--target-macs``) and the
+transitions ``keep``, ``reinit`` and ``replace`` (:func:`replace_rule`, the reference's reassembly). The features
+of one layer of a stacked LSTM/GRU are the stack's output (for similarity), and ``taylor``/``block-influence``
+and the transplant proxies refuse such layers.
 """
 
 from __future__ import annotations
@@ -29,9 +28,9 @@ import numpy as np
 
 from ..errors import EdgepruneError
 from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_unit_set
-from .registry import PruneResult
+from .registry import PruneResult, builtin_method
 
-TRACED_TRANSITIONS = ("keep", "reinit")
+TRACED_TRANSITIONS = ("keep", "reinit", "replace")
 ENTRY_ROLES = ("stem", "unit", "stack", "transition")   # traced entries a plan lists (similarity, segments)
 
 
@@ -78,8 +77,10 @@ def probed_candidates(ckpt, model, res, transition: str = "keep") -> tuple[list,
     return out, notes
 
 
-def remove(ckpt, model, units, seed: int = 0, check: bool = True):
-    """Remove ``units`` (ModuleUnits of ``model``) from a copy: ``(recipe, state_dict, live model, report)``."""
+def remove(ckpt, model, units, seed: int = 0, check: bool = True, reinit_units=()):
+    """Remove ``units`` (ModuleUnits of ``model``) from a copy: ``(recipe, state_dict, live model, report)``.
+    ``reinit_units`` stay but get fresh random weights (the network's own initialisation, drawn from ``seed``):
+    ``--transition replace``'s stage transitions."""
     import torch
 
     from ..models.macs import count_macs
@@ -108,6 +109,7 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True):
         else:
             removed.append(name)
     apply_structure(net, {"rnn_layers": rnn_keep, "removed": removed, "pooled": pooled})
+    fresh_names = _fresh_weights(ckpt, net, reinit_units, seed)
     example = torch.zeros((2, 2, ckpt.length))
     what = f"the model without {', '.join(u.name for u in units)}"
     try:
@@ -122,10 +124,11 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True):
         raise EdgepruneError(f"{what} fails its forward pass ({type(exc).__name__}: {first})") from exc
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2, len(ckpt.classes)) or not torch.isfinite(y).all():
         raise EdgepruneError(f"{what} fails its forward check")
-    recipe = edited(ckpt.spec, removed=removed, rnn_layers=rnn_keep, reinit=sorted(repaired), attrs=repaired,
+    reinit = sorted(set(repaired) | set(fresh_names))
+    recipe = edited(ckpt.spec, removed=removed, rnn_layers=rnn_keep, reinit=reinit, attrs=repaired,
                     **({"pooled": pooled} if pooled else {}))
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    report = {"removed_units": [u.name for u in units], "reinit": sorted(repaired),
+    report = {"removed_units": [u.name for u in units], "reinit": reinit,
               "macs_after": int(count_macs(net, (2, ckpt.length)))}
     if check:
         rebuilt = build_recipe(recipe, state, where="the pruned model")
@@ -134,6 +137,60 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True):
                 raise EdgepruneError("the pruned model does not rebuild from its recipe (internal error)")
         recipe = with_stats(recipe, net)
     return recipe, state, net, report
+
+
+def _fresh_weights(ckpt, net, units, seed: int) -> list[str]:
+    """Give the members of ``units`` in ``net`` the weights of a freshly initialised network (seed ``seed``)."""
+    import torch
+
+    from ..models.modular import base_model, get_module
+
+    names = [m for u in units for m in u.members]
+    if not names:
+        return []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        fresh = base_model(ckpt.spec)
+    for n in names:
+        try:
+            get_module(net, n).load_state_dict(get_module(fresh, n).state_dict())
+        except RuntimeError as exc:
+            raise EdgepruneError(f"unit {n} cannot be re-initialised: its shape changed since the network "
+                                 f"was built") from exc
+    return names
+
+
+def replace_rule(entries, cands, kept: set) -> tuple[list, list, list]:
+    """The reference's reassembly (``--transition replace``) on traced entries: ``(removed, reinit, forced)``.
+
+    ``cands``: the units that may be removed; ``kept``: the names chosen. A stage (the units after the stem, or
+    after a stage transition, up to the next transition) whose transition was not chosen keeps it re-initialised
+    in place of its first kept unit (so a stage has as many units as were chosen in it; the re-initialised
+    transition alone when none was); the stem's stage keeps its first unit when none was chosen.
+    """
+    names = {u.name for u in cands}
+    stages, head, members = [], None, []
+    for u in entries:
+        if u.role == "transition" and u.name not in names:
+            stages.append((head, members))
+            head, members = u, []
+        elif u.name in names:
+            members.append(u)
+    stages.append((head, members))
+    removed = [u for u in cands if u.name not in kept]
+    reinit, forced = [], []
+    for head, members in stages:
+        chosen = [u for u in members if u.name in kept]
+        if head is not None and head.name not in kept:
+            reinit.append(head)
+            if chosen:
+                removed.append(chosen[0])
+            forced.append({"unit": head.name, "reason": "stage transition (re-initialised, replaces "
+                           + (f"unit {chosen[0].name})" if chosen else "nothing: no unit chosen in the stage)")})
+        elif head is None and members and not chosen:
+            removed.remove(members[0])
+            forced.append({"unit": members[0].name, "reason": "the stage keeps at least one unit"})
+    return sorted(removed, key=lambda u: u.position), reinit, forced
 
 
 def _macs_fn(ckpt, model, base_macs: int, transition: str):
@@ -208,12 +265,13 @@ def check_reach(ckpt, target_macs, tolerance, transition: str = "keep", probe: b
     return reach(cands, int(count_macs(model, (2, ckpt.length))), fraction, tol)
 
 
-def _result(ckpt, model, removed, match, method, seed, transition, extra, info=None):
-    """The PruneResult of removing ``removed``; ``match`` is the MACs search (None under --keep/--keep-units).
-    The pruned model must equal the original with the removed units bypassed (checked with hooks; refused if not)."""
+def _result(ckpt, model, removed, match, method, seed, transition, extra, info=None, reinit=()):
+    """The PruneResult of removing ``removed`` (and re-initialising ``reinit``); ``match`` is the MACs search (None
+    under --keep/--keep-units). The pruned model must equal the original with the removed units bypassed (checked
+    with hooks; refused if not) unless units were re-initialised."""
     from .equivalence import check_layer_pruned
 
-    recipe, state, net, rep = remove(ckpt, model, list(removed), seed=seed)
+    recipe, state, net, rep = remove(ckpt, model, list(removed), seed=seed, reinit_units=reinit)
     equivalence = check_layer_pruned(model, net, list(removed), (2, ckpt.length), reinit=rep["reinit"], seed=seed)
     info = dict(info or {})
     notes = list(info.pop("notes", []))
@@ -295,23 +353,26 @@ def synflow_unit_scores(model, units, length: int) -> dict[str, float]:
     return scores
 
 
-def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: int = 256) -> dict[str, float]:
+def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: int = 256,
+                seed: int = 0) -> dict[str, float]:
     """The values of importance criterion ``criterion`` (``edgeprune analyze --importance``) for traced ``units``.
 
     The same criteria as for zoo models (:mod:`edgeprune.analysis.criteria`): a unit that is a chain of modules
     (a Conv-BN-ReLU group) is replaced as one piece, from its first module's input to its last module's output.
     For ``ablation`` one layer of a stacked LSTM/GRU is really removed (the stack loses that layer, as layer
     pruning does) and the loss measured; ``taylor`` and ``block-influence`` need a unit's own input and output,
-    which a fused LSTM/GRU stack does not expose per layer, so they refuse such units. The transplant proxies
-    (``synflow-transplant``, ``gradnorm``, ``snip``) are the reference's procedure on zoo spec models only.
+    which a fused LSTM/GRU stack does not expose per layer, so they refuse such units. The reference's transplant
+    proxies (``synflow-transplant``, ``gradnorm``, ``snip``) score a random copy of the network carrying the unit's
+    trained weights (:func:`transplant_scorer`; gradnorm and snip on the first ``batch_size`` of the frames).
     """
     from ..analysis import criteria as C
-    from ..analysis.importance import criterion_values, get_criterion
-    from ..models.modular import get_module
+    from ..analysis.importance import criterion_values, get_criterion, unit_scores
 
     if get_criterion(criterion).transplant:
-        raise EdgepruneError(f"--importance {criterion} is the reference's transplant proxy for zoo spec models; "
-                             f"for this network use ablation, taylor, block-influence, synflow or reverse")
+        return unit_scores(transplant_scorer(criterion, ckpt, units, x, y, seed=seed, batch_size=batch_size),
+                           [u.name for u in units])
+    from ..models.modular import get_module
+
     names = [u.name for u in units]
     if criterion == "reverse":
         return C.reverse_scores(sorted(names, key=lambda n: next(u.position for u in units if u.name == n)))
@@ -343,6 +404,67 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
     return {n: float(values[n]) for n in names}
 
 
+def transplant_scorer(criterion: str, ckpt, units, x=None, y=None, *, seed: int = 0, batch_size: int = 128):
+    """The :class:`~edgeprune.analysis.importance.TransplantScorer` of traced ``units`` (keyed by unit name): a
+    random copy of ``ckpt``'s network (seed ``seed``), each unit carrying its members' trained weights."""
+    from ..analysis.importance import TransplantScorer
+    from ..models.modular import build_recipe
+
+    odd = [u for u in units if u.kind == "rnn-layer" or getattr(u, "bypass", "identity") == "pool"]
+    if odd:
+        raise EdgepruneError(f"the transplant proxy {criterion} moves a unit's own modules, which the unit "
+                             f"{odd[0].name} (one layer of an LSTM/GRU stack or a pooling stack) does not have; "
+                             f"use ablation (the default), synflow or reverse")
+    recipe = ckpt.spec
+    if recipe["edits"].get("attrs"):
+        raise EdgepruneError(f"the transplant proxy {criterion} needs a random copy of the network, which a "
+                             f"channel-pruned network does not have; use ablation (the default), synflow or reverse")
+    n = int(batch_size)
+    return TransplantScorer(lambda: build_recipe(recipe),
+                            ckpt.state_dict, criterion, {u.name: list(u.members) for u in units}, (2, ckpt.length),
+                            seed=seed, data_x=None if x is None else x[:n], data_y=None if y is None else y[:n])
+
+
+class AblationComboScorer:
+    """Scores keeping ``combo`` of a block: the loss on ``x, y`` with the block's other units replaced
+    (``chains``: unit key -> its module or chain of modules, as for the ablation criterion)."""
+
+    def __init__(self, model, chains: dict, x, y, batch_size: int = 256):
+        from ..analysis.criteria import _prepare
+
+        self.model, self.chains = model, chains
+        self.x, self.y = _prepare(model, {None: None}, x, y)
+        self.batch_size = batch_size
+        self.calls = 0
+
+    def combo_key(self, combo, block) -> float:
+        from ..analysis.criteria import ablation_of_set
+
+        gone = {u: self.chains[u] for u in block if u not in combo}
+        self.calls += 1
+        return ablation_of_set(self.model, gone, self.x, self.y, None, self.batch_size)[0]
+
+
+def combo_scorer(criterion: str, ckpt, model, cands, x, y, *, seed: int = 0, batch_size: int = 128):
+    """What ``--search exhaustive`` scores combinations with (keyed by unit name): the transplant proxy of the
+    combination, or, for ablation, the loss with the block's other units replaced; None for the criteria whose
+    combinations score as the sum of their units."""
+    from ..analysis.importance import get_criterion
+    from ..models.modular import get_module
+
+    if get_criterion(criterion).transplant:
+        return transplant_scorer(criterion, ckpt, cands, x, y, seed=seed, batch_size=batch_size)
+    if criterion != "ablation":
+        return None
+    odd = [u for u in cands if u.kind == "rnn-layer" or getattr(u, "bypass", "identity") == "pool"]
+    if odd:
+        raise EdgepruneError(f"the exhaustive search replaces a unit's own modules, which the unit {odd[0].name} "
+                             f"(one layer of an LSTM/GRU stack or a pooling stack) does not have; use --search per-unit")
+    chains = {u.name: (tuple(get_module(model, m) for m in u.members) if len(u.members) > 1
+                       else get_module(model, u.members[0])) for u in cands}
+    return AblationComboScorer(model, chains, x, y)
+
+
 def _blocks(cands, label: dict[str, int], n_segments: int) -> list[list]:
     """Removable units of each segment (possibly empty), in forward order."""
     out: list[list] = [[] for _ in range(n_segments)]
@@ -352,13 +474,16 @@ def _blocks(cands, label: dict[str, int], n_segments: int) -> list[list]:
 
 
 def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, scores: dict[str, float], *,
-                   keep=None, keep_units=None, target_macs=None, tolerance=None, transition: str = "keep"):
+                   keep=None, keep_units=None, target_macs=None, tolerance=None, transition: str = "keep",
+                   scorer=None):
     """The units to remove under at most one budget option: ``(removed, mode, match)``.
 
     ``scores``: keep keys (lower = kept first). ``keep``: units kept per segment (``1,2,1``); ``keep_units``:
     that many in all, spread over the segments by size (at least one each); ``target_macs``: the fraction of
     the MACs, met within ``tolerance`` (2%) by removing the highest keys first, each segment's last unit
-    last; none: one unit kept per segment (the lowest key).
+    last; none: one unit kept per segment (the lowest key). ``scorer`` (``--search exhaustive``, see
+    :func:`combo_scorer`): each segment keeps the combination of its count of units with the lowest key
+    (the keys of the combinations it scored are left in ``scorer.best``).
     """
     from .budget import check_counts, counts_for_units, parse_keep
 
@@ -367,6 +492,11 @@ def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, s
     if len(given) > 1:
         raise EdgepruneError(f"give only one of {', '.join(given)}")
     blocks = _blocks(cands, label, n_segments)
+    if scorer is not None and target_macs is not None:
+        raise EdgepruneError("the exhaustive search takes --keep or --keep-units (or the default, one unit per "
+                             "segment), not --target-macs; use --search per-unit for a MACs target")
+    if transition == "replace" and target_macs is not None:
+        raise EdgepruneError("--transition replace takes --keep or --keep-units (or the default), not --target-macs")
     if target_macs is not None:
         tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
         match, _ = _match(ckpt, model, _removal_order(cands, label, scores), check_target(target_macs), tol,
@@ -384,8 +514,14 @@ def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, s
     else:
         counts, mode = [1 if b else 0 for b in blocks], "one per segment"
     kept = set()
+    if scorer is not None:
+        from ..analysis.importance import select_exhaustive
+
+        chosen, scorer.best = select_exhaustive([[u.name for u in b] for b in blocks], counts, scorer)
+        kept.update(n for c in chosen for n in c)
     for c, b in zip(counts, blocks):
-        kept.update(u.name for u in sorted(b, key=lambda u: (scores[u.name], u.position))[:c])
+        if scorer is None:
+            kept.update(u.name for u in sorted(b, key=lambda u: (scores[u.name], u.position))[:c])
     return [u for u in cands if u.name not in kept], mode, None
 
 
@@ -406,18 +542,19 @@ def _removal_order(cands, label: dict[str, int], scores: dict[str, float]) -> li
 def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="auto", max_segments=None,
                     batches: int = 5, batch_size: int = 128, seed: int = 0, transition: str = "keep",
                     importance: str | None = None, keep=None, keep_units=None, target_macs=None, tolerance=None,
-                    max_frames: int = 1024, split=None) -> dict[str, Any]:
+                    max_frames: int = 1024, split=None, search: str = "per-unit") -> dict[str, Any]:
     """The layer method's analysis of a plain-module network, as a plan (the same format as a spec plan).
 
     Units are identified by their position in the traced order (``layer`` = position) and named. Similarity
     over the outputs of the stem, units and transitions on training frames; Fisher segments; the importance
     criterion (default ``ablation``) on up to ``max_frames`` validation frames of the checkpoint's split;
-    then the kept units under the budget option (:func:`choose_removal`).
+    then the kept units under the budget option (:func:`choose_removal`; ``search="exhaustive"``: the best
+    combination per segment, see :func:`combo_scorer`).
     """
     import time
 
-    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, check_criterion, get_criterion, keep_keys
-    from .plan import PLAN_FORMAT, spec_hash
+    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, SEARCHES, check_criterion, get_criterion, keep_keys
+    from .plan_file import PLAN_FORMAT, spec_hash
     from ..analysis.segmentation import column_sums, segment
     from ..analysis.similarity import check_metric, similarity_matrix
     from ..data.split import resolve_split
@@ -427,6 +564,8 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
         raise EdgepruneError("layer pruning needs --data to measure the similarity of the units")
     check_metric(similarity)
     importance = check_criterion(importance or DEFAULT_CRITERION)
+    if search not in SEARCHES:
+        raise EdgepruneError(f"unknown search {search!r}; choose one of: {', '.join(SEARCHES)}")
     (train, val, _), split_info = resolve_split(ckpt, data, split)
     model = ckpt.build()
     res = _trace(model, ckpt)
@@ -446,15 +585,17 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     label = {u.name: seg.labels()[i] for i, u in enumerate(entries)}
     part, imp_split = (val, "val") if len(val) else (train, "train")
     xs, ys = part.x[:max_frames], part.y[:max_frames]
-    values = unit_values(importance, ckpt, model, cands, xs, ys, batch_size=max(batch_size, 256))
+    values = unit_values(importance, ckpt, model, cands, xs, ys, batch_size=max(batch_size, 256), seed=seed)
     scores = keep_keys(importance, values)
-    t2 = time.perf_counter()
+    scorer = (combo_scorer(importance, ckpt, model, cands, xs, ys, seed=seed, batch_size=max(batch_size, 256))
+              if search == "exhaustive" else None)
     removed, mode, match = choose_removal(ckpt, model, cands, label, len(seg.bounds), scores, keep=keep,
                                           keep_units=keep_units, target_macs=target_macs, tolerance=tolerance,
-                                          transition=transition)
+                                          transition=transition, scorer=scorer)
+    t2 = time.perf_counter()
     if match is not None and match.note:
         notes.append(match.note)
-    expected = _expected(ckpt, model, removed)
+    expected = _expected(ckpt, model, *_assembly(entries, cands, removed, transition))
     pos = {u.name: i for i, u in enumerate(entries)}
     gone = {u.name for u in removed}
     kept = [pos[u.name] for u in cands if u.name not in gone and u.name in pos]
@@ -471,25 +612,39 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
                        "values": {str(pos[u.name]): values[u.name] for u in cands if u.name in pos},
                        "scores": {str(pos[u.name]): scores[u.name] for u in cands if u.name in pos}},
         "kept_units": sorted(kept), "transition": transition, "seed": seed,
-        "blocks": [{"bounds": list(bd), "candidates": [pos[u.name] for u in b],
-                    "kept": [pos[u.name] for u in b if u.name not in gone]}
-                   for bd, b in zip(seg.bounds, _blocks(cands, label, len(seg.bounds)))],
-        "keep": {"counts": [sum(1 for u in b if u.name not in gone) for b in _blocks(cands, label, len(seg.bounds))],
-                 "mode": mode, "search": "per-unit"},
+        **_blocks_and_counts(seg.bounds, _blocks(cands, label, len(seg.bounds)), pos, gone),
         "expected": expected,
+        "keep": {"counts": [sum(1 for u in b if u.name not in gone) for b in _blocks(cands, label, len(seg.bounds))],
+                 "mode": mode, "search": search, "exhaustive_scores": getattr(scorer, "best", None)},
         "timings": {"similarity_s": round(t1 - t0, 4), "importance_s": round(t2 - t1, 4)},
         **({"notes": notes} if notes else {}),
     }
 
 
-def _expected(ckpt, model, removed) -> dict[str, Any]:
+def _blocks_and_counts(bounds, blocks, pos, gone) -> dict[str, Any]:
+    """A plan's ``blocks``: each segment's bounds, its candidates and the kept ones, by plan position."""
+    return {"blocks": [{"bounds": list(bd), "candidates": [pos[u.name] for u in b],
+                        "kept": [pos[u.name] for u in b if u.name not in gone]} for bd, b in zip(bounds, blocks)]}
+
+
+def _assembly(entries, cands, removed, transition: str) -> tuple[list, list]:
+    """(units removed, units re-initialised) for the chosen ``removed``: under ``replace`` the reference's rule
+    (:func:`replace_rule`), else as chosen."""
+    if transition != "replace":
+        return list(removed), []
+    gone = {u.name for u in removed}
+    out, reinit, _ = replace_rule(entries, cands, {u.name for u in cands if u.name not in gone})
+    return out, reinit
+
+
+def _expected(ckpt, model, removed, reinit=()) -> dict[str, Any]:
     """MACs and params of ``model`` before and after removing ``removed`` (a plan's ``expected``)."""
     from ..models.macs import count_macs
 
     base = int(count_macs(model, (2, ckpt.length)))
     params_before = int(sum(p.numel() for p in model.parameters()))
-    if removed:
-        _, _, net, rep = remove(ckpt, model, removed, check=False)
+    if removed or reinit:
+        _, _, net, rep = remove(ckpt, model, removed, check=False, reinit_units=reinit)
         after, params_after = rep["macs_after"], int(sum(p.numel() for p in net.parameters()))
     else:
         after, params_after = base, params_before
@@ -498,54 +653,68 @@ def _expected(ckpt, model, removed) -> dict[str, Any]:
             "params_reduction": 1 - params_after / params_before}
 
 
-def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str | None = None,
-                 similarity: str = "cka-unbiased", segments="auto", max_segments=None, batches: int = 5,
-                 batch_size: int = 128, tolerance=None, importance: str | None = None, search=None, plan=None,
-                 keep=None, keep_units=None, reference: bool = False, **options) -> PruneResult:
-    """The layer method on a traced network: a plan (given, or made by :func:`module_analysis`), then the
-    units it keeps, or those re-chosen from its segments and scores under a budget option."""
-    from pathlib import Path
-
-    tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
-    _no_options(options, "layer")
-    if reference:
-        raise EdgepruneError("--reference runs the reference's procedure on the zoo's spec models (ResNet/VGG); "
-                             "this network is traced: leave --reference out")
-    if search not in (None, "per-unit"):
-        raise EdgepruneError("the layer method on a traced network searches per unit (--search per-unit); the "
-                             "exhaustive search is offered for zoo spec models")
-    plan_ref = None
+def plan_layer_method(ckpt, data, *, plan=None, plan_ref=None, target_macs=None, seed: int = 0,
+                      transition: str | None = None, similarity: str = "cka-unbiased", segments="auto",
+                      max_segments=None, batches: int = 5, batch_size: int = 128, tol=DEFAULT_TOLERANCE,
+                      importance: str | None = None, search=None, keep=None, keep_units=None) -> PruneResult:
+    """The layer method on a traced network (``ckpt`` a module recipe): a plan (given, checked by
+    :func:`given_plan`, or made by :func:`module_analysis`), then the units it keeps, or those re-chosen from its
+    segments and scores under a budget option."""
     budget_given = any(v is not None for v in (keep, keep_units, target_macs))
     if plan is not None:
-        from .plan import check_plan, load_plan
-        from export.runtime.safeio import file_sha256
-
-        if isinstance(plan, (str, Path)):
-            plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}
-            plan = load_plan(plan)
-        if plan.get("kind") != "module":
-            raise EdgepruneError("the plan was made for a zoo spec model, not for this plain-module network")
-        check_plan(plan, ckpt.spec)
-        if importance is not None and importance != plan["importance"].get("criterion", plan["importance"]["proxy"]):
-            raise EdgepruneError(f"the plan was scored with {plan['importance'].get('criterion')!r}; make a new "
-                                 f"plan for --importance {importance}")
         transition = transition or plan.get("transition") or "keep"
     else:
         transition = transition or "keep"
         check_reach(ckpt, target_macs, tol, transition)      # before the analysis: no units is one early error
         plan = module_analysis(ckpt, data, similarity=similarity, segments=segments, max_segments=max_segments,
                                batches=batches, batch_size=batch_size, seed=seed, transition=transition,
-                               importance=importance)
+                               importance=importance, search=search or "per-unit")
+    search = search or plan["keep"].get("search", "per-unit")
     model, cands, label, pos, scores = _plan_context(ckpt, plan, transition)
     n_seg = len(plan["segments"]["bounds"])
     if budget_given:
+        scorer = None
+        if search == "exhaustive":
+            from ..data.split import resolve_split
+
+            (train, val, _), _ = resolve_split(ckpt, data)
+            part = val if len(val) else train
+            scorer = combo_scorer(plan["importance"].get("criterion", plan["importance"]["proxy"]), ckpt, model,
+                                  cands, part.x[:1024], part.y[:1024], seed=plan["seed"], batch_size=256)
         removed, mode, match = choose_removal(ckpt, model, cands, label, n_seg, scores, keep=keep,
                                               keep_units=keep_units, target_macs=target_macs, tolerance=tol,
-                                              transition=transition)
+                                              transition=transition, scorer=scorer)
     else:   # the plan's own kept units
-        kept = {int(k) for k in plan["kept_units"]}
-        removed, mode, match = [u for u in cands if pos[u.name] not in kept], plan["keep"]["mode"], None
+        kept = {u["name"] for u in plan["units"] if u["layer"] in set(plan["kept_units"])}
+        removed, mode, match = [u for u in cands if u.name not in kept], plan["keep"]["mode"], None
     return _plan_result(ckpt, plan, plan_ref, model, cands, removed, match, mode, scores, seed, transition, tol)
+
+
+def given_plan(ckpt, plan, importance=None) -> tuple[dict, dict | None]:
+    """A plan given to the layer method (a path or a dict), checked against ``ckpt``: ``(plan, its path and
+    sha256 or None)``."""
+    from pathlib import Path
+
+    from .plan_file import check_plan, load_plan
+    from export.runtime.safeio import file_sha256
+
+    plan_ref = None
+    if isinstance(plan, (str, Path)):
+        plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}
+        plan = load_plan(plan)
+    check_plan(plan, ckpt.spec)
+    if importance is not None and importance != plan["importance"].get("criterion", plan["importance"]["proxy"]):
+        raise EdgepruneError(f"the plan was scored with {plan['importance'].get('criterion')!r}; make a new "
+                             f"plan for --importance {importance}")
+    return plan, plan_ref
+
+
+def _plan_summary(plan, counts, mode) -> dict[str, Any]:
+    """What a pruned model's lineage records of its plan."""
+    out = {k: plan[k] for k in ("model", "spec_sha256", "seed", "kept_units", "transition") if k in plan}
+    out.update({"similarity": plan["similarity"]["metric"], "importance": plan["importance"]["proxy"],
+                "segments": plan["segments"]["bounds"], "counts": counts, "mode": mode})
+    return out
 
 
 def _plan_context(ckpt, plan, transition):
@@ -574,12 +743,15 @@ def _plan_result(ckpt, plan, plan_ref, model, cands, removed, match, mode, score
         raise EdgepruneError("this budget keeps every removable unit: nothing to prune")
     criterion = plan["importance"].get("criterion", plan["importance"]["proxy"])
     gone = {v.name for v in removed}
+    entries = [u for u in _trace(model, ckpt).units if u.role in ENTRY_ROLES]
+    removed, reinit = _assembly(entries, cands, removed, transition)
     extra = {"options": {"similarity": plan["similarity"]["metric"], "segments": plan["segments"],
                          "importance": criterion, "budget": mode, "tolerance": tol, "transition": transition},
-             "scores": scores,
-             "plan": plan_ref, "kept_units": [u.name for u in cands if u.name not in gone]}
+             "scores": scores, "plan": plan_ref,
+             "plan_summary": _plan_summary(plan, plan["keep"]["counts"], mode),
+             "kept_units": [u.name for u in cands if u.name not in gone]}
     return _result(ckpt, model, removed, match, "layer", seed, transition, extra,
-                   info={"plan": plan, "notes": list(plan.get("notes", []))})
+                   info={"plan": plan, "notes": list(plan.get("notes", []))}, reinit=reinit)
 
 
 def latency_ladder(ckpt, plan, transition: str = "keep", points: int = 40) -> list[dict[str, Any]]:
@@ -631,36 +803,62 @@ def prune_units(ckpt, plan, removed_names, *, seed: int = 0, transition: str = "
                         DEFAULT_TOLERANCE)
 
 
-def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
-                  **options) -> PruneResult:
-    _no_options(options, "random")
-    transition = transition or "keep"
+def traced_candidates(ckpt, transition: str = "keep") -> list:
+    """The traced units of ``ckpt``'s network that a layer method may remove (each probed: removing it alone
+    leaves a working network), in forward order; each has ``name``, ``position``, ``macs``, ``members``."""
+    model = ckpt.build()
+    return probed_candidates(ckpt, model, _trace(model, ckpt), transition)[0]
+
+
+def prune_in_order(ckpt, order, target_macs, *, method: str, seed: int = 0, tolerance=None,
+                   transition: str = "keep", options: dict | None = None, info: dict | None = None,
+                   what: str | None = None) -> PruneResult:
+    """Remove traced units in ``order`` (unit names, or units from :func:`traced_candidates`) to ``target_macs``
+    (a fraction of the MACs, met within ``tolerance``, 2% by default; a unit whose removal would undershoot is
+    skipped): the PruneResult of method ``method``. The way a plugin method of one's own ranks units."""
     fraction = check_target(target_macs)
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     check_reach(ckpt, fraction, tol, transition)
     model = ckpt.build()
     cands, notes = probed_candidates(ckpt, model, _trace(model, ckpt), transition)
+    by_name = {u.name: u for u in cands}
+    names = [getattr(u, "name", u) for u in order]
+    stray = [n for n in names if n not in by_name]
+    if stray:
+        raise EdgepruneError(f"{method}: {stray[0]!r} is not a removable unit of this network")
+    match, _ = _match(ckpt, model, [by_name[n] for n in names], fraction, tol, transition, what or method)
+    info = dict(info or {})
+    info["notes"] = notes + list(info.get("notes", []))
+    return _result(ckpt, model, match.setting, match, method, seed, transition,
+                   {"options": {"tolerance": tol, "transition": transition, **(options or {})}}, info=info)
+
+
+def random_method(ckpt, data=None, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
+                  **options) -> PruneResult:
+    _no_options(options, "random")
+    transition = transition or "keep"
+    check_target(target_macs)
+    cands = traced_candidates(ckpt, transition)
     order = [cands[i] for i in np.random.default_rng(seed).permutation(len(cands))]
-    match, _ = _match(ckpt, model, order, fraction, tol, transition, "random unit pruning")
-    return _result(ckpt, model, match.setting, match, "random", seed, transition,
-                   {"options": {"tolerance": tol, "transition": transition}}, info={"notes": notes})
+    return prune_in_order(ckpt, order, target_macs, method="random", seed=seed, tolerance=tolerance,
+                          transition=transition, what="random unit pruning")
 
 
 def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, transition: str | None = None,
                probe_train: int = 2048, probe_val: int = 1024, probe_steps: int = 150, feature: str = "pool",
                bins: int = 8, gain_threshold=None, **options) -> PruneResult:
-    """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``,
-    as for zoo models), the units with the smallest accuracy gain over the entry before go first."""
+    """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``),
+    the units with the smallest accuracy gain over the entry before go first, to ``target_macs``; without a target,
+    every removable unit whose gain is below ``gain_threshold`` goes (the paper's thresholding form)."""
     from ..data.split import resolve_split
     from .dbp import featurize, probe_accuracy
 
     _no_options(options, "dbp")
-    if gain_threshold is not None:
-        raise EdgepruneError("dbp's gain_threshold (no MACs target) is offered for zoo spec models; give "
-                             "--target-macs for this network")
+    if target_macs is None and gain_threshold is None:
+        raise EdgepruneError("dbp needs --target-macs F (or --opt gain_threshold=T)")
     steps = probe_steps
     transition = transition or "keep"
-    fraction = check_target(target_macs)
+    fraction = check_target(target_macs) if target_macs is not None else None
     tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
     if data is None:
         raise EdgepruneError("DBP needs data (--data) for its linear probes")
@@ -689,11 +887,18 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
         gains[u.name] = acc - prev
         prev = acc
     order = sorted(cands, key=lambda u: (gains[u.name], -u.position))
-    match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
-    return _result(ckpt, model, match.setting, match, "dbp", seed, transition,
+    if fraction is None:
+        match, removed = None, [u for u in order if gains[u.name] < float(gain_threshold)]
+        if not removed:
+            raise EdgepruneError(f"no removable unit's probe gain is below gain_threshold {gain_threshold}: "
+                                 f"nothing to prune")
+    else:
+        match, _ = _match(ckpt, model, order, fraction, tol, transition, "DBP")
+        removed = match.setting
+    return _result(ckpt, model, removed, match, "dbp", seed, transition,
                    {"options": {"tolerance": tol, "transition": transition, "feature": feature, "bins": bins,
-                                "probe_train": probe_train,
-                                "probe_val": probe_val, "probe_steps": steps}, "gains": gains},
+                                "probe_train": probe_train, "probe_val": probe_val, "probe_steps": steps,
+                                "gain_threshold": gain_threshold}, "gains": gains},
                    info={"notes": notes})
 
 
@@ -737,27 +942,5 @@ def _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, li
     lineage_opts.update(sparsity=sparsity, sparsity_epochs=sparsity_epochs)
 
 
-def _channel(criterion: str):
-    def method(ckpt, data, **kw):
-        from .channel_traced import traced_channel_method
-
-        return traced_channel_method(criterion, ckpt, data, **kw)
-    return method
-
-
-MODULE_METHODS = {
-    "layer": layer_method,
-    "dbp": dbp_method,
-    "random": random_method,
-    "channel-l1": _channel("l1"),
-    "channel-l2": _channel("l2"),
-    "channel-fpgm": _channel("fpgm"),
-    "channel-bn": _channel("bn"),
-}
-
-
-def module_method(name: str):
-    if name not in MODULE_METHODS:
-        raise EdgepruneError(f"method {name!r} is not available for plain-module networks; choose one of: "
-                             f"{', '.join(MODULE_METHODS)}")
-    return MODULE_METHODS[name]
+for _name, _fn in (("dbp", dbp_method), ("random", random_method)):
+    builtin_method(_name)(_fn)   # help and options: edgeprune.pruning.catalogue

@@ -11,9 +11,9 @@ from ..errors import EdgepruneError
 def pruned_meta(ckpt, res) -> dict[str, Any]:
     """Checkpoint metadata for a pruning result: the parent's dataset/split, lineage extended."""
     from ..checkpoint import make_meta
-    from ..models.macs import model_stats
+    from ..models.modular import network_stats
 
-    before_macs = ckpt.meta.get("macs") or model_stats(ckpt.spec)["macs"]
+    before_macs = ckpt.meta.get("macs") or network_stats(ckpt.spec)["macs"]
     meta = make_meta(res.spec, ckpt.classes, normalization=ckpt.meta.get("normalization", "none"))
     for key in ("dataset", "split"):
         if key in ckpt.meta:
@@ -40,7 +40,7 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from ..data.dataset import SignalDataset
     from ..data.readers import load_dataset
-    from ..models.macs import model_stats
+    from ..models.modular import network_stats
     from .registry import get_method
 
     out = Path(out)
@@ -75,7 +75,7 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
                                **options)
     else:
         res = get_method(method)(ckpt, ds, target_macs=target_macs, seed=seed, **options)
-    before, after = model_stats(ckpt.spec), model_stats(res.spec)
+    before, after = network_stats(ckpt.spec), network_stats(res.spec)
     res.lineage.setdefault("method", method)
     meta = pruned_meta(ckpt, res)
     save_checkpoint(out, res.spec, res.state_dict, meta)

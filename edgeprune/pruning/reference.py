@@ -49,29 +49,41 @@ REFERENCE_MAX_K = 4       # Network_Partition.py as shipped: ``k = 4`` for every
 
 def check_reference_model(spec: dict[str, Any]) -> str:
     name = str(spec.get("name"))
-    if name not in REFERENCE_MODELS:
+    if name not in REFERENCE_MODELS or (spec.get("kind") == "module" and "spec" not in spec.get("source", {})):
         raise EdgepruneError(f"--reference reproduces the reference code (yaolu-zjut/PSR), which defines only the 2-D "
                              f"ResNet56, ResNet110 and VGG16; supported here: {', '.join(REFERENCE_MODELS)} "
                              f"(model {name!r} is not one of them)")
     return name
 
 
-def reference_units(spec: dict[str, Any]):
-    """The compared units in order (Unit objects) for the reference's hooks."""
-    from ..analysis.units import discover_units
-
-    units = discover_units(spec)
-    if spec["family"] == "vgg":
-        return [u for u in units if u.role == "unit"]
-    return units
+def layer_number(unit) -> int:
+    """The reference's number of a traced unit: its index in the zoo network's ``layers`` (``layers.N``)."""
+    head, _, rest = unit.name.partition(".")
+    if head != "layers" or not rest.isdigit():
+        raise EdgepruneError(f"unit {unit.name!r} is not a layer of a zoo network (internal error)")
+    return int(rest)
 
 
-def hook_modules(model, spec, units) -> list:
+def reference_units(ckpt, model) -> list:
+    """The compared units in order (traced ModuleUnits of the zoo network): ResNet: the stem and every residual
+    block (the spec's units, 28 for ResNet56, in the same order); VGG16: the 9 convolutions after the first."""
+    from ..models.trace import discover_module_units
+    from .modular import ENTRY_ROLES
+
+    entries = [u for u in discover_module_units(model, (2, ckpt.length)).units if u.role in ENTRY_ROLES]
+    if ckpt.spec["family"] == "vgg":
+        return [u for u in entries if u.role != "stem"]
+    return entries
+
+
+def hook_modules(model, family: str, units) -> list:
     """The module whose output the reference records for each unit."""
+    from ..models.modular import get_module
+
     mods = []
     for u in units:
-        layer = model.layers[u.layer]
-        if spec["family"] == "vgg" or u.role == "stem":
+        layer = get_module(model, u.members[0])
+        if family == "vgg" or u.role == "stem":
             mods.append(layer.conv)           # the raw convolution output (before BN)
         else:
             mods.append(layer)
@@ -119,54 +131,50 @@ def reference_segments(seq, segments="auto", max_segments: int | None = None) ->
 
 def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: int | None = None, seed: int = 0,
                       split=None, max_combinations: int | None = None) -> dict[str, Any]:
-    """The plan the reference procedure makes for ``ckpt`` (same format as :func:`~edgeprune.pruning.plan.analyze`)."""
-    from ..models.macs import model_stats
-    from .budget import check_counts, parse_keep
-    from .reassembly import plan_layers
+    """The plan the reference procedure makes for ``ckpt`` (same format as :func:`~edgeprune.pruning.plan.analyze`),
+    on the traced units of the zoo network."""
+    from ..checkpoint import checkpoint_as_recipe
     from ..data.split import resolve_split
     from ..importing import load_model_arg
     from ..analysis.importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
-    from .plan import PLAN_FORMAT, PLAN_VERSION, spec_hash
     from ..analysis.representations import iter_unit_features
     from ..analysis.segmentation import column_sums
     from ..analysis.similarity import SimilarityAccumulator
+    from ..models.modular import base_model
+    from .budget import check_counts, parse_keep
 
     ckpt = load_model_arg(ckpt, "the model")
-    spec = ckpt.spec
-    name = check_reference_model(spec)
+    name = check_reference_model(ckpt.spec)
     if data is None:
         raise EdgepruneError("the analysis needs data (--data)")
+    ckpt = checkpoint_as_recipe(ckpt)
+    if any(ckpt.spec["edits"].values()):
+        raise EdgepruneError(f"--reference analyses the reference's unpruned {name}; this checkpoint was pruned")
     (_, _, test), split_info = resolve_split(ckpt, data, split)
     t_all = time.perf_counter()
     model = ckpt.build()
-    units = reference_units(spec)
+    vgg = ckpt.spec["family"] == "vgg"
+    units = reference_units(ckpt, model)
     idx = test_batches(len(test))
     acc = SimilarityAccumulator("cka-unbiased")
-    for feats in iter_unit_features(model, hook_modules(model, spec, units), test.x, idx):
+    for feats in iter_unit_features(model, hook_modules(model, ckpt.spec["family"], units), test.x, idx):
         acc.add(feats)
     sim = acc.result()
-    seq = column_sums(sim)
-    segs = reference_segments(seq, segments, max_segments)
+    segs = reference_segments(column_sums(sim), segments, max_segments)
     bounds = [tuple(b) for b in segs["bounds"]]
-    blocks = [[units[p].layer for p in range(a, b)] for a, b in bounds]
+    blocks = [[layer_number(units[p]) for p in range(a, b)] for a, b in bounds]
     counts = check_counts(parse_keep(keep), blocks) if keep is not None else [1] * len(blocks)
-    vgg = spec["family"] == "vgg"
-    scorer = TransplantScorer(spec, ckpt.state_dict, "synflow-transplant", seed=seed, parts="conv." if vgg else None,
-                              torch_default_init=True, frames=SYNFLOW_FRAMES)
+    recipe = ckpt.spec
+    scorer = TransplantScorer(lambda: base_model(recipe), ckpt.state_dict, "synflow-transplant",
+                              {layer_number(u): u.members for u in units}, (2, ckpt.length), seed=seed,
+                              parts="conv." if vgg else None, torch_default_init=True, frames=SYNFLOW_FRAMES)
     chosen, best = select_exhaustive(blocks, counts, scorer, max_combinations or MAX_COMBINATIONS, carry=True)
-    stem_layers = {u.layer for u in units if u.role == "stem"}
+    stem_layers = {layer_number(u) for u in units if u.role == "stem"}
     kept = sorted(u for b in chosen for u in b if u not in stem_layers)
-    transition = "keep" if vgg else "replace"
-    new_spec, _, rep = plan_layers(spec, kept, transition)
-    before, after = model_stats(spec), model_stats(new_spec)
-    unit_dicts = []
-    for p, u in enumerate(units):
-        d = u.to_dict()
-        d.update(position=p, removable=True)   # every compared unit is a candidate in the reference
-        unit_dicts.append(d)
-    differences = reference_differences(name)
-    return {
-        "format": PLAN_FORMAT, "version": PLAN_VERSION, "model": name, "spec_sha256": spec_hash(spec),
+    unit_dicts = [{"layer": layer_number(u), "position": p, "name": u.name, "role": u.role, "removable": True,
+                   "macs": u.macs} for p, u in enumerate(units)]
+    plan = {
+        "format": "edgeprune-plan", "kind": "module", "model": name, "spec_sha256": _sha(recipe),
         "checkpoint": {"path": str(ckpt.path) if ckpt.path else None, "sha256": ckpt.sha256()},
         "seed": int(seed), "units": unit_dicts,
         "similarity": {"metric": "cka-unbiased", "batches": len(idx), "batch_size": int(len(idx[0])),
@@ -180,17 +188,78 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
         "keep": {"mode": "keep" if keep is not None else "default", "counts": counts, "search": "exhaustive",
                  "target_macs": None, "exhaustive_scores": best, "match": None},
         "blocks": [{"bounds": list(b), "candidates": c, "kept": k_} for b, c, k_ in zip(bounds, blocks, chosen)],
-        "kept_units": kept, "transition": transition,
+        "kept_units": kept, "transition": "keep" if vgg else "replace",
         "reference": {"mode": True, "chosen": chosen, "reference_shortcut": name in REFERENCE_SHORTCUT,
-                      "differences": differences},
-        "expected": {"name": new_spec["name"], "macs_before": before["macs"], "macs_after": after["macs"],
-                     "params_before": before["params"], "params_after": after["params"],
-                     "macs_reduction": 1 - after["macs"] / before["macs"],
-                     "params_reduction": 1 - after["params"] / before["params"],
-                     "units_after": rep["units_after"], "forced": rep["forced"], "reinit": rep["reinit"]},
-        "timings": {"analysis_s": round(time.perf_counter() - t_all, 4)},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "differences": reference_differences(name)},
     }
+    plan["expected"] = reference_expected(ckpt, model, plan)
+    plan.update({"timings": {"analysis_s": round(time.perf_counter() - t_all, 4)},
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return plan
+
+
+def _sha(recipe) -> str:
+    from .plan_file import spec_hash
+
+    return spec_hash(recipe)
+
+
+def reference_plan(ckpt, data, *, plan, keep, keep_units, target_macs, transition, segments, max_segments, seed):
+    """``--reference``: the reference procedure's plan (its own budget, --keep, and its own transitions)."""
+    if plan is not None:
+        raise EdgepruneError("--reference makes its own plan: give --data (and --keep), not --plan")
+    if data is None:
+        raise EdgepruneError("layer pruning without --plan needs --data to analyse the model")
+    if keep_units is not None or target_macs is not None:
+        raise EdgepruneError("--reference takes the reference's budget, --keep (units per block), "
+                             "not --keep-units or --target-macs")
+    if transition not in (None, "replace"):
+        raise EdgepruneError("--reference builds the reference's transitions (replace); do not give --transition")
+    return analyze_reference(ckpt, data, keep=keep, segments=segments, max_segments=max_segments, seed=seed)
+
+
+def reference_assembly(ckpt, model, plan) -> tuple[list, list, list]:
+    """(removed, re-initialised, forced) units of ``model`` for a ``--reference`` plan: every compared unit but
+    the stem is a candidate; ResNet stages get the reference's transitions
+    (:func:`edgeprune.pruning.modular.replace_rule`)."""
+    from .modular import ENTRY_ROLES, _trace, replace_rule
+
+    units = reference_units(ckpt, model)
+    names = {u.name for u in units}
+    if {u["name"] for u in plan["units"]} != names:
+        raise EdgepruneError("the plan does not match this network's traced units; make a new one with analyze")
+    kept = {u["name"] for u in plan["units"] if u["layer"] in set(plan["kept_units"])}
+    if plan["transition"] == "replace":
+        cands = [u for u in units if u.role == "unit"]
+        entries = [u for u in _trace(model, ckpt).units if u.role in ENTRY_ROLES]
+        return replace_rule(entries, cands, kept)
+    return [u for u in units if u.role != "stem" and u.name not in kept], [], []
+
+
+def reference_expected(ckpt, model, plan) -> dict[str, Any]:
+    """A ``--reference`` plan's ``expected`` MACs and params."""
+    from .modular import _expected
+
+    removed, reinit, forced = reference_assembly(ckpt, model, plan)
+    return {**_expected(ckpt, model, removed, reinit), "forced": forced}
+
+
+def reference_result(ckpt, plan, plan_ref, seed: int, tol: float):
+    """The layer method's result for a ``--reference`` plan (the reference's reassembly of the traced network)."""
+    from ..checkpoint import checkpoint_as_recipe
+    from .modular import _plan_summary, _result
+
+    ckpt = checkpoint_as_recipe(ckpt)
+    model = ckpt.build()
+    removed, reinit, forced = reference_assembly(ckpt, model, plan)
+    summary = _plan_summary(plan, plan["keep"]["counts"], plan["keep"]["mode"])
+    summary["reference"] = {k: plan["reference"][k] for k in ("chosen", "reference_shortcut")}
+    extra = {"options": {"reference": True, "segments": plan["segments"], "importance": "synflow-transplant",
+                         "budget": plan["keep"]["mode"], "tolerance": tol, "transition": plan["transition"]},
+             "plan": plan_ref or summary, "plan_summary": summary, "forced": forced,
+             "kept_units": [u["name"] for u in plan["units"] if u["layer"] in set(plan["kept_units"])]}
+    return _result(ckpt, model, removed, None, "layer", seed, plan["transition"], extra,
+                   info={"plan": plan}, reinit=reinit)
 
 
 def reference_differences(name: str) -> list[str]:

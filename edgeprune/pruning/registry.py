@@ -5,7 +5,7 @@ A method is a function
     method(ckpt: Checkpoint, data: SignalDataset | None, *, target_macs: float | None,
            seed: int, **options) -> PruneResult
 
-that returns the pruned architecture (a spec), its weights and a lineage
+that returns the pruned network (a module recipe), its weights and a lineage
 record; it does not fine-tune (fine-tuning is the same for every method and
 is done by the caller). What methods exist, their help and their options are
 declared in :mod:`edgeprune.pruning.catalogue` (read without importing any
@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ..errors import EdgepruneError
 from . import catalogue
+from .catalogue import GONE_TRACED
 
 
 @dataclass
@@ -91,68 +92,18 @@ def _implementation(name: str) -> Callable[..., PruneResult]:
     return _METHODS[name][0]
 
 
-def spec_only_options(options: dict[str, Any]) -> list[str]:
-    """The options that only the zoo specs' own implementation takes (the reference's procedure)."""
-    from ..analysis.importance import PROXIES
-
-    out = []
-    if options.get("reference"):
-        out.append("--reference")
-    if options.get("search") == "exhaustive":
-        out.append("--search exhaustive")
-    if options.get("importance") in PROXIES:
-        out.append(f"--importance {options['importance']}")
-    if options.get("transition") == "replace":
-        out.append("--transition replace")
-    plan = options.get("plan")
-    if plan is not None:
-        if not isinstance(plan, dict):
-            from .plan import load_plan
-
-            plan = load_plan(plan)
-        if plan.get("kind") != "module":
-            out.append("a plan made on the spec path")
-    return out
-
-
-def route(name: str, spec, traced: bool | None, options: dict[str, Any]) -> bool:
-    """Whether method ``name`` runs on the traced-module path (True) or the zoo spec's own path (False).
-
-    Networks written as ``nn.Module`` code always take the traced path. A zoo spec model takes it too (the same
-    code path as the user's models) unless ``traced=False``, unless it needs a spec-only option (the reference's
-    transplant proxies, ``--reference``, the exhaustive search, ``replace`` transitions, a spec-path plan).
-    """
-    if not isinstance(spec, dict):
-        return False
-    if spec.get("kind") == "module":
-        if traced is False:
-            raise EdgepruneError("traced=false: this network is a module recipe and has no spec path")
-        return True
-    if traced is False:
-        return False
-    from .modular import MODULE_METHODS
-
-    reasons = spec_only_options(options)
-    if name not in MODULE_METHODS:
-        reasons.append(f"method {name!r} (no traced implementation)")
-    if traced and reasons:
-        raise EdgepruneError(f"traced=true does not take {', '.join(reasons)}")
-    return not reasons
-
-
 def get_method(name: str) -> Callable[..., PruneResult]:
+    """The method ``name``: it prunes the traced units (or channels) of the checkpoint's network, a zoo spec model
+    made a module on load (:func:`edgeprune.checkpoint.checkpoint_as_recipe`) like any other."""
     fn = _implementation(name)
 
-    def dispatch(ckpt, data=None, **kwargs):
-        traced = route(name, getattr(ckpt, "spec", None), kwargs.pop("traced", None), kwargs)
-        if traced:
-            # one code path for zoo and user models: the traced-module implementation of the method
-            from ..checkpoint import checkpoint_as_recipe
-            from .modular import module_method
+    def method(ckpt, data=None, **kwargs):
+        from ..checkpoint import checkpoint_as_recipe
 
-            return module_method(name)(checkpoint_as_recipe(ckpt), data, **kwargs)
-        return fn(ckpt, data, **kwargs)
+        if "traced" in kwargs:
+            raise EdgepruneError(GONE_TRACED)
+        return fn(checkpoint_as_recipe(ckpt), data, **kwargs)
 
-    dispatch.__name__ = getattr(fn, "__name__", name)
-    dispatch.__doc__ = fn.__doc__
-    return dispatch
+    method.__name__ = getattr(fn, "__name__", name)
+    method.__doc__ = fn.__doc__
+    return method

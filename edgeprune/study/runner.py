@@ -88,7 +88,8 @@ def work_baseline(out: Path, data_path: Path, model: dict[str, Any], train: dict
 
 def work_analyze(base: Path, data_path: Path, folder: Path, similarity: str, importance: str,
                  seed: int, reference: bool = False, keep=None) -> dict[str, Any]:
-    from ..pruning.plan import analyze, save_plan
+    from ..pruning.plan import analyze
+    from ..pruning.plan_file import save_plan
     from ..analysis.plots import plot_importance, plot_similarity
     from ..data.readers import load_dataset
 
@@ -143,8 +144,7 @@ def matched_options(ck, method: str, options: dict[str, Any], matched: dict[str,
     from ..checkpoint import checkpoint_as_recipe
     from ..pruning.modular import check_reach
 
-    traced = ck if ck.spec.get("kind") == "module" else checkpoint_as_recipe(ck)
-    r = check_reach(traced, matched["target"], matched.get("tolerance"), matched.get("transition") or "keep",
+    r = check_reach(checkpoint_as_recipe(ck), matched["target"], matched.get("tolerance"), matched.get("transition") or "keep",
                     probe=True)
     if r is None or r["window"]:
         return options, None
@@ -322,15 +322,6 @@ class Study:
                           importance=p["importance"], seed=self.seed, reference=p["reference"], keep=p["keep"]),
                      [folder / "plan.json"], inputs=[base, self._data_path])
 
-    def _module_network(self) -> bool:
-        """Whether the study's network is a plain ``nn.Module`` (the user's code or an AMR-family zoo model)."""
-        from ..models.own import is_module_model
-
-        m = self.cfg["model"]
-        if m["checkpoint"]:
-            return load_checkpoint(m["checkpoint"]).spec.get("kind") == "module"
-        return is_module_model(m["name"])
-
     def analyze_stage(self, base: Path, base_key: str, data=None) -> dict[str, Any] | None:
         st = self.analyze_spec(base, base_key)
         if st is None:
@@ -365,20 +356,13 @@ class Study:
         return mid, prune, finetune
 
     def _matched(self, method: str, target: float) -> dict[str, Any] | None:
-        """For a channel method in a study with traced depth methods: what to match (see matched_options)."""
-        from ..pruning.registry import route
-
+        """For a channel method in a study with depth methods: what to match (see matched_options); nothing when
+        the depth method is the reference's procedure (its own fixed budget)."""
         depth = [m for m in (split_method(x)[0] for x in self.cfg["prune"]["methods"]) if m in DEPTH_METHODS]
         if not method.startswith("channel-") or not depth:
             return None
         p = {**self.cfg["prune"], **self.cfg["prune"].get(depth[0], {})}
-        spec = {"kind": "module"} if self._module_network() else {}
-        try:
-            traced = route(depth[0], spec, p.get("traced"), {k: p.get(k) for k in ("reference", "search",
-                                                                                      "importance", "transition")})
-        except EdgepruneError:
-            return None
-        if not traced:
+        if p.get("reference"):
             return None
         return {"target": float(target), "tolerance": p.get("tolerance"), "transition": p.get("transition")}
 
@@ -687,10 +671,9 @@ def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
     rec = next((r for r in reversed(meta.get("lineage") or []) if isinstance(r, dict) and r.get("op") == "prune"), None)
     if rec is None:
         return None
-    forced = [f["layer"] if isinstance(f, dict) else f for f in rec.get("forced") or []]
+    forced = [f.get("unit") if isinstance(f, dict) else f for f in rec.get("forced") or []]
     match = rec.get("match") or {}
-    kept = rec.get("kept_positions", rec.get("kept_units"))   # traced networks: plan positions; specs: layers
-    return {"method": rec.get("method"), "kept_units": kept, "forced": forced,
+    return {"method": rec.get("method"), "kept_units": rec.get("kept_positions"), "forced": forced,
             "plan_kept": (rec.get("plan_summary") or {}).get("kept_units"), "rule": match.get("rule"),
             "resegmented": rec.get("resegmented")}
 

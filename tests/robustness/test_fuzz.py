@@ -399,8 +399,9 @@ def test_fuzz_plan_with_layer_pruning(scratch, shared):
     from edgeprune.pruning.plan import analyze
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data.readers import load_dataset
-    from edgeprune.pruning.layer import layer_prune
+    from edgeprune.pruning.registry import get_method
 
+    layer_prune = get_method("layer")
     ck = load_checkpoint(shared["ckpt"])
     plan = analyze(ck, load_dataset(shared["data"]), batches=1, batch_size=32, seed=0)
     plan = json.loads(json.dumps(plan))
