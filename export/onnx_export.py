@@ -58,20 +58,48 @@ def torch_to_onnx(model, length: int, path: str | Path, opset: int = DEFAULT_OPS
     """Run torch.onnx.export (legacy TorchScript for opset <= 17, dynamo above) and return the onnx.ModelProto.
 
     The graph takes the network's own input layout (its layout hook, :mod:`edgeprune.models.layout`, is taken
-    off while it is traced)."""
-    from edgeprune.models.layout import native
+    off while it is traced). A network that needs ``min_batch`` > 1 frames is traced on that many (at least
+    TRACED_BATCH) without its padding, with the axes of each axis-less ``squeeze()`` fixed to those it squeezes
+    there (:func:`squeeze_axes_fixed`), so the graph keeps its batch axis at batch 1."""
+    from edgeprune.models.layout import min_batch_of, native
 
-    with native(model.eval()) as layout:
-        return _torch_to_onnx(model, length, path, opset, exporter, layout)
+    min_batch = min_batch_of(model)
+    with native(model.eval()) as layout, squeeze_axes_fixed(min_batch > 1):
+        return _torch_to_onnx(model, length, path, opset, exporter, layout, max(TRACED_BATCH, min_batch))
 
 
-def _torch_to_onnx(model, length, path, opset, exporter, layout):
+@contextmanager
+def squeeze_axes_fixed(active: bool = True):
+    """While active, ``torch.squeeze(x)`` / ``x.squeeze()`` without an axis squeeze the axes that are 1 at that
+    call (given explicitly). Traced on a batch of 2 or more frames, that is what the forward computes at every
+    batch of 2 or more; at batch 1 it keeps the batch axis, which the axis-less squeeze drops. The graph's logits
+    at batch 1 are checked against the network's on a padded batch."""
+    if not active:
+        yield
+        return
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class _FixedSqueeze(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in (torch.squeeze, torch.Tensor.squeeze) and len(args) == 1 and not kwargs \
+                    and isinstance(args[0], torch.Tensor):
+                axes = tuple(i for i, n in enumerate(args[0].shape) if n == 1)
+                return func(args[0], axes) if axes else args[0]
+            return func(*args, **kwargs)
+
+    with _FixedSqueeze():
+        yield
+
+
+def _torch_to_onnx(model, length, path, opset, exporter, layout, batch=TRACED_BATCH):
     import torch
 
     onnx = require("onnx", "ONNX export")
     if exporter == "auto":
         exporter = "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"
-    x = torch.zeros(layout_shape(layout, TRACED_BATCH, length), dtype=torch.float32)
+    x = torch.zeros(layout_shape(layout, batch, length), dtype=torch.float32)
     if exporter == "dynamo":
         opset = max(opset, DYNAMO_MIN_OPSET)
     with warnings.catch_warnings(), _native_output_silenced():
