@@ -414,7 +414,7 @@ def _convert_with(model, length: int, opts: ExportOptions, frames: "VerifyFrames
     layout, notes, problem = layout_of(model), [], None
     if min_batch_of(model) > 1:
         notes.append(f"the model runs on {min_batch_of(model)} frames or more, not on one: it was traced on "
-                     f"{max(TRACED_BATCH, min_batch_of(model))} with the axes of its axis-less squeeze() fixed, and "
+                     f"{max(TRACED_BATCH, min_batch_of(model))} with the axes of any axis-less squeeze() fixed, and "
                      f"the graph is checked against its logits on padded batches")
     if opts.simplify:
         try:
