@@ -10,7 +10,7 @@ batch 1 (one thread) of each pruned model over the unpruned one. Data: a tiny sy
 (the point is whether the stages run, not accuracy).
 
     python benchmarks/bench_real_networks.py --models /work/ext/amr-nets [--manifest benchmarks/real_networks.json]
-        [--per-key 8] [--only LABEL,...] [--timeout 900] [--out bench-out/bench_real_networks.json]
+        [--per-key 8] [--only LABEL,...] [--target-macs 0.5] [--timeout 900] [--out bench-out/bench_real_networks.json]
 """
 
 from __future__ import annotations
@@ -103,14 +103,14 @@ def torch_labels(ckpt, code, frames):
         return model(torch.from_numpy(frames)).argmax(1).tolist()
 
 
-def one_method(net, method, base, file, work, data, frames_npy, frames, timeout, env, row):
+def one_method(net, method, base, file, work, data, frames_npy, frames, timeout, env, row, target="0.5"):
     """prune -> finetune -> export -> bundle -> run.py for one method; fills ``row`` and returns the ONNX path."""
     import numpy as np
 
     code = ["--code", str(file)]
     tag = work / f"{method}"
     st = row["stages"]
-    r = st[f"{method}:prune"] = run(edgeprune("prune", "--model", base, "--method", method, "--target-macs", "0.5",
+    r = st[f"{method}:prune"] = run(edgeprune("prune", "--model", base, "--method", method, "--target-macs", target,
                                               "--data", data, "--out", f"{tag}.pt", "--json", *code), timeout, env)
     if not r["ok"]:
         return None
@@ -159,7 +159,8 @@ def one_network(net, models: Path, work: Path, data, frames_npy, frames, args, e
                                 args.timeout, env)
     onnx = {}
     for method in METHODS:
-        onnx[method] = one_method(net, method, base, file, work, data, frames_npy, frames, args.timeout, env, row)
+        onnx[method] = one_method(net, method, base, file, work, data, frames_npy, frames, args.timeout, env, row,
+                                  str(args.target_macs))
     if st["base:export"]["ok"]:
         paths = [work / "base.onnx"] + [p for p in onnx.values() if p is not None]
         ms = ort_batch1_ms(paths, args.iters)
@@ -210,6 +211,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=900, help="seconds per run.py stage")
     ap.add_argument("--iters", type=int, default=200, help="ORT timed calls per model")
     ap.add_argument("--only", default=None, help="comma-separated labels (or files) to run")
+    ap.add_argument("--target-macs", type=float, default=0.5, help="the MACs target of every prune (default 0.5)")
     ap.add_argument("--out", default="bench-out/bench_real_networks.json")
     args = ap.parse_args(argv)
 
@@ -251,7 +253,7 @@ def main(argv=None) -> int:
     print(failures(rows) or "(none)")
     write_json(Path(args.out), {"benchmark": "bench_real_networks", "branch": branch, "commit": commit,
                                 "manifest": str(args.manifest), "per_key": args.per_key, "frames": len(ds),
-                                "methods": list(METHODS), "target_macs": 0.5, "rows": rows})
+                                "methods": list(METHODS), "target_macs": args.target_macs, "rows": rows})
     print(f"\nwrote {args.out}")
     return 0
 
