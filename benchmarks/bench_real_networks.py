@@ -134,13 +134,18 @@ def one_method(net, method, base, file, work, data, frames_npy, frames, timeout,
         got = [p["label"] for p in json.loads(r["stdout"])["predictions"]]
         want = torch_labels(f"{tag}-ft.pt", file, frames)
         row["runpy_agreement"][method] = float(np.mean(np.array(got) == np.array(want)))
+        one = Path(frames_npy).with_name("one-frame.npy")   # a single frame: run.py and torch at batch 1
+        np.save(one, frames[:1])
+        r1 = run([sys.executable, f"{tag}-bundle/run.py", "predict", "--input", one, "--json"], timeout, env)
+        row["runpy_one_frame"][method] = (r1["ok"] and json.loads(r1["stdout"])["predictions"][0]["label"] == want[0]
+                                          ) or r1.get("error", False)
     return onnx
 
 
 def one_network(net, models: Path, work: Path, data, frames_npy, frames, args, env) -> dict:
     file = models / net["file"]
     row = {"label": net["label"], "kind": net["kind"], "stages": {}, "macs_fraction": {}, "runpy_agreement": {},
-           "speedup_b1": {}}
+           "runpy_one_frame": {}, "speedup_b1": {}}
     st = row["stages"]
     if not file.is_file():
         st["import"] = {"ok": False, "error": f"{file} is missing (copy it there; see the manifest)"}
@@ -249,6 +254,9 @@ def main(argv=None) -> int:
         print(f"done {net['label']} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
         write_json(Path(args.out), {"benchmark": "bench_real_networks", "rows": rows, "partial": True})
     print(table(rows))
+    print("\nrun.py predict on a single frame gives torch's class (per method; an error line where it failed):")
+    for r in rows:
+        print(f"{r['label'][:28]:<28} {r['runpy_one_frame'] or '-'}")
     print("\nfailed stages (the error line):")
     print(failures(rows) or "(none)")
     write_json(Path(args.out), {"benchmark": "bench_real_networks", "branch": branch, "commit": commit,

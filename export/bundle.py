@@ -140,7 +140,8 @@ def export_variants(ck, tgt, precisions, stage: Path, data, calib_data, calib_fr
                          "exporter": rep["exporter"], "simplified": rep["simplified"], "notes": rep["notes"],
                          "accuracy": (rep["accuracy"] or {}).get("onnxruntime"),
                          "parity": {k: rep["parity"].get(k) for k in ("max_abs_diff", "argmax_agreement", "frames")},
-                         "calibration": rep.get("calibration"), "min_batch": rep["input"].get("min_batch", 1)})
+                         "calibration": rep.get("calibration"),
+                         **({"min_batch": rep["input"]["min_batch"]} if rep["input"].get("min_batch") else {})})
     return variants
 
 
