@@ -191,3 +191,20 @@ def test_a_network_that_mixes_frames_is_refused_in_one_line(cli, work):
     assert len(lines) == 1 and lines[0].startswith("edgeprune: error:")
     assert "does not run on a single frame" in lines[0] and "not frame by frame" in lines[0]
     assert "padding a batch would change its logits" in lines[0]
+
+
+@pytest.mark.parametrize("method", ["layer", "dbp"])
+def test_layer_analysis_of_a_module_run_twice_per_forward(cli, work, method):
+    """MCformer's one SELU runs after its conv and after fc1: the analysis takes the module's first output per
+    forward (the unit's, as traced), so layer and dbp prune it (they crashed on mismatched feature widths)."""
+    from edgeprune.checkpoint import load_checkpoint
+
+    ck_path, doc = _import(cli, work, "SharedActivation")
+    assert doc["units"] == 2
+    out = work / f"shared-{method}.pt"
+    r = cli("prune", "--model", ck_path, "--method", method, "--target-macs", "0.7", "--data", work / "toy.npz",
+            "--out", out, "--code", work / "nets.py")
+    assert r.returncode == 0, r.stderr
+    # by hand: stem 8*64*2*3, each block 8*64*8*3, fc1 8*16, fc2 16*4; one block removed is the nearest <= 0.7
+    assert doc["macs"] == 3072 + 2 * 12288 + 128 + 64
+    assert load_checkpoint(out).meta["macs"] == doc["macs"] - 12288

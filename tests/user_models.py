@@ -614,3 +614,21 @@ class BatchCentred(nn.Module):
         x = x - x.mean(0, keepdim=True)
         x = self.conv(x.unsqueeze(1)).squeeze()
         return self.head(x.mean(-1))
+
+
+class SharedActivation(nn.Module):
+    """One activation module used twice per forward (after the stem conv and after the first head Linear), as
+    MCformer uses its ``nn.SELU``; two shape-preserving conv blocks between."""
+
+    def __init__(self, num_classes=4, width=8):
+        super().__init__()
+        self.stem = nn.Conv1d(2, width, 3, padding=1)
+        self.act = nn.SELU()
+        self.blocks = nn.Sequential(*[nn.Sequential(nn.Conv1d(width, width, 3, padding=1), nn.ReLU())
+                                      for _ in range(2)])
+        self.fc1 = nn.Linear(width, 16)
+        self.fc2 = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(self.act(self.stem(x)))
+        return self.fc2(self.act(self.fc1(x.mean(-1))))
