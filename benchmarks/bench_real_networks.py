@@ -10,7 +10,7 @@ batch 1 (one thread) of each pruned model over the unpruned one. Data: a tiny sy
 (the point is whether the stages run, not accuracy).
 
     python benchmarks/bench_real_networks.py --models /work/ext/amr-nets [--manifest benchmarks/real_networks.json]
-        [--per-key 8] [--only LABEL,...] [--timeout 900] [--out bench-out/bench_real_networks.json]
+        [--per-key 8] [--only LABEL,...] [--target-macs 0.5] [--timeout 900] [--out bench-out/bench_real_networks.json]
 """
 
 from __future__ import annotations
@@ -103,14 +103,14 @@ def torch_labels(ckpt, code, frames):
         return model(torch.from_numpy(frames)).argmax(1).tolist()
 
 
-def one_method(net, method, base, file, work, data, frames_npy, frames, timeout, env, row):
+def one_method(net, method, base, file, work, data, frames_npy, frames, timeout, env, row, target="0.5"):
     """prune -> finetune -> export -> bundle -> run.py for one method; fills ``row`` and returns the ONNX path."""
     import numpy as np
 
     code = ["--code", str(file)]
     tag = work / f"{method}"
     st = row["stages"]
-    r = st[f"{method}:prune"] = run(edgeprune("prune", "--model", base, "--method", method, "--target-macs", "0.5",
+    r = st[f"{method}:prune"] = run(edgeprune("prune", "--model", base, "--method", method, "--target-macs", target,
                                               "--data", data, "--out", f"{tag}.pt", "--json", *code), timeout, env)
     if not r["ok"]:
         return None
@@ -134,13 +134,18 @@ def one_method(net, method, base, file, work, data, frames_npy, frames, timeout,
         got = [p["label"] for p in json.loads(r["stdout"])["predictions"]]
         want = torch_labels(f"{tag}-ft.pt", file, frames)
         row["runpy_agreement"][method] = float(np.mean(np.array(got) == np.array(want)))
+        one = Path(frames_npy).with_name("one-frame.npy")   # a single frame: run.py and torch at batch 1
+        np.save(one, frames[:1])
+        r1 = run([sys.executable, f"{tag}-bundle/run.py", "predict", "--input", one, "--json"], timeout, env)
+        row["runpy_one_frame"][method] = (r1["ok"] and json.loads(r1["stdout"])["predictions"][0]["label"] == want[0]
+                                          ) or r1.get("error", False)
     return onnx
 
 
 def one_network(net, models: Path, work: Path, data, frames_npy, frames, args, env) -> dict:
     file = models / net["file"]
     row = {"label": net["label"], "kind": net["kind"], "stages": {}, "macs_fraction": {}, "runpy_agreement": {},
-           "speedup_b1": {}}
+           "runpy_one_frame": {}, "speedup_b1": {}}
     st = row["stages"]
     if not file.is_file():
         st["import"] = {"ok": False, "error": f"{file} is missing (copy it there; see the manifest)"}
@@ -159,7 +164,8 @@ def one_network(net, models: Path, work: Path, data, frames_npy, frames, args, e
                                 args.timeout, env)
     onnx = {}
     for method in METHODS:
-        onnx[method] = one_method(net, method, base, file, work, data, frames_npy, frames, args.timeout, env, row)
+        onnx[method] = one_method(net, method, base, file, work, data, frames_npy, frames, args.timeout, env, row,
+                                  str(args.target_macs))
     if st["base:export"]["ok"]:
         paths = [work / "base.onnx"] + [p for p in onnx.values() if p is not None]
         ms = ort_batch1_ms(paths, args.iters)
@@ -210,6 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=900, help="seconds per run.py stage")
     ap.add_argument("--iters", type=int, default=200, help="ORT timed calls per model")
     ap.add_argument("--only", default=None, help="comma-separated labels (or files) to run")
+    ap.add_argument("--target-macs", type=float, default=0.5, help="the MACs target of every prune (default 0.5)")
     ap.add_argument("--out", default="bench-out/bench_real_networks.json")
     args = ap.parse_args(argv)
 
@@ -247,11 +254,14 @@ def main(argv=None) -> int:
         print(f"done {net['label']} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
         write_json(Path(args.out), {"benchmark": "bench_real_networks", "rows": rows, "partial": True})
     print(table(rows))
+    print("\nrun.py predict on a single frame gives torch's class (per method; an error line where it failed):")
+    for r in rows:
+        print(f"{r['label'][:28]:<28} {r['runpy_one_frame'] or '-'}")
     print("\nfailed stages (the error line):")
     print(failures(rows) or "(none)")
     write_json(Path(args.out), {"benchmark": "bench_real_networks", "branch": branch, "commit": commit,
                                 "manifest": str(args.manifest), "per_key": args.per_key, "frames": len(ds),
-                                "methods": list(METHODS), "target_macs": 0.5, "rows": rows})
+                                "methods": list(METHODS), "target_macs": args.target_macs, "rows": rows})
     print(f"\nwrote {args.out}")
     return 0
 

@@ -44,7 +44,8 @@ def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1
     layout = spec.get("layout") or "NCL"   # a module recipe of a network taking (N, 1, 2, L) or (N, L, 2) says so
     meta = {
         "classes": list(classes),
-        "input": {"layout": layout, "channels": 2, "length": int(spec["input"][-1])},
+        "input": {"layout": layout, "channels": 2, "length": int(spec["input"][-1]),
+                  **({"min_batch": int(spec["min_batch"])} if spec.get("min_batch", 1) > 1 else {})},
         "normalization": normalization,
         "params": stats["params"],
         "macs": stats["macs"],

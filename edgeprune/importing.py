@@ -46,7 +46,7 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
     if weights is not None:
         load_weights(model, weights)
     found = check_io(model, int(length), len(classes), ref, input_layout)
-    recipe = with_stats(with_layout(recipe, found["layout"]), model)
+    recipe = with_stats(with_layout(recipe, found["layout"], found["min_batch"]), model)
     if recipe["stats"]["units"] == 0:
         from .models.trace import discover_module_units
 
@@ -65,9 +65,17 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
     save_checkpoint(out, recipe, model.state_dict(), meta)
     res = {"checkpoint": str(out), "model": recipe["name"], "params": meta["params"], "macs": meta["macs"],
            "units": meta["units"], "source": recipe["source"], "input_layout": found["layout"]}
+    notes = []
     if len(found["runs"]) > 1:
-        res["note"] = (f"the model also runs on frames laid out {' and '.join(found['runs'][1:])}; {found['layout']} "
-                       f"was recorded (pass --input-layout if it was trained on another)")
+        notes.append(f"the model also runs on frames laid out {' and '.join(found['runs'][1:])}; {found['layout']} "
+                     f"was recorded (pass --input-layout if it was trained on another)")
+    if found["min_batch"] > 1:
+        res["min_batch"] = found["min_batch"]
+        notes.append(f"the model does not run on one frame but on {found['min_batch']}, and computes each frame on "
+                     f"its own: min_batch {found['min_batch']} was recorded, and edgeprune pads smaller batches by "
+                     f"repeating a frame")
+    if notes:
+        res["note"] = "; ".join(notes)
     return res
 
 
@@ -123,7 +131,7 @@ def as_checkpoint(obj, data=None, *, classes: list[str] | None = None, length: i
     state = {k: v.detach().cpu().clone() for k, v in obj.state_dict().items()}
     fresh.load_state_dict(state)
     found = check_io(fresh, int(length), len(classes), ref, input_layout)
-    recipe = with_stats(with_layout(recipe, found["layout"]), fresh)
+    recipe = with_stats(with_layout(recipe, found["layout"], found["min_batch"]), fresh)
     meta = make_meta(recipe, list(classes), lineage=[{"op": "import", "source": recipe["source"], "weights": "live module"}])
     return Checkpoint(recipe, state, meta, None, None)
 

@@ -140,7 +140,8 @@ def export_variants(ck, tgt, precisions, stage: Path, data, calib_data, calib_fr
                          "exporter": rep["exporter"], "simplified": rep["simplified"], "notes": rep["notes"],
                          "accuracy": (rep["accuracy"] or {}).get("onnxruntime"),
                          "parity": {k: rep["parity"].get(k) for k in ("max_abs_diff", "argmax_agreement", "frames")},
-                         "calibration": rep.get("calibration")})
+                         "calibration": rep.get("calibration"),
+                         **({"min_batch": rep["input"]["min_batch"]} if rep["input"].get("min_batch") else {})})
     return variants
 
 
@@ -172,13 +173,14 @@ def bundle_manifest(ck, tgt, precisions, variants, skipped, stage: Path, data) -
     files = {p.name: file_entry(p) for p in sorted(stage.iterdir()) if p.is_file()}
     layers, units = _layer_counts(ck)
     default = tgt.default_precision if tgt.default_precision in precisions else precisions[0]
+    min_batch = max([int(v.get("min_batch") or 1) for v in onnx_variants] + [1])   # the graphs' (run.py pads)
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": BUNDLE_KIND,
         "model": ck.spec.get("name"),
         "classes": ck.classes,
         "input": {"name": "iq", "layout": ck.spec.get("layout") or "NCL", "channels": 2, "length": ck.length,
-                  "dtype": "float32"},
+                  "dtype": "float32", **({"min_batch": min_batch} if min_batch > 1 else {})},
         "output": {"name": "logits", "classes": len(ck.classes)},
         "preprocessing": {"normalization": norm, "description": describe_normalization(norm)},
         "default_precision": default,

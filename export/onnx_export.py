@@ -58,20 +58,48 @@ def torch_to_onnx(model, length: int, path: str | Path, opset: int = DEFAULT_OPS
     """Run torch.onnx.export (legacy TorchScript for opset <= 17, dynamo above) and return the onnx.ModelProto.
 
     The graph takes the network's own input layout (its layout hook, :mod:`edgeprune.models.layout`, is taken
-    off while it is traced)."""
-    from edgeprune.models.layout import native
+    off while it is traced). A network that needs ``min_batch`` > 1 frames is traced on that many (at least
+    TRACED_BATCH) without its padding, with the axes of each axis-less ``squeeze()`` fixed to those it squeezes
+    there (:func:`squeeze_axes_fixed`), so the graph keeps its batch axis at batch 1."""
+    from edgeprune.models.layout import min_batch_of, native
 
-    with native(model.eval()) as layout:
-        return _torch_to_onnx(model, length, path, opset, exporter, layout)
+    min_batch = min_batch_of(model)
+    with native(model.eval()) as layout, squeeze_axes_fixed(min_batch > 1):
+        return _torch_to_onnx(model, length, path, opset, exporter, layout, max(TRACED_BATCH, min_batch))
 
 
-def _torch_to_onnx(model, length, path, opset, exporter, layout):
+@contextmanager
+def squeeze_axes_fixed(active: bool = True):
+    """While active, ``torch.squeeze(x)`` / ``x.squeeze()`` without an axis squeeze the axes that are 1 at that
+    call (given explicitly). Traced on a batch of 2 or more frames, that is what the forward computes at every
+    batch of 2 or more; at batch 1 it keeps the batch axis, which the axis-less squeeze drops. The graph's logits
+    at batch 1 are checked against the network's on a padded batch."""
+    if not active:
+        yield
+        return
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class _FixedSqueeze(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in (torch.squeeze, torch.Tensor.squeeze) and len(args) == 1 and not kwargs \
+                    and isinstance(args[0], torch.Tensor):
+                axes = tuple(i for i, n in enumerate(args[0].shape) if n == 1)
+                return func(args[0], axes) if axes else args[0]
+            return func(*args, **kwargs)
+
+    with _FixedSqueeze():
+        yield
+
+
+def _torch_to_onnx(model, length, path, opset, exporter, layout, batch=TRACED_BATCH):
     import torch
 
     onnx = require("onnx", "ONNX export")
     if exporter == "auto":
         exporter = "legacy" if opset <= LEGACY_MAX_OPSET else "dynamo"
-    x = torch.zeros(layout_shape(layout, TRACED_BATCH, length), dtype=torch.float32)
+    x = torch.zeros(layout_shape(layout, batch, length), dtype=torch.float32)
     if exporter == "dynamo":
         opset = max(opset, DYNAMO_MIN_OPSET)
     with warnings.catch_warnings(), _native_output_silenced():
@@ -337,8 +365,10 @@ def convert(model, length: int, opts: ExportOptions, frames: "VerifyFrames"):
     """The fp32 ONNX model: torch export, conversion to the asked opset when the exporter emitted another, onnxsim
     (unless ``opts.simplify`` is off), each candidate checked against torch at batch 1 and a larger batch.
 
-    Returns (model, the opset it has, the exporter used, notes): when the simplified graph fails the check the
-    unsimplified one is used, with a note. When the legacy (TorchScript) exporter fails or its graph fails the
+    Returns (model, the opset it has, the exporter used, notes, the fewest frames the graph runs on): when the
+    simplified graph fails the check the unsimplified one is used, with a note. A network that needs a few frames
+    (its ``min_batch``) is checked against its padded logits; a graph that fails at batch 1 but passes from
+    ``min_batch`` frames on is used with that ``min_batch`` (the runtime pads), with a note. When the legacy (TorchScript) exporter fails or its graph fails the
     check, torch's dynamo exporter is tried (it needs onnxscript) and, when its graph passes, used, with a note.
     When nothing passes, one EdgepruneError says why.
     """
@@ -354,12 +384,12 @@ def convert(model, length: int, opts: ExportOptions, frames: "VerifyFrames"):
         raise EdgepruneError(f"{legacy_problem}; the dynamo exporter, which may export it, was not tried: it needs "
                              f"onnxscript (pip install onnxscript)") from None
     try:
-        fp32, opset, exporter, notes = _convert_with(model, length, opts, frames, "dynamo")
+        fp32, opset, exporter, notes, graph_batch = _convert_with(model, length, opts, frames, "dynamo")
     except EdgepruneError as exc:
         raise EdgepruneError(f"{legacy_problem}; the dynamo exporter failed too: {exc}") from exc
     notes.insert(0, f"the legacy exporter failed ({legacy_problem}); the dynamo exporter's graph (opset {opset}) is "
                     f"used: it gives torch's logits at batch 1 and a larger batch")
-    return fp32, opset, exporter, notes
+    return fp32, opset, exporter, notes, graph_batch
 
 
 def _convert_with(model, length: int, opts: ExportOptions, frames: "VerifyFrames", exporter: str):
@@ -379,24 +409,49 @@ def _convert_with(model, length: int, opts: ExportOptions, frames: "VerifyFrames
     if tgt is not None and actual_opset > tgt.opset:
         raise EdgepruneError(f"the {exporter} exporter emitted opset {actual_opset}, above what target {tgt.name} takes "
                              f"({tgt.opset})")
-    from edgeprune.models.layout import layout_of
+    from edgeprune.models.layout import layout_of, min_batch_of
 
     layout, notes, problem = layout_of(model), [], None
+    if min_batch_of(model) > 1:
+        notes.append(f"the model runs on {min_batch_of(model)} frames or more, not on one: it was traced on "
+                     f"{max(TRACED_BATCH, min_batch_of(model))} with the axes of any axis-less squeeze() fixed, and "
+                     f"the graph is checked against its logits on padded batches")
     if opts.simplify:
         try:
             simplified = simplify(raw)
-            problem = graph_problem(simplified, model, frames.x, layout)
+            problem, batch = graph_fit(simplified, model, frames.x, layout)
             if problem is None:
-                return simplified, actual_opset, exporter, notes
+                return simplified, actual_opset, exporter, notes + _padding_note(batch), batch
         except EdgepruneError as exc:
             problem = str(exc)
-    raw_problem = graph_problem(raw, model, frames.x, layout)
+    raw_problem, batch = graph_fit(raw, model, frames.x, layout)
     if raw_problem is not None:
         raise EdgepruneError(diagnose(raw, raw_problem, model, frames.x, layout) if exporter == "legacy"
                              else f"the {exporter} exporter's graph does not match torch: {raw_problem}")
     if problem is not None:
         notes.append(f"the onnxsim-simplified graph was not used ({problem}); the unsimplified graph is")
-    return raw, actual_opset, exporter, notes
+    return raw, actual_opset, exporter, notes + _padding_note(batch), batch
+
+
+def graph_fit(graph, model, x: np.ndarray, layout: str) -> tuple[str | None, int]:
+    """(None, 1) when ``graph`` gives torch's logits at batch 1 and a larger batch; for a network that needs
+    ``min_batch`` frames, (None, min_batch) when it fails at batch 1 but passes on ``min_batch`` frames and a larger
+    batch (the runtime then pads); else (what goes wrong at batch 1 and the larger batch, 1)."""
+    from edgeprune.models.layout import min_batch_of
+
+    problem = graph_problem(graph, model, x, layout)
+    need = min_batch_of(model)
+    if problem is None or need == 1:
+        return problem, 1
+    fewest = np.resize(x, (need,) + tuple(x.shape[1:]))
+    if graph_problem(graph, model, x, layout, batches=[fewest, parity_batches(x)[1]]) is None:
+        return None, need
+    return problem, 1
+
+
+def _padding_note(batch: int) -> list[str]:
+    return [f"the graph does not run on one frame but on {batch} or more: the metadata records input.min_batch "
+            f"{batch}, and run.py and Predictor pad smaller batches"] if batch > 1 else []
 
 
 def _drop_opset18_reduce_attribute(model):
@@ -518,8 +573,10 @@ def to_precision(fp32, ckpt, opts: ExportOptions, frames: VerifyFrames, model=No
                      "method": opts.calib_method, "split": "train"}
 
 
-def verify(model, variant, precision: str, frames: VerifyFrames) -> tuple[dict[str, Any], dict[str, Any]]:
-    """onnx.checker, then parity of ONNX Runtime with PyTorch on ``frames``, and both accuracies on the test split.
+def verify(model, variant, precision: str, frames: VerifyFrames,
+           min_batch: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
+    """onnx.checker, then parity of ONNX Runtime with PyTorch on ``frames``, and both accuracies on the test split
+    (batches smaller than the graph's ``min_batch`` padded).
 
     Returns (parity report, accuracy record; empty without data). Parity out
     of tolerance for ``precision`` raises.
@@ -536,19 +593,20 @@ def verify(model, variant, precision: str, frames: VerifyFrames) -> tuple[dict[s
     session = make_session(variant.SerializeToString(), threads=None)
     layout = layout_of(model)
     ref = predict_logits(model, frames.x)
-    got = run_logits(session, frames.x, layout=layout)
+    got = run_logits(session, frames.x, layout=layout, min_batch=min_batch)
     parity = check_parity(compare_logits(ref, got), precision, "the exported ONNX model")
     parity["frames_source"] = frames.source
     acc: dict[str, Any] = {}
     if frames.test is not None:
         test = frames.test
-        acc = {"onnxruntime": onnx_accuracy(session, test.x, test.y, layout=layout), "torch": torch_accuracy(model, test),
+        acc = {"onnxruntime": onnx_accuracy(session, test.x, test.y, layout=layout, min_batch=min_batch),
+               "torch": torch_accuracy(model, test),
                "frames": len(test), **frames.info}
     return parity, acc
 
 
 def onnx_metadata(ckpt, opts: ExportOptions, norm: str, opset: int, exporter: str, acc: dict[str, Any],
-                  source_sha256: str | None, layout: str | None = None) -> dict[str, Any]:
+                  source_sha256: str | None, layout: str | None = None, min_batch: int = 1) -> dict[str, Any]:
     """The ``edgeprune.*`` metadata_props of the exported file (what a bundle and the profiler read back)."""
     from edgeprune.models.macs import MAC_DEFINITION
 
@@ -557,8 +615,9 @@ def onnx_metadata(ckpt, opts: ExportOptions, norm: str, opset: int, exporter: st
         METADATA_PREFIX + "version": __version__,
         METADATA_PREFIX + "model": ckpt.spec.get("name"),
         METADATA_PREFIX + "classes": ckpt.classes,
-        METADATA_PREFIX + "input": {"name": INPUT_NAME, "layout": layout or "NCL",
-                                    "channels": 2, "length": ckpt.length, "dtype": "float32"},
+        METADATA_PREFIX + "input": {"name": INPUT_NAME, "layout": layout or "NCL", "channels": 2,
+                                    "length": ckpt.length, "dtype": "float32",
+                                    **({"min_batch": int(min_batch)} if min_batch > 1 else {})},
         METADATA_PREFIX + "normalization": norm,
         METADATA_PREFIX + "macs": int(ckpt.meta.get("macs") or 0),
         METADATA_PREFIX + "params": int(ckpt.meta.get("params") or 0),
@@ -618,13 +677,14 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
     norm = check_normalization(ckpt.meta.get("normalization", "none"))
     model = ckpt.build()
     frames = verification_frames(ckpt, opts, norm)
-    fp32, actual_opset, exporter, notes = convert(model, ckpt.length, opts, frames)
+    fp32, actual_opset, exporter, notes, graph_batch = convert(model, ckpt.length, opts, frames)
     names_fraction = layer_named_fraction(fp32)
     variant, calibration = to_precision(fp32, ckpt, opts, frames, model)
-    parity, acc = verify(model, variant, opts.precision, frames)
+    parity, acc = verify(model, variant, opts.precision, frames, graph_batch)
     src_sha = ckpt.sha256()
     layout = layout_of(model)
-    data = write_onnx(variant, onnx_metadata(ckpt, opts, norm, actual_opset, exporter, acc, src_sha, layout), opts.out)
+    data = write_onnx(variant, onnx_metadata(ckpt, opts, norm, actual_opset, exporter, acc, src_sha, layout,
+                                             graph_batch), opts.out)
     return {
         "path": str(opts.out),
         "sha256": _sha256_bytes(data),
@@ -637,7 +697,7 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
         "exporter": exporter,
         "target": opts.target.name if opts.target else None,
         "input": {"name": INPUT_NAME, "shape": layout_shape(layout, "batch", ckpt.length), "layout": layout,
-                  "dtype": "float32"},
+                  "dtype": "float32", **({"min_batch": graph_batch} if graph_batch > 1 else {})},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt.classes)]},
         "classes": ckpt.classes,
         "normalization": norm,

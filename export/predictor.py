@@ -75,7 +75,8 @@ class Predictor:
             try:
                 self._model = Model(be, self.source, classes, meta.get("edgeprune.normalization", "none"), length,
                                     meta.get("edgeprune.precision") or "fp32", str(self.source),
-                                    where=f"{self.source} (its metadata)", layout=layout)
+                                    where=f"{self.source} (its metadata)", layout=layout,
+                                    min_batch=inp.get("min_batch"))
             except BaseException:
                 be.close()
                 raise

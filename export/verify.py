@@ -53,21 +53,22 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
         raise EdgepruneError(f"ONNX Runtime cannot load {name}: {first}") from exc
 
 
-def run_logits(session, x: np.ndarray, batch_size: int = 256, layout: str = "NCL") -> np.ndarray:
-    """Logits for frames ``x`` (N, 2, L) float32, in batches, fed to the model in its ``layout``. A failing run
-    is one EdgepruneError naming the batch size and the node (ONNX Runtime's own exception types otherwise
-    surface as 'unexpected')."""
-    from .runtime.frames import to_layout
+def run_logits(session, x: np.ndarray, batch_size: int = 256, layout: str = "NCL", min_batch: int = 1) -> np.ndarray:
+    """Logits for frames ``x`` (N, 2, L) float32, in batches, fed to the model in its ``layout`` (a batch smaller
+    than ``min_batch`` padded, the padding's logits dropped). A failing run is one EdgepruneError naming the batch
+    size and the node (ONNX Runtime's own exception types otherwise surface as 'unexpected')."""
+    from .runtime.frames import padded_batch, to_layout
 
     name = session.get_inputs()[0].name
     out = []
     for i in range(0, len(x), batch_size):
-        xb = to_layout(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32), layout)
+        xb, n = padded_batch(to_layout(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32), layout),
+                             min_batch)
         try:
             res = session.run(None, {name: xb})[0]
         except Exception as exc:  # noqa: BLE001 - ORT raises Fail, InvalidArgument, RuntimeException ...
             raise EdgepruneError(f"ONNX Runtime fails at batch {len(xb)}: {ort_failure(exc)}") from exc
-        out.append(np.asarray(res, dtype=np.float32))
+        out.append(np.asarray(res, dtype=np.float32)[:n])
     if not out:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(out)
@@ -120,7 +121,8 @@ def check_parity(stats: dict[str, Any], precision: str, what: str = "the ONNX mo
     return stats
 
 
-def onnx_accuracy(session, x: np.ndarray, y: np.ndarray, batch_size: int = 256, layout: str = "NCL") -> float:
+def onnx_accuracy(session, x: np.ndarray, y: np.ndarray, batch_size: int = 256, layout: str = "NCL",
+                  min_batch: int = 1) -> float:
     if len(x) == 0:
         return float("nan")
-    return float((run_logits(session, x, batch_size, layout).argmax(1) == y).mean())
+    return float((run_logits(session, x, batch_size, layout, min_batch).argmax(1) == y).mean())

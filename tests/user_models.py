@@ -554,3 +554,81 @@ class FusionAttentionNet(nn.Module):
         ctx = torch.matmul(a, v)
         ctx = ctx.contiguous().view(ctx.size(0), -1, ctx.size(-1))
         return self.fc(ctx.mean(-1))
+
+
+class SqueezeConv(nn.Module):
+    """A Conv2d across the I and Q rows, then an axis-less ``squeeze()`` (PET-CGDNN style): at one frame it also
+    drops the batch axis, so the network runs on 2+ frames but not on one; each frame is computed on its own."""
+
+    def __init__(self, num_classes=4, width=8):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, kernel_size=(2, 5))
+        self.body = nn.Sequential(nn.Conv1d(width, width, 3, padding=1), nn.ReLU())   # shape-preserving
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x.unsqueeze(1)))   # (N, width, 1, L - 4)
+        x = x.squeeze()                             # (N, width, L - 4); (width, L - 4) at N = 1
+        return self.head(self.body(x).mean(-1))
+
+
+class SqueezeGRU(nn.Module):
+    """Conv2d, axis-less ``torch.squeeze``, then a batch-first GRU whose last step is classified."""
+
+    def __init__(self, num_classes=4, hidden=8):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, kernel_size=(2, 3))
+        self.gru = nn.GRU(6, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        x = torch.squeeze(torch.relu(self.conv(x.unsqueeze(1))))   # (N, 6, L - 2)
+        x, _ = self.gru(x.transpose(1, 2))
+        return self.fc(x[:, -1, :])
+
+
+class SqueezeInPlace(nn.Module):
+    """An in-place ``squeeze_()`` (which export does not rewrite): its ONNX graph, like the network, needs 2 frames."""
+
+    def __init__(self, num_classes=4, width=6, length=64):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, kernel_size=(2, 5))
+        self.head = nn.Linear(width * (length - 4), num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x.unsqueeze(1)))
+        x.squeeze_()                                # (N, width, L - 4); (width, L - 4) at N = 1
+        return self.head(x.flatten(1))
+
+
+class BatchCentred(nn.Module):
+    """Subtracts the batch mean (frames are not independent) and squeezes without an axis: not runnable on one
+    frame, and padding would change its logits."""
+
+    def __init__(self, num_classes=4, width=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, kernel_size=(2, 5))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = x - x.mean(0, keepdim=True)
+        x = self.conv(x.unsqueeze(1)).squeeze()
+        return self.head(x.mean(-1))
+
+
+class SharedActivation(nn.Module):
+    """One activation module used twice per forward (after the stem conv and after the first head Linear), as
+    MCformer uses its ``nn.SELU``; two shape-preserving conv blocks between."""
+
+    def __init__(self, num_classes=4, width=8):
+        super().__init__()
+        self.stem = nn.Conv1d(2, width, 3, padding=1)
+        self.act = nn.SELU()
+        self.blocks = nn.Sequential(*[nn.Sequential(nn.Conv1d(width, width, 3, padding=1), nn.ReLU())
+                                      for _ in range(2)])
+        self.fc1 = nn.Linear(width, 16)
+        self.fc2 = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(self.act(self.stem(x)))
+        return self.fc2(self.act(self.fc1(x.mean(-1))))

@@ -133,6 +133,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] | None = None, per
     """
     from torch.overrides import TorchFunctionMode
 
+    from .layout import min_batch_of
+
     if input_shape is None:
         spec = getattr(model, "spec", None)
         if spec is None:
@@ -179,16 +181,18 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] | None = None, per
         handles.append(mod.register_forward_hook(post(name, leaf)))
     was_training = model.training
     model.eval()
+    batch = min_batch_of(model)   # a network that needs a few frames runs on that many; its counts are divided
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else "cpu"
-        x = torch.zeros((1,) + tuple(input_shape), device=device)
+        x = torch.zeros((batch,) + tuple(input_shape), device=device)
         with _Mode():
             model(x)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
+    counts = {k: v // batch for k, v in counts.items()}
     total = sum(counts.values())
     if per_module:
         return total, counts

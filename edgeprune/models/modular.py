@@ -16,7 +16,8 @@ the unpruned network and which structural edits were made since:
                "pooled": {module name: [output size]},    # removed stacks: an adaptive pool stands in
                "attrs": {module name: {attribute: value}}},            # widths, Torch-Pruning's way
      "stats": {"params", "macs", "units", "weight_layers"},
-     "layout": "N1CL" | "NLC"}                                         # absent: the model takes (N, 2, L)
+     "layout": "N1CL" | "NLC",                                         # absent: the model takes (N, 2, L)
+     "min_batch": 2}        # absent: it runs on one frame; else the fewest frames it runs on (smaller batches are padded)
 
 Channel widths (``attrs``) are re-applied with Torch-Pruning's own
 ``tp.load_state_dict`` (module attributes plus the parameters, the latter
@@ -101,6 +102,12 @@ def validate_recipe(r: Any) -> dict[str, Any]:
         from export.runtime.frames import check_layout
 
         check_layout(r["layout"])
+    if "min_batch" in r:
+        from .layout import MAX_MIN_BATCH
+
+        mb = r["min_batch"]
+        if isinstance(mb, bool) or not isinstance(mb, int) or not 1 <= mb <= MAX_MIN_BATCH:
+            raise EdgepruneError(f"model recipe min_batch must be an integer in 1..{MAX_MIN_BATCH}, got {mb!r}")
     ed = r["edits"]
     if not isinstance(ed, dict) or any(k not in EDIT_KEYS for k in ed):
         raise EdgepruneError(f"model recipe edits must be a dict with keys among {', '.join(EDIT_KEYS)}")
@@ -130,10 +137,11 @@ def validate_recipe(r: Any) -> dict[str, Any]:
 
 def base_model(recipe: dict[str, Any], where: str = "this checkpoint"):
     """The unpruned network (random weights): built-in zoo code, or the user's allowed code file; fed (N, 2, L)
-    frames whatever its input layout (:mod:`edgeprune.models.layout`)."""
-    from .layout import attach
+    frames whatever its input layout (:mod:`edgeprune.models.layout`), smaller batches than its ``min_batch``
+    padded."""
+    from .layout import attach, pad_batches
 
-    return attach(_base_model(recipe, where), recipe.get("layout"))
+    return pad_batches(attach(_base_model(recipe, where), recipe.get("layout")), recipe.get("min_batch"))
 
 
 def _base_model(recipe: dict[str, Any], where: str):

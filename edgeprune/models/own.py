@@ -40,20 +40,26 @@ def recipe_for(name: str, length: int, num_classes: int, kwargs: dict[str, Any] 
 def check_io(model, length: int, num_classes: int, what: str, layout: str | None = None) -> dict:
     """The model must map I/Q frames to (N, num_classes) logits in one of the layouts (N, 2, L), (N, 1, 2, L),
     (N, L, 2) (only ``layout`` when given). The first that runs is attached to ``model`` (it then takes (N, 2, L)
-    frames like any edgeprune network); returns {"layout", "runs"} (:func:`edgeprune.models.layout.find_layout`)."""
-    from .layout import attach, find_layout
+    frames like any edgeprune network), and so is the padding of a network that needs a few frames to run
+    (``min_batch``); returns {"layout", "runs", "min_batch"} (:func:`edgeprune.models.layout.find_layout`)."""
+    from .layout import attach, find_layout, pad_batches
 
     found = find_layout(model, length, num_classes, what, layout)
     attach(model, found["layout"])
+    pad_batches(model, found["min_batch"])
     return found
 
 
-def with_layout(recipe: dict[str, Any], layout: str) -> dict[str, Any]:
-    """``recipe`` recording the input layout (NCL, the default, is not written)."""
+def with_layout(recipe: dict[str, Any], layout: str, min_batch: int = 1) -> dict[str, Any]:
+    """``recipe`` recording the input layout (NCL, the default, is not written) and the fewest frames the network
+    runs on (1, the default, is not written)."""
     out = dict(recipe)
     out.pop("layout", None)
+    out.pop("min_batch", None)
     if layout and layout != "NCL":
         out["layout"] = layout
+    if min_batch and int(min_batch) > 1:
+        out["min_batch"] = int(min_batch)
     return out
 
 

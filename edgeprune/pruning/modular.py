@@ -295,16 +295,22 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
 
 
 def _features(model, names, x, batch_size: int = 256, feature: str = "pool", bins: int = 8):
-    """Per name, the outputs (N, F) of that module on frames ``x``, featurised like DBP's probes."""
+    """Per name, the outputs (N, F) of that module on frames ``x``, featurised like DBP's probes. A module that
+    runs more than once per forward (one activation module used twice) gives its first output, the one the trace
+    took the unit's shape from."""
     import torch
 
     from ..models.modular import get_module
     from .dbp import featurize
 
     store: dict[str, list] = {n: [] for n in names}
-    handles = []
+    seen: set[str] = set()   # the modules already recorded in this forward
+    handles = [model.register_forward_pre_hook(lambda mod, inp: seen.clear())]
     for n in names:
         def hook(mod, inp, out, n=n):
+            if n in seen:
+                return
+            seen.add(n)
             y = out[0] if isinstance(out, tuple) else out
             store[n].append(featurize(y.detach(), feature, bins).reshape(y.shape[0], -1).numpy())
         handles.append(get_module(model, n).register_forward_hook(hook))

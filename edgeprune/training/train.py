@@ -211,7 +211,7 @@ def _model_spec(opts: _Options, ds, own: bool) -> dict:
     torch.manual_seed(opts.seed)
     spec, probe = recipe_for(opts.model, ds.length, len(ds.classes), getattr(opts, "kwargs", None))
     found = check_io(probe, ds.length, len(ds.classes), opts.model)
-    return with_stats(with_layout(spec, found["layout"]), probe)
+    return with_stats(with_layout(spec, found["layout"], found["min_batch"]), probe)
 
 
 def _dataset_record(data_path: Path, ds, total_frames: int, fractions, opts: _Options, frames: dict) -> dict:

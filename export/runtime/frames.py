@@ -71,6 +71,15 @@ def to_layout(x, layout):
     return x
 
 
+def padded_batch(x, min_batch):
+    """``x`` (N, ...) with its last frame repeated up to ``min_batch`` frames when N is smaller (a graph that runs
+    only on a few frames, see the metadata's ``input.min_batch``), and N: keep the first N outputs."""
+    n = int(len(x))
+    if n == 0 or not min_batch or n >= int(min_batch):
+        return x, n
+    return np.concatenate([x, np.repeat(x[-1:], int(min_batch) - n, axis=0)]), n
+
+
 def check_normalization(name):
     """The normalisation's name (``none`` when none is given); one-line error for an unknown one."""
     name = "none" if name in (None, "") else str(name).lower()

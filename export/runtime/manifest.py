@@ -101,7 +101,9 @@ MANIFEST_SCHEMA = obj(
     classes=seq(CLASS_NAME, nonempty=True, hi=1 << 16, doc="class names, index order"),
     target=opt(TARGET_SCHEMA),
     input=obj(name=opt(text()), layout=text(choices=("NCL", "N1CL", "NLC"), doc="how the model takes frames: (N, 2, L), (N, 1, 2, L) or (N, L, 2)"), channels=integer(choices=(2,)),
-              length=integer(lo=1, hi=1 << 24), dtype=opt(text(choices=("float32",)))),
+              length=integer(lo=1, hi=1 << 24), dtype=opt(text(choices=("float32",))),
+              min_batch=opt(integer(lo=1, hi=64, doc="the fewest frames the model files run on (absent: 1); "
+                                                     "smaller batches are padded"))),
     output=opt(obj(name=opt(text()))),
     preprocessing=obj(normalization=text(check=_normalization, doc="none, l1, l2 or max"),
                       description=opt(text())),
@@ -124,7 +126,8 @@ _P = "edgeprune."
 ONNX_METADATA_SCHEMA = obj({
     _P + "classes": opt(seq(CLASS_NAME, nonempty=True, hi=1 << 16)),
     _P + "input": opt(obj(name=opt(text()), layout=opt(text(choices=("NCL", "N1CL", "NLC"))), channels=opt(integer(choices=(2,))),
-                          length=opt(integer(lo=1, hi=1 << 24)), dtype=opt(text()))),
+                          length=opt(integer(lo=1, hi=1 << 24)), dtype=opt(text()),
+                          min_batch=opt(integer(lo=1, hi=64)))),
     _P + "normalization": opt(text(check=_normalization)),
     _P + "precision": opt(text(choices=PRECISIONS, nullable=True)),
     _P + "opset": opt(integer(lo=1, hi=1000, nullable=True)),

@@ -14,7 +14,8 @@ import os
 
 from . import registry
 from .errors import EdgepruneError
-from .frames import check_frames, check_layout, check_normalization, classify, layout_shape, normalize, to_layout
+from .frames import (check_frames, check_layout, check_normalization, classify, layout_shape, normalize,
+                     padded_batch, to_layout)
 from .manifest import file_sha256, pick_variant
 
 
@@ -81,7 +82,7 @@ class Model(object):
     """An opened model: ``predict(frames)``, ``logits(frames)``, ``info()``, ``close()``."""
 
     def __init__(self, backend, path, classes, normalization, length, precision, source=None, where=None,
-                 layout="NCL"):
+                 layout="NCL", min_batch=None):
         self.backend = backend
         self.model_path = path
         self.source = source or path
@@ -94,6 +95,7 @@ class Model(object):
         self.normalization = check_normalization(normalization)
         self.length = int(length)
         self.layout = check_layout(layout)   # how the model takes its frames; they arrive as (N, 2, L)
+        self.min_batch = int(min_batch or 1)   # a graph that runs only on that many frames: smaller batches padded
         self.precision = precision
         self.providers = list(backend.describe().get("providers") or [])
         self._check_model_io(where)
@@ -137,7 +139,8 @@ class Model(object):
             return np.zeros((0, len(self.classes)), np.float32)
         import numpy as np
 
-        z = self.backend.infer(to_layout(x, self.layout))
+        xb, n = padded_batch(to_layout(x, self.layout), self.min_batch)
+        z = self.backend.infer(xb)[:n]
         if z.size and not np.isfinite(z).all():
             bad = int((~np.isfinite(z).reshape(len(z), -1).all(axis=1)).sum())
             raise EdgepruneError("the model's scores are NaN or Inf for {} frame(s): their samples are too large for "
@@ -151,7 +154,8 @@ class Model(object):
     def info(self):
         return {"source": str(self.source), "backend": self.backend.name, "providers": self.providers,
                 "model_file": str(self.model_path), "precision": self.precision, "classes": self.classes,
-                "length": self.length, "layout": self.layout, "normalization": self.normalization}
+                "length": self.length, "layout": self.layout, "min_batch": self.min_batch,
+                "normalization": self.normalization}
 
     def close(self):
         self.backend.close()
@@ -168,4 +172,4 @@ def open_model(root, manifest, backend="auto", precision=None, threads=None, pro
                                    target_providers=(manifest.get("target") or {}).get("providers"))
     return Model(be, path, manifest["classes"], manifest["preprocessing"].get("normalization"),
                  manifest["input"]["length"], prec, source, where="{} (manifest.json)".format(source or root),
-                 layout=manifest["input"].get("layout"))
+                 layout=manifest["input"].get("layout"), min_batch=manifest["input"].get("min_batch"))
