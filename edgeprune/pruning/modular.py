@@ -518,7 +518,7 @@ def layer_method(ckpt, data, *, target_macs=None, seed: int = 0, transition: str
     budget_given = any(v is not None for v in (keep, keep_units, target_macs))
     if plan is not None:
         from .plan import check_plan, load_plan
-        from export.runtime.safeio import file_sha256
+        from edgeprune.export.runtime.safeio import file_sha256
 
         if isinstance(plan, (str, Path)):
             plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..atomic import read_json
 from ..errors import EdgepruneError
-from export.runtime.schema import anything, boolean, integer, mapping, number, obj, opt, seq, text, validate
+from edgeprune.export.runtime.schema import anything, boolean, integer, mapping, number, obj, opt, seq, text, validate
 
 PLAN_FORMAT = "edgeprune-plan"
 PLAN_VERSION = 1
