@@ -71,7 +71,7 @@ def train(data: Path, out: Path, model: str, epochs: int, seed: int) -> dict:
 
 
 def latency(path: Path, batch: int, length: int, threads: int, iters: int, warmup: int) -> dict:
-    from export.verify import make_session
+    from edgeprune.export.verify import make_session
 
     sess = make_session(str(path), threads=threads, spinning=False)
     x = np.random.default_rng(0).standard_normal((batch, 2, length)).astype(np.float32)
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     epochs = args.epochs or (2 if args.quick else 4)
     snrs = [10, 18] if args.quick else list(range(0, 20, 2))
     iters = {1: 50 if args.quick else 400, 64: 10 if args.quick else 100}
-    from export.onnx_export import export_checkpoint
+    from edgeprune.export.onnx_export import export_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         tmp = Path(tmp)

@@ -66,7 +66,7 @@ def remote_vs_local(bundle, sshd, tmp, iters, rounds):
 
 
 def streaming(bundle, tmp, windows):
-    from export.predictor import Predictor
+    from edgeprune.export.predictor import Predictor
 
     with Predictor(bundle) as p:
         length = p.length
@@ -115,7 +115,7 @@ def main():
     ap.add_argument("--windows", type=int, default=4000)
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "bench_hil.json"))
     a = ap.parse_args()
-    from export.bundle import make_bundle
+    from edgeprune.export.bundle import make_bundle
     from export_fixtures import make_trained
     from ssh_fixtures import start_sshd, stop_sshd
 

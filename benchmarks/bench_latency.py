@@ -125,9 +125,9 @@ def main(argv=None) -> int:
 
     os.environ.setdefault("EDGEPRUNE_QUIET", "0")
     from edgeprune.atomic import write_json
-    from profiling.harness import combine_rounds, profile
-    from profiling.latency_model import fit_groups
-    from profiling.results_file import format_table
+    from edgeprune.profiling.harness import combine_rounds, profile
+    from edgeprune.profiling.latency_model import fit_groups
+    from edgeprune.profiling.results_file import format_table
 
     duration = args.duration_ms or (150.0 if args.quick else 1500.0)
     min_iters = args.min_iters or (10 if args.quick else 40)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     t0 = time.time()
     rounds = args.rounds or (2 if args.quick else 5)
-    from profiling.model_files import resolve_model
+    from edgeprune.profiling.model_files import resolve_model
 
     with tempfile.TemporaryDirectory(prefix="edgeprune-bench-") as tmp:
         ckpts = write_checkpoints(specs, Path(tmp), args.seed)
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
             print(f"no model for {s['backend']} batch {s['batch']} threads {s['threads']}: {s['reason']}")
     note = (f"{os.cpu_count()} logical cores shared with other work; load average {load_before[0]:.1f} before, "
             f"{load_after[0]:.1f} after; per measurement {rounds} interleaved rounds of >= {max(3, min_iters // rounds)} "
-            f"runs over >= {duration / rounds:.0f} ms: median = the median round (profiling.harness.combine_rounds), min = overall min")
+            f"runs over >= {duration / rounds:.0f} ms: median = the median round (edgeprune.profiling.harness.combine_rounds), min = overall min")
     print(f"\n({note}; {elapsed:.0f} s)")
     out = {"benchmark": "latency", "quick": args.quick, "length": args.length, "classes": args.classes,
            "duration_ms": duration, "min_iters": min_iters, "note": note, "elapsed_s": elapsed,

@@ -58,7 +58,7 @@ def hand_macs(name: str, L: int = 128, C: int = 11) -> int | None:
 
 
 def ort_latency(onnx_paths, iters: int) -> dict[str, float]:
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     res = profile([str(p) for p in onnx_paths], backends=["onnxruntime"], batches=[1], threads=[1],
                   warmup_iters=20, warmup_ms=None, duration_ms=None, iters=iters, show_progress=False)
@@ -86,8 +86,8 @@ def main(argv=None) -> int:
     from edgeprune.pruning.macs_target import TargetUnreachable
     from edgeprune.training.finetune import finetune
     from edgeprune.training.train import train_model
-    from export.onnx_export import export_checkpoint
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.export.onnx_export import export_checkpoint
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="bench-own-"))

@@ -80,7 +80,7 @@ def edgeprune(*args):
 
 
 def ort_batch1_ms(paths, iters: int) -> dict[str, float]:
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     res = profile([str(p) for p in paths], backends=["onnxruntime"], batches=[1], threads=[1], warmup_iters=20,
                   warmup_ms=None, duration_ms=None, iters=iters, show_progress=False)

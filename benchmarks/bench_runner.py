@@ -119,7 +119,7 @@ def make_bundle_for_bench(folder: Path) -> Path:
 
     from edgeprune.checkpoint import make_meta, save_checkpoint
     from edgeprune.models import build_model, make_spec
-    from export.bundle import make_bundle
+    from edgeprune.export.bundle import make_bundle
 
     spec = make_spec("resnet20-1d", 128, 11)
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from export.runtime.compat import json_default
+from edgeprune.export.runtime.compat import json_default
 
 from .errors import EdgepruneError
 
@@ -129,13 +129,13 @@ def read_json(path: str | os.PathLike, what: str, field=None):
     """Parse a JSON file; any failure is one EdgepruneError naming ``what`` (e.g. "plan x.json").
 
     Anything but a regular file within the document size limit
-    (:mod:`export.runtime.safeio`) is refused, and so is a document nested deeper
-    than the depth limit or, with ``field`` (a :mod:`export.runtime.schema`
+    (:mod:`edgeprune.export.runtime.safeio`) is refused, and so is a document nested deeper
+    than the depth limit or, with ``field`` (a :mod:`edgeprune.export.runtime.schema`
     declaration), one whose declared fields have the wrong type: the one JSON
-    guard, :func:`export.runtime.schema.parse_json`.
+    guard, :func:`edgeprune.export.runtime.schema.parse_json`.
     """
-    from export.runtime.safeio import read_bytes
-    from export.runtime.schema import parse_json
+    from edgeprune.export.runtime.safeio import read_bytes
+    from edgeprune.export.runtime.schema import parse_json
 
     data = read_bytes(path, what, "doc")  # a regular file within EDGEPRUNE_MAX_DOC_BYTES (never a FIFO)
     return parse_json(data, what, field)

@@ -34,7 +34,7 @@ FORMAT = "edgeprune-checkpoint"
 VERSION = 1
 
 
-from export.runtime.safeio import file_sha256  # noqa: E402,F401  (re-exported: edgeprune.checkpoint.file_sha256)
+from edgeprune.export.runtime.safeio import file_sha256  # noqa: E402,F401  (re-exported: edgeprune.checkpoint.file_sha256)
 
 
 def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1", **extra) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgepruneError(f"{path} is not an edgeprune checkpoint")
     if obj.get("version") != VERSION:
         raise EdgepruneError(f"checkpoint {path} has format version {obj.get('version')!r}; this edgeprune reads {VERSION}")
-    from export.runtime.schema import parse_json
+    from edgeprune.export.runtime.schema import parse_json
 
     try:
         spec = parse_json(obj["spec"], f"checkpoint {path}: its model spec")

@@ -1,12 +1,12 @@
 """The one exception type users see, and helpers to raise it cleanly.
 
-``EdgepruneError`` and ``MissingDependency`` are defined in the device core (:mod:`export.runtime.errors`), so the
+``EdgepruneError`` and ``MissingDependency`` are defined in the device core (:mod:`edgeprune.export.runtime.errors`), so the
 host and a bundle's run.py raise the same classes.
 """
 
 from __future__ import annotations
 
-from export.runtime.errors import EdgepruneError, MissingDependency
+from edgeprune.export.runtime.errors import EdgepruneError, MissingDependency
 
 __all__ = ["EdgepruneError", "MissingDependency", "require"]
 

@@ -57,7 +57,7 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
                      lineage=[{"op": "import", "source": recipe["source"],
                                "weights": str(weights) if weights else None}])
     if ds is not None:
-        from export.runtime.safeio import file_sha256
+        from edgeprune.export.runtime.safeio import file_sha256
 
         if not isinstance(data, SignalDataset):
             meta["dataset"] = {"path": str(Path(data).resolve()), "sha256": file_sha256(data),

@@ -5,7 +5,7 @@ A plugin is one Python file (or an importable module) that registers what it add
 - a pruning method: ``edgeprune.pruning.registry.register_method`` (optionally with its options dataclass);
 - an importance criterion: ``edgeprune.analysis.importance.register_criterion`` (a ``Criterion`` subclass or a
   function);
-- a runtime backend: ``export.runtime.registry.register_backend``.
+- a runtime backend: ``edgeprune.export.runtime.registry.register_backend``.
 
 In your own code, import the plugin. The CLI imports the plugins named in ``EDGEPRUNE_PLUGINS``
 (``os.pathsep``-separated: ``FILE.py`` paths or module names) before it builds its parser, so

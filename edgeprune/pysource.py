@@ -18,7 +18,7 @@ from .errors import EdgepruneError
 
 def read_source(path: str | Path, what: str) -> bytes:
     """The bytes of the regular file ``path`` (within the document size limit; never a FIFO or a device)."""
-    from export.runtime.safeio import read_bytes
+    from edgeprune.export.runtime.safeio import read_bytes
 
     return read_bytes(path, what, "doc")
 

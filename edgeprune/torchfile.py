@@ -1,6 +1,6 @@
 """Reading torch files (checkpoints, state_dicts) safely: host side only (imports torch when called).
 
-The bounded, regular-file-only checks are the device core's (:mod:`export.runtime.safeio`).
+The bounded, regular-file-only checks are the device core's (:mod:`edgeprune.export.runtime.safeio`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def load_torch_file(path, what: str, hint: str):
 
     import torch
 
-    from export.runtime.safeio import check_input, check_zip
+    from edgeprune.export.runtime.safeio import check_input, check_zip
 
     from .errors import EdgepruneError
 

@@ -22,7 +22,7 @@ from typing import Any
 from edgeprune import __version__
 from edgeprune.atomic import atomic_path, read_json, write_json
 from edgeprune.errors import EdgepruneError
-from export.runtime.schema import parse_json
+from edgeprune.export.runtime.schema import parse_json
 
 from .runtime.manifest import BUNDLE_KIND, MANIFEST, SCHEMA_VERSION, check_file_name, check_manifest, file_entry
 
@@ -346,7 +346,7 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
     EDGEPRUNE_MAX_BUNDLE_BYTES. Then the listed members are copied out, each
     cut at its listed size. Returns the validated manifest.
     """
-    from export.runtime.safeio import human, limit, open_input
+    from edgeprune.export.runtime.safeio import human, limit, open_input
 
     cap, doc_cap = limit("bundle"), limit("doc")
     fh = open_input(archive, "bundle", "bundle")
@@ -465,7 +465,7 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                                          f"{entry.get('size')} (damaged or tampered with)")
             total += size
             if total > cap:
-                from export.runtime.safeio import human
+                from edgeprune.export.runtime.safeio import human
 
                 raise EdgepruneError(f"refusing bundle {archive}: its members declare more than {human(cap)} "
                                      f"(EDGEPRUNE_MAX_BUNDLE_BYTES)")
@@ -488,7 +488,7 @@ def _prescan(fh, archive: Path, cap: int) -> None:
 
 
 def limit_doc() -> int:
-    from export.runtime.safeio import limit
+    from edgeprune.export.runtime.safeio import limit
 
     return limit("doc")
 
@@ -527,7 +527,7 @@ def verify_bundle_files(root: Path, manifest: dict[str, Any], source: Path) -> N
     """Check every listed file exists, is a plain file and matches its size and sha256; nothing unlisted
     (except the engine, its record and the timing cache that ``run.py build`` writes on the board).
 
-    The one check, shared with the bundle's run.py (``export.runtime.manifest.verify_files``).
+    The one check, shared with the bundle's run.py (``edgeprune.export.runtime.manifest.verify_files``).
     """
     from .runtime.manifest import verify_files as _verify
 
@@ -543,7 +543,7 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
         manifest = _read_manifest(source, source)
         verify_bundle_files(source, manifest, source)
         return Bundle(source, manifest, source)
-    from export.runtime.safeio import check_input
+    from edgeprune.export.runtime.safeio import check_input
 
     check_input(source, "bundle", "bundle")  # a regular file (tarfile.is_tarfile would block on a FIFO)
     if not (_is_archive(source) or tarfile.is_tarfile(source)):

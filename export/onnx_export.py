@@ -304,7 +304,7 @@ class ExportOptions:
     precision: str                # fp32, fp16 or int8
     opset: int
     exporter: str                 # legacy or dynamo ("auto" resolved by the opset)
-    target: Any = None            # an export.targets.Target, or None
+    target: Any = None            # an edgeprune.export.targets.Target, or None
     calib_data: Any = None
     verify_data: Any = None
     calib_frames: int = 512

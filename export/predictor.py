@@ -1,6 +1,6 @@
 """Classify I/Q frames with a bundle, an ONNX file or a TensorRT engine (torch-free).
 
-    from export import Predictor
+    from edgeprune.export import Predictor
     p = Predictor("bundle.tar.gz")
     out = p.predict(frames)          # frames (N, 2, L) or (2, L)
     out["names"], out["confidence"]
@@ -31,7 +31,7 @@ PREDICTOR_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 class Predictor:
     """A loaded model ready to classify frames; see the module docstring.
 
-    Built on the device runtime (``export.runtime``): the same backend
+    Built on the device runtime (``edgeprune.export.runtime``): the same backend
     registry, file choice, preprocessing and softmax as a bundle's run.py.
     ``providers``: ONNX Runtime providers by name (each must be present here),
     ``"auto"`` (the bundle target's, those present here), or None (the CPU).

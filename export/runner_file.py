@@ -1,7 +1,7 @@
-"""The single-file runner written into every bundle (``run.py``), generated from ``export.runtime``.
+"""The single-file runner written into every bundle (``run.py``), generated from ``edgeprune.export.runtime``.
 
 ``render()`` returns run.py's text: a short loader, then the source of every
-module in ``export.runtime.MODULES``, embedded byte for byte as string
+module in ``edgeprune.export.runtime.MODULES``, embedded byte for byte as string
 literals. At start-up run.py installs an import hook that serves those
 sources as the package ``_edgeprune_runtime`` and calls its ``cli.main``.
 So the board runs exactly the code the toolchain runs (``Predictor``,

@@ -201,7 +201,7 @@ def _check_stack(where: str, data: dict[str, Any], opset: int) -> None:
 
 def load_target_file(path: str | os.PathLike) -> Target:
     """Load and validate one ``.toml`` profile."""
-    from export.runtime.safeio import read_bytes
+    from edgeprune.export.runtime.safeio import read_bytes
 
     path = Path(path)
     raw = read_bytes(path, "target file", "doc")  # a regular file within the size limit (never a FIFO)
@@ -211,7 +211,7 @@ def load_target_file(path: str | os.PathLike) -> Target:
         raise EdgepruneError(f"{path}: not valid TOML (nested too deeply)") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgepruneError(f"{path}: not valid TOML ({exc})") from exc
-    from export.runtime.schema import check_depth
+    from edgeprune.export.runtime.schema import check_depth
 
     check_depth(data, str(path))  # the JSON guard's depth limit holds for TOML too
     target = parse_target(data, str(path))

@@ -84,7 +84,7 @@ def trtexec_command(onnx_path, target, out, precision: str | None = None, timing
     """The trtexec command line that builds the same engine by hand on the board (no tensorrt needed).
 
     Flags follow the TensorRT that runs it (``trt_version``, default the target's): the same function
-    writes the command a bundle's ``run.py build`` runs (``export.runtime.trtexec``).
+    writes the command a bundle's ``run.py build`` runs (``edgeprune.export.runtime.trtexec``).
     """
     from .runtime.trtexec import command_line, trtexec_args
 

@@ -1,6 +1,6 @@
 """The PyTorch backend of the profiler (host side only: the board never imports it).
 
-Registered in the device runtime's backend registry by ``profiling.backends``
+Registered in the device runtime's backend registry by ``edgeprune.profiling.backends``
 under the name ``torch``. torch is imported when a runner is built.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeprune.errors import EdgepruneError, MissingDependency, require
-from export.runtime.bench import input_array as _input_array
+from edgeprune.export.runtime.bench import input_array as _input_array
 
 from .backends import Runner
 

@@ -6,11 +6,11 @@ any extra timings, such as GPU compute vs host-device copies, in
 ``extras``).
 
 The backends themselves come from the one registry of the device runtime
-(``export.runtime.registry``), shared with ``export.Predictor`` and a
+(``edgeprune.export.runtime.registry``), shared with ``edgeprune.export.Predictor`` and a
 bundle's run.py: one file per backend, each with the same life cycle (open,
 warm up, run, close):
 
-- ONNX Runtime (``export.runtime.backend_onnxruntime``): ``intra_op_num_threads``
+- ONNX Runtime (``edgeprune.export.runtime.backend_onnxruntime``): ``intra_op_num_threads``
   fixed, ``inter_op_num_threads`` 1, ``session.intra_op.allow_spinning = 0``,
   all graph optimisations, named execution providers (one policy: a provider
   named and absent is an error; ``auto`` takes the target's list and drops
@@ -19,10 +19,10 @@ warm up, run, close):
   buffers runs it, so no numpy conversion or output allocation is timed (``io``
   in the record; ``session.run`` with numpy feeds costs a few microseconds more
   per call, which matters for models that take tens of microseconds).
-- TensorRT (``export.runtime.backend_tensorrt``): ``execute_async_v2`` on
+- TensorRT (``edgeprune.export.runtime.backend_tensorrt``): ``execute_async_v2`` on
   TensorRT 8.0-8.4, ``execute_async_v3`` from 8.5, on a CUDA stream; CUDA events
   separate the host-to-device copy, the GPU compute and the device-to-host copy.
-- PyTorch (``profiling.backend_torch``, registered here; the board never
+- PyTorch (``edgeprune.profiling.backend_torch``, registered here; the board never
   imports it): ``torch.set_num_threads``, eval + ``inference_mode``; on CUDA,
   timed with CUDA events, optionally replayed from a CUDA graph.
 """
@@ -34,18 +34,18 @@ import time
 import numpy as np
 
 from edgeprune.errors import EdgepruneError, require
-from export.runtime import registry
-from export.runtime.backend_onnxruntime import OnnxRuntimeBackend
-from export.runtime.bench import input_array as _input_array
+from edgeprune.export.runtime import registry
+from edgeprune.export.runtime.backend_onnxruntime import OnnxRuntimeBackend
+from edgeprune.export.runtime.bench import input_array as _input_array
 
-registry.add_backend("torch", "profiling.backend_torch")
+registry.add_backend("torch", "edgeprune.profiling.backend_torch")
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 _ORT_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 def known_backends() -> tuple[str, ...]:
-    """The built-in backends, then those registered with ``export.runtime.registry.register_backend``."""
+    """The built-in backends, then those registered with ``edgeprune.export.runtime.registry.register_backend``."""
     return BACKENDS + tuple(n for n in registry.names() if n not in BACKENDS)
 
 
@@ -86,7 +86,7 @@ class Runner:
 
 def ort_session_options(threads: int, profile_prefix: str | None = None):
     """SessionOptions for comparable measurements (the runtime's: fixed threads, no spinning, all optimisations)."""
-    from export.runtime.backend_onnxruntime import session_options
+    from edgeprune.export.runtime.backend_onnxruntime import session_options
 
     return session_options(require("onnxruntime", "the onnxruntime backend"), threads, profile_prefix)
 

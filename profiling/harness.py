@@ -1,6 +1,6 @@
 """The latency harness: warm-up, then repeated timed runs, for every model x backend x precision x batch x threads.
 
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
     results = profile(["model.onnx"], backends=["onnxruntime"], batches=[1, 64], threads=[1, 2])
     results["records"][0]["median_ms"]
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import progress
-from export.runtime.bench import make_record, new_results
-from export.runtime.machine import cpu_label, machine_info
-from export.runtime.manifest import PRECISIONS
-from export.runtime.stats import measure
+from edgeprune.export.runtime.bench import make_record, new_results
+from edgeprune.export.runtime.machine import cpu_label, machine_info
+from edgeprune.export.runtime.manifest import PRECISIONS
+from edgeprune.export.runtime.stats import measure
 
 from .backend_torch import TorchRunner
 from .backends import OrtRunner, RegistryRunner, Runner, TrtRunner, backend_version, check_backend, known_backends
@@ -145,7 +145,7 @@ def profile(models, backends=("onnxruntime",), batches=(1,), threads=(1,), preci
             iters: int | None = None, min_iters: int = 10, per_layer: bool = False, per_layer_iters: int = 50,
             cuda_graphs: bool = False, providers=None, seed: int = 0, show_progress: bool = True,
             allow_empty: bool = False, rounds: int | None = None, stop_spread: float | None = None) -> dict:
-    """Measure every combination; return a results dict (see profiling.results_file).
+    """Measure every combination; return a results dict (see edgeprune.profiling.results_file).
 
     Combinations that cannot run are listed in ``results["skipped"]``; when none
     can run an EdgepruneError says why, unless ``allow_empty`` (then the
@@ -210,7 +210,7 @@ def _profile_once(models, backends, batches, threads, precisions, warmup_ms, war
     unavailable = {b: check_backend(b) for b in backends}
     machine = machine_info()
     results = new_results(machine)
-    from export.runtime.board import BoardMonitor
+    from edgeprune.export.runtime.board import BoardMonitor
 
     monitor = BoardMonitor()  # Jetson: power mode, clocks, temperatures in every record; else "not a Jetson"
     sources = [m if isinstance(m, ModelSource) else resolve_model(m) for m in models]

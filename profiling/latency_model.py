@@ -8,7 +8,7 @@ weight layers (convolutions + linear layers, ``weight_layers`` in checkpoint
 metadata): the per-layer overhead a MAC count misses. It predicts a
 candidate's latency before it is built (latency-targeted pruning uses it).
 
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.latency_model import LatencyModel
     lm = LatencyModel.fit(records, key={"backend": "onnxruntime", "batch": 1, "threads": 1})
     lm.predict(macs=5_440_000, layers=38)  # ms
     lm.save("lm.json"); LatencyModel.load("lm.json", backend="onnxruntime", batch=1)
@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
-from export.runtime.schema import anything, integer, number, obj, opt, seq, text, validate
+from edgeprune.export.runtime.schema import anything, integer, number, obj, opt, seq, text, validate
 
 MODEL_FILE_VERSION = 1
 MODEL_FILE_KIND = "edgeprune-latency-model"

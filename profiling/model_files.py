@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeprune.errors import EdgepruneError, require
-from export.runtime.manifest import PRECISIONS
-from export.runtime.safeio import file_sha256
+from edgeprune.export.runtime.manifest import PRECISIONS
+from edgeprune.export.runtime.safeio import file_sha256
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -131,7 +131,7 @@ def resolve_model(path: str | Path) -> ModelSource:
     if not path.exists():
         raise EdgepruneError(f"model {path} does not exist")
     if not path.is_dir():
-        from export.runtime.safeio import check_input
+        from edgeprune.export.runtime.safeio import check_input
 
         if check_input(path, "model", "checkpoint").st_size == 0:  # a regular file, never a FIFO or device
             raise EdgepruneError(f"model {path} is an empty file")
@@ -199,7 +199,7 @@ def describe_onnx(path: str | Path) -> dict:
         import onnx
     except ImportError:
         onnx = None
-    from export.runtime.onnx_external import check_model_file
+    from edgeprune.export.runtime.onnx_external import check_model_file
 
     check_model_file(path)  # external data: only files a bundle manifest beside it lists
     if onnx is None:
@@ -211,7 +211,7 @@ def describe_onnx(path: str | Path) -> dict:
     if not model.graph.node:
         raise EdgepruneError(f"{path} is not a readable ONNX model (no graph nodes)")
     meta = {p.key: p.value for p in model.metadata_props}
-    from export.runtime.manifest import decode_metadata
+    from edgeprune.export.runtime.manifest import decode_metadata
 
     decode_metadata(meta, f"{path} (its metadata)")  # the one JSON guard: size, depth, declared field types
     info: dict = {"metadata": meta}
@@ -316,7 +316,7 @@ def _export_checkpoint(checkpoint: Path, folder: str, precision: str = "fp32") -
                              "--precision int8 --calib-data FILE` and profile that ONNX file")
     out = Path(folder) / f"{Path(checkpoint).stem}-{precision}.onnx"
     try:
-        from export.onnx_export import export_checkpoint
+        from edgeprune.export.onnx_export import export_checkpoint
     except ImportError:
         export_checkpoint = None
     if export_checkpoint is not None:
@@ -325,7 +325,7 @@ def _export_checkpoint(checkpoint: Path, folder: str, precision: str = "fp32") -
         if path.exists():
             return path
     if precision != "fp32":
-        raise EdgepruneError(f"{precision} export needs the export package (export.onnx_export)")
+        raise EdgepruneError(f"{precision} export needs the export package (edgeprune.export.onnx_export)")
     return _legacy_export(checkpoint, out)
 
 
@@ -346,9 +346,9 @@ def _legacy_export(checkpoint: Path, out: Path) -> Path:
 
 def _from_bundle(path: Path) -> ModelSource:
     try:
-        from export.bundle import open_bundle
+        from edgeprune.export.bundle import open_bundle
     except ImportError as exc:
-        raise EdgepruneError(f"{path} looks like a bundle, but bundle support (export.bundle) is not available "
+        raise EdgepruneError(f"{path} looks like a bundle, but bundle support (edgeprune.export.bundle) is not available "
                              f"in this installation") from exc
     bundle = open_bundle(path)  # verifies every file's sha256; archives extract to a temporary folder
     try:
@@ -381,7 +381,7 @@ def _bundle_source(path: Path, bundle) -> ModelSource:
         (src.onnx if fmt == "onnx" else src.engines).setdefault(prec, f)
     root = getattr(bundle, "root", None)
     if root is not None and variants:  # engines `run.py build` made on the board come first, as for predict
-        from export.runtime.model import engine_candidates
+        from edgeprune.export.runtime.model import engine_candidates
 
         for prec, f in engine_candidates(str(root), manifest).items():
             src.engines[prec] = Path(f)

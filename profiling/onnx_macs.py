@@ -57,7 +57,7 @@ def _load(model):
         path = Path(model)
         if not path.exists():
             raise EdgepruneError(f"ONNX file {path} does not exist")
-        from export.runtime.onnx_external import check_model_file
+        from edgeprune.export.runtime.onnx_external import check_model_file
 
         check_model_file(path)  # external data: only files a bundle manifest beside it lists
         try:

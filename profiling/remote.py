@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
-from export.runtime.schema import obj, opt, parse_json, text
+from edgeprune.export.runtime.schema import obj, opt, parse_json, text
 
 PROBE_SCHEMA = obj(python=text(pattern=r"[0-9]+\.[0-9]+.*"), numpy=opt(text(nullable=True)),
                    onnxruntime=opt(text(nullable=True)), tensorrt=opt(text(nullable=True)))
@@ -174,7 +174,7 @@ class Remote:
 
         The board is untrusted: its stdout is read up to the document size limit (EDGEPRUNE_MAX_DOC_BYTES),
         its stderr up to 1 MiB."""
-        from export.runtime.safeio import human, limit
+        from edgeprune.export.runtime.safeio import human, limit
 
         cap = limit("doc")
         try:
@@ -242,7 +242,7 @@ class Remote:
         return info
 
     def remote_folder(self, manifest: dict, local_name: str) -> str:
-        from export.runtime.manifest import manifest_hash
+        from edgeprune.export.runtime.manifest import manifest_hash
 
         return f"{self.dir.rstrip('/')}/{local_name}-{manifest_hash(manifest)[:12]}"
 
@@ -265,7 +265,7 @@ class Remote:
 def board_results(out: str, name: str) -> dict[str, Any]:
     """``run.py bench --json`` output from a board, checked like a results file (RESULTS_SCHEMA: a JSON object
     whose records have the declared types) before any of it is used or saved; one RemoteError otherwise."""
-    from export.runtime.bench import RESULTS_SCHEMA
+    from edgeprune.export.runtime.bench import RESULTS_SCHEMA
 
     if not out.strip():
         raise RemoteError(f"{name}: run.py bench printed no results JSON")
@@ -291,9 +291,9 @@ def profile_remote(bundles, remote: Remote, batches=(1,), threads=(1,), precisio
                    warmup_ms=200.0, iters=None, duration_ms=1000.0, min_iters=10, energy=False, backend="auto",
                    seed=0, log=None) -> dict[str, Any]:
     """Profile each bundle on the board; a results dict of ordinary records tagged with the board."""
-    from export.bundle import open_bundle
+    from edgeprune.export.bundle import open_bundle
 
-    from export.runtime.bench import new_results
+    from edgeprune.export.runtime.bench import new_results
 
     log = log or (lambda msg: None)
     info = remote.probe()

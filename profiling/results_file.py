@@ -1,7 +1,7 @@
 """The results file on the host: reading, merging and saving (torch-free).
 
 Its format (``RESULTS_VERSION``, ``RESULTS_SCHEMA``, ``new_results``) and the records are the device core's
-(:mod:`export.runtime.bench`), shared with a bundle's run.py.
+(:mod:`edgeprune.export.runtime.bench`), shared with a bundle's run.py.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 from edgeprune.atomic import read_json, write_json
 from edgeprune.errors import EdgepruneError
-from export.runtime.bench import RESULTS_KIND, RESULTS_SCHEMA, RESULTS_VERSION  # noqa: F401
-from export.runtime.schema import validate
-from export.runtime.stats import STAT_KEYS, latency_stats, percentile  # noqa: F401
+from edgeprune.export.runtime.bench import RESULTS_KIND, RESULTS_SCHEMA, RESULTS_VERSION  # noqa: F401
+from edgeprune.export.runtime.schema import validate
+from edgeprune.export.runtime.stats import STAT_KEYS, latency_stats, percentile  # noqa: F401
 
 # fields that identify a measurement: a newer record with the same identity replaces an older one on --append
 IDENTITY = ("sha256", "backend", "precision", "batch", "threads", "device", "cuda_graphs")
@@ -64,4 +64,4 @@ def save_results(path: str | Path, results: dict, append: bool = False) -> dict:
     return results
 
 
-from export.runtime.bench import format_table  # noqa: E402,F401  (the same table as run.py bench)
+from edgeprune.export.runtime.bench import format_table  # noqa: E402,F401  (the same table as run.py bench)

@@ -29,7 +29,7 @@ def make_trained(tmp: Path, model: str = "resnet20-1d", epochs: int = 4, seed: i
     from edgeprune.data.split import split_dataset
     from edgeprune.models import build_model, make_spec
     from edgeprune.training.trainer import TrainConfig, fit
-    from export.runtime.frames import normalize
+    from edgeprune.export.runtime.frames import normalize
 
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,7 @@ def shared_trained(tmp_path_factory, normalization: str = "none"):
 
 def shared_bundle(tmp_path_factory):
     """A directory bundle (x86-cpu: fp32 + int8) of the shared checkpoint."""
-    from export.bundle import make_bundle
+    from edgeprune.export.bundle import make_bundle
 
     ckpt, data = shared_trained(tmp_path_factory)
     out = tmp_path_factory.getbasetemp() / "export-shared" / "bundle-x86"
@@ -108,7 +108,7 @@ def embedded_module(name: str, run_py: str | None = None):
     from the embedded sources under run.py's package name (so it raises run.py's own ``EdgepruneError``)."""
     import importlib
 
-    from export.runner_file import PACKAGE, render
+    from edgeprune.export.runner_file import PACKAGE, render
 
     if PACKAGE not in sys.modules:
         ns = {"__name__": "edgeprune_bundle_run_py"}

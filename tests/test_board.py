@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from board_fixtures import TEGRASTATS, board_env, fake_tools, make_board
-from export.runtime import board as B
+from edgeprune.export.runtime import board as B
 from export_fixtures import shared_bundle
 
 
@@ -177,7 +177,7 @@ def test_energy_sampling_waits_for_a_slow_tegrastats(tmp_path):
     loop of 0.3 s gets samples instead of 'no power sample during the timed loop'."""
     import time
 
-    from export.runtime.board import EnergySampler
+    from edgeprune.export.runtime.board import EnergySampler
 
     tools = fake_tools(tmp_path / "bin", [TEGRASTATS["jp6-orin"]], startup_s=0.8)
     sampler = EnergySampler(tmp_path, interval_ms=100, tegrastats=str(tools / "tegrastats"))

@@ -11,8 +11,8 @@ import pytest
 
 from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
-from export.bundle import make_bundle, open_bundle
-from export.runtime.safeio import file_sha256
+from edgeprune.export.bundle import make_bundle, open_bundle
+from edgeprune.export.runtime.safeio import file_sha256
 from export_fixtures import LENGTH, shared_bundle, shared_trained
 
 

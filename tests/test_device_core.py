@@ -139,7 +139,7 @@ def test_board_python36_gives_the_hosts_bits(tmp_path):
     cached venv)."""
     from venvs import clean_env, device_venv, pyenv_python
 
-    from export.runner_file import write_runner
+    from edgeprune.export.runner_file import write_runner
 
     if pyenv_python("3.6.15") is None:
         pytest.skip("Python 3.6.15 is not installed (pyenv)")
@@ -165,7 +165,7 @@ def test_file_sha256_refuses_what_the_host_refuses(tmp_path):
     import os
 
     from edgeprune.errors import EdgepruneError
-    from export.runtime.safeio import file_sha256
+    from edgeprune.export.runtime.safeio import file_sha256
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

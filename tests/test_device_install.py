@@ -51,9 +51,11 @@ def test_no_torch_installed_and_torch_blocked(installed):
     assert not names & {"torch", "onnx", "onnxsim", "torch-pruning", "scipy", "matplotlib", "h5py"}
     r = subprocess.run([installed["py"], "-c", "import torch"], capture_output=True, text=True, env=installed["env"])
     assert r.returncode != 0 and "blocked" in r.stderr
-    r = subprocess.run([installed["py"], "-c", "import sys, export, profiling, edgeprune; print(sys.version_info[:2],"
-                        " edgeprune.__file__)"], capture_output=True, text=True, env=installed["env"], cwd="/")
-    assert r.returncode == 0 and r.stdout.startswith("(3, 8)") and "site-packages" in r.stdout, r.stderr
+    r = subprocess.run([installed["py"], "-c", "import sys, edgeprune.export, edgeprune.profiling, importlib.util; "
+                        "print(sys.version_info[:2], edgeprune.export.__file__, importlib.util.find_spec('export'))"],
+                       capture_output=True, text=True, env=installed["env"], cwd="/")
+    assert r.returncode == 0 and r.stdout.startswith("(3, 8)"), r.stderr
+    assert "site-packages/edgeprune/export/__init__.py" in r.stdout and r.stdout.rstrip().endswith("None"), r.stdout
 
 
 def test_device_commands_on_python38(installed, tmp_path_factory):

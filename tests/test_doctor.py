@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from edgeprune.cli.main import main
-from export.doctor import format_report, report, trt_max_opset
+from edgeprune.export.doctor import format_report, report, trt_max_opset
 
 
 def test_report_fields():
@@ -40,7 +40,7 @@ def test_trt_opset_table():
 def test_jetson_detection(tmp_path, monkeypatch):
     from pathlib import Path
 
-    import export.doctor as d
+    import edgeprune.export.doctor as d
 
     f = tmp_path / "nv_tegra_release"
     f.write_text("# R35 (release), REVISION: 2.1, GCID: 32413640, BOARD: t186ref, EABI: aarch64\n")

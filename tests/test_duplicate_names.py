@@ -2,7 +2,7 @@
 installed packages (``edgeprune/``, ``export/``, ``profiling/``), except the names of two protocols, each listed
 here with the files allowed to define it:
 
-- the per-backend protocol (``export.runtime.registry``'s docstring): every backend module defines ``NAME``,
+- the per-backend protocol (``edgeprune.export.runtime.registry``'s docstring): every backend module defines ``NAME``,
   ``availability()``, ``version()`` and ``open_backend()``; the registry dispatches by the same names;
 - the CLI: ``main`` is the entry of ``edgeprune`` and of a bundle's run.py; every ``edgeprune/cli/cmd_*.py``
   defines ``register(sub)`` and ``ORDER``, found by ``cli.main``.

@@ -10,8 +10,8 @@ import pytest
 
 from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
-from export.onnx_export import export_checkpoint, read_metadata
-from export.verify import check_parity, compare_logits, make_session, run_logits
+from edgeprune.export.onnx_export import export_checkpoint, read_metadata
+from edgeprune.export.verify import check_parity, compare_logits, make_session, run_logits
 from export_fixtures import CLASSES, LENGTH, shared_trained
 
 

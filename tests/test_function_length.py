@@ -3,7 +3,7 @@
 A function's length is its lines from ``def`` to its last line (signature, docstring and body; nested
 functions count in their parent and on their own), measured with ``ast`` over ``edgeprune/``, ``export/``
 and ``profiling/``. A long function usually mixes concerns (issue 17); split it into named steps, as
-``training.trainer.fit`` and ``export.onnx_export.export_checkpoint`` are. ``LONG`` lists the ones left, each
+``training.trainer.fit`` and ``edgeprune.export.onnx_export.export_checkpoint`` are. ``LONG`` lists the ones left, each
 with what it mixes or why it stays; an entry that is no longer over the limit must be removed.
 
 Run ``python tests/test_function_length.py`` for the table of the longest functions.

@@ -31,7 +31,7 @@ import json, sys
 import numpy as np
 import pmt
 from gnuradio import blocks, gr
-from export.grblocks.classifier import classifier
+from edgeprune.export.grblocks.classifier import classifier
 
 data, bundle, hop, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 tb = gr.top_block()

@@ -2,7 +2,7 @@
 
 - Packages: no package imports, even inside a function, a package that imports it back. Nodes are the
   subpackages and top-level modules of ``edgeprune`` (``edgeprune.data``, ``edgeprune.checkpoint``, ...),
-  ``export``, ``export.runtime`` and ``profiling``.
+  ``edgeprune.export`` (the repository's ``export/``), ``edgeprune.export.runtime`` and ``edgeprune.profiling``.
 - Files: no module imports a module that imports it back, directly or around a circle (``KNOWN_CYCLES`` lists
   the circles left, which may shrink but not grow; a new circle fails).
 - Layers: the device core (``export/runtime``, what a bundle's run.py embeds) is the bottom layer: it imports
@@ -18,23 +18,27 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ROOTS = ("edgeprune", "export", "profiling")
+FOLDERS = ("edgeprune", "export", "profiling")   # export/ and profiling/ are installed as edgeprune.export, ...
+
+
+def module_parts(f: Path) -> list[str]:
+    """The dotted name of file ``f`` as installed, split (``export/bundle.py`` is ``edgeprune.export.bundle``)."""
+    parts = list(f.relative_to(REPO).with_suffix("").parts)
+    return parts if parts[0] == "edgeprune" else ["edgeprune"] + parts
 
 
 def node(parts: list[str]) -> str:
-    if parts[0] == "edgeprune":
-        return "edgeprune." + parts[1] if len(parts) > 1 else "edgeprune"
-    if parts[:2] == ["export", "runtime"]:
-        return "export.runtime"
-    return parts[0]
+    if parts[1:3] == ["export", "runtime"]:
+        return "edgeprune.export.runtime"
+    return "edgeprune." + parts[1] if len(parts) > 1 else "edgeprune"
 
 
 def edges() -> dict[tuple[str, str], set[str]]:
     out: dict[tuple[str, str], set[str]] = {}
-    for root in ROOTS:
+    for root in FOLDERS:
         for f in sorted((REPO / root).rglob("*.py")):
             rel = f.relative_to(REPO)
-            mod = list(rel.with_suffix("").parts)
+            mod = module_parts(f)
             pkg = mod[:-1]       # the package a relative import starts from (also for __init__.py)
             src = node(mod)
             for n in ast.walk(ast.parse(f.read_text())):
@@ -48,7 +52,7 @@ def edges() -> dict[tuple[str, str], set[str]]:
                 elif isinstance(n, ast.Import):
                     targets += [a.name.split(".") for a in n.names]
                 for t in targets:
-                    if t and t[0] in ROOTS:
+                    if t and t[0] == "edgeprune":
                         dst = node(t)
                         if dst != src:
                             out.setdefault((src, dst), set()).add(str(rel))
@@ -101,9 +105,9 @@ KNOWN_CYCLES: tuple = ()   # none left (the spec pruning path and its circles ar
 def modules() -> dict[str, Path]:
     """{dotted module name: file} of every module of the packages (a package is its ``__init__.py``)."""
     out = {}
-    for root in ROOTS:
+    for root in FOLDERS:
         for f in sorted((REPO / root).rglob("*.py")):
-            parts = list(f.relative_to(REPO).with_suffix("").parts)
+            parts = module_parts(f)
             out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
     return out
 
@@ -118,10 +122,10 @@ def imported_modules(name: str, path: Path, known) -> set[str]:
         if isinstance(n, ast.ImportFrom):
             base = ".".join(pkg[:len(pkg) - (n.level - 1)] + (n.module.split(".") if n.module else [])) \
                 if n.level else (n.module or "")
-            if base.split(".")[0] in ROOTS:
+            if base.split(".")[0] == "edgeprune":
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in n.names]
         elif isinstance(n, ast.Import):
-            targets = [a.name for a in n.names if a.name.split(".")[0] in ROOTS]
+            targets = [a.name for a in n.names if a.name.split(".")[0] == "edgeprune"]
         for t in targets:
             while t not in known and "." in t:
                 t = t.rsplit(".", 1)[0]
@@ -190,7 +194,7 @@ def cycle_problems(found: list[set[str]], known=KNOWN_CYCLES) -> list[str]:
 
 def test_no_file_import_cycle_beyond_the_known_ones():
     graph = file_graph()
-    assert "export.runtime.frames" in graph["edgeprune.data.sigmf_io"]     # the scan sees real imports
+    assert "edgeprune.export.runtime.frames" in graph["edgeprune.data.sigmf_io"]     # the scan sees real imports
     assert "edgeprune.study.report_html" in graph["edgeprune.study.report"]  # inside functions too
     found = cycle_problems(strongly_connected(graph))
     assert not found, "\n".join(found)
@@ -211,7 +215,7 @@ def test_the_device_core_imports_nothing_of_the_host():
     standard library, numpy and the lazy backends (test_runner.py checks those); never edgeprune, another export
     module or profiling, at module level or inside a function."""
     graph = file_graph()
-    core = {m for m in graph if m == "export.runtime" or m.startswith("export.runtime.")}
+    core = {m for m in graph if m == "edgeprune.export.runtime" or m.startswith("edgeprune.export.runtime.")}
     assert len(core) > 15
     bad = {m: sorted(t for t in graph[m] if t not in core) for m in sorted(core)}
     assert not {m: t for m, t in bad.items() if t}, bad
@@ -220,7 +224,7 @@ def test_the_device_core_imports_nothing_of_the_host():
         for n in ast.walk(ast.parse(files[m].read_text())):
             assert not (isinstance(n, ast.ImportFrom) and n.level > 1), f"{m}: from {'.' * n.level}{n.module}"
     users = {m for m, t in graph.items() if m not in core and t & core}
-    assert {"edgeprune.errors", "edgeprune.data.sigmf_io", "export.bundle", "profiling.harness"} <= users
+    assert {"edgeprune.errors", "edgeprune.data.sigmf_io", "edgeprune.export.bundle", "edgeprune.profiling.harness"} <= users
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ def _own_forward(cls, state, x: np.ndarray, layout: str) -> np.ndarray:
 def test_layout_found_recorded_and_fed_by_export_bundle_and_run_py(cli, work, name, layout):
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.usercode import allow
-    from export.predictor import Predictor
-    from export.verify import make_session
+    from edgeprune.export.predictor import Predictor
+    from edgeprune.export.verify import make_session
 
     ck_path = work / f"{name}.pt"
     r = cli("import", f"{work / 'nets.py'}:{name}", "--data", work / "toy.npz", "--out", ck_path, "--json")
@@ -159,7 +159,7 @@ def test_model_prints_go_to_stderr_and_json_stays_one_document(cli, work):
 
 
 def test_transformer_encoder_exports_at_batch_1_and_larger(cli, work):
-    from export.verify import make_session
+    from edgeprune.export.verify import make_session
 
     ck = work / "t.pt"
     assert cli("import", f"{work / 'nets.py'}:LayoutConvTransformer", "--data", work / "toy.npz", "--out", ck).returncode == 0
@@ -194,8 +194,8 @@ def test_what_the_legacy_exporter_cannot_export_goes_through_the_dynamo_exporter
     """SpectrumNet's FFT fails the TorchScript exporter; the dynamo exporter's graph is used, with a note, and
     gives the class's own logits at batch 1 and 6 in ONNX Runtime, through the bundle's run.py too."""
     from edgeprune.checkpoint import load_checkpoint
-    from export.onnx_export import read_metadata
-    from export.verify import make_session
+    from edgeprune.export.onnx_export import read_metadata
+    from edgeprune.export.verify import make_session
 
     ck = work / "sp.pt"
     assert cli("import", f"{work / 'nets.py'}:SpectrumNet", "--data", work / "toy.npz", "--out", ck).returncode == 0

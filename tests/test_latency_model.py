@@ -28,7 +28,7 @@ def synth(backend="onnxruntime", batch=1, threads=1, noise=0.0, seed=0, a=A, b=B
 
 
 def test_recovers_known_coefficients():
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.latency_model import LatencyModel
 
     lm = LatencyModel.fit(synth())
     assert lm.a == pytest.approx(A, rel=1e-6)
@@ -43,7 +43,7 @@ def test_recovers_known_coefficients():
 
 
 def test_noisy_fit_reports_quality():
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.latency_model import LatencyModel
 
     lm = LatencyModel.fit(synth(noise=0.05, seed=1))
     q = lm.quality
@@ -56,7 +56,7 @@ def test_noisy_fit_reports_quality():
 
 
 def test_groups_keys_and_dedup():
-    from profiling.latency_model import LatencyModel, fit_groups
+    from edgeprune.profiling.latency_model import LatencyModel, fit_groups
 
     recs = synth(batch=1) + synth(batch=64, a=A * 50) + synth(backend="torch", models=MODELS[:2])
     with pytest.raises(EdgepruneError, match="span 3"):
@@ -75,7 +75,7 @@ def test_groups_keys_and_dedup():
 
 
 def test_degenerate_inputs():
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.latency_model import LatencyModel
 
     # layers proportional to MACs: not identifiable, still a usable fit with a note
     lm = LatencyModel.fit(synth(models=[(1e6, 10), (2e6, 20), (3e6, 30), (4e6, 40)]))
@@ -93,7 +93,7 @@ def test_degenerate_inputs():
 
 
 def test_save_load_roundtrip(tmp_path):
-    from profiling.latency_model import LatencyModel, fit_groups, load_models, save_models
+    from edgeprune.profiling.latency_model import LatencyModel, fit_groups, load_models, save_models
 
     models, _ = fit_groups(synth(batch=1) + synth(batch=64, a=A * 40))
     path = tmp_path / "lm.json"
@@ -142,8 +142,8 @@ def test_cli_fit_and_predict(tmp_path, capsys):
 
 def test_fit_on_measured_onnx_models(tmp_path):
     """End to end on real measurements: three tiny models on ONNX Runtime, a model that predicts them."""
-    from profiling.harness import profile
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.harness import profile
+    from edgeprune.profiling.latency_model import LatencyModel
     from tests.test_profiling import export_onnx
 
     paths = [export_onnx(n, tmp_path / f"{n}.onnx", 32, 3) for n in ("resnet20-1d", "cnn1d", "resnet56-1d")]

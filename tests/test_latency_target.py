@@ -12,7 +12,7 @@ from edgeprune.errors import EdgepruneError
 @pytest.fixture
 def lm_file(tmp_path):
     """A latency model for onnxruntime, batch 1, 1 thread: 1 ms per MMAC + 0.01 ms per layer + 0.05 ms."""
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.latency_model import LatencyModel
 
     recs = []
     for macs, layers in ((1e6, 10), (2e6, 14), (3e6, 20), (4e6, 24), (0.5e6, 6)):

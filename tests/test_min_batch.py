@@ -134,9 +134,9 @@ def test_finetune_takes_a_last_batch_of_one_frame(cli, work):
 def test_export_matches_torch_at_batch_1_and_4_and_run_py_classifies_one_frame(cli, work, name, graph_min_batch):
     from edgeprune.checkpoint import load_checkpoint, save_checkpoint
     from edgeprune.models.usercode import allow
-    from export.onnx_export import read_metadata
-    from export.predictor import Predictor
-    from export.verify import make_session
+    from edgeprune.export.onnx_export import read_metadata
+    from edgeprune.export.predictor import Predictor
+    from edgeprune.export.verify import make_session
 
     ck_path, _ = _import(cli, work, name)
     allow(work / "nets.py")

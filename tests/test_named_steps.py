@@ -44,9 +44,9 @@ MOVED = (
      "                       sha256_file, validate_manifest)",
      "from .runtime.manifest import (BUNDLE_KIND as KIND, MANIFEST, SCHEMA_VERSION, check_file_name, file_entry,\n"
      "                               check_manifest as validate_manifest)"),
-    ("from edgeprune.safeio import", "from export.runtime.safeio import"),
-    ("from ..safeio import", "from export.runtime.safeio import"),
-    ("from ..schema import", "from export.runtime.schema import"),
+    ("from edgeprune.safeio import", "from edgeprune.export.runtime.safeio import"),
+    ("from ..safeio import", "from edgeprune.export.runtime.safeio import"),
+    ("from ..schema import", "from edgeprune.export.runtime.schema import"),
 )
 
 
@@ -184,7 +184,7 @@ def trained(tmp_path_factory):
                                     dict(precision="int8", verify=True, calib_frames=64, target="x86-cpu")],
                          ids=["fp32-data", "fp16-random-frames", "int8-target"])
 def test_export_writes_the_file_the_long_function_wrote(tmp_path, trained, kwargs):
-    from export import onnx_export as new_export
+    from edgeprune.export import onnx_export as new_export
 
     old = _module_before("export/onnx_export.py", "export")
     ckpt, data = trained
@@ -234,7 +234,7 @@ def test_train_model_returns_data_and_the_cli_formats_it(tmp_path, toy_npz, caps
 
 @pytest.mark.parametrize("case", ["x86-default-precisions", "engine-tar"])
 def test_make_bundle_writes_the_bundle_the_long_function_wrote(tmp_path, trained, case):
-    from export import bundle as new_bundle
+    from edgeprune.export import bundle as new_bundle
 
     old = _module_before("export/bundle.py", "export")
     ckpt, data = trained

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeprune.data.dataset import load_npz
-from export.bundle import make_bundle
+from edgeprune.export.bundle import make_bundle
 from export_fixtures import edgeprune_cmd, no_torch_env, shared_bundle, shared_trained
 
 
@@ -37,7 +37,7 @@ def test_torch_is_really_blocked(setup):
 
 def test_predict_cli_without_torch(setup):
     out, arc, tmp, env = setup
-    from export import Predictor
+    from edgeprune.export import Predictor
 
     expected = Predictor(out).predict(np.load(tmp / "f.npy"))["labels"].tolist()
     for bundle in (out, arc):

@@ -94,8 +94,8 @@ def test_untraced_weights_are_named():
 
 def test_lstm_macs_hand_count_and_onnx_counter(tmp_path):
     from edgeprune.models.amr import build_amr
-    from export.onnx_export import torch_to_onnx
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.export.onnx_export import torch_to_onnx
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     model = build_amr("lstm2", num_classes=11, length=128)
     hand = 128 * (4 * 128 * (2 + 128) + 4 * 128 * (128 + 128)) + 128 * 11
@@ -108,8 +108,8 @@ def test_lstm_macs_hand_count_and_onnx_counter(tmp_path):
 
 
 def test_cnn_lstm_macs_agree_with_onnx(tmp_path):
-    from export.onnx_export import torch_to_onnx
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.export.onnx_export import torch_to_onnx
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     model = um.CLDNNLike(num_classes=4, hidden=16).eval()
     L = 32
@@ -135,8 +135,8 @@ def test_attention_macs_hand_count(tmp_path):
     L = 10
     hand = (3 * L * 8 * 8) + 2 * L * L * 8 + L * 8 * 8 + L * 8 * 3
     assert count_macs(Att(), (2, L)) == hand
-    from export.onnx_export import torch_to_onnx
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.export.onnx_export import torch_to_onnx
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     path = tmp_path / "att.onnx"
     torch_to_onnx(Att().eval(), L, path)
@@ -355,8 +355,8 @@ def test_python_api_takes_a_live_module(toy_npz, tmp_path):
     """prune_checkpoint, finetune and export accept an nn.Module; classes and length come from the data."""
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.pruning.prune_file import prune_checkpoint
-    from export.onnx_export import export_checkpoint
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.export.onnx_export import export_checkpoint
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     torch.manual_seed(0)
     net = um.ResNet1d(num_classes=4)
@@ -436,8 +436,8 @@ def test_bundle_of_a_cnn_lstm_predicts_like_torch(code, toy_npz, tmp_path):
     ONNX metadata the bundle relies on (classes, normalisation, input length)."""
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.usercode import allow
-    from export import Predictor, make_bundle
-    from export.onnx_export import read_metadata
+    from edgeprune.export import Predictor, make_bundle
+    from edgeprune.export.onnx_export import read_metadata
 
     _import(code, toy_npz, tmp_path, "CLDNNLike")
     allow(code)
@@ -469,8 +469,8 @@ def test_zoo_checkpoint_pruned_through_the_traced_path(toy_checkpoint, toy_npz, 
 
 
 def test_bidirectional_gru_macs_hand_count_and_onnx(tmp_path):
-    from export.onnx_export import torch_to_onnx
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.export.onnx_export import torch_to_onnx
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     class G(torch.nn.Module):
         def __init__(self):

@@ -206,7 +206,7 @@ def test_channel_bn_on_a_traced_network(trained, tmp_path):
 def test_target_latency_on_a_traced_network(trained, tmp_path):
     """--target-latency with a given latency model: the largest ladder candidate predicted under the budget less
     the margin is the one built, and it is the layer method's removal order cut at that point."""
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.latency_model import LatencyModel
 
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.modular import recipe_stats

@@ -21,7 +21,7 @@ def r20(tmp_path_factory):
 def test_onnx_macs_equal_count_macs(name, length, tmp_path):
     from edgeprune.models import build_model, make_spec
     from edgeprune.models.macs import count_macs, model_stats
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     spec = make_spec(name, length, 5)
     path = export_onnx(name, tmp_path / f"{name}.onnx", length, 5)
@@ -40,7 +40,7 @@ def test_onnx_macs_of_a_static_batch_graph_are_per_frame(tmp_path):
 
     from edgeprune.models import build_model, make_spec
     from edgeprune.models.macs import count_macs
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     model = build_model(make_spec("cnn1d", 64, 3)).eval()
     path = tmp_path / "static.onnx"
@@ -52,7 +52,7 @@ def test_onnx_macs_of_a_static_batch_graph_are_per_frame(tmp_path):
 
 
 def test_onnx_macs_bad_file(tmp_path):
-    from profiling.onnx_macs import count_onnx_macs
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage\xff" * 20)
@@ -63,7 +63,7 @@ def test_onnx_macs_bad_file(tmp_path):
 
 
 def test_layer_index():
-    from profiling.onnx_macs import layer_index
+    from edgeprune.profiling.onnx_macs import layer_index
 
     assert layer_index("/layers.3/conv1/Conv") == 3
     assert layer_index("/layers.12/unit1/conv_a/Conv_token_7") == 12
@@ -73,7 +73,7 @@ def test_layer_index():
 
 
 def test_aggregate_profile_skips_warmup_and_averages():
-    from profiling.per_layer import aggregate_profile, group_by_layer
+    from edgeprune.profiling.per_layer import aggregate_profile, group_by_layer
 
     def run(ts):
         return {"cat": "Session", "name": "model_run", "ts": ts, "dur": 50}
@@ -107,7 +107,7 @@ def test_per_layer_profile_covers_units_with_checkpoint_macs(r20, tmp_path):
     from edgeprune.models import build_model, make_spec
     from edgeprune.models.macs import count_macs
     from edgeprune.models.spec import unit_indices
-    from profiling.per_layer import format_per_layer, per_layer_profile
+    from edgeprune.profiling.per_layer import format_per_layer, per_layer_profile
 
     spec = make_spec("resnet20-1d", LENGTH, CLASSES)
     total, per = count_macs(build_model(spec), per_layer=True)
@@ -129,8 +129,8 @@ def test_per_layer_profile_covers_units_with_checkpoint_macs(r20, tmp_path):
 
 
 def test_per_layer_from_the_onnx_graph_alone(r20):
-    from profiling.onnx_macs import count_onnx_macs
-    from profiling.per_layer import per_layer_profile
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
+    from edgeprune.profiling.per_layer import per_layer_profile
 
     res = per_layer_profile(r20, batch=1, warmup=1, iters=3)
     assert res["macs_source"] == "onnx-graph"
@@ -139,7 +139,7 @@ def test_per_layer_from_the_onnx_graph_alone(r20):
 
 
 def test_per_layer_in_profile_records_of_a_checkpoint(toy_checkpoint):
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     res = profile([toy_checkpoint], backends=["onnxruntime", "torch"], warmup_iters=1, iters=3, per_layer=True,
                   per_layer_iters=3, show_progress=False)
@@ -152,12 +152,12 @@ def test_per_layer_in_profile_records_of_a_checkpoint(toy_checkpoint):
 
 def test_quantized_variants_count_the_same_macs(r20, tmp_path):
     """fp16 and int8 (Q/DQ) variants from the export package: same MACs, precision detected."""
-    quantize = pytest.importorskip("export.quantize")
+    quantize = pytest.importorskip("edgeprune.export.quantize")
     import numpy as np
     import onnx
 
-    from profiling.onnx_macs import count_onnx_macs
-    from profiling.model_files import describe_onnx
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
+    from edgeprune.profiling.model_files import describe_onnx
 
     fp32 = onnx.load(str(r20))
     paths = {"fp16": tmp_path / "fp16.onnx", "int8": tmp_path / "int8.onnx"}

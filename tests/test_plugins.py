@@ -84,7 +84,7 @@ BACKEND = '''
 """A runtime backend of my own: ONNX Runtime, plain session.run on numpy (no I/O binding), counting its calls."""
 import os
 
-from export.runtime.registry import register_backend
+from edgeprune.export.runtime.registry import register_backend
 
 NAME = "ort-plain"
 CALLS = []
@@ -303,7 +303,7 @@ def test_bad_plugin_is_one_error_line(tmp_path):
 def test_builtin_names_cannot_be_taken(name):
     from edgeprune.analysis.importance import register_criterion
     from edgeprune.errors import EdgepruneError
-    from export.runtime.registry import register_backend
+    from edgeprune.export.runtime.registry import register_backend
 
     with pytest.raises(EdgepruneError, match="built-in"):
         if name == "ablation":

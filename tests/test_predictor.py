@@ -11,9 +11,9 @@ import pytest
 from edgeprune.cli.main import main
 from edgeprune.data.dataset import load_npz
 from edgeprune.errors import EdgepruneError
-from export import Predictor
-from export.bundle import make_bundle
-from export.verify import make_session, run_logits
+from edgeprune.export import Predictor
+from edgeprune.export.bundle import make_bundle
+from edgeprune.export.verify import make_session, run_logits
 from export_fixtures import LENGTH, shared_bundle, shared_trained
 
 

@@ -40,7 +40,7 @@ def onnx_files(tmp_path_factory):
 
 
 def _check_record(rec: dict, batch: int):
-    from profiling.results_file import REQUIRED
+    from edgeprune.profiling.results_file import REQUIRED
 
     for key in REQUIRED:
         assert key in rec, key
@@ -62,8 +62,8 @@ def test_onnx_records_have_all_fields(onnx_files):
 
     from edgeprune.models import build_model, make_spec
     from edgeprune.models.macs import count_macs, model_stats
-    from profiling.harness import profile
-    from profiling.model_files import file_sha256
+    from edgeprune.profiling.harness import profile
+    from edgeprune.profiling.model_files import file_sha256
 
     path = onnx_files["resnet20-1d"]
     res = profile([path], batches=[1, 4], threads=[1, 2], warmup_iters=2, iters=12, show_progress=False)
@@ -84,7 +84,7 @@ def test_onnx_records_have_all_fields(onnx_files):
 
 
 def test_duration_mode_runs_at_least_min_iters(onnx_files):
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     res = profile([onnx_files["cnn1d"]], warmup_ms=5, duration_ms=20, min_iters=7, show_progress=False)
     rec = res["records"][0]
@@ -93,8 +93,8 @@ def test_duration_mode_runs_at_least_min_iters(onnx_files):
 
 
 def test_results_roundtrip_and_append(onnx_files, tmp_path):
-    from profiling.harness import profile
-    from profiling.results_file import load_results, save_results
+    from edgeprune.profiling.harness import profile
+    from edgeprune.profiling.results_file import load_results, save_results
 
     out = tmp_path / "res.json"
     a = profile([onnx_files["cnn1d"]], batches=[1, 2], warmup_iters=1, iters=5, show_progress=False)
@@ -113,7 +113,7 @@ def test_results_roundtrip_and_append(onnx_files, tmp_path):
 
 def test_checkpoint_on_torch_and_onnxruntime(toy_checkpoint):
     from edgeprune.checkpoint import load_checkpoint
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     meta = load_checkpoint(toy_checkpoint).meta
     res = profile([toy_checkpoint], backends=["torch", "onnxruntime"], batches=[2], warmup_iters=1, iters=5,
@@ -135,7 +135,7 @@ def test_tensorrt_absent_is_skipped_with_reason(onnx_files):
         pytest.skip("tensorrt is installed here")
     except ImportError:
         pass
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     res = profile([onnx_files["cnn1d"]], backends=["onnxruntime", "tensorrt"], warmup_iters=1, iters=3,
                   show_progress=False)
@@ -159,14 +159,14 @@ def test_tensorrt_absent_is_skipped_with_reason(onnx_files):
     ({"precisions": ["fp8"]}, "unknown precision"),
 ])
 def test_bad_options(onnx_files, kwargs, message):
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     with pytest.raises(EdgepruneError, match=message):
         profile([onnx_files["cnn1d"]], iters=2, show_progress=False, **kwargs)
 
 
 def test_bad_model_files(tmp_path):
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     with pytest.raises(EdgepruneError, match="does not exist"):
         profile([tmp_path / "missing.onnx"], iters=2, show_progress=False)
@@ -229,8 +229,8 @@ def _run_without_torch(code: str) -> subprocess.CompletedProcess:
 def test_profile_onnx_without_torch(onnx_files, toy_checkpoint, tmp_path):
     out = tmp_path / "r.json"
     code = f"""
-from profiling.harness import profile
-from profiling.results_file import save_results
+from edgeprune.profiling.harness import profile
+from edgeprune.profiling.results_file import save_results
 res = profile([{str(onnx_files['resnet20-1d'])!r}], batches=[1, 2], warmup_iters=1, iters=4, per_layer=True,
               per_layer_iters=3, show_progress=False)
 save_results({str(out)!r}, res)
@@ -249,7 +249,7 @@ sys.exit(rc)
     # a checkpoint on a torch-less device: one clear line naming torch
     proc = _run_without_torch(f"""
 from edgeprune.errors import EdgepruneError
-from profiling.harness import profile
+from edgeprune.profiling.harness import profile
 try:
     profile([{str(toy_checkpoint)!r}], iters=2)
 except EdgepruneError as exc:
@@ -260,12 +260,12 @@ except EdgepruneError as exc:
 
 
 def test_profile_bundle(toy_checkpoint, tmp_path):
-    pytest.importorskip("export.bundle")
-    from export.bundle import make_bundle
+    pytest.importorskip("edgeprune.export.bundle")
+    from edgeprune.export.bundle import make_bundle
 
     bundle = tmp_path / "b.tar.gz"
     make_bundle(toy_checkpoint, "x86-cpu", bundle, precisions=["fp32"])
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     res = profile([bundle], batches=[1], warmup_iters=1, iters=3, show_progress=False)
     (rec,) = res["records"]
@@ -273,7 +273,7 @@ def test_profile_bundle(toy_checkpoint, tmp_path):
     assert rec["kind"] == "bundle" and rec["macs_source"] == "bundle-manifest" and rec["layers"] == 20
     # and on a device without torch
     proc = _run_without_torch(f"""
-from profiling.harness import profile
+from edgeprune.profiling.harness import profile
 res = profile([{str(bundle)!r}], warmup_iters=1, iters=3, show_progress=False)
 assert "torch" not in sys.modules
 print(json.dumps(res["records"][0]["macs"]))
@@ -287,7 +287,7 @@ def test_ort_runner_binds_buffers_and_computes_the_same(onnx_files, batch):
     """The timed ORT call runs on preallocated, bound buffers and gives what session.run gives."""
     import numpy as np
 
-    from profiling.backends import OrtRunner
+    from edgeprune.profiling.backends import OrtRunner
 
     bound = OrtRunner(onnx_files["resnet20-1d"], batch, threads=1, seed=3)
     plain = OrtRunner(onnx_files["resnet20-1d"], batch, threads=1, seed=3, io_binding=False)
@@ -303,7 +303,7 @@ def test_ort_runner_binds_buffers_and_computes_the_same(onnx_files, batch):
 
 
 def test_ort_records_say_how_io_was_done(onnx_files):
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     res = profile([str(onnx_files["cnn1d"])], backends=("onnxruntime",), batches=(2,), threads=(1,),
                   warmup_iters=2, iters=5, duration_ms=None, show_progress=False)
@@ -312,7 +312,7 @@ def test_ort_records_say_how_io_was_done(onnx_files):
 
 def test_rounds_figure_is_the_median_round(onnx_files):
     """profile(rounds=3): every measurement timed in 3 rounds; its figure is the round with the median median."""
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     models = [onnx_files["resnet20-1d"], onnx_files["cnn1d"]]
     res = profile(models, threads=[1, 2], warmup_iters=1, iters=5, show_progress=False, rounds=3)
@@ -327,7 +327,7 @@ def test_rounds_figure_is_the_median_round(onnx_files):
 
 def test_combine_rounds_by_hand():
     """The one combine rule on hand-made rounds: upper median round, round medians in order, min/max overall."""
-    from profiling.harness import combine_rounds
+    from edgeprune.profiling.harness import combine_rounds
 
     def rec(threads, med, lo, hi, tag):
         return {"path": "m.onnx", "backend": "onnxruntime", "precision": "fp32", "batch": 1, "threads": threads,
@@ -349,7 +349,7 @@ def test_stop_rule_ends_rounds_once_they_agree(onnx_files):
 
     With two rounds the figure is the upper round, so (slowest - fastest) / figure < 1 always: a stop_spread of 1
     must stop after round 2, whatever the timings; without the rule every round runs."""
-    from profiling.harness import profile
+    from edgeprune.profiling.harness import profile
 
     models = [onnx_files["cnn1d"]]
     res = profile(models, warmup_iters=1, iters=3, show_progress=False, rounds=4, stop_spread=1.0)
@@ -362,7 +362,7 @@ def test_stop_rule_ends_rounds_once_they_agree(onnx_files):
 
 
 def test_rounds_agree_by_hand():
-    from profiling.harness import rounds_agree
+    from edgeprune.profiling.harness import rounds_agree
 
     def rec(rounds):
         return {"median_ms": sorted(rounds)[len(rounds) // 2], "rounds": rounds}

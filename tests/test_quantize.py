@@ -8,9 +8,9 @@ import pytest
 from onnx import numpy_helper
 
 from edgeprune.errors import EdgepruneError
-from export.onnx_export import export_checkpoint, read_metadata
-from export.quantize import FrameReader, topological_sort
-from export.verify import make_session, run_logits
+from edgeprune.export.onnx_export import export_checkpoint, read_metadata
+from edgeprune.export.quantize import FrameReader, topological_sort
+from edgeprune.export.verify import make_session, run_logits
 from export_fixtures import LENGTH, shared_trained
 
 
@@ -103,7 +103,7 @@ def test_topological_sort_and_cycle():
 
 
 def test_int8_without_frames_is_an_error():
-    from export.quantize import quantize_int8
+    from edgeprune.export.quantize import quantize_int8
 
     with pytest.raises(EdgepruneError, match="calibration"):
         quantize_int8(None, np.zeros((0, 2, 8), np.float32))

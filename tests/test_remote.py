@@ -59,8 +59,8 @@ def test_sshd_listens_on_loopback_only(sshd):
 
 
 def test_profile_remote_end_to_end(sshd, bundle, tmp_path):
-    from export.runtime.manifest import manifest_hash
-    from profiling.results_file import REQUIRED
+    from edgeprune.export.runtime.manifest import manifest_hash
+    from edgeprune.profiling.results_file import REQUIRED
 
     rdir = tmp_path / "board-home" / "bundles"
     out = tmp_path / "r.json"

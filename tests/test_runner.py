@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.runner_file import RUNTIME_DIR, embedded_sources, render, runtime_sources
+from edgeprune.export.runner_file import RUNTIME_DIR, embedded_sources, render, runtime_sources
 from export_fixtures import LENGTH, edgeprune_cmd, embedded_module, shared_bundle, shared_trained
 from venvs import clean_env, device_venv
 
@@ -120,7 +120,7 @@ def _board_check(out):
 
 def test_runner_refuses_what_open_bundle_refuses(tmp_path_factory):
     from edgeprune.errors import EdgepruneError
-    from export.runtime.manifest import check_manifest
+    from edgeprune.export.runtime.manifest import check_manifest
 
     out, _, _ = shared_bundle(tmp_path_factory)
     board_check, BoardError = _board_check(out)
@@ -149,7 +149,7 @@ def test_random_manifest_damage_refused_by_both(tmp_path_factory):
     from hypothesis import strategies as st
 
     from edgeprune.errors import EdgepruneError
-    from export.runtime.manifest import check_manifest
+    from edgeprune.export.runtime.manifest import check_manifest
 
     out, _, _ = shared_bundle(tmp_path_factory)
     board_check, BoardError = _board_check(out)
@@ -192,7 +192,7 @@ def test_random_manifest_damage_refused_by_both(tmp_path_factory):
 def boards(tmp_path_factory):
     """A Jetson Nano bundle (ONNX opset 13: what onnxruntime 1.10 on Python 3.6 loads), frames, a SigMF capture."""
     from edgeprune.data.dataset import load_npz
-    from export.bundle import make_bundle
+    from edgeprune.export.bundle import make_bundle
 
     ckpt, data = shared_trained(tmp_path_factory)
     tmp = tmp_path_factory.mktemp("runner")
@@ -251,8 +251,8 @@ def test_predict_matches_edgeprune_predict(boards, expected, which):
 
 @pytest.mark.parametrize("which", PYTHONS)
 def test_bench_and_check(boards, which, tmp_path):
-    from profiling.harness import profile
-    from profiling.results_file import REQUIRED
+    from edgeprune.profiling.harness import profile
+    from edgeprune.profiling.results_file import REQUIRED
 
     py = _python(which)
     out = tmp_path / "r.json"
@@ -374,7 +374,7 @@ echo "&&&& PASSED TensorRT.trtexec"
 @pytest.mark.parametrize("which", ["3.6.15", "this"])
 def test_build_runs_trtexec_with_the_targets_flags(boards, which, tmp_path):
     """No trtexec here: a stand-in script records the command; the flags are TensorRT 8.2's (JetPack 4.6.1)."""
-    from export.bundle import open_bundle
+    from edgeprune.export.bundle import open_bundle
 
     py = _python(which)
     b = shutil.copytree(boards["nano"], tmp_path / "nano")
@@ -398,7 +398,7 @@ def test_build_runs_trtexec_with_the_targets_flags(boards, which, tmp_path):
     assert "--fp16" in (fake.parent / "args.txt").read_text()
     with open_bundle(b) as opened:  # the board's own build outputs do not make the bundle "tampered"
         assert "board-fp16.engine" not in opened.manifest["files"]
-    from profiling.model_files import resolve_model
+    from edgeprune.profiling.model_files import resolve_model
 
     with resolve_model(b) as src:  # edgeprune profile finds the board's engine as run.py does
         assert src.engines == {"fp16": b / "board-fp16.engine"}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from export.runtime import registry
-from export.runtime.backend_onnxruntime import OnnxRuntimeBackend, resolve_providers
+from edgeprune.export.runtime import registry
+from edgeprune.export.runtime.backend_onnxruntime import OnnxRuntimeBackend, resolve_providers
 from export_fixtures import LENGTH, shared_bundle
 
 AVAILABLE = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -27,9 +27,9 @@ def test_provider_policy():
 
 
 def test_predictor_profiler_and_runner_share_the_backends(tmp_path_factory):
-    from export import Predictor
-    from profiling.backends import OrtRunner, check_backend
-    from profiling.harness import profile
+    from edgeprune.export import Predictor
+    from edgeprune.profiling.backends import OrtRunner, check_backend
+    from edgeprune.profiling.harness import profile
 
     out, _, _ = shared_bundle(tmp_path_factory)
     assert set(registry.names()) >= {"onnxruntime", "tensorrt", "torch"}

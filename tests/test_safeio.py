@@ -1,4 +1,4 @@
-"""export.runtime.safeio (bounded, regular-file-only input), the ONNX external-data walker, the study lock and the
+"""edgeprune.export.runtime.safeio (bounded, regular-file-only input), the ONNX external-data walker, the study lock and the
 stale-temp cleanup, checked in-process (tests/robustness/test_subprocess.py runs the same classes as a user)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from export.runtime import safeio
+from edgeprune.export.runtime import safeio
 
 
 def test_regular_files_only_and_fifo_never_blocks(tmp_path):
@@ -136,7 +136,7 @@ def _onnx_external_names(model):
 
 
 def test_external_data_walker_agrees_with_onnx(tmp_path):
-    from export.runtime.onnx_external import check_external_data, external_tensors
+    from edgeprune.export.runtime.onnx_external import check_external_data, external_tensors
 
     path, model = _models_with_external_data(tmp_path)
     mine = {name: e["location"] for name, e in external_tensors(path.read_bytes())}

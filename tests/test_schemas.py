@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from export.runtime.schema import Field, declared_paths, prune_undeclared, required_paths, validate
+from edgeprune.export.runtime.schema import Field, declared_paths, prune_undeclared, required_paths, validate
 from export_fixtures import shared_bundle
 
 
@@ -95,7 +95,7 @@ def _one_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- the validator itself
 
 def test_validator_names_the_path_and_refuses_non_finite_numbers():
-    from export.runtime.schema import integer, number, obj, opt, seq, text
+    from edgeprune.export.runtime.schema import integer, number, obj, opt, seq, text
 
     schema = obj(a=seq(obj(b=integer(lo=1))), c=opt(number()), d=text(choices=("x", "y")))
     validate({"a": [{"b": 2}], "d": "x"}, schema, "doc")
@@ -142,8 +142,8 @@ def _bundle_with(tmp_path, bundle, manifest) -> object:
 def test_issue18_manifest_without_normalization_is_one_error_line(tmp_path, bundle, manifest, frames, capsys):
     """The falsifying example of issue 18: Predictor raised a raw KeyError: 'normalization'."""
     from edgeprune.cli.main import main
-    from export.runtime.manifest import check_manifest
-    from export.predictor import Predictor
+    from edgeprune.export.runtime.manifest import check_manifest
+    from edgeprune.export.predictor import Predictor
 
     bad = _delete(manifest, "preprocessing.normalization")
     with pytest.raises(EdgepruneError, match=r"'preprocessing\.normalization' is missing"):
@@ -160,9 +160,9 @@ def test_issue18_manifest_without_normalization_is_one_error_line(tmp_path, bund
 
 def test_manifest_declaration_covers_what_the_readers_use(tmp_path, bundle, manifest, frames):
     """A manifest stripped to its declared fields still opens, predicts the same and profiles."""
-    from export.runtime.manifest import MANIFEST_SCHEMA
-    from export.predictor import Predictor
-    from profiling.harness import profile
+    from edgeprune.export.runtime.manifest import MANIFEST_SCHEMA
+    from edgeprune.export.predictor import Predictor
+    from edgeprune.profiling.harness import profile
 
     lean = prune_undeclared(manifest, MANIFEST_SCHEMA)
     assert set(lean) < set(manifest)  # something was really stripped (source, tools, target, ...)
@@ -178,15 +178,15 @@ def test_manifest_declaration_covers_what_the_readers_use(tmp_path, bundle, mani
 
 
 def _manifest_cases():
-    from export.runtime.manifest import MANIFEST_SCHEMA
+    from edgeprune.export.runtime.manifest import MANIFEST_SCHEMA
 
     return MANIFEST_SCHEMA, required_paths(MANIFEST_SCHEMA), declared_paths(MANIFEST_SCHEMA)
 
 
 def test_every_required_manifest_field_missing_or_mistyped_is_refused(tmp_path, bundle, manifest, frames):
     """For each required path: validation and the Predictor refuse it with one line naming the path."""
-    from export.runtime.manifest import check_manifest
-    from export.predictor import Predictor
+    from edgeprune.export.runtime.manifest import check_manifest
+    from edgeprune.export.predictor import Predictor
 
     schema, required, declared = _manifest_cases()
     required = _present(manifest, required)
@@ -304,8 +304,8 @@ def _results():
 
 def test_results_and_latency_model_declarations_cover_their_readers(tmp_path):
     from edgeprune.atomic import write_json
-    from profiling.latency_model import FILE_SCHEMA, fit_groups, load_models, save_models
-    from profiling.results_file import RESULTS_SCHEMA, load_results
+    from edgeprune.profiling.latency_model import FILE_SCHEMA, fit_groups, load_models, save_models
+    from edgeprune.profiling.results_file import RESULTS_SCHEMA, load_results
 
     res = _results()
     lean = prune_undeclared(res, RESULTS_SCHEMA)
@@ -324,8 +324,8 @@ def test_results_and_latency_model_declarations_cover_their_readers(tmp_path):
 
 def test_results_and_latency_models_missing_or_mistyped_fields_are_refused(tmp_path):
     from edgeprune.atomic import write_json
-    from profiling.latency_model import FILE_SCHEMA, fit_groups, load_models, save_models
-    from profiling.results_file import RESULTS_SCHEMA, load_results
+    from edgeprune.profiling.latency_model import FILE_SCHEMA, fit_groups, load_models, save_models
+    from edgeprune.profiling.results_file import RESULTS_SCHEMA, load_results
 
     res = _results()
     for path in _present(res, required_paths(RESULTS_SCHEMA)):

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from export.runtime.stream import Windower, decode
+from edgeprune.export.runtime.stream import Windower, decode
 from export_fixtures import LENGTH, edgeprune_cmd, shared_bundle
 
 
@@ -106,7 +106,7 @@ def test_integer_formats_equal_the_sigmf_reader(setup, fmt, datatype, dtype, sca
 
 
 def test_predictor_stream_any_chunking(setup):
-    from export.predictor import Predictor
+    from edgeprune.export.predictor import Predictor
 
     bundle, x, z, _ = setup
     with Predictor(bundle) as p:
@@ -150,7 +150,7 @@ def test_stream_bad_input(setup):
 @pytest.fixture(scope="module")
 def nano(tmp_path_factory):
     """A bundle for JetPack 4.6's target: opset 13, which ONNX Runtime 1.10 (the last for Python 3.6) loads."""
-    from export.bundle import make_bundle
+    from edgeprune.export.bundle import make_bundle
 
     _, ckpt, _ = shared_bundle(tmp_path_factory)
     out = tmp_path_factory.mktemp("nano") / "nano"
@@ -194,7 +194,7 @@ def _stored_items(obj, seen=None) -> int:
         return len(obj) + sum(_stored_items(v, seen) for v in obj.values())
     if isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
         return len(obj) + sum(_stored_items(v, seen) for v in obj)
-    if hasattr(obj, "__dict__") and type(obj).__module__.startswith("export."):
+    if hasattr(obj, "__dict__") and type(obj).__module__.startswith("edgeprune.export."):
         return sum(_stored_items(v, seen) for k, v in vars(obj).items() if k not in ("predict", "chunks"))
     return 0
 
@@ -202,7 +202,7 @@ def _stored_items(obj, seen=None) -> int:
 def test_stream_state_stays_bounded_over_many_windows(setup):
     """A long stream (10,000 windows, one call each) holds no more state at its end than half-way:
     the per-call latencies kept are a bounded window, while the statistics still count every call."""
-    from export.predictor import Predictor
+    from edgeprune.export.predictor import Predictor
 
     bundle, _, z, _ = setup
     windows = 10000

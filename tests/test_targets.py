@@ -8,7 +8,7 @@ import pytest
 
 from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
-from export.targets import list_targets, load_target, load_target_file, parse_target
+from edgeprune.export.targets import list_targets, load_target, load_target_file, parse_target
 
 GOOD = """
 name = "{name}"
@@ -97,7 +97,7 @@ def test_cli_targets(capsys, tmp_path):
 
 def test_shipped_targets_match_what_each_jetpack_ships():
     """JetPack -> TensorRT and Python as NVIDIA ships them; the opset under the TensorRT's parser ceiling."""
-    from export.runtime.jetpack import JETPACK_STACK, trt_max_opset
+    from edgeprune.export.runtime.jetpack import JETPACK_STACK, trt_max_opset
 
     ts = {t.name: t for t in list_targets()}
     assert {"orin-nx", "jetson-nano", "xavier-nx", "orin-nano", "agx-orin"} <= set(ts)

@@ -12,8 +12,8 @@ import pytest
 
 from edgeprune.cli.main import main
 from edgeprune.errors import EdgepruneError
-from export.onnx_export import export_checkpoint
-from export.tensorrt_build import trtexec_command
+from edgeprune.export.onnx_export import export_checkpoint
+from edgeprune.export.tensorrt_build import trtexec_command
 from export_fixtures import LENGTH, shared_trained
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -73,7 +73,7 @@ def test_build_without_tensorrt_says_what_to_install(onnx_files, tmp_path, capsy
 @pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed here")
 def test_engine_runner_without_tensorrt(tmp_path):
     from edgeprune.errors import MissingDependency
-    from export.runtime.backend_tensorrt import TensorRTBackend
+    from edgeprune.export.runtime.backend_tensorrt import TensorRTBackend
 
     with pytest.raises(MissingDependency, match="tensorrt"):
         TensorRTBackend(tmp_path / "m.engine")
@@ -82,10 +82,10 @@ def test_engine_runner_without_tensorrt(tmp_path):
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not HAVE_TRT, reason="needs the tensorrt Python package and an NVIDIA GPU")
 def test_build_and_run_engine(onnx_files, tmp_path):
-    from export import Predictor
-    from export.tensorrt_build import build_engine
-    from export.runtime.backend_tensorrt import TensorRTBackend
-    from export.verify import make_session, run_logits
+    from edgeprune.export import Predictor
+    from edgeprune.export.tensorrt_build import build_engine
+    from edgeprune.export.runtime.backend_tensorrt import TensorRTBackend
+    from edgeprune.export.verify import make_session, run_logits
 
     out = tmp_path / "m.engine"
     meta = build_engine(onnx_files / "m32.onnx", "orin-nano", out, precision="fp16",

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from export.runtime import backend_tensorrt as bt
-from export.runtime import cuda as rc
+from edgeprune.export.runtime import backend_tensorrt as bt
+from edgeprune.export.runtime import cuda as rc
 
 WEIGHTS = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
 
@@ -395,7 +395,7 @@ def test_cuda_api_order_is_pycuda_cuda_python_libcudart(monkeypatch):
 
 def test_jetpack_from_l4t_release(tmp_path):
     """/etc/nv_tegra_release line 1 -> L4T -> JetPack, as NVIDIA's release table maps them."""
-    from export.runtime import jetpack as jp
+    from edgeprune.export.runtime import jetpack as jp
 
     f = tmp_path / "nv_tegra_release"
     f.write_text("# R35 (release), REVISION: 3.1, GCID: 32790763, BOARD: t186ref, EABI: aarch64, DATE: Thu\n")
@@ -409,7 +409,7 @@ def test_jetpack_from_l4t_release(tmp_path):
 
 
 def test_what_to_install_follows_the_jetpack():
-    from export.runtime.jetpack import install_hint, tensorrt_hint
+    from edgeprune.export.runtime.jetpack import install_hint, tensorrt_hint
 
     assert "cp36" in install_hint("4.6.1") and "python3-libnvinfer" in install_hint("4.6.1")
     assert "cp38" in install_hint("5.1") and "JetPack 5.1" in install_hint("5.1")

@@ -57,7 +57,7 @@ def _npy_chunks(path, batch):
 
     from ..errors import EdgepruneError
 
-    from export.runtime.safeio import check_input
+    from edgeprune.export.runtime.safeio import check_input
 
     check_input(path, "input", "dataset")  # a regular file (np.load would block on a FIFO)
     try:
@@ -102,8 +102,8 @@ def _sigmf_chunks(path, length, hop, batch, normalization):
 
 def run_predict(args):
 
-    from export.predictor import Predictor
-    from export.runtime.frames import prediction_rows, table_text
+    from edgeprune.export.predictor import Predictor
+    from edgeprune.export.runtime.frames import prediction_rows, table_text
 
     from ..errors import EdgepruneError
 
@@ -119,7 +119,7 @@ def run_predict(args):
     args.batch = args.batch or 256
     plan = None
     if args.annotate:
-        from export.sigmf_annotate import check_annotate
+        from edgeprune.export.sigmf_annotate import check_annotate
 
         plan = check_annotate(src, args.annotate, args.force)  # before any window is classified
     pred = Predictor(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
@@ -141,7 +141,7 @@ def run_predict(args):
                 if not json_mode:
                     print(f"{row.get('offset', row['frame'])}\t{table_text(row['class'])}\t{row['confidence']:.4f}", file=stdout())
     if args.annotate:
-        from export.sigmf_annotate import write_annotations
+        from edgeprune.export.sigmf_annotate import write_annotations
 
         write_annotations(src, args.annotate, rows, pred.length, pred.info(), force=args.force, plan=plan)
     if json_mode:
@@ -161,8 +161,8 @@ def run_stream(args):
     import os
     import sys
 
-    from export.predictor import Predictor
-    from export.runtime.stream import ByteSamples, open_stdin
+    from edgeprune.export.predictor import Predictor
+    from edgeprune.export.runtime.stream import ByteSamples, open_stdin
 
     from ..errors import EdgepruneError
 
@@ -199,7 +199,7 @@ def run_stream(args):
 
 
 def run_targets(args):
-    from export.targets import list_targets
+    from edgeprune.export.targets import list_targets
 
     ts = list_targets(args.targets_dir)
     lines = [f"{'target':<14}{'backend':<13}{'precisions':<17}{'opset':>5}  {'TensorRT':<9}{'JetPack':<8}{'Python':<7}"
@@ -212,7 +212,7 @@ def run_targets(args):
 
 
 def run_doctor(args):
-    from export.doctor import format_report, report
+    from edgeprune.export.doctor import format_report, report
 
     r = report()
     emit(args, r, format_report(r))

@@ -88,7 +88,7 @@ def register(sub, common):
 
 
 def run_export(args):
-    from export.onnx_export import export_checkpoint
+    from edgeprune.export.onnx_export import export_checkpoint
 
 
     check_range(args, "calib_frames", "verify_frames", lo=1)
@@ -119,7 +119,7 @@ def run_export(args):
 
 
 def run_build(args):
-    from export.tensorrt_build import build_engine, trtexec_command
+    from edgeprune.export.tensorrt_build import build_engine, trtexec_command
 
     dla = None if args.no_dla else args.dla_core
     if args.print_trtexec:
@@ -137,7 +137,7 @@ def run_build(args):
 
 
 def run_bundle(args):
-    from export.bundle import make_bundle
+    from edgeprune.export.bundle import make_bundle
 
     precisions = comma_list(args.precision) if args.precision else None
     m = make_bundle(args.model, args.target, args.out, precisions=precisions, engine=args.engine, data=args.data,

@@ -111,9 +111,9 @@ def _key(args) -> dict:
 
 
 def run_profile(args):
-    from profiling.harness import profile
-    from profiling.per_layer import format_per_layer
-    from profiling.results_file import format_table, save_results
+    from edgeprune.profiling.harness import profile
+    from edgeprune.profiling.per_layer import format_per_layer
+    from edgeprune.profiling.results_file import format_table, save_results
 
     if args.append and not args.out:
         raise EdgepruneError("--append needs --out FILE")
@@ -140,7 +140,7 @@ def run_profile(args):
         lines.append(f"skipped {s['model']} {s['backend']} batch {s['batch']}: {s['reason']}")
     out = dict(results)
     if args.fit_latency_model:
-        from profiling.latency_model import fit_groups, save_models
+        from edgeprune.profiling.latency_model import fit_groups, save_models
 
         models, skipped = fit_groups(written["records"])
         if not models:
@@ -156,8 +156,8 @@ def run_profile(args):
 
 
 def _profile_remote(args) -> dict:
-    from profiling.harness import validate_options
-    from profiling.remote import Remote, profile_remote
+    from edgeprune.profiling.harness import validate_options
+    from edgeprune.profiling.remote import Remote, profile_remote
 
     from ..progress import is_quiet
 
@@ -177,7 +177,7 @@ def _profile_remote(args) -> dict:
 
 
 def _records_from(paths) -> list[dict]:
-    from profiling.results_file import load_results
+    from edgeprune.profiling.results_file import load_results
 
     records = []
     for p in paths:
@@ -186,7 +186,7 @@ def _records_from(paths) -> list[dict]:
 
 
 def run_fit(args):
-    from profiling.latency_model import fit_groups, save_models
+    from edgeprune.profiling.latency_model import fit_groups, save_models
 
     check_range(args, "min_models", lo=3, why=" (three coefficients)")
     records = _records_from(args.results)
@@ -202,7 +202,7 @@ def run_fit(args):
 
 
 def run_latency_predict(args):
-    from profiling.latency_model import LatencyModel, load_models
+    from edgeprune.profiling.latency_model import LatencyModel, load_models
 
     key = _key(args)
     models = [m for m in load_models(args.model_file) if all(m.key.get(k) == v for k, v in key.items())]
@@ -214,7 +214,7 @@ def run_latency_predict(args):
             raise EdgepruneError("give both --macs and --layers (or MODEL files)")
         queries.append({"model": None, "macs": args.macs, "layers": args.layers})
     if args.models:
-        from profiling.model_files import resolve_model
+        from edgeprune.profiling.model_files import resolve_model
 
         for path in args.models:
             with resolve_model(path) as src:

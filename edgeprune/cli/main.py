@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from export.runtime.compat import dumps
+from edgeprune.export.runtime.compat import dumps
 from ..errors import EdgepruneError
 
 

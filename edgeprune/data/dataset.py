@@ -25,7 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import EdgepruneError
-from export.runtime.schema import parse_json
+from edgeprune.export.runtime.schema import parse_json
 
 NPZ_KEYS = ("x", "y", "snr", "classes", "meta", "snr_exact")
 
@@ -115,9 +115,9 @@ def _check_npz(fh, path: Path, size: int) -> None:
 
     Encrypted members and compression methods np.savez never writes are refused;
     the members' declared sizes must add up within the expansion and array caps
-    (export.runtime.safeio), and each .npy header's shape must fit the member's size.
+    (edgeprune.export.runtime.safeio), and each .npy header's shape must fit the member's size.
     """
-    from export.runtime.safeio import check_zip
+    from edgeprune.export.runtime.safeio import check_zip
 
     zf, infos = check_zip(fh, str(path), size)
     for info in infos:
@@ -144,7 +144,7 @@ def _check_npz(fh, path: Path, size: int) -> None:
 
 
 def load_npz(path: str | Path) -> SignalDataset:
-    from export.runtime.safeio import open_input
+    from edgeprune.export.runtime.safeio import open_input
 
     path = Path(path)
     with open_input(path, "dataset", "dataset") as fh:

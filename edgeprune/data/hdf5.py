@@ -21,7 +21,7 @@ SCAN_ROWS = 1 << 16
 
 
 def _open(path: Path):
-    from export.runtime.safeio import check_input
+    from edgeprune.export.runtime.safeio import check_input
 
     h5py = require("h5py", "reading RML2018 HDF5 files")
     if check_input(path, "dataset", "dataset").st_size == 0:  # a regular file (never a FIFO or a device)
@@ -69,13 +69,13 @@ def _check_storage(f, path: Path) -> None:
     no external links, soft links, virtual (VDS) layouts or external raw storage
     (each can point at any other file, /dev/zero included). Each dataset's
     declared size must fit the storage it has in the file within the expansion
-    cap (export.runtime.safeio): unallocated chunks read as fill values, so a huge
+    cap (edgeprune.export.runtime.safeio): unallocated chunks read as fill values, so a huge
     extent backed by nothing is refused too.
     """
     import h5py
     from h5py import h5d
 
-    from export.runtime.safeio import check_expansion
+    from edgeprune.export.runtime.safeio import check_expansion
 
     size = path.stat().st_size
     missing = []
@@ -178,7 +178,7 @@ def _runs(idx: np.ndarray):
 def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = None, max_snr: float | None = None,
                       per_key: int | None = None) -> SignalDataset:
     """Load the selected classes/SNRs (first ``per_key`` rows of each key) as (N, 2, L) frames."""
-    from export.runtime.safeio import check_array
+    from edgeprune.export.runtime.safeio import check_array
 
     path = Path(path)
     with _reading(path) as f:

@@ -135,7 +135,7 @@ def _parse_compiled(rows, length: int | None, out: np.ndarray | None = None) -> 
 
 def _allocate(data_path: Path, row: int, n: int, n_keep: int) -> np.ndarray:
     """The (n_keep, 2, n) float32 frames, once the first kept row (``row``) has told the frame length ``n``."""
-    from export.runtime.safeio import check_array
+    from edgeprune.export.runtime.safeio import check_array
 
     if n < 8:
         raise EdgepruneError(f"{data_path} row {row + 1} has only {n} values")
@@ -146,7 +146,7 @@ def _allocate(data_path: Path, row: int, n: int, n_keep: int) -> np.ndarray:
 def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: int, split: str) -> np.ndarray:
     """The kept rows of the data CSV as (n_keep, 2, L) float32, parsed a chunk of rows at a time (by the
     compiled parser when it is built and takes the chunk, else by numpy)."""
-    from export.runtime.safeio import open_input
+    from edgeprune.export.runtime.safeio import open_input
 
     frames = None
     pos = 0
@@ -206,7 +206,7 @@ def is_hisar_folder(folder: Path) -> bool:
 
 
 def _read_column(path: Path, kind: str) -> np.ndarray:
-    from export.runtime.safeio import open_input
+    from edgeprune.export.runtime.safeio import open_input
 
     try:
         with open_input(path, f"HisarMod {kind} file", "dataset", mode="r", encoding="ascii",
@@ -226,7 +226,7 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     if not folder.is_dir():
         raise EdgepruneError(f"{folder} is not a folder")
     files = find_split_files(folder, split)
-    from export.runtime.safeio import check_input
+    from edgeprune.export.runtime.safeio import check_input
 
     for kind, p in files.items():
         if check_input(p, f"HisarMod {kind} file", "dataset").st_size == 0:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from export.runtime.frames import normalize as normalize_frames
+from edgeprune.export.runtime.frames import normalize as normalize_frames
 
 from ..errors import EdgepruneError
 from .dataset import SignalDataset, load_npz
@@ -59,7 +59,7 @@ def detect_format(path: str | Path) -> str:
         if Path(str(p) + ".sigmf-meta").exists():
             return "sigmf"
         raise EdgepruneError(f"dataset {p} does not exist")
-    from export.runtime.safeio import open_input
+    from edgeprune.export.runtime.safeio import open_input
 
     with open_input(p, "dataset", "dataset") as fh:
         head = fh.read(8)

@@ -73,7 +73,7 @@ def _decode(v):
 def _check_produced(path, entries, index, min_snr, max_snr, per_key, size) -> None:
     """Refuse before concatenating when the frames would outgrow the file (memo references to one array
     repeated thousands of times cost a few bytes each in the pickle, a whole array each in memory)."""
-    from export.runtime.safeio import check_expansion
+    from edgeprune.export.runtime.safeio import check_expansion
 
     total = 0
     for mod, snr, arr in entries:
@@ -92,7 +92,7 @@ def read_rml_pickle(path: str | Path, classes=None, min_snr: float | None = None
     subset), ``min_snr``/``max_snr`` filter SNR, ``per_key`` keeps the first
     n examples of each (modulation, SNR).
     """
-    from export.runtime.safeio import open_input
+    from edgeprune.export.runtime.safeio import open_input
 
     path = Path(path)
     try:

@@ -1,6 +1,6 @@
 """SigMF recordings (``.sigmf-meta`` JSON + ``.sigmf-data`` samples) as datasets, on the host.
 
-Opening a recording and cutting it into frames is the device core's (:mod:`export.runtime.sigmf`: the one
+Opening a recording and cutting it into frames is the device core's (:mod:`edgeprune.export.runtime.sigmf`: the one
 reader, shared with a bundle's run.py; ``Recording``, ``open_recording``, ``parse_datatype``); frames are
 normalised by the core's one normaliser. This module adds what only the host does: labels from annotations,
 whole datasets, summaries, and writing recordings.
@@ -17,8 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
-from export.runtime.frames import normalize as normalize_frames
-from export.runtime.sigmf import Recording, frame_chunks, open_recording, parse_datatype, recording_paths
+from edgeprune.export.runtime.frames import normalize as normalize_frames
+from edgeprune.export.runtime.sigmf import Recording, frame_chunks, open_recording, parse_datatype, recording_paths
 
 from ..errors import EdgepruneError
 from .dataset import SignalDataset
@@ -133,7 +133,7 @@ def read_sigmf(path: str | Path, length: int | None = None, hop: int | None = No
     is labelled "unknown". SNR is 0 (unknown) unless an annotation carries
     ``edgeprune:snr``.
     """
-    from export.runtime.safeio import check_array
+    from edgeprune.export.runtime.safeio import check_array
 
     rec = open_recording(path, backend)
     length = frame_length(rec, length)

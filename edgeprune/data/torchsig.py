@@ -86,7 +86,7 @@ def _writer_name(folder: Path) -> str | None:
     p = folder / "writer_info.yaml"
     if not p.is_file():
         return None
-    from export.runtime.safeio import read_bytes
+    from edgeprune.export.runtime.safeio import read_bytes
 
     for line in read_bytes(p, "TorchSig writer_info.yaml", "doc").decode("utf-8", "replace").splitlines():
         if line.startswith("file_handler:"):
@@ -331,7 +331,7 @@ def _frame_iq(frame, where: str) -> np.ndarray:
 
 
 def _open(h5: Path):
-    from export.runtime.safeio import check_input
+    from edgeprune.export.runtime.safeio import check_input
 
     h5py = require("h5py", "reading TorchSig datasets")
     if check_input(h5, "dataset", "dataset").st_size == 0:
@@ -388,7 +388,7 @@ def read_torchsig(path: str | Path) -> SignalDataset:
 
 
 def _assemble(f, h5: Path, n: int, block) -> SignalDataset:
-    from export.runtime.safeio import check_array
+    from edgeprune.export.runtime.safeio import check_array
 
     state: dict = {}
     x = None

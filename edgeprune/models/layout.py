@@ -6,14 +6,14 @@ frames its way, so training, analysis, pruning and MAC counting feed it as any
 other network; the layout is recorded in the recipe (``"layout"``), the
 checkpoint metadata, the ONNX metadata and the bundle manifest. The exported
 ONNX graph takes the network's own layout (:func:`native` takes the hook off),
-and the device runtime converts frames to it (``export.runtime.frames.to_layout``).
+and the device runtime converts frames to it (``edgeprune.export.runtime.frames.to_layout``).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
-from export.runtime.frames import LAYOUTS, check_layout, layout_shape
+from edgeprune.export.runtime.frames import LAYOUTS, check_layout, layout_shape
 
 from ..errors import EdgepruneError
 

@@ -99,7 +99,7 @@ def validate_recipe(r: Any) -> dict[str, Any]:
     if not isinstance(src.get("kwargs", {}), dict):
         raise EdgepruneError("model recipe source kwargs must be a dict")
     if "layout" in r:
-        from export.runtime.frames import check_layout
+        from edgeprune.export.runtime.frames import check_layout
 
         check_layout(r["layout"])
     if "min_batch" in r:

@@ -76,7 +76,7 @@ def parse_kwargs(text) -> dict[str, Any]:
         return dict(text)
     if not isinstance(text, str):
         raise EdgepruneError(f"--kwargs is not JSON text: {str(text)[:80]!r}")
-    from export.runtime.schema import parse_json
+    from edgeprune.export.runtime.schema import parse_json
 
     obj = parse_json(text, "--kwargs")  # the one JSON guard: size, nesting depth
     if not isinstance(obj, dict):

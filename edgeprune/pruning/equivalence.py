@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from export.runtime.errors import first_line
+from edgeprune.export.runtime.errors import first_line
 
 from ..errors import EdgepruneError
 

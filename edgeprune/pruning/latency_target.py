@@ -5,7 +5,7 @@
    a ladder of candidate architectures (the traced network, its units removed
    in the layer method's order).
 2. A latency model ``latency ~ a*MACs + b*layers + c`` for the target's
-   backend and batch (profiling.latency_model) predicts each candidate's
+   backend and batch (edgeprune.profiling.latency_model) predicts each candidate's
    latency. Given one (``latency_model=path``) it is used as it is; otherwise
    it is calibrated here: a few candidates spread over the ladder are
    exported with random weights (latency does not depend on the values) and
@@ -29,7 +29,7 @@ from ..errors import EdgepruneError
 
 
 def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, Any]:
-    from export.targets import load_target
+    from edgeprune.export.targets import load_target
 
     tgt = load_target(target)
     if tgt.backend not in ("onnxruntime", "tensorrt"):
@@ -61,12 +61,12 @@ def _measure_models(models: list, setup: dict[str, Any], iters: int, seed: int,
     """Export each ``(model, length)`` to ONNX and time it on the target's backend; profiler records.
 
     The models are timed in ``rounds`` interleaved rounds (every model once per round) by the profiler's rounds
-    rule (``profiling.harness.profile(rounds=...)``): each record is its median round, with ``rounds`` the
+    rule (``edgeprune.profiling.harness.profile(rounds=...)``): each record is its median round, with ``rounds`` the
     round medians. A shared machine's speed shifts between phases, and interleaving puts every candidate in
     every phase.
     """
-    from export.onnx_export import torch_to_onnx
-    from profiling.harness import profile
+    from edgeprune.export.onnx_export import torch_to_onnx
+    from edgeprune.profiling.harness import profile
 
     rounds = max(1, int(rounds))
     with tempfile.TemporaryDirectory(prefix="edgeprune-lat-") as tmp:
@@ -93,7 +93,7 @@ def _as_models(ckpt, cands) -> list:
 def _latency_model(ckpt, cands, setup, latency_model, calib_points: int, iters: int, seed: int):
     """(latency model, where it came from): the given file, or one calibrated on a few ladder candidates here."""
     import numpy as np
-    from profiling.latency_model import LatencyModel
+    from edgeprune.profiling.latency_model import LatencyModel
 
     if latency_model is not None:
         lm = LatencyModel.load(latency_model, backend=setup["backend"], batch=setup["batch"], threads=setup["threads"])

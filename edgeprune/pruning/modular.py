@@ -702,7 +702,7 @@ def given_plan(ckpt, plan, importance=None) -> tuple[dict, dict | None]:
     from pathlib import Path
 
     from .plan_file import check_plan, load_plan
-    from export.runtime.safeio import file_sha256
+    from edgeprune.export.runtime.safeio import file_sha256
 
     plan_ref = None
     if isinstance(plan, (str, Path)):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..atomic import read_json, write_json
 from ..errors import EdgepruneError
-from export.runtime.schema import anything, boolean, integer, mapping, number, obj, opt, seq, text, validate
+from edgeprune.export.runtime.schema import anything, boolean, integer, mapping, number, obj, opt, seq, text, validate
 
 PLAN_FORMAT = "edgeprune-plan"
 PLAN_VERSION = 1

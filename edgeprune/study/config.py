@@ -177,7 +177,7 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
         if b not in ("onnxruntime", "torch", "tensorrt"):
             raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} (onnxruntime, torch, tensorrt)")
     if cfg["profile"]["remote"]:
-        from profiling.remote import parse_remote
+        from edgeprune.profiling.remote import parse_remote
 
         parse_remote(cfg["profile"]["remote"], f"{where}: [profile] remote")  # edgeprune's own check, before ssh
     if cfg["profile"]["remote"] and not cfg["profile"]["target"]:
@@ -253,7 +253,7 @@ def _check_items(where: str, section: str, key: str, values: list, typ, what: st
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    from export.runtime.safeio import read_bytes
+    from edgeprune.export.runtime.safeio import read_bytes
 
     path = Path(path)
     data = read_bytes(path, "study config", "doc")  # a regular file within the size limit (never a FIFO)
@@ -261,7 +261,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
-    from export.runtime.schema import check_depth
+    from edgeprune.export.runtime.schema import check_depth
 
     check_depth(raw, f"study config {path}")  # the JSON guard's depth limit holds for TOML too
     cfg = normalise(raw, str(path))

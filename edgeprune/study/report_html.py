@@ -150,7 +150,7 @@ def read_study_file(folder: Path, name: str) -> bytes | None:
     import os
     import stat
 
-    from export.runtime.safeio import limit
+    from edgeprune.export.runtime.safeio import limit
 
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
         return None

@@ -194,7 +194,7 @@ def work_evaluate(ckpt: Path, data_path: Path, pruned: Path | None) -> dict[str,
 
 def work_export(ckpt: Path, data_path: Path, out: Path, precision: str, opset: int, seed: int,
                 simplify: bool = True) -> dict[str, Any]:
-    from export.onnx_export import export_checkpoint
+    from edgeprune.export.onnx_export import export_checkpoint
 
     r = export_checkpoint(ckpt, out, opset=opset, precision=precision, verify_data=data_path,
                           calib_data=data_path, seed=seed, simplify=simplify)
@@ -206,8 +206,8 @@ def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], 
                  measured_on: str | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Time the study's models (``onnx``: [id, precision, path]; ``torch_models``: [id, checkpoint]) as ``[profile]``
     says; every record names its model id, and, if given, ``measured_on`` (where it was timed)."""
-    from profiling.harness import profile
-    from profiling.results_file import save_results
+    from edgeprune.profiling.harness import profile
+    from edgeprune.profiling.results_file import save_results
 
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -284,7 +284,7 @@ class Study:
         m, t = self.cfg["model"], self.cfg["train"]
         extra = []
         if m.get("code"):
-            from export.runtime.safeio import file_sha256
+            from edgeprune.export.runtime.safeio import file_sha256
 
             extra.append(file_sha256(m["name"].rpartition(":")[0]))   # the user's code is part of the baseline
         key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"],
@@ -427,10 +427,10 @@ class Study:
         if node is not None and self.cache.lookup(st.name, st.key) is None:
             ex.run_profile(self, st)  # recorded as run by Ray; the line below then reads it back
         self._run(st)
-        from profiling.results_file import load_results
+        from edgeprune.profiling.results_file import load_results
 
         res = load_results(out)
-        from export.runtime.schema import obj, seq, text, validate
+        from edgeprune.export.runtime.schema import obj, seq, text, validate
 
         validate(res, obj(records=seq(obj(model_id=text(doc="the study model a record measures")))), str(out))
         self.machine = res.get("machine", {})
@@ -448,8 +448,8 @@ class Study:
             def run(ent=ent, folder=folder):
                 import shutil
 
-                from export.bundle import make_bundle
-                from export.targets import load_target
+                from edgeprune.export.bundle import make_bundle
+                from edgeprune.export.targets import load_target
 
                 tgt = load_target(pr["target"])
                 precs = [p for p in e["precisions"] if p in tgt.precisions] or ["fp32"]
@@ -476,8 +476,8 @@ class Study:
                         [self._bundle_hash(bundles[i]["path"]) for i in ids], stages.code_fingerprint("profiling"))
 
         def run():
-            from profiling.results_file import save_results
-            from profiling.remote import Remote, profile_remote
+            from edgeprune.profiling.results_file import save_results
+            from edgeprune.profiling.remote import Remote, profile_remote
 
             remote = Remote(pr["remote"], pr["remote_dir"] or None, pr["remote_python"], pr["ssh_config"] or None)
             precs = [p for p in self.cfg["export"]["precisions"] if p in bundles[ids[0]]["precisions"]]
@@ -488,7 +488,7 @@ class Study:
             return {"path": str(out), "n": len(res["records"])}
 
         self.cache.run("remote profile", key, run, [out])
-        from profiling.results_file import load_results
+        from edgeprune.profiling.results_file import load_results
 
         by_sha = {self._bundle_hash(bundles[i]["path"]): i for i in ids}
         recs = []
@@ -524,7 +524,7 @@ class Study:
 
     @staticmethod
     def _bundle_hash(folder) -> str:
-        from export.runtime.manifest import manifest_hash
+        from edgeprune.export.runtime.manifest import manifest_hash
 
         from ..atomic import read_json
 
@@ -532,8 +532,8 @@ class Study:
 
     def merge_results(self, entries: list[dict[str, Any]], bundles: dict[str, dict]) -> list[dict[str, Any]]:
         """``compare --results FILE...``: records measured elsewhere, accepted only for this study's models."""
-        from profiling.results_file import load_results
-        from profiling.remote import measured_on
+        from edgeprune.profiling.results_file import load_results
+        from edgeprune.profiling.remote import measured_on
 
         known: dict[str, str] = {}
         for ent in entries:
@@ -712,7 +712,7 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     check_profile_node(cfg)
     if results_files:
-        from profiling.results_file import load_results
+        from edgeprune.profiling.results_file import load_results
 
         for path in results_files:  # checked (RESULTS_SCHEMA) before the first stage, not after the study
             load_results(path)
@@ -754,7 +754,7 @@ def check_before_stages(cfg: dict[str, Any]) -> None:
                                  f"(add '+kd' for distillation)")
     pr = cfg["profile"]
     if pr["target"]:
-        from export.targets import load_target
+        from edgeprune.export.targets import load_target
 
         load_target(pr["target"])
     if pr["ssh_config"] and not Path(pr["ssh_config"]).expanduser().is_file():

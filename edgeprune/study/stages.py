@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from ..atomic import write_json
 from ..errors import EdgepruneError
-from export.runtime.schema import anything, mapping, number, obj, opt, seq, text, validate
+from edgeprune.export.runtime.schema import anything, mapping, number, obj, opt, seq, text, validate
 
 # A finished stage: its key, what it returned, the files it wrote, and the sha256 of its result (a result that
 # no longer matches its digest was edited or damaged, and the stage runs again).
@@ -130,8 +130,8 @@ class StageCache:
         self.state: dict[str, Any] = {"stages": {}, "format": STATE_FORMAT}
         if self.path.exists():
             try:
-                from export.runtime.safeio import read_bytes
-                from export.runtime.schema import parse_json
+                from edgeprune.export.runtime.safeio import read_bytes
+                from edgeprune.export.runtime.schema import parse_json
 
                 state = parse_json(read_bytes(self.path, "study state", "doc"), str(self.path))
                 fmt = state.get("format", STATE_FORMAT) if isinstance(state, dict) else STATE_FORMAT

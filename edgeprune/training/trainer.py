@@ -326,7 +326,7 @@ def _load_state(state_file: Path, cfg: TrainConfig) -> dict[str, Any]:
     """The saved training state (tensors and plain data only), checked to match ``cfg``."""
     import pickle
 
-    from export.runtime.safeio import check_input
+    from edgeprune.export.runtime.safeio import check_input
 
     check_input(state_file, "training state", "checkpoint")  # a regular file (torch.load would block on a FIFO)
     try:

@@ -13,7 +13,7 @@ stream (the same windows as ``edgeprune predict`` on a SigMF recording with
 - a message on the ``classification`` port: the same dict plus
   ``latency_ms`` (the inference call's wall time).
 
-The model runs on ONNX Runtime or TensorRT through ``export.Predictor``
+The model runs on ONNX Runtime or TensorRT through ``edgeprune.export.Predictor``
 (torch-free); the bundle's files are verified when the block is made.
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from export.predictor import Predictor
-from export.runtime.stream import Windower
+from edgeprune.export.predictor import Predictor
+from edgeprune.export.runtime.stream import Windower
 
 
 def _pmt_dict(d):

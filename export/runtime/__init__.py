@@ -9,11 +9,11 @@ cuda-python, and each other through relative imports.
 
 That makes this package two things at once:
 
-- the runtime layer of the installed toolchain: ``export.Predictor``,
-  ``export.bundle`` (file verification), the profiler (``profiling``) and
+- the runtime layer of the installed toolchain: ``edgeprune.export.Predictor``,
+  ``edgeprune.export.bundle`` (file verification), the profiler (``profiling``) and
   ``edgeprune predict`` use it;
 - the body of the single-file runner ``run.py`` that ``make_bundle`` writes
-  into every bundle: ``export.runner_file.render`` embeds the source text of
+  into every bundle: ``edgeprune.export.runner_file.render`` embeds the source text of
   these modules, byte for byte, and run.py imports them from that text under
   the package name ``_edgeprune_runtime``.
 

@@ -6,7 +6,7 @@ A results file is one JSON document::
      "machine": {...}, "records": [ {...}, ... ], "skipped": [ {...}, ... ]}
 
 ``RESULTS_VERSION`` is its version number, ``RESULTS_SCHEMA`` its declaration (``RECORD_SCHEMA`` per record),
-``new_results`` an empty one: the profiler (``profiling.results_file``) and run.py use these. Latencies are in
+``new_results`` an empty one: the profiler (``edgeprune.profiling.results_file``) and run.py use these. Latencies are in
 milliseconds per call (one call runs a whole batch); ``throughput_fps`` is frames per second over the timed runs:
 ``batch * 1000 / mean_ms``.
 

@@ -3,7 +3,7 @@
 run.py lives in its bundle folder and works on that folder only. Before
 anything is loaded it reads manifest.json and checks every listed file's
 size and sha256 (and that nothing unlisted lies beside them); a bundle that
-``export.open_bundle`` refuses, run.py refuses. Every failure is one
+``edgeprune.export.open_bundle`` refuses, run.py refuses. Every failure is one
 ``edgeprune: error: ...`` line on stderr and a non-zero exit.
 """
 

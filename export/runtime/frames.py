@@ -1,7 +1,7 @@
 """Frames in, classes out: normalisation, input checks, softmax, .npy reading (numpy only, Python 3.6+).
 
 ``normalize`` is the one normaliser: the host's data pipeline (training, evaluation and calibration frames,
-SigMF captures), ``export.Predictor`` and a bundle's run.py all call it, so host and board give bit-identical
+SigMF captures), ``edgeprune.export.Predictor`` and a bundle's run.py all call it, so host and board give bit-identical
 frames (``tests/test_device_core.py`` feeds both the same extreme inputs).
 
 - ``none``: frames are used as given;

@@ -1,7 +1,7 @@
 """Reading and verifying a bundle on the board (Python 3.6+, stdlib only).
 
 ``verify_files`` is the one file check and ``check_manifest`` (against the
-declaration ``MANIFEST_SCHEMA``) the one manifest check: ``export.bundle.open_bundle``
+declaration ``MANIFEST_SCHEMA``) the one manifest check: ``edgeprune.export.bundle.open_bundle``
 and a bundle's run.py both call them.
 """
 

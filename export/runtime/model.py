@@ -1,6 +1,6 @@
 """A verified bundle folder opened on a backend: which model file runs, and frames -> classes (Python 3.6+).
 
-``export.Predictor`` (for bundles) and a bundle's run.py both open models here,
+``edgeprune.export.Predictor`` (for bundles) and a bundle's run.py both open models here,
 so they pick the same file, preprocess the same way and give the same answers.
 
 Which file runs (``choose``): with ``backend="auto"``, a TensorRT engine when

@@ -1,4 +1,4 @@
-"""The one backend registry: the profiler, ``export.Predictor`` and a bundle's run.py look backends up here.
+"""The one backend registry: the profiler, ``edgeprune.export.Predictor`` and a bundle's run.py look backends up here.
 
 A backend is a module (one file per backend) with ``NAME``, ``availability()``
 (None, or the one-line reason it cannot run here), ``version()`` and
@@ -7,7 +7,7 @@ life cycle: opened by the call, then ``warmup(x)``, ``infer(x)`` (or
 ``bind(feed)`` + ``run_bound()`` for timing), ``describe()`` and ``close()``.
 
 ONNX Runtime and TensorRT live in this package (they run on the board);
-the host side registers the PyTorch backend (``profiling.backend_torch``)
+the host side registers the PyTorch backend (``edgeprune.profiling.backend_torch``)
 with ``add_backend``, so the board never imports it.
 """
 

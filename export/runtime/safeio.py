@@ -63,7 +63,7 @@ LIMITS = {
     "layers": ("EDGEPRUNE_MAX_LAYERS", 4096),
     "params": ("EDGEPRUNE_MAX_PARAMS", 100_000_000),
     "activation": ("EDGEPRUNE_MAX_ACTIVATION", 1 << 24),
-    # nesting of every JSON (and TOML) document read (export.runtime.schema.parse_json / check_depth)
+    # nesting of every JSON (and TOML) document read (edgeprune.export.runtime.schema.parse_json / check_depth)
     "depth": ("EDGEPRUNE_MAX_JSON_DEPTH", 64),
 }
 SLACK = 1 * MiB

@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory):
     """dict with ckpt, data (npz), bundle (folder), archive (.tar.gz), onnx, classes, length."""
-    from export.bundle import make_bundle
+    from edgeprune.export.bundle import make_bundle
     from export_fixtures import CLASSES, LENGTH, make_trained
 
     base = tmp_path_factory.mktemp("robust-shared")

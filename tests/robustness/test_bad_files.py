@@ -262,7 +262,7 @@ def test_bundle_archives_not_gzip(tmp_path, capsys, shared, label):
 
 
 def test_target_toml(tmp_path, capsys, shared):
-    from export.targets import builtin_dirs
+    from edgeprune.export.targets import builtin_dirs
 
     valid = (builtin_dirs()[0] / "x86-cpu.toml").read_bytes()
     extra = {"utf16": valid.decode().encode("utf-16"), "wrong-types": b'name = 5\nbackend = ["x"]\n',
@@ -435,7 +435,7 @@ def test_onnx_metadata_not_utf8(tmp_path, capsys, shared):
 
 def test_target_key_with_newline(tmp_path, capsys, shared):
     """Found by fuzzing: TOML allows quoted keys with newlines; the message must stay one line."""
-    from export.targets import builtin_dirs
+    from edgeprune.export.targets import builtin_dirs
 
     d = tmp_path / "targets"
     d.mkdir()

@@ -129,7 +129,7 @@ def test_predict_bad_frames(tmp_path, capsys, shared, label):
 
 
 def test_predictor_api_bad_frames(shared):
-    from export.predictor import Predictor
+    from edgeprune.export.predictor import Predictor
 
     with Predictor(shared["bundle"]) as pred:
         for label, x in PREDICT_INPUTS.items():

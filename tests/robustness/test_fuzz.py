@@ -293,7 +293,7 @@ def test_fuzz_model_spec(shared):
 
 
 def test_fuzz_bundle_archive(scratch, shared):
-    from export.bundle import open_bundle
+    from edgeprune.export.bundle import open_bundle
 
     valid = shared["archive"].read_bytes()
 
@@ -312,8 +312,8 @@ def test_fuzz_bundle_archive(scratch, shared):
 
 def test_fuzz_manifest(scratch, shared):
     """Random and mutated manifests, validated alone and used to open a real bundle folder."""
-    from export.runtime.manifest import check_manifest
-    from export.predictor import Predictor
+    from edgeprune.export.runtime.manifest import check_manifest
+    from edgeprune.export.predictor import Predictor
 
     doc = json.loads((shared["bundle"] / "manifest.json").read_text())
     folder = scratch / "bundle"
@@ -336,7 +336,7 @@ def test_fuzz_manifest(scratch, shared):
 
 
 def test_fuzz_target(shared):
-    from export.targets import builtin_dirs, parse_target
+    from edgeprune.export.targets import builtin_dirs, parse_target
 
     doc = tomllib.loads((builtin_dirs()[0] / "x86-cpu.toml").read_text())
 
@@ -377,8 +377,8 @@ def test_fuzz_study_config_text(scratch):
 
 
 def test_fuzz_profile_results_and_latency_models(scratch):
-    from profiling.latency_model import load_models
-    from profiling.results_file import load_results
+    from edgeprune.profiling.latency_model import load_models
+    from edgeprune.profiling.results_file import load_results
 
     results = {"schema": 1, "kind": "edgeprune-latency", "machine": {"cpu": "x"}, "skipped": [],
                "records": [{"model": "m", "backend": "onnxruntime", "batch": 1, "threads": 1, "precision": "fp32",
@@ -418,7 +418,7 @@ def test_fuzz_plan_with_layer_pruning(scratch, shared):
 
 def test_fuzz_onnx_file(scratch, shared):
     """Mutated ONNX files: ONNX Runtime refuses or runs them; the predictor never leaks another exception."""
-    from export.predictor import Predictor
+    from edgeprune.export.predictor import Predictor
 
     valid = shared["onnx"].read_bytes()
     frames = np.zeros((2, 2, shared["length"]), np.float32)

@@ -384,7 +384,7 @@ def test_json_guard_depth_and_size_limits(monkeypatch):
     """The one guard: 64 levels pass, 65 do not (the limit raised: they do); a document over the size limit and
     a value of the wrong declared type are one line naming the document and the field."""
     from edgeprune.errors import EdgepruneError
-    from export.runtime.schema import integer, obj, parse_json
+    from edgeprune.export.runtime.schema import integer, obj, parse_json
 
     assert parse_json(json.dumps(_nested(64)), "doc") == _nested(64)
     with pytest.raises(EdgepruneError, match="doc is nested more than 64 levels"):
@@ -403,8 +403,8 @@ def test_onnx_metadata_read_without_onnx_matches_onnx(shared):
     metadata passes the declared types (the guard refuses no honest file)."""
     import onnx
 
-    from export.runtime.manifest import decode_metadata
-    from export.runtime.onnx_external import read_metadata_props
+    from edgeprune.export.runtime.manifest import decode_metadata
+    from edgeprune.export.runtime.onnx_external import read_metadata_props
 
     m = onnx.load(str(shared["onnx"]))
     mine = read_metadata_props(shared["onnx"])
@@ -414,7 +414,7 @@ def test_onnx_metadata_read_without_onnx_matches_onnx(shared):
 
 
 def test_table_text_escapes_what_could_forge_rows():
-    from export.runtime.frames import table_text
+    from edgeprune.export.runtime.frames import table_text
 
     names = ["QPSK", "a\nb", "a\tb", "a\\nb", "x\u2028y", "\x1b[2J", "π/4-QPSK"]
     cells = [table_text(n) for n in names]
@@ -425,7 +425,7 @@ def test_table_text_escapes_what_could_forge_rows():
 
 def test_remote_host_check():
     from edgeprune.errors import EdgepruneError
-    from profiling.remote import parse_remote
+    from edgeprune.profiling.remote import parse_remote
 
     assert parse_remote("board") == (None, "board", None)
     assert parse_remote("nvidia@jetson-nano.local:2222") == ("nvidia", "jetson-nano.local", 2222)
@@ -446,7 +446,7 @@ def test_bundle_modes_follow_the_umask(shared, tmp_path, mask):
     (0755/0644 under 022), not the 0700/0600 of temporary files."""
     import tarfile
 
-    from export.bundle import publish
+    from edgeprune.export.bundle import publish
 
     old = os.umask(mask)
     try:

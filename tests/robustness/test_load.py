@@ -19,7 +19,7 @@ THREADS, CALLS = 8, 1000
 
 
 def test_predictor_concurrent_calls_match_single_threaded(shared):
-    from export.predictor import Predictor
+    from edgeprune.export.predictor import Predictor
 
     rng = np.random.default_rng(0)
     pool = [rng.standard_normal((int(rng.integers(1, 5)), 2, shared["length"])).astype(np.float32)

@@ -214,7 +214,7 @@ def _tar_bundle(bundle: Path, path: Path, extra=None, pax=None):
 
 
 def _rewrite_manifest(folder: Path, change):
-    from export.runtime.safeio import file_sha256
+    from edgeprune.export.runtime.safeio import file_sha256
 
     m = json.loads((folder / "manifest.json").read_text())
     change(m)

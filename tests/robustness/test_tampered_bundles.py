@@ -33,7 +33,7 @@ def _extract_dirs():
 
 
 def _check(capsys, bundle, frames, name, expect=None):
-    from export.bundle import open_bundle
+    from edgeprune.export.bundle import open_bundle
 
     before = _extract_dirs()
     refuses(capsys, ["predict", bundle, "--input", frames], name=f"{name}: predict", expect=expect)
