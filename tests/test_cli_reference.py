@@ -24,3 +24,24 @@ def test_every_command_and_option_is_in_the_reference():
             for flag in action.option_strings:
                 if flag not in ("-h", "--help", "--debug", "--quiet", "-q"):
                     assert f"`{flag}" in text, (name, flag)
+
+
+def test_prune_groups_its_options_by_purpose():
+    """`prune --help` keeps the method's own options apart from the layer analysis, the latency target and the
+    fine-tuning that follows (issue 27): each flag sits in exactly the group named for it."""
+    sub = next(a for a in build_parser()._actions if getattr(a, "choices", None) and "prune" in a.choices)
+    prune = sub.choices["prune"]
+    groups = {g.title: {s for a in g._group_actions for s in a.option_strings if s.startswith("--")}
+              for g in prune._action_groups}
+    want = {
+        "method and budget": {"--method", "--keep", "--keep-units", "--target-macs", "--plan", "--opt"},
+        "layer method: analysis and transitions": {"--transition", "--similarity", "--segments", "--max-segments",
+                                                   "--importance", "--search", "--reference", "--batches"},
+        "layer method: a latency target instead of --target-macs": {"--target-latency", "--target",
+                                                                     "--latency-margin", "--latency-model"},
+        "fine-tuning afterwards": {"--finetune-epochs", "--distill"},
+    }
+    for title, flags in want.items():
+        assert groups.get(title) == flags, (title, groups.get(title))
+    help_text = prune.format_help()
+    assert help_text.index("method and budget:") < help_text.index("fine-tuning afterwards:")

@@ -8,31 +8,34 @@ from .main import add_code, add_json, add_seed, emit
 ORDER = 40
 
 
-def add_analysis_options(p) -> None:
-    p.add_argument("--similarity", choices=["cka-unbiased", "cka", "cosine"], default="cka-unbiased",
+def add_analysis_options(p, g=None) -> None:
+    """The analysis flags, into the argument group ``g`` when given (``prune`` groups them), else into ``p``."""
+    g = p if g is None else g
+    g.add_argument("--similarity", choices=["cka-unbiased", "cka", "cosine"], default="cka-unbiased",
                    help="similarity between unit outputs (default cka-unbiased, the reference code's)")
-    p.add_argument("--segments", default="auto", help="number of blocks K, or 'auto' (the 5%% rule; default)")
-    p.add_argument("--max-segments", type=int, default=None,
+    g.add_argument("--segments", default="auto", help="number of blocks K, or 'auto' (the 5%% rule; default)")
+    g.add_argument("--max-segments", type=int, default=None,
                    help="largest K tried by 'auto' (default: ResNet56 5, ResNet110 7, else from the depth; with "
                         "--reference 4, as the reference's shipped Network_Partition.py)")
-    p.add_argument("--importance", default=None, metavar="NAME",
+    g.add_argument("--importance", default=None, metavar="NAME",
                    help="importance criterion: ablation (default), iterative-ablation, taylor, block-influence, "
                         "synflow, reverse, or the reference's transplant proxies synflow-transplant, gradnorm, snip")
-    p.add_argument("--search", choices=["per-unit", "exhaustive"], default="per-unit",
+    g.add_argument("--search", choices=["per-unit", "exhaustive"], default="per-unit",
                    help="score units one by one (linear in depth, default) or every combination per block (reference)")
-    p.add_argument("--reference", action="store_true",
+    g.add_argument("--reference", action="store_true",
                    help="reproduce the reference code's procedure (yaolu-zjut/PSR) for resnet56(-ref), "
                         "resnet110(-ref) and vgg16: similarity on the first 5 batches of 128 TEST-split frames in "
                         "order, SynFlow on 128 all-ones frames, max K 4; its budget is --keep; differences are "
                         "listed in docs/method.md")
-    p.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")
+    g.add_argument("--batches", type=int, default=5, help="batches of frames for the representations (default 5)")
     add_runtime(p, threads=False, batch_size=128)
 
 
-def add_budget_options(p, target_help: str) -> None:
-    p.add_argument("--keep", default=None, help="units kept per block, like 1,1,1,1 (default one per block)")
-    p.add_argument("--keep-units", type=int, default=None, help="units kept in all, spread over the blocks")
-    p.add_argument("--target-macs", type=float, default=None, help=target_help)
+def add_budget_options(p, target_help: str, g=None) -> None:
+    g = p if g is None else g
+    g.add_argument("--keep", default=None, help="units kept per block, like 1,1,1,1 (default one per block)")
+    g.add_argument("--keep-units", type=int, default=None, help="units kept in all, spread over the blocks")
+    g.add_argument("--target-macs", type=float, default=None, help=target_help)
 
 
 def register(sub, common):

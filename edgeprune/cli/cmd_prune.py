@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_data, add_model, add_out, add_runtime
+from .args import _group, add_data, add_model, add_out, add_runtime
 from .main import add_code, add_json, add_seed, emit
 
 ORDER = 41
@@ -16,36 +16,44 @@ def register(sub, common):
                        description="Prune a trained checkpoint with a registered method and write the pruned "
                                    "checkpoint (its lineage records the method, the parent and the plan). "
                                    "Methods: " + "; ".join(f"{k}: {e.help}" for k, e in avail.items())
-                                   + ". Each method's options: `edgeprune methods`.")
-    p.add_argument("--method", choices=sorted(avail) or None, default="layer", help="pruning method (default layer)")
+                                   + ". Each method's options: `edgeprune methods`. The options come in groups: "
+                                     "the method and its budget; the layer method's analysis; a latency target "
+                                     "instead of a MACs one; fine-tuning afterwards (or run `edgeprune finetune`, "
+                                     "or `edgeprune compare` for the whole prune-fine-tune-profile chain).")
     add_model(p, help="trained checkpoint")
     add_data(p, help="dataset file (needed unless a --plan is given)", required=False)
     add_out(p, help="output checkpoint")
+    method = _group(p, "method and budget")
+    analysis = _group(p, "layer method: analysis and transitions")
+    latency = _group(p, "layer method: a latency target instead of --target-macs")
+    tune = _group(p, "fine-tuning afterwards")
+    method.add_argument("--method", choices=sorted(avail) or None, default="layer", help="pruning method (default layer)")
     from .cmd_analyze import add_analysis_options, add_budget_options
 
-    add_budget_options(p, "this fraction of the baseline MACs, met within 2%% by every method (e.g. 0.15 = 85%% fewer)")
+    add_budget_options(p, "this fraction of the baseline MACs, met within 2%% by every method (e.g. 0.15 = 85%% fewer)",
+                       method)
     first = len(p._actions)   # the flags from here to `--opt` are method options (edgeprune.pruning.catalogue)
-    p.add_argument("--plan", default=None, help="plan.json from 'edgeprune analyze' (layer method)")
-    p.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,
+    method.add_argument("--plan", default=None, help="plan.json from 'edgeprune analyze' (layer method)")
+    analysis.add_argument("--transition", choices=["keep", "reinit", "replace"], default=None,
                    help="stage transitions: keep the trained block (default), let shape-changing units go too and "
                         "re-initialise what follows (reinit), or keep the stage's transition re-initialised in place "
                         "of its first kept unit (replace, the reference's)")
-    add_analysis_options(p)
+    add_analysis_options(p, analysis)
     option_flags = [a.dest for a in p._actions[first:]] + ["keep", "keep_units"]
     # not given = None: a method gets only the options the user gave, its own defaults apply otherwise
     p.set_defaults(**{d: None for d in option_flags}, _option_flags=tuple(option_flags))
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+    method.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option (VALUE parsed as JSON when possible; `edgeprune methods` lists each "
                         "method's options); repeatable")
-    p.add_argument("--target-latency", type=float, default=None, metavar="MS",
+    latency.add_argument("--target-latency", type=float, default=None, metavar="MS",
                    help="layer pruning to meet this median latency per batch (ms) on --target")
-    p.add_argument("--target", default=None, help="device profile for --target-latency (see `edgeprune targets`)")
-    p.add_argument("--latency-margin", type=float, default=None, metavar="F",
+    latency.add_argument("--target", default=None, help="device profile for --target-latency (see `edgeprune targets`)")
+    latency.add_argument("--latency-margin", type=float, default=None, metavar="F",
                    help="with --target-latency: aim this fraction under the budget (default 0.03)")
-    p.add_argument("--latency-model", default=None,
+    latency.add_argument("--latency-model", default=None,
                    help="a fitted latency model (edgeprune latency-model fit); default: calibrate on this machine")
-    p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune for this many epochs afterwards")
-    p.add_argument("--distill", action="store_true", help="fine-tune with distillation from the unpruned model")
+    tune.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune for this many epochs afterwards")
+    tune.add_argument("--distill", action="store_true", help="fine-tune with distillation from the unpruned model")
     add_runtime(p)
     add_seed(p)
     add_json(p)
