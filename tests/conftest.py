@@ -95,3 +95,18 @@ def toy_checkpoint(tmp_path):
     save_checkpoint(path, spec, model.state_dict(), make_meta(spec, [f"tone{k}" for k in range(4)]))
     return path
 
+
+# The files that take longest (docs/benchmarks.md, "The test suite"), collected first: pytest-xdist hands out whole
+# files in collection order (--dist loadfile), so a long file started last would leave one worker running it alone
+# at the end. Only the order of files changes; the tests within a file keep theirs.
+SLOW_FILES_FIRST = [
+    "test_ray_executor.py", "robustness/test_faults.py", "test_reference.py", "test_channel_equivalence.py",
+    "robustness/test_subprocess.py", "test_remote.py", "robustness/test_hostile_round2_a.py",
+    "robustness/test_hostile_round2_b.py", "test_study.py", "test_train_cli.py", "test_study_coarse_targets.py",
+]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    here = os.path.dirname(os.path.abspath(__file__))
+    rank = {os.path.join(here, name): i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(str(item.path), len(rank)))   # stable: the rest keep their order
