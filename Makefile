@@ -15,10 +15,14 @@ $(FULL_STAMP): pyproject.toml constraints.txt setup.py edgeprune/data/_hisarpars
 	$(PIP_INSTALL) torch==2.13.0 -e ".[full]"
 	@touch $(FULL_STAMP)
 
-# ... plus the test tools and what the tests use for real (Ray, polygraphy, sigmf, pytest-xdist).
-$(STAMP): $(FULL_STAMP)
-	$(PIP_INSTALL) -e ".[dev]"
-	@touch $(STAMP)
+# The full toolchain plus the test tools and what the tests use for real (Ray, polygraphy, sigmf, pytest-xdist),
+# byte-compiled: the suite starts hundreds of Python processes, and where PYTHONDONTWRITEBYTECODE is set (as on this
+# project's CI machines) nothing imported would ever be cached, so each of them would compile torch and sympy again
+# (the suite took 802 s that way, against 542-585 s with compiled packages; docs/benchmarks.md).
+$(STAMP): pyproject.toml constraints.txt setup.py edgeprune/data/_hisarparse.c
+	$(PIP) install -q -c constraints.txt torch==2.13.0 -e ".[dev]"
+	$(PYTHON) -m compileall -q -j 0 $$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') >/dev/null || true
+	@touch $(FULL_STAMP) $(STAMP)
 
 install-full: $(FULL_STAMP)
 install: $(STAMP)
