@@ -110,3 +110,35 @@ def pytest_collection_modifyitems(session, config, items):
     here = os.path.dirname(os.path.abspath(__file__))
     rank = {os.path.join(here, name): i for i, name in enumerate(SLOW_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(str(item.path), len(rank)))   # stable: the rest keep their order
+
+
+class CliResult:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys):
+    """``edgeprune ARGS`` in this process (as the console script runs it): exit code, stdout, stderr."""
+    from edgeprune.cli.main import main
+
+    def run(*args):
+        capsys.readouterr()
+        rc = main([*map(str, args), "--quiet"])
+        out, err = capsys.readouterr()
+        return CliResult(rc, out, err)
+    return run
+
+
+def own_models_folder(tmp_path_factory, prefix: str):
+    """A folder holding the tests' own networks as ``nets.py`` (tests/user_models.py) and the toy dataset
+    ``toy.npz``."""
+    import shutil
+    from pathlib import Path
+
+    from edgeprune.data.dataset import save_npz
+
+    tmp = tmp_path_factory.mktemp(prefix)
+    shutil.copy(Path(__file__).parent / "user_models.py", tmp / "nets.py")
+    save_npz(tmp / "toy.npz", make_toy_dataset())
+    return tmp

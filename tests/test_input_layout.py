@@ -7,7 +7,6 @@ Ground truth is the user's own class (tests/user_models.py) fed its own layout b
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,33 +22,11 @@ import user_models as um  # noqa: E402
 LENGTH = 64   # the toy dataset's
 
 
-class _Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def cli(capsys):
-    """``edgeprune ARGS`` in this process (as the console script runs it): exit code, stdout, stderr."""
-    from edgeprune.cli.main import main
-
-    def run(*args):
-        capsys.readouterr()
-        rc = main([*map(str, args), "--quiet"])
-        out, err = capsys.readouterr()
-        return _Result(rc, out, err)
-    return run
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    from conftest import make_toy_dataset
-    from edgeprune.data.dataset import save_npz
+    from conftest import own_models_folder
 
-    tmp = tmp_path_factory.mktemp("layout")
-    shutil.copy(HERE / "user_models.py", tmp / "nets.py")
-    save_npz(tmp / "toy.npz", make_toy_dataset())
-    return tmp
+    return own_models_folder(tmp_path_factory, "layout")
 
 
 def _own_forward(cls, state, x: np.ndarray, layout: str) -> np.ndarray:
