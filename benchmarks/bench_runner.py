@@ -8,7 +8,7 @@ not depend on them), bundled for jetson-nano (ONNX opset 13, which onnxruntime 1
 its fp32 ONNX variant, 1 intra-op thread. Per Python (the cached venvs of tests/venvs.py for 3.6 / 3.8):
 
 - ``plain``: ``session.run_with_iobinding`` on inputs and outputs bound once (the profiler's timed call);
-- ``bench``: the runner's timed call (``BoundRunner.timed`` -> ``backend.run_bound``, its own clock reads
+- ``bench``: the runner's timed call (the backend's ``bind`` once, then ``timed()``, its own clock reads
   included), what ``run.py bench`` records; its overhead is ``bench - plain``;
 - ``predict``: the runner's ``Model.predict`` on a numpy batch (checks, normalisation, ``session.run``
   with a numpy feed, softmax, argmax), what ``run.py predict`` does per batch; overhead ``predict - plain``.
@@ -62,7 +62,8 @@ for batch, calls in ((1, calls1), (64, calls64)):
     vo = ort.OrtValue.ortvalue_from_shape_and_type(list(ref[0].shape), ref[0].dtype)
     b.bind_ortvalue_input("iq", vi)
     b.bind_ortvalue_output("logits", vo)
-    runner = bench.BoundRunner(model.backend, {"iq": x})
+    runner = model.backend
+    runner.bind(x)
     def plain():
         t0 = pc(); sess.run_with_iobinding(b); return pc() - t0
     def timed():  # timed from outside: the runner's whole per-call path, not only its inner interval

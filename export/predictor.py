@@ -6,13 +6,12 @@
     out["names"], out["confidence"]
 
 The bundle's preprocessing (normalisation) is applied to the frames.
-ONNX Runtime sessions are thread-safe for run(); the TensorRT runner
+ONNX Runtime sessions are thread-safe for run(); the TensorRT backend
 serialises calls with a lock, so one Predictor may be shared by threads.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -43,7 +42,6 @@ class Predictor:
             raise EdgepruneError(f"unknown backend {backend!r}; choose one of {', '.join(PREDICTOR_BACKENDS)}")
         self.source = Path(model)
         self._bundle = None
-        self._lock = threading.Lock()
         if not self.source.exists():
             raise EdgepruneError(f"{self.source} does not exist")
         if self.source.is_dir() or str(self.source).endswith((".tar.gz", ".tgz")):
@@ -102,8 +100,6 @@ class Predictor:
         self.backend = m.backend_name
         self.model_path = Path(m.model_path)
         self.providers = m.providers
-        self._session = getattr(m.backend, "session", None)
-        self._runner = m.backend if self.backend == "tensorrt" else None
 
     # inference ----------------------------------------------------------
     def check_frames(self, frames) -> np.ndarray:
@@ -111,9 +107,6 @@ class Predictor:
         return _frames.check_frames(frames, self.length)
 
     def logits(self, frames, preprocess: bool = True) -> np.ndarray:
-        if self.backend == "tensorrt":
-            with self._lock:  # one execution context
-                return self._model.logits(frames, preprocess)
         return self._model.logits(frames, preprocess)
 
     def predict(self, frames, preprocess: bool = True) -> dict[str, Any]:

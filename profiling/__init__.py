@@ -9,5 +9,11 @@
   (device, backend, batch, precision, threads).
 - ``edgeprune.profiling.results_file``: statistics and the results file.
 
-Only the torch backend (profiling a checkpoint) imports torch, inside its runner.
+Backends come from the device runtime's one registry (``edgeprune.export.runtime.registry``),
+shared with ``Predictor``, run.py and the study; this package registers its PyTorch backend
+there (``backend_torch``, by module name: only profiling a checkpoint on it imports torch).
 """
+
+from edgeprune.export.runtime.registry import register_backend
+
+register_backend("torch", "edgeprune.profiling.backend_torch")

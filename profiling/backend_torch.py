@@ -1,19 +1,21 @@
-"""The PyTorch backend of the profiler (host side only: the board never imports it).
+"""The PyTorch backend: an edgeprune checkpoint in eager mode, the registry's protocol (host side only).
 
-Registered in the device runtime's backend registry by ``edgeprune.profiling.backends``
-under the name ``torch``. torch is imported when a runner is built.
+``edgeprune.profiling`` registers it in the device runtime's backend registry under the name ``torch``
+(``register_backend``, as a plugin registers its own), so the board never imports it; torch is imported
+when a checkpoint is opened. ``torch.set_num_threads``, eval + ``inference_mode``; on CUDA, ``timed()`` is
+CUDA-event time, optionally of a CUDA-graph replay (``cuda_graphs=True``, captured by ``bind``).
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from edgeprune.errors import EdgepruneError, MissingDependency, require
-from edgeprune.export.runtime.bench import input_array as _input_array
-
-from .backends import Runner
 
 NAME = "torch"
+MODEL_KIND = "checkpoint"
 
 
 def availability() -> str | None:
@@ -32,20 +34,21 @@ def version() -> str | None:
 
 
 def open_backend(checkpoint, **options):
-    return TorchRunner(checkpoint, **options)
+    return TorchBackend(checkpoint, **options)
 
 
-class TorchRunner(Runner):
+class TorchBackend:
     """An edgeprune checkpoint in PyTorch eager mode (CUDA when available and asked for)."""
 
-    backend = "torch"
+    name = NAME
 
-    def __init__(self, checkpoint, batch: int, threads: int = 1, precision: str = "fp32", device: str = "auto",
-                 cuda_graphs: bool = False, seed: int = 0):
-        super().__init__()
+    def __init__(self, checkpoint, threads: int | None = None, providers=None, target_providers=None,
+                 precision: str | None = "fp32", cuda_graphs: bool = False, device: str = "auto"):
+        # providers, target_providers: ONNX Runtime's options in the registry's shared set; nothing here
         torch = require("torch", "the torch backend")
         from edgeprune.checkpoint import load_checkpoint
 
+        precision = precision or "fp32"
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
@@ -57,24 +60,41 @@ class TorchRunner(Runner):
         if cuda_graphs and device != "cuda":
             raise EdgepruneError("CUDA graphs need a CUDA device (no GPU here)")
         self.torch = torch
-        torch.set_num_threads(int(threads))
+        if threads:
+            torch.set_num_threads(int(threads))
         ck = load_checkpoint(checkpoint)
-        model = ck.build().eval()
-        dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.device = device
-        self.model = model.to(device=device, dtype=dtype)
-        x = _input_array((batch, 2, ck.length), np.float32, seed)
-        self.x = torch.from_numpy(x).to(device=device, dtype=dtype)
-        self.batch, self.threads = batch, threads
+        self.length = ck.length
+        self.device, self.cuda_graphs = device, bool(cuda_graphs)
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.model = ck.build().eval().to(device=device, dtype=self.dtype)
+        self.extras: dict[str, list[int]] = {}
+        self.timing = "cuda-events" if device == "cuda" else "wall"
+        self.gpu_name = torch.cuda.get_device_name(0) if device == "cuda" else None
+        self.x = None
         self.graph = None
-        self.gpu_name = None
         if device == "cuda":
-            self.timing = "cuda-events"
-            self.gpu_name = torch.cuda.get_device_name(0)
             self._start = torch.cuda.Event(enable_timing=True)
             self._end = torch.cuda.Event(enable_timing=True)
-            if cuda_graphs:
-                self._capture()
+
+    def input_shape(self) -> list:
+        return [None, 2, self.length]
+
+    def _tensor(self, x):
+        return self.torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device=self.device,
+                                                                                   dtype=self.dtype)
+
+    def infer(self, x) -> np.ndarray:
+        """Logits of frames ``x`` (N, 2, L), a float32 numpy array."""
+        with self.torch.inference_mode():
+            return self.model(self._tensor(x)).float().cpu().numpy()
+
+    def bind(self, x) -> np.ndarray:
+        """Put frames ``x`` on the device once (and capture the CUDA graph, if asked for); their logits."""
+        self.x = self._tensor(x)
+        if self.cuda_graphs:
+            self._capture()
+        with self.torch.inference_mode():
+            return self.model(self.x).float().cpu().numpy()
 
     def _capture(self) -> None:
         """Record one forward pass into a CUDA graph (warm-up on a side stream first, as CUDA graphs need)."""
@@ -90,20 +110,14 @@ class TorchRunner(Runner):
             self.static_out = self.model(self.x)
         self.timing = "cuda-events+cuda-graph"
 
-    def run(self) -> None:
-        if self.graph is not None:
-            self.graph.replay()
-            self.torch.cuda.synchronize()
-            return
-        with self.torch.inference_mode():
-            self.model(self.x)
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
-
     def timed(self) -> int:
-        if self.device != "cuda":
-            return super().timed()
+        """One forward pass of the bound frames: wall ns on the CPU, CUDA-event ns on a GPU."""
         torch = self.torch
+        if self.device != "cuda":
+            t0 = time.perf_counter_ns()
+            with torch.inference_mode():
+                self.model(self.x)
+            return time.perf_counter_ns() - t0
         self._start.record()
         if self.graph is not None:
             self.graph.replay()
@@ -115,4 +129,16 @@ class TorchRunner(Runner):
         return int(self._start.elapsed_time(self._end) * 1e6)
 
     def describe(self) -> dict:
-        return {"providers": [self.device], "on": self.gpu_name or "cpu", "input_shape": list(self.x.shape)}
+        return {"providers": [self.device], "on": self.gpu_name or "cpu", "io": "tensors", "timing": self.timing,
+                "input_shape": list(self.x.shape) if self.x is not None else None,
+                "cuda_graphs": self.graph is not None}
+
+    def close(self) -> None:
+        self.graph = self.x = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -4,6 +4,10 @@
     results = profile(["model.onnx"], backends=["onnxruntime"], batches=[1, 64], threads=[1, 2])
     results["records"][0]["median_ms"]
 
+Every backend comes from the one registry (``edgeprune.export.runtime.registry``):
+its ``MODEL_KIND`` says which file of a model it runs (ONNX, engine or
+checkpoint), ``open_backend`` opens it and ``bench.bench_backend`` times it, the
+same for torch, onnxruntime, tensorrt and backends registered by plugins.
 Torch-free unless a checkpoint is profiled with the torch backend (or a
 checkpoint must be exported to ONNX first). A combination that cannot run
 (TensorRT missing, no engine for that precision, ...) is listed in
@@ -17,13 +21,11 @@ from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import progress
-from edgeprune.export.runtime.bench import make_record, new_results
-from edgeprune.export.runtime.machine import cpu_label, machine_info
+from edgeprune.export.runtime import registry
+from edgeprune.export.runtime.bench import bench_backend, make_record, new_results
+from edgeprune.export.runtime.machine import machine_info
 from edgeprune.export.runtime.manifest import PRECISIONS
-from edgeprune.export.runtime.stats import measure
 
-from .backend_torch import TorchRunner
-from .backends import OrtRunner, RegistryRunner, Runner, TrtRunner, backend_version, check_backend, known_backends
 from .model_files import ModelSource, resolve_model
 
 
@@ -48,8 +50,8 @@ def validate_options(backends, batches, threads, precisions) -> tuple[list, list
     if not backends:
         raise EdgepruneError("give at least one backend")
     for b in backends:
-        if b not in known_backends():
-            raise EdgepruneError(f"unknown backend {b!r}; choose from: {', '.join(known_backends())}")
+        if b not in registry.names():
+            raise EdgepruneError(f"unknown backend {b!r}; choose from: {', '.join(registry.names())}")
     batches = _positive_ints(batches, "batch sizes")
     threads = _positive_ints(threads, "thread counts")
     precisions = list(precisions or [None])
@@ -61,9 +63,10 @@ def validate_options(backends, batches, threads, precisions) -> tuple[list, list
 
 def _plan(src: ModelSource, backend: str, precision: str | None):
     """(what to run, resolved precision) or raise _Skip with the reason."""
-    if backend not in ("torch", "tensorrt"):  # onnxruntime, and registered backends: they run ONNX files
+    kind = registry.model_kind(backend)
+    if kind == "onnx":
         if src.kind == "engine":
-            raise _Skip("an engine runs on the tensorrt backend only")
+            raise _Skip(f"an engine runs on an engine backend (tensorrt), not on {backend}")
         if src.kind == "checkpoint":
             if precision == "int8":
                 raise _Skip("int8 needs calibration data: export it with `edgeprune export --precision int8 "
@@ -76,11 +79,10 @@ def _plan(src: ModelSource, backend: str, precision: str | None):
         if prec not in src.onnx:
             raise _Skip(f"no {precision} ONNX model in {src.path.name} (it has: {', '.join(src.onnx) or 'none'})")
         return src.onnx[prec], prec
-    if backend == "torch":
+    if kind == "checkpoint":
         if src.kind != "checkpoint":
-            raise _Skip("the torch backend runs edgeprune checkpoints (.pt) only")
+            raise _Skip(f"the {backend} backend runs edgeprune checkpoints (.pt) only")
         return src.checkpoint, precision or "fp32"
-    # tensorrt
     if not src.engines:
         raise _Skip(f"{src.path.name} has no TensorRT engine (build one on the target with `edgeprune build`)")
     prec = precision or ("fp16" if "fp16" in src.engines else next(iter(src.engines)))
@@ -91,17 +93,6 @@ def _plan(src: ModelSource, backend: str, precision: str | None):
 
 class _Skip(Exception):
     pass
-
-
-def _make_runner(backend: str, target, batch: int, threads: int, precision: str, cuda_graphs: bool,
-                 providers, seed: int) -> Runner:
-    if backend == "onnxruntime":
-        return OrtRunner(target, batch, threads, providers, seed)
-    if backend == "torch":
-        return TorchRunner(target, batch, threads, precision, "auto", cuda_graphs, seed)
-    if backend == "tensorrt":
-        return TrtRunner(target, batch, seed)
-    return RegistryRunner(backend, target, batch, threads, seed)
 
 
 ROUND_KEY = ("path", "backend", "precision", "batch", "threads")
@@ -207,7 +198,7 @@ def _profile_once(models, backends, batches, threads, precisions, warmup_ms, war
         raise EdgepruneError("--per-layer-iters must be >= 1")
     if not models:
         raise EdgepruneError("give at least one model to profile")
-    unavailable = {b: check_backend(b) for b in backends}
+    unavailable = {b: registry.availability(b) for b in backends}
     machine = machine_info()
     results = new_results(machine)
     from edgeprune.export.runtime.board import BoardMonitor
@@ -219,8 +210,8 @@ def _profile_once(models, backends, batches, threads, precisions, warmup_ms, war
         for b in backends:
             for prec in precisions:
                 for batch in batches:
-                    # threads matter for CPU execution; a TensorRT engine runs once per batch
-                    for th in (threads[:1] if b == "tensorrt" else threads):
+                    # threads matter for CPU execution; an engine runs once per batch (its threads are its own)
+                    for th in (threads[:1] if registry.model_kind(b) == "engine" else threads):
                         combos.append((src, b, prec, batch, th))
     bar = progress(total=len(combos), desc="profiling", unit="run") if show_progress else None
     try:
@@ -267,15 +258,12 @@ def _profile_once(models, backends, batches, threads, precisions, warmup_ms, war
 def _measure_one(src: ModelSource, backend: str, target, precision: str, batch: int, threads: int,
                  warmup_ms, warmup_iters, duration_ms, iters, min_iters, cuda_graphs, providers, seed,
                  machine: dict) -> dict:
-    runner = _make_runner(backend, target, batch, threads, precision, cuda_graphs, providers, seed)
+    be = registry.open_backend(backend, str(target), threads=threads, providers=providers, precision=precision,
+                               cuda_graphs=cuda_graphs)
     try:
-        times, warm = measure(runner, warmup_ms, warmup_iters, duration_ms, iters, min_iters)
-        desc = runner.describe()
+        times, warm = bench_backend(be, batch, seed, warmup_ms, warmup_iters, duration_ms, iters, min_iters)
+        desc = be.describe()
     finally:
-        runner.close()
-    on = desc.get("on", "cpu")
-    return make_record(src.info(), backend, backend_version(backend), desc, precision, batch, threads,
-                       desc.get("input_shape"), desc.get("io"), runner.timing, warm, times, runner.extras, seed,
-                       machine, cpu_label(machine) if on == "cpu" else on,
-                       file=str(target) if Path(str(target)) != src.path else None,
-                       cuda_graphs=bool(cuda_graphs and backend == "torch" and runner.timing.endswith("cuda-graph")))
+        be.close()
+    return make_record(src.info(), backend, registry.version(backend), desc, precision, batch, threads, warm, times,
+                       be.extras, seed, machine, file=str(target) if Path(str(target)) != src.path else None)

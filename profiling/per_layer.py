@@ -17,7 +17,9 @@ from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
 
-from .backends import ort_feed, ort_session
+from edgeprune.export.runtime import registry
+from edgeprune.export.runtime.bench import bench_frames
+
 from .onnx_macs import layer_index
 
 _SUFFIX = "_kernel_time"
@@ -95,11 +97,12 @@ def per_layer_profile(onnx_path, batch: int = 1, threads: int = 1, warmup: int =
             layer_macs, macs_source = None, None
     tmp = tempfile.mkdtemp(prefix="edgeprune-ortprof-")
     try:
-        sess = ort_session(onnx_path, threads, providers, profile_prefix=str(Path(tmp) / "ort"))
-        feed = ort_feed(sess, batch, seed)
-        for _ in range(warmup + iters):
-            sess.run(None, feed)
-        trace_path = sess.end_profiling()
+        with registry.open_backend("onnxruntime", str(onnx_path), threads=threads, providers=providers,
+                                   profile_prefix=str(Path(tmp) / "ort")) as be:
+            x = bench_frames(be, batch, seed)
+            for _ in range(warmup + iters):
+                be.infer(x)
+            trace_path = be.session.end_profiling()
         try:
             events = json.loads(Path(trace_path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:

@@ -3,7 +3,7 @@ installed packages (``edgeprune/``, ``export/``, ``profiling/``), except the nam
 here with the files allowed to define it:
 
 - the per-backend protocol (``edgeprune.export.runtime.registry``'s docstring): every backend module defines ``NAME``,
-  ``availability()``, ``version()`` and ``open_backend()``; the registry dispatches by the same names;
+  ``MODEL_KIND``, ``availability()``, ``version()`` and ``open_backend()``; the registry dispatches by the same names;
 - the CLI: ``main`` is the entry of ``edgeprune`` and of a bundle's run.py; every ``edgeprune/cli/cmd_*.py``
   defines ``register(sub)`` and ``ORDER``, found by ``cli.main``.
 
@@ -25,6 +25,7 @@ PACKAGES = ("edgeprune", "export", "profiling")
 _BACKENDS = ("export/runtime/backend_*.py", "profiling/backend_torch.py")
 ALLOWED = {
     "NAME": _BACKENDS,
+    "MODEL_KIND": _BACKENDS,
     "availability": _BACKENDS + ("export/runtime/registry.py",),
     "version": _BACKENDS + ("export/runtime/registry.py",),
     "open_backend": _BACKENDS + ("export/runtime/registry.py",),

@@ -283,22 +283,23 @@ print(json.dumps(res["records"][0]["macs"]))
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_ort_runner_binds_buffers_and_computes_the_same(onnx_files, batch):
+def test_ort_backend_binds_buffers_and_computes_the_same(onnx_files, batch):
     """The timed ORT call runs on preallocated, bound buffers and gives what session.run gives."""
     import numpy as np
 
-    from edgeprune.profiling.backends import OrtRunner
+    from edgeprune.export.runtime import registry
+    from edgeprune.export.runtime.bench import bench_frames
 
-    bound = OrtRunner(onnx_files["resnet20-1d"], batch, threads=1, seed=3)
-    plain = OrtRunner(onnx_files["resnet20-1d"], batch, threads=1, seed=3, io_binding=False)
-    assert bound.describe()["io"] == "iobinding" and plain.describe()["io"] == "run"
-    for r in (bound, plain):
-        r.run()
-    (a,), (b,) = bound.outputs(), plain.outputs()
-    assert a.shape == (batch, CLASSES)
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    expected = plain.session.run(None, plain.feed)[0]
+    with registry.open_backend("onnxruntime", onnx_files["resnet20-1d"], threads=1) as be:
+        x = bench_frames(be, batch, seed=3)
+        first = be.bind(x)
+        assert be.describe()["io"] == "iobinding" and be.describe()["input_shape"] == [batch, 2, LENGTH]
+        assert be.timed() > 0
+        a = be.bound_logits()
+        assert a.shape == (batch, CLASSES)
+        expected = be.session.run(None, {"iq": x})[0]
     np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(a, 0)                          # the bound output buffer was really written
 
 

@@ -28,7 +28,6 @@ def test_provider_policy():
 
 def test_predictor_profiler_and_runner_share_the_backends(tmp_path_factory):
     from edgeprune.export import Predictor
-    from edgeprune.profiling.backends import OrtRunner, check_backend
     from edgeprune.profiling.harness import profile
 
     out, _, _ = shared_bundle(tmp_path_factory)
@@ -36,11 +35,11 @@ def test_predictor_profiler_and_runner_share_the_backends(tmp_path_factory):
     with Predictor(out) as p:
         assert isinstance(p._model.backend, OnnxRuntimeBackend)
         x = np.random.default_rng(1).standard_normal((3, 2, LENGTH)).astype(np.float32)
-        runner = OrtRunner(out / "model-fp32.onnx", 3, threads=1)
-        assert isinstance(runner.engine, OnnxRuntimeBackend)
-        np.testing.assert_allclose(p.logits(x, preprocess=False), runner.engine.infer(x), rtol=1e-6)
-    assert check_backend("onnxruntime") is None and check_backend("torch") is None
-    assert "tensorrt" in check_backend("tensorrt")  # not installed here: the registry's one-line reason
+        with registry.open_backend("onnxruntime", out / "model-fp32.onnx", threads=1) as be:
+            assert isinstance(be, OnnxRuntimeBackend)
+            np.testing.assert_allclose(p.logits(x, preprocess=False), be.infer(x), rtol=1e-6)
+    assert registry.availability("onnxruntime") is None and registry.availability("torch") is None
+    assert "tensorrt" in registry.availability("tensorrt")  # not installed here: the registry's one-line reason
     # the same policy everywhere: a provider named and absent is an error in Predictor and profile alike
     with pytest.raises(EdgepruneError, match="not available here"):
         Predictor(out, providers=["TensorrtExecutionProvider"])

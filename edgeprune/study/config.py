@@ -173,9 +173,12 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
             raise EdgepruneError(f"{where}: [export] unknown precision {p!r} (fp32, fp16, int8)")
     if "fp32" not in cfg["export"]["precisions"]:
         cfg["export"]["precisions"].insert(0, "fp32")
+    import edgeprune.profiling  # noqa: F401 - registers its torch backend
+    from edgeprune.export.runtime.registry import names as backend_names
+
     for b in cfg["profile"]["backends"]:
-        if b not in ("onnxruntime", "torch", "tensorrt"):
-            raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} (onnxruntime, torch, tensorrt)")
+        if b not in backend_names():
+            raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} ({', '.join(backend_names())})")
     if cfg["profile"]["remote"]:
         from edgeprune.profiling.remote import parse_remote
 

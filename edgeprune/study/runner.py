@@ -216,13 +216,12 @@ def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], 
         by_path[str(Path(path).resolve())] = (mid, prec)
     for mid, path in torch_models:
         by_path[str(Path(path).resolve())] = (mid, "fp32")
-    runs = []
-    if "onnxruntime" in pr["backends"]:
-        runs.append(("onnxruntime", [m[2] for m in onnx]))
-    if "tensorrt" in pr["backends"]:
-        runs.append(("tensorrt", [m[2] for m in onnx]))
-    if "torch" in pr["backends"]:
-        runs.append(("torch", [m[1] for m in torch_models]))
+    from edgeprune.export.runtime import registry
+
+    # each backend times the files of its kind (the registry's MODEL_KIND): checkpoints, or the ONNX files (an
+    # engine backend finds the engines beside them)
+    runs = [(b, [m[1] for m in torch_models] if registry.model_kind(b) == "checkpoint" else [m[2] for m in onnx])
+            for b in pr["backends"]]
     # Every model is timed in each of `rounds` rounds (models interleaved), for at least
     # `min_time_ms` (and `iters` runs); a model's figure is its median round (profiling's rounds rule).
     res = {"machine": {}}
@@ -412,7 +411,11 @@ class Study:
         out = self.out / "profile" / "latency.json"
         onnx = [[e["id"], prec, str(ex["path"])] for e in entries for prec, ex in e["onnx"].items()]
         torch_models = [[e["id"], str(e["checkpoint"])] for e in entries]
-        inputs = [Path(m[2]) for m in onnx] + ([Path(m[1]) for m in torch_models] if "torch" in pr["backends"] else [])
+        import edgeprune.profiling  # noqa: F401 - registers its torch backend
+        from edgeprune.export.runtime.registry import model_kind
+
+        on_checkpoints = any(model_kind(b) == "checkpoint" for b in pr["backends"])
+        inputs = [Path(m[2]) for m in onnx] + ([Path(m[1]) for m in torch_models] if on_checkpoints else [])
         return Stage("profile", key, work_profile,
                      dict(out=out, onnx=onnx, torch_models=torch_models, pr=pr, seed=self.seed,
                           measured_on=node["where"] if node else None, show_progress=node is None),

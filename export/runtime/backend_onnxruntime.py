@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend: open, warm up, run, close (Python 3.6+; onnxruntime imported on open).
+"""The ONNX Runtime backend: one class, the registry's protocol (Python 3.6+; onnxruntime imported on open).
 
 Session settings, for answers and timings that compare: ``intra_op_num_threads``
 fixed when given, ``inter_op_num_threads`` 1, sequential execution, all
@@ -10,18 +10,22 @@ taken as asked, and a provider that this onnxruntime lacks is an error;
 so (``dropped_providers``, shown by ``run.py check`` and in latency
 records); nothing given means the CPU.
 
-``bind(x)`` binds frames and preallocated outputs once (IOBinding), so
-``run_bound()`` times the model alone, as a receiver with fixed buffers runs it.
+``bind(x)`` binds frames and preallocated outputs once (IOBinding with
+OrtValues), so ``timed()`` times the model alone, as a receiver with fixed
+buffers runs it: no numpy conversion or output allocation is timed
+(``session.run`` with numpy feeds costs a few microseconds more per call,
+which matters for models that take tens of microseconds).
 """
 
 import os
 
 import numpy as np
 
-from .compat import installed_version, unavailable_reason
+from .compat import installed_version, perf_counter_ns, unavailable_reason
 from .errors import EdgepruneError, MissingDependency, first_line
 
 NAME = "onnxruntime"
+MODEL_KIND = "onnx"
 CPU = "CPUExecutionProvider"
 _NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
@@ -92,7 +96,9 @@ class OnnxRuntimeBackend(object):
 
     name = NAME
 
-    def __init__(self, model, threads=None, providers=None, target_providers=None, profile_prefix=None):
+    def __init__(self, model, threads=None, providers=None, target_providers=None, profile_prefix=None,
+                 precision=None, cuda_graphs=False):
+        # precision (the file's own) and cuda_graphs: registry options that mean nothing to ONNX Runtime
         ort = import_onnxruntime()
         self.ort = ort
         self.providers_requested = providers
@@ -122,9 +128,11 @@ class OnnxRuntimeBackend(object):
         self.inputs = self.session.get_inputs()
         self.input_name = self.inputs[0].name
         self.providers = self.session.get_providers()
-        self.in_dtype = _NUMPY.get(self.inputs[0].type, np.float32)
+        self.in_dtype = _NUMPY.get(self.inputs[0].type)
+        self.extras = {}
         self._binding = None
         self._values = []
+        self._bound_shape = None
 
     # ------------------------------------------------------------ facts
     def metadata(self):
@@ -143,41 +151,49 @@ class OnnxRuntimeBackend(object):
     def describe(self):
         first = self.providers[0] if self.providers else CPU
         return {"providers": list(self.providers), "dropped_providers": list(self.dropped_providers),
-                "on": "cpu" if first == CPU else first.replace("ExecutionProvider", "").lower()}
+                "on": "cpu" if first == CPU else first.replace("ExecutionProvider", "").lower(),
+                "io": "iobinding", "timing": "wall", "input_shape": self._bound_shape}
 
     # ------------------------------------------------------------ run
+    def _frames(self, x):
+        if len(self.inputs) != 1:
+            raise EdgepruneError("the ONNX model has {} inputs ({}); edgeprune runs models whose one input is a "
+                                 "batch of frames".format(len(self.inputs), ", ".join(i.name for i in self.inputs)))
+        if self.in_dtype is None:
+            raise EdgepruneError("ONNX input {!r} has type {}; expected float frames".format(
+                self.input_name, self.inputs[0].type))
+        return np.ascontiguousarray(x, dtype=self.in_dtype)
+
     def infer(self, x):
-        """Logits of frames ``x`` (N, 2, L), a fresh float32 array."""
-        feed = {self.input_name: np.ascontiguousarray(x, dtype=self.in_dtype)}
+        """Logits of frames ``x`` (the model's input shape), a fresh float32 array."""
+        feed = {self.input_name: self._frames(x)}
         return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
 
-    def warmup(self, x, runs=1):
-        for _ in range(int(runs)):
-            self.infer(x)
-
-    def bind(self, feed):
-        """Bind ``feed`` ({input name: array}) and preallocated outputs (shapes from one ordinary run)."""
+    def bind(self, x):
+        """Bind frames ``x`` and preallocated outputs (shapes from one ordinary run); their logits."""
         ort = self.ort
-        outs = self.session.run(None, feed)
+        x = self._frames(x)
+        outs = self.session.run(None, {self.input_name: x})
         binding = self.session.io_binding()
-        values = []
-        for name, arr in feed.items():
-            v = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr))
-            binding.bind_ortvalue_input(name, v)
-            values.append(v)
+        values = [ort.OrtValue.ortvalue_from_numpy(x)]
+        binding.bind_ortvalue_input(self.input_name, values[0])
         for meta, ref in zip(self.session.get_outputs(), outs):
             ref = np.asarray(ref)
             v = ort.OrtValue.ortvalue_from_shape_and_type(list(ref.shape), ref.dtype)
             binding.bind_ortvalue_output(meta.name, v)
             values.append(v)
-        self._binding, self._values, self._n_in = binding, values, len(feed)
-        return outs
+        self._binding, self._values, self._bound_shape = binding, values, list(x.shape)
+        return np.asarray(outs[0], dtype=np.float32)
 
-    def run_bound(self):
+    def timed(self):
+        """One run of the bound frames on the bound buffers; its wall time in ns."""
+        t0 = perf_counter_ns()
         self.session.run_with_iobinding(self._binding)
+        return perf_counter_ns() - t0
 
-    def bound_outputs(self):
-        return [v.numpy() for v in self._values[self._n_in:]]
+    def bound_logits(self):
+        """The logits the last timed run wrote into the bound output buffer."""
+        return np.asarray(self._values[1].numpy(), dtype=np.float32)
 
     def close(self):
         self._binding = None

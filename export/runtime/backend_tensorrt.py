@@ -1,4 +1,5 @@
-"""The TensorRT backend: a serialized engine on one execution context (Python 3.6+; tensorrt imported on open).
+"""The TensorRT backend: a serialized engine on one execution context, the registry's protocol (Python 3.6+;
+tensorrt imported on open).
 
 Two I/O APIs, chosen by what the engine and context expose:
 
@@ -14,7 +15,9 @@ Two I/O APIs, chosen by what the engine and context expose:
 
 Device buffers come from ``cuda.cuda_api()`` (pycuda, cuda-python or ctypes
 on libcudart). CUDA events split each call into host-to-device copy, GPU
-compute and device-to-host copy (``last_timing``).
+compute and device-to-host copy (``last_timing``); ``timed()`` returns the
+host wall time of the whole call and appends the three parts to ``extras``
+(``h2d``, ``gpu_compute``, ``d2h``, in ns).
 
 This has not run: no TensorRT and no GPU where it was written. The version
 dispatch is tested against stand-ins that expose exactly each version's
@@ -26,10 +29,11 @@ import threading
 
 import numpy as np
 
-from .compat import installed_version, unavailable_reason
+from .compat import installed_version, perf_counter_ns, unavailable_reason
 from .errors import EdgepruneError, MissingDependency
 
 NAME = "tensorrt"
+MODEL_KIND = "engine"
 
 
 def import_tensorrt(purpose="building or running TensorRT engines"):
@@ -179,7 +183,9 @@ class TensorRTBackend(object):
     name = NAME
     timing = "wall+cuda-events"
 
-    def __init__(self, engine_path, input_name="iq", output_name="logits", trt=None, cuda=None):
+    def __init__(self, engine_path, input_name="iq", output_name="logits", trt=None, cuda=None, threads=None,
+                 providers=None, target_providers=None, precision=None, cuda_graphs=False):
+        # the registry's shared options: an engine fixed them (or has none) when it was built
         path = str(engine_path)
         self.trt = trt if trt is not None else import_tensorrt()
         if cuda is None:
@@ -213,6 +219,7 @@ class TensorRTBackend(object):
         self._events = [self.cuda.event() for _ in range(4)]
         self._lock = threading.Lock()
         self.last_timing = {}
+        self.extras = {"h2d": [], "gpu_compute": [], "d2h": []}
         self._bound = None
 
     def input_shape(self):
@@ -256,20 +263,25 @@ class TensorRTBackend(object):
                                 "d2h_ms": self.cuda.elapsed_ms(e2, e3), "total_ms": self.cuda.elapsed_ms(e0, e3)}
             return out.astype(np.float32, copy=False)
 
-    def warmup(self, x, runs=1):
-        for _ in range(int(runs)):
-            self.infer(x)
+    def bind(self, x):
+        """Keep frames ``x`` for ``timed()`` (the device buffers are reused from call to call); their logits."""
+        self._bound = np.ascontiguousarray(x, dtype=self.in_dtype)
+        return self.infer(self._bound)
 
-    def bind(self, feed):
-        self._bound = np.ascontiguousarray(next(iter(feed.values())), dtype=self.in_dtype)
-        return [self.infer(self._bound)]
-
-    def run_bound(self):
+    def timed(self):
+        """One call on the bound frames: its host wall time in ns; the CUDA-event split goes to ``extras``."""
+        t0 = perf_counter_ns()
         self.infer(self._bound)
+        wall = perf_counter_ns() - t0
+        t = self.last_timing
+        for key, src in (("h2d", "h2d_ms"), ("gpu_compute", "compute_ms"), ("d2h", "d2h_ms")):
+            self.extras[key].append(int(float(t[src]) * 1e6))
+        return wall
 
     def describe(self):
         return {"providers": ["tensorrt"], "dropped_providers": [], "api": self.io.api, "cuda": self.cuda.name,
-                "on": str(self.metadata.get("device") or "cuda")}
+                "on": str(self.metadata.get("device") or "cuda"), "io": "device-buffers", "timing": self.timing,
+                "input_shape": list(self._bound.shape) if self._bound is not None else None}
 
     def close(self):
         for buf, _ in list(getattr(self, "_buffers", {}).values()):

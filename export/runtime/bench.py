@@ -10,19 +10,18 @@ A results file is one JSON document::
 milliseconds per call (one call runs a whole batch); ``throughput_fps`` is frames per second over the timed runs:
 ``batch * 1000 / mean_ms``.
 
-``BoundRunner`` adapts an opened backend to the timing loop of ``stats.measure``:
-inputs and outputs bound once (IOBinding for ONNX Runtime; device buffers
-reused for TensorRT), ``timed()`` is host wall time around one call, and
-for TensorRT the CUDA-event split (h2d, gpu_compute, d2h) goes to ``extras``.
-``make_record`` writes the record; the profiler and run.py both use it.
+``bench_backend`` times an opened backend (the registry's protocol): seeded frames
+of the model's input shape (``bench_frames``) bound once (``backend.bind``), then
+``stats.measure`` over ``backend.timed()``. ``make_record`` writes the record from
+the times and ``backend.describe()``. The profiler and run.py both use them.
 """
 
 import time
 
 import numpy as np
 
-from .compat import perf_counter_ns
 from .errors import EdgepruneError
+from .machine import cpu_label
 from .schema import anything, boolean, integer, number, obj, opt, seq, text
 from .stats import STAT_KEYS, latency_stats, measure
 
@@ -65,34 +64,12 @@ def input_array(shape, dtype, seed):
     return rng.standard_normal(shape).astype(dtype)
 
 
-class BoundRunner(object):
-    """``run()``/``timed()`` over ``backend.run_bound()``; ``extras`` holds TensorRT's CUDA-event split."""
-
-    def __init__(self, backend, feed):
-        self.backend = backend
-        self.feed = feed
-        self.reference = backend.bind(feed)
-        self.io = "iobinding" if backend.name == "onnxruntime" else "device-buffers"
-        self.timing = "wall+cuda-events" if backend.name == "tensorrt" else "wall"
-        self.extras = {"h2d": [], "gpu_compute": [], "d2h": []} if backend.name == "tensorrt" else {}
-
-    def run(self):
-        self.backend.run_bound()
-
-    def timed(self):
-        t0 = perf_counter_ns()
-        self.backend.run_bound()
-        wall = perf_counter_ns() - t0
-        if self.extras:
-            t = self.backend.last_timing
-            for key, src in (("h2d", "h2d_ms"), ("gpu_compute", "compute_ms"), ("d2h", "d2h_ms")):
-                self.extras[key].append(int(float(t[src]) * 1e6))
-        return wall
-
-
-def make_record(info, backend, backend_version, desc, precision, batch, threads, input_shape, io, timing,
-                warm, times, extras, seed, machine, device, file=None, cuda_graphs=False):
-    """One latency record (``info``: model, path, sha256, kind, macs, params, layers, units, macs_source)."""
+def make_record(info, backend, backend_version, desc, precision, batch, threads, warm, times, extras, seed, machine,
+                file=None):
+    """One latency record (``info``: model, path, sha256, kind, macs, params, layers, units, macs_source; ``desc``:
+    the backend's ``describe()``; ``device``: the CPU's name when it ran on the CPU, else ``desc["on"]``)."""
+    on = desc.get("on") or "cpu"
+    device = cpu_label(machine) if on == "cpu" else on
     rec = dict(info)
     rec.update({
         "file": file,
@@ -103,10 +80,10 @@ def make_record(info, backend, backend_version, desc, precision, batch, threads,
         "precision": precision,
         "batch": batch,
         "threads": threads,
-        "input_shape": input_shape,
-        "io": io,
-        "timing": timing,
-        "cuda_graphs": bool(cuda_graphs),
+        "input_shape": desc.get("input_shape"),
+        "io": desc.get("io"),
+        "timing": desc.get("timing"),
+        "cuda_graphs": bool(desc.get("cuda_graphs")),
         "warmup_iters": warm,
     })
     rec.update(latency_stats(times, batch))
@@ -120,17 +97,24 @@ def make_record(info, backend, backend_version, desc, precision, batch, threads,
     return rec
 
 
-def bench_backend(backend, batch, length, seed=0, warmup_ms=200.0, warmup_iters=None, duration_ms=1000.0,
-                  iters=None, min_iters=10, layout="NCL"):
-    """Bind seeded frames of ``batch`` x (2, length) (in the model's ``layout``) and measure; (times ns, warm-up
-    runs, runner)."""
-    from .frames import layout_shape
+def bench_frames(backend, batch, seed=0):
+    """Seeded float32 frames of ``batch`` x the model's input shape (``backend.input_shape()``)."""
+    shape = list(backend.input_shape())
+    if not shape:
+        raise EdgepruneError("the model's input is a scalar; a batch of frames is expected")
+    if isinstance(shape[0], int) and shape[0] > 0 and shape[0] != batch:
+        raise EdgepruneError("the model has a fixed batch of {}; it cannot run batch {} (export it with a dynamic "
+                             "batch)".format(shape[0], batch))
+    if not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        raise EdgepruneError("the model's input has a dynamic frame shape {}; cannot make test frames".format(shape))
+    return input_array([batch] + shape[1:], np.float32, seed)
 
-    x = input_array(layout_shape(layout, batch, length), np.dtype(getattr(backend, "in_dtype", np.float32)), seed)
-    name = getattr(backend, "input_name", "iq")
-    runner = BoundRunner(backend, {name: x})
-    times, warm = measure(runner, warmup_ms, warmup_iters, duration_ms, iters, min_iters)
-    return times, warm, runner
+
+def bench_backend(backend, batch, seed=0, warmup_ms=200.0, warmup_iters=None, duration_ms=1000.0, iters=None,
+                  min_iters=10, on_start=None):
+    """Bind seeded frames of ``batch`` (``bench_frames``) and measure; (times ns, warm-up runs)."""
+    backend.bind(bench_frames(backend, batch, seed))
+    return measure(backend, warmup_ms, warmup_iters, duration_ms, iters, min_iters, on_start=on_start)
 
 
 def new_results(machine):

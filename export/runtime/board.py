@@ -538,38 +538,14 @@ def _throttling(locked, before, after, samples):
     return bool(ev), ev
 
 
-def bench_backend_monitored(monitor, backend, batch, length, seed=0, warmup_ms=200.0, warmup_iters=None,
-                            duration_ms=1000.0, iters=None, min_iters=10, layout="NCL"):
-    """``bench.bench_backend`` with the board watched: (times ns, warm-up runs, runner, (before, after, sampler))."""
-    import numpy as np
-
-    from .bench import BoundRunner, input_array
-    from .frames import layout_shape
-    from .stats import measure
-
-    x = input_array(layout_shape(layout, batch, length), np.dtype(getattr(backend, "in_dtype", np.float32)), seed)
-    runner = BoundRunner(backend, {getattr(backend, "input_name", "iq"): x})
+def bench_backend_monitored(monitor, backend, batch, seed=0, warmup_ms=200.0, warmup_iters=None, duration_ms=1000.0,
+                            iters=None, min_iters=10):
+    """``bench.bench_backend`` with the board watched from the first timed run: (times ns, warm-up runs,
+    (before, after, sampler))."""
+    from .bench import bench_backend
 
     def run(on_start):
-        return measure(_Started(runner, on_start), warmup_ms, warmup_iters, duration_ms, iters, min_iters)
+        return bench_backend(backend, batch, seed, warmup_ms, warmup_iters, duration_ms, iters, min_iters, on_start)
 
     (times, warm), watch = monitor.measure(run)
-    return times, warm, runner, watch
-
-
-class _Started(object):
-    """A runner that calls ``on_start`` right before its first timed run (after the warm-up)."""
-
-    def __init__(self, runner, on_start):
-        self.runner = runner
-        self.extras = runner.extras
-        self.on_start = on_start
-
-    def run(self):
-        self.runner.run()
-
-    def timed(self):
-        if self.on_start is not None:
-            self.on_start()
-            self.on_start = None
-        return self.runner.timed()
+    return times, warm, watch

@@ -196,8 +196,7 @@ def bundle_info(root, manifest):
 
 def cmd_bench(args, root, manifest):
     from .bench import format_table, make_record, new_results
-    from .frames import layout_shape
-    from .machine import cpu_label, machine_info
+    from .machine import machine_info
     from .model import open_model
 
     target = manifest.get("target") or {}
@@ -212,12 +211,11 @@ def cmd_bench(args, root, manifest):
     machine = machine_info()
     results = new_results(machine)
     info = bundle_info(root, manifest)
-    length = int(manifest["input"]["length"])
     first = open_model(root, manifest, args.backend, args.precision, threads[0], args.providers, source=root)
     kind = first.backend_name
     first.close()
-    if kind == "tensorrt":
-        threads = threads[:1]  # a TensorRT engine runs once per batch
+    if registry.model_kind(kind) == "engine":
+        threads = threads[:1]  # an engine runs once per batch: its threads are its own
     from .board import BoardMonitor, bench_backend_monitored
 
     monitor = BoardMonitor(energy=args.energy, interval_ms=args.energy_interval_ms)
@@ -226,15 +224,12 @@ def cmd_bench(args, root, manifest):
         try:
             be = model.backend
             for batch in batches:
-                times, warm, runner, watch = bench_backend_monitored(
-                    monitor, be, batch, length, args.seed, args.warmup_ms, args.warmup, args.duration_ms, args.iters,
-                    args.min_iters, layout=model.layout)
-                desc = be.describe()
-                on = desc.get("on", "cpu")
+                times, warm, watch = bench_backend_monitored(
+                    monitor, be, batch, args.seed, args.warmup_ms, args.warmup, args.duration_ms, args.iters,
+                    args.min_iters)
                 results["records"].append(make_record(
-                    info, be.name, registry.version(be.name), desc, model.precision, batch, th,
-                    layout_shape(model.layout, batch, length), runner.io, runner.timing, warm, times, runner.extras, args.seed, machine,
-                    cpu_label(machine) if on == "cpu" else on, file=model.model_path))
+                    info, be.name, registry.version(be.name), be.describe(), model.precision, batch, th, warm, times,
+                    be.extras, args.seed, machine, file=model.model_path))
                 rec = results["records"][-1]
                 rec.update(monitor.fields(watch[0], watch[1], watch[2], rec["mean_ms"], batch))
         finally:

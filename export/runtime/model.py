@@ -164,12 +164,10 @@ class Model(object):
 def open_model(root, manifest, backend="auto", precision=None, threads=None, providers=None, source=None):
     """Open the model ``choose`` picks for this verified bundle folder."""
     name, path, prec = choose(root, manifest, backend, precision, source)
-    if name == "tensorrt":
+    if registry.model_kind(name) == "engine":
         _check_board_engine(path)
-        be = registry.open_backend("tensorrt", path)
-    else:
-        be = registry.open_backend("onnxruntime", path, threads=threads, providers=providers,
-                                   target_providers=(manifest.get("target") or {}).get("providers"))
+    be = registry.open_backend(name, path, threads=threads, providers=providers,
+                               target_providers=(manifest.get("target") or {}).get("providers"))
     return Model(be, path, manifest["classes"], manifest["preprocessing"].get("normalization"),
                  manifest["input"]["length"], prec, source, where="{} (manifest.json)".format(source or root),
                  layout=manifest["input"].get("layout"), min_batch=manifest["input"].get("min_batch"))

@@ -2,13 +2,16 @@
 
 - ``measure``: warm up (``warmup_iters`` runs, else for ``warmup_ms``, at
   least one run so first-call allocations are never timed), clear the
-  runner's extra timings, then time exactly ``iters`` runs, or as many as fit
-  in ``duration_ms`` (at least ``min_iters``, at most ``max_iters``).
+  backend's extra timings, call ``on_start`` (the board monitor's cue), then
+  time exactly ``iters`` runs, or as many as fit in ``duration_ms`` (at least
+  ``min_iters``, at most ``max_iters``).
 - ``latency_stats``: median/mean/p90/p99/min/max/std in milliseconds per call
   (linear-interpolated percentiles, numpy's default), and throughput in
   frames per second: ``batch * 1000 / mean_ms``.
 
-A runner has ``run()``, ``timed()`` (ns of one run) and an ``extras`` dict of lists.
+It times an opened backend whose frames are bound (``backend.bind(x)``; the protocol in
+``registry``): ``timed()`` runs them once and returns ns, ``extras`` holds lists of extra
+per-run timings (ns). Warm-up runs are ``timed()`` calls whose times are dropped.
 """
 
 import math
@@ -50,29 +53,31 @@ def latency_stats(times_ns, batch):
     }
 
 
-def measure(runner, warmup_ms=200.0, warmup_iters=None, duration_ms=1000.0, iters=None, min_iters=10,
-            max_iters=1000000):
+def measure(backend, warmup_ms=200.0, warmup_iters=None, duration_ms=1000.0, iters=None, min_iters=10,
+            max_iters=1000000, on_start=None):
     """Warm up, then time runs; returns (times in ns, warm-up runs). See the module docstring."""
     warm = 0
     if warmup_iters is not None:
         for _ in range(int(warmup_iters)):
-            runner.run()
+            backend.timed()
         warm = int(warmup_iters)
     else:
         end = perf_counter_ns() + int((warmup_ms or 0) * 1e6)
-        runner.run()  # at least one: first-call allocations must not be timed
+        backend.timed()  # at least one: first-call allocations must not be timed
         warm = 1
         while perf_counter_ns() < end:
-            runner.run()
+            backend.timed()
             warm += 1
-    for v in runner.extras.values():
+    for v in backend.extras.values():
         v.clear()
+    if on_start is not None:
+        on_start()
     times = []
     if iters is not None:
         for _ in range(int(iters)):
-            times.append(runner.timed())
+            times.append(backend.timed())
         return times, warm
     end = perf_counter_ns() + int((duration_ms or 0) * 1e6)
     while (len(times) < min_iters or perf_counter_ns() < end) and len(times) < max_iters:
-        times.append(runner.timed())
+        times.append(backend.timed())
     return times, warm
