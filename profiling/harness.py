@@ -258,12 +258,9 @@ def _profile_once(models, backends, batches, threads, precisions, warmup_ms, war
 def _measure_one(src: ModelSource, backend: str, target, precision: str, batch: int, threads: int,
                  warmup_ms, warmup_iters, duration_ms, iters, min_iters, cuda_graphs, providers, seed,
                  machine: dict) -> dict:
-    be = registry.open_backend(backend, str(target), threads=threads, providers=providers, precision=precision,
-                               cuda_graphs=cuda_graphs)
-    try:
+    with registry.open_backend(backend, str(target), threads=threads, providers=providers, precision=precision,
+                               cuda_graphs=cuda_graphs) as be:
         times, warm = bench_backend(be, batch, seed, warmup_ms, warmup_iters, duration_ms, iters, min_iters)
         desc = be.describe()
-    finally:
-        be.close()
     return make_record(src.info(), backend, registry.version(backend), desc, precision, batch, threads, warm, times,
                        be.extras, seed, machine, file=str(target) if Path(str(target)) != src.path else None)

@@ -83,6 +83,7 @@ class WeightL2(Criterion):
 BACKEND = '''
 """A runtime backend of my own: ONNX Runtime, plain session.run on numpy (no I/O binding), counting its calls."""
 import os
+import time
 
 from edgeprune.export.runtime.registry import register_backend
 
@@ -110,23 +111,39 @@ class PlainSession:
         so.intra_op_num_threads = int(threads or 1)
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0]
+        self.extras = {}
+        self.x = None
 
     def input_shape(self):
         return self.input.shape
-
-    def warmup(self, x):
-        self.infer(x)
 
     def infer(self, x):
         CALLS.append(x.shape[0])
         return self.session.run(None, {self.input.name: x})[0]
 
+    def bind(self, x):
+        self.x = x
+        return self.session.run(None, {self.input.name: x})[0]
+
+    def timed(self):
+        t0 = time.perf_counter_ns()
+        self.infer(self.x)
+        return time.perf_counter_ns() - t0
+
     def describe(self):
-        return {"providers": ["CPUExecutionProvider"], "io": "run"}
+        return {"providers": ["CPUExecutionProvider"], "io": "run", "timing": "wall",
+                "input_shape": list(self.x.shape)}
 
     def close(self):
         with open(os.environ["PLUGIN_CALLS"], "a") as f:
             f.write(f"{len(CALLS)}\\n")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def open_backend(model, **options):

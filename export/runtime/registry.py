@@ -21,7 +21,9 @@ object with:
   split ``h2d``, ``gpu_compute``, ``d2h``), else {};
 - ``describe()``: {"providers", "on" ("cpu" or the device), "io", "timing",
   "input_shape" (of the bound frames), ...}, written into latency records;
-- ``close()``, and ``with`` (closes on exit).
+- ``close()``, and ``__enter__``/``__exit__`` (``with`` closes it).
+
+``open_backend`` refuses an object that lacks one of these, with one line.
 
 ONNX Runtime and TensorRT live in this package (they run on the board). Other
 backends, the host's PyTorch one included (``edgeprune.profiling`` registers
@@ -78,7 +80,7 @@ def model_kind(name):
     return kind
 
 
-PROTOCOL = ("input_shape", "infer", "bind", "timed", "describe", "close")
+PROTOCOL = ("input_shape", "infer", "bind", "timed", "describe", "close", "__enter__", "__exit__")
 
 
 def open_backend(name, model, **options):
