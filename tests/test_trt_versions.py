@@ -416,3 +416,25 @@ def test_what_to_install_follows_the_jetpack():
     assert "jetson-ai-lab" in install_hint("6.2") and "cp36" not in install_hint("6.2")
     assert "JetPack 6.2" in tensorrt_hint("6.2")
     assert "pip install onnxruntime" in install_hint(None) or "JetPack" in install_hint(None)
+
+
+@pytest.mark.parametrize("version, engine_cls, api", [RELEASES[0], RELEASES[-1]])
+def test_the_backend_keeps_the_registry_protocol(tmp_path, version, engine_cls, api):
+    """bind + timed on the stand-ins: the bound frames run, each timed call adds one CUDA-event split to extras."""
+    from edgeprune.export.runtime import registry
+    from edgeprune.export.runtime.bench import bench_backend, bench_frames
+
+    trt = FakeTrt(version, engine_cls)
+    with bt.TensorRTBackend(_engine_file(tmp_path, version), trt=trt, cuda=FakeCuda(trt.mem), threads=4) as be:
+        assert all(callable(getattr(be, m)) for m in registry.PROTOCOL) and registry.model_kind("tensorrt") == "engine"
+        x = bench_frames(be, 3, seed=2)
+        assert x.shape == (3, 2, 32)
+        np.testing.assert_allclose(be.bind(x), _logits(x), rtol=1e-6)
+        times, warm = bench_backend(be, 3, seed=2, warmup_iters=2, iters=5)
+        assert len(times) == 5 and warm == 2
+        assert {k: len(v) for k, v in be.extras.items()} == {"h2d": 5, "gpu_compute": 5, "d2h": 5}  # warm-up's cleared
+        assert be.extras["gpu_compute"] == [10000] * 5   # the stand-in's 0.01 ms per event interval, in ns
+        d = be.describe()
+        assert d["io"] == "device-buffers" and d["timing"] == "wall+cuda-events" and d["input_shape"] == [3, 2, 32]
+        assert d["api"] == api
+    assert not trt.mem.blocks
