@@ -12,7 +12,11 @@ os.environ.setdefault("EDGEPRUNE_QUIET", "1")
 
 # One torch thread in the test process: the tests' networks are tiny, where a second intra-op thread only adds
 # overhead (and waits for a busy core on a shared machine), and the same reduction order on every machine whatever
-# its core count. Tests of --threads set their own count; child processes keep torch's default.
+# its core count. Child processes (the CLI run as a user runs it, Ray's workers, torchrun) get one thread too,
+# through OMP_NUM_THREADS: with two pytest workers on two cores, each child's second OpenMP thread only spun
+# waiting for a core (the plugin and remote tests took 158 CPU-s with torch's default, 85 with one thread).
+# Tests of --threads set their own count, which overrides the variable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 try:
     import torch as _torch
 

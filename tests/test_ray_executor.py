@@ -44,10 +44,6 @@ iters = 5
 warmup = 1
 """
 
-COMPUTE = ["baseline", "analyze", "prune layer@0.6", "finetune layer@0.6", "prune channel-l1@0.6",
-           "finetune channel-l1@0.6", "evaluate baseline", "evaluate layer@0.6", "evaluate channel-l1@0.6",
-           "export baseline fp32", "export layer@0.6 fp32", "export channel-l1@0.6 fp32"]
-
 
 def _cfg(**study):
     import tomllib
@@ -99,47 +95,6 @@ def _compare_killed_when(cfg_file, out, address, done, timeout=180) -> str:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return proc.stderr.read().decode()[-2000:]
-
-
-def test_ray_study_killed_resumed_equals_local(tmp_path, ray_cluster):
-    # the reference: the local executor, one thread
-    local = run_study(_cfg(), tmp_path / "local", log=lambda m: None)["results"]
-
-    # the Ray run: a driver process on the fixture's cluster, killed once the baseline task's stages are recorded
-    cfg_file = tmp_path / "ray.toml"
-    cfg_file.write_text(TINY)
-    out = tmp_path / "ray"
-    err = _compare_killed_when(cfg_file, out, ray_cluster, lambda: "baseline" in _state(out))
-    killed = _state(out)
-    assert "baseline" in killed and killed["baseline"]["executor"] == "ray", err
-    assert not set(COMPUTE) <= set(killed), "the driver finished before it was killed: nothing to resume"
-    assert "profile" not in killed
-
-    # resumed (Ray again, this process): what the killed run recorded is reused, the rest runs
-    res = run_study(_cfg(executor="ray", address=ray_cluster), out, log=lambda m: None)["results"]
-    assert "baseline" in res["stages"]["reused"] and "data" in res["stages"]["reused"]
-    assert set(res["stages"]["ran"]) == (set(COMPUTE) - set(killed)) | {"profile"}
-    state = _state(out)
-    assert all(state[n]["executor"] == "ray" for n in COMPUTE)
-    assert res["executor"]["name"] == "ray" and set(res["computed_by"].values()) == {"ray"}
-    assert "driver" in res["latency_measured_on"]
-    report = (out / "report.md").read_text()
-    assert "Models computed by: ray executor" in report and "Latency measured on:" in report
-
-    # the same models as the local executor: MACs, kept units, accuracies, and the weights themselves
-    assert _model_facts(res) == _model_facts(local)
-    assert res["models"][1]["pruning"]["kept_units"]  # the layer method's kept units are compared, not empty
-    for m_ray, m_loc in zip(res["models"], local["models"]):
-        assert _weights(m_ray["checkpoint"]) == _weights(m_loc["checkpoint"]), m_ray["id"]
-
-    # the local executor on the Ray-made folder: the stage keys match, nothing is computed again
-    again = run_study(_cfg(), out, log=lambda m: None)["results"]
-    assert again["stages"]["ran"] == [] and set(COMPUTE) <= set(again["stages"]["reused"])
-    assert set(again["computed_by"].values()) == {"ray"}  # who computed each model is kept across executors
-
-    # and the other way: the Ray executor on the local executor's folder submits no task
-    back = run_study(_cfg(executor="ray", address=ray_cluster), tmp_path / "local", log=lambda m: None)["results"]
-    assert back["stages"]["ran"] == [] and set(back["computed_by"].values()) == {"local"}
 
 
 def test_more_gpus_than_the_cluster_has_is_refused_before_any_stage(tmp_path, ray_cluster):
@@ -278,25 +233,33 @@ def _compute_tasks(results):
     return [t for t in results["executor"]["tasks"] if t["chain"] != "profile"]
 
 
-def test_seeds_run_together_on_ray_profile_on_the_named_node_and_equal_local(tmp_path, ray_cluster):
+@pytest.fixture(scope="module")
+def local_seeds(tmp_path_factory):
+    """The local executor's two-seed study (one thread per task): what every Ray run of ``_seed_cfg`` must equal.
+    Tests read it; the one that runs the Ray executor on it checks that nothing is computed there."""
+    out = tmp_path_factory.mktemp("local-seeds") / "local"
+    run_study(_seed_cfg(), out, log=lambda m: None)
+    return out
+
+
+def test_seeds_run_together_on_ray_profile_on_the_named_node_and_equal_local(tmp_path, ray_cluster, local_seeds):
     """[study] seeds with the ray executor: every seed's baseline is its own task, in flight together (the tasks'
     own start/end times), each seed's branches wait only on their own baseline; results, folders and stage keys
     are the local executor's; [profile] node times the models in one task on that node after every compute task."""
     import ray
 
     node = ray.nodes()[0]["NodeID"]
-    local = run_study(_seed_cfg(), tmp_path / "local", log=lambda m: None)
     cfg = _seed_cfg(executor="ray", address=ray_cluster)
     cfg["profile"]["node"] = node
     res = run_study(cfg, tmp_path / "ray", log=lambda m: None)
 
     per = {}
     for s in (0, 1):
-        loc = json.loads((tmp_path / "local" / f"seed-{s}" / "results.json").read_text())
+        loc = json.loads((local_seeds / f"seed-{s}" / "results.json").read_text())
         per[s] = got = json.loads((tmp_path / "ray" / f"seed-{s}" / "results.json").read_text())
         assert _model_facts(got) == _model_facts(loc), s  # MACs, kept units, accuracies (one thread: exact)
         assert got["models"][1]["pruning"]["kept_units"]
-        st_loc, st_ray = _state(tmp_path / "local" / f"seed-{s}"), _state(tmp_path / "ray" / f"seed-{s}")
+        st_loc, st_ray = _state(local_seeds / f"seed-{s}"), _state(tmp_path / "ray" / f"seed-{s}")
         compute = set(st_loc) - {"data", "profile"}
         assert set(st_ray) == set(st_loc)  # the same stages (their keys hold folder paths: see the resume below)
         assert all(st_ray[n]["executor"] == "ray" for n in compute) and st_ray["data"]["executor"] == "local"
@@ -304,7 +267,7 @@ def test_seeds_run_together_on_ray_profile_on_the_named_node_and_equal_local(tmp
     # the two seeds differ (otherwise "in parallel" and "equal" would prove little)
     assert per[0]["models"][0]["training"] != per[1]["models"][0]["training"]
     assert json.loads((tmp_path / "ray" / "summary.json").read_text()) == \
-        json.loads((tmp_path / "local" / "summary.json").read_text())
+        json.loads((local_seeds / "summary.json").read_text())
     assert (tmp_path / "ray" / "report.md").is_file() and res["summary"]
 
     # in flight together: each seed's baseline task ran in its own worker, and their runs overlapped in time
@@ -382,9 +345,11 @@ def test_one_study_profiled_on_the_node_named_by_its_ip(tmp_path, capsys, ray_cl
     assert f"Latency measured on: Ray node {n['NodeID'][:12]}" in (tmp_path / "s" / "report.md").read_text()
 
 
-def test_a_killed_multi_seed_ray_study_resumes_to_the_local_result(tmp_path, ray_cluster):
-    """[study] seeds on Ray, the driver SIGKILLed once a seed's baseline is recorded: the re-run reuses every
-    recorded stage of every seed, computes only the rest, and ends with the local executor's models per seed."""
+def test_a_killed_ray_study_resumes_to_the_local_result(tmp_path, ray_cluster, local_seeds):
+    """A Ray driver (its own process, two seeds) SIGKILLed once a seed's baseline is recorded: the re-run on Ray
+    reuses every recorded stage of every seed, computes only the rest, and ends with the local executor's models
+    (MACs, kept units, accuracies and the weights themselves); then each executor reuses the other's folder
+    whole."""
     raw = TINY.replace('name = "tiny-ray"', 'name = "tiny-ray"\nseeds = [0, 1]').replace(
         'methods = ["layer", "channel-l1"]', 'methods = ["layer"]')
     cfg_file = tmp_path / "seeds.toml"
@@ -393,18 +358,43 @@ def test_a_killed_multi_seed_ray_study_resumes_to_the_local_result(tmp_path, ray
     err = _compare_killed_when(cfg_file, out, ray_cluster,
                                lambda: any("baseline" in _state(out / f"seed-{s}") for s in (0, 1)))
     killed = {s: _state(out / f"seed-{s}") for s in (0, 1)}
-    assert any("baseline" in killed[s] for s in (0, 1)), err
+    assert any("baseline" in killed[s] and killed[s]["baseline"]["executor"] == "ray" for s in (0, 1)), err
     assert not all("profile" in killed[s] for s in (0, 1)), "the driver finished before it was killed"
 
+    # resumed (Ray again, this process): what the killed run recorded is reused, the rest runs
     run_study(_seed_cfg(executor="ray", address=ray_cluster), out, log=lambda m: None)
-    run_study(_seed_cfg(), tmp_path / "local", log=lambda m: None)
     for s in (0, 1):
         res = json.loads((out / f"seed-{s}" / "results.json").read_text())
-        loc = json.loads((tmp_path / "local" / f"seed-{s}" / "results.json").read_text())
+        loc = json.loads((local_seeds / f"seed-{s}" / "results.json").read_text())
         assert set(killed[s]) <= set(res["stages"]["reused"]), s            # nothing recorded is computed again
         assert not set(killed[s]) & set(res["stages"]["ran"]), s
+        compute = set(_state(local_seeds / f"seed-{s}")) - {"data", "profile"}
+        assert set(res["stages"]["ran"]) == (compute - set(killed[s])) | {"profile"}, s
+        assert all(_state(out / f"seed-{s}")[n]["executor"] == "ray" for n in compute), s
+        assert res["executor"]["name"] == "ray" and set(res["computed_by"].values()) == {"ray"}
+        assert "driver" in res["latency_measured_on"]
+        report = (out / f"seed-{s}" / "report.md").read_text()
+        assert "Models computed by: ray executor" in report and "Latency measured on:" in report
+        # the same models as the local executor: MACs, kept units, accuracies, and the weights themselves
         assert _model_facts(res) == _model_facts(loc), s
-    assert json.loads((out / "summary.json").read_text()) == json.loads((tmp_path / "local" / "summary.json").read_text())
+        assert res["models"][1]["pruning"]["kept_units"]  # the layer method's kept units are compared, not empty
+        for m_ray, m_loc in zip(res["models"], loc["models"]):
+            assert _weights(m_ray["checkpoint"]) == _weights(m_loc["checkpoint"]), (s, m_ray["id"])
+    assert json.loads((out / "summary.json").read_text()) == json.loads((local_seeds / "summary.json").read_text())
+
+    # the local executor on the Ray-made folder: the stage keys match, nothing is computed again
+    run_study(_seed_cfg(), out, log=lambda m: None)
+    for s in (0, 1):
+        again = json.loads((out / f"seed-{s}" / "results.json").read_text())
+        assert again["stages"]["ran"] == [] and set(killed[s]) <= set(again["stages"]["reused"]), s
+        assert set(again["computed_by"].values()) == {"ray"}  # who computed each model is kept across executors
+
+    # and the other way: the Ray executor on the local executor's folder submits no task (the stage keys hold
+    # the folder's path, so it runs on the fixture's folder itself; it computes nothing there)
+    run_study(_seed_cfg(executor="ray", address=ray_cluster), local_seeds, log=lambda m: None)
+    for s in (0, 1):
+        back = json.loads((local_seeds / f"seed-{s}" / "results.json").read_text())
+        assert back["stages"]["ran"] == [] and set(back["computed_by"].values()) == {"local"}, s
 
 
 def _task_folders(tmp):
