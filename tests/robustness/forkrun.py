@@ -12,8 +12,9 @@ The driver waits at most ``timeout`` seconds (then kills it) and records the
 exit status, stdout, stderr, wall time, peak RSS (``wait4``), the RSS the child
 had right after the fork (it shares the driver's pages), and the bytes it wrote (``/proc/self/io``).
 
-A case: ``{"name", "argv", "cwd"?, "env"?, "timeout"?, "stdin"?}`` (``"stdin": "closed"``: no standard
-input at all; otherwise it is /dev/null). Linux only.
+A case: ``{"name", "argv", "cwd"?, "env"?, "timeout"?, "stdin"?, "fsize"?}`` (``"stdin": "closed"``: no
+standard input at all; otherwise it is /dev/null; ``"fsize"``: this case's file-size limit in bytes, with
+SIGXFSZ ignored, so that a write past it fails with EFBIG as on a full disk). Linux only.
 """
 
 import json
@@ -51,6 +52,9 @@ def _child(case, out_dir, as_bytes, fsize_bytes):
         stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
     resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
+    if case.get("fsize"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit then fails with EFBIG
+        fsize_bytes = int(case["fsize"])
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
     rc = 0
     try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -226,35 +225,36 @@ def test_unwritable_outputs_fail_cleanly(tmp_path, capsys, shared):
                     kind="fault", expect="cannot|denied|not a directory|no such|read-only|write")
 
 
-def _limited(limit_bytes):
-    def pre():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit then fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-    return pre
-
-
 def test_write_failing_part_way_leaves_nothing(tmp_path, shared):
-    """A write that fails part-way (file-size limit, like a full disk) leaves no partial output or temp file."""
+    """A write that fails part-way (file-size limit, like a full disk) leaves no partial output or temp file.
+    The cases run as ``python -m edgeprune`` does, each in a child forked from one interpreter that imported
+    torch once (tests/robustness/forkrun.py), with a 32 KiB file-size limit and SIGXFSZ ignored."""
+    from .test_subprocess import _run_driver
+
+    out = tmp_path / "out"
+    out.mkdir()
     cases = {
-        "data synth": ["data", "synth", "--per-key", "40", "--length", "128", "--out", tmp_path / "s.npz"],
-        "data convert": ["data", "convert", shared["data"], "--out", tmp_path / "c.npz"],
-        "export": ["export", "--model", shared["ckpt"], "--out", tmp_path / "m.onnx"],
+        "data synth": ["data", "synth", "--per-key", "40", "--length", "128", "--out", out / "s.npz"],
+        "data convert": ["data", "convert", shared["data"], "--out", out / "c.npz"],
+        "export": ["export", "--model", shared["ckpt"], "--out", out / "m.onnx"],
         "train": ["train", "--data", shared["data"], "--model", "resnet20-1d", "--epochs", "1",
-                  "--batch-size", "64", "--out", tmp_path / "m.pt"],
+                  "--batch-size", "64", "--out", out / "m.pt"],
         "finetune": ["finetune", "--model", shared["ckpt"], "--data", shared["data"], "--epochs", "1",
-                     "--batch-size", "64", "--out", tmp_path / "f.pt"],
+                     "--batch-size", "64", "--out", out / "f.pt"],
         "bundle tar": ["bundle", "--model", shared["ckpt"], "--target", "x86-cpu", "--precision", "fp32",
-                       "--out", tmp_path / "b.tar.gz"],
+                       "--out", out / "b.tar.gz"],
         "bundle folder": ["bundle", "--model", shared["ckpt"], "--target", "x86-cpu", "--precision", "fp32",
-                          "--out", tmp_path / "b"],
+                          "--out", out / "b"],
     }
-    for name, argv in cases.items():
-        before = sorted(p.name for p in tmp_path.iterdir())
-        res = subprocess.run(_cli(*argv), env=_env(), capture_output=True, text=True, timeout=300,
-                             preexec_fn=_limited(32 * 1024))
-        after = sorted(p.name for p in tmp_path.iterdir())
-        problems = check_error_output(res.returncode, res.stderr, "cannot write|too large|EFBIG|File too large")
-        if after != before:
-            problems.append(f"left behind: {sorted(set(after) - set(before))}")
-        record("fault", f"write fails part-way (EFBIG): {name}", not problems, "; ".join(problems))
-        assert not problems, f"{name}: {problems}\n{res.stderr}"
+    results = _run_driver([{"name": name, "argv": [str(a) for a in argv], "fsize": 32 * 1024}
+                           for name, argv in cases.items()], tmp_path, timeout_each=300)["results"]
+    assert [r["name"] for r in results] == list(cases)
+    left = sorted(p.name for p in out.iterdir())   # every case writes under its own names, none may be left
+    for res in results:
+        problems = check_error_output(1 if res["rc"] else 0, res["stderr"], "cannot write|too large|EFBIG|File too large")
+        if res["rc"] < 0:
+            problems.append(f"killed by signal {-res['rc']}")
+        record("fault", f"write fails part-way (EFBIG): {res['name']}", not problems and not left,
+               "; ".join(problems + ([f"left behind: {left}"] if left else [])))
+        assert not problems, f"{res['name']}: {problems}\n{res['stderr']}"
+    assert not left, f"left behind: {left}"

@@ -581,7 +581,7 @@ def driver_command(cases, work: Path, timeout_each: int = 90, environ=None) -> t
     this process's, plus the repository on PYTHONPATH) and where its results go."""
     environ = dict(os.environ if environ is None else environ)
     doc = {"options": {"as_mib": 2048, "fsize_mib": 1024, "timeout": timeout_each},
-           "cases": [{k: c[k] for k in ("name", "argv", "cwd", "env", "stdin") if k in c} for c in cases]}
+           "cases": [{k: c[k] for k in ("name", "argv", "cwd", "env", "stdin", "fsize") if k in c} for c in cases]}
     cases_path = work / "cases.json"
     results_path = work / "results.json"
     cases_path.write_text(json.dumps(doc))
