@@ -130,14 +130,13 @@ STUDY = tiny_study(study={"name": "board"}, profile={"iters": 5, "min_time_ms": 
                                                     "remote_python": "{py}", "remote_dir": "{rdir}"})
 
 
-def test_study_measures_on_the_board_and_merges_results(sshd, bundle, tmp_path):
+def test_study_measures_on_the_board_and_merges_results(sshd, bundle, tmp_path, cli):
     from edgeprune.study.report import headline
 
     cfg = tmp_path / "study.toml"
     cfg.write_text(STUDY.format(cfg=sshd["config"], py=sys.executable, rdir=tmp_path / "remote"))
     out = tmp_path / "study"
-    r = subprocess.run(edgeprune_cmd("compare", "--config", cfg, "--out", out, "--json", "-q"), capture_output=True,
-                       text=True, timeout=900)
+    r = cli("compare", "--config", cfg, "--out", out, "--json")   # in this process; run.py runs over ssh
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "results.json").read_text())
     board = [x for x in res["latency"] if x.get("remote")]
@@ -161,8 +160,7 @@ def test_study_measures_on_the_board_and_merges_results(sshd, bundle, tmp_path):
     rb = subprocess.run([sys.executable, str(bdir / "run.py"), "bench", "--iters", "4", "--warmup", "1", "--batch-size", "2",
                          "--out", str(hand)], capture_output=True, text=True, timeout=120)
     assert rb.returncode == 0, rb.stderr
-    r = subprocess.run(edgeprune_cmd("compare", "--config", cfg, "--out", out, "--results", hand, "--json", "-q"),
-                       capture_output=True, text=True, timeout=600)
+    r = cli("compare", "--config", cfg, "--out", out, "--results", hand, "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert "train baseline" not in doc["stages"]["ran"] and "remote profile" not in doc["stages"]["ran"]
@@ -174,8 +172,7 @@ def test_study_measures_on_the_board_and_merges_results(sshd, bundle, tmp_path):
     ro = subprocess.run([sys.executable, str(bundle / "run.py"), "bench", "--iters", "2", "--warmup", "1", "--out",
                          str(other)], capture_output=True, text=True, timeout=120)
     assert ro.returncode == 0, ro.stderr
-    r = subprocess.run(edgeprune_cmd("compare", "--config", cfg, "--out", out, "--results", other, "-q"),
-                       capture_output=True, text=True, timeout=600)
+    r = cli("compare", "--config", cfg, "--out", out, "--results", other)
     assert r.returncode != 0 and "is not a model of this study" in r.stderr.strip().splitlines()[-1]
 
 
