@@ -99,24 +99,19 @@ def test_check_options_messages():
         C.check_options("layer", {"segments": 3, "keep": [1, 2], "traced": True})
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgeprune", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=300, env=dict(os.environ, EDGEPRUNE_QUIET="1"))
-
-
-def test_prune_opt_checked_and_passed(tmp_path, toy_checkpoint, toy_npz):
+def test_prune_opt_checked_and_passed(tmp_path, toy_checkpoint, toy_npz, cli):
     """A bad key or type is one error line (before any work); a good option reaches the method (its lineage)."""
     for args, msg in ((["--opt", "probe_step=3"], "probe_step is not an option of method dbp; its options: "),
                       (["--opt", "probe_steps=few"], "probe_steps of method dbp must be int, got str 'few'"),
                       (["--similarity", "cka"], "--similarity is not an option of method dbp; its options: "),
                       (["--reference"], "--reference is not an option of method dbp")):
-        r = _cli("prune", "--method", "dbp", "--model", toy_checkpoint, "--data", toy_npz, "--target-macs", "0.7",
+        r = cli("prune", "--method", "dbp", "--model", toy_checkpoint, "--data", toy_npz, "--target-macs", "0.7",
                  "--out", tmp_path / "x.pt", *args)
         assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
         assert r.stderr.startswith("edgeprune: error: ") and msg in r.stderr, r.stderr
         assert not (tmp_path / "x.pt").exists()
     out = tmp_path / "r.pt"
-    r = _cli("prune", "--method", "random", "--model", toy_checkpoint, "--target-macs", "0.7", "--opt",
+    r = cli("prune", "--method", "random", "--model", toy_checkpoint, "--target-macs", "0.7", "--opt",
              "tolerance=0.05", "--opt", "transition=reinit", "--out", out, "--json")
     assert r.returncode == 0, r.stderr
     from edgeprune.checkpoint import load_checkpoint
@@ -170,13 +165,13 @@ def test_study_prune_stage_runs_with_the_configured_options(tmp_path, toy_checkp
     assert method_options("channel-l1", cfg["prune"], 0.5, Path("p.json")) == ({"target_macs": 0.5}, False)
 
 
-def test_methods_command_lists_declared_options():
-    r = _cli("methods", "--json")
+def test_methods_command_lists_declared_options(cli):
+    r = cli("methods", "--json")
     assert r.returncode == 0, r.stderr
     doc = {m["name"]: m for m in json.loads(r.stdout)["methods"]}
     assert set(doc) >= {"layer", "dbp", "random", *CHANNEL}
     bn = {o["name"]: o for o in doc["channel-bn"]["options"]}
     assert bn["sparsity_epochs"]["default"] == 3 and bn["sparsity_epochs"]["type"] == "int"
     assert {o["name"] for o in doc["channel-l1"]["options"]} == {"tolerance"}
-    r = _cli("methods", "--markdown")
+    r = cli("methods", "--markdown")
     assert r.returncode == 0 and r.stdout == C.markdown_table()
