@@ -97,15 +97,12 @@ def test_gru_behind_a_phase_linear():
     assert roles["phase"] == "stem" and roles["conv"] == "transition"
 
 
-def test_cli_units_says_why(code, toy_npz, tmp_path):
+def test_cli_units_says_why(code, toy_npz, tmp_path, cli, monkeypatch):
     import json
-    import os
-    import subprocess
 
     _ckpt(code, toy_npz, tmp_path, "AttentionSE")
-    env = dict(os.environ, EDGEPRUNE_CODE=str(code))
-    r = subprocess.run([sys.executable, "-m", "edgeprune", "units", str(tmp_path / "AttentionSE.pt"), "--json"],
-                       capture_output=True, text=True, env=env)
+    monkeypatch.setenv("EDGEPRUNE_CODE", str(code))
+    r = cli("units", tmp_path / "AttentionSE.pt", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     why = {u["name"]: u["reason"] for u in doc["units"]}
