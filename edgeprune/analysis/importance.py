@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgepruneError
+from .criteria import (
+    ablation_scores, block_influence_scores, iterative_ablation_scores, reverse_scores, synflow_scores, taylor_scores)
 
 DEFAULT_CRITERION = "ablation"
 SEARCHES = ("per-unit", "exhaustive")
@@ -91,8 +93,6 @@ class Ablation(Criterion):
         self.metric = metric   # "loss" (increase) or "acc" (accuracy drop)
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import ablation_scores
-
         return ablation_scores(model, units, x, y, metric=self.metric, batch_size=batch_size)
 
 
@@ -103,8 +103,6 @@ class IterativeAblation(Criterion):
     needs_labels = True
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import iterative_ablation_scores
-
         return iterative_ablation_scores(model, units, x, y, order=order, batch_size=batch_size)
 
 
@@ -114,8 +112,6 @@ class Taylor(Criterion):
     needs_labels = True
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import taylor_scores
-
         return taylor_scores(model, units, x, y, batch_size=batch_size)
 
 
@@ -124,8 +120,6 @@ class BlockInfluence(Criterion):
     measures = "1 - cos(input, output) of the unit on validation frames"
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import block_influence_scores
-
         return block_influence_scores(model, units, x, batch_size=batch_size)
 
 
@@ -135,8 +129,6 @@ class SynFlow(Criterion):
     needs_frames = False
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import synflow_scores
-
         return synflow_scores(model, units, input_shape)
 
 
@@ -146,8 +138,6 @@ class Reverse(Criterion):
     needs_frames = False
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import reverse_scores
-
         return reverse_scores(list(order))
 
 

@@ -15,6 +15,7 @@ sane for flattening heads.
 
 from __future__ import annotations
 
+import traceback
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,8 +40,6 @@ def make_importance(criterion: str):
 
 def tp_error(exc: BaseException) -> str:
     """Torch-Pruning's exception in one line: its type, its message and where in Torch-Pruning it was raised."""
-    import traceback
-
     text = str(exc).strip()
     msg = text.splitlines()[0] if text else ""
     where = ""

@@ -22,10 +22,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..errors import EdgepruneError
+from ..errors import EdgepruneError, require
+from ..models.modular import build_recipe, edited, with_stats
+from .channel import make_importance, reshape_mapping_guard, tp_prune
 from .equivalence import channel_mask_mismatch, check_channel_masked, random_frames, width_changes
-from .macs_target import DEFAULT_TOLERANCE, check_target, search_ratio
+from .macs_target import DEFAULT_TOLERANCE, TargetUnreachable, check_target, search_ratio
 from .registry import PruneResult, builtin_method
+from .tp_rnn import RNNImportance, rnn_pruners
 
 PROBE_RATIOS = (0.5, 1.0)   # each layer alone: half its channels, then all but one
 
@@ -94,9 +97,6 @@ class ChannelPruner:
     def pruned(self, ratios: dict[str, float]):
         """``(copy, removed)``: a copy with each named layer's output channels cut by its ratio (capped so one
         channel stays), and what was removed (see :func:`edgeprune.pruning.channel.tp_prune`)."""
-        from .channel import make_importance, tp_prune
-        from .tp_rnn import RNNImportance, rnn_pruners
-
         net = copy.deepcopy(self.model)
         mods = dict(net.named_modules())
         ratio_dict = {mods[n]: min(float(r), self.caps[n]) for n, r in ratios.items() if r > 0}
@@ -131,10 +131,6 @@ class ChannelPruner:
         e.g. every conv writing into one residual stream); a group it cannot build stays a set of one."""
         import torch
         from torch import nn
-
-        from ..errors import require
-        from .channel import reshape_mapping_guard
-        from .tp_rnn import rnn_pruners
 
         tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
         names = self.prunable
@@ -235,7 +231,6 @@ def _search(pr: ChannelPruner, base: int, fraction: float, tol: float, criterion
     the first ``k`` layers of an order; network order first, then the reverse and widest-first (different
     orders give different steps). Returns (match, net, removed)."""
     from ..models.macs import count_macs
-    from .macs_target import TargetUnreachable
 
     shape = tuple(pr.example.shape[1:])
     top = max((pr.caps[n] for n in pr.prunable), default=0.0)
@@ -295,9 +290,7 @@ def traced_channel_method(criterion: str, ckpt, data, *, target_macs=None, seed:
     ``sparsity_epochs`` of training with ``sparsity x sum|gamma_BN|`` first, then the smallest BN scales go)."""
     import torch
 
-    from ..errors import require
     from ..models.macs import count_macs
-    from ..models.modular import build_recipe, edited, with_stats
     from .modular import _no_options, _slimming_start, attribute_diff
 
     tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")

@@ -38,6 +38,7 @@ from typing import Any
 from edgeprune.export.runtime.errors import first_line
 
 from ..errors import EdgepruneError
+from ..models.modular import get_module
 
 ATOL = 1e-4
 
@@ -46,8 +47,6 @@ def _unit_hooks(model, unit, handles: list) -> None:
     import torch
     from torch import nn
     import torch.nn.functional as F
-
-    from ..models.modular import get_module
 
     if unit.kind == "rnn-layer":
         mod = get_module(model, unit.rnn)

@@ -25,7 +25,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import checkpoint_as_recipe
 from ..errors import EdgepruneError
+from ..models import build_model
+from ..models.modular import recipe_stats
+from .catalogue import GONE_TRACED
 
 
 def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, Any]:
@@ -46,8 +50,6 @@ def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: in
     """Export each spec (random weights) and time it on the target's backend; profiler records (see
     :func:`_measure_models`)."""
     import torch
-
-    from ..models import build_model
 
     models = []
     for i, spec in enumerate(specs):
@@ -141,8 +143,6 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise EdgepruneError(f"--latency-margin must be a fraction in [0, 1), got {margin!r}")
-    from ..checkpoint import checkpoint_as_recipe
-    from .catalogue import GONE_TRACED
     from .modular import latency_ladder, prune_units
 
     if "traced" in analysis_options:
@@ -173,7 +173,6 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         note = (f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms (aiming at "
                 f"{aim:.4g} ms with a {margin:.0%} margin) on {setup['target'].name} (batch {setup['batch']}); took "
                 f"the fastest whole units allow, predicted at {best['predicted_ms']:.3f} ms ({best['macs']:,} MACs)")
-    from ..models.modular import recipe_stats
 
     res = prune_units(ckpt, plan, best["removed"], seed=seed, transition=transition)
     after = recipe_stats(res.spec)["macs"]

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import Checkpoint, load_checkpoint, make_meta, save_checkpoint
 from ..errors import EdgepruneError
+from ..importing import as_checkpoint
+from ..models.modular import network_stats
+from .latency_target import prune_to_latency
+from .registry import get_method
 
 
 def pruned_meta(ckpt, res) -> dict[str, Any]:
     """Checkpoint metadata for a pruning result: the parent's dataset/split, lineage extended."""
-    from ..checkpoint import make_meta
-    from ..models.modular import network_stats
-
     before_macs = ckpt.meta.get("macs") or network_stats(ckpt.spec)["macs"]
     meta = make_meta(res.spec, ckpt.classes, normalization=ckpt.meta.get("normalization", "none"))
     for key in ("dataset", "split"):
@@ -37,11 +39,8 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     device profile) selects latency-targeted layer pruning. Returns a summary
     dict (before/after stats, kept units, fine-tuning and latency results).
     """
-    from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from ..data.dataset import SignalDataset
     from ..data.readers import load_dataset
-    from ..models.modular import network_stats
-    from .registry import get_method
 
     out = Path(out)
     if out.is_dir():
@@ -65,12 +64,9 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     elif isinstance(model, (str, Path)):
         ckpt = load_checkpoint(model)
     else:  # a live nn.Module: classes and length from the data
-        from ..importing import as_checkpoint
 
         ckpt = as_checkpoint(model, ds)
     if target_latency is not None:
-        from .latency_target import prune_to_latency
-
         res = prune_to_latency(ckpt, ds, float(target_latency), target, latency_model=latency_model, seed=seed,
                                **options)
     else:
