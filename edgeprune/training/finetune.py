@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..checkpoint import load_checkpoint, make_meta, save_checkpoint
 from ..data.split import resolve_split
 from ..importing import load_model_arg as _load_ckpt
 from ..errors import EdgepruneError
+from .evaluate import evaluate
 
 
 def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=None, distill_alpha: float = 0.5,
@@ -30,8 +32,6 @@ def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=No
     """
     import torch
 
-    from ..checkpoint import make_meta, save_checkpoint
-    from .evaluate import evaluate
     from .trainer import TrainConfig, fit, set_threads
 
     if not isinstance(epochs, int) or epochs < 0:
@@ -80,8 +80,6 @@ def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=No
     if len(test):
         result["test_acc"] = float(evaluate(model, test)["accuracy"])
         if out is not None:
-            from ..checkpoint import load_checkpoint
-
             ck = load_checkpoint(out)
             ck.meta["metrics"]["test_acc"] = result["test_acc"]
             save_checkpoint(out, ck.spec, ck.state_dict, ck.meta)
