@@ -34,6 +34,9 @@ import sys
 import threading
 import time
 
+from .jetpack import jetpack_version, l4t_release
+from .stats import measure
+
 NOT_JETSON = "not a Jetson"
 ROOT_ENV = "EDGEPRUNE_BOARD_ROOT"
 GPU_NODES = ("gpu", "gv11b", "ga10b", "gp10b")
@@ -261,8 +264,6 @@ def temperatures(root=None):
 
 def identity(root=None):
     """Model, SoC, L4T and JetPack of this board (cached per root), or {"jetson": False, ...}."""
-    from .jetpack import jetpack_version, l4t_release
-
     root = board_root(root)
     if not is_jetson(root):
         return {"jetson": False, "state": NOT_JETSON}
@@ -545,7 +546,6 @@ def bench_backend_monitored(monitor, backend, batch, length, seed=0, warmup_ms=2
 
     from .bench import BoundRunner, input_array
     from .frames import layout_shape
-    from .stats import measure
 
     x = input_array(layout_shape(layout, batch, length), np.dtype(getattr(backend, "in_dtype", np.float32)), seed)
     runner = BoundRunner(backend, {getattr(backend, "input_name", "iq"): x})
