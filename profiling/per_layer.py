@@ -18,7 +18,7 @@ from pathlib import Path
 from edgeprune.errors import EdgepruneError
 
 from .backends import ort_feed, ort_session
-from .onnx_macs import layer_index
+from .onnx_macs import count_onnx_macs, layer_index
 
 _SUFFIX = "_kernel_time"
 
@@ -87,8 +87,6 @@ def per_layer_profile(onnx_path, batch: int = 1, threads: int = 1, warmup: int =
     macs_source = "given"
     if layer_macs is None:
         try:
-            from .onnx_macs import count_onnx_macs
-
             layer_macs = count_onnx_macs(onnx_path)["per_layer"]
             macs_source = "onnx-graph"
         except Exception:  # noqa: BLE001 - onnx missing or shapes unknown: latency only
