@@ -48,6 +48,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import EdgepruneError
 from .criteria import (
@@ -293,8 +295,6 @@ class TransplantScorer:
         transplants only ``conv.``, the convolution's weight and bias); default the whole module.
         ``torch_default_init``: the random copy gets PyTorch's default initialisation (``reset_parameters``
         of every module, as the reference's networks) instead of the network's own one."""
-        import torch
-
         if proxy == "synflow":
             proxy = "synflow-transplant"
         self.proxy = check_proxy(proxy)
@@ -338,9 +338,6 @@ class TransplantScorer:
         ``restore=False`` leaves the transplanted weights in the copy, as the
         reference's search does (what one combination loads carries over to the
         next ones)."""
-        import torch
-        import torch.nn.functional as F
-
         names = [n for k in keys for n in self.units[k]]
         model = self.model
         try:

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from ..errors import EdgepruneError
 from ..models.spec import infer_shapes, layer_costs, validate_spec
 from ..models.trace import discover_module_units
@@ -116,8 +118,6 @@ def trace_units(module, example_input) -> list[TracedUnit]:
     Conv-(BN)-(act) groups are one entry, residual blocks one entry, each layer of a stacked LSTM/GRU one entry;
     the stem and the classifier are listed but never removable. Shapes are per sample.
     """
-    import torch
-
     if not isinstance(module, torch.nn.Module):
         raise EdgepruneError("trace_units needs a torch.nn.Module")
     shape = tuple(getattr(example_input, "shape", ())[1:])

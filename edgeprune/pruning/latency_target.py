@@ -25,11 +25,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from edgeprune.export.onnx_export import torch_to_onnx
+from edgeprune.profiling.latency_model import LatencyModel
+
 from ..checkpoint import checkpoint_as_recipe
 from ..errors import EdgepruneError
 from ..models import build_model
 from ..models.modular import recipe_stats
 from .catalogue import GONE_TRACED
+from .modular import latency_ladder, prune_units
+from .plan import analyze
+from .plan_file import check_plan, load_plan
 
 
 def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, Any]:
@@ -49,8 +58,6 @@ def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: in
                    rounds: int = 3) -> list[dict[str, Any]]:
     """Export each spec (random weights) and time it on the target's backend; profiler records (see
     :func:`_measure_models`)."""
-    import torch
-
     models = []
     for i, spec in enumerate(specs):
         torch.manual_seed(seed + i)
@@ -67,7 +74,6 @@ def _measure_models(models: list, setup: dict[str, Any], iters: int, seed: int,
     round medians. A shared machine's speed shifts between phases, and interleaving puts every candidate in
     every phase.
     """
-    from edgeprune.export.onnx_export import torch_to_onnx
     from edgeprune.profiling.harness import profile
 
     rounds = max(1, int(rounds))
@@ -94,9 +100,6 @@ def _as_models(ckpt, cands) -> list:
 
 def _latency_model(ckpt, cands, setup, latency_model, calib_points: int, iters: int, seed: int):
     """(latency model, where it came from): the given file, or one calibrated on a few ladder candidates here."""
-    import numpy as np
-    from edgeprune.profiling.latency_model import LatencyModel
-
     if latency_model is not None:
         lm = LatencyModel.load(latency_model, backend=setup["backend"], batch=setup["batch"], threads=setup["threads"])
         return lm, str(latency_model)
@@ -136,14 +139,10 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     Returns a PruneResult whose ``info`` holds the prediction, the measured
     latency, the error against the budget and the latency model's fit quality.
     """
-    from .plan import analyze
-    from .plan_file import check_plan, load_plan
-
     if not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
         raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise EdgepruneError(f"--latency-margin must be a fraction in [0, 1), got {margin!r}")
-    from .modular import latency_ladder, prune_units
 
     if "traced" in analysis_options:
         raise EdgepruneError(GONE_TRACED)

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from edgeprune.export.runtime.safeio import file_sha256
 
@@ -40,7 +42,9 @@ from ..analysis.segmentation import column_sums, segment
 from ..analysis.similarity import check_metric, similarity_matrix
 from ..data.split import resolve_split
 from ..errors import EdgepruneError
+from ..models.macs import count_macs
 from ..models.modular import apply_structure, base_model, build_recipe, edited, get_module, model_stats_of, with_stats
+from ..models.surgery import repair_inputs
 from ..models.trace import discover_module_units
 from .budget import check_counts, counts_for_units, parse_keep
 from .channel import sparsity_train
@@ -97,11 +101,6 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True, reinit_units=(
     """Remove ``units`` (ModuleUnits of ``model``) from a copy: ``(recipe, state_dict, live model, report)``.
     ``reinit_units`` stay but get fresh random weights (the network's own initialisation, drawn from ``seed``):
     ``--transition replace``'s stage transitions."""
-    import torch
-
-    from ..models.macs import count_macs
-    from ..models.surgery import repair_inputs
-
     net = copy.deepcopy(model)
     rnn_drop: dict[str, set] = {}
     removed: list[str] = []
@@ -154,8 +153,6 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True, reinit_units=(
 
 def _fresh_weights(ckpt, net, units, seed: int) -> list[str]:
     """Give the members of ``units`` in ``net`` the weights of a freshly initialised network (seed ``seed``)."""
-    import torch
-
     names = [m for u in units for m in u.members]
     if not names:
         return []
@@ -218,8 +215,6 @@ def _macs_fn(ckpt, model, base_macs: int, transition: str):
 
 
 def _match(ckpt, model, order, fraction, tol, transition, what):
-    from ..models.macs import count_macs
-
     base = int(count_macs(model, (2, ckpt.length)))
     if transition == "reinit":
         # keep the entries whose removal alone leaves a working network that is cheaper
@@ -260,8 +255,6 @@ def check_reach(ckpt, target_macs, tolerance, transition: str = "keep", probe: b
                 ) -> dict[str, Any] | None:
     """:func:`reach` of ``ckpt``'s traced candidates (``probe``: only those whose removal works), before any
     expensive analysis (None without a target). One error when nothing can be removed."""
-    from ..models.macs import count_macs
-
     if target_macs is None:
         return None
     fraction = check_target(target_macs)
@@ -287,7 +280,6 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     if notes:
         info["notes"] = notes
     extra = {**extra, "equivalence": equivalence, **({"notes": notes} if notes else {})}
-    from ..models.macs import count_macs
 
     base = int(count_macs(model, (2, ckpt.length)))
     entries = [u for u in _trace(model, ckpt).units if u.role in ENTRY_ROLES]
@@ -305,8 +297,6 @@ def _features(model, names, x, batch_size: int = 256, feature: str = "pool", bin
     """Per name, the outputs (N, F) of that module on frames ``x``, featurised like DBP's probes. A module that
     runs more than once per forward (one activation module used twice) gives its first output, the one the trace
     took the unit's shape from."""
-    import torch
-
     store: dict[str, list] = {n: [] for n in names}
     seen: set[str] = set()   # the modules already recorded in this forward
     handles = [model.register_forward_pre_hook(lambda mod, inp: seen.clear())]
@@ -379,7 +369,6 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
         return C.reverse_scores(sorted(names, key=lambda n: next(u.position for u in units if u.name == n)))
     if criterion == "synflow":
         return synflow_unit_scores(model, units, ckpt.length)
-    from torch import nn
 
     # recurrent units (one layer of a stack, or a whole LSTM/GRU whose output is a tuple) are measured by removal
     rnn = [u for u in units if u.kind == "rnn-layer" or getattr(u, "bypass", "identity") == "pool"
@@ -618,8 +607,6 @@ def _assembly(entries, cands, removed, transition: str) -> tuple[list, list]:
 
 def _expected(ckpt, model, removed, reinit=()) -> dict[str, Any]:
     """MACs and params of ``model`` before and after removing ``removed`` (a plan's ``expected``)."""
-    from ..models.macs import count_macs
-
     base = int(count_macs(model, (2, ckpt.length)))
     params_before = int(sum(p.numel() for p in model.parameters()))
     if removed or reinit:
@@ -733,8 +720,6 @@ def latency_ladder(ckpt, plan, transition: str = "keep", points: int = 40) -> li
     order the ``--target-macs`` search walks); each is the live pruned network (``model``) with its MACs,
     weight layers and params, and the names of the units it removes.
     """
-    from ..models.macs import count_macs
-
     model, cands, label, _, scores = _plan_context(ckpt, plan, transition)
     order = _removal_order(cands, label, scores)
     base = int(count_macs(model, (2, ckpt.length)))
@@ -841,7 +826,6 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     names = sorted({u.output_module for u in entries})
     ft = _features(model, names, train.x[it], feature=feature, bins=bins)
     fv = _features(model, names, val.x[iv], feature=feature, bins=bins)
-    import torch
 
     def inp(x):
         return featurize(torch.from_numpy(np.ascontiguousarray(x)), feature, bins).numpy()
@@ -894,8 +878,6 @@ def attribute_diff(before: dict, after: dict) -> dict[str, dict[str, Any]]:
 
 def _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, lineage_opts) -> None:
     """Network slimming's first step on ``model`` in place: BN-sparsity training (see channel.sparsity_train)."""
-    from torch import nn
-
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise EdgepruneError(f"channel-bn (network slimming) ranks channels by BatchNorm scales, and "
                              f"{ckpt.spec['name']!r} has no BatchNorm layer; use channel-l1, -l2 or -fpgm")

@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import Checkpoint, load_checkpoint, make_meta, save_checkpoint
+from ..data.dataset import SignalDataset
+from ..data.readers import load_dataset
 from ..errors import EdgepruneError
 from ..importing import as_checkpoint
 from ..models.modular import network_stats
+from ..training.finetune import finetune
 from .latency_target import prune_to_latency
 from .registry import get_method
 
@@ -39,9 +42,6 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     device profile) selects latency-targeted layer pruning. Returns a summary
     dict (before/after stats, kept units, fine-tuning and latency results).
     """
-    from ..data.dataset import SignalDataset
-    from ..data.readers import load_dataset
-
     out = Path(out)
     if out.is_dir():
         raise EdgepruneError(f"--out {out} is a folder; give a checkpoint file name")
@@ -85,7 +85,5 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     if res.info and ("width_changes" in res.info or "left_alone" in res.info):
         doc["channels"] = {"narrowed": res.info.get("width_changes", []), "left_alone": res.info.get("left_alone", {})}
     if finetune_epochs:
-        from ..training.finetune import finetune
-
         doc["finetune"] = finetune(out, ds, finetune_epochs, out, seed=seed, distill_from=ckpt if distill else None)
     return doc
