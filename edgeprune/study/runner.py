@@ -19,17 +19,30 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeprune.export.bundle import make_bundle
+from edgeprune.export.onnx_export import export_checkpoint
 from edgeprune.export.runtime.manifest import manifest_hash
 from edgeprune.export.runtime.schema import obj, seq, text, validate
 from edgeprune.profiling.remote import Remote, measured_on, profile_remote
+from edgeprune.profiling.results_file import load_results, save_results
 
+from ..analysis.plots import plot_importance, plot_similarity
 from ..atomic import read_json
 from ..checkpoint import checkpoint_as_recipe, file_sha256, load_checkpoint, save_checkpoint
+from ..data.dataset import save_npz
+from ..data.readers import load_dataset
+from ..data.split import filter_snr
+from ..data.synth import generate
 from ..errors import EdgepruneError
+from ..models.macs import MAC_DEFINITION
 from ..models.usercode import is_code_ref, parse_ref
 from ..pruning.catalogue import entry, option_fields, study_options
+from ..pruning.modular import check_reach
+from ..pruning.plan import analyze
+from ..pruning.plan_file import save_plan
 from ..pruning.prune_file import pruned_meta
 from ..pruning.registry import get_method, methods as known_methods
+from ..training.evaluate import eval_data, evaluate
+from ..training.finetune import finetune
 from ..training.train import _check_model_name, train_model
 from .config import load_config, model_id, normalise, split_method
 from . import stages
@@ -65,13 +78,7 @@ class Stage:
 
 # -- the work of each stage: module-level, explicit input and output paths --------------------------
 def work_data(out: Path, d: dict[str, Any], seed: int) -> dict[str, Any]:
-    from ..data.dataset import save_npz
-    from ..data.readers import load_dataset
-    from ..data.split import filter_snr
-
     if d["synth"]:
-        from ..data.synth import generate
-
         ds = generate(d["synth"], per_key=d["per_key"], seed=seed, snrs=d["snrs"] or None,
                       snr_mode=d["snr_mode"], length=d["length"] or None)
     else:
@@ -102,11 +109,6 @@ def work_baseline(out: Path, data_path: Path, model: dict[str, Any], train: dict
 
 def work_analyze(base: Path, data_path: Path, folder: Path, similarity: str, importance: str,
                  seed: int, reference: bool = False, keep=None) -> dict[str, Any]:
-    from ..pruning.plan import analyze
-    from ..pruning.plan_file import save_plan
-    from ..analysis.plots import plot_importance, plot_similarity
-    from ..data.readers import load_dataset
-
     plan_path = folder / "plan.json"
     if reference:
         plan = analyze(load_checkpoint(base), load_dataset(data_path), reference=True, seed=seed,
@@ -131,8 +133,6 @@ def work_prune(base: Path, data_path: Path, out: Path, method: str, seed: int,
                options: dict[str, Any], matched: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prune ``base`` with ``method`` and its ``options`` (``target_macs`` among them; see ``Study.prune_specs``);
     ``matched``: a channel method matched to the depth methods' reach (:func:`matched_options`)."""
-    from ..data.readers import load_dataset
-
     ck = load_checkpoint(base)
     note = None
     if matched is not None:
@@ -152,8 +152,6 @@ def matched_options(ck, method: str, options: dict[str, Any], matched: dict[str,
     target within the tolerance, the depth methods take the nearest model at or below it (computed here from the
     traced units' MACs, the same candidates they use), and the channel method aims at that MACs fraction so the
     comparison stays matched. Returns (options, note or None)."""
-    from ..pruning.modular import check_reach
-
     r = check_reach(checkpoint_as_recipe(ck), matched["target"], matched.get("tolerance"), matched.get("transition") or "keep",
                     probe=True)
     if r is None or r["window"]:
@@ -177,15 +175,11 @@ def method_options(method: str, section: dict[str, Any], target: float, plan_pat
 
 def work_finetune(pruned: Path, data_path: Path, out: Path, epochs: int, lr: float, l1: float, seed: int,
                   teacher: Path | None, threads: int | None) -> dict[str, Any]:
-    from ..training.finetune import finetune
-
     r = finetune(pruned, data_path, epochs, out, lr=lr, l1=l1, seed=seed, distill_from=teacher, threads=threads)
     return {"path": str(out), "result": {k: v for k, v in r.items() if not isinstance(v, (dict, list))}}
 
 
 def work_evaluate(ckpt: Path, data_path: Path, pruned: Path | None) -> dict[str, Any]:
-    from ..training.evaluate import eval_data, evaluate
-
     ck = load_checkpoint(ckpt)
     ds, info = eval_data(ck, data_path, split="test")
     r = evaluate(ck, ds)
@@ -202,8 +196,6 @@ def work_evaluate(ckpt: Path, data_path: Path, pruned: Path | None) -> dict[str,
 
 def work_export(ckpt: Path, data_path: Path, out: Path, precision: str, opset: int, seed: int,
                 simplify: bool = True) -> dict[str, Any]:
-    from edgeprune.export.onnx_export import export_checkpoint
-
     r = export_checkpoint(ckpt, out, opset=opset, precision=precision, verify_data=data_path,
                           calib_data=data_path, seed=seed, simplify=simplify)
     keep = {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None}
@@ -215,7 +207,6 @@ def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], 
     """Time the study's models (``onnx``: [id, precision, path]; ``torch_models``: [id, checkpoint]) as ``[profile]``
     says; every record names its model id, and, if given, ``measured_on`` (where it was timed)."""
     from edgeprune.profiling.harness import profile
-    from edgeprune.profiling.results_file import save_results
 
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -433,7 +424,6 @@ class Study:
         if node is not None and self.cache.lookup(st.name, st.key) is None:
             ex.run_profile(self, st)  # recorded as run by Ray; the line below then reads it back
         self._run(st)
-        from edgeprune.profiling.results_file import load_results
 
         res = load_results(out)
 
@@ -478,8 +468,6 @@ class Study:
                         [self._bundle_hash(bundles[i]["path"]) for i in ids], stages.code_fingerprint("profiling"))
 
         def run():
-            from edgeprune.profiling.results_file import save_results
-
             remote = Remote(pr["remote"], pr["remote_dir"] or None, pr["remote_python"], pr["ssh_config"] or None)
             precs = [p for p in self.cfg["export"]["precisions"] if p in bundles[ids[0]]["precisions"]]
             res = profile_remote([bundles[i]["path"] for i in ids], remote, batches=pr["batch"],
@@ -489,7 +477,6 @@ class Study:
             return {"path": str(out), "n": len(res["records"])}
 
         self.cache.run("remote profile", key, run, [out])
-        from edgeprune.profiling.results_file import load_results
 
         by_sha = {self._bundle_hash(bundles[i]["path"]): i for i in ids}
         recs = []
@@ -527,8 +514,6 @@ class Study:
 
     def merge_results(self, entries: list[dict[str, Any]], bundles: dict[str, dict]) -> list[dict[str, Any]]:
         """``compare --results FILE...``: records measured elsewhere, accepted only for this study's models."""
-        from edgeprune.profiling.results_file import load_results
-
         known: dict[str, str] = {}
         for ent in entries:
             known[file_sha256(ent["checkpoint"])] = ent["id"]
@@ -580,8 +565,6 @@ class Study:
     def _finish(self, t0: float, data_path: Path, data_sha: str, ex) -> dict[str, Any]:
         """Every stage after the compute stages ran (here or on Ray): the passes that collect them, profiling
         (on the driver, or on the [profile] node through ``ex``), bundles, and the report."""
-        from ..models.macs import MAC_DEFINITION
-
         base, base_key = self.baseline_stage(data_path, data_sha)
         data = None
         plan = self.analyze_stage(base, base_key, data)
@@ -699,8 +682,6 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     check_profile_node(cfg)
     if results_files:
-        from edgeprune.profiling.results_file import load_results
-
         for path in results_files:  # checked (RESULTS_SCHEMA) before the first stage, not after the study
             load_results(path)
     check_before_stages(cfg)
