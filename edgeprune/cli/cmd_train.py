@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EdgepruneError
-from ..training.train import DEBUG_ENV, train_model
+from ..training import DEBUG_ENV
 from .args import add_data, add_model, add_out, add_runtime, check_range
 from .main import add_code, add_json, add_seed, emit
 
@@ -66,6 +66,8 @@ def register(sub, common):
 
 
 def run_train(args):
+    from ..training.train import train_model
+
     result = train_model(args.data, args.model, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          step_size=args.step_size, gamma=args.gamma, weight_decay=args.weight_decay, seed=args.seed,
                          split=args.split, split_seed=args.split_seed, min_snr=args.min_snr, max_snr=args.max_snr,
