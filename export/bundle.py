@@ -33,6 +33,7 @@ from .runner_file import write_runner
 from .runtime.manifest import (
     BUNDLE_KIND, MANIFEST, SCHEMA_VERSION, check_class_names, check_file_name, check_manifest, file_entry,
     verify_files as _verify)
+from .targets import load_target
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 MAX_MEMBER_BYTES = 4 << 30
@@ -73,7 +74,6 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     """
     require("torch", "making a bundle from a checkpoint (edgeprune bundle)", "pip install torch")
     from .onnx_export import _load_ckpt
-    from .targets import load_target
 
     tgt = load_target(target, targets_dir)
     ck = _load_ckpt(ckpt, data)

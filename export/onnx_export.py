@@ -37,6 +37,7 @@ from edgeprune.training.evaluate import eval_data
 from .quantize import quantize_int8, to_fp16
 from .runtime.frames import check_normalization, layout_shape, normalize, to_layout
 from .runtime.manifest import PRECISIONS, decode_metadata
+from .targets import load_target
 from .verify import INPUT_NAME, OUTPUT_NAME, check_parity, compare_logits, make_session, onnx_accuracy, run_logits
 
 TRACED_BATCH = 2   # the batch torch.onnx.export traces with (a batch size turned into a constant shows as this)
@@ -325,8 +326,6 @@ def resolve_export_options(out, opset: int | None = None, precision: str | None 
                            verify_frames: int = 256, calib_method: str = "minmax", seed: int = 0,
                            targets_dir=None, simplify: bool = True) -> ExportOptions:
     """Fill the unset options from the target (else fp32, opset 17, by-opset exporter) and check they fit together."""
-    from .targets import load_target
-
     tgt = load_target(target, targets_dir) if target is not None else None
     if precision is None:
         precision = tgt.default_precision if tgt else "fp32"

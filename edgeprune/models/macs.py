@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .layout import min_batch_of
 from .spec import spec_stats
 
 MAC_DEFINITION = "MACs: conv + linear + LSTM/GRU + matmul multiply-accumulates per frame (FLOPs = 2 x MACs)"
@@ -133,8 +134,6 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] | None = None, per
     latency beside per-layer MACs. With ``per_module`` a dict {module name:
     MACs} (the innermost module that ran the operation) is returned instead.
     """
-    from .layout import min_batch_of
-
     if input_shape is None:
         spec = getattr(model, "spec", None)
         if spec is None:

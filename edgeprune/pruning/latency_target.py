@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from edgeprune.export.onnx_export import torch_to_onnx
+from edgeprune.export.targets import load_target
 from edgeprune.profiling.latency_model import LatencyModel
 
 from ..checkpoint import checkpoint_as_recipe
@@ -42,8 +43,6 @@ from .plan_file import check_plan, load_plan
 
 
 def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, Any]:
-    from edgeprune.export.targets import load_target
-
     tgt = load_target(target)
     if tgt.backend not in ("onnxruntime", "tensorrt"):
         raise EdgepruneError(f"target {tgt.name}: latency-targeted pruning supports onnxruntime and tensorrt backends, "

@@ -22,6 +22,7 @@ from edgeprune.export.bundle import make_bundle
 from edgeprune.export.onnx_export import export_checkpoint
 from edgeprune.export.runtime.manifest import manifest_hash
 from edgeprune.export.runtime.schema import obj, seq, text, validate
+from edgeprune.export.targets import load_target
 from edgeprune.profiling.remote import Remote, measured_on, profile_remote
 from edgeprune.profiling.results_file import load_results, save_results
 
@@ -441,8 +442,6 @@ class Study:
             folder = self.out / "bundles" / _file_id(ent["id"])
 
             def run(ent=ent, folder=folder):
-                from edgeprune.export.targets import load_target
-
                 tgt = load_target(pr["target"])
                 precs = [p for p in e["precisions"] if p in tgt.precisions] or ["fp32"]
                 if folder.exists():
@@ -718,8 +717,6 @@ def check_before_stages(cfg: dict[str, Any]) -> None:
                                  f"(add '+kd' for distillation)")
     pr = cfg["profile"]
     if pr["target"]:
-        from edgeprune.export.targets import load_target
-
         load_target(pr["target"])
     if pr["ssh_config"] and not Path(pr["ssh_config"]).expanduser().is_file():
         raise EdgepruneError(f"[profile] ssh_config {pr['ssh_config']} is not a file")
