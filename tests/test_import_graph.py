@@ -285,14 +285,18 @@ LAZY_PENDING = {
 STDLIB = sys.stdlib_module_names
 
 
-def import_sites(tree) -> list[tuple[ast.AST, bool]]:
+def import_sites(tree, fallbacks: bool = True) -> list[tuple[ast.AST, bool]]:
     """Every import of ``tree`` with whether it runs inside a function (def or lambda body, at any depth). Imports
-    under a module-level ``if TYPE_CHECKING:`` are left out (they never run)."""
+    under a module-level ``if TYPE_CHECKING:`` are left out (they never run); so are, without ``fallbacks``, those
+    of a module-level ``except ImportError:`` (``tomli`` where ``tomllib`` is missing: not what loading costs)."""
     out = []
 
     def walk(n, inside):
         for c in ast.iter_child_nodes(n):
             if isinstance(c, ast.If) and not inside and "TYPE_CHECKING" in ast.dump(c.test):
+                continue
+            if isinstance(c, ast.ExceptHandler) and not inside and not fallbacks and c.type is not None \
+                    and "ImportError" in ast.dump(c.type):
                 continue
             if isinstance(c, (ast.Import, ast.ImportFrom)):
                 out.append((c, inside))
@@ -335,7 +339,7 @@ def heavy_at_top(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
     direct, deps = {}, {}
     for m, (src, is_pkg) in sources.items():
         h, d = set(), set()
-        for n, inside in import_sites(ast.parse(src)):
+        for n, inside in import_sites(ast.parse(src), fallbacks=False):
             if inside:
                 continue
             for t in import_targets(n, m, is_pkg, sources):
@@ -353,7 +357,12 @@ def heavy_at_top(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
                 if not out[d] <= out[m]:
                     out[m] |= out[d]
                     changed = True
-    return out
+    return {m: loads_with(h) for m, h in out.items()}
+
+
+def loads_with(packages: set[str]) -> set[str]:
+    """``packages`` and what they load themselves: ``import torch`` loads numpy (test_torch_loads_numpy)."""
+    return packages | ({"numpy"} if "torch" in packages else set())
 
 
 def lazy_import_problems(name: str, src: str, is_pkg: bool, known, heavy: dict[str, set[str]],
@@ -366,12 +375,13 @@ def lazy_import_problems(name: str, src: str, is_pkg: bool, known, heavy: dict[s
     ``allowed``. ``heavy``: :func:`heavy_at_top` of the project; ``known``: the project's modules."""
     if name in pending:
         return []
-    sites = import_sites(ast.parse(src))
     mine = set()   # what ``name`` loads at module level (heavy_at_top's answer, for a module it may not know)
-    for n, inside in sites:
+    for n, inside in import_sites(ast.parse(src), fallbacks=False):
         for t in [] if inside else import_targets(n, name, is_pkg, known):
             mine |= set().union(*(heavy.get(p, set()) for p in with_parents(t, known))) if t in known \
                 else {t.split(".")[0]} & set(HEAVY)
+    mine = loads_with(mine)
+    sites = import_sites(ast.parse(src))
     out = []
     for n, inside in sites:
         if not inside:
@@ -428,6 +438,12 @@ def test_imports_sit_inside_functions_only_to_stay_lazy():
     assert not unused, f"LAZY_ALLOWED lists imports that are gone: {unused}"
 
 
+def test_torch_loads_numpy():
+    r = subprocess.run([sys.executable, "-c", "import sys, torch; print('numpy' in sys.modules)"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.split() == ["True"], r.stderr[-300:]
+
+
 def test_the_lazy_import_rule_refuses_a_light_import_inside_a_function():
     sources = project_sources()
     heavy = heavy_at_top(sources)
@@ -446,6 +462,11 @@ def test_the_lazy_import_rule_refuses_a_light_import_inside_a_function():
     assert problems("def f():\n    from ..training.trainer import set_threads\n") == []   # brings torch
     assert problems("class C:\n    def m(self):\n        import onnx\n") == []
     assert problems("from ..errors import EdgepruneError\n") == []                    # at the top
+    fallback = "try:\n    import tomllib\nexcept ImportError:\n    import tomli as tomllib\n"
+    assert len(problems(fallback + "def f():\n    import tomli\n")) == 0               # tomli is not loaded
+    for first, found in (("import torch\n", 1), ("import json\n", 0)):     # torch loads numpy; json does not
+        src = first + "\n\ndef f():\n    import numpy\n"
+        assert len(lazy_import_problems(name, src, False, sources, heavy, set(), allowed={}, pending=set())) == found
 
 if __name__ == "__main__":
     for (s, d), files in sorted(edges().items()):
