@@ -5,6 +5,10 @@ The package root imports nothing heavy: ``edgeprune.errors`` and
 ``profiling``) can use them on a board that has no torch.
 """
 
+import importlib.util
+import os
+import sys
+
 __version__ = "0.1.0"
 
 
@@ -13,10 +17,6 @@ def _source_tree_siblings() -> None:
     repository's top-level ``export/`` and ``profiling/`` folders there, so nothing generic is claimed in
     site-packages). In a source checkout they sit beside this package: a finder for exactly those two names makes
     the checkout import them the same way, with or without an install."""
-    import importlib.util
-    import os
-    import sys
-
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
     found = {f"{__name__}.{n}": os.path.join(root, n) for n in ("export", "profiling")

@@ -7,12 +7,16 @@ half-written artifact. Torch-free (used on the device side too).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from edgeprune.export.runtime.compat import json_default
+from edgeprune.export.runtime.safeio import read_bytes
+from edgeprune.export.runtime.schema import parse_json
 
 from .errors import EdgepruneError
 
@@ -92,8 +96,6 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     where no other process is writing ``path`` (e.g. when resuming a run that was
     killed). Returns the removed paths.
     """
-    import re
-
     path = Path(path)
     removed = []
     pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}(\.[A-Za-z0-9.]+)?")
@@ -107,8 +109,6 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
 
 
 def glob_escape(name: str) -> str:
-    import glob
-
     return glob.escape(name)
 
 
@@ -134,8 +134,5 @@ def read_json(path: str | os.PathLike, what: str, field=None):
     declaration), one whose declared fields have the wrong type: the one JSON
     guard, :func:`edgeprune.export.runtime.schema.parse_json`.
     """
-    from edgeprune.export.runtime.safeio import read_bytes
-    from edgeprune.export.runtime.schema import parse_json
-
     data = read_bytes(path, what, "doc")  # a regular file within EDGEPRUNE_MAX_DOC_BYTES (never a FIFO)
     return parse_json(data, what, field)

@@ -29,17 +29,19 @@ from typing import Any
 
 from .atomic import atomic_path
 from .errors import EdgepruneError
+from .models import build_model
+from .models.modular import build_recipe, is_module_recipe, network_stats, recipe_from_spec, validate_model, with_stats
+from .torchfile import load_torch_file
 
 FORMAT = "edgeprune-checkpoint"
 VERSION = 1
 
 
 from edgeprune.export.runtime.safeio import file_sha256  # noqa: E402,F401  (re-exported: edgeprune.checkpoint.file_sha256)
+from edgeprune.export.runtime.schema import parse_json
 
 
 def make_meta(spec: dict[str, Any], classes: list[str], normalization: str = "l1", **extra) -> dict[str, Any]:
-    from .models.modular import network_stats
-
     stats = network_stats(spec)
     layout = spec.get("layout") or "NCL"   # a module recipe of a network taking (N, 1, 2, L) or (N, L, 2) says so
     meta = {
@@ -109,11 +111,7 @@ class Checkpoint:
 
     def build(self):
         """The model with its weights loaded, in eval mode."""
-        from .models import build_model
-
         if self.spec.get("kind") == "module":
-            from .models.modular import build_recipe
-
             return build_recipe(self.spec, self.state_dict, where=f"checkpoint {self.path}")
         try:
             model = build_model(self.spec)
@@ -134,21 +132,17 @@ class Checkpoint:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     import torch
 
-    from .models.modular import validate_model
-
     path = Path(path)
     if not path.exists():
         raise EdgepruneError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise EdgepruneError(f"checkpoint {path} is a folder, not a file")
-    from .torchfile import load_torch_file
 
     obj = load_torch_file(path, "checkpoint", "only edgeprune checkpoints are loaded, never pickled code")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise EdgepruneError(f"{path} is not an edgeprune checkpoint")
     if obj.get("version") != VERSION:
         raise EdgepruneError(f"checkpoint {path} has format version {obj.get('version')!r}; this edgeprune reads {VERSION}")
-    from edgeprune.export.runtime.schema import parse_json
 
     try:
         spec = parse_json(obj["spec"], f"checkpoint {path}: its model spec")
@@ -173,8 +167,6 @@ def checkpoint_bytes_sha256(data: bytes) -> str:
 
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """What ``edgeprune inspect`` shows."""
-    from .models.modular import network_stats
-
     layers = ckpt.spec.get("layers", [])
     return {
         "path": str(ckpt.path) if ckpt.path else None,
@@ -201,8 +193,6 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
 
 def checkpoint_as_recipe(ckpt):
     """The same checkpoint (in memory) with its spec turned into a module recipe; weights unchanged."""
-    from .models.modular import build_recipe, is_module_recipe, recipe_from_spec, with_stats
-
     if is_module_recipe(ckpt.spec):
         return ckpt
     recipe = recipe_from_spec(ckpt.spec)

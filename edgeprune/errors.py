@@ -6,6 +6,8 @@ host and a bundle's run.py raise the same classes.
 
 from __future__ import annotations
 
+import importlib
+
 from edgeprune.export.runtime.errors import EdgepruneError, MissingDependency
 
 __all__ = ["EdgepruneError", "MissingDependency", "require"]
@@ -13,8 +15,6 @@ __all__ = ["EdgepruneError", "MissingDependency", "require"]
 
 def require(module: str, purpose: str, install: str | None = None):
     """Import an optional module lazily, or raise MissingDependency naming what to install."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # ImportError covers ModuleNotFoundError and broken installs

@@ -6,11 +6,18 @@ The recipes themselves (how a network written as code is described and rebuilt) 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
+from edgeprune.export.runtime.safeio import file_sha256
+
+from .checkpoint import Checkpoint, load_checkpoint, make_meta, save_checkpoint
 from .errors import EdgepruneError
+from .models.modular import first_mismatch, with_stats
 from .models.own import check_io, load_weights, recipe_for, with_layout
+from .models.trace import discover_module_units
+from .models.usercode import parse_kwargs
 
 
 def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | None = None,
@@ -23,11 +30,8 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
     (N, L, 2)) is the first the model runs on, or ``input_layout``; it is
     recorded in the checkpoint.
     """
-    from .checkpoint import make_meta, save_checkpoint
     from .data.dataset import SignalDataset
     from .data.readers import load_dataset
-    from .models.modular import with_stats
-    from .models.usercode import parse_kwargs
 
     kw = parse_kwargs(kwargs)
     ds = None
@@ -48,8 +52,6 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
     found = check_io(model, int(length), len(classes), ref, input_layout)
     recipe = with_stats(with_layout(recipe, found["layout"], found["min_batch"]), model)
     if recipe["stats"]["units"] == 0:
-        from .models.trace import discover_module_units
-
         res = discover_module_units(model, (2, int(length)))
         if not res.units:
             raise EdgepruneError(f"{ref}: no weighted layer was traced; nothing to prune")
@@ -57,8 +59,6 @@ def import_model(ref, data, out, *, weights=None, kwargs=None, length: int | Non
                      lineage=[{"op": "import", "source": recipe["source"],
                                "weights": str(weights) if weights else None}])
     if ds is not None:
-        from edgeprune.export.runtime.safeio import file_sha256
-
         if not isinstance(data, SignalDataset):
             meta["dataset"] = {"path": str(Path(data).resolve()), "sha256": file_sha256(data),
                                "classes": list(ds.classes), "length": ds.length}
@@ -91,17 +91,11 @@ def as_checkpoint(obj, data=None, *, classes: list[str] | None = None, length: i
     process. The Checkpoint is in memory (no path) and holds the module's
     current weights.
     """
-    import inspect
-    from pathlib import Path as _P
-
     from torch import nn
-
-    from .checkpoint import Checkpoint, load_checkpoint, make_meta
-    from .models.modular import first_mismatch, with_stats
 
     if isinstance(obj, Checkpoint):
         return obj
-    if isinstance(obj, (str, _P)):
+    if isinstance(obj, (str, Path)):
         return load_checkpoint(obj)
     if not isinstance(obj, nn.Module):
         raise EdgepruneError(f"{what} must be a checkpoint path, a Checkpoint or an nn.Module, got {type(obj).__name__}")
@@ -138,8 +132,6 @@ def as_checkpoint(obj, data=None, *, classes: list[str] | None = None, length: i
 
 def load_model_arg(obj, what: str, data=None):
     """A Checkpoint from a checkpoint path, a Checkpoint, or a live ``nn.Module`` (with ``data``)."""
-    from .checkpoint import Checkpoint, load_checkpoint
-
     if isinstance(obj, Checkpoint):
         return obj
     if isinstance(obj, (str, Path)):

@@ -15,12 +15,14 @@ with your rights: name only files you trust. ``tests/test_plugins.py`` shows one
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import sys
 from pathlib import Path
 
 from .errors import EdgepruneError
+from .pysource import read_source, run_source
 
 PLUGINS_ENV = "EDGEPRUNE_PLUGINS"
 
@@ -38,10 +40,6 @@ def load_plugin(ref: str):
     a link to something that is not a Python file, a name that is neither a file nor a module) is one
     EdgepruneError naming the plugin.
     """
-    import hashlib
-
-    from .pysource import read_source, run_source
-
     ref = ref.strip()
     if ref.endswith(".py") or os.sep in ref or "/" in ref:
         path = Path(ref).expanduser().resolve()

@@ -13,13 +13,13 @@ import sys
 import types
 from pathlib import Path
 
+from edgeprune.export.runtime.safeio import read_bytes
+
 from .errors import EdgepruneError
 
 
 def read_source(path: str | Path, what: str) -> bytes:
     """The bytes of the regular file ``path`` (within the document size limit; never a FIFO or a device)."""
-    from edgeprune.export.runtime.safeio import read_bytes
-
     return read_bytes(path, what, "doc")
 
 

@@ -5,21 +5,21 @@ The bounded, regular-file-only checks are the device core's (:mod:`edgeprune.exp
 
 from __future__ import annotations
 
+import pickle
+import zipfile
+from pathlib import Path
+
+from edgeprune.export.runtime.safeio import check_input, check_zip
+
+from .errors import EdgepruneError
+
 
 def load_torch_file(path, what: str, hint: str):
     """``torch.load(path, weights_only=True)`` of a bounded regular file (the ``checkpoint`` size limit; a zip's
     declared member sizes checked before torch reads them). Tensors and plain data only: pickled objects are
     refused with ``hint`` (what to save instead); a truncated or corrupt file is one error naming ``what``.
     """
-    import pickle
-    import zipfile
-    from pathlib import Path
-
     import torch
-
-    from edgeprune.export.runtime.safeio import check_input, check_zip
-
-    from .errors import EdgepruneError
 
     path = Path(path)
     size = check_input(path, f"{what} {path}", "checkpoint").st_size

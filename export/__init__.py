@@ -7,6 +7,8 @@ load their modules on first use.
 
 from __future__ import annotations
 
+import importlib
+
 __all__ = ["Predictor", "open_bundle", "make_bundle", "export_checkpoint", "load_target", "list_targets"]
 
 _LAZY = {
@@ -21,8 +23,6 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         mod, attr = _LAZY[name]
         return getattr(importlib.import_module(mod), attr)
     raise AttributeError(f"module 'edgeprune.export' has no attribute {name!r}")

@@ -8,6 +8,8 @@ members that would land outside the extraction folder.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import platform
 import shutil
@@ -16,15 +18,22 @@ import tempfile
 import time
 import weakref
 import zlib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgeprune import __version__
-from edgeprune.atomic import atomic_path, read_json, write_json
-from edgeprune.errors import EdgepruneError
+from edgeprune.atomic import atomic_path, file_mode, read_json, write_json
+from edgeprune.errors import EdgepruneError, require
+from edgeprune.export.runtime.safeio import check_input, human, limit, open_input
 from edgeprune.export.runtime.schema import parse_json
+from edgeprune.models.modular import network_stats
 
-from .runtime.manifest import BUNDLE_KIND, MANIFEST, SCHEMA_VERSION, check_file_name, check_manifest, file_entry
+from .runner_file import write_runner
+from .runtime.manifest import (
+    BUNDLE_KIND, MANIFEST, SCHEMA_VERSION, check_class_names, check_file_name, check_manifest, file_entry,
+    verify_files as _verify)
+from .targets import load_target
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 MAX_MEMBER_BYTES = 4 << 30
@@ -36,8 +45,6 @@ def _is_archive(path: Path) -> bool:
 
 def tool_versions() -> dict[str, str | None]:
     """Versions of the packages a bundle was made with (None when absent)."""
-    from importlib import metadata
-
     out: dict[str, str | None] = {"edgeprune": __version__, "python": platform.python_version()}
     for dist in ("numpy", "torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "tensorrt"):
         try:
@@ -65,11 +72,8 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     :func:`bundle_manifest`, and last :func:`publish` (an atomic rename, or
     the archive written atomically).
     """
-    from edgeprune.errors import require
-
     require("torch", "making a bundle from a checkpoint (edgeprune bundle)", "pip install torch")
     from .onnx_export import _load_ckpt
-    from .targets import load_target
 
     tgt = load_target(target, targets_dir)
     ck = _load_ckpt(ckpt, data)
@@ -84,7 +88,6 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
     from .runtime.frames import check_normalization
 
     check_normalization(ck.meta.get("normalization", "none"))
-    from .runtime.manifest import check_class_names
 
     check_class_names(ck.classes, f"checkpoint {ckpt}" if isinstance(ckpt, (str, os.PathLike)) else "the model")
     parent = out.parent if str(out.parent) else Path(".")
@@ -94,7 +97,6 @@ def make_bundle(ckpt, target, out, precisions=None, engine=None, data=None, cali
         variants = export_variants(ck, tgt, precisions, stage, data, calib_data, calib_frames, seed, simplify)
         if engine is not None:
             variants.append(add_engine(engine, stage, tgt))
-        from .runner_file import write_runner
 
         write_runner(stage)  # the bundle's own runner (Python 3.6+, numpy + ONNX Runtime or TensorRT)
         manifest = bundle_manifest(ck, tgt, precisions, variants, skipped, stage, data)
@@ -208,10 +210,6 @@ def publish(stage: Path, out: Path) -> None:
 
     The bundle gets the modes of the user's umask (folders 0755, files 0644 under umask 022), not the 0700 of
     the temporary stage folder: it is copied to boards and read by other users."""
-    import contextlib
-
-    from edgeprune.atomic import file_mode
-
     with contextlib.suppress(OSError):  # a file system without modes (vfat) keeps what it has
         for p in stage.iterdir():
             if p.is_file() and not p.is_symlink():
@@ -236,8 +234,6 @@ def publish(stage: Path, out: Path) -> None:
 def _layer_counts(ck) -> tuple[int | None, int | None]:
     """Weight layers (conv + linear) and prunable units of a checkpoint, as the profiler counts them."""
     try:
-        from edgeprune.models.modular import network_stats
-
         st = network_stats(ck.spec)
         layers = ck.meta.get("weight_layers")
         return int(st["weight_layers"] if layers is None else layers), int(st["units"])
@@ -346,8 +342,6 @@ def _safe_extract(archive: Path, dest: Path) -> dict[str, Any]:
     EDGEPRUNE_MAX_BUNDLE_BYTES. Then the listed members are copied out, each
     cut at its listed size. Returns the validated manifest.
     """
-    from edgeprune.export.runtime.safeio import human, limit, open_input
-
     cap, doc_cap = limit("bundle"), limit("doc")
     fh = open_input(archive, "bundle", "bundle")
     try:
@@ -430,8 +424,6 @@ MAX_META_HEADER = 1 << 20
 def _prescan(fh, archive: Path, cap: int) -> None:
     """Walk the raw tar headers (through gzip if compressed) before tarfile does, refusing a pax or long-name
     header over 1 MiB (tarfile would read it into memory whole) and declared sizes over ``cap``."""
-    import gzip
-
     head = fh.read(2)
     fh.seek(0)
     stream = gzip.GzipFile(fileobj=fh, mode="rb") if head == b"\x1f\x8b" else fh
@@ -465,8 +457,6 @@ def _prescan(fh, archive: Path, cap: int) -> None:
                                          f"{entry.get('size')} (damaged or tampered with)")
             total += size
             if total > cap:
-                from edgeprune.export.runtime.safeio import human
-
                 raise EdgepruneError(f"refusing bundle {archive}: its members declare more than {human(cap)} "
                                      f"(EDGEPRUNE_MAX_BUNDLE_BYTES)")
             left = (size + 511) // 512 * 512
@@ -488,8 +478,6 @@ def _prescan(fh, archive: Path, cap: int) -> None:
 
 
 def limit_doc() -> int:
-    from edgeprune.export.runtime.safeio import limit
-
     return limit("doc")
 
 
@@ -529,8 +517,6 @@ def verify_bundle_files(root: Path, manifest: dict[str, Any], source: Path) -> N
 
     The one check, shared with the bundle's run.py (``edgeprune.export.runtime.manifest.verify_files``).
     """
-    from .runtime.manifest import verify_files as _verify
-
     _verify(root, manifest, source)
 
 
@@ -543,7 +529,6 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
         manifest = _read_manifest(source, source)
         verify_bundle_files(source, manifest, source)
         return Bundle(source, manifest, source)
-    from edgeprune.export.runtime.safeio import check_input
 
     check_input(source, "bundle", "bundle")  # a regular file (tarfile.is_tarfile would block on a FIFO)
     if not (_is_archive(source) or tarfile.is_tarfile(source)):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import re
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,6 @@ def jetson_release() -> dict[str, Any] | None:
         return None
     line = p.read_text(errors="replace").splitlines()[0] if p.stat().st_size else ""
     info: dict[str, Any] = {"nv_tegra_release": line.strip()}
-    import re
 
     m = re.search(r"R(\d+).*REVISION:\s*([\d.]+)", line)
     if m:
@@ -77,8 +78,6 @@ def gpus(torch_mod=None) -> list[dict[str, Any]]:
 
 def report() -> dict[str, Any]:
     """Versions, opsets, hardware and which commands/precisions are usable here (with reasons)."""
-    import sys
-
     pk: dict[str, Any] = {}
     numpy, np_err = _try_import("numpy")
     torch, torch_err = _try_import("torch")

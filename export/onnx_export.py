@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
+import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -26,10 +28,16 @@ import numpy as np
 
 from edgeprune import __version__
 from edgeprune.atomic import atomic_path
+from edgeprune.checkpoint import Checkpoint, load_checkpoint
 from edgeprune.errors import EdgepruneError, require
+from edgeprune.importing import as_checkpoint
+from edgeprune.models.layout import layout_of, min_batch_of, native
+from edgeprune.training.evaluate import eval_data
 
+from .quantize import quantize_int8, to_fp16
 from .runtime.frames import check_normalization, layout_shape, normalize, to_layout
-from .runtime.manifest import PRECISIONS
+from .runtime.manifest import PRECISIONS, decode_metadata
+from .targets import load_target
 from .verify import INPUT_NAME, OUTPUT_NAME, check_parity, compare_logits, make_session, onnx_accuracy, run_logits
 
 TRACED_BATCH = 2   # the batch torch.onnx.export traces with (a batch size turned into a constant shows as this)
@@ -41,15 +49,11 @@ METADATA_PREFIX = "edgeprune."
 
 
 def _load_ckpt(ckpt, data=None):
-    from edgeprune.checkpoint import Checkpoint, load_checkpoint
-
     if isinstance(ckpt, Checkpoint):
         return ckpt
     if isinstance(ckpt, (str, os.PathLike)):
         return load_checkpoint(ckpt)
-    from edgeprune.importing import as_checkpoint   # a live nn.Module: classes and length from the data
-
-    return as_checkpoint(ckpt, data)
+    return as_checkpoint(ckpt, data)   # a live nn.Module: classes and length from the data
 
 
 # ----------------------------------------------------------------- export
@@ -61,8 +65,6 @@ def torch_to_onnx(model, length: int, path: str | Path, opset: int = DEFAULT_OPS
     off while it is traced). A network that needs ``min_batch`` > 1 frames is traced on that many (at least
     TRACED_BATCH) without its padding, with the axes of each axis-less ``squeeze()`` fixed to those it squeezes
     there (:func:`squeeze_axes_fixed`), so the graph keeps its batch axis at batch 1."""
-    from edgeprune.models.layout import min_batch_of, native
-
     min_batch = min_batch_of(model)
     with native(model.eval()) as layout, squeeze_axes_fixed(min_batch > 1):
         return _torch_to_onnx(model, length, path, opset, exporter, layout, max(TRACED_BATCH, min_batch))
@@ -112,7 +114,6 @@ def _torch_to_onnx(model, length, path, opset, exporter, layout, batch=TRACED_BA
                                   do_constant_folding=True)
             elif exporter == "dynamo":
                 require("onnxscript", "the dynamo ONNX exporter (opset >= 18)")
-                import logging
 
                 logging.getLogger("torch.onnx").setLevel(logging.ERROR)
                 torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
@@ -151,8 +152,6 @@ def _export_failure_line(exc: BaseException) -> str:
 def _native_output_silenced():
     """File descriptors 1 and 2 to /dev/null: the TorchScript exporter's C++ side prints the whole Torch IR graph
     when it fails (its failure is raised as an exception, which says what went wrong in one line)."""
-    import sys
-
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     try:
@@ -250,7 +249,6 @@ def read_metadata(path_or_model) -> dict[str, Any]:
     """The metadata_props of an ONNX file (torch-free; JSON values decoded)."""
     onnx = require("onnx", "reading ONNX metadata")
     m = path_or_model if not isinstance(path_or_model, (str, Path)) else onnx.load(str(path_or_model), load_external_data=False)
-    from .runtime.manifest import decode_metadata
 
     where = f"{path_or_model} (its metadata)" if isinstance(path_or_model, (str, Path)) else "the ONNX metadata"
     return decode_metadata({p.key: p.value for p in m.metadata_props}, where)
@@ -266,8 +264,6 @@ def dataset_splits(ckpt, data_path) -> tuple[Any, Any, dict[str, Any]]:
     the default 6:2:2 with seed 0. Frames are normalised as the checkpoint
     expects unless the dataset says they already are.
     """
-    from edgeprune.training.evaluate import eval_data
-
     test, info = eval_data(ckpt, data_path, split="test")
     train, _ = eval_data(ckpt, data_path, split="train")
     norm = check_normalization(ckpt.meta.get("normalization", "none"))
@@ -330,8 +326,6 @@ def resolve_export_options(out, opset: int | None = None, precision: str | None 
                            verify_frames: int = 256, calib_method: str = "minmax", seed: int = 0,
                            targets_dir=None, simplify: bool = True) -> ExportOptions:
     """Fill the unset options from the target (else fp32, opset 17, by-opset exporter) and check they fit together."""
-    from .targets import load_target
-
     tgt = load_target(target, targets_dir) if target is not None else None
     if precision is None:
         precision = tgt.default_precision if tgt else "fp32"
@@ -409,7 +403,6 @@ def _convert_with(model, length: int, opts: ExportOptions, frames: "VerifyFrames
     if tgt is not None and actual_opset > tgt.opset:
         raise EdgepruneError(f"the {exporter} exporter emitted opset {actual_opset}, above what target {tgt.name} takes "
                              f"({tgt.opset})")
-    from edgeprune.models.layout import layout_of, min_batch_of
 
     layout, notes, problem = layout_of(model), [], None
     if min_batch_of(model) > 1:
@@ -437,8 +430,6 @@ def graph_fit(graph, model, x: np.ndarray, layout: str) -> tuple[str | None, int
     """(None, 1) when ``graph`` gives torch's logits at batch 1 and a larger batch; for a network that needs
     ``min_batch`` frames, (None, min_batch) when it fails at batch 1 but passes on ``min_batch`` frames and a larger
     batch (the runtime then pads); else (what goes wrong at batch 1 and the larger batch, 1)."""
-    from edgeprune.models.layout import min_batch_of
-
     problem = graph_problem(graph, model, x, layout)
     need = min_batch_of(model)
     if problem is None or need == 1:
@@ -557,16 +548,12 @@ def to_precision(fp32, ckpt, opts: ExportOptions, frames: VerifyFrames, model=No
     if opts.precision == "fp32":
         return fp32, None
     if opts.precision == "fp16":
-        from .quantize import to_fp16
-
         return to_fp16(fp32), None
-    from .quantize import quantize_int8
 
     ctrain = frames.train
     if opts.calib_data is not None and str(opts.calib_data) != str(opts.verify_data):
         ctrain, _, _ = dataset_splits(ckpt, opts.calib_data)
     cx = calibration_frames(ctrain, opts.calib_frames, opts.seed)
-    from edgeprune.models.layout import layout_of
 
     variant = quantize_int8(fp32, to_layout(cx, layout_of(model)), per_channel=True, method=opts.calib_method)
     return variant, {"data": str(opts.calib_data or opts.verify_data), "frames": int(len(cx)),
@@ -582,7 +569,6 @@ def verify(model, variant, precision: str, frames: VerifyFrames,
     of tolerance for ``precision`` raises.
     """
     onnx = require("onnx", "ONNX export")
-    from edgeprune.models.layout import layout_of
     from edgeprune.training.trainer import accuracy as torch_accuracy
     from edgeprune.training.trainer import predict_logits
 
@@ -669,7 +655,6 @@ def export_checkpoint(ckpt, out, opset: int | None = None, precision: str | None
     """
     require("torch", "exporting a checkpoint (edgeprune export)", "pip install torch")
     require("onnx", "ONNX export")
-    from edgeprune.models.layout import layout_of
 
     ckpt = _load_ckpt(ckpt, verify_data or calib_data)
     opts = resolve_export_options(out, opset, precision, target, exporter, calib_data, verify_data, calib_frames,

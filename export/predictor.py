@@ -23,6 +23,8 @@ from .runtime import frames as _frames
 from .runtime import registry
 from .runtime.manifest import decode_metadata
 from .runtime.model import Model, open_model
+from .runtime.stream import Stream
+from .bundle import open_bundle
 
 PREDICTOR_BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
@@ -45,8 +47,6 @@ class Predictor:
         if not self.source.exists():
             raise EdgepruneError(f"{self.source} does not exist")
         if self.source.is_dir() or str(self.source).endswith((".tar.gz", ".tgz")):
-            from .bundle import open_bundle
-
             self._bundle = b = open_bundle(self.source)
             try:
                 self._model = open_model(str(b.root), b.manifest, backend, precision, threads, providers,
@@ -130,7 +130,6 @@ class Predictor:
         window dropped, latency per call) is final once it is exhausted.
         ``hop`` defaults to the frame length; ``rate`` (Hz) gives ``time``.
         """
-        from .runtime.stream import Stream
 
         return Stream(self.predict, chunks, self.length, hop, batch, rate)
 

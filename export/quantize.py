@@ -7,7 +7,9 @@ real frames), the form ONNX Runtime and TensorRT 8.5 to 11 all accept.
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,6 @@ def to_fp16(model):
     except ImportError as exc:
         raise EdgepruneError("fp16 conversion needs onnxruntime's converter (onnxruntime.transformers.float16), "
                              "which this onnxruntime lacks; upgrade onnxruntime") from exc
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -107,7 +108,6 @@ def quantize_int8(model, calib_frames: np.ndarray, per_channel: bool = True, met
             quant_pre_process(str(src), str(pre), skip_optimization=True, skip_symbolic_shape=True)
         except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the plain model
             pre = src
-        import logging
 
         logging.getLogger().setLevel(logging.ERROR)
         q.quantize_static(

@@ -15,12 +15,16 @@ are errors that name the file and the key.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.runtime.safeio import read_bytes
+from edgeprune.export.runtime.schema import check_depth
 
+from .runtime.jetpack import JETPACK_STACK, trt_max_opset
 from .runtime.manifest import PRECISIONS
 
 try:
@@ -183,8 +187,6 @@ def parse_target(data: dict[str, Any], where: str = "<target>") -> Target:
 
 def _check_stack(where: str, data: dict[str, Any], opset: int) -> None:
     """A JetPack's TensorRT and Python are what NVIDIA ships with it; the opset is one its TensorRT parses."""
-    from .runtime.jetpack import JETPACK_STACK, trt_max_opset
-
     trt, jp, py = data.get("tensorrt"), data.get("jetpack"), data.get("python")
     if jp in JETPACK_STACK:
         want_py, want_trt, _ = JETPACK_STACK[jp]
@@ -201,8 +203,6 @@ def _check_stack(where: str, data: dict[str, Any], opset: int) -> None:
 
 def load_target_file(path: str | os.PathLike) -> Target:
     """Load and validate one ``.toml`` profile."""
-    from edgeprune.export.runtime.safeio import read_bytes
-
     path = Path(path)
     raw = read_bytes(path, "target file", "doc")  # a regular file within the size limit (never a FIFO)
     try:
@@ -211,7 +211,6 @@ def load_target_file(path: str | os.PathLike) -> Target:
         raise EdgepruneError(f"{path}: not valid TOML (nested too deeply)") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgepruneError(f"{path}: not valid TOML ({exc})") from exc
-    from edgeprune.export.runtime.schema import check_depth
 
     check_depth(data, str(path))  # the JSON guard's depth limit holds for TOML too
     target = parse_target(data, str(path))
@@ -222,8 +221,6 @@ def load_target_file(path: str | os.PathLike) -> Target:
 
 def builtin_dirs() -> list[Path]:
     """Where the shipped profiles live (repository checkout or installed package)."""
-    import sys
-
     here = Path(__file__).resolve().parent
     dirs = [here.parent / "targets", here / "targets_data", Path(sys.prefix) / "share" / "edgeprune" / "targets"]
     return [d for d in dirs if d.is_dir()]

@@ -22,9 +22,14 @@ from edgeprune import __version__
 from edgeprune.atomic import atomic_path, write_json
 from edgeprune.errors import EdgepruneError
 
+from .runtime.cuda import cuda_api
+from .runtime.onnx_external import check_model_file
 from .runtime.safeio import file_sha256
 from .runtime.frames import check_layout, layout_of_shape, layout_shape
+from .runtime.manifest import decode_metadata
+from .runtime.trtexec import command_line, profile_shapes, trtexec_args
 from .targets import load_target
+from .runtime.backend_tensorrt import import_tensorrt, version_tuple
 
 
 def _onnx_info(onnx_path: Path) -> dict[str, Any]:
@@ -36,8 +41,6 @@ def _onnx_info(onnx_path: Path) -> dict[str, Any]:
         import onnx
 
         m = onnx.load(str(onnx_path), load_external_data=False)
-        from .runtime.manifest import decode_metadata
-
         meta = decode_metadata({p.key: p.value for p in m.metadata_props}, f"{onnx_path} (its metadata)")
         dims = [d.dim_value or None for d in m.graph.input[0].type.tensor_type.shape.dim]
         shape_layout = layout_of_shape(dims)
@@ -86,8 +89,6 @@ def trtexec_command(onnx_path, target, out, precision: str | None = None, timing
     Flags follow the TensorRT that runs it (``trt_version``, default the target's): the same function
     writes the command a bundle's ``run.py build`` runs (``edgeprune.export.runtime.trtexec``).
     """
-    from .runtime.trtexec import command_line, trtexec_args
-
     onnx_path, tgt, precision, info = _resolve(onnx_path, target, precision, targets_dir)
     args = trtexec_args(onnx_path, out, tgt.to_dict(), precision, info["length"], trt_version=trt_version,
                         timing_cache=timing_cache, dla_core=dla_core, trtexec="trtexec", layout=info["layout"])
@@ -100,7 +101,6 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
 
     The metadata is also written beside the engine as ``<out>.json``.
     """
-    from .runtime.backend_tensorrt import import_tensorrt, version_tuple
 
     onnx_path, tgt, precision, info = _resolve(onnx_path, target, precision, targets_dir)
     trt = import_tensorrt()
@@ -114,7 +114,6 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    from .runtime.onnx_external import check_model_file
 
     check_model_file(onnx_path)  # external data: only files a bundle manifest beside it lists
     if not parser.parse_from_file(str(onnx_path)):
@@ -144,7 +143,6 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    from .runtime.trtexec import profile_shapes
 
     batches = {"min": tgt.batch_min, "opt": tgt.batch_opt, "max": tgt.batch_max}
     shapes = profile_shapes(batches, info["length"], layout=info["layout"])
@@ -190,8 +188,6 @@ def build_engine(onnx_path, target, out, precision: str | None = None, timing_ca
 def _device_name() -> str | None:
     """The GPU name via cuda-python/pycuda when importable (None otherwise)."""
     try:
-        from .runtime.cuda import cuda_api
-
         api = cuda_api()
         if api.name == "pycuda":
             return api.cuda.Device(0).name()

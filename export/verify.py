@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
 
 from edgeprune.errors import EdgepruneError, require
+
+from .runtime.frames import padded_batch, to_layout
+from .runtime.onnx_external import check_model_file
 
 INPUT_NAME = "iq"
 OUTPUT_NAME = "logits"
@@ -39,7 +43,6 @@ def make_session(model, threads: int | None = None, providers=None, spinning: bo
     if isinstance(model, (str, os.PathLike)):
         if not os.path.isfile(model):
             raise EdgepruneError(f"ONNX file {model} does not exist")
-        from .runtime.onnx_external import check_model_file
 
         check_model_file(model)  # external data: only files a bundle manifest beside it lists
         src = str(model)
@@ -57,8 +60,6 @@ def run_logits(session, x: np.ndarray, batch_size: int = 256, layout: str = "NCL
     """Logits for frames ``x`` (N, 2, L) float32, in batches, fed to the model in its ``layout`` (a batch smaller
     than ``min_batch`` padded, the padding's logits dropped). A failing run is one EdgepruneError naming the batch
     size and the node (ONNX Runtime's own exception types otherwise surface as 'unexpected')."""
-    from .runtime.frames import padded_batch, to_layout
-
     name = session.get_inputs()[0].name
     out = []
     for i in range(0, len(x), batch_size):
@@ -76,8 +77,6 @@ def run_logits(session, x: np.ndarray, batch_size: int = 256, layout: str = "NCL
 
 def ort_failure(exc) -> str:
     """ONNX Runtime's error in one line: the node (name and op) and its status message."""
-    import re
-
     text = " ".join(str(exc).split())
     m = re.search(r"running (\S+) node\. Name:'([^']*)' Status Message: (.*)", text)
     if m:

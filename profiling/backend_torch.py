@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from edgeprune.errors import EdgepruneError, MissingDependency, require
+from edgeprune.checkpoint import load_checkpoint
 
 NAME = "torch"
 MODEL_KIND = "checkpoint"
@@ -46,7 +47,6 @@ class TorchBackend:
                  precision: str | None = "fp32", cuda_graphs: bool = False, device: str = "auto"):
         # providers, target_providers: ONNX Runtime's options in the registry's shared set; nothing here
         torch = require("torch", "the torch backend")
-        from edgeprune.checkpoint import load_checkpoint
 
         precision = precision or "fp32"
         if device == "auto":

@@ -27,6 +27,8 @@ from edgeprune.export.runtime.machine import machine_info
 from edgeprune.export.runtime.manifest import PRECISIONS
 
 from .model_files import ModelSource, resolve_model
+from edgeprune.export.runtime.board import BoardMonitor
+from .per_layer import per_layer_profile
 
 
 def _positive_ints(values, what: str) -> list[int]:
@@ -201,7 +203,6 @@ def _profile_once(models, backends, batches, threads, precisions, warmup_ms, war
     unavailable = {b: registry.availability(b) for b in backends}
     machine = machine_info()
     results = new_results(machine)
-    from edgeprune.export.runtime.board import BoardMonitor
 
     monitor = BoardMonitor()  # Jetson: power mode, clocks, temperatures in every record; else "not a Jetson"
     sources = [m if isinstance(m, ModelSource) else resolve_model(m) for m in models]
@@ -229,8 +230,6 @@ def _profile_once(models, backends, batches, threads, precisions, warmup_ms, war
                                    iters, min_iters, cuda_graphs, providers, seed, machine)
                 rec.update(monitor.fields(before, monitor.snapshot(), None, rec["mean_ms"], batch))
                 if per_layer and b == "onnxruntime":
-                    from .per_layer import per_layer_profile
-
                     rec["per_layer"] = per_layer_profile(
                         target, batch, th, warmup=5, iters=per_layer_iters, layer_macs=src.layer_macs(),
                         spec=src.spec, providers=providers, seed=seed)

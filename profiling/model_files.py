@@ -11,6 +11,7 @@ the latency model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -18,9 +19,15 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeprune.checkpoint import load_checkpoint
 from edgeprune.errors import EdgepruneError, require
-from edgeprune.export.runtime.manifest import PRECISIONS
-from edgeprune.export.runtime.safeio import file_sha256
+from edgeprune.export.runtime.manifest import PRECISIONS, decode_metadata
+from edgeprune.export.runtime.onnx_external import check_model_file
+from edgeprune.export.runtime.safeio import check_input, file_sha256
+from edgeprune.models import build_model
+from edgeprune.models.modular import network_stats
+
+from .onnx_macs import count_onnx_macs
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -75,14 +82,11 @@ class ModelSource:
 
     def _layer_macs(self) -> dict[int, int] | None:
         if self.spec is not None and self.kind == "checkpoint" and self.spec.get("kind") != "module":
-            from edgeprune.models import build_model
             from edgeprune.models.macs import count_macs
 
             _, per = count_macs(build_model(self.spec), per_layer=True)
             return dict(sorted(per.items()))
         try:
-            from .onnx_macs import count_onnx_macs
-
             return count_onnx_macs(self.onnx_path()).get("per_layer")
         except EdgepruneError:
             return None
@@ -131,8 +135,6 @@ def resolve_model(path: str | Path) -> ModelSource:
     if not path.exists():
         raise EdgepruneError(f"model {path} does not exist")
     if not path.is_dir():
-        from edgeprune.export.runtime.safeio import check_input
-
         if check_input(path, "model", "checkpoint").st_size == 0:  # a regular file, never a FIFO or device
             raise EdgepruneError(f"model {path} is an empty file")
     kind = detect_kind(path)
@@ -171,8 +173,6 @@ def _apply_onnx_info(src: ModelSource, info: dict) -> None:
 
 def _from_checkpoint(path: Path) -> ModelSource:
     require("torch", "profiling a checkpoint (.pt; without torch, profile its ONNX file or bundle)")
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.models.modular import network_stats
 
     ck = load_checkpoint(path)
     meta = ck.meta
@@ -199,7 +199,6 @@ def describe_onnx(path: str | Path) -> dict:
         import onnx
     except ImportError:
         onnx = None
-    from edgeprune.export.runtime.onnx_external import check_model_file
 
     check_model_file(path)  # external data: only files a bundle manifest beside it lists
     if onnx is None:
@@ -211,7 +210,6 @@ def describe_onnx(path: str | Path) -> dict:
     if not model.graph.node:
         raise EdgepruneError(f"{path} is not a readable ONNX model (no graph nodes)")
     meta = {p.key: p.value for p in model.metadata_props}
-    from edgeprune.export.runtime.manifest import decode_metadata
 
     decode_metadata(meta, f"{path} (its metadata)")  # the one JSON guard: size, depth, declared field types
     info: dict = {"metadata": meta}
@@ -236,8 +234,6 @@ def describe_onnx(path: str | Path) -> dict:
         info["precision"] = "fp16" if fp16 else "fp32"
     _metadata_stats(meta, info)
     if info.get("macs") is None or info.get("layers") is None:
-        from .onnx_macs import count_onnx_macs
-
         try:
             counted = count_onnx_macs(model)
         except EdgepruneError as exc:
@@ -332,8 +328,6 @@ def _export_checkpoint(checkpoint: Path, folder: str, precision: str = "fp32") -
 def _legacy_export(checkpoint: Path, out: Path) -> Path:
     import torch
 
-    from edgeprune.checkpoint import load_checkpoint
-
     ck = load_checkpoint(checkpoint)
     model = ck.build()
     x = torch.zeros(1, 2, ck.length)
@@ -422,6 +416,4 @@ def _split_bundle(opened) -> tuple[dict, list]:
 
 
 def _manifest_hash(manifest: dict) -> str:
-    import hashlib
-
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode("utf-8")).hexdigest()

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from edgeprune.errors import EdgepruneError, require
+from edgeprune.export.runtime.onnx_external import check_model_file
 
 _LAYER_RE = re.compile(r"(?<![\w])layers\.(\d+)(?!\d)")
 # op type -> (index of the activation input, index of the weight input)
@@ -57,7 +58,6 @@ def _load(model):
         path = Path(model)
         if not path.exists():
             raise EdgepruneError(f"ONNX file {path} does not exist")
-        from edgeprune.export.runtime.onnx_external import check_model_file
 
         check_model_file(path)  # external data: only files a bundle manifest beside it lists
         try:

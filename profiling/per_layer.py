@@ -20,7 +20,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.export.runtime import registry
 from edgeprune.export.runtime.bench import bench_frames
 
-from .onnx_macs import layer_index
+from .onnx_macs import count_onnx_macs, layer_index
 
 _SUFFIX = "_kernel_time"
 
@@ -89,8 +89,6 @@ def per_layer_profile(onnx_path, batch: int = 1, threads: int = 1, warmup: int =
     macs_source = "given"
     if layer_macs is None:
         try:
-            from .onnx_macs import count_onnx_macs
-
             layer_macs = count_onnx_macs(onnx_path)["per_layer"]
             macs_source = "onnx-graph"
         except Exception:  # noqa: BLE001 - onnx missing or shapes unknown: latency only

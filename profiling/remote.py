@@ -18,15 +18,21 @@ unknown host key, no python3, no numpy, no ONNX Runtime/TensorRT.
 from __future__ import annotations
 
 import io
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.bundle import open_bundle
+from edgeprune.export.runtime.manifest import manifest_hash
+from edgeprune.export.runtime.safeio import human, limit
 from edgeprune.export.runtime.schema import obj, opt, parse_json, text
 
 PROBE_SCHEMA = obj(python=text(pattern=r"[0-9]+\.[0-9]+.*"), numpy=opt(text(nullable=True)),
@@ -97,10 +103,6 @@ def _pump(src, buf: bytearray, cap: int, over, on_over) -> None:
 def bounded_run(args: list[str], stdin: bytes, timeout: float, cap: int) -> tuple[int, bytes, bytes, bool]:
     """Run ``args``; (exit status, stdout, stderr, stdout overflowed). stdout is read up to ``cap`` bytes (the
     process group is killed past it), stderr up to 1 MiB; a timeout raises subprocess.TimeoutExpired."""
-    import os
-    import signal
-    import threading
-
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
 
@@ -174,8 +176,6 @@ class Remote:
 
         The board is untrusted: its stdout is read up to the document size limit (EDGEPRUNE_MAX_DOC_BYTES),
         its stderr up to 1 MiB."""
-        from edgeprune.export.runtime.safeio import human, limit
-
         cap = limit("doc")
         try:
             rc, raw_out, raw_err, over = bounded_run(self.ssh_args() + [command], stdin or b"", timeout, cap)
@@ -242,8 +242,6 @@ class Remote:
         return info
 
     def remote_folder(self, manifest: dict, local_name: str) -> str:
-        from edgeprune.export.runtime.manifest import manifest_hash
-
         return f"{self.dir.rstrip('/')}/{local_name}-{manifest_hash(manifest)[:12]}"
 
     def copy_bundle(self, root: Path, folder: str) -> None:
@@ -291,8 +289,6 @@ def profile_remote(bundles, remote: Remote, batches=(1,), threads=(1,), precisio
                    warmup_ms=200.0, iters=None, duration_ms=1000.0, min_iters=10, energy=False, backend="auto",
                    seed=0, log=None) -> dict[str, Any]:
     """Profile each bundle on the board; a results dict of ordinary records tagged with the board."""
-    from edgeprune.export.bundle import open_bundle
-
     from edgeprune.export.runtime.bench import new_results
 
     log = log or (lambda msg: None)

@@ -39,6 +39,9 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..errors import EdgepruneError
 
@@ -46,8 +49,6 @@ LAST_REPLACEMENT: dict[Any, str] = {}
 
 
 def _tensor(x, dtype=None):
-    import torch
-
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
     return t.to(dtype or torch.float32)
 
@@ -82,8 +83,6 @@ def _span_hooks(units: dict, on_output) -> list:
 
 def _unit_io(model, units: dict, x, batch_size: int) -> tuple[dict, dict]:
     """Per-unit (in_shape, out_shape) and the mean output of shape-changing units over ``x``."""
-    import torch
-
     shapes: dict = {}
     sums: dict = {}
     count = 0
@@ -117,9 +116,6 @@ def _replacement(key, inp, out, means):
 
 def _evaluate(model, x, y, batch_size: int) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` on ``x, y``."""
-    import torch
-    import torch.nn.functional as F
-
     loss = 0.0
     correct = 0
     with torch.no_grad():
@@ -131,8 +127,6 @@ def _evaluate(model, x, y, batch_size: int) -> tuple[float, float]:
 
 
 def _prepare(model, units, x, y):
-    import torch
-
     if not units:
         raise EdgepruneError("no units to score")
     if x is None or len(x) == 0:
@@ -172,8 +166,6 @@ def ablation_scores(model, units: dict, x, y, metric: str = "loss", batch_size: 
 
 def taylor_scores(model, units: dict, x, y, batch_size: int = 256) -> dict:
     """First-order Taylor estimate of each unit's ablation loss change, from one forward/backward pass."""
-    import torch.nn.functional as F
-
     x, y = _prepare(model, units, x, y)
     if y is None:
         raise EdgepruneError("the taylor criterion needs labelled frames")
@@ -206,8 +198,6 @@ def taylor_scores(model, units: dict, x, y, batch_size: int = 256) -> dict:
 
 def _match_shape(inp, out):
     """``inp`` brought to ``out``'s shape: pooled over space, channels zero-padded or cut (for the cosine)."""
-    import torch.nn.functional as F
-
     if inp.shape == out.shape:
         return inp
     if inp.dim() >= 3 and inp.shape[2:] != out.shape[2:]:
@@ -223,9 +213,6 @@ def _match_shape(inp, out):
 
 def block_influence_scores(model, units: dict, x, batch_size: int = 256) -> dict:
     """``1 - cos(input, output)`` of each unit, per frame (flattened), averaged over ``x``."""
-    import torch
-    import torch.nn.functional as F
-
     x, _ = _prepare(model, units, x, None)
     totals = {k: 0.0 for k in units}
 
@@ -250,9 +237,6 @@ def synflow_backward(work, input_shape, batch: int = 2) -> None:
     """SynFlow's pass on ``work`` in place (a copy: it is changed): float64, parameters and floating buffers made
     non-negative, BatchNorm in train mode (batch statistics; other modules, dropout included, in eval mode),
     ``R = sum(output)`` of ``batch`` all-ones frames backpropagated; the gradients are then in ``work``."""
-    import torch
-    from torch import nn
-
     work.double().eval()
     for m in work.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

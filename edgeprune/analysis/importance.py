@@ -45,11 +45,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import EdgepruneError
+from .criteria import (
+    ablation_scores, block_influence_scores, iterative_ablation_scores, reverse_scores, synflow_scores, taylor_scores)
 
 DEFAULT_CRITERION = "ablation"
 SEARCHES = ("per-unit", "exhaustive")
@@ -91,8 +94,6 @@ class Ablation(Criterion):
         self.metric = metric   # "loss" (increase) or "acc" (accuracy drop)
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import ablation_scores
-
         return ablation_scores(model, units, x, y, metric=self.metric, batch_size=batch_size)
 
 
@@ -103,8 +104,6 @@ class IterativeAblation(Criterion):
     needs_labels = True
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import iterative_ablation_scores
-
         return iterative_ablation_scores(model, units, x, y, order=order, batch_size=batch_size)
 
 
@@ -114,8 +113,6 @@ class Taylor(Criterion):
     needs_labels = True
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import taylor_scores
-
         return taylor_scores(model, units, x, y, batch_size=batch_size)
 
 
@@ -124,8 +121,6 @@ class BlockInfluence(Criterion):
     measures = "1 - cos(input, output) of the unit on validation frames"
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import block_influence_scores
-
         return block_influence_scores(model, units, x, batch_size=batch_size)
 
 
@@ -135,8 +130,6 @@ class SynFlow(Criterion):
     needs_frames = False
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import synflow_scores
-
         return synflow_scores(model, units, input_shape)
 
 
@@ -146,8 +139,6 @@ class Reverse(Criterion):
     needs_frames = False
 
     def values(self, model, units, *, order, x, y, input_shape, batch_size):
-        from .criteria import reverse_scores
-
         return reverse_scores(list(order))
 
 
@@ -303,8 +294,6 @@ class TransplantScorer:
         transplants only ``conv.``, the convolution's weight and bias); default the whole module.
         ``torch_default_init``: the random copy gets PyTorch's default initialisation (``reset_parameters``
         of every module, as the reference's networks) instead of the network's own one."""
-        import torch
-
         if proxy == "synflow":
             proxy = "synflow-transplant"
         self.proxy = check_proxy(proxy)
@@ -348,9 +337,6 @@ class TransplantScorer:
         ``restore=False`` leaves the transplanted weights in the copy, as the
         reference's search does (what one combination loads carries over to the
         next ones)."""
-        import torch
-        import torch.nn.functional as F
-
         names = [n for k in keys for n in self.units[k]]
         model = self.model
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from ..errors import EdgepruneError
 
@@ -30,8 +31,6 @@ def sample_batches(n_frames: int, batches: int = 5, batch_size: int = 128, seed:
 
 def iter_unit_features(model, modules, x: np.ndarray, index_batches) -> Iterator[list[np.ndarray]]:
     """For every batch of indices: the outputs of ``modules`` as float32 (samples, features) arrays."""
-    import torch
-
     store: dict[int, np.ndarray] = {}
     handles = []
 

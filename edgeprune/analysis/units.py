@@ -24,7 +24,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from ..errors import EdgepruneError
+from ..models.spec import infer_shapes, layer_costs, validate_spec
+from ..models.trace import discover_module_units
 
 
 @dataclass
@@ -54,8 +58,6 @@ _REPAIRABLE = {"conv", "res_stack"}
 
 def discover_units(spec: dict[str, Any]) -> list[Unit]:
     """The ordered units of a spec (stem first when the model has one)."""
-    from ..models.spec import infer_shapes, layer_costs, validate_spec
-
     validate_spec(spec)
     shapes = [tuple(spec["input"])] + [tuple(s) for s in infer_shapes(spec)]
     costs = layer_costs(spec)  # analytic: no model is built (this runs for every candidate in budget searches)
@@ -116,10 +118,6 @@ def trace_units(module, example_input) -> list[TracedUnit]:
     Conv-(BN)-(act) groups are one entry, residual blocks one entry, each layer of a stacked LSTM/GRU one entry;
     the stem and the classifier are listed but never removable. Shapes are per sample.
     """
-    import torch
-
-    from ..models.trace import discover_module_units
-
     if not isinstance(module, torch.nn.Module):
         raise EdgepruneError("trace_units needs a torch.nn.Module")
     shape = tuple(getattr(example_input, "shape", ())[1:])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..errors import EdgepruneError
 from .args import add_data, add_model, add_out, add_runtime
 from .main import add_code, add_json, add_seed, emit
 
@@ -67,11 +70,8 @@ def register(sub, common):
 
 
 def run_analyze(args):
-    from pathlib import Path
-
     from ..pruning.plan import analyze
     from ..pruning.plan_file import plan_summary, save_plan
-    from ..errors import EdgepruneError
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

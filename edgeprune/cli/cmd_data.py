@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 
+from ..errors import EdgepruneError
 from .args import add_out, comma_list, list_of
 from .main import add_json, add_seed, emit
 
@@ -100,11 +102,8 @@ def register(sub, common):
 
 
 def run_synth(args):
-    import time
-
     from ..data.dataset import save_npz
     from ..data.synth import PRESETS, generate
-    from ..errors import EdgepruneError
 
     snrs = args.snr
     if args.min_snr is not None or args.max_snr is not None:
@@ -148,7 +147,6 @@ def run_convert(args):
     from ..data.info import summarize
     from ..data.readers import load_many
     from ..data.snr import apply_bins, snr_text
-    from ..errors import EdgepruneError
 
     if args.snr_bin is not None and args.snr_bin < 0:
         raise EdgepruneError("--snr-bin must be >= 0 dB (0 keeps the SNRs as they are)")

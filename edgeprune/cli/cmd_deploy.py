@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
+from ..errors import EdgepruneError
 from .args import add_runtime, check_range
 from .main import add_json, emit, stdout
 
@@ -55,8 +60,6 @@ def register(sub, common):
 def _npy_chunks(path, batch):
     import numpy as np
 
-    from ..errors import EdgepruneError
-
     from edgeprune.export.runtime.safeio import check_input
 
     check_input(path, "input", "dataset")  # a regular file (np.load would block on a FIFO)
@@ -84,8 +87,6 @@ def _npy_chunks(path, batch):
 
 
 def _sigmf_chunks(path, length, hop, batch, normalization):
-    from ..errors import EdgepruneError
-
     try:
         from ..data.sigmf_io import iter_sigmf_frames
     except ImportError as exc:
@@ -104,8 +105,6 @@ def run_predict(args):
 
     from edgeprune.export.predictor import Predictor
     from edgeprune.export.runtime.frames import prediction_rows, table_text
-
-    from ..errors import EdgepruneError
 
     check_range(args, "batch", "hop", lo=1)
     src = str(args.input)
@@ -157,14 +156,8 @@ def run_predict(args):
 
 def run_stream(args):
     """Raw interleaved I/Q (stdin or a file) -> one JSON line per window on stdout; a summary line on stderr."""
-    import json
-    import os
-    import sys
-
     from edgeprune.export.predictor import Predictor
     from edgeprune.export.runtime.stream import ByteSamples, open_stdin
-
-    from ..errors import EdgepruneError
 
     if not args.format:
         raise EdgepruneError("--input - reads raw I/Q: give its --format (cf32, ci16, cu8 or ci8)")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..errors import EdgepruneError
 from .args import add_data, add_model, add_out, add_runtime, check_range
 from .main import add_code, add_json, add_seed, emit
 
@@ -33,9 +36,6 @@ def register(sub, common):
 
 
 def run_finetune(args):
-    from pathlib import Path
-
-    from ..errors import EdgepruneError
     from ..training.finetune import finetune
 
     out = Path(args.out)

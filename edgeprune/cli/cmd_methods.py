@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..pruning.catalogue import entries, markdown_table, options_doc
 from .main import add_json, emit, stdout
 
 ORDER = 42
@@ -18,8 +19,6 @@ def register(sub, common):
 
 
 def methods_doc() -> list[dict]:
-    from ..pruning.catalogue import entries, options_doc
-
     return [{"name": n, "help": e.help, "options": None if e.options is None else options_doc(n)}
             for n, e in entries().items()]
 
@@ -38,8 +37,6 @@ def methods_text(doc: list[dict]) -> str:
 
 def run_methods(args):
     if args.markdown:
-        from ..pruning.catalogue import markdown_table
-
         stdout().write(markdown_table())
         return 0
     doc = methods_doc()

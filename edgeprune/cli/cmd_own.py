@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import EdgepruneError
 from .args import add_data, add_out
 from .main import add_code, add_json, emit
 
@@ -64,7 +65,6 @@ def checkpoint_units(path):
 
 def run_units(args):
     from ..models.trace import format_units
-    from ..errors import EdgepruneError
 
     res, ck = checkpoint_units(args.checkpoint)
     doc = {"checkpoint": str(args.checkpoint), "model": ck.spec["name"], **res.to_dict()}

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from ..errors import EdgepruneError
+from ..pruning.catalogue import check_options, entries, option_fields, parse_opts
 from .args import _group, add_data, add_model, add_out, add_runtime
+from .cmd_analyze import add_analysis_options, add_budget_options
 from .main import add_code, add_json, add_seed, emit
 
 ORDER = 41
 
 
 def register(sub, common):
-    from ..pruning.catalogue import entries
-
     avail = entries()
     p = sub.add_parser("prune", parents=[common], help="prune a checkpoint (layer pruning or a baseline method)",
                        description="Prune a trained checkpoint with a registered method and write the pruned "
@@ -28,7 +29,6 @@ def register(sub, common):
     latency = _group(p, "layer method: a latency target instead of --target-macs")
     tune = _group(p, "fine-tuning afterwards")
     method.add_argument("--method", choices=sorted(avail) or None, default="layer", help="pruning method (default layer)")
-    from .cmd_analyze import add_analysis_options, add_budget_options
 
     add_budget_options(p, "this fraction of the baseline MACs, met within 2%% by every method (e.g. 0.15 = 85%% fewer)",
                        method)
@@ -63,9 +63,6 @@ def register(sub, common):
 
 def _options(args) -> dict:
     """The method's options: the option flags given, then ``--opt``, checked against what the method declares."""
-    from ..errors import EdgepruneError
-    from ..pruning.catalogue import check_options, option_fields, parse_opts
-
     declared = option_fields(args.method)
     opts = {}
     for name in args._option_flags:
@@ -94,7 +91,6 @@ def _channel_lines(channels) -> list[str]:
 
 
 def run_prune(args):
-    from ..errors import EdgepruneError
     from ..pruning.prune_file import prune_checkpoint
 
     extra = {}

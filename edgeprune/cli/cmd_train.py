@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EdgepruneError
-from ..training.train import DEBUG_ENV
+from ..training import DEBUG_ENV
 from .args import add_data, add_model, add_out, add_runtime, check_range
 from .main import add_code, add_json, add_seed, emit
 

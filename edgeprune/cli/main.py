@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import pkgutil
 import sys
+import warnings
 from pathlib import Path
 
 from .. import __version__
@@ -55,8 +57,6 @@ def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
 
 def check_numbers(args) -> None:
     """Every numeric option must be finite and fit 64 bits (NaN, inf and 2^70 are no learning rate or count)."""
-    import math
-
     for name, value in vars(args).items():
         if isinstance(value, bool):
             continue
@@ -137,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 
     set_quiet(bool(getattr(args, "quiet", False)))
     debug = bool(getattr(args, "debug", False))
-    import warnings
 
     # Python warnings (numpy RuntimeWarnings, the sigmf package's notes, library deprecations) never reach the
     # user's terminal as raw lines: the inputs they would be about are validated, and --debug shows them.

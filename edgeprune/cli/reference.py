@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .main import build_parser
+
 HEADER = ("# Command-line reference\n\n"
           "Generated from edgeprune's argument parsers by `python -m edgeprune.cli.reference > docs/cli.md`\n"
           "(a test fails when this file and the parsers differ). Every command also takes `--debug` (full\n"
@@ -70,8 +72,6 @@ def _command(name: str, parser: argparse.ArgumentParser, helps: dict[str, str]) 
 
 def cli_markdown() -> str:
     """The whole reference, one section per command (subcommands included), in the parsers' order."""
-    from .main import build_parser
-
     top = build_parser()
     sub = _sub_actions(top)
     helps = {a.dest: a.help or "" for a in sub._choices_actions}

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import EdgepruneError
+from edgeprune.export.runtime.safeio import check_zip, open_input
 from edgeprune.export.runtime.schema import parse_json
 
 NPZ_KEYS = ("x", "y", "snr", "classes", "meta", "snr_exact")
@@ -117,8 +118,6 @@ def _check_npz(fh, path: Path, size: int) -> None:
     the members' declared sizes must add up within the expansion and array caps
     (edgeprune.export.runtime.safeio), and each .npy header's shape must fit the member's size.
     """
-    from edgeprune.export.runtime.safeio import check_zip
-
     zf, infos = check_zip(fh, str(path), size)
     for info in infos:
         if not info.filename.endswith(".npy"):
@@ -144,8 +143,6 @@ def _check_npz(fh, path: Path, size: int) -> None:
 
 
 def load_npz(path: str | Path) -> SignalDataset:
-    from edgeprune.export.runtime.safeio import open_input
-
     path = Path(path)
     with open_input(path, "dataset", "dataset") as fh:
         size = os.fstat(fh.fileno()).st_size

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeprune.export.runtime.safeio import check_array, check_expansion, check_input
+
 from ..errors import EdgepruneError, require
 from .dataset import SignalDataset
 from .synth import RML2018_CLASSES
@@ -21,8 +23,6 @@ SCAN_ROWS = 1 << 16
 
 
 def _open(path: Path):
-    from edgeprune.export.runtime.safeio import check_input
-
     h5py = require("h5py", "reading RML2018 HDF5 files")
     if check_input(path, "dataset", "dataset").st_size == 0:  # a regular file (never a FIFO or a device)
         raise EdgepruneError(f"dataset {path} is empty")
@@ -74,8 +74,6 @@ def _check_storage(f, path: Path) -> None:
     """
     import h5py
     from h5py import h5d
-
-    from edgeprune.export.runtime.safeio import check_expansion
 
     size = path.stat().st_size
     missing = []
@@ -178,8 +176,6 @@ def _runs(idx: np.ndarray):
 def read_rml2018_hdf5(path: str | Path, classes=None, min_snr: float | None = None, max_snr: float | None = None,
                       per_key: int | None = None) -> SignalDataset:
     """Load the selected classes/SNRs (first ``per_key`` rows of each key) as (N, 2, L) frames."""
-    from edgeprune.export.runtime.safeio import check_array
-
     path = Path(path)
     with _reading(path) as f:
         names = class_names(f["Y"].shape[1])

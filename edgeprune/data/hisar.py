@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeprune.export.runtime.safeio import check_array, check_input, open_input
+
 from ..errors import EdgepruneError
-from ..progress import progress as progress_bar
+from ..progress import progress as progress_bar, warn
 from .dataset import SignalDataset
 
 try:  # the compiled row parser (setup.py builds it where a C compiler exists); numpy's reader otherwise
@@ -135,8 +137,6 @@ def _parse_compiled(rows, length: int | None, out: np.ndarray | None = None) -> 
 
 def _allocate(data_path: Path, row: int, n: int, n_keep: int) -> np.ndarray:
     """The (n_keep, 2, n) float32 frames, once the first kept row (``row``) has told the frame length ``n``."""
-    from edgeprune.export.runtime.safeio import check_array
-
     if n < 8:
         raise EdgepruneError(f"{data_path} row {row + 1} has only {n} values")
     check_array(f"{data_path}: {n_keep} frames of {n} samples", n_keep * 2 * n * 4)
@@ -146,8 +146,6 @@ def _allocate(data_path: Path, row: int, n: int, n_keep: int) -> np.ndarray:
 def _read_frames(data_path: Path, labels_name: str, keep: np.ndarray, n_rows: int, split: str) -> np.ndarray:
     """The kept rows of the data CSV as (n_keep, 2, L) float32, parsed a chunk of rows at a time (by the
     compiled parser when it is built and takes the chunk, else by numpy)."""
-    from edgeprune.export.runtime.safeio import open_input
-
     frames = None
     pos = 0
     n_keep = int(keep.sum())
@@ -206,8 +204,6 @@ def is_hisar_folder(folder: Path) -> bool:
 
 
 def _read_column(path: Path, kind: str) -> np.ndarray:
-    from edgeprune.export.runtime.safeio import open_input
-
     try:
         with open_input(path, f"HisarMod {kind} file", "dataset", mode="r", encoding="ascii",
                         errors="replace") as fh:
@@ -226,7 +222,6 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     if not folder.is_dir():
         raise EdgepruneError(f"{folder} is not a folder")
     files = find_split_files(folder, split)
-    from edgeprune.export.runtime.safeio import check_input
 
     for kind, p in files.items():
         if check_input(p, f"HisarMod {kind} file", "dataset").st_size == 0:
@@ -264,8 +259,6 @@ def read_hisar(folder: str | Path, split: str = "train", classes=None, min_snr: 
     if n_keep == 0:
         raise EdgepruneError(f"no frames of {folder} match the selection")
     if _hisarparse is None:
-        from ..progress import warn
-
         warn("the compiled HisarMod CSV parser is not built, so numpy parses the CSV (the same numbers, about "
              "9x slower); `pip install -e .` with a C compiler and the Python headers builds it")
     frames = _read_frames(files["data"], files["labels"].name, keep, len(codes), split)

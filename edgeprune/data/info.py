@@ -7,6 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import SignalDataset
+from .hdf5 import hdf5_summary
+from .readers import _resolve, load_dataset
+from .sigmf_io import sigmf_summary
+from .snr import auto_bin_width, snr_groups, snr_value
 
 
 def summarize(ds: SignalDataset, fmt: str | None = None, path: str | Path | None = None) -> dict:
@@ -15,8 +19,6 @@ def summarize(ds: SignalDataset, fmt: str | None = None, path: str | Path | None
 
 
 def _summary(classes, y, snr, frame_shape, meta, fmt, path) -> dict:
-    from .snr import auto_bin_width, snr_groups
-
     distinct = int(len(np.unique(snr)))
     width = auto_bin_width(snr)
     snr = snr_groups(snr)  # continuous SNRs: counted per 2 dB bin
@@ -44,25 +46,18 @@ def _summary(classes, y, snr, frame_shape, meta, fmt, path) -> dict:
 
 
 def _fmt_snr(s: float):
-    from .snr import snr_value
-
     return snr_value(s)
 
 
 def describe_file(path: str | Path, fmt: str | None = None, **options) -> dict:
     """Summary of a dataset file; RML2018 HDF5 is summarised from its labels without reading frames."""
-    from .readers import _resolve, load_dataset
-
     path = Path(path)
     resolved, real_path = _resolve(path, fmt)
     if resolved == "rml2018-hdf5" and not options:
-        from .hdf5 import hdf5_summary
-
         s = hdf5_summary(real_path)
         return _summary(s["classes"], s["labels"], s["snr"], s["frame_shape"], s["meta"], resolved, path)
     if resolved == "sigmf" and set(options) <= {"length", "hop", "backend"}:
-        from .sigmf_io import sigmf_summary  # labels from the annotations: the samples are not read
-
+        # labels from the annotations: the samples are not read
         s = sigmf_summary(real_path, **{k: v for k, v in options.items() if v is not None})
         return _summary(s["classes"], s["labels"], s["snr"], s["frame_shape"], s["meta"], resolved, path)
     ds = load_dataset(real_path, resolved, **options)

@@ -18,10 +18,18 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import numpy as np
+
 from edgeprune.export.runtime.frames import normalize as normalize_frames
+from edgeprune.export.runtime.safeio import open_input
 
 from ..errors import EdgepruneError
 from .dataset import SignalDataset, load_npz
+from .hdf5 import read_rml2018_hdf5
+from .hisar import is_hisar_folder, read_hisar
+from .rml_pickle import read_rml_pickle
+from .sigmf_io import read_sigmf
+from .torchsig import is_torchsig_folder, read_torchsig, sniff
 
 FORMATS = ("npz", "rml-pickle", "rml2018-hdf5", "hisarmod", "sigmf", "torchsig")
 _SELECTED_AFTER = ("npz", "torchsig")  # formats whose reader loads everything: the selection is applied after
@@ -35,9 +43,6 @@ _EXT = {".npz": "npz", ".pkl": "rml-pickle", ".pickle": "rml-pickle", ".dat": "r
 
 def detect_format(path: str | Path) -> str:
     """The format name of ``path`` (see :data:`FORMATS`), or an EdgepruneError."""
-    from .hisar import is_hisar_folder
-    from .torchsig import is_torchsig_folder, sniff
-
     p = Path(path)
     name = p.name.lower()
     if p.is_dir():
@@ -59,7 +64,6 @@ def detect_format(path: str | Path) -> str:
         if Path(str(p) + ".sigmf-meta").exists():
             return "sigmf"
         raise EdgepruneError(f"dataset {p} does not exist")
-    from edgeprune.export.runtime.safeio import open_input
 
     with open_input(p, "dataset", "dataset") as fh:
         head = fh.read(8)
@@ -89,18 +93,13 @@ def _reader(fmt: str):
     if fmt == "npz":
         return lambda path, **_: load_npz(path)
     if fmt == "rml-pickle":
-        from .rml_pickle import read_rml_pickle
         return read_rml_pickle
     if fmt == "rml2018-hdf5":
-        from .hdf5 import read_rml2018_hdf5
         return read_rml2018_hdf5
     if fmt == "hisarmod":
-        from .hisar import read_hisar
         return read_hisar
     if fmt == "torchsig":
-        from .torchsig import read_torchsig
         return read_torchsig
-    from .sigmf_io import read_sigmf
     return read_sigmf
 
 
@@ -116,9 +115,6 @@ def set_recording_options(length: int | None = None, hop: int | None = None) -> 
 
 def expand_inputs(paths) -> list[Path]:
     """The dataset files of ``paths``: a folder that is no dataset itself stands for its .sigmf-meta recordings."""
-    from .hisar import is_hisar_folder
-    from .torchsig import is_torchsig_folder
-
     out: list[Path] = []
     for p in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(p)
@@ -147,8 +143,6 @@ def load_many(paths, fmt: str | None = None, **options) -> SignalDataset:
 
 def concat_datasets(parts: list) -> SignalDataset:
     """The frames of ``parts`` one after the other; classes by name (their union, sorted, unless all agree)."""
-    import numpy as np
-
     lengths = sorted({p.length for p in parts})
     if len(lengths) > 1:
         raise EdgepruneError(f"the inputs' frames have different lengths ({', '.join(map(str, lengths))} samples); "
@@ -217,8 +211,6 @@ def _only(options: dict, accepted, fmt: str) -> dict:
 
 
 def _select(ds: SignalDataset, classes=None, min_snr=None, max_snr=None, per_key=None) -> SignalDataset:
-    import numpy as np
-
     keep = np.ones(len(ds), bool)
     names = list(ds.classes)
     if classes is not None:

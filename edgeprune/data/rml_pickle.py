@@ -8,12 +8,15 @@ rebuild arrays and refuses everything else before anything is called.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
+
+from edgeprune.export.runtime.safeio import check_expansion, open_input
 
 from ..errors import EdgepruneError
 from .dataset import SignalDataset
@@ -46,8 +49,6 @@ class SafeUnpickler(pickle.Unpickler):
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
         if (module, name) in ALLOWED_GLOBALS:
-            import importlib
-
             try:
                 return getattr(importlib.import_module(module), name)
             except (ImportError, AttributeError):
@@ -73,8 +74,6 @@ def _decode(v):
 def _check_produced(path, entries, index, min_snr, max_snr, per_key, size) -> None:
     """Refuse before concatenating when the frames would outgrow the file (memo references to one array
     repeated thousands of times cost a few bytes each in the pickle, a whole array each in memory)."""
-    from edgeprune.export.runtime.safeio import check_expansion
-
     total = 0
     for mod, snr, arr in entries:
         if mod not in index or (min_snr is not None and snr < min_snr) or (max_snr is not None and snr > max_snr):
@@ -92,8 +91,6 @@ def read_rml_pickle(path: str | Path, classes=None, min_snr: float | None = None
     subset), ``min_snr``/``max_snr`` filter SNR, ``per_key`` keeps the first
     n examples of each (modulation, SNR).
     """
-    from edgeprune.export.runtime.safeio import open_input
-
     path = Path(path)
     try:
         with open_input(path, "dataset", "dataset") as fh:

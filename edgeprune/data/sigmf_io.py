@@ -18,8 +18,10 @@ from typing import Iterator
 import numpy as np
 
 from edgeprune.export.runtime.frames import normalize as normalize_frames
+from edgeprune.export.runtime.safeio import check_array
 from edgeprune.export.runtime.sigmf import Recording, frame_chunks, open_recording, parse_datatype, recording_paths
 
+from ..atomic import atomic_path, write_json
 from ..errors import EdgepruneError
 from .dataset import SignalDataset
 
@@ -133,8 +135,6 @@ def read_sigmf(path: str | Path, length: int | None = None, hop: int | None = No
     is labelled "unknown". SNR is 0 (unknown) unless an annotation carries
     ``edgeprune:snr``.
     """
-    from edgeprune.export.runtime.safeio import check_array
-
     rec = open_recording(path, backend)
     length = frame_length(rec, length)
     hop = int(hop or length)
@@ -162,8 +162,6 @@ def read_sigmf(path: str | Path, length: int | None = None, hop: int | None = No
 def write_sigmf(path: str | Path, samples: np.ndarray, datatype: str = "cf32_le", sample_rate: float = 200e3,
                 annotations=None, description: str | None = None) -> tuple[Path, Path]:
     """Write complex ``samples`` as a SigMF recording (atomic; for captures, tests and demos)."""
-    from ..atomic import atomic_path, write_json
-
     meta_path, data_path = (Path(p) for p in recording_paths(path))
     is_complex, dt, scale = parse_datatype(datatype)
     z = np.asarray(samples).reshape(-1)

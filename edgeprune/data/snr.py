@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EdgepruneError
+from .dataset import SignalDataset
 
 MAX_LEVELS = 50
 DEFAULT_BIN_DB = 2.0
@@ -38,8 +39,6 @@ def snr_groups(snr) -> np.ndarray:
 def apply_bins(ds, width: float | None = None):
     """``ds`` with its SNRs binned (``width`` dB, or the automatic width; None: unchanged) and the exact values
     kept in ``snr_exact``; the width is recorded as ``meta["snr_bin_db"]``."""
-    from .dataset import SignalDataset
-
     width = auto_bin_width(ds.snr) if width is None else float(width)
     if width is None or width == 0:
         return ds

@@ -12,16 +12,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgepruneError
-from .dataset import SignalDataset
+from ..progress import warn
+from .dataset import SignalDataset, align_classes, check_length
+from .readers import load_dataset
+from .snr import group_warning, snr_groups
 
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 
 
 def split_indices(y: np.ndarray, snr: np.ndarray, fractions=DEFAULT_FRACTIONS, seed: int = 0):
     """Indices of train/val/test, stratified per (label, SNR bin) group, deterministic in ``seed``."""
-    from ..progress import warn
-    from .snr import group_warning, snr_groups
-
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
         raise EdgepruneError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
@@ -90,9 +90,6 @@ def resolve_split(ckpt, data, split=None):
     ``split``: None (the checkpoint's recorded split), a dict with
     ``fractions``/``seed``, or a ready (train, val, test) tuple.
     """
-    from .dataset import SignalDataset, align_classes, check_length
-    from .readers import load_dataset
-
     if isinstance(split, (tuple, list)) and len(split) == 3 and all(isinstance(s, SignalDataset) for s in split):
         parts = [align_classes(s, ckpt.classes) for s in split]
         for s in parts:

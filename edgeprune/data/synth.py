@@ -27,6 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from edgeprune.export.runtime.frames import normalize as normalize_frames
+from edgeprune.export.runtime.safeio import check_array
 
 from ..errors import EdgepruneError
 from ..progress import progress as progress_bar
@@ -364,7 +365,6 @@ def generate(preset: str = "rml2016.10a", per_key: int = 1000, seed: int = 0, sn
     names = _parse_classes(p["classes"], classes)
     cfg = channel or ChannelConfig()
     n_total = len(names) * len(snr_list) * per_key
-    from edgeprune.export.runtime.safeio import check_array
 
     check_array(f"a {preset} dataset of {n_total:,} frames of {length} samples", n_total * 2 * length * 4)
     x = np.empty((n_total, 2, length), np.float32)

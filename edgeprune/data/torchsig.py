@@ -23,14 +23,18 @@ A metadata field is looked up in the signal's own metadata, then up its parents'
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from edgeprune.export.runtime.safeio import check_array, check_input, read_bytes
+
 from ..errors import EdgepruneError, require
 from .dataset import SignalDataset
+from .hdf5 import _H5_ERRORS, _damaged
 
 YAMLS = ("dataset_info.yaml", "writer_info.yaml")
 TORCHSIG_LAYOUTS = {"legacy": "HDF5Writer", "packed": "PackedHDF5Writer", "homogeneous": "HomogeneousHDF5Writer"}
@@ -86,7 +90,6 @@ def _writer_name(folder: Path) -> str | None:
     p = folder / "writer_info.yaml"
     if not p.is_file():
         return None
-    from edgeprune.export.runtime.safeio import read_bytes
 
     for line in read_bytes(p, "TorchSig writer_info.yaml", "doc").decode("utf-8", "replace").splitlines():
         if line.startswith("file_handler:"):
@@ -331,8 +334,6 @@ def _frame_iq(frame, where: str) -> np.ndarray:
 
 
 def _open(h5: Path):
-    from edgeprune.export.runtime.safeio import check_input
-
     h5py = require("h5py", "reading TorchSig datasets")
     if check_input(h5, "dataset", "dataset").st_size == 0:
         raise EdgepruneError(f"dataset {h5} is empty")
@@ -340,7 +341,6 @@ def _open(h5: Path):
         f = h5py.File(h5, "r")
     except OSError as exc:
         raise EdgepruneError(f"{h5} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
-    from .hdf5 import _H5_ERRORS, _damaged
 
     try:
         soft = [name for name in f.keys() if not isinstance(f.get(name, getlink=True), h5py.HardLink)]
@@ -361,10 +361,6 @@ def read_torchsig(path: str | Path) -> SignalDataset:
     and the order of the dataset's ``class_names`` (so a label is TorchSig's ``class_index``); the SNRs are kept
     in float64 as ``snr_exact`` beside the float32 ``snr``.
     """
-    import binascii
-
-    from .hdf5 import _H5_ERRORS, _damaged
-
     folder, h5 = paths(path)
     f = _open(h5)
     try:
@@ -388,8 +384,6 @@ def read_torchsig(path: str | Path) -> SignalDataset:
 
 
 def _assemble(f, h5: Path, n: int, block) -> SignalDataset:
-    from edgeprune.export.runtime.safeio import check_array
-
     state: dict = {}
     x = None
     y = np.empty(n, np.int64)

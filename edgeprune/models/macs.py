@@ -14,7 +14,12 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .layout import min_batch_of
+from .spec import spec_stats
 
 MAC_DEFINITION = "MACs: conv + linear + LSTM/GRU + matmul multiply-accumulates per frame (FLOPs = 2 x MACs)"
 
@@ -75,8 +80,6 @@ def _leaf_macs(mod, inp, out) -> int:
 
 def _function_macs(func, args, kwargs, out) -> int | None:
     """MACs of a functional matrix product / convolution / attention call made outside Conv/Linear/RNN modules."""
-    import torch.nn.functional as F
-
     def t(i, key=None):
         if len(args) > i:
             return args[i]
@@ -131,10 +134,6 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] | None = None, per
     latency beside per-layer MACs. With ``per_module`` a dict {module name:
     MACs} (the innermost module that ran the operation) is returned instead.
     """
-    from torch.overrides import TorchFunctionMode
-
-    from .layout import min_batch_of
-
     if input_shape is None:
         spec = getattr(model, "spec", None)
         if spec is None:
@@ -214,6 +213,4 @@ def model_stats(spec: dict[str, Any]) -> dict[str, int]:
     tests check it against :func:`count_macs` and :func:`count_params` on
     built models.
     """
-    from .spec import spec_stats
-
     return spec_stats(spec)

@@ -31,7 +31,10 @@ import copy
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import EdgepruneError
+from ..errors import EdgepruneError, require
+from .spec import spec_stats, validate_spec
+from .trace import discover_module_units
+from .usercode import instantiate, resolve_allowed
 
 RECIPE_VERSION = 1
 EDIT_KEYS = ("removed", "rnn_layers", "reinit", "attrs", "pooled")
@@ -45,7 +48,6 @@ def validate_model(spec: Any) -> dict[str, Any]:
     """Check a checkpoint's network description, a module recipe or a zoo spec; return it."""
     if is_module_recipe(spec):
         return validate_recipe(spec)
-    from .spec import validate_spec
 
     return validate_spec(spec)
 
@@ -55,7 +57,6 @@ def network_stats(spec: dict[str, Any]) -> dict[str, int]:
     made) or a zoo spec (analytic)."""
     if is_module_recipe(spec):
         return recipe_stats(spec)
-    from .spec import spec_stats
 
     return spec_stats(spec)
 
@@ -89,8 +90,6 @@ def validate_recipe(r: Any) -> dict[str, Any]:
         if not isinstance(src["zoo"], str):
             raise EdgepruneError("model recipe source zoo must be a name")
     elif "spec" in src:
-        from .spec import validate_spec
-
         validate_spec(src["spec"])
     else:
         for key, typ in (("file", str), ("object", str), ("sha256", str)):
@@ -158,7 +157,6 @@ def _base_model(recipe: dict[str, Any], where: str):
         from .net import EdgeNet
 
         return EdgeNet(src["spec"])
-    from .usercode import instantiate, resolve_allowed
 
     path, code = resolve_allowed(src, where)
     return instantiate(path, src["object"], kwargs, code)  # the very bytes whose sha256 was checked
@@ -213,8 +211,6 @@ def apply_attrs(model, attrs: dict[str, dict[str, Any]], state_dict: dict) -> No
     """Re-apply widths with Torch-Pruning's ``tp.load_state_dict``: attributes from the recipe, parameter
     and buffer tensors from ``state_dict`` (so their shapes follow)."""
     from torch import nn
-
-    from ..errors import require
 
     if not attrs:
         return
@@ -290,7 +286,6 @@ def model_stats_of(model, recipe: dict[str, Any]) -> dict[str, int]:
     """Params, MACs, removable units and weight layers of a live model built from ``recipe``."""
     from torch import nn
 
-    from .trace import discover_module_units
     from .macs import count_macs, count_params
 
     shape = frame_shape(recipe)
@@ -346,8 +341,6 @@ def edited(recipe: dict[str, Any], **changes) -> dict[str, Any]:
 def recipe_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A module recipe whose unpruned network is the zoo spec ``spec`` (so the traced-module path can edit it
     in ways a spec cannot express, e.g. re-initialised layers after removing a shape-changing unit)."""
-    from .spec import validate_spec
-
     validate_spec(spec)
     length = int(spec["input"][-1])
     r = make_recipe({"spec": copy.deepcopy(spec)}, spec["name"], spec["family"], length, spec["num_classes"])

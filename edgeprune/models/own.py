@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgepruneError
+from ..torchfile import load_torch_file
+from .modular import first_mismatch, make_recipe
+from .usercode import allow, instantiate, is_code_ref, parse_kwargs, parse_ref, read_code
 
 
 def is_module_model(name) -> bool:
     """True for ``FILE.py:NAME`` references and the AMR-family zoo names."""
     from .amr import AMR_ZOO
-    from .usercode import is_code_ref
 
     return is_code_ref(name) or name in AMR_ZOO
 
@@ -19,8 +21,6 @@ def is_module_model(name) -> bool:
 def recipe_for(name: str, length: int, num_classes: int, kwargs: dict[str, Any] | None = None):
     """``(recipe, model)`` for an AMR zoo name or a ``FILE.py:NAME`` reference (which this allows)."""
     from .amr import AMR_ZOO, build_amr
-    from .modular import make_recipe
-    from .usercode import allow, instantiate, parse_kwargs, parse_ref, read_code
 
     kwargs = parse_kwargs(kwargs)
     if name in AMR_ZOO:
@@ -67,12 +67,9 @@ def load_weights(model, path) -> None:
     """Load a plain state_dict file (weights_only) into ``model``; names the first mismatched key."""
     import torch
 
-    from .modular import first_mismatch
-
     path = Path(path)
     if not path.is_file():
         raise EdgepruneError(f"weights {path} do not exist")
-    from ..torchfile import load_torch_file
 
     state = load_torch_file(path, "weights", "save model.state_dict(), not the model")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

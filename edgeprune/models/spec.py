@@ -38,6 +38,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from edgeprune.export.runtime.safeio import limit
+
 from ..errors import EdgepruneError
 
 SPEC_VERSION = 1
@@ -140,7 +142,6 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
         raise EdgepruneError(f"model spec dim must be 1 or 2, got {spec['dim']!r}")
     if not isinstance(spec["layers"], list) or not spec["layers"]:
         raise EdgepruneError("model spec has no layers")
-    from edgeprune.export.runtime.safeio import limit
 
     max_width, max_layers, max_act = limit("width"), limit("layers"), limit("activation")
     if len(spec["layers"]) > max_layers:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EdgepruneError
+from .trace import hooked_forward
 
 
 class RNNIdentity(nn.Module):
@@ -52,8 +54,6 @@ class PoolBypass(nn.Module):
         self.size = [int(v) for v in size]
 
     def forward(self, x, *args, **kwargs):
-        import torch.nn.functional as F
-
         pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}.get(len(self.size))
         if pool is None:
             raise EdgepruneError(f"no pooling stands in for a stack of output size {self.size}")
@@ -168,7 +168,6 @@ def repair_inputs(model, example, seed: int = 0) -> dict[str, dict[str, Any]]:
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.RNNBase, nn.modules.batchnorm._BatchNorm)):
             handles.append(m.register_forward_pre_hook(pre(name)))
-    from .trace import hooked_forward
 
     hooked_forward(model, example, handles, "the model no longer runs after the units were removed", seed=seed)
     return changed

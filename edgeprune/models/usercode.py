@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgeprune.export.runtime.schema import parse_json
+
 from ..errors import EdgepruneError
+from ..pysource import read_source, run_source
 
 CODE_ENV = "EDGEPRUNE_CODE"
 _ALLOWED: list[Path] = []
@@ -76,7 +79,6 @@ def parse_kwargs(text) -> dict[str, Any]:
         return dict(text)
     if not isinstance(text, str):
         raise EdgepruneError(f"--kwargs is not JSON text: {str(text)[:80]!r}")
-    from edgeprune.export.runtime.schema import parse_json
 
     obj = parse_json(text, "--kwargs")  # the one JSON guard: size, nesting depth
     if not isinstance(obj, dict):
@@ -86,16 +88,12 @@ def parse_kwargs(text) -> dict[str, Any]:
 
 def read_code(path: Path) -> tuple[bytes, str]:
     """The bytes of the code file ``path`` and their sha256: what is hashed is what runs (:func:`instantiate`)."""
-    from ..pysource import read_source
-
     data = read_source(path, f"model code {path}")
     return data, hashlib.sha256(data).hexdigest()
 
 
 def _import_file(path: Path, code: bytes | None = None):
     """The module made by running ``code`` (default: ``path``'s bytes, read now) from memory, never a .pyc."""
-    from ..pysource import run_source
-
     data = read_code(path)[0] if code is None else code
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8] + hashlib.sha256(data).hexdigest()[:12]
     modname = f"edgeprune_user_{path.stem}_{digest}"

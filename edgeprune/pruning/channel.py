@@ -15,10 +15,16 @@ sane for flattening heads.
 
 from __future__ import annotations
 
+import traceback
 from contextlib import contextmanager
 from typing import Any
 
+import torch
+from torch import nn
+
+from ..data.split import resolve_split
 from ..errors import EdgepruneError, require
+from ..training.trainer import TrainConfig, fit
 
 CHANNEL_CRITERIA = ("l1", "l2", "fpgm", "bn")
 
@@ -39,8 +45,6 @@ def make_importance(criterion: str):
 
 def tp_error(exc: BaseException) -> str:
     """Torch-Pruning's exception in one line: its type, its message and where in Torch-Pruning it was raised."""
-    import traceback
-
     text = str(exc).strip()
     msg = text.splitlines()[0] if text else ""
     where = ""
@@ -58,7 +62,6 @@ def tp_prune(model, example, importance, ratio: float, ignored: list, ratio_dict
     Torch-Pruning's exception. With ``record``, returns what was removed: ``{module name: {"in": [...],
     "out": [...]}}`` in the original numbering (:mod:`edgeprune.pruning.equivalence` checks it)."""
     tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
-    import torch
 
     model.eval()
     names = {id(m): n for n, m in model.named_modules()}
@@ -138,8 +141,6 @@ def _scope_customized(pruner, ratio_dict: dict) -> None:
 
 def _root_types(customized: dict | None) -> list:
     """Torch-Pruning's default root layer types (convolutions, linear layers, LSTM) plus the customized ones."""
-    from torch import nn
-
     return [nn.modules.conv._ConvNd, nn.Linear, nn.LSTM] + [t for t in (customized or {}) if isinstance(t, type)]
 
 
@@ -170,9 +171,6 @@ def sparsity_train(ckpt, data, epochs: int, sparsity: float, seed: int, batch_si
     best epoch on its validation split. Returns the new state_dict and the
     training metrics.
     """
-    from ..data.split import resolve_split
-    from ..training.trainer import TrainConfig, fit
-
     if data is None:
         raise EdgepruneError("channel-bn (network slimming) needs data for its sparsity training step (--data)")
     if epochs < 0:

@@ -22,24 +22,28 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..errors import EdgepruneError
+import torch
+from torch import nn
+
+from ..errors import EdgepruneError, require
+from ..models.macs import count_macs
+from ..models.modular import build_recipe, edited, with_stats
+from .channel import make_importance, reshape_mapping_guard, tp_prune
 from .equivalence import channel_mask_mismatch, check_channel_masked, random_frames, width_changes
-from .macs_target import DEFAULT_TOLERANCE, check_target, search_ratio
+from .macs_target import DEFAULT_TOLERANCE, TargetUnreachable, check_target, search_ratio
+from .modular import _no_options, _slimming_start, _trace, attribute_diff
 from .registry import PruneResult, builtin_method
+from .tp_rnn import RNNImportance, rnn_pruners
 
 PROBE_RATIOS = (0.5, 1.0)   # each layer alone: half its channels, then all but one
 
 
 def _ROOTS() -> tuple:
-    from torch import nn
-
     return (nn.modules.conv._ConvNd, nn.Linear, nn.RNNBase)
 
 
 def _last_weighted(model, example) -> list[str]:
     """The name of the weighted layer that runs last in the forward (the classifier)."""
-    import torch
-
     order: list[str] = []
     hooks = [m.register_forward_hook(lambda mod, a, o, n=n: order.append(n))
              for n, m in model.named_modules() if isinstance(m, _ROOTS())]
@@ -55,8 +59,6 @@ def _last_weighted(model, example) -> list[str]:
 
 
 def _width(mod) -> int:
-    from torch import nn
-
     if isinstance(mod, nn.RNNBase):
         return int(mod.hidden_size)
     return int(getattr(mod, "out_channels", None) or getattr(mod, "out_features", 0) or 0)
@@ -66,11 +68,6 @@ class ChannelPruner:
     """Torch-Pruning on copies of one live network: which layers it may prune, and a copy pruned at a setting."""
 
     def __init__(self, ckpt, model, criterion: str, example=None):
-        import torch
-        from torch import nn
-
-        from .modular import _trace
-
         self.ckpt, self.model, self.criterion = ckpt, model.eval(), criterion
         self.example = torch.zeros((2, 2, ckpt.length)) if example is None else example
         self.frames = random_frames(tuple(self.example.shape[1:]))
@@ -94,9 +91,6 @@ class ChannelPruner:
     def pruned(self, ratios: dict[str, float]):
         """``(copy, removed)``: a copy with each named layer's output channels cut by its ratio (capped so one
         channel stays), and what was removed (see :func:`edgeprune.pruning.channel.tp_prune`)."""
-        from .channel import make_importance, tp_prune
-        from .tp_rnn import RNNImportance, rnn_pruners
-
         net = copy.deepcopy(self.model)
         mods = dict(net.named_modules())
         ratio_dict = {mods[n]: min(float(r), self.caps[n]) for n, r in ratios.items() if r > 0}
@@ -129,13 +123,6 @@ class ChannelPruner:
     def coupled_sets(self) -> list[list[str]]:
         """The prunable layers grouped by Torch-Pruning's coupling (layers whose outputs it narrows together,
         e.g. every conv writing into one residual stream); a group it cannot build stays a set of one."""
-        import torch
-        from torch import nn
-
-        from ..errors import require
-        from .channel import reshape_mapping_guard
-        from .tp_rnn import rnn_pruners
-
         tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
         names = self.prunable
         parent = {n: n for n in names}
@@ -234,9 +221,6 @@ def _search(pr: ChannelPruner, base: int, fraction: float, tol: float, criterion
     """The MACs search over ratios. When the uniform ratio jumps over the window, the next ratio step goes to
     the first ``k`` layers of an order; network order first, then the reverse and widest-first (different
     orders give different steps). Returns (match, net, removed)."""
-    from ..models.macs import count_macs
-    from .macs_target import TargetUnreachable
-
     shape = tuple(pr.example.shape[1:])
     top = max((pr.caps[n] for n in pr.prunable), default=0.0)
     last: dict = {}
@@ -293,13 +277,6 @@ def traced_channel_method(criterion: str, ckpt, data, *, target_macs=None, seed:
                    sparsity=None, sparsity_epochs=None, **options) -> PruneResult:
     """Torch-Pruning on the live module to ``target_macs``; ``criterion`` l1, l2, fpgm or bn (network slimming:
     ``sparsity_epochs`` of training with ``sparsity x sum|gamma_BN|`` first, then the smallest BN scales go)."""
-    import torch
-
-    from ..errors import require
-    from ..models.macs import count_macs
-    from ..models.modular import build_recipe, edited, with_stats
-    from .modular import _no_options, _slimming_start, attribute_diff
-
     tp = require("torch_pruning", "channel pruning", "pip install torch-pruning")
     fraction = check_target(target_macs)
     tol = DEFAULT_TOLERANCE if tolerance is None else tolerance

@@ -34,6 +34,8 @@ The exact rule used here (the paper's code and threshold are not public):
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import EdgepruneError
 
@@ -42,8 +44,6 @@ FEATURES = ("pool", "gap", "flatten")
 
 def featurize(t, feature: str = "pool", bins: int = 8):
     """(N, C, ...) activations -> (N, F) probe features (see the module docstring)."""
-    import torch.nn.functional as F
-
     if feature not in FEATURES:
         raise EdgepruneError(f"unknown DBP feature {feature!r}; choose one of: {', '.join(FEATURES)}")
     if t.dim() == 2:
@@ -61,9 +61,6 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, 
                    num_classes: int, steps: int = 150, lr: float = 0.01, weight_decay: float = 1e-4,
                    seed: int = 0) -> float:
     """Validation accuracy of a logistic-regression probe trained on ``x_train``."""
-    import torch
-    import torch.nn.functional as F
-
     if len(x_train) == 0 or len(x_val) == 0:
         raise EdgepruneError("the DBP probes need non-empty training and validation frames")
     xt = torch.as_tensor(np.asarray(x_train, np.float32))

@@ -35,20 +35,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 from edgeprune.export.runtime.errors import first_line
 
 from ..errors import EdgepruneError
+from ..models.modular import get_module
 
 ATOL = 1e-4
 
 
 def _unit_hooks(model, unit, handles: list) -> None:
-    import torch
-    from torch import nn
-    import torch.nn.functional as F
-
-    from ..models.modular import get_module
-
     if unit.kind == "rnn-layer":
         mod = get_module(model, unit.rnn)
         handles.append(mod.register_forward_hook(lambda m, args, out, u=unit: _stack_without(m, args[0], u.rnn_layer)))
@@ -80,9 +79,6 @@ def _unit_hooks(model, unit, handles: list) -> None:
 def _stack_without(mod, x, drop: int):
     """The output of the stacked LSTM/GRU ``mod`` on ``x`` without its layer ``drop`` (fresh one-layer modules,
     each loaded with the weights of one kept layer)."""
-    import torch
-    from torch import nn
-
     h_all, c_all, y = [], [], x
     for j in range(mod.num_layers):
         if j == drop:
@@ -110,8 +106,6 @@ def _stack_without(mod, x, drop: int):
 
 def bypassed_output(model, units, x):
     """``model(x)`` (eval mode, no gradients) with every unit of ``units`` (traced ModuleUnits) bypassed by hooks."""
-    import torch
-
     handles: list = []
     was = model.training
     try:
@@ -130,8 +124,6 @@ def layer_equivalence(original, pruned, units, frame_shape, seed: int = 0, batch
                       atol: float = ATOL) -> dict[str, Any]:
     """Compare ``pruned`` with ``original`` whose ``units`` are bypassed, on ``batch`` seeded random frames:
     ``{"checked", "max_abs_diff", "ok"}``."""
-    import torch
-
     g = torch.Generator().manual_seed(int(seed))
     x = torch.randn((batch,) + tuple(frame_shape), generator=g)
     ref = bypassed_output(original, units, x)
@@ -167,8 +159,6 @@ DEFAULT_TOL = ATOL   # the channel check's tolerance: the layer check's
 
 
 def _zero_cols(weight, idx, dim: int = 1) -> None:
-    import torch
-
     if len(idx):
         weight.data.index_fill_(dim, torch.as_tensor(sorted(idx), dtype=torch.long), 0.0)
 
@@ -202,8 +192,6 @@ def _mask_rnn(mod, removed_in, removed_hidden) -> None:
 
 
 def _mask_module(mod, removed: dict[str, list[int]]) -> None:
-    from torch import nn
-
     r_in, r_out = removed.get("in", []), removed.get("out", [])
     if isinstance(mod, nn.modules.conv._ConvNd) and r_in:
         _mask_conv(mod, r_in)
@@ -225,8 +213,6 @@ def masked_copy(original, removed: dict[str, dict[str, list[int]]]):
     ``removed`` maps a module name to ``{"in": [...], "out": [...]}``: the indices, in the ORIGINAL module's
     numbering, of its input and output channels that pruning removed.
     """
-    import torch
-
     net = copy.deepcopy(original).eval()
     mods = dict(net.named_modules())
     with torch.no_grad():
@@ -238,15 +224,11 @@ def masked_copy(original, removed: dict[str, dict[str, list[int]]]):
 
 def random_frames(shape: tuple[int, ...], n: int = 4, seed: int = 1234):
     """``n`` deterministic standard-normal frames of ``shape`` (the check's inputs)."""
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     return torch.randn((n,) + tuple(shape), generator=g)
 
 
 def _outputs(net, x):
-    import torch
-
     with torch.no_grad():
         y = net.eval()(x)
     if isinstance(y, (tuple, list)):
@@ -296,8 +278,6 @@ def width_changes(original, pruned) -> dict[str, dict[str, Any]]:
 
 
 def _widths(mod) -> dict[str, int] | None:
-    from torch import nn
-
     if isinstance(mod, nn.modules.conv._ConvNd):
         return {"in": mod.in_channels, "out": mod.out_channels}
     if isinstance(mod, nn.Linear):

@@ -25,12 +25,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from edgeprune.export.onnx_export import torch_to_onnx
+from edgeprune.export.targets import load_target
+from edgeprune.profiling.latency_model import LatencyModel
+
+from ..checkpoint import checkpoint_as_recipe
 from ..errors import EdgepruneError
+from ..models import build_model
+from ..models.modular import recipe_stats
+from .catalogue import GONE_TRACED
+from .modular import latency_ladder, prune_units
+from .plan import analyze
+from .plan_file import check_plan, load_plan
+from edgeprune.profiling.harness import profile
 
 
 def _target_setup(target, batch: int | None, threads: int | None) -> dict[str, Any]:
-    from edgeprune.export.targets import load_target
-
     tgt = load_target(target)
     if tgt.backend not in ("onnxruntime", "tensorrt"):
         raise EdgepruneError(f"target {tgt.name}: latency-targeted pruning supports onnxruntime and tensorrt backends, "
@@ -45,10 +58,6 @@ def _measure_specs(specs: list[dict[str, Any]], setup: dict[str, Any], iters: in
                    rounds: int = 3) -> list[dict[str, Any]]:
     """Export each spec (random weights) and time it on the target's backend; profiler records (see
     :func:`_measure_models`)."""
-    import torch
-
-    from ..models import build_model
-
     models = []
     for i, spec in enumerate(specs):
         torch.manual_seed(seed + i)
@@ -65,8 +74,6 @@ def _measure_models(models: list, setup: dict[str, Any], iters: int, seed: int,
     round medians. A shared machine's speed shifts between phases, and interleaving puts every candidate in
     every phase.
     """
-    from edgeprune.export.onnx_export import torch_to_onnx
-    from edgeprune.profiling.harness import profile
 
     rounds = max(1, int(rounds))
     with tempfile.TemporaryDirectory(prefix="edgeprune-lat-") as tmp:
@@ -92,9 +99,6 @@ def _as_models(ckpt, cands) -> list:
 
 def _latency_model(ckpt, cands, setup, latency_model, calib_points: int, iters: int, seed: int):
     """(latency model, where it came from): the given file, or one calibrated on a few ladder candidates here."""
-    import numpy as np
-    from edgeprune.profiling.latency_model import LatencyModel
-
     if latency_model is not None:
         lm = LatencyModel.load(latency_model, backend=setup["backend"], batch=setup["batch"], threads=setup["threads"])
         return lm, str(latency_model)
@@ -134,16 +138,10 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
     Returns a PruneResult whose ``info`` holds the prediction, the measured
     latency, the error against the budget and the latency model's fit quality.
     """
-    from .plan import analyze
-    from .plan_file import check_plan, load_plan
-
     if not (isinstance(budget_ms, (int, float)) and budget_ms > 0):
         raise EdgepruneError(f"--target-latency must be a positive number of milliseconds, got {budget_ms!r}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         raise EdgepruneError(f"--latency-margin must be a fraction in [0, 1), got {margin!r}")
-    from ..checkpoint import checkpoint_as_recipe
-    from .catalogue import GONE_TRACED
-    from .modular import latency_ladder, prune_units
 
     if "traced" in analysis_options:
         raise EdgepruneError(GONE_TRACED)
@@ -173,7 +171,6 @@ def prune_to_latency(ckpt, data, budget_ms: float, target: str, *, latency_model
         note = (f"no layer-pruned model of {ckpt.spec['name']} is predicted to meet {budget_ms:g} ms (aiming at "
                 f"{aim:.4g} ms with a {margin:.0%} margin) on {setup['target'].name} (batch {setup['batch']}); took "
                 f"the fastest whole units allow, predicted at {best['predicted_ms']:.3f} ms ({best['macs']:,} MACs)")
-    from ..models.modular import recipe_stats
 
     res = prune_units(ckpt, plan, best["removed"], seed=seed, transition=transition)
     after = recipe_stats(res.spec)["macs"]

@@ -22,12 +22,36 @@ and the transplant proxies refuse such layers.
 from __future__ import annotations
 
 import copy
+import math
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
+from edgeprune.export.runtime.safeio import file_sha256
+
+from ..analysis import criteria as C
+from ..analysis.criteria import _prepare, ablation_of_set, synflow_backward
+from ..analysis.importance import (
+    CRITERIA, DEFAULT_CRITERION, SEARCHES, TransplantScorer, check_criterion, criterion_values, get_criterion,
+    keep_keys, select_exhaustive, unit_scores)
+from ..analysis.segmentation import column_sums, segment
+from ..analysis.similarity import check_metric, similarity_matrix
+from ..data.split import resolve_split
 from ..errors import EdgepruneError
-from .macs_target import DEFAULT_TOLERANCE, check_target, check_tolerance, search_unit_set
+from ..models.macs import count_macs
+from ..models.modular import apply_structure, base_model, build_recipe, edited, get_module, model_stats_of, with_stats
+from ..models.surgery import repair_inputs
+from ..models.trace import discover_module_units
+from .budget import check_counts, counts_for_units, parse_keep
+from .channel import sparsity_train
+from .dbp import featurize, probe_accuracy
+from .equivalence import check_layer_pruned
+from .macs_target import DEFAULT_TOLERANCE, _subset_sums, check_target, check_tolerance, search_unit_set
+from .plan_file import PLAN_FORMAT, check_plan, load_plan, spec_hash
 from .registry import PruneResult, builtin_method
 
 TRACED_TRANSITIONS = ("keep", "reinit", "replace")
@@ -35,8 +59,6 @@ ENTRY_ROLES = ("stem", "unit", "stack", "transition")   # traced entries a plan 
 
 
 def _trace(model, ckpt):
-    from ..models.trace import discover_module_units
-
     return discover_module_units(model, (2, ckpt.length))
 
 
@@ -54,8 +76,6 @@ def candidates(res, transition: str = "keep") -> list:
 def probe_removal(ckpt, model, unit) -> str | None:
     """Why removing ``unit`` alone breaks ``model`` (its forward fails, or, unless layers are re-initialised, the
     result differs from the original with the unit bypassed); None when it works."""
-    from .equivalence import check_layer_pruned
-
     try:
         _, _, net, rep = remove(ckpt, model, [unit], check=False)
         check_layer_pruned(model, net, [unit], (2, ckpt.length), reinit=rep["reinit"])
@@ -81,12 +101,6 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True, reinit_units=(
     """Remove ``units`` (ModuleUnits of ``model``) from a copy: ``(recipe, state_dict, live model, report)``.
     ``reinit_units`` stay but get fresh random weights (the network's own initialisation, drawn from ``seed``):
     ``--transition replace``'s stage transitions."""
-    import torch
-
-    from ..models.macs import count_macs
-    from ..models.modular import apply_structure, build_recipe, edited, with_stats
-    from ..models.surgery import repair_inputs
-
     net = copy.deepcopy(model)
     rnn_drop: dict[str, set] = {}
     removed: list[str] = []
@@ -100,8 +114,6 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True, reinit_units=(
             removed += list(u.members)
     rnn_keep = {}
     for name, drop in rnn_drop.items():
-        from ..models.modular import get_module
-
         n = get_module(net, name).num_layers
         keep = [i for i in range(n) if i not in drop]
         if keep:
@@ -141,10 +153,6 @@ def remove(ckpt, model, units, seed: int = 0, check: bool = True, reinit_units=(
 
 def _fresh_weights(ckpt, net, units, seed: int) -> list[str]:
     """Give the members of ``units`` in ``net`` the weights of a freshly initialised network (seed ``seed``)."""
-    import torch
-
-    from ..models.modular import base_model, get_module
-
     names = [m for u in units for m in u.members]
     if not names:
         return []
@@ -207,8 +215,6 @@ def _macs_fn(ckpt, model, base_macs: int, transition: str):
 
 
 def _match(ckpt, model, order, fraction, tol, transition, what):
-    from ..models.macs import count_macs
-
     base = int(count_macs(model, (2, ckpt.length)))
     if transition == "reinit":
         # keep the entries whose removal alone leaves a working network that is cheaper
@@ -230,8 +236,6 @@ def reach(cands, base: int, fraction, tol) -> dict[str, Any]:
     """What whole units can reach for ``fraction`` of ``base`` MACs, from the units' own MACs (before any
     analysis): ``{"window": bool, "nearest": fraction at or below the target (or the smallest), "note"}``.
     An error when there is no unit to remove."""
-    from .macs_target import _subset_sums
-
     fraction, tol = check_target(fraction), check_tolerance(tol)
     target = fraction * base
     need = int(np.ceil(base - target))
@@ -251,8 +255,6 @@ def check_reach(ckpt, target_macs, tolerance, transition: str = "keep", probe: b
                 ) -> dict[str, Any] | None:
     """:func:`reach` of ``ckpt``'s traced candidates (``probe``: only those whose removal works), before any
     expensive analysis (None without a target). One error when nothing can be removed."""
-    from ..models.macs import count_macs
-
     if target_macs is None:
         return None
     fraction = check_target(target_macs)
@@ -269,8 +271,6 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     """The PruneResult of removing ``removed`` (and re-initialising ``reinit``); ``match`` is the MACs search (None
     under --keep/--keep-units). The pruned model must equal the original with the removed units bypassed (checked
     with hooks; refused if not) unless units were re-initialised."""
-    from .equivalence import check_layer_pruned
-
     recipe, state, net, rep = remove(ckpt, model, list(removed), seed=seed, reinit_units=reinit)
     equivalence = check_layer_pruned(model, net, list(removed), (2, ckpt.length), reinit=rep["reinit"], seed=seed)
     info = dict(info or {})
@@ -280,7 +280,6 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     if notes:
         info["notes"] = notes
     extra = {**extra, "equivalence": equivalence, **({"notes": notes} if notes else {})}
-    from ..models.macs import count_macs
 
     base = int(count_macs(model, (2, ckpt.length)))
     entries = [u for u in _trace(model, ckpt).units if u.role in ENTRY_ROLES]
@@ -298,11 +297,6 @@ def _features(model, names, x, batch_size: int = 256, feature: str = "pool", bin
     """Per name, the outputs (N, F) of that module on frames ``x``, featurised like DBP's probes. A module that
     runs more than once per forward (one activation module used twice) gives its first output, the one the trace
     took the unit's shape from."""
-    import torch
-
-    from ..models.modular import get_module
-    from .dbp import featurize
-
     store: dict[str, list] = {n: [] for n in names}
     seen: set[str] = set()   # the modules already recorded in this forward
     handles = [model.register_forward_pre_hook(lambda mod, inp: seen.clear())]
@@ -333,11 +327,6 @@ def synflow_unit_scores(model, units, length: int) -> dict[str, float]:
     ``sum |theta * dR/dtheta|`` over the unit's parameters (for one layer of a stacked LSTM/GRU, that
     layer's weights). Other modules stay in eval mode, so dropout does not make the score random.
     """
-    import math
-
-    from ..analysis.criteria import synflow_backward
-    from ..models.modular import get_module
-
     net = copy.deepcopy(model)
     synflow_backward(net, (2, length))
     scores = {}
@@ -371,20 +360,15 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
     proxies (``synflow-transplant``, ``gradnorm``, ``snip``) score a random copy of the network carrying the unit's
     trained weights (:func:`transplant_scorer`; gradnorm and snip on the first ``batch_size`` of the frames).
     """
-    from ..analysis import criteria as C
-    from ..analysis.importance import criterion_values, get_criterion, unit_scores
-
     if get_criterion(criterion).transplant:
         return unit_scores(transplant_scorer(criterion, ckpt, units, x, y, seed=seed, batch_size=batch_size),
                            [u.name for u in units])
-    from ..models.modular import get_module
 
     names = [u.name for u in units]
     if criterion == "reverse":
         return C.reverse_scores(sorted(names, key=lambda n: next(u.position for u in units if u.name == n)))
     if criterion == "synflow":
         return synflow_unit_scores(model, units, ckpt.length)
-    from torch import nn
 
     # recurrent units (one layer of a stack, or a whole LSTM/GRU whose output is a tuple) are measured by removal
     rnn = [u for u in units if u.kind == "rnn-layer" or getattr(u, "bypass", "identity") == "pool"
@@ -413,9 +397,6 @@ def unit_values(criterion: str, ckpt, model, units, x=None, y=None, batch_size: 
 def transplant_scorer(criterion: str, ckpt, units, x=None, y=None, *, seed: int = 0, batch_size: int = 128):
     """The :class:`~edgeprune.analysis.importance.TransplantScorer` of traced ``units`` (keyed by unit name): a
     random copy of ``ckpt``'s network (seed ``seed``), each unit carrying its members' trained weights."""
-    from ..analysis.importance import TransplantScorer
-    from ..models.modular import build_recipe
-
     odd = [u for u in units if u.kind == "rnn-layer" or getattr(u, "bypass", "identity") == "pool"]
     if odd:
         raise EdgepruneError(f"the transplant proxy {criterion} moves a unit's own modules, which the unit "
@@ -436,16 +417,12 @@ class AblationComboScorer:
     (``chains``: unit key -> its module or chain of modules, as for the ablation criterion)."""
 
     def __init__(self, model, chains: dict, x, y, batch_size: int = 256):
-        from ..analysis.criteria import _prepare
-
         self.model, self.chains = model, chains
         self.x, self.y = _prepare(model, {None: None}, x, y)
         self.batch_size = batch_size
         self.calls = 0
 
     def combo_key(self, combo, block) -> float:
-        from ..analysis.criteria import ablation_of_set
-
         gone = {u: self.chains[u] for u in block if u not in combo}
         self.calls += 1
         return ablation_of_set(self.model, gone, self.x, self.y, None, self.batch_size)[0]
@@ -455,9 +432,6 @@ def combo_scorer(criterion: str, ckpt, model, cands, x, y, *, seed: int = 0, bat
     """What ``--search exhaustive`` scores combinations with (keyed by unit name): the transplant proxy of the
     combination, or, for ablation, the loss with the block's other units replaced; None for the criteria whose
     combinations score as the sum of their units."""
-    from ..analysis.importance import get_criterion
-    from ..models.modular import get_module
-
     if get_criterion(criterion).transplant:
         return transplant_scorer(criterion, ckpt, cands, x, y, seed=seed, batch_size=batch_size)
     if criterion != "ablation":
@@ -491,8 +465,6 @@ def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, s
     :func:`combo_scorer`): each segment keeps the combination of its count of units with the lowest key
     (the keys of the combinations it scored are left in ``scorer.best``).
     """
-    from .budget import check_counts, counts_for_units, parse_keep
-
     given = [n for n, v in (("--keep", keep), ("--keep-units", keep_units), ("--target-macs", target_macs))
              if v is not None]
     if len(given) > 1:
@@ -521,8 +493,6 @@ def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, s
         counts, mode = [1 if b else 0 for b in blocks], "one per segment"
     kept = set()
     if scorer is not None:
-        from ..analysis.importance import select_exhaustive
-
         chosen, scorer.best = select_exhaustive([[u.name for u in b] for b in blocks], counts, scorer)
         kept.update(n for c in chosen for n in c)
     for c, b in zip(counts, blocks):
@@ -557,14 +527,6 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     then the kept units under the budget option (:func:`choose_removal`; ``search="exhaustive"``: the best
     combination per segment, see :func:`combo_scorer`).
     """
-    import time
-
-    from ..analysis.importance import CRITERIA, DEFAULT_CRITERION, SEARCHES, check_criterion, get_criterion, keep_keys
-    from .plan_file import PLAN_FORMAT, spec_hash
-    from ..analysis.segmentation import column_sums, segment
-    from ..analysis.similarity import check_metric, similarity_matrix
-    from ..data.split import resolve_split
-
     t0 = time.perf_counter()
     if data is None:
         raise EdgepruneError("layer pruning needs --data to measure the similarity of the units")
@@ -645,8 +607,6 @@ def _assembly(entries, cands, removed, transition: str) -> tuple[list, list]:
 
 def _expected(ckpt, model, removed, reinit=()) -> dict[str, Any]:
     """MACs and params of ``model`` before and after removing ``removed`` (a plan's ``expected``)."""
-    from ..models.macs import count_macs
-
     base = int(count_macs(model, (2, ckpt.length)))
     params_before = int(sum(p.numel() for p in model.parameters()))
     if removed or reinit:
@@ -681,8 +641,6 @@ def plan_layer_method(ckpt, data, *, plan=None, plan_ref=None, target_macs=None,
     if budget_given:
         scorer = None
         if search == "exhaustive":
-            from ..data.split import resolve_split
-
             (train, val, _), _ = resolve_split(ckpt, data)
             part = val if len(val) else train
             scorer = combo_scorer(plan["importance"].get("criterion", plan["importance"]["proxy"]), ckpt, model,
@@ -699,11 +657,6 @@ def plan_layer_method(ckpt, data, *, plan=None, plan_ref=None, target_macs=None,
 def given_plan(ckpt, plan, importance=None) -> tuple[dict, dict | None]:
     """A plan given to the layer method (a path or a dict), checked against ``ckpt``: ``(plan, its path and
     sha256 or None)``."""
-    from pathlib import Path
-
-    from .plan_file import check_plan, load_plan
-    from edgeprune.export.runtime.safeio import file_sha256
-
     plan_ref = None
     if isinstance(plan, (str, Path)):
         plan_ref = {"path": str(plan), "sha256": file_sha256(plan)}
@@ -767,10 +720,6 @@ def latency_ladder(ckpt, plan, transition: str = "keep", points: int = 40) -> li
     order the ``--target-macs`` search walks); each is the live pruned network (``model``) with its MACs,
     weight layers and params, and the names of the units it removes.
     """
-    from ..models.modular import model_stats_of
-
-    from ..models.macs import count_macs
-
     model, cands, label, _, scores = _plan_context(ckpt, plan, transition)
     order = _removal_order(cands, label, scores)
     base = int(count_macs(model, (2, ckpt.length)))
@@ -856,9 +805,6 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     """DBP on a traced network: a linear probe on every entry's output features (``feature`` pooled into ``bins``),
     the units with the smallest accuracy gain over the entry before go first, to ``target_macs``; without a target,
     every removable unit whose gain is below ``gain_threshold`` goes (the paper's thresholding form)."""
-    from ..data.split import resolve_split
-    from .dbp import featurize, probe_accuracy
-
     _no_options(options, "dbp")
     if target_macs is None and gain_threshold is None:
         raise EdgepruneError("dbp needs --target-macs F (or --opt gain_threshold=T)")
@@ -880,7 +826,6 @@ def dbp_method(ckpt, data, *, target_macs=None, seed: int = 0, tolerance=None, t
     names = sorted({u.output_module for u in entries})
     ft = _features(model, names, train.x[it], feature=feature, bins=bins)
     fv = _features(model, names, val.x[iv], feature=feature, bins=bins)
-    import torch
 
     def inp(x):
         return featurize(torch.from_numpy(np.ascontiguousarray(x)), feature, bins).numpy()
@@ -933,10 +878,6 @@ def attribute_diff(before: dict, after: dict) -> dict[str, dict[str, Any]]:
 
 def _slimming_start(ckpt, model, data, seed, sparsity, sparsity_epochs, info, lineage_opts) -> None:
     """Network slimming's first step on ``model`` in place: BN-sparsity training (see channel.sparsity_train)."""
-    from torch import nn
-
-    from .channel import sparsity_train
-
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise EdgepruneError(f"channel-bn (network slimming) ranks channels by BatchNorm scales, and "
                              f"{ckpt.spec['name']!r} has no BatchNorm layer; use channel-l1, -l2 or -fpgm")

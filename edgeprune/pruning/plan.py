@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..checkpoint import checkpoint_as_recipe
 from ..errors import EdgepruneError
+from ..importing import load_model_arg
+from .modular import module_analysis
 from .plan_file import load_plan, save_plan  # noqa: F401  (the plan's file, beside the analysis that makes it)
+from .reference import analyze_reference
 
 
 def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto", max_segments: int | None = None,
@@ -30,8 +34,6 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
     as its only budget. Every network, a zoo spec model included, is analysed on its traced units.
     """
     if reference:
-        from .reference import analyze_reference
-
         extra = [n for n, v in (("--keep-units", keep_units), ("--target-macs", target_macs),
                                 ("--importance", importance), ("--similarity", None if similarity == "cka-unbiased"
                                                                  else similarity)) if v is not None]
@@ -40,9 +42,6 @@ def analyze(ckpt, data=None, *, similarity: str = "cka-unbiased", segments="auto
                                  f"it does not take {', '.join(extra)}")
         return analyze_reference(ckpt, data, keep=keep, segments=segments, max_segments=max_segments, seed=seed,
                                  split=split)
-    from ..checkpoint import checkpoint_as_recipe
-    from ..importing import load_model_arg
-    from .modular import module_analysis
 
     ck = checkpoint_as_recipe(load_model_arg(ckpt, "the model", data))
     return module_analysis(ck, data, split=split, similarity=similarity, segments=segments,

@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import Checkpoint, load_checkpoint, make_meta, save_checkpoint
+from ..data.dataset import SignalDataset
+from ..data.readers import load_dataset
 from ..errors import EdgepruneError
+from ..importing import as_checkpoint
+from ..models.modular import network_stats
+from ..training.finetune import finetune
+from .latency_target import prune_to_latency
+from .registry import get_method
 
 
 def pruned_meta(ckpt, res) -> dict[str, Any]:
     """Checkpoint metadata for a pruning result: the parent's dataset/split, lineage extended."""
-    from ..checkpoint import make_meta
-    from ..models.modular import network_stats
-
     before_macs = ckpt.meta.get("macs") or network_stats(ckpt.spec)["macs"]
     meta = make_meta(res.spec, ckpt.classes, normalization=ckpt.meta.get("normalization", "none"))
     for key in ("dataset", "split"):
@@ -37,12 +42,6 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     device profile) selects latency-targeted layer pruning. Returns a summary
     dict (before/after stats, kept units, fine-tuning and latency results).
     """
-    from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from ..data.dataset import SignalDataset
-    from ..data.readers import load_dataset
-    from ..models.modular import network_stats
-    from .registry import get_method
-
     out = Path(out)
     if out.is_dir():
         raise EdgepruneError(f"--out {out} is a folder; give a checkpoint file name")
@@ -65,12 +64,9 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     elif isinstance(model, (str, Path)):
         ckpt = load_checkpoint(model)
     else:  # a live nn.Module: classes and length from the data
-        from ..importing import as_checkpoint
 
         ckpt = as_checkpoint(model, ds)
     if target_latency is not None:
-        from .latency_target import prune_to_latency
-
         res = prune_to_latency(ckpt, ds, float(target_latency), target, latency_model=latency_model, seed=seed,
                                **options)
     else:
@@ -89,7 +85,5 @@ def prune_checkpoint(model, out, *, method: str = "layer", data=None, target_mac
     if res.info and ("width_changes" in res.info or "left_alone" in res.info):
         doc["channels"] = {"narrowed": res.info.get("width_changes", []), "left_alone": res.info.get("left_alone", {})}
     if finetune_epochs:
-        from ..training.finetune import finetune
-
         doc["finetune"] = finetune(out, ds, finetune_epochs, out, seed=seed, distill_from=ckpt if distill else None)
     return doc

@@ -38,7 +38,19 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
+from ..analysis.representations import iter_unit_features
+from ..analysis.segmentation import auto_k, bounds_loss, check_k, column_sums, fisher_dp, reference_bounds, segment
+from ..analysis.similarity import SimilarityAccumulator
+from ..checkpoint import checkpoint_as_recipe
+from ..data.split import resolve_split
 from ..errors import EdgepruneError
+from ..importing import load_model_arg
+from ..models.modular import base_model, get_module
+from ..models.trace import discover_module_units
+from .budget import check_counts, parse_keep
+from .modular import ENTRY_ROLES, _expected, _plan_summary, _result, _trace, replace_rule
+from .plan_file import spec_hash
 
 REFERENCE_MODELS = ("resnet56-ref", "resnet110-ref", "resnet56", "resnet110", "vgg16")
 REFERENCE_SHORTCUT = ("resnet56-ref", "resnet110-ref")
@@ -67,9 +79,6 @@ def layer_number(unit) -> int:
 def reference_units(ckpt, model) -> list:
     """The compared units in order (traced ModuleUnits of the zoo network): ResNet: the stem and every residual
     block (the spec's units, 28 for ResNet56, in the same order); VGG16: the 9 convolutions after the first."""
-    from ..models.trace import discover_module_units
-    from .modular import ENTRY_ROLES
-
     entries = [u for u in discover_module_units(model, (2, ckpt.length)).units if u.role in ENTRY_ROLES]
     if ckpt.spec["family"] == "vgg":
         return [u for u in entries if u.role != "stem"]
@@ -78,8 +87,6 @@ def reference_units(ckpt, model) -> list:
 
 def hook_modules(model, family: str, units) -> list:
     """The module whose output the reference records for each unit."""
-    from ..models.modular import get_module
-
     mods = []
     for u in units:
         layer = get_module(model, u.members[0])
@@ -105,8 +112,6 @@ def reference_segments(seq, segments="auto", max_segments: int | None = None) ->
     :data:`REFERENCE_MAX_K`, the shipped Network_Partition.py's), K by the 5 % rule, the bounds by its back-tracking
     heuristic; ``bounds_loss`` is the Fisher loss of those bounds, ``optimal_loss`` and ``optimal_bounds`` the
     optimum's for the same K."""
-    from ..analysis.segmentation import auto_k, bounds_loss, check_k, fisher_dp, reference_bounds, segment
-
     seq = np.asarray(seq, dtype=np.float64).reshape(-1)
     n = len(seq)
     auto = segments in (None, "auto")
@@ -133,16 +138,6 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
                       split=None, max_combinations: int | None = None) -> dict[str, Any]:
     """The plan the reference procedure makes for ``ckpt`` (same format as :func:`~edgeprune.pruning.plan.analyze`),
     on the traced units of the zoo network."""
-    from ..checkpoint import checkpoint_as_recipe
-    from ..data.split import resolve_split
-    from ..importing import load_model_arg
-    from ..analysis.importance import MAX_COMBINATIONS, TransplantScorer, select_exhaustive
-    from ..analysis.representations import iter_unit_features
-    from ..analysis.segmentation import column_sums
-    from ..analysis.similarity import SimilarityAccumulator
-    from ..models.modular import base_model
-    from .budget import check_counts, parse_keep
-
     ckpt = load_model_arg(ckpt, "the model")
     name = check_reference_model(ckpt.spec)
     if data is None:
@@ -199,8 +194,6 @@ def analyze_reference(ckpt, data, *, keep=None, segments="auto", max_segments: i
 
 
 def _sha(recipe) -> str:
-    from .plan_file import spec_hash
-
     return spec_hash(recipe)
 
 
@@ -222,8 +215,6 @@ def reference_assembly(ckpt, model, plan) -> tuple[list, list, list]:
     """(removed, re-initialised, forced) units of ``model`` for a ``--reference`` plan: every compared unit but
     the stem is a candidate; ResNet stages get the reference's transitions
     (:func:`edgeprune.pruning.modular.replace_rule`)."""
-    from .modular import ENTRY_ROLES, _trace, replace_rule
-
     units = reference_units(ckpt, model)
     names = {u.name for u in units}
     if {u["name"] for u in plan["units"]} != names:
@@ -238,17 +229,12 @@ def reference_assembly(ckpt, model, plan) -> tuple[list, list, list]:
 
 def reference_expected(ckpt, model, plan) -> dict[str, Any]:
     """A ``--reference`` plan's ``expected`` MACs and params."""
-    from .modular import _expected
-
     removed, reinit, forced = reference_assembly(ckpt, model, plan)
     return {**_expected(ckpt, model, removed, reinit), "forced": forced}
 
 
 def reference_result(ckpt, plan, plan_ref, seed: int, tol: float):
     """The layer method's result for a ``--reference`` plan (the reference's reassembly of the traced network)."""
-    from ..checkpoint import checkpoint_as_recipe
-    from .modular import _plan_summary, _result
-
     ckpt = checkpoint_as_recipe(ckpt)
     model = ckpt.build()
     removed, reinit, forced = reference_assembly(ckpt, model, plan)

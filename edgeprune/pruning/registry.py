@@ -19,6 +19,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..checkpoint import checkpoint_as_recipe
 from ..errors import EdgepruneError
 from . import catalogue
 from .catalogue import GONE_TRACED
@@ -98,8 +99,6 @@ def get_method(name: str) -> Callable[..., PruneResult]:
     fn = _implementation(name)
 
     def method(ckpt, data=None, **kwargs):
-        from ..checkpoint import checkpoint_as_recipe
-
         if "traced" in kwargs:
             raise EdgepruneError(GONE_TRACED)
         return fn(checkpoint_as_recipe(ckpt), data, **kwargs)

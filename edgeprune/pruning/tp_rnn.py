@@ -10,12 +10,13 @@ two directions); edgeprune leaves those layers' outputs alone.
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 _CACHE: dict = {}
 
 
 def _gates(layer) -> int:
-    from torch import nn
-
     return 4 if isinstance(layer, nn.LSTM) else 3 if isinstance(layer, nn.GRU) else 1
 
 
@@ -23,9 +24,7 @@ def rnn_pruners() -> dict:
     """``customized_pruners`` for Torch-Pruning: one pruner object per recurrent layer type."""
     if _CACHE:
         return dict(_CACHE)
-    import torch
     import torch_pruning as tp
-    from torch import nn
 
     class RNNPruner(tp.pruner.function.BasePruningFunc):
         def prune_out_channels(self, layer, idxs):
@@ -82,8 +81,6 @@ class RNNImportance:
         imp = self.inner(group, **kwargs)
         if imp is not None:
             return imp
-        import torch
-        from torch import nn
 
         total = None
         for dep, idxs in group:
@@ -104,8 +101,6 @@ class RNNImportance:
 
 def _rnn_scores(mod, hidden: bool, p: int):
     """Per hidden unit (``hidden``) or per input feature: the summed |w|^p of the weights that carry it."""
-    import torch
-
     with torch.no_grad():
         if not hidden:
             return mod.weight_ih_l0.abs().pow(p).sum(0)

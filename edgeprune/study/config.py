@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import copy
+import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from edgeprune.export.runtime.safeio import read_bytes
+from edgeprune.export.runtime.schema import check_depth
+from edgeprune.profiling.remote import parse_remote
+
 from ..errors import EdgepruneError
+from ..models.usercode import CODE_ENV, allow, parse_ref
+from ..pruning.catalogue import entries, study_options
+import edgeprune.profiling  # noqa: F401 - registers its torch backend
+from edgeprune.export.runtime.registry import names as backend_names
 
 EXECUTORS = ("local", "ray")
 
@@ -93,8 +103,6 @@ CONFIG_KEYS: dict[str, dict[str, tuple[Any, Any]]] = {
 
 
 def _check_type(section: str, key: str, value: Any, typ: Any) -> Any:
-    import math
-
     if isinstance(value, float) and not math.isfinite(value):
         raise EdgepruneError(f"config [{section}] {key}: must be a finite number, got {value}")
     if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 63:
@@ -173,15 +181,11 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
             raise EdgepruneError(f"{where}: [export] unknown precision {p!r} (fp32, fp16, int8)")
     if "fp32" not in cfg["export"]["precisions"]:
         cfg["export"]["precisions"].insert(0, "fp32")
-    import edgeprune.profiling  # noqa: F401 - registers its torch backend
-    from edgeprune.export.runtime.registry import names as backend_names
 
     for b in cfg["profile"]["backends"]:
         if b not in backend_names():
             raise EdgepruneError(f"{where}: [profile] unknown backend {b!r} ({', '.join(backend_names())})")
     if cfg["profile"]["remote"]:
-        from edgeprune.profiling.remote import parse_remote
-
         parse_remote(cfg["profile"]["remote"], f"{where}: [profile] remote")  # edgeprune's own check, before ssh
     if cfg["profile"]["remote"] and not cfg["profile"]["target"]:
         raise EdgepruneError(f"{where}: [profile] remote needs target = a device profile for the board "
@@ -220,8 +224,6 @@ def normalise(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
 
 def _method_table(where: str, key: str, value: Any) -> bool:
     """Whether ``key`` of [prune] is a method's own table ``[prune.METHOD]`` (a known method, a table)."""
-    from ..pruning.catalogue import entries
-
     if key not in entries():
         return False
     if not isinstance(value, dict):
@@ -232,8 +234,6 @@ def _method_table(where: str, key: str, value: Any) -> bool:
 def _check_method_options(where: str, prune: dict[str, Any]) -> None:
     """Each listed method's options (the [prune] keys it declares, its own [prune.METHOD] table) against the
     options it declares (:mod:`edgeprune.pruning.catalogue`); a table for a method not listed is an error."""
-    from ..pruning.catalogue import entries, study_options
-
     listed = {str(m).split("+")[0] for m in prune["methods"]}
     for key in prune:
         if key in entries() and key not in listed:
@@ -256,15 +256,12 @@ def _check_items(where: str, section: str, key: str, values: list, typ, what: st
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    from edgeprune.export.runtime.safeio import read_bytes
-
     path = Path(path)
     data = read_bytes(path, "study config", "doc")  # a regular file within the size limit (never a FIFO)
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EdgepruneError(f"study config {path} is not valid TOML: {exc}") from exc
-    from edgeprune.export.runtime.schema import check_depth
 
     check_depth(raw, f"study config {path}")  # the JSON guard's depth limit holds for TOML too
     cfg = normalise(raw, str(path))
@@ -279,10 +276,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
         c = Path(cfg["profile"]["ssh_config"]).expanduser()
         cfg["profile"]["ssh_config"] = str(c if c.is_absolute() else (path.parent / c).resolve())
     if cfg["model"]["code"]:
-        import os
-
-        from ..models.usercode import CODE_ENV, allow, parse_ref
-
         file, _, obj = cfg["model"]["code"].rpartition(":")
         f = Path(file).expanduser()
         f = f if f.is_absolute() else (path.parent / f)

@@ -28,11 +28,22 @@ local runner does.
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_path
 from ..errors import EdgepruneError
+from .config import model_id, split_method
 
 RAY_EXTRA = 'pip install "edgeprune[ray]"'
 
@@ -69,11 +80,6 @@ def run_chain(specs: list[dict[str, Any]], root: str, threads: int, names: list[
     temporary study folder it worked in, and, for an EdgepruneError, the stage it stopped at and the
     message. ``threads`` > 0 sets torch's threads; 0 leaves torch alone (the profiling task).
     """
-    import importlib
-    import os
-    import shutil
-    import tempfile
-
     entered = time.time()  # before torch's import and the input files: the task's own set-up shows in its record
     if threads > 0:  # a compute chain: torch's threads; 0 (the profiling task) leaves torch unimported here
         from ..training.trainer import set_threads
@@ -144,10 +150,6 @@ TASK_PREFIX = "edgeprune-task-"
 def sweep_task_folders(tmpdir: str) -> list[str]:
     """Remove this user's ``edgeprune-task-<pid>-*`` folders in ``tmpdir`` whose process no longer runs (a worker
     killed before its ``finally``); a folder of a live process is never touched. Returns the removed folders."""
-    import os
-    import re
-    import shutil
-
     removed = []
     try:
         names = os.listdir(tmpdir)
@@ -234,8 +236,6 @@ def check_address_space() -> None:
 
 def _probe(address: str, timeout: float = 5.0) -> None:
     """A TCP connection to ``address`` (HOST:PORT or ray://HOST:PORT) first: Ray itself waits long on a dead one."""
-    import socket
-
     hostport = address[len("ray://"):] if address.startswith("ray://") else address
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -289,8 +289,6 @@ class RayExecutor:
         From here until :meth:`close`, SIGTERM interrupts the driver like Ctrl-C (Ray's own handler would print a
         native stack dump and abort, leaving the tasks' folders behind), so every exit goes through ``close``.
         """
-        import signal
-
         address = self.cfg["study"].get("address", "")
         before = signal.getsignal(signal.SIGTERM)
         self.ray, self.started = connect(address, self.log)
@@ -359,8 +357,6 @@ class RayExecutor:
 
     def submit(self, study, data_path: Path, data_key: str) -> None:
         """Send ``study``'s chains to Ray (stages already finished, whichever executor ran them, are left out)."""
-        from .config import model_id, split_method
-
         ray, s = self.ray, study
         self._studies += 1
         root = str(s.out)
@@ -472,8 +468,6 @@ class RayExecutor:
         Called after ``drain()``: no compute task of the study is in flight, and reserving every CPU (and GPU)
         of the node keeps any other Ray task off it while the models are timed.
         """
-        import json
-
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         node, ray = self.profile_node, self.ray
@@ -505,8 +499,6 @@ class RayExecutor:
 
     def _record(self, study, out: dict[str, Any], todo: list) -> None:
         """Write a task's files into the study folder (atomically) and record its finished stages."""
-        from ..atomic import atomic_path
-
         root = Path(study.out)
         by_name = {st.name: st for st in todo}
         finished = [by_name[d["name"]] for d in out["stages"]]
@@ -529,9 +521,6 @@ class RayExecutor:
 def _interrupt_on_sigterm(before):
     """SIGTERM raises KeyboardInterrupt in the driver (the main thread only); returns what to restore (``before``:
     the handler from before Ray replaced it)."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
 
@@ -543,8 +532,6 @@ def _interrupt_on_sigterm(before):
 
 
 def _restore_sigterm(saved) -> None:
-    import signal
-
     if saved is not None:
         try:
             signal.signal(signal.SIGTERM, saved[0] if saved[0] is not None else signal.SIG_DFL)

@@ -12,12 +12,16 @@ Torch-free; matplotlib is imported lazily.
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path, write_json, write_text
+from ..atomic import atomic_path, read_json, write_json, write_text
+from ..errors import EdgepruneError
 from .caveats import caveats
+from .report_html import read_study_file, render_html
 from .verdict import (compute_verdict, key_label, latency_key, latency_table, pareto_front, primary_key,  # noqa: F401
                       spread)
 
@@ -170,9 +174,6 @@ def backend_tables(results: dict[str, Any]) -> list[dict[str, Any]]:
 def md_text(text: Any, cell: bool = False) -> str:
     """Text that came from files (model ids, study names, notes), safe in report.md: HTML escaped (no raw
     tags reach a Markdown viewer), on one line, and in a table cell without '|' breaking the columns."""
-    import html
-    import re
-
     out = html.escape(re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", str(text)), quote=False)
     return out.replace("|", "\\|") if cell else out
 
@@ -445,9 +446,6 @@ PLOTS = ("latency_vs_macs.png", "accuracy_vs_latency.png", "accuracy_vs_snr.png"
 
 def load_study_results(path: str | Path) -> tuple[dict[str, Any], Path]:
     """A study's results.json (or its folder), checked enough to render: (results, the folder it is in)."""
-    from ..atomic import read_json
-    from ..errors import EdgepruneError
-
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
@@ -482,8 +480,6 @@ def load_study_results(path: str | Path) -> tuple[dict[str, Any], Path]:
 def _check_finite(path: Path, records: list, what: str) -> None:
     """Every number of each model / latency record is finite, as ``--results`` demands (a NaN would print as
     "nanx the baseline's speed")."""
-    from ..errors import EdgepruneError
-
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             continue
@@ -495,8 +491,6 @@ def _check_finite(path: Path, records: list, what: str) -> None:
 def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
     """Write the report of a finished study again from its results.json (into ``out``, default its folder).
     Extra images are taken only as regular files inside the study folder (never through a symbolic link)."""
-    from .report_html import read_study_file
-
     res, folder = load_study_results(path)
     out = Path(out) if out else folder
     out.mkdir(parents=True, exist_ok=True)
@@ -516,8 +510,6 @@ def rerender(path: str | Path, out: str | Path | None = None) -> dict[str, str]:
 
 def write_report(results: dict[str, Any], out: str | Path, extra_images: list[str] | None = None) -> dict[str, str]:
     """Write results.json, report.md, report.html and the plots into ``out``."""
-    from .report_html import render_html
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images = make_plots(results, out) + list(extra_images or [])

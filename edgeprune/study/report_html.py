@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
+
+from edgeprune.export.runtime.safeio import limit
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
 
@@ -147,11 +151,6 @@ def read_study_file(folder: Path, name: str) -> bytes | None:
     """The bytes of the plain file ``name`` in the study folder ``folder``, or None: a name with a folder in it,
     a symbolic link (it could point anywhere: a secret would end up in the report) or anything but a regular
     file is never read. The link check and the read are one open (O_NOFOLLOW)."""
-    import os
-    import stat
-
-    from edgeprune.export.runtime.safeio import limit
-
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
         return None
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)

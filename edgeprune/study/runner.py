@@ -10,16 +10,51 @@ speed-ups compare numbers taken on the same machine in the same run.
 
 from __future__ import annotations
 
+import copy
+import platform
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..checkpoint import file_sha256, load_checkpoint
+from edgeprune.export.bundle import make_bundle
+from edgeprune.export.onnx_export import export_checkpoint
+from edgeprune.export.runtime.manifest import manifest_hash
+from edgeprune.export.runtime.schema import obj, seq, text, validate
+from edgeprune.export.targets import load_target
+from edgeprune.profiling.remote import Remote, measured_on, profile_remote
+from edgeprune.profiling.results_file import load_results, save_results
+
+from ..analysis.plots import plot_importance, plot_similarity
+from ..atomic import read_json
+from ..checkpoint import checkpoint_as_recipe, file_sha256, load_checkpoint, save_checkpoint
+from ..data.dataset import save_npz
+from ..data.readers import load_dataset
+from ..data.split import filter_snr
+from ..data.synth import generate
 from ..errors import EdgepruneError
+from ..models.macs import MAC_DEFINITION
+from ..models.usercode import is_code_ref, parse_ref
+from ..pruning.catalogue import entry, option_fields, study_options
+from ..pruning.modular import check_reach
+from ..pruning.plan import analyze
+from ..pruning.plan_file import save_plan
+from ..pruning.prune_file import pruned_meta
+from ..pruning.registry import get_method, methods as known_methods
+from ..training.evaluate import eval_data, evaluate
+from ..training.finetune import finetune
+from ..training.train import _check_model_name, train_model
 from .config import load_config, model_id, normalise, split_method
 from . import stages
+from .executor import RayExecutor
+from .report import write_report
 from .stages import StageCache, stage_key
+from .stats import mean_ci, summarise, write_summary
+from edgeprune.profiling.harness import profile
+from edgeprune.export.runtime import registry
+import edgeprune.profiling  # noqa: F401 - registers its torch backend
+from edgeprune.export.runtime.registry import model_kind
 
 
 DEPTH_METHODS = ("layer", "dbp", "random")   # whole-unit methods: their reach at a target is matched by channels
@@ -48,13 +83,7 @@ class Stage:
 
 # -- the work of each stage: module-level, explicit input and output paths --------------------------
 def work_data(out: Path, d: dict[str, Any], seed: int) -> dict[str, Any]:
-    from ..data.dataset import save_npz
-    from ..data.readers import load_dataset
-    from ..data.split import filter_snr
-
     if d["synth"]:
-        from ..data.synth import generate
-
         ds = generate(d["synth"], per_key=d["per_key"], seed=seed, snrs=d["snrs"] or None,
                       snr_mode=d["snr_mode"], length=d["length"] or None)
     else:
@@ -71,13 +100,10 @@ def work_data(out: Path, d: dict[str, Any], seed: int) -> dict[str, Any]:
 def work_baseline(out: Path, data_path: Path, model: dict[str, Any], train: dict[str, Any], seed: int,
                   split: list, threads: int | None) -> dict[str, Any]:
     if model["checkpoint"]:
-        import shutil
-
         ck = load_checkpoint(model["checkpoint"])
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model["checkpoint"], out)
         return {"path": str(out), "trained": False, "model": ck.spec["name"]}
-    from ..training.train import train_model
 
     t = train
     train_model(data_path, model["name"], out, epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
@@ -88,11 +114,6 @@ def work_baseline(out: Path, data_path: Path, model: dict[str, Any], train: dict
 
 def work_analyze(base: Path, data_path: Path, folder: Path, similarity: str, importance: str,
                  seed: int, reference: bool = False, keep=None) -> dict[str, Any]:
-    from ..pruning.plan import analyze
-    from ..pruning.plan_file import save_plan
-    from ..analysis.plots import plot_importance, plot_similarity
-    from ..data.readers import load_dataset
-
     plan_path = folder / "plan.json"
     if reference:
         plan = analyze(load_checkpoint(base), load_dataset(data_path), reference=True, seed=seed,
@@ -117,11 +138,6 @@ def work_prune(base: Path, data_path: Path, out: Path, method: str, seed: int,
                options: dict[str, Any], matched: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prune ``base`` with ``method`` and its ``options`` (``target_macs`` among them; see ``Study.prune_specs``);
     ``matched``: a channel method matched to the depth methods' reach (:func:`matched_options`)."""
-    from ..checkpoint import save_checkpoint
-    from ..data.readers import load_dataset
-    from ..pruning.prune_file import pruned_meta
-    from ..pruning.registry import get_method
-
     ck = load_checkpoint(base)
     note = None
     if matched is not None:
@@ -141,9 +157,6 @@ def matched_options(ck, method: str, options: dict[str, Any], matched: dict[str,
     target within the tolerance, the depth methods take the nearest model at or below it (computed here from the
     traced units' MACs, the same candidates they use), and the channel method aims at that MACs fraction so the
     comparison stays matched. Returns (options, note or None)."""
-    from ..checkpoint import checkpoint_as_recipe
-    from ..pruning.modular import check_reach
-
     r = check_reach(checkpoint_as_recipe(ck), matched["target"], matched.get("tolerance"), matched.get("transition") or "keep",
                     probe=True)
     if r is None or r["window"]:
@@ -159,8 +172,6 @@ def method_options(method: str, section: dict[str, Any], target: float, plan_pat
     (:func:`edgeprune.pruning.catalogue.study_options`) with ``target_macs``; a method that declares a ``plan``
     option runs with the study's analysis plan (its options dataclass's ``with_plan`` says what the plan
     fixes). Returns (options, whether the plan is used)."""
-    from ..pruning.catalogue import entry, option_fields, study_options
-
     options = {"target_macs": target, **study_options(method, section)}
     if plan_path is None or "plan" not in (option_fields(method) or {}):
         return options, False
@@ -169,15 +180,11 @@ def method_options(method: str, section: dict[str, Any], target: float, plan_pat
 
 def work_finetune(pruned: Path, data_path: Path, out: Path, epochs: int, lr: float, l1: float, seed: int,
                   teacher: Path | None, threads: int | None) -> dict[str, Any]:
-    from ..training.finetune import finetune
-
     r = finetune(pruned, data_path, epochs, out, lr=lr, l1=l1, seed=seed, distill_from=teacher, threads=threads)
     return {"path": str(out), "result": {k: v for k, v in r.items() if not isinstance(v, (dict, list))}}
 
 
 def work_evaluate(ckpt: Path, data_path: Path, pruned: Path | None) -> dict[str, Any]:
-    from ..training.evaluate import eval_data, evaluate
-
     ck = load_checkpoint(ckpt)
     ds, info = eval_data(ck, data_path, split="test")
     r = evaluate(ck, ds)
@@ -194,8 +201,6 @@ def work_evaluate(ckpt: Path, data_path: Path, pruned: Path | None) -> dict[str,
 
 def work_export(ckpt: Path, data_path: Path, out: Path, precision: str, opset: int, seed: int,
                 simplify: bool = True) -> dict[str, Any]:
-    from edgeprune.export.onnx_export import export_checkpoint
-
     r = export_checkpoint(ckpt, out, opset=opset, precision=precision, verify_data=data_path,
                           calib_data=data_path, seed=seed, simplify=simplify)
     keep = {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None}
@@ -206,8 +211,6 @@ def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], 
                  measured_on: str | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Time the study's models (``onnx``: [id, precision, path]; ``torch_models``: [id, checkpoint]) as ``[profile]``
     says; every record names its model id, and, if given, ``measured_on`` (where it was timed)."""
-    from edgeprune.profiling.harness import profile
-    from edgeprune.profiling.results_file import save_results
 
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -216,7 +219,6 @@ def work_profile(out: Path, onnx: list, torch_models: list, pr: dict[str, Any], 
         by_path[str(Path(path).resolve())] = (mid, prec)
     for mid, path in torch_models:
         by_path[str(Path(path).resolve())] = (mid, "fp32")
-    from edgeprune.export.runtime import registry
 
     # each backend times the files of its kind (the registry's MODEL_KIND): checkpoints, or the ONNX files (an
     # engine backend finds the engines beside them)
@@ -283,8 +285,6 @@ class Study:
         m, t = self.cfg["model"], self.cfg["train"]
         extra = []
         if m.get("code"):
-            from edgeprune.export.runtime.safeio import file_sha256
-
             extra.append(file_sha256(m["name"].rpartition(":")[0]))   # the user's code is part of the baseline
         key = stage_key("baseline", m, t, data_key, self.seed, self.cfg["data"]["split"],
                         stages.code_fingerprint("edgeprune.models", "edgeprune.training"), *extra)
@@ -411,8 +411,6 @@ class Study:
         out = self.out / "profile" / "latency.json"
         onnx = [[e["id"], prec, str(ex["path"])] for e in entries for prec, ex in e["onnx"].items()]
         torch_models = [[e["id"], str(e["checkpoint"])] for e in entries]
-        import edgeprune.profiling  # noqa: F401 - registers its torch backend
-        from edgeprune.export.runtime.registry import model_kind
 
         on_checkpoints = any(model_kind(b) == "checkpoint" for b in pr["backends"])
         inputs = [Path(m[2]) for m in onnx] + ([Path(m[1]) for m in torch_models] if on_checkpoints else [])
@@ -430,10 +428,8 @@ class Study:
         if node is not None and self.cache.lookup(st.name, st.key) is None:
             ex.run_profile(self, st)  # recorded as run by Ray; the line below then reads it back
         self._run(st)
-        from edgeprune.profiling.results_file import load_results
 
         res = load_results(out)
-        from edgeprune.export.runtime.schema import obj, seq, text, validate
 
         validate(res, obj(records=seq(obj(model_id=text(doc="the study model a record measures")))), str(out))
         self.machine = res.get("machine", {})
@@ -449,11 +445,6 @@ class Study:
             folder = self.out / "bundles" / _file_id(ent["id"])
 
             def run(ent=ent, folder=folder):
-                import shutil
-
-                from edgeprune.export.bundle import make_bundle
-                from edgeprune.export.targets import load_target
-
                 tgt = load_target(pr["target"])
                 precs = [p for p in e["precisions"] if p in tgt.precisions] or ["fp32"]
                 if folder.exists():
@@ -479,9 +470,6 @@ class Study:
                         [self._bundle_hash(bundles[i]["path"]) for i in ids], stages.code_fingerprint("profiling"))
 
         def run():
-            from edgeprune.profiling.results_file import save_results
-            from edgeprune.profiling.remote import Remote, profile_remote
-
             remote = Remote(pr["remote"], pr["remote_dir"] or None, pr["remote_python"], pr["ssh_config"] or None)
             precs = [p for p in self.cfg["export"]["precisions"] if p in bundles[ids[0]]["precisions"]]
             res = profile_remote([bundles[i]["path"] for i in ids], remote, batches=pr["batch"],
@@ -491,7 +479,6 @@ class Study:
             return {"path": str(out), "n": len(res["records"])}
 
         self.cache.run("remote profile", key, run, [out])
-        from edgeprune.profiling.results_file import load_results
 
         by_sha = {self._bundle_hash(bundles[i]["path"]): i for i in ids}
         recs = []
@@ -510,8 +497,6 @@ class Study:
         return out
 
     def _latency_where(self) -> str:
-        import platform
-
         rec = (self.cache.state["stages"].get("profile") or {}).get("result") or {}
         if rec.get("measured_on"):  # [profile] node: one Ray task pinned to that node (recorded, so a resume tells true)
             where = [f"{rec['measured_on']}, in one Ray task pinned to that node holding all its CPUs, after every "
@@ -527,17 +512,10 @@ class Study:
 
     @staticmethod
     def _bundle_hash(folder) -> str:
-        from edgeprune.export.runtime.manifest import manifest_hash
-
-        from ..atomic import read_json
-
         return manifest_hash(read_json(Path(folder) / "manifest.json", f"bundle manifest {folder}/manifest.json"))
 
     def merge_results(self, entries: list[dict[str, Any]], bundles: dict[str, dict]) -> list[dict[str, Any]]:
         """``compare --results FILE...``: records measured elsewhere, accepted only for this study's models."""
-        from edgeprune.profiling.results_file import load_results
-        from edgeprune.profiling.remote import measured_on
-
         known: dict[str, str] = {}
         for ent in entries:
             known[file_sha256(ent["checkpoint"])] = ent["id"]
@@ -568,8 +546,6 @@ class Study:
         check_profile_node(self.cfg)
         ex, own = executor, False
         if ex is None and self.executor == "ray":
-            from .executor import RayExecutor
-
             ex, own = RayExecutor(self.cfg, self.log), True
             ex.start()  # Ray missing, an unreachable address, too few GPUs, an unknown node: one error, before any stage
         try:
@@ -591,9 +567,6 @@ class Study:
     def _finish(self, t0: float, data_path: Path, data_sha: str, ex) -> dict[str, Any]:
         """Every stage after the compute stages ran (here or on Ray): the passes that collect them, profiling
         (on the driver, or on the [profile] node through ``ex``), bundles, and the report."""
-        from ..models.macs import MAC_DEFINITION
-        from .report import write_report
-
         base, base_key = self.baseline_stage(data_path, data_sha)
         data = None
         plan = self.analyze_stage(base, base_key, data)
@@ -638,8 +611,6 @@ class Study:
             latency += self.merge_results(entries, bundles)
         images = []
         if plan:
-            import shutil
-
             for img in plan.get("images", []):
                 if Path(img).exists():
                     shutil.copyfile(img, self.out / Path(img).name)
@@ -683,8 +654,6 @@ def pruning_summary(meta: dict[str, Any]) -> dict[str, Any] | None:
 
 def plan_file_summary(path: str | Path) -> dict[str, Any] | None:
     """The parts of plan.json the report draws: units, blocks, kept units, the similarity and importance used."""
-    from ..atomic import read_json
-
     try:
         plan = read_json(path, f"plan {path}")
     except EdgepruneError:
@@ -715,8 +684,6 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
     cfg = load_config(config) if isinstance(config, (str, Path)) else normalise(config)
     check_profile_node(cfg)
     if results_files:
-        from edgeprune.profiling.results_file import load_results
-
         for path in results_files:  # checked (RESULTS_SCHEMA) before the first stage, not after the study
             load_results(path)
     check_before_stages(cfg)
@@ -736,8 +703,6 @@ def run_study(config: str | Path | dict[str, Any], out: str | Path, log=None, re
         # once a stage is recorded (state.json) the folder is kept so a re-run resumes.
         # Only a run that held the folder's lock removes it (never the loser of a lock race).
         if study is not None and fresh and out.is_dir() and not study.cache.state["stages"]:
-            import shutil
-
             shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
@@ -749,25 +714,18 @@ def check_before_stages(cfg: dict[str, Any]) -> None:
     """What the config names that only exists outside it, checked before the first stage runs (a typo must not
     wait for the baseline to train): the methods (plugins are loaded by now), the device profile, the user's
     code file and the ssh config file. Types, ranges and the remote host are checked by ``normalise``."""
-    from ..pruning.registry import methods as known_methods
-
     for method in cfg["prune"]["methods"]:
         if split_method(method)[0] not in known_methods():
             raise EdgepruneError(f"[prune] unknown method {method!r}; choose from: {', '.join(sorted(known_methods()))} "
                                  f"(add '+kd' for distillation)")
     pr = cfg["profile"]
     if pr["target"]:
-        from edgeprune.export.targets import load_target
-
         load_target(pr["target"])
     if pr["ssh_config"] and not Path(pr["ssh_config"]).expanduser().is_file():
         raise EdgepruneError(f"[profile] ssh_config {pr['ssh_config']} is not a file")
     name = cfg["model"]["name"]
-    from ..models.usercode import is_code_ref, parse_ref
 
     if not cfg["model"]["checkpoint"]:
-        from ..training.train import _check_model_name
-
         _check_model_name(name)  # a zoo name or FILE.py:NAME
     if not cfg["model"]["checkpoint"] and is_code_ref(name):
         parse_ref(name)  # the code file exists and is a .py file
@@ -782,8 +740,6 @@ def check_profile_node(cfg: dict[str, Any]) -> None:
 
 
 def seed_config(cfg: dict[str, Any], s: int) -> dict[str, Any]:
-    import copy
-
     sub = copy.deepcopy(cfg)
     sub["study"]["seed"], sub["study"]["seeds"] = int(s), []
     return sub
@@ -804,14 +760,10 @@ def submit_studies(ex, studies: list[Study]) -> None:
 
 
 def _run_seeds(cfg: dict[str, Any], out: Path, log=None) -> dict[str, Any]:
-    from .stats import summarise, write_summary
-
     per_seed, epochs, reports, results = {}, {}, {}, {}
     seeds = [int(s) for s in cfg["study"]["seeds"]]
     ex = None
     if cfg["study"]["executor"] == "ray":
-        from .executor import RayExecutor
-
         # the seeds' compute stages all go to the cluster together: no seed waits for another
         ex = RayExecutor(cfg, log or (lambda m: None))
         ex.start()  # every bad-input error before any folder is made
@@ -837,7 +789,6 @@ def _run_seeds(cfg: dict[str, Any], out: Path, log=None) -> dict[str, Any]:
             study.cache.close()
     summary = summarise(per_seed, epochs)
     paths = write_summary(summary, out)
-    from .report import write_report
 
     paths.update(write_report(over_seeds(results), out))
     return {"summary": summary, "per_seed": reports, **paths}
@@ -848,10 +799,6 @@ def over_seeds(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
     ``accuracy_runs`` (per seed, in ``seeds`` order) and ``accuracy_ci`` (95% t-interval of the mean), so the
     verdict judges accuracy differences by a paired test over seeds; MACs, tables and latency are the first
     seed's (the architectures of one method and target differ only in which units/channels they keep)."""
-    import copy
-
-    from .stats import mean_ci
-
     seeds = sorted(results)
     out = copy.deepcopy(results[seeds[0]])
     by_id = {s: {m["id"]: m for m in results[s]["models"]} for s in seeds}

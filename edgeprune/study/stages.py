@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
+import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_json
 from ..errors import EdgepruneError
-from edgeprune.export.runtime.schema import anything, mapping, number, obj, opt, seq, text, validate
+from edgeprune.export.runtime.safeio import read_bytes
+from edgeprune.export.runtime.schema import anything, mapping, number, obj, opt, parse_json, seq, text, validate
 
 # A finished stage: its key, what it returned, the files it wrote, and the sha256 of its result (a result that
 # no longer matches its digest was edited or damaged, and the stage runs again).
@@ -43,8 +47,6 @@ def result_digest(result: Any) -> str:
 @functools.lru_cache(maxsize=None)
 def code_fingerprint(*packages: str) -> str:
     """sha256 (16 hex digits) of the Python sources of ``packages`` (importable names), e.g. "edgeprune.pruning"."""
-    import importlib
-
     h = hashlib.sha256()
     for name in sorted(packages):
         mod = importlib.import_module(name)
@@ -94,7 +96,6 @@ def lock_folder(root: Path) -> _FolderLock:
     The kernel releases the lock when the process ends, however it ends.
     """
     import fcntl
-    import os
 
     key = (os.getpid(), str(Path(root).resolve()))
     entry = _HELD.get(key)
@@ -130,9 +131,6 @@ class StageCache:
         self.state: dict[str, Any] = {"stages": {}, "format": STATE_FORMAT}
         if self.path.exists():
             try:
-                from edgeprune.export.runtime.safeio import read_bytes
-                from edgeprune.export.runtime.schema import parse_json
-
                 state = parse_json(read_bytes(self.path, "study state", "doc"), str(self.path))
                 fmt = state.get("format", STATE_FORMAT) if isinstance(state, dict) else STATE_FORMAT
                 if fmt != STATE_FORMAT:
@@ -176,8 +174,6 @@ class StageCache:
         that state.json lists as a finished or pending output, inside the study
         folder, is removed: any other file, dotfile or not, is the user's.
         """
-        import re
-
         root = self.root.resolve()
         removed = []
         for target in self.recorded_files():

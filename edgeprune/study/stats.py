@@ -16,6 +16,7 @@ seed (data, baseline, pruning, fine-tuning: each seed in its own folder
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from ..atomic import write_json, write_text
@@ -85,8 +86,6 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def write_summary(summary: dict[str, Any], out) -> dict[str, str]:
-    from pathlib import Path
-
     out = Path(out)
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", markdown(summary))

@@ -13,6 +13,9 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+import torch
+import torch.distributed as dist
+
 from ..errors import EdgepruneError
 
 _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -44,8 +47,6 @@ def launched_by_torchrun() -> bool:
 
 def resolve_device(device: str | None) -> str:
     """``auto`` (or None) -> ``cuda`` when a GPU is visible, else ``cpu``; checks an explicit choice."""
-    import torch
-
     dev = (device or "auto").lower()
     if dev == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,9 +64,6 @@ def init_from_env(device: str | None = "auto", backend: str | None = None) -> Di
     context and initialises nothing. On CUDA each process takes the GPU
     ``LOCAL_RANK``.
     """
-    import torch
-    import torch.distributed as dist
-
     dev = resolve_device(device)
     if not launched_by_torchrun():
         return DistContext(device=dev)
@@ -92,16 +90,12 @@ def init_from_env(device: str | None = "auto", backend: str | None = None) -> Di
 
 def barrier() -> None:
     """Wait for every rank (no-op outside a process group)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
 
 def shutdown() -> None:
     """Leave the process group (no-op outside one)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -123,8 +117,6 @@ def distributed_session(device: str | None = "auto", backend: str | None = None)
 
 def state_dict_digest(state_dict) -> str:
     """sha256 over the names, dtypes, shapes and bytes of every tensor (CPU copy), in key order."""
-    import torch
-
     h = hashlib.sha256()
     for k in sorted(state_dict):
         t = state_dict[k].detach().cpu().contiguous()

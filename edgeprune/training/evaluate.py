@@ -15,6 +15,9 @@ import numpy as np
 
 from ..checkpoint import Checkpoint, file_sha256, load_checkpoint
 from ..data.dataset import SignalDataset, align_classes, check_length
+from ..data.readers import load_dataset
+from ..data.snr import auto_bin_width, snr_groups, snr_value
+from ..data.split import DEFAULT_FRACTIONS, filter_snr, split_dataset
 from ..errors import EdgepruneError
 
 SPLITS = ("train", "val", "test", "all")
@@ -59,7 +62,6 @@ def evaluate(model_or_ckpt, ds: SignalDataset, batch_size: int = 512, device: st
     correct = pred == ds.y
     conf = np.zeros((n_cls, n_cls), np.int64)
     np.add.at(conf, (ds.y, pred), 1)
-    from ..data.snr import auto_bin_width, snr_groups, snr_value
 
     per_snr = []
     groups = snr_groups(ds.snr)  # continuous SNRs: one row per 2 dB bin
@@ -96,9 +98,6 @@ def eval_data(ckpt: Checkpoint, path: str | Path, split: str | None = None,
     uses the checkpoint's recorded fractions and seed. ``min_snr``/``max_snr``
     add an SNR filter on top.
     """
-    from ..data.readers import load_dataset
-    from ..data.split import DEFAULT_FRACTIONS, filter_snr, split_dataset
-
     if split is not None and split not in SPLITS:
         raise EdgepruneError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     path = Path(path)

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from ..checkpoint import load_checkpoint, make_meta, save_checkpoint
 from ..data.split import resolve_split
 from ..importing import load_model_arg as _load_ckpt
 from ..errors import EdgepruneError
+from .evaluate import evaluate
+from .trainer import TrainConfig, fit, set_threads
 
 
 def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=None, distill_alpha: float = 0.5,
@@ -28,12 +33,6 @@ def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=No
     The new checkpoint's lineage gets a ``finetune`` entry (parent sha256,
     epochs, l1, distillation teacher).
     """
-    import torch
-
-    from ..checkpoint import make_meta, save_checkpoint
-    from .evaluate import evaluate
-    from .trainer import TrainConfig, fit, set_threads
-
     if not isinstance(epochs, int) or epochs < 0:
         raise EdgepruneError(f"epochs must be a non-negative integer, got {epochs!r}")
     if not (0 <= l1 < float("inf") and 0 < lr <= 10) or batch_size < 1:  # NaN fails both comparisons
@@ -80,8 +79,6 @@ def finetune(ckpt_path_or_Checkpoint, data, epochs: int, out, *, distill_from=No
     if len(test):
         result["test_acc"] = float(evaluate(model, test)["accuracy"])
         if out is not None:
-            from ..checkpoint import load_checkpoint
-
             ck = load_checkpoint(out)
             ck.meta["metrics"]["test_acc"] = result["test_acc"]
             save_checkpoint(out, ck.spec, ck.state_dict, ck.meta)

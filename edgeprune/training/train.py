@@ -7,9 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import EdgepruneError
+import torch
 
-DEBUG_ENV = "EDGEPRUNE_DDP_DEBUG_DIR"
+from ..atomic import write_json
+from ..checkpoint import file_sha256, load_checkpoint, make_meta, save_checkpoint
+from ..data.readers import load_dataset
+from ..data.split import filter_snr, split_dataset
+from ..errors import EdgepruneError
+from ..models import build_model, make_spec, zoo_names
+from ..models.amr import amr_names
+from ..models.modular import with_stats
+from ..models.own import check_io, is_module_model, recipe_for, with_layout
+from ..training.distributed import distributed_session, state_dict_digest
+from ..training.evaluate import evaluate
+from ..training.trainer import TrainConfig, fit, set_threads
+from . import DEBUG_ENV
 
 
 @dataclass
@@ -107,13 +119,6 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
     if not data_path.exists():
         raise EdgepruneError(f"dataset {data_path} does not exist")
 
-    import torch
-
-    from ..checkpoint import make_meta
-    from ..models import build_model
-    from ..training.distributed import distributed_session
-    from ..training.trainer import TrainConfig, fit, set_threads
-
     set_threads(opts.threads)
     ds, total_frames, (train, val, test) = _load_splits(data_path, opts, fractions)
     spec = _model_spec(opts, ds, own)
@@ -162,9 +167,6 @@ def train_model(data, model, out, *, epochs: int, batch_size: int = 128, lr: flo
 
 def _load_splits(data_path: Path, opts: _Options, fractions):
     """The dataset (SNR-filtered), its frame count before the filter, and its (train, val, test) split."""
-    from ..data.readers import load_dataset
-    from ..data.split import filter_snr, split_dataset
-
     ds = load_dataset(data_path)
     total_frames = len(ds)
     if opts.min_snr is not None or opts.max_snr is not None:
@@ -174,9 +176,6 @@ def _load_splits(data_path: Path, opts: _Options, fractions):
 
 def _write_rank_digest(debug_dir: Path, ctx, model, metrics: dict) -> None:
     """``rank<N>.json``: this rank's view and a digest of its final weights (the DDP test compares the ranks)."""
-    from ..atomic import write_json
-    from ..training.distributed import state_dict_digest
-
     write_json(debug_dir / f"rank{ctx.rank}.json",
                {"rank": ctx.rank, "world_size": ctx.world_size, "backend": ctx.backend,
                 "device": ctx.device, "digest": state_dict_digest(model.state_dict()),
@@ -185,13 +184,8 @@ def _write_rank_digest(debug_dir: Path, ctx, model, metrics: dict) -> None:
 
 def _check_model_name(name: str) -> bool:
     """True for the user's own ``FILE.py:NAME``; a zoo name passes; anything else is refused."""
-    from ..models import zoo_names
-    from ..models.own import is_module_model
-
     own = is_module_model(name)
     if not own and name not in zoo_names():
-        from ..models.amr import amr_names
-
         raise EdgepruneError(f"unknown model {name!r}; choose one of: {', '.join(zoo_names() + amr_names())}, "
                              f"or your own as FILE.py:NAME")
     return own
@@ -200,13 +194,7 @@ def _check_model_name(name: str) -> bool:
 def _model_spec(opts: _Options, ds, own: bool) -> dict:
     """The spec of the network to train: a zoo spec, or the user's module recipe checked on a probe."""
     if not own:
-        from ..models import make_spec
-
         return make_spec(opts.model, ds.length, len(ds.classes))
-    import torch
-
-    from ..models.modular import with_stats
-    from ..models.own import check_io, recipe_for, with_layout
 
     torch.manual_seed(opts.seed)
     spec, probe = recipe_for(opts.model, ds.length, len(ds.classes), getattr(opts, "kwargs", None))
@@ -216,8 +204,6 @@ def _model_spec(opts: _Options, ds, own: bool) -> dict:
 
 def _dataset_record(data_path: Path, ds, total_frames: int, fractions, opts: _Options, frames: dict) -> dict:
     """The checkpoint's ``dataset`` record: the file and its hash, classes, the split and the SNR filter."""
-    from ..checkpoint import file_sha256
-
     return {
         "path": str(data_path.resolve()),
         "sha256": file_sha256(data_path),
@@ -234,9 +220,6 @@ def _dataset_record(data_path: Path, ds, total_frames: int, fractions, opts: _Op
 
 def _record_test_accuracy(model, test, out: Path, device) -> float:
     """Score the trained model on the test split and store it as ``metrics.test_acc`` in the checkpoint ``out``."""
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from ..training.evaluate import evaluate
-
     acc = evaluate(model, test, device=device)["accuracy"]
     ck = load_checkpoint(out)
     ck.meta["metrics"]["test_acc"] = acc

@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..atomic import atomic_path, write_text
-from ..checkpoint import save_checkpoint
+from edgeprune.export.runtime.safeio import check_input
+
+from ..atomic import atomic_path, remove_stale_temps, write_text
+from ..checkpoint import save_checkpoint, torch_save
 from ..data.dataset import SignalDataset
 from ..errors import EdgepruneError
 from ..progress import progress
@@ -297,8 +300,6 @@ def restore_state(s: TrainSession, cfg: TrainConfig, resume: bool, log_path: str
     """
     fresh = TrainProgress(0, [], {"epoch": -1, "val_acc": -1.0, "state": copy.deepcopy(s.model.state_dict())})
     if resume and s.out is not None and s.rank == 0:
-        from ..atomic import remove_stale_temps
-
         # a run killed while writing leaves its temporary file behind: resuming clears it
         for f in (s.out, s.state_file):
             remove_stale_temps(f)
@@ -324,10 +325,6 @@ def restore_state(s: TrainSession, cfg: TrainConfig, resume: bool, log_path: str
 
 def _load_state(state_file: Path, cfg: TrainConfig) -> dict[str, Any]:
     """The saved training state (tensors and plain data only), checked to match ``cfg``."""
-    import pickle
-
-    from edgeprune.export.runtime.safeio import check_input
-
     check_input(state_file, "training state", "checkpoint")  # a regular file (torch.load would block on a FIFO)
     try:
         st = torch.load(state_file, map_location="cpu", weights_only=True)
@@ -531,7 +528,6 @@ def _save_state(path: Path, model, opt, sched, epoch, history, best, cfg) -> Non
         "best_model": best["state"],
         "config": json.dumps(_resumable(cfg)),
     }
-    from ..checkpoint import torch_save
 
     with atomic_path(path, suffix=".tmp") as tmp:
         torch_save(st, tmp, path)

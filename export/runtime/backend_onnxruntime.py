@@ -23,6 +23,8 @@ import numpy as np
 
 from .compat import installed_version, perf_counter_ns, unavailable_reason
 from .errors import EdgepruneError, MissingDependency, first_line
+from .jetpack import install_hint
+from .onnx_external import check_model_file
 
 NAME = "onnxruntime"
 MODEL_KIND = "onnx"
@@ -34,8 +36,6 @@ def import_onnxruntime(purpose="running ONNX models"):
     try:
         import onnxruntime
     except ImportError:
-        from .jetpack import install_hint
-
         raise MissingDependency("onnxruntime", purpose, install_hint())
     return onnxruntime
 
@@ -106,7 +106,6 @@ class OnnxRuntimeBackend(object):
         if isinstance(model, (str, os.PathLike)):
             if not os.path.isfile(str(model)):
                 raise EdgepruneError("ONNX file {} does not exist".format(model))
-            from .onnx_external import check_model_file
 
             check_model_file(model)  # external data: only files a bundle manifest beside it lists
             src = str(model)

@@ -31,6 +31,11 @@ import numpy as np
 
 from .compat import installed_version, perf_counter_ns, unavailable_reason
 from .errors import EdgepruneError, MissingDependency
+from .cuda import cuda_api
+from .jetpack import tensorrt_hint
+from .manifest import CLASS_NAME
+from .safeio import read_bytes
+from .schema import integer, obj, opt, parse_json, seq, text
 
 NAME = "tensorrt"
 MODEL_KIND = "engine"
@@ -40,15 +45,12 @@ def import_tensorrt(purpose="building or running TensorRT engines"):
     try:
         import tensorrt as trt
     except ImportError:
-        from .jetpack import tensorrt_hint
-
         raise MissingDependency("tensorrt", purpose, tensorrt_hint())
     return trt
 
 
 def _engines_can_run():
     import_tensorrt()
-    from .cuda import cuda_api
 
     cuda_api()
 
@@ -72,8 +74,6 @@ def version_tuple(v):
 
 def engine_metadata_schema():
     """The fields of an engine's ``.json`` record (run.py build, edgeprune build) that its readers use."""
-    from .manifest import CLASS_NAME
-    from .schema import integer, obj, opt, seq, text
 
     return obj(classes=opt(seq(CLASS_NAME, nonempty=True)), normalization=opt(text(nullable=True)),
                input_length=opt(integer(lo=1, nullable=True)), precision=opt(text(nullable=True)),
@@ -86,8 +86,6 @@ def read_engine_metadata(engine_path):
     p = str(engine_path) + ".json"
     if not os.path.isfile(p):
         return {}
-    from .safeio import read_bytes
-    from .schema import parse_json
 
     return parse_json(read_bytes(p, "engine metadata", "doc"), "engine metadata " + p, engine_metadata_schema())
 
@@ -189,8 +187,6 @@ class TensorRTBackend(object):
         path = str(engine_path)
         self.trt = trt if trt is not None else import_tensorrt()
         if cuda is None:
-            from .cuda import cuda_api
-
             cuda = cuda_api()
         self.cuda = cuda
         if not os.path.isfile(path):
@@ -201,7 +197,6 @@ class TensorRTBackend(object):
         trt = self.trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        from .safeio import read_bytes
 
         blob = read_bytes(path, "TensorRT engine", "checkpoint")
         self.engine = self.runtime.deserialize_cuda_engine(blob)  # None, not an exception, on a mismatch

@@ -34,6 +34,8 @@ import sys
 import threading
 import time
 
+from .jetpack import jetpack_version, l4t_release
+
 NOT_JETSON = "not a Jetson"
 ROOT_ENV = "EDGEPRUNE_BOARD_ROOT"
 GPU_NODES = ("gpu", "gv11b", "ga10b", "gp10b")
@@ -261,8 +263,6 @@ def temperatures(root=None):
 
 def identity(root=None):
     """Model, SoC, L4T and JetPack of this board (cached per root), or {"jetson": False, ...}."""
-    from .jetpack import jetpack_version, l4t_release
-
     root = board_root(root)
     if not is_jetson(root):
         return {"jetson": False, "state": NOT_JETSON}

@@ -12,11 +12,17 @@ import json
 import os
 import platform
 import sys
+import time
 
 from . import registry
+from .board import BoardMonitor, bench_backend_monitored
 from .compat import dumps, module_version, run_command, write_json_atomic
+from .cuda import cuda_api
 from .errors import EdgepruneError, first_line
-from .manifest import MANIFEST, RUNNER, manifest_hash, read_manifest, verify_files
+from .jetpack import install_hint, jetpack_version, l4t_release, trt_max_opset
+from .machine import jetson_model, machine_info
+from .manifest import MANIFEST, RUNNER, file_sha256, manifest_hash, pick_variant, read_manifest, verify_files
+from .trtexec import command_line, find_trtexec, trtexec_args
 
 PROG = "run.py"
 
@@ -196,7 +202,6 @@ def bundle_info(root, manifest):
 
 def cmd_bench(args, root, manifest):
     from .bench import format_table, make_record, new_results
-    from .machine import machine_info
     from .model import open_model
 
     target = manifest.get("target") or {}
@@ -216,7 +221,6 @@ def cmd_bench(args, root, manifest):
     first.close()
     if registry.model_kind(kind) == "engine":
         threads = threads[:1]  # an engine runs once per batch: its threads are its own
-    from .board import BoardMonitor, bench_backend_monitored
 
     monitor = BoardMonitor(energy=args.energy, interval_ms=args.energy_interval_ms)
     for th in threads:
@@ -271,18 +275,13 @@ def board_lines(records):
 
 def cuda_version():
     try:
-        from .cuda import cuda_api
-
         return cuda_api().version()
     except Exception:  # noqa: BLE001 - no CUDA here
         return None
 
 
 def check_report(root, manifest):
-    from .jetpack import install_hint, jetpack_version, l4t_release, trt_max_opset
-    from .machine import jetson_model
     from .model import engine_candidates
-    from .trtexec import find_trtexec
 
     ort_why = registry.availability("onnxruntime")
     trt_why = registry.availability("tensorrt")
@@ -352,12 +351,6 @@ def cmd_check(args, root, manifest):
 # ------------------------------------------------------------------ build
 
 def cmd_build(args, root, manifest):
-    import time
-
-    from .manifest import file_sha256, pick_variant
-    from .trtexec import command_line, find_trtexec, trtexec_args
-    from .jetpack import trt_max_opset
-
     target = manifest.get("target") or {}
     precision = args.precision or manifest.get("default_precision") or "fp16"
     if precision == "int8":
@@ -400,7 +393,6 @@ def cmd_build(args, root, manifest):
             os.unlink(tmp)
         raise EdgepruneError("trtexec failed (exit {}): {}".format(rc, tail[0].strip()[:300]))
     os.replace(tmp, out)
-    from .machine import jetson_model
 
     meta = {"format": "edgeprune-engine", "built_by": RUNNER, "tensorrt_version": trt_ver,
             "device": jetson_model(), "target": target.get("name"), "precision": precision,

@@ -1,10 +1,13 @@
 """Small helpers that keep the runtime the same on Python 3.6 to 3.13."""
 
+import importlib
 import json
 import os
 import subprocess
 import tempfile
 import time
+
+from .errors import MissingDependency
 
 try:
     perf_counter_ns = time.perf_counter_ns  # Python 3.7+
@@ -64,8 +67,6 @@ def dumps(obj, indent=2):
 
 def module_version(name):
     """``module.__version__`` of an importable module, else None (never raises)."""
-    import importlib
-
     try:
         mod = importlib.import_module(name)
     except Exception:  # noqa: BLE001 - a broken install counts as absent
@@ -86,8 +87,6 @@ def installed_version(module_name):
 def unavailable_reason(check):
     """None when ``check()`` passes, else the one-line reason of the MissingDependency it raised (a backend's
     ``availability()``)."""
-    from .errors import MissingDependency
-
     try:
         check()
     except MissingDependency as exc:

@@ -11,8 +11,9 @@ import os
 import re
 
 from .errors import EdgepruneError
-from .safeio import file_sha256
-from .schema import integer, mapping, number, obj, opt, seq, text, validate
+from .onnx_external import read_metadata_props
+from .safeio import file_sha256, read_bytes
+from .schema import integer, mapping, number, obj, opt, parse_json, seq, text, validate
 
 SCHEMA_VERSION = 1
 BUNDLE_KIND = "edgeprune-bundle"
@@ -49,8 +50,6 @@ def read_manifest(root, source=None):
     if not os.path.isfile(mpath) or os.path.islink(mpath):
         raise EdgepruneError("{} is not a bundle: it has no {}".format(source, MANIFEST))
     what = "{}: {}".format(source, MANIFEST)
-    from .safeio import read_bytes
-    from .schema import parse_json
 
     m = parse_json(read_bytes(mpath, "bundle manifest", "doc"), what)
     return check_manifest(m, "{}/{}".format(source, MANIFEST))
@@ -139,8 +138,6 @@ ONNX_METADATA_SCHEMA = obj({
 def decode_metadata(raw, where="ONNX metadata"):
     """ONNX metadata_props (str -> str) with JSON values decoded behind the one JSON guard (size, depth) and the
     edgeprune.* fields checked against ONNX_METADATA_SCHEMA; text that is not JSON stays a string."""
-    from .schema import parse_json
-
     if len(raw) > 4096:
         raise EdgepruneError("{} has {} entries; edgeprune writes about 16".format(where, len(raw)))
     out = {}
@@ -153,8 +150,6 @@ def decode_metadata(raw, where="ONNX metadata"):
 def check_class_order(root, manifest, source=None):
     """Every ONNX model of the bundle folder ``root`` that records its class names (``edgeprune.classes``) must
     list exactly the manifest's classes in the same order: an edited manifest would swap labels silently."""
-    from .onnx_external import read_metadata_props
-
     source = source or root
     for var in manifest["variants"]:
         if var["format"] != "onnx":

@@ -12,11 +12,15 @@ unless one is asked for) on ONNX Runtime.
 
 import os
 
+import numpy as np
+
 from . import registry
 from .errors import EdgepruneError
 from .frames import (check_frames, check_layout, check_normalization, classify, layout_shape, normalize,
                      padded_batch, to_layout)
+from .jetpack import install_hint
 from .manifest import file_sha256, pick_variant
+from .backend_tensorrt import read_engine_metadata
 
 
 def board_engine(root, precision):
@@ -38,7 +42,6 @@ def engine_candidates(root, manifest):
 
 def _check_board_engine(path):
     """An engine run.py built must still match the sha256 its build recorded."""
-    from .backend_tensorrt import read_engine_metadata
 
     if not os.path.basename(path).startswith("board-"):
         return
@@ -72,8 +75,6 @@ def choose(root, manifest, backend="auto", precision=None, source=None):
     var = pick_variant(manifest, precision, "onnx", source)
     if backend == "auto" and registry.availability("onnxruntime") is not None \
             and registry.availability("tensorrt") is not None:
-        from .jetpack import install_hint
-
         raise EdgepruneError("neither ONNX Runtime nor TensorRT can run here; install one: " + install_hint())
     return "onnxruntime", os.path.join(str(root), var["file"]), var["precision"]
 
@@ -134,10 +135,7 @@ class Model(object):
         if preprocess:
             x = normalize(x, self.normalization)
         if len(x) == 0:
-            import numpy as np
-
             return np.zeros((0, len(self.classes)), np.float32)
-        import numpy as np
 
         xb, n = padded_batch(to_layout(x, self.layout), self.min_batch)
         z = self.backend.infer(xb)[:n]

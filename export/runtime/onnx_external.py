@@ -18,6 +18,8 @@ needed: the check runs on the device side too. Python-3.6-compatible.
 import os
 
 from .errors import EdgepruneError
+from .safeio import read_bytes
+from .schema import parse_json
 
 # field numbers from onnx.proto
 _MODEL_GRAPH, _MODEL_METADATA, _MODEL_FUNCTIONS = 7, 14, 25
@@ -149,8 +151,6 @@ def external_tensors(data):
 def read_metadata_props(model_path):
     """The metadata_props of the ONNX file ``model_path`` ({key: value} strings), read from its protobuf (no
     ``onnx`` package needed); a damaged file is one EdgepruneError."""
-    from .safeio import read_bytes
-
     data = read_bytes(model_path, "ONNX model", "checkpoint")
     buf = memoryview(data)
     out = {}
@@ -174,8 +174,6 @@ def check_external_data(model_path, allowed=None, where=None):
     ``allowed``: {file name: size in bytes} of the files the model may use
     (a bundle's manifest ``files``); None: no external data at all.
     """
-    from .safeio import read_bytes
-
     where = where or str(model_path)
     data = read_bytes(model_path, "ONNX model", "checkpoint")
     try:
@@ -206,9 +204,6 @@ def check_external_data(model_path, allowed=None, where=None):
 def check_model_file(path):
     """:func:`check_external_data` for an ONNX file wherever it is: beside a bundle manifest that lists it,
     external data may come from the other files that manifest lists; anywhere else, from nowhere."""
-    from .safeio import read_bytes
-    from .schema import parse_json
-
     path = str(path)
     folder, name = os.path.split(os.path.abspath(path))
     manifest = os.path.join(folder, "manifest.json")

@@ -44,6 +44,7 @@ import errno
 import hashlib
 import os
 import stat
+import zipfile
 
 from .errors import EdgepruneError
 
@@ -214,8 +215,6 @@ def check_zip(fh, what, size, methods=(0, 8)):
     bytes than the file holds, and members whose declared sizes add up beyond the
     expansion and array caps are refused before anything is decompressed.
     """
-    import zipfile
-
     try:
         zf = zipfile.ZipFile(fh)
         infos = zf.infolist()

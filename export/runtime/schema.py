@@ -28,6 +28,7 @@ import math
 import re
 
 from .errors import EdgepruneError
+from .safeio import LIMITS, human, limit as _limit
 
 KINDS = ("object", "list", "str", "int", "number", "bool", "any")
 _MISSING = object()
@@ -234,8 +235,6 @@ def check_depth(value, where="document", limit=None):
     """Refuse a parsed document nested deeper than ``limit`` (default: the ``depth`` limit); iterative, so a
     deep document never reaches Python's recursion limit here or in :func:`validate` afterwards."""
     if limit is None:
-        from .safeio import limit as _limit
-
         limit = _limit("depth")
     stack = [(value, 1)]
     while stack:
@@ -260,8 +259,6 @@ def parse_json(data, where="document", field=None, kind="doc", plain_text=False)
 
     ``plain_text``: text that is not JSON at all is the string itself (ONNX metadata values: strings are
     stored as they are, lists and objects as JSON); too large or too deep is still refused."""
-    from .safeio import human, limit as _limit, LIMITS
-
     cap = _limit(kind)
     if len(data) > cap:
         raise SchemaError("%s is %s, over the %s limit for it (raise %s to allow more)"

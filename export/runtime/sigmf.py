@@ -12,6 +12,7 @@ scaled to [-1, 1), unsigned ones are offset binary; real samples get Q = 0.
 
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -181,7 +182,6 @@ def _package_meta(meta_path):
         import sigmf.sigmffile as sigmffile
     except ImportError:
         raise MissingDependency("sigmf", "reading SigMF with the sigmf package", "pip install sigmf")
-    import warnings
 
     try:
         # the package warns (version, missing fields ...) on stderr; edgeprune validates what it uses itself
