@@ -431,9 +431,9 @@ def test_an_interrupted_ray_study_leaves_no_task_folder(tmp_path, how):
         try:
             _, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
-            # Inside the full parallel suite a first Ctrl-C was twice left without effect (the study then ran to
-            # its end, exit 0); the cause was not found (docs/reliability.md). A user presses it again: so does this
-            # test, once, and the driver must then stop as cleanly as after one.
+            # Inside the full parallel suite a first Ctrl-C was three times left without effect (the study then
+            # ran to its end, exit 0) before the driver's waits checked a flag the signal sets (docs/reliability.md).
+            # A user presses it again: so does this test, once, and the driver must then stop as cleanly.
             interrupt()
             _, err = proc.communicate(timeout=180)
         err = err.decode()

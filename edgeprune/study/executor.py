@@ -290,9 +290,9 @@ class RayExecutor:
         native stack dump and abort, leaving the tasks' folders behind), so every exit goes through ``close``.
         """
         address = self.cfg["study"].get("address", "")
-        before = signal.getsignal(signal.SIGTERM)
+        before = {sig: signal.getsignal(sig) for sig in INTERRUPTING}
         self.ray, self.started = connect(address, self.log)
-        self._sigterm = _interrupt_on_sigterm(before)
+        self._signals = _interrupt_on_signals(before)
         try:
             info = self._check_resources(self.ray)
             want = (self.cfg.get("profile") or {}).get("node") or ""
@@ -308,15 +308,15 @@ class RayExecutor:
 
     def close(self) -> None:
         """Cancel the tasks still pending (each removes its folder as it stops), then stop the Ray this executor
-        started (a cluster it connected to keeps running) and restore the SIGTERM handler."""
+        started (a cluster it connected to keeps running) and restore the SIGTERM and SIGINT handlers."""
         try:
             self._cancel_pending()
         finally:
             if getattr(self, "started", False):
                 self.ray.shutdown()
                 self.started = False
-            _restore_sigterm(getattr(self, "_sigterm", None))
-            self._sigterm = None
+            _restore_signals(getattr(self, "_signals", None))
+            self._signals = None
 
     def _cancel_pending(self, wait_s: float = 30.0) -> None:
         """Cancel every submitted chain not yet collected (an interrupted or failed run): a running task gets a
@@ -428,8 +428,7 @@ class RayExecutor:
         failures = []
         self._progress()
         while self._refs:
-            ready, _ = ray.wait(list(self._refs), num_returns=1)
-            ref = ready[0]
+            ref = _first_ready(ray, list(self._refs))
             s, name, todo, mids = self._refs.pop(ref)
             label = self._label(s)
             try:
@@ -479,7 +478,8 @@ class RayExecutor:
         self.log(f"[ray]   {self._label(study)}{st.name}: submitted to {node['where']} "
                  f"(every compute stage finished; the task holds the node's {node['cpus']:g} CPU(s))")
         try:
-            out = ray.get(task.remote([_spec(st)], root, 0, names, *[self._put(p) for p in names]))
+            ref = task.remote([_spec(st)], root, 0, names, *[self._put(p) for p in names])
+            out = ray.get(_first_ready(ray, [ref]))
         except Exception as exc:  # noqa: BLE001
             raise EdgepruneError(f"{self._label(study)}{st.name} on {node['where']} failed after a retry: "
                                  f"{_one_line(exc)}") from exc
@@ -518,25 +518,46 @@ class RayExecutor:
             self.log(f"[done]  {self._label(study)}{st.name} (ray, {out.get('host', '?')}, {d['seconds']:.1f} s)")
 
 
-def _interrupt_on_sigterm(before):
-    """SIGTERM raises KeyboardInterrupt in the driver (the main thread only); returns what to restore (``before``:
-    the handler from before Ray replaced it)."""
+INTERRUPTING = (signal.SIGTERM, signal.SIGINT)
+_INTERRUPTED = threading.Event()
+
+
+def _interrupt_on_signals(before):
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the driver (the main thread only) and set ``_INTERRUPTED``;
+    returns what to restore (``before``: {signal: the handler from before Ray replaced it}).
+
+    The flag is what makes Ctrl-C reliable: a signal that lands while the driver blocks inside Ray's wait is
+    checked by Ray's own signal callback, which could swallow the KeyboardInterrupt (the study then ran to its
+    end and exited 0); :func:`_first_ready` waits in short slices and raises once the flag is set."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    _INTERRUPTED.clear()
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, interrupt)
-    return (before,)
+    for sig in INTERRUPTING:
+        signal.signal(sig, interrupt)
+    return before
 
 
-def _restore_sigterm(saved) -> None:
-    if saved is not None:
+def _restore_signals(saved) -> None:
+    for sig, handler in (saved or {}).items():
         try:
-            signal.signal(signal.SIGTERM, saved[0] if saved[0] is not None else signal.SIG_DFL)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         except (ValueError, TypeError):  # not the main thread any more, or a handler Python cannot reinstall
             pass
+
+
+def _first_ready(ray, refs: list, slice_s: float = 0.5):
+    """The first of ``refs`` to finish; KeyboardInterrupt as soon as a signal has interrupted the driver."""
+    while True:
+        if _INTERRUPTED.is_set():
+            raise KeyboardInterrupt("interrupted")
+        ready, _ = ray.wait(refs, num_returns=1, timeout=slice_s)
+        if ready:
+            return ready[0]
 
 
 def _task_record(chain: str, out: dict[str, Any]) -> dict[str, Any]:
