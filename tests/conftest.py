@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
-
+# One thread for every numeric library, in this process and its children, set before numpy is imported (OpenBLAS
+# reads the variables when it loads; pytest and its plugins load no numpy before this file). The tests' networks and
+# matrices are tiny, where a second thread only adds overhead and, with two pytest workers on two cores, spins
+# waiting for a busy core: the reference tests' hand-written CKA (128 x 128 Gram products) took 15 times the CPU
+# time with OpenBLAS's default of one thread per core, and each CLI child's second OpenMP thread only spun (the
+# plugin and remote tests took 158 CPU-s with torch's default, 85 with one thread). Children (the CLI run as a user
+# runs it, Ray's workers, torchrun) inherit the variables. The same reduction order on every machine, whatever its
+# core count. Tests of --threads set their own count, which overrides them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("EDGEPRUNE_QUIET", "1")
 
-# One torch thread in the test process: the tests' networks are tiny, where a second intra-op thread only adds
-# overhead (and waits for a busy core on a shared machine), and the same reduction order on every machine whatever
-# its core count. Child processes (the CLI run as a user runs it, Ray's workers, torchrun) get one thread too,
-# through OMP_NUM_THREADS: with two pytest workers on two cores, each child's second OpenMP thread only spun
-# waiting for a core (the plugin and remote tests took 158 CPU-s with torch's default, 85 with one thread).
-# Tests of --threads set their own count, which overrides the variable.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402 - after the thread counts above
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
 try:
     import torch as _torch
 
