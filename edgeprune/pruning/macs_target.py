@@ -240,12 +240,10 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
         return None
 
     smallest = cost(order)
-    found = None
-    if smallest <= ceil:
-        try:
-            found = walk(0, [], start)
-        except _Budget:
-            found = None
+    try:
+        found = walk(0, [], start) if smallest <= ceil else None
+    except _Budget:
+        found = None
     if found is not None and found[1] is not None:
         return MatchResult(list(found[0]), int(found[1]), base_macs, target, steps)
     if nearest and order:
