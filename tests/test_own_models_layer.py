@@ -323,6 +323,180 @@ def test_zoo_models_have_one_path_and_the_former_spec_only_options_run_on_traced
     assert not (tmp_path / "x.pt").exists()
 
 
+# ------------------------------------------------- --target-macs with --search exhaustive and --transition replace
+def _ladder(trained, tmp_path):
+    """kernel_ladder (tests/user_models.py), untrained: five Conv1d(8, 8, k)-BN-ReLU units, k = 1, 3, 5, 7, 9,
+    at L = 64: unit k costs 8 * 8 * k * 64 = 4096 k MACs by hand; the stem 2 * 8 * 3 * 64 = 3072, the classifier
+    8 * 4 = 32, so the network 3104 + 4096 * 25 = 105,504."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.importing import import_model
+
+    import_model(f"{trained['code']}:kernel_ladder", trained["data"], tmp_path / "ladder.pt")
+    return tmp_path / "ladder.pt", load_checkpoint(tmp_path / "ladder.pt")
+
+
+LADDER_K = {"3+4+5": 1, "6+7+8": 3, "9+10+11": 5, "12+13+14": 7, "15+16+17": 9}   # unit name -> kernel size
+
+
+def _ladder_macs(kept_names):
+    return 3104 + 4096 * sum(LADDER_K[n] for n in kept_names)
+
+
+class HandKeyedCombos:
+    """A combination scorer whose keys are set by hand (the exhaustive search's interface, ``combo_key``), so the
+    order of the combinations is certain; the real scorers are checked against hand ablations in
+    tests/test_importance.py."""
+
+    def __init__(self, keys):
+        self.keys = {frozenset(k): v for k, v in keys.items()}
+
+    def combo_key(self, combo, block):
+        return self.keys.get(frozenset(combo), 100)
+
+
+def test_exhaustive_search_under_a_macs_target_keeps_the_lowest_key_combination_in_the_window(trained, tmp_path):
+    """One segment of the ladder, per-unit keys k1 < k3 < k5 < k7 < k9 (lower kept first). At F = 0.4176 (44,059
+    MACs, window 43,178-44,940) the per-unit walk removes k9 and k5 and k1 and keeps {k3, k7} (3104 + 4096 * 10 =
+    44,064); the kept count, 2, is what the exhaustive search fills. Its combinations by hand key: {k1, k3}
+    (0; 19,488 MACs), {k5, k9} (1; 60,448), {k1, k9} (2; 44,064), {k3, k7} (3; 44,064): the first two miss the
+    window, so {k1, k9} is kept, not the overall lowest key {k1, k3} and not the per-unit choice {k3, k7}."""
+    from edgeprune.models.macs import count_macs
+    from edgeprune.pruning import modular as M
+
+    _, ck = _ladder(trained, tmp_path)
+    model = ck.build()
+    cands = M.candidates(M._trace(model, ck))
+    by_k = {LADDER_K[u.name]: u.name for u in cands}
+    assert count_macs(model, (2, 64)) == 105504 and {u.name: u.macs for u in cands} == {
+        n: 4096 * k for n, k in LADDER_K.items()}
+    label = {u.name: 0 for u in cands}
+    scores = {by_k[k]: float(i) for i, k in enumerate((1, 3, 5, 7, 9))}
+    keys = {(by_k[1], by_k[3]): 0, (by_k[5], by_k[9]): 1, (by_k[1], by_k[9]): 2, (by_k[3], by_k[7]): 3}
+
+    def kept(removed):
+        return {u.name for u in cands} - {u.name for u in removed}
+    removed, mode, match = M.choose_removal(ck, model, cands, label, 1, scores, target_macs=0.4176)
+    assert mode == "target_macs" and kept(removed) == {by_k[3], by_k[7]}          # the per-unit walk
+    sc = HandKeyedCombos(keys)
+    removed, mode, match = M.choose_removal(ck, model, cands, label, 1, scores, target_macs=0.4176, scorer=sc)
+    assert kept(removed) == {by_k[1], by_k[9]} and sc.best == [2]
+    net = M.remove(ck, model, removed, check=False)[2]
+    assert count_macs(net, (2, 64)) == _ladder_macs(kept(removed)) == match.macs == 44064
+    assert abs(44064 - 0.4176 * 105504) <= 0.02 * 0.4176 * 105504 and "combination" in match.summary()["rule"]
+    # without a target the same search keeps the overall lowest key, which would have missed it
+    removed, _, _ = M.choose_removal(ck, model, cands, label, 1, scores, keep="2", scorer=HandKeyedCombos(keys))
+    assert kept(removed) == {by_k[1], by_k[3]}
+    # two segments ({k1, k3, k5} and {k7, k9}): the walk keeps {k3} and {k7}; the first segment's lowest keys
+    # {k1} (0) and {k5} (1) leave 3104 + 4096 * 8 and * 12 MACs with {k7}: only {k3} (2) fits; then the second
+    # segment's {k9} (0) gives 3104 + 4096 * 12, out; {k7} (1) is kept
+    label = {by_k[k]: 0 if k < 6 else 1 for k in LADDER_K.values()}
+    keys = {(by_k[1],): 0, (by_k[5],): 1, (by_k[3],): 2, (by_k[9],): 0, (by_k[7],): 1}
+    removed, _, match = M.choose_removal(ck, model, cands, label, 2, scores, target_macs=0.4176,
+                                         scorer=HandKeyedCombos(keys))
+    assert kept(removed) == {by_k[3], by_k[7]} and match.macs == _ladder_macs(kept(removed))
+
+
+def test_exhaustive_search_with_a_macs_target_prunes_within_the_tolerance(trained, tmp_path):
+    """analyze and prune with --search exhaustive (the ablation scorer) and --target-macs, one segment: the
+    written network's MACs, counted by hand from its kept units, are within 2% of the target. Whole units reach
+    0.4176 (44,059 MACs, window 43,178-44,940) only with kernel sums of 10 ({k1, k9} or {k3, k7}: 44,064) and 0.6
+    (63,302, window 62,036-64,568) only with 15 ({k1, k5, k9} or {k3, k5, k7}: 64,544). The lineage and the plan
+    record the match (the fraction reached and the rule); a plan made so re-chooses the same way under prune."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.macs import count_macs
+    from edgeprune.pruning.plan import analyze
+    from edgeprune.pruning.prune_file import prune_checkpoint
+
+    path, _ = _ladder(trained, tmp_path)
+    for target, macs, sets in ((0.4176, 44064, ({1, 9}, {3, 7})), (0.6, 64544, ({1, 5, 9}, {3, 5, 7}))):
+        doc = prune_checkpoint(path, tmp_path / "e.pt", method="layer", data=trained["data"], segments=1,
+                               search="exhaustive", target_macs=target)
+        ck = load_checkpoint(tmp_path / "e.pt")
+        lin = ck.meta["lineage"][-1]
+        assert {LADDER_K[n] for n in doc["kept_units"]} in sets
+        assert count_macs(ck.build(), (2, 64)) == _ladder_macs(doc["kept_units"]) == macs == doc["after"]["macs"]
+        assert lin["match"]["fraction"] == macs / 105504 and "combination" in lin["match"]["rule"]
+        assert lin["target_macs"] == pytest.approx(target) and lin["options"]["budget"] == "target_macs"
+    plan = analyze(path, trained["data"], segments=1, search="exhaustive", target_macs=0.6)
+    kept = [plan["units"][i]["name"] for i in plan["kept_units"]]
+    assert {LADDER_K[n] for n in kept} in ({1, 5, 9}, {3, 5, 7}) and plan["keep"]["mode"] == "target_macs"
+    assert plan["expected"]["macs_after"] == 64544 == plan["keep"]["match"]["macs"]
+    assert len(plan["keep"]["exhaustive_scores"]) == 1
+    doc = prune_checkpoint(path, tmp_path / "p.pt", method="layer", plan=plan, target_macs=0.4176,
+                           data=trained["data"])
+    assert {LADDER_K[n] for n in doc["kept_units"]} in ({1, 9}, {3, 7}) and doc["after"]["macs"] == 44064
+
+
+RESNET20_1D_MACS = {0: 2 * 16 * 3 * 64, 4: 16 * 32 * 3 * 32 + 32 * 32 * 3 * 32, 7: 32 * 64 * 3 * 16 + 64 * 64 * 3 * 16,
+                    11: 64 * 4, **{i: 2 * 16 * 16 * 3 * 64 for i in (1, 2, 3)},
+                    **{i: 2 * 32 * 32 * 3 * 32 for i in (5, 6)}, **{i: 2 * 64 * 64 * 3 * 16 for i in (8, 9)}}
+"""resnet20-1d at L = 64, 4 classes, by hand per layer (stem, stage transitions 4 and 7, classifier 11, blocks)."""
+
+
+def _hand_macs(ck):
+    gone = set(ck.spec["edits"].get("removed", []))
+    return sum(m for i, m in RESNET20_1D_MACS.items() if f"layers.{i}" not in gone)
+
+
+def test_replace_transition_meets_a_macs_target_on_the_network_it_builds(toy_checkpoint, toy_npz, tmp_path):
+    """--transition replace with --target-macs on resnet20-1d (1,923,328 MACs; stage-1 blocks 98,304, stage-2
+    196,608, stage-3 393,216). The replace transition puts each later stage's transition, re-initialised, in
+    place of the stage's first kept unit, so the network it builds is smaller than the removal estimate (base
+    less the units not kept) by that unit. At 0.49 the written network's MACs, counted by hand from its layers
+    and by the ONNX counter on its export, are within 2%; the removal estimate of the same kept units is not
+    (it is larger by >= 196,608 MACs, 10% of the base). With --search exhaustive too, the same holds."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.export.onnx_export import torch_to_onnx
+    from edgeprune.profiling.onnx_macs import count_onnx_macs
+    from edgeprune.pruning.prune_file import prune_checkpoint
+
+    base = sum(RESNET20_1D_MACS.values())
+    assert base == 1923328 == load_checkpoint(toy_checkpoint).meta["macs"]
+    unit = {f"layers.{i}": m for i, m in RESNET20_1D_MACS.items() if i in (1, 2, 3, 5, 6, 8, 9)}
+    target = 0.49 * base
+    for search in ("per-unit", "exhaustive"):
+        doc = prune_checkpoint(toy_checkpoint, tmp_path / f"{search}.pt", method="layer", data=toy_npz,
+                               transition="replace", target_macs=0.49, search=search, batches=1, batch_size=32)
+        ck = load_checkpoint(tmp_path / f"{search}.pt")
+        lin = ck.meta["lineage"][-1]
+        hand = _hand_macs(ck)
+        assert abs(hand - target) <= 0.02 * target and hand == doc["after"]["macs"] == lin["macs_after"]
+        estimate = base - sum(m for n, m in unit.items() if n not in doc["kept_units"])
+        assert abs(estimate - target) > 0.02 * target
+        assert {"layers.4", "layers.7"} <= set(lin["reinit"]) and lin["match"]["macs"] == hand
+        torch_to_onnx(ck.build().eval(), 64, tmp_path / f"{search}.onnx")
+        assert count_onnx_macs(tmp_path / f"{search}.onnx")["macs"] == hand
+    assert "combination" in lin["match"]["rule"]
+
+
+def test_unreachable_target_under_replace_or_exhaustive_is_one_error_line(toy_checkpoint, toy_npz, tmp_path,
+                                                                          capsys):
+    """The networks --transition replace builds from resnet20-1d (table above) reach 0.2844-0.6933 x the MACs:
+    at most the stem, the three stage-1 blocks, both transitions and one block each in stages 2 and 3
+    (1,333,504), at least one stage-1 block besides (547,072). 0.62 falls between 0.5911 and 0.6422 (no network
+    within 2%), 0.9 above them all: one `edgeprune: error:` line each, naming the range and the nearest network
+    at or below the target; nothing is written. With --search exhaustive (keep transitions: 0.2333-1 x) 0.5
+    falls between 0.4889 and 0.5400: the per-unit search takes the nearest below with a note, the exhaustive
+    search refuses in one line."""
+    from edgeprune.cli.main import main
+
+    out = tmp_path / "x.pt"
+    common = ["prune", "--model", str(toy_checkpoint), "--data", str(toy_npz), "--out", str(out), "--batches", "1",
+              "--batch-size", "32", "-q"]
+    for extra, reach in (
+            (["--transition", "replace", "--target-macs", "0.62"], "range from 0.2844 x to 0.6933 x the MACs and "
+                                                                    "the nearest at or below it is 0.5911 x"),
+            (["--transition", "replace", "--target-macs", "0.9"], "range from 0.2844 x to 0.6933 x the MACs and "
+                                                                   "the nearest at or below it is 0.6933 x"),
+            (["--search", "exhaustive", "--target-macs", "0.5"], "range from 0.2333 x to 1.0000 x the MACs and "
+                                                                  "the nearest at or below it is 0.4889 x")):
+        rc = main(common + extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc != 0 and len(err) == 1 and err[0].startswith("edgeprune: error: layer pruning (--"), err
+        assert f"cannot reach {extra[-1]} x MACs within 2%" in err[0] and reach in err[0], err
+        assert not out.exists()
+
+
 def test_weights_files_are_bounded_like_checkpoints(trained, tmp_path, monkeypatch):
     """--weights goes through the same bounded, zip-checked torch reader as checkpoints: over the checkpoint size
     limit, empty, truncated or pickled code is one error line each, and a good state_dict loads."""

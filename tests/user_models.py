@@ -632,3 +632,12 @@ class SharedActivation(nn.Module):
     def forward(self, x):
         x = self.blocks(self.act(self.stem(x)))
         return self.fc2(self.act(self.fc1(x.mean(-1))))
+
+
+def kernel_ladder(num_classes=4, kernels=(1, 3, 5, 7, 9), width=8):
+    """Conv1d-BN-ReLU units of one width and kernel sizes ``kernels`` (so their MACs differ: width^2 x k x L
+    each), after a stem conv; global average pool and a classifier."""
+    layers = [nn.Conv1d(2, width, 3, padding=1), nn.BatchNorm1d(width), nn.ReLU()]
+    for k in kernels:
+        layers += [nn.Conv1d(width, width, k, padding=k // 2), nn.BatchNorm1d(width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(width, num_classes))

@@ -393,7 +393,8 @@ def select_per_unit(blocks: list[list[int]], counts: list[int], scores: dict[int
 
 
 def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
-                      max_combinations: int = MAX_COMBINATIONS, carry: bool = False) -> tuple[list[list[int]], list[float]]:
+                      max_combinations: int = MAX_COMBINATIONS, carry: bool = False,
+                      admit=None) -> tuple[list[list[int]], list[float]]:
     """Every combination of ``count`` units per block (each block's units shallow to deep); the one with the
     lowest key is kept.
 
@@ -401,26 +402,37 @@ def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
     search; ``carry=True`` leaves each combination's trained weights in the
     random copy, as the reference does) or an object with
     ``combo_key(combo, block)`` (e.g. the validation loss with the block's
-    other units removed).
+    other units removed). ``admit(i, combo)``, when given, is asked about
+    block ``i``'s combinations lowest key first (ties: in combination order),
+    blocks in order, and the first it accepts is kept (a budget the
+    combination must meet); none accepted is an error.
     """
     total = sum(math.comb(len(c), r) for c, r in zip(blocks, counts))
     if total > max_combinations:
         raise EdgepruneError(f"the exhaustive search would score {total} combinations (limit {max_combinations}); "
                              f"use --search per-unit or smaller blocks")
     chosen, best_scores = [], []
-    for cand, r in zip(blocks, counts):
+    for i, (cand, r) in enumerate(zip(blocks, counts)):
         if r == 0:
             chosen.append([])
             best_scores.append(float("nan"))
             continue
-        best = None
+        scored = []
         for combo in itertools.combinations(cand, r):   # the block's order (shallow to deep)
             if hasattr(scorer, "combo_key"):
-                s = scorer.combo_key(combo, cand)
+                scored.append((scorer.combo_key(combo, cand), list(combo)))
             else:
-                s = scorer.score(combo, restore=not carry)
-            if best is None or s < best[0]:
-                best = (s, list(combo))
+                scored.append((scorer.score(combo, restore=not carry), list(combo)))
+        if admit is None:
+            best = None
+            for s, combo in scored:
+                if best is None or s < best[0]:
+                    best = (s, combo)
+        else:
+            ranked = sorted(range(len(scored)), key=lambda k: (scored[k][0], k))
+            best = next((scored[k] for k in ranked if admit(i, tuple(scored[k][1]))), None)
+            if best is None:
+                raise EdgepruneError(f"no combination of {r} unit(s) in block {i + 1} meets the budget")
         chosen.append(best[1])
         best_scores.append(best[0])
     return chosen, best_scores

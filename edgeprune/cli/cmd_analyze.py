@@ -24,7 +24,8 @@ def add_analysis_options(p, g=None) -> None:
                    help="importance criterion: ablation (default), iterative-ablation, taylor, block-influence, "
                         "synflow, reverse, or the reference's transplant proxies synflow-transplant, gradnorm, snip")
     g.add_argument("--search", choices=["per-unit", "exhaustive"], default="per-unit",
-                   help="score units one by one (linear in depth, default) or every combination per block (reference)")
+                   help="score units one by one (linear in depth, default) or every combination per block (reference; "
+                        "with --target-macs, each block's best combination that keeps the MACs in the window)")
     g.add_argument("--reference", action="store_true",
                    help="reproduce the reference code's procedure (yaolu-zjut/PSR) for resnet56(-ref), "
                         "resnet110(-ref) and vgg16: similarity on the first 5 batches of 128 TEST-split frames in "

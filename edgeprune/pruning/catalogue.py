@@ -58,7 +58,7 @@ class DepthOptions(MatchedOptions):
     """Options of the methods that remove whole units."""
 
     transition: str | None = option(None, "stage transitions: keep the trained block (default), add a re-initialised "
-                                          "one (reinit), or the reference's replace (layer method, zoo models)",
+                                          "one (reinit), or the reference's replace (layer method)",
                                     TRANSITIONS)
 
 
@@ -78,7 +78,7 @@ class LayerOptions(DepthOptions):
     segments: int | str = option("auto", "number of blocks K, or auto (the 5% rule)")
     max_segments: int | None = option(None, "largest K tried by auto (default from the depth)")
     importance: str | None = option(None, "importance criterion (default ablation; see edgeprune analyze --help)")
-    search: str = option("per-unit", "score units one by one, or every combination per block (zoo models)",
+    search: str = option("per-unit", "score units one by one, or every combination per block",
                          ("per-unit", "exhaustive"))
     batches: int = option(5, "batches of training frames for the representations")
     batch_size: int = option(128, "frames per batch")

@@ -74,6 +74,8 @@ class MatchResult:
     target_macs: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     note: str | None = None        # set when the window was out of reach and the nearest model was taken
+    rule: str | None = None        # what chose the setting (recorded with the match)
+    must_meet: float | None = None  # a tolerance the built network's MACs must meet (no nearest model taken)
 
     @property
     def fraction(self) -> float:
@@ -87,7 +89,14 @@ class MatchResult:
     def summary(self) -> dict[str, Any]:
         return {"base_macs": self.base_macs, "target_macs": self.target_macs, "macs": self.macs,
                 "fraction": self.fraction, "relative_error": self.error, "probes": len(self.steps),
-                **({"note": self.note} if self.note else {})}
+                **({"note": self.note} if self.note else {}), **({"rule": self.rule} if self.rule else {}),
+                **({"tolerance": self.must_meet} if self.must_meet is not None else {})}
+
+    def inside(self, macs: float) -> bool:
+        """Whether ``macs`` lies in the window this match must meet (always, when it has none)."""
+        if self.must_meet is None:
+            return True
+        return self.target_macs * (1 - self.must_meet) <= macs <= self.target_macs * (1 + self.must_meet)
 
 
 class TargetUnreachable(EdgepruneError):
@@ -175,7 +184,8 @@ class _Budget(Exception):
 
 def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], int], base_macs: int,
                     fraction: float, tol: float = DEFAULT_TOLERANCE, what: str = "depth pruning",
-                    budget: int = 400, nearest: bool = False) -> MatchResult:
+                    budget: int = 400, nearest: bool = False, start: int | None = None,
+                    skip_idle: bool = False) -> MatchResult:
     """Choose units to remove, in ``order``, so the MACs land within ``tol`` of the target.
 
     ``macs_without(removed)`` returns the real MACs of the model without the
@@ -188,8 +198,11 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
     evaluations are made. The returned ``setting`` is the list of removed
     units, in removal order.
 
-    When no set lands in the window: with ``nearest`` the nearest achievable model at or below the target
-    (:func:`nearest_unit_set`, a ``note`` on the result says so); without, :class:`TargetUnreachable`.
+    ``start``: the MACs with no unit removed, when they are not ``base_macs`` (a reassembly that changes the
+    network whatever is removed, e.g. ``--transition replace``); ``skip_idle``: a removal that does not lower
+    the MACs is not taken. When no set lands in the window: with ``nearest`` the nearest achievable model at or
+    below the target (:func:`nearest_unit_set`, a ``note`` on the result says so); without,
+    :class:`TargetUnreachable`.
     """
     fraction = check_target(fraction)
     tol = check_tolerance(tol)
@@ -198,7 +211,8 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
     floor, ceil = target * (1 - tol), target * (1 + tol)
     steps: list[dict[str, Any]] = []
     memo: dict[tuple, int] = {}
-    near = [base_macs]
+    start = base_macs if start is None else int(start)
+    near = [start]
 
     def cost(removed: list[Any]) -> int:
         key = tuple(sorted(map(str, removed)))
@@ -218,7 +232,7 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
             return None             # even removing everything left is not enough
         for j in range(i, len(order)):
             after = cost(removed + [order[j]])
-            if after < floor:
+            if after < floor or (skip_idle and after >= macs):
                 continue
             found = walk(j + 1, removed + [order[j]], after)
             if found is not None and found[1] is not None:
@@ -226,16 +240,14 @@ def search_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], in
         return None
 
     smallest = cost(order)
-    found = None
-    if smallest <= ceil:
-        try:
-            found = walk(0, [], base_macs)
-        except _Budget:
-            found = None
+    try:
+        found = walk(0, [], start) if smallest <= ceil else None
+    except _Budget:
+        found = None
     if found is not None and found[1] is not None:
         return MatchResult(list(found[0]), int(found[1]), base_macs, target, steps)
     if nearest and order:
-        res = nearest_unit_set(order, macs_without, base_macs, fraction)
+        res = nearest_unit_set(order, macs_without, base_macs, fraction, start=start)
         res.steps = steps + res.steps
         res.note = (f"{what}: whole units cannot reach {fraction:g} x MACs within {tol:.0%}; "
                     + ("took the nearest achievable at or below it, " if res.macs <= target else
@@ -274,13 +286,15 @@ def _subset_sums(savings: Sequence[int], need: int, cap: int = 50000) -> dict[in
 
 
 def nearest_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], int], base_macs: int,
-                     fraction: float, checks: int = 24) -> MatchResult:
+                     fraction: float, checks: int = 24, start: int | None = None) -> MatchResult:
     """The removal set whose MACs are the largest at or below ``fraction x base_macs`` (the nearest model at or
     below the target); when every set stays above, removing every unit. Each unit's saving alone
     (``base - macs_without([u])``) makes a subset-sum problem solved over achievable sums; candidates are then
     checked with the real ``macs_without`` (savings need not add up exactly, e.g. after re-initialisation),
-    and among equal MACs the set found first in ``order``'s priority wins."""
+    and among equal MACs the set found first in ``order``'s priority wins. ``start``: the MACs with no unit
+    removed, when they are not ``base_macs`` (savings are counted from there)."""
     order = list(order)
+    start = base_macs if start is None else int(start)
     target = check_target(fraction) * base_macs
     steps: list[dict[str, Any]] = []
 
@@ -289,10 +303,10 @@ def nearest_unit_set(order: Sequence[Any], macs_without: Callable[[list[Any]], i
         steps.append({"removed": list(removed), "macs": m})
         return m
 
-    savings = [max(0, base_macs - real([u])) for u in order]
-    need = int(math.ceil(base_macs - target))
+    savings = [max(0, start - real([u])) for u in order]
+    need = int(math.ceil(start - target))
     if need <= 0:
-        return MatchResult([], base_macs, base_macs, target, steps)
+        return MatchResult([], start, base_macs, target, steps)
     sums = _subset_sums(savings, need)
     best = None
     for total in sorted(t for t in sums if t >= need)[:checks]:

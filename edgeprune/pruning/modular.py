@@ -50,7 +50,8 @@ from .budget import check_counts, counts_for_units, parse_keep
 from .channel import sparsity_train
 from .dbp import featurize, probe_accuracy
 from .equivalence import check_layer_pruned
-from .macs_target import DEFAULT_TOLERANCE, _subset_sums, check_target, check_tolerance, search_unit_set
+from .macs_target import (
+    DEFAULT_TOLERANCE, MatchResult, TargetUnreachable, _subset_sums, check_target, check_tolerance, search_unit_set)
 from .plan_file import PLAN_FORMAT, check_plan, load_plan, spec_hash
 from .registry import PruneResult, builtin_method
 
@@ -226,6 +227,52 @@ def _match(ckpt, model, order, fraction, tol, transition, what):
                            nearest=True), base
 
 
+def _built_macs_fn(ckpt, model, cands, base: int, transition: str):
+    """MACs of the network the transition really builds without a set of units: under ``replace`` the
+    reference's reassembly (:func:`replace_rule`: each stage's transition, re-initialised, takes the place of
+    the stage's first kept unit) is applied and the result counted (fresh weights leave the structure as it
+    is, so they are not drawn here); otherwise :func:`_macs_fn`."""
+    if transition != "replace":
+        return _macs_fn(ckpt, model, base, transition)
+    entries = [u for u in _trace(model, ckpt).units if u.role in ENTRY_ROLES]
+    memo: dict[frozenset, int] = {}
+
+    def built(removed):
+        key = frozenset(u.name for u in removed)
+        if key not in memo:
+            gone, _ = _assembly(entries, cands, list(removed), "replace")
+            try:
+                memo[key] = int(remove(ckpt, model, gone, check=False)[3]["macs_after"])
+            except EdgepruneError:
+                memo[key] = base   # not a working network: counts as no reduction, so it is never chosen
+        return memo[key]
+    return built
+
+
+def _match_built(ckpt, model, cands, order, fraction, tol, transition, what):
+    """The per-unit removal walk (:func:`search_unit_set` in ``order``) on the MACs of the network the
+    transition builds, which must land in the window: ``(match, MACs function)``. When no unit set does, one
+    :class:`TargetUnreachable` naming what the built networks reach (their range and the nearest at or below
+    the target) instead of taking the nearest model."""
+    base = int(count_macs(model, (2, ckpt.length)))
+    fn = _built_macs_fn(ckpt, model, cands, base, transition)
+    if transition == "reinit":
+        order = [u for u in order if fn([u]) < base]
+    if not order:
+        _no_units(ckpt, transition)
+    start = fn([])
+    match = search_unit_set(order, fn, base, fraction, tol, what=what, nearest=True, start=start, skip_idle=True)
+    if match.note is None:
+        match.must_meet = tol
+        return match, fn
+    lo, hi = fn(order) / base, start / base
+    below = f"the nearest at or below it is {match.fraction:.4f} x" if match.fraction <= fraction else \
+        "none is at or below it"
+    raise TargetUnreachable(f"{what} cannot reach {fraction:g} x MACs within {tol:.0%}: the networks it builds "
+                            f"range from {lo:.4f} x to {hi:.4f} x the MACs and {below} (give a reachable "
+                            f"--target-macs or loosen --opt tolerance)", match.fraction)
+
+
 def _no_units(ckpt, transition):
     raise EdgepruneError(f"model {ckpt.spec['name']!r} has no removable unit (see `edgeprune units`); "
                          f"layer pruning needs units whose output shape equals their input"
@@ -280,6 +327,9 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
     if notes:
         info["notes"] = notes
     extra = {**extra, "equivalence": equivalence, **({"notes": notes} if notes else {})}
+    if match is not None:
+        _check_built(match, rep["macs_after"])
+        extra["match"] = match.summary()
 
     base = int(count_macs(model, (2, ckpt.length)))
     entries = [u for u in _trace(model, ckpt).units if u.role in ENTRY_ROLES]
@@ -291,6 +341,15 @@ def _result(ckpt, model, removed, match, method, seed, transition, extra, info=N
                "macs_before": base, "macs_after": rep["macs_after"], "transition": transition,
                "removed_units": rep["removed_units"], "reinit": rep["reinit"], "kept_units": None, **extra}
     return PruneResult(recipe, state, lineage, {**({"match": match.summary()} if match else {}), **(info or {})})
+
+
+def _check_built(match, macs_after) -> None:
+    """A match that must meet its window (``--search exhaustive``, ``--transition replace``) is checked on the
+    MACs of the network really built."""
+    if not match.inside(macs_after):
+        raise EdgepruneError(f"the built network has {macs_after / match.base_macs:.4f} x the MACs, outside "
+                             f"{match.must_meet:.0%} of the target {match.target_macs / match.base_macs:g} x "
+                             f"(internal error)")
 
 
 def _features(model, names, x, batch_size: int = 256, feature: str = "pool", bins: int = 8):
@@ -461,25 +520,20 @@ def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, s
     ``scores``: keep keys (lower = kept first). ``keep``: units kept per segment (``1,2,1``); ``keep_units``:
     that many in all, spread over the segments by size (at least one each); ``target_macs``: the fraction of
     the MACs, met within ``tolerance`` (2%) by removing the highest keys first, each segment's last unit
-    last; none: one unit kept per segment (the lowest key). ``scorer`` (``--search exhaustive``, see
-    :func:`combo_scorer`): each segment keeps the combination of its count of units with the lowest key
-    (the keys of the combinations it scored are left in ``scorer.best``).
+    last (:func:`_target_removal`: under ``replace`` on the network it builds); none: one unit kept per
+    segment (the lowest key). ``scorer`` (``--search exhaustive``, see :func:`combo_scorer`): each segment
+    keeps the combination of its count of units with the lowest key (under a MACs target, the lowest among
+    those that keep the MACs in the window; the keys of the kept combinations are left in ``scorer.best``).
     """
     given = [n for n, v in (("--keep", keep), ("--keep-units", keep_units), ("--target-macs", target_macs))
              if v is not None]
     if len(given) > 1:
         raise EdgepruneError(f"give only one of {', '.join(given)}")
     blocks = _blocks(cands, label, n_segments)
-    if scorer is not None and target_macs is not None:
-        raise EdgepruneError("the exhaustive search takes --keep or --keep-units (or the default, one unit per "
-                             "segment), not --target-macs; use --search per-unit for a MACs target")
-    if transition == "replace" and target_macs is not None:
-        raise EdgepruneError("--transition replace takes --keep or --keep-units (or the default), not --target-macs")
     if target_macs is not None:
         tol = check_tolerance(DEFAULT_TOLERANCE if tolerance is None else tolerance)
-        match, _ = _match(ckpt, model, _removal_order(cands, label, scores), check_target(target_macs), tol,
-                          transition, "layer pruning")
-        return list(match.setting), "target_macs", match
+        return _target_removal(ckpt, model, cands, blocks, label, scores, check_target(target_macs), tol,
+                               transition, scorer)
     if not cands:
         _match(ckpt, model, [], 0.5, DEFAULT_TOLERANCE, transition, "layer pruning")   # the no-unit error
     ids = [[u.position for u in b] for b in blocks]
@@ -499,6 +553,59 @@ def choose_removal(ckpt, model, cands, label: dict[str, int], n_segments: int, s
         if scorer is None:
             kept.update(u.name for u in sorted(b, key=lambda u: (scores[u.name], u.position))[:c])
     return [u for u in cands if u.name not in kept], mode, None
+
+
+def _target_removal(ckpt, model, cands, blocks, label, scores, fraction, tol, transition, scorer):
+    """``choose_removal`` under ``--target-macs``: ``(removed, "target_macs", match)``.
+
+    The per-unit search walks :func:`_removal_order` (the nearest model, with a note, when whole units cannot
+    land in the window). Under ``--transition replace`` the walk counts the MACs of the network the
+    reassembly builds, and with a combination ``scorer`` (``--search exhaustive``) the walk's kept count per
+    segment is kept and :func:`_exhaustive_in_window` chooses which units; both must land in the window
+    (:func:`_match_built`: one error naming what is reachable otherwise)."""
+    order = _removal_order(cands, label, scores)
+    if scorer is None and transition != "replace":
+        match, _ = _match(ckpt, model, order, fraction, tol, transition, "layer pruning")
+        match.rule = "per-unit removal walk"
+        return list(match.setting), "target_macs", match
+    what = "layer pruning (" + " and ".join(
+        ([f"--transition {transition}"] if transition != "keep" else [])
+        + (["--search exhaustive"] if scorer is not None else [])) + ")"
+    match, fn = _match_built(ckpt, model, cands, order, fraction, tol, transition, what)
+    if scorer is None:
+        match.rule = "per-unit removal walk on the network the replace transition builds"
+        return list(match.setting), "target_macs", match
+    removed, match = _exhaustive_in_window(blocks, cands, match, fn, scorer)
+    return removed, "target_macs", match
+
+
+def _exhaustive_in_window(blocks, cands, walk, fn, scorer):
+    """``--search exhaustive`` under a MACs target: each segment keeps as many units as the per-unit ``walk``
+    kept in it; segments in order, each keeps its lowest-key combination among those whose network (this
+    combination, the segments before at their choice, those after at the walk's) has MACs in the walk's
+    window, counted by ``fn``. The walk's own combination always qualifies, so the target is never missed.
+    ``(removed, match)``; the keys of the kept combinations are left in ``scorer.best``."""
+    gone = {u.name for u in walk.setting}
+    choice = [[u.name for u in b if u.name not in gone] for b in blocks]
+
+    def without(kept):
+        return [u for u in cands if u.name not in kept]
+
+    def admit(i, combo):
+        trial = choice[:i] + [list(combo)] + choice[i + 1:]
+        if not walk.inside(fn(without({n for c in trial for n in c}))):
+            return False
+        choice[i] = list(combo)
+        return True
+    chosen, scorer.best = select_exhaustive([[u.name for u in b] for b in blocks], [len(c) for c in choice],
+                                            scorer, admit=admit)
+    removed = without({n for c in chosen for n in c})
+    macs = int(fn(removed))
+    if not walk.inside(macs):
+        raise EdgepruneError("the exhaustive search left the MACs window (internal error)")
+    return removed, MatchResult(removed, macs, walk.base_macs, walk.target_macs, walk.steps, rule=(
+        "kept units per segment from the per-unit removal walk, then each segment's lowest-key combination "
+        "within the MACs window"), must_meet=walk.must_meet)
 
 
 def _removal_order(cands, label: dict[str, int], scores: dict[str, float]) -> list:
@@ -564,6 +671,8 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
     if match is not None and match.note:
         notes.append(match.note)
     expected = _expected(ckpt, model, *_assembly(entries, cands, removed, transition))
+    if match is not None:
+        _check_built(match, expected["macs_after"])
     pos = {u.name: i for i, u in enumerate(entries)}
     gone = {u.name for u in removed}
     kept = [pos[u.name] for u in cands if u.name not in gone and u.name in pos]
@@ -583,7 +692,8 @@ def module_analysis(ckpt, data, *, similarity: str = "cka-unbiased", segments="a
         **_blocks_and_counts(seg.bounds, _blocks(cands, label, len(seg.bounds)), pos, gone),
         "expected": expected,
         "keep": {"counts": [sum(1 for u in b if u.name not in gone) for b in _blocks(cands, label, len(seg.bounds))],
-                 "mode": mode, "search": search, "exhaustive_scores": getattr(scorer, "best", None)},
+                 "mode": mode, "search": search, "exhaustive_scores": getattr(scorer, "best", None),
+                 **({"match": match.summary()} if match is not None else {})},
         "timings": {"similarity_s": round(t1 - t0, 4), "importance_s": round(t2 - t1, 4)},
         **({"notes": notes} if notes else {}),
     }
