@@ -28,7 +28,7 @@ from edgeprune.models import build_model, make_spec
 from edgeprune.training import trainer as new_trainer
 from edgeprune.training.trainer import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BEFORE = "bd4fe1fcfdae40b5a246ffd61101960ae599e1bf"
 TIMING = ("seconds", "examples_per_s")
 
