@@ -10,7 +10,7 @@ A plugin is one Python file (or an importable module) that registers what it add
 In your own code, import the plugin. The CLI imports the plugins named in ``EDGEPRUNE_PLUGINS``
 (``os.pathsep``-separated: ``FILE.py`` paths or module names) before it builds its parser, so
 ``--method``, ``--importance`` and ``--backend`` accept their names. A plugin is code that runs
-with your rights: name only files you trust. ``tests/test_plugins.py`` shows one of each.
+with your rights: name only files you trust. ``tests/core/test_plugins.py`` shows one of each.
 """
 
 from __future__ import annotations

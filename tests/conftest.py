@@ -108,9 +108,10 @@ def toy_checkpoint(tmp_path):
 # files in collection order (--dist loadfile), so a long file started last would leave one worker running it alone
 # at the end. Only the order of files changes; the tests within a file keep theirs.
 SLOW_FILES_FIRST = [
-    "test_ray_executor.py", "robustness/test_faults.py", "test_reference.py", "test_channel_equivalence.py",
-    "robustness/test_subprocess.py", "test_remote.py", "robustness/test_hostile_round2_a.py",
-    "robustness/test_hostile_round2_b.py", "test_study.py", "test_train_cli.py", "test_study_coarse_targets.py",
+    "study/test_ray_executor.py", "robustness/test_faults.py", "pruning/test_reference.py",
+    "pruning/test_channel_equivalence.py", "robustness/test_subprocess.py", "profiling/test_remote.py",
+    "robustness/test_hostile_round2_a.py", "robustness/test_hostile_round2_b.py", "study/test_study.py",
+    "training/test_train_cli.py", "study/test_study_coarse_targets.py",
 ]
 
 

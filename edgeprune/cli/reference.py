@@ -1,6 +1,6 @@
 """The CLI reference (docs/cli.md), generated from the parsers themselves.
 
-``python -m edgeprune.cli.reference > docs/cli.md`` writes it; tests/test_cli_reference.py fails when the file
+``python -m edgeprune.cli.reference > docs/cli.md`` writes it; tests/cli/test_cli_reference.py fails when the file
 and the parsers differ, so the reference cannot drift from what ``--help`` says.
 """
 

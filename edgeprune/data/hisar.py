@@ -9,7 +9,7 @@ per row. Label codes map to names as documented in the HisarMod paper
 The data CSV is parsed 256 rows at a time (bounded memory): by the compiled parser ``_hisarparse`` (setup.py
 builds it where a C compiler exists) when it takes every row of the chunk, else by numpy's text reader, else
 row by row with Python's ``complex()``, which names a bad row. They give the same float32 bits
-(tests/test_hisar_compiled.py); without the compiled parser a HisarMod CSV reads about 9x slower per
+(tests/data/test_hisar_compiled.py); without the compiled parser a HisarMod CSV reads about 9x slower per
 core.
 """
 

@@ -15,7 +15,7 @@ Each method declares its options as a dataclass whose fields carry a default and
 
 The implementation of a built-in method (``layer.py``: the layer method; ``modular.py``: dbp and random;
 ``channel_traced.py``: the channel methods) takes these option names
-(``tests/test_method_options.py`` compares its signature with the dataclass). The defaults here are the
+(``tests/pruning/test_method_options.py`` compares its signature with the dataclass). The defaults here are the
 ones the implementations apply when an option is not given; only given options are passed on.
 
 A plugin declares its own dataclass with ``register_method(name, help, options=MyOptions)``; without one its

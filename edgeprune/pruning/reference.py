@@ -1,6 +1,6 @@
 """``--reference``: the layer-selection procedure as the reference code (yaolu-zjut/PSR) runs it.
 
-Point by point (each checked in tests/test_reference.py):
+Point by point (each checked in tests/pruning/test_reference.py):
 
 - Similarity inputs: the first five batches of 128 frames of the TEST split,
   in order (the reference's unshuffled test loader), not random training frames.

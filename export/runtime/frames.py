@@ -2,7 +2,7 @@
 
 ``normalize`` is the one normaliser: the host's data pipeline (training, evaluation and calibration frames,
 SigMF captures), ``edgeprune.export.Predictor`` and a bundle's run.py all call it, so host and board give bit-identical
-frames (``tests/test_device_core.py`` feeds both the same extreme inputs).
+frames (``tests/device/test_device_core.py`` feeds both the same extreme inputs).
 
 - ``none``: frames are used as given;
 - ``l1``: each frame is divided by the sum over samples of sqrt(I^2 + Q^2) (the RML2016 convention);

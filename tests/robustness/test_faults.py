@@ -2,7 +2,7 @@
 
 * ``edgeprune finetune`` killed mid-epoch and resumed with --resume ends with
   exactly the weights and metrics of an uninterrupted run with the same seed.
-  (``edgeprune train`` has the same test in tests/test_train_cli.py.)
+  (``edgeprune train`` has the same test in tests/training/test_train_cli.py.)
 * ``edgeprune compare`` killed once some stages are recorded in
   ``<out>/state.json`` reuses them when re-run and finishes a complete report.
 * Unwritable outputs. The tests run as root here, where ``chmod 0o555`` does not

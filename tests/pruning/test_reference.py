@@ -445,7 +445,7 @@ def test_differences_are_listed_in_the_docs_and_drop_the_false_claims():
 
     from edgeprune.pruning.reference import reference_differences
 
-    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text().split())
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "method.md").read_text().split())
     for name in ("resnet56-ref", "resnet56", "vgg16"):
         diffs = reference_differences(name)
         text = " ".join(diffs)

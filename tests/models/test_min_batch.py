@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
+TESTS = Path(__file__).resolve().parents[1]   # tests/: the shared fixture modules (user_models.py)
+sys.path.insert(0, str(TESTS))
 import user_models as um  # noqa: E402
 
 LENGTH = 64   # the toy dataset's

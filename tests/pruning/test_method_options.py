@@ -16,7 +16,7 @@ import pytest
 from edgeprune.errors import EdgepruneError
 from edgeprune.pruning import catalogue as C
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOT_OPTIONS = {"ckpt", "data", "target_macs", "seed", "options", "criterion", "kwargs"}
 CHANNEL = ("channel-l1", "channel-l2", "channel-fpgm", "channel-bn")
 

@@ -174,7 +174,7 @@ def test_synflow_transplant_scores(trained):
 def test_synflow_transplant_batch_of_two_is_the_reference_batch_of_128_over_64(trained):
     """Train-mode BN statistics of identical frames do not depend on their number: on this small network 128
     frames score 64x two. Not in general: on a trained resnet56-ref floating point broke the proportion by up to
-    34% (issue 28), which is why --reference scores on the reference's 128 frames (tests/test_reference.py)."""
+    34% (issue 28), which is why --reference scores on the reference's 128 frames (tests/pruning/test_reference.py)."""
     spec, sd = trained
     sc = _scorer(spec, sd, "synflow-transplant", seed=0)
     s2 = sc.score([2])

@@ -5,7 +5,7 @@ from pathlib import Path
 from edgeprune.cli.main import build_parser
 from edgeprune.cli.reference import cli_markdown
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_docs_cli_reference_matches_the_parsers():

@@ -12,7 +12,7 @@
   CLI's startup; ``LAZY_ALLOWED`` names the few other exceptions with their reasons.
 
 Every ``import`` and ``from ... import`` in every file counts, at module level or inside a function.
-``python tests/test_import_graph.py`` prints the package edges and the file-level circles.
+``python tests/structure/test_import_graph.py`` prints the package edges and the file-level circles.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FOLDERS = ("edgeprune", "export", "profiling")   # export/ and profiling/ are installed as edgeprune.export, ...
 
 

@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("edgeprune", "export", "profiling")     # folders in the repository, installed as:
 INSTALLED = {"edgeprune": "edgeprune", "export": "edgeprune/export", "profiling": "edgeprune/profiling"}
 

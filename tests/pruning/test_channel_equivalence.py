@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import user_models as um  # noqa: E402
 
 from edgeprune.errors import EdgepruneError  # noqa: E402
@@ -26,7 +26,7 @@ from edgeprune.models.macs import count_macs  # noqa: E402
 # the outcomes below come from trained or analysed networks: .ci/run runs them again on ATen's plain kernels
 pytestmark = pytest.mark.numerics
 
-USER = Path(__file__).parent / "user_models.py"
+USER = Path(__file__).resolve().parents[1] / "user_models.py"
 # The two GRU networks take 32-sample frames: Torch-Pruning traces a GRU step by step, and building its
 # dependency graph, which channel pruning does some 25 times per network, grows faster than the frame length
 # (PhaseGRU: 0.28 s at 32 samples, 1.14 s at 64).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 METHOD = '''
 """A pruning method of my own: remove the deepest removable units first, to the MACs budget."""
@@ -291,7 +291,7 @@ def test_plugin_criterion_class_through_cli(tmp_path, toy_checkpoint, toy_npz):
 
 def test_plugin_backend_through_cli(tmp_path):
     """`profile --backend ort-plain` times the model with the plugin's session: warm-up + timed calls reach it."""
-    from tests.test_profiling import export_onnx
+    from tests.profiling.test_profiling import export_onnx
 
     plugin = _write(tmp_path, "my_backend", BACKEND)
     model = export_onnx("cnn1d", tmp_path / "cnn1d.onnx")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-HERE = Path(__file__).parent
-USER = HERE / "user_models.py"
-sys.path.insert(0, str(HERE))
+TESTS = Path(__file__).resolve().parents[1]   # tests/: the shared fixture modules (user_models.py)
+USER = TESTS / "user_models.py"
+sys.path.insert(0, str(TESTS))
 import user_models as um  # noqa: E402
 
 from edgeprune.models.trace import discover_module_units  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 
 from edgeprune.errors import EdgepruneError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LENGTH, CLASSES = 64, 4
 
 

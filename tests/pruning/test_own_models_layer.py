@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
+TESTS = Path(__file__).resolve().parents[1]   # tests/: the shared fixture modules (user_models.py)
+sys.path.insert(0, str(TESTS))
 
 from conftest import make_toy_dataset  # noqa: E402
 
@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("own_layer")
     code = d / "nets.py"
-    shutil.copy(HERE / "user_models.py", code)
+    shutil.copy(TESTS / "user_models.py", code)
     data = d / "toy.npz"
     save_npz(data, make_toy_dataset(n_per_key=40))
     allow(code)

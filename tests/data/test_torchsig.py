@@ -81,7 +81,7 @@ def test_real_torchsig_round_trip(tmp_path):
     import sys
     from pathlib import Path
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_torchsig.py"
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_torchsig.py"
     r = subprocess.run([sys.executable, str(bench), "--frames", "40", "--length", "128", "--out",
                         str(tmp_path / "t.json")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

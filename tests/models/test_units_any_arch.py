@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
+TESTS = Path(__file__).resolve().parents[1]   # tests/: the shared fixture modules (user_models.py)
+sys.path.insert(0, str(TESTS))
 import user_models as um  # noqa: E402
 
 from edgeprune.errors import EdgepruneError  # noqa: E402
@@ -34,7 +34,7 @@ def code(tmp_path):
     from edgeprune.models.usercode import allow, forget_allowed
 
     p = tmp_path / "nets.py"
-    shutil.copy(HERE / "user_models.py", p)
+    shutil.copy(TESTS / "user_models.py", p)
     allow(p)
     yield p
     forget_allowed()

@@ -6,7 +6,7 @@ and ``profiling/``. A long function usually mixes concerns (issue 17); split it 
 ``training.trainer.fit`` and ``edgeprune.export.onnx_export.export_checkpoint`` are. ``LONG`` lists the ones left, each
 with what it mixes or why it stays; an entry that is no longer over the limit must be removed.
 
-Run ``python tests/test_function_length.py`` for the table of the longest functions.
+Run ``python tests/structure/test_function_length.py`` for the table of the longest functions.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOTS = ("edgeprune", "export", "profiling")
 LIMIT = 80
 

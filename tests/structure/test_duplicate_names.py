@@ -10,8 +10,8 @@ here with the files allowed to define it:
 A new name defined twice fails, and so does a listed name defined in a file outside its pattern: reuse the one
 definition (the device core, ``export/runtime``, holds what host and board share), or name each thing for what it
 is. Private names (leading underscore) are module-internal and not counted; ``benchmarks/`` holds standalone
-scripts and ``tests/`` is not code that ships. ``python tests/test_duplicate_names.py`` prints every name defined
-in more than one file.
+scripts and ``tests/`` is not code that ships. ``python tests/structure/test_duplicate_names.py`` prints every name
+defined in more than one file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import ast
 from fnmatch import fnmatch
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("edgeprune", "export", "profiling")
 _BACKENDS = ("export/runtime/backend_*.py", "profiling/backend_torch.py")
 ALLOWED = {

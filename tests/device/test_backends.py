@@ -30,7 +30,7 @@ def test_every_backend_here_keeps_the_protocol_and_they_agree(toy_checkpoint):
         files = {"onnx": src.onnx_path("fp32"), "checkpoint": toy_checkpoint}
         for name in SHIPPED:
             if registry.availability(name) is not None:
-                continue   # tensorrt here: no TensorRT, no GPU (tests/test_trt_versions.py runs its class)
+                continue   # tensorrt here: no TensorRT, no GPU (tests/device/test_trt_versions.py runs its class)
             with registry.open_backend(name, str(files[registry.model_kind(name)]), threads=1) as be:
                 assert be.name == name and list(be.input_shape())[1:] == [2, 64]
                 out[name] = be.infer(x)

@@ -28,7 +28,7 @@ from edgeprune.models import build_model, make_spec
 from edgeprune.training import trainer as new_trainer
 from edgeprune.training.trainer import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BEFORE = "bd4fe1fcfdae40b5a246ffd61101960ae599e1bf"
 TIMING = ("seconds", "examples_per_s")
 
@@ -186,7 +186,7 @@ def trained(tmp_path_factory):
 def test_export_writes_the_file_the_long_function_wrote(tmp_path, trained, kwargs):
     from edgeprune.export import onnx_export as new_export
 
-    old = _module_before("export/onnx_export.py", "export")
+    old = _module_before("export/onnx_export.py", "edgeprune.export")
     ckpt, data = trained
     kw = dict(kwargs)
     if kw.pop("verify", False):
@@ -236,7 +236,7 @@ def test_train_model_returns_data_and_the_cli_formats_it(tmp_path, toy_npz, caps
 def test_make_bundle_writes_the_bundle_the_long_function_wrote(tmp_path, trained, case):
     from edgeprune.export import bundle as new_bundle
 
-    old = _module_before("export/bundle.py", "export")
+    old = _module_before("export/bundle.py", "edgeprune.export")
     ckpt, data = trained
     if case == "x86-default-precisions":  # fp32 and int8 (calibrated on the data), accuracy measured
         args, kw, name = ("x86-cpu",), dict(data=data, calib_frames=64), "b"
