@@ -345,7 +345,7 @@ def _ladder_macs(kept_names):
 class HandKeyedCombos:
     """A combination scorer whose keys are set by hand (the exhaustive search's interface, ``combo_key``), so the
     order of the combinations is certain; the real scorers are checked against hand ablations in
-    tests/test_importance.py."""
+    tests/analysis/test_importance.py."""
 
     def __init__(self, keys):
         self.keys = {frozenset(k): v for k, v in keys.items()}
