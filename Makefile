@@ -3,7 +3,7 @@ PIP := $(PYTHON) -m pip
 STAMP := .install.stamp
 FULL_STAMP := .install-full.stamp
 
-.PHONY: install install-full demo test fuzz bench clean
+.PHONY: install install-full demo test test-slow fuzz bench clean
 
 # Install edgeprune (editable) with its full toolchain; torch is pinned by constraints.txt. setup.py compiles the
 # optional HisarMod CSV parser (edgeprune/data/_hisarparse.c) in place where gcc and the Python headers exist;
@@ -33,9 +33,15 @@ demo: $(FULL_STAMP)
 
 # The test suite, in as many worker processes as this machine has cores (pytest-xdist; one test file per worker
 # at a time, so a file's shared fixtures are built once). EDGEPRUNE_TEST_WORKERS=0 runs it in this process.
+# `make test` leaves out the `slow` tests (a whole training or study killed and resumed, a real Ray cluster: each
+# runs its work two or three times); `make test-slow` runs just those. CI (.ci/run) runs both.
 TEST_WORKERS := $(or $(EDGEPRUNE_TEST_WORKERS),auto)
+PYTEST := $(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --maxprocesses 8 --dist loadfile
 test: $(STAMP)
-	$(PYTHON) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --maxprocesses 8 --dist loadfile
+	$(PYTEST) -m "not slow"
+
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
 
 # Longer randomised fuzzing (not part of `make test`): fresh hypothesis examples on every run,
 # EDGEPRUNE_FUZZ_SCALE (default 10) times as many; a failure prints its falsifying example.

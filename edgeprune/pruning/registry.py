@@ -95,7 +95,7 @@ def _implementation(name: str) -> Callable[..., PruneResult]:
 
 def get_method(name: str) -> Callable[..., PruneResult]:
     """The method ``name``: it prunes the traced units (or channels) of the checkpoint's network, a zoo spec model
-    made a module on load (:func:`edgeprune.checkpoint.checkpoint_as_recipe`) like any other."""
+    made a module recipe on entry (:func:`edgeprune.checkpoint.checkpoint_as_recipe`) like any other."""
     fn = _implementation(name)
 
     def method(ckpt, data=None, **kwargs):

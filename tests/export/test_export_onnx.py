@@ -99,7 +99,6 @@ def test_fp16_keeps_float32_io(trained, tmp_path):
     assert read_metadata(out)["edgeprune.precision"] == "fp16"
 
 
-@pytest.mark.slow
 def test_dynamo_exporter_opset18_names(trained, tmp_path):
     ckpt, _ = trained
     out = tmp_path / "m18.onnx"

@@ -24,7 +24,9 @@ import signal
 import sys
 import time
 
-PRELOAD = ("numpy", "torch", "onnx", "onnxruntime", "h5py", "sigmf.sigmffile", "edgeprune.cli.main")
+# torch._dynamo: torch imports it on the first optimizer a run makes (2.5 s here); onnxsim: every export imports it
+PRELOAD = ("numpy", "torch", "torch._dynamo", "onnx", "onnxruntime", "onnxsim", "h5py", "sigmf.sigmffile",
+           "edgeprune.cli.main")
 
 
 def _status(key):

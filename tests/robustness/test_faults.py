@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 
 from .tally import check_error_output, record, refuses
 
@@ -65,6 +67,7 @@ def _state_epoch(path: Path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_finetune_sigkill_then_resume_matches_uninterrupted(tmp_path):
     import torch
     from conftest import make_toy_dataset
@@ -150,6 +153,7 @@ def _recorded(state: Path) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 def test_compare_sigkill_then_rerun_reuses_finished_stages(tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(STUDY)

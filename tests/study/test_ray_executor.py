@@ -1,5 +1,8 @@
 """compare --executor ray on a real local Ray (2 CPUs, no dashboard): a tiny study runs, is killed midway,
-resumes, and computes the same models as the local executor; bad input is one line before anything starts."""
+resumes, and computes the same models as the local executor; bad input is one line before anything starts.
+
+The tests on a Ray cluster carry the ``slow`` marker: they run in `make test-slow` (CI runs it after `make test`);
+the ones that need no cluster stay in `make test`."""
 
 import json
 import os
@@ -97,6 +100,7 @@ def _compare_killed_when(cfg_file, out, address, done, timeout=180) -> str:
     return proc.stderr.read().decode()[-2000:]
 
 
+@pytest.mark.slow
 def test_more_gpus_than_the_cluster_has_is_refused_before_any_stage(tmp_path, ray_cluster):
     cfg = _cfg(executor="ray", address=ray_cluster)
     cfg["resources"]["gpus_per_task"] = 1
@@ -105,6 +109,7 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_any_stage(tmp_path, ra
     assert not (tmp_path / "s").exists()  # nothing started, no half-made folder
 
 
+@pytest.mark.slow
 def test_unknown_executor_and_unreachable_address_are_one_line(tmp_path, capsys, ray_cluster):
     cfg = tmp_path / "c.toml"
     cfg.write_text(TINY.replace('threads = 1', 'threads = 1\nexecutor = "dask"'))
@@ -175,6 +180,7 @@ def test_state_format_is_versioned(tmp_path):
         StageCache(folder, log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_an_edgeprune_error_in_a_task_skips_that_model_like_local(tmp_path, ray_cluster):
     """channel-l1 cannot reach 0.01 x MACs on this model (a TargetUnreachable inside the task: the stem and block
     outputs keep their channels): the branch is skipped with the same note as the local executor's, and the rest
@@ -194,6 +200,7 @@ def test_an_edgeprune_error_in_a_task_skips_that_model_like_local(tmp_path, ray_
     assert _state(tmp_path / "ray")["baseline"]["executor"] == "ray"
 
 
+@pytest.mark.slow
 def test_a_failing_task_is_retried_once_then_reported_with_its_stage(tmp_path, ray_cluster):
     """The study's own task (run_chain with the executor's options): a stage that raises runs twice, then the
     driver gets an error that one_line turns into the stage and the original error."""
@@ -242,6 +249,7 @@ def local_seeds(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_seeds_run_together_on_ray_profile_on_the_named_node_and_equal_local(tmp_path, ray_cluster, local_seeds):
     """[study] seeds with the ray executor: every seed's baseline is its own task, in flight together (the tasks'
     own start/end times), each seed's branches wait only on their own baseline; results, folders and stage keys
@@ -300,6 +308,7 @@ def test_seeds_run_together_on_ray_profile_on_the_named_node_and_equal_local(tmp
         assert _model_facts(again) == _model_facts(per[s])
 
 
+@pytest.mark.slow
 def test_an_unknown_profile_node_is_one_line_before_anything_starts(tmp_path, capsys, ray_cluster):
     import ray
 
@@ -323,6 +332,7 @@ def test_an_unknown_profile_node_is_one_line_before_anything_starts(tmp_path, ca
     assert rc != 0 and "needs the ray executor" in err and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_one_study_profiled_on_the_node_named_by_its_ip(tmp_path, capsys, ray_cluster):
     """compare --executor ray --profile-node IP (one study, no seeds): the latency records and the report name the
     node; the profiling task ran after the study's compute tasks, on that node."""
@@ -345,6 +355,7 @@ def test_one_study_profiled_on_the_node_named_by_its_ip(tmp_path, capsys, ray_cl
     assert f"Latency measured on: Ray node {n['NodeID'][:12]}" in (tmp_path / "s" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_killed_ray_study_resumes_to_the_local_result(tmp_path, ray_cluster, local_seeds):
     """A Ray driver (its own process, two seeds) SIGKILLed once a seed's baseline is recorded: the re-run on Ray
     reuses every recorded stage of every seed, computes only the rest, and ends with the local executor's models
@@ -401,6 +412,7 @@ def _task_folders(tmp):
     return sorted(p.name for p in tmp.iterdir() if p.name.startswith("edgeprune-task-"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGINT to the process group (Ctrl-C)", "SIGTERM to the driver"])
 def test_an_interrupted_ray_study_leaves_no_task_folder(tmp_path, how):
     """A driver that starts its own Ray, interrupted while a task works in its folder ($TMPDIR/edgeprune-task-*):

@@ -149,6 +149,7 @@ def _cli(*args):
     return [sys.executable, "-m", "edgeprune", *map(str, args)]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     save_npz(tmp_path / "d.npz", make_toy_dataset(n_per_key=64))
     env = dict(os.environ, EDGEPRUNE_QUIET="1", OMP_NUM_THREADS="1")
