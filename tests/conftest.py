@@ -108,9 +108,11 @@ def toy_checkpoint(tmp_path):
 # files in collection order (--dist loadfile), so a long file started last would leave one worker running it alone
 # at the end. Only the order of files changes; the tests within a file keep theirs.
 SLOW_FILES_FIRST = [
-    "study/test_ray_executor.py", "robustness/test_faults.py", "pruning/test_reference.py",
-    "pruning/test_channel_equivalence.py", "robustness/test_subprocess.py", "profiling/test_remote.py",
-    "robustness/test_hostile_round2_a.py", "robustness/test_hostile_round2_b.py", "study/test_study.py",
+    "study/test_ray_executor.py", "pruning/test_reference.py", "robustness/test_faults.py", "device/test_runner.py",
+    "pruning/test_own_models_layer.py", "profiling/test_remote.py", "models/test_own_models.py",
+    "pruning/test_channel_equivalence.py", "core/test_plugins.py", "robustness/test_subprocess.py",
+    "pruning/test_matched_macs.py", "models/test_input_layout.py", "robustness/test_hostile_round2_b.py",
+    "study/test_study.py", "robustness/test_hostile_round2_a.py", "study/test_stats.py",
     "training/test_train_cli.py", "study/test_study_coarse_targets.py",
 ]
 
