@@ -394,7 +394,7 @@ def select_per_unit(blocks: list[list[int]], counts: list[int], scores: dict[int
 
 def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
                       max_combinations: int = MAX_COMBINATIONS, carry: bool = False,
-                      admit=None) -> tuple[list[list[int]], list[float]]:
+                      admit=None) -> tuple[list[list[int]], list[float | None]]:
     """Every combination of ``count`` units per block (each block's units shallow to deep); the one with the
     lowest key is kept.
 
@@ -405,7 +405,8 @@ def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
     other units removed). ``admit(i, combo)``, when given, is asked about
     block ``i``'s combinations lowest key first (ties: in combination order),
     blocks in order, and the first it accepts is kept (a budget the
-    combination must meet); none accepted is an error.
+    combination must meet); none accepted is an error. A block that keeps no
+    unit has no score: ``None`` (JSON null in a plan file, never NaN).
     """
     total = sum(math.comb(len(c), r) for c, r in zip(blocks, counts))
     if total > max_combinations:
@@ -415,7 +416,7 @@ def select_exhaustive(blocks: list[list[int]], counts: list[int], scorer,
     for i, (cand, r) in enumerate(zip(blocks, counts)):
         if r == 0:
             chosen.append([])
-            best_scores.append(float("nan"))
+            best_scores.append(None)
             continue
         scored = []
         for combo in itertools.combinations(cand, r):   # the block's order (shallow to deep)

@@ -104,7 +104,7 @@ class DbpOptions(DepthOptions):
                           ("pool", "gap", "flatten"))
     bins: int = option(8, "bins per channel of the pool feature")
     gain_threshold: float | None = option(None, "without --target-macs: remove units whose probe gain is below "
-                                                "this (zoo models)")
+                                                "this")
 
 
 @dataclass(frozen=True)

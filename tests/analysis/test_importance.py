@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -223,6 +225,10 @@ def test_per_unit_equals_exhaustive_for_one_unit_and_picks_lowest(trained):
     assert per[0] == [min(blocks[0], key=s.get)]
     ex2, best2 = select_exhaustive(blocks, [2, 1], sc)
     assert len(ex2[0]) == 2 and best2[0] == min(sc.score(c) for c in ([1, 2], [1, 3], [2, 3]))
+    # a block that keeps no unit has no score: null in the plan's JSON, not NaN (which strict JSON readers refuse)
+    ex0, best0 = select_exhaustive(blocks, [0, 1], sc)
+    assert ex0 == [[], ex[1]] and best0[0] is None and best0[1] == best[1]
+    json.loads(json.dumps(best0, allow_nan=False))
     with pytest.raises(EdgepruneError, match="exhaustive search would score"):
         select_exhaustive([list(range(1, 4))], [1], sc, max_combinations=2)
     with pytest.raises(EdgepruneError, match="unknown transplant proxy"):
