@@ -7,7 +7,7 @@ import os
 # One thread for every numeric library, in this process and its children, set before numpy is imported (OpenBLAS
 # reads the variables when it loads; pytest and its plugins load no numpy before this file). The tests' networks and
 # matrices are tiny, where a second thread only adds overhead and, with two pytest workers on two cores, spins
-# waiting for a busy core: the reference tests' hand-written CKA (128 x 128 Gram products) took 15 times the CPU
+# waiting for a busy core: the reference tests' hand-written CKA (128 x 128 Gram products) took 14 times the CPU
 # time with OpenBLAS's default of one thread per core, and each CLI child's second OpenMP thread only spun (the
 # plugin and remote tests took 158 CPU-s with torch's default, 85 with one thread). Children (the CLI run as a user
 # runs it, Ray's workers, torchrun) inherit the variables. The same reduction order on every machine, whatever its

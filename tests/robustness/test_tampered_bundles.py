@@ -28,6 +28,15 @@ def frames(tmp_path, shared):
     return p
 
 
+@pytest.fixture(autouse=True)
+def private_tempdir(tmp_path, monkeypatch):
+    """This test's own temporary folder (the CLI runs in this process): the other pytest worker's bundles extract
+    into the shared /tmp at the same time, and one of theirs in flight read as one of ours left behind."""
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+
+
 def _extract_dirs():
     return set(Path(tempfile.gettempdir()).glob("edgeprune-bundle-*"))
 
