@@ -58,6 +58,11 @@ def _load_ckpt(ckpt, data=None):
 
 # ----------------------------------------------------------------- export
 
+class ExportWriteError(EdgepruneError):
+    """The exporter could not write its graph (a full disk, a file-size limit): an I/O failure, not something the
+    other exporter could get round, so :func:`convert` does not try it."""
+
+
 def torch_to_onnx(model, length: int, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto"):
     """Run torch.onnx.export (legacy TorchScript for opset <= 17, dynamo above) and return the onnx.ModelProto.
 
@@ -124,6 +129,8 @@ def _torch_to_onnx(model, length, path, opset, exporter, layout, batch=TRACED_BA
                 raise EdgepruneError(f"unknown exporter {exporter!r}; choose auto, legacy or dynamo")
         except EdgepruneError:
             raise
+        except OSError as exc:   # torch writes the graph itself; EFBIG, ENOSPC ... come through as they are
+            raise ExportWriteError(f"cannot write the exported graph to {path}: {exc.strerror or exc}") from exc
         except Exception as exc:  # noqa: BLE001 - torch raises many types here
             first = _export_failure_line(exc)
             raise EdgepruneError(f"torch.onnx.export ({exporter}, opset {opset}) failed: {first}") from exc
@@ -363,11 +370,14 @@ def convert(model, length: int, opts: ExportOptions, frames: "VerifyFrames"):
     simplified graph fails the check the unsimplified one is used, with a note. A network that needs a few frames
     (its ``min_batch``) is checked against its padded logits; a graph that fails at batch 1 but passes from
     ``min_batch`` frames on is used with that ``min_batch`` (the runtime pads), with a note. When the legacy (TorchScript) exporter fails or its graph fails the
-    check, torch's dynamo exporter is tried (it needs onnxscript) and, when its graph passes, used, with a note.
+    check, torch's dynamo exporter is tried (it needs onnxscript) and, when its graph passes, used, with a note;
+    not when the graph could not be written (:class:`ExportWriteError`: a full disk is not the exporter's limit).
     When nothing passes, one EdgepruneError says why.
     """
     try:
         return _convert_with(model, length, opts, frames, opts.exporter)
+    except ExportWriteError:
+        raise
     except EdgepruneError as exc:
         if opts.exporter != "legacy":
             raise
