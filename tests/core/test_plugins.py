@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from edgeprune_run import run_edgeprune
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,8 +165,7 @@ def _write(tmp_path, name, text) -> Path:
 def _cli(args, plugins, extra_env=None):
     env = dict(os.environ, EDGEPRUNE_PLUGINS=os.pathsep.join(str(p) for p in plugins), EDGEPRUNE_QUIET="1",
                **(extra_env or {}))
-    r = subprocess.run([sys.executable, "-m", "edgeprune", *map(str, args), "--json"], capture_output=True,
-                       text=True, env=env, cwd=REPO, timeout=300)
+    r = run_edgeprune(*args, "--json", env=env, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -228,8 +228,7 @@ def test_plugin_importance_criterion_through_cli(tmp_path, toy_checkpoint, toy_n
 
 def _fails(args, plugins):
     env = dict(os.environ, EDGEPRUNE_PLUGINS=os.pathsep.join(str(p) for p in plugins))
-    r = subprocess.run([sys.executable, "-m", "edgeprune", *map(str, args)], capture_output=True, text=True,
-                       env=env, cwd=REPO, timeout=300)
+    r = run_edgeprune(*args, env=env, cwd=REPO, timeout=300)
     assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
     return r.stderr
 

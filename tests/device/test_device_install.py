@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeprune_run import run_edgeprune
 
-from export_fixtures import BLOCK_TORCH, REPO, edgeprune_cmd, shared_bundle
+from export_fixtures import BLOCK_TORCH, REPO, shared_bundle
 from venvs import _pip, clean_env, device_install_venv
 
 
@@ -74,8 +75,7 @@ def test_device_commands_on_python38(installed, tmp_path_factory):
     assert rep["commands"]["predict"]["usable"] and not rep["commands"]["export"]["usable"]
     r = _run(installed, "predict", bundle, "--input", frames, "--json")
     assert r.returncode == 0, r.stderr
-    ref = subprocess.run(edgeprune_cmd("predict", bundle, "--input", frames, "--json"), capture_output=True,
-                         text=True, timeout=300)
+    ref = run_edgeprune("predict", bundle, "--input", frames, "--json", timeout=300)
     assert [p["label"] for p in json.loads(r.stdout)["predictions"]] == \
         [p["label"] for p in json.loads(ref.stdout)["predictions"]]
     out = installed["tmp"] / "r.json"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeprune_run import run_edgeprune
 
 from edgeprune.export.runner_file import RUNTIME_DIR, embedded_sources, render, runtime_sources
-from export_fixtures import LENGTH, edgeprune_cmd, embedded_module, shared_bundle, shared_trained
+from export_fixtures import LENGTH, embedded_module, shared_bundle, shared_trained
 from venvs import clean_env, device_venv
 
 PYTHONS = ["3.6.15", "3.8.18", "3.10.13", "this"]  # JetPack 4.6, 5.1, 6.x, and this Python
@@ -218,8 +219,7 @@ def _run(py, bundle, *args, env=None, cwd=None):
 
 
 def _edgeprune_predict(bundle, inp, *extra):
-    r = subprocess.run(edgeprune_cmd("predict", bundle, "--input", inp, "--json", *extra), capture_output=True,
-                       text=True, timeout=300)
+    r = run_edgeprune("predict", bundle, "--input", inp, "--json", *extra, timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -8,9 +8,10 @@ import subprocess
 
 import numpy as np
 import pytest
+from edgeprune_run import run_edgeprune
 
 from edgeprune.export.runtime.stream import Windower, decode
-from export_fixtures import LENGTH, edgeprune_cmd, shared_bundle
+from export_fixtures import LENGTH, shared_bundle
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +34,16 @@ def _sigmf(folder, name, datatype, raw, rate=1e6):
 
 
 def _predict_json(bundle, inp, *extra):
-    r = subprocess.run(edgeprune_cmd("predict", bundle, "--input", inp, "--json", *extra), capture_output=True,
-                       text=True, timeout=120)
+    r = run_edgeprune("predict", bundle, "--input", inp, "--json", *extra, timeout=120)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["predictions"]
 
 
 def _stream(bundle, raw, *extra):
-    r = subprocess.run(edgeprune_cmd("predict", bundle, "--input", "-", *extra), input=raw, capture_output=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr.decode()
-    rows = [json.loads(ln) for ln in r.stdout.decode().splitlines()]
-    stats = json.loads(r.stderr.decode().strip().splitlines()[-1][2:])
+    r = run_edgeprune("predict", bundle, "--input", "-", *extra, input=raw, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(ln) for ln in r.stdout.splitlines()]
+    stats = json.loads(r.stderr.strip().splitlines()[-1][2:])
     return rows, stats
 
 
@@ -125,8 +124,7 @@ def test_annotate_writes_valid_sigmf(setup):
     bundle, _, z, tmp = setup
     src = _sigmf(tmp, "cap", "cf32_le", z.tobytes())
     out = tmp / "out" / "labelled.sigmf-meta"
-    r = subprocess.run(edgeprune_cmd("predict", bundle, "--input", src, "--annotate", out, "--json"),
-                       capture_output=True, text=True, timeout=120)
+    r = run_edgeprune("predict", bundle, "--input", src, "--annotate", out, "--json", timeout=120)
     assert r.returncode == 0, r.stderr
     preds = json.loads(r.stdout)["predictions"]
     f = sigmffile.fromfile(str(out))  # reads metadata and its data file
@@ -141,8 +139,8 @@ def test_annotate_writes_valid_sigmf(setup):
 
 def test_stream_bad_input(setup):
     bundle, _, _, _ = setup
-    r = subprocess.run(edgeprune_cmd("predict", bundle, "--input", "-"), input=b"", capture_output=True, timeout=60)
-    assert r.returncode != 0 and b"give its --format" in r.stderr
+    r = run_edgeprune("predict", bundle, "--input", "-", input=b"", timeout=60)
+    assert r.returncode != 0 and "give its --format" in r.stderr
     rows, st = _stream(bundle, b"\x00" * 10, "--format", "cf32")
     assert rows == [] and st["windows"] == 0 and st["partial_window_samples"] == 1 and st["trailing_bytes"] == 2
 

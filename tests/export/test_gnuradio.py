@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeprune_run import run_edgeprune
 
-from export_fixtures import LENGTH, REPO, edgeprune_cmd, shared_bundle
+from export_fixtures import LENGTH, REPO, shared_bundle
 
 GR_PYTHON = os.environ.get("EDGEPRUNE_GR_PYTHON", "/usr/bin/python3")
 BLOCKS = REPO / "export" / "grblocks"
@@ -101,8 +102,7 @@ def gr(tmp_path_factory):
 
 
 def _reference(bundle, meta, hop):
-    r = subprocess.run(edgeprune_cmd("predict", bundle, "--input", meta, "--hop", hop, "--json"), capture_output=True,
-                       text=True, timeout=120)
+    r = run_edgeprune("predict", bundle, "--input", meta, "--hop", hop, "--json", timeout=120)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["predictions"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeprune_run import run_edgeprune
 import torch
 
 TESTS = Path(__file__).resolve().parents[1]   # tests/: the shared fixture modules (user_models.py)
@@ -213,10 +214,8 @@ def test_without_onnxscript_the_legacy_failure_says_the_dynamo_exporter_needs_it
 def test_an_op_torch_cannot_export_is_one_line_without_the_ir_dump(cli, work):
     ck = work / "cg.pt"
     assert cli("import", f"{work / 'nets.py'}:ComplexGainNet", "--data", work / "toy.npz", "--out", ck).returncode == 0
-    # a fresh process: the exporter's C++ side writes the Torch IR graph to the file descriptors themselves
-    r = subprocess.run([sys.executable, "-m", "edgeprune", "export", "--model", str(ck), "--out",
-                        str(work / "cg.onnx"), "--code", str(work / "nets.py")], capture_output=True, text=True,
-                       timeout=600)
+    # a process of its own: the exporter's C++ side writes the Torch IR graph to the file descriptors themselves
+    r = run_edgeprune("export", "--model", ck, "--out", work / "cg.onnx", "--code", work / "nets.py", timeout=600)
     assert r.returncode != 0 and r.stdout == ""
     assert r.stderr.startswith("edgeprune: error: torch.onnx.export (legacy") and r.stderr.count("\n") == 1
     assert "complex" in r.stderr and "the dynamo exporter failed too: torch.onnx.export (dynamo" in r.stderr

@@ -4,12 +4,12 @@ import, unit discovery, every pruning method, MAC counting (PyTorch and ONNX) an
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from edgeprune_run import run_edgeprune
 
 TESTS = Path(__file__).resolve().parents[1]   # tests/: the shared fixture modules (user_models.py)
 USER = TESTS / "user_models.py"
@@ -29,7 +29,7 @@ def _cli(*args, env=None):
 
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edgeprune", *map(str, args)], capture_output=True, text=True, env=e)
+    return run_edgeprune(*args, env=e)
 
 
 @pytest.fixture

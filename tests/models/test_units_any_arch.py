@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from edgeprune_run import run_edgeprune
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -298,13 +299,11 @@ def test_reach_is_known_from_unit_macs_before_the_analysis(code, toy_npz, tmp_pa
 
 def test_cli_prune_to_an_unreachable_target_prints_one_note(code, toy_npz, tmp_path):
     import os
-    import subprocess
 
     base = count_macs(_ckpt(code, toy_npz, tmp_path, "AttentionSE").build(), (2, L))
     env = dict(os.environ, EDGEPRUNE_CODE=str(code))
-    r = subprocess.run([sys.executable, "-m", "edgeprune", "prune", "--model", str(tmp_path / "AttentionSE.pt"),
-                        "--method", "random", "--target-macs", "0.6", "--out", str(tmp_path / "p.pt")],
-                       capture_output=True, text=True, env=env)
+    r = run_edgeprune("prune", "--model", tmp_path / "AttentionSE.pt", "--method", "random", "--target-macs", "0.6",
+                      "--out", tmp_path / "p.pt", env=env)
     assert r.returncode == 0, r.stderr
     notes = [ln for ln in (r.stdout + r.stderr).splitlines() if "whole units cannot reach 0.6" in ln]
     assert len(notes) == 1 and f"{(base - 81920) / base:.4f} x" in notes[0]

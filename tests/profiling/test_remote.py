@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from export_fixtures import edgeprune_cmd, shared_bundle
+from edgeprune_run import run_edgeprune
+from export_fixtures import shared_bundle
 from ssh_fixtures import start_sshd, stop_sshd
 from study_configs import tiny_study
 
@@ -35,7 +36,7 @@ def bundle(tmp_path_factory):
 
 
 def _profile(*args, timeout=300):
-    return subprocess.run(edgeprune_cmd("profile", *args), capture_output=True, text=True, timeout=timeout)
+    return run_edgeprune("profile", *args, timeout=timeout)
 
 
 def _listeners(port: int) -> list[str]:
@@ -228,10 +229,9 @@ def test_hostile_board_answers_are_refused_and_nothing_is_saved(sshd, bundle, tm
         py.chmod(py.stat().st_mode | stat.S_IXUSR)
         out = tmp_path / f"{mode}.json"
         env = dict(os.environ, EDGEPRUNE_MAX_DOC_BYTES=str(1 << 20))
-        r = subprocess.run(edgeprune_cmd("profile", bundle, "--remote", "testboard", "--ssh-config", sshd["config"],
-                                         "--remote-python", py, "--remote-dir", tmp_path / "rb", "--iters", "2",
-                                         "--warmup", "1", "--out", out),
-                           capture_output=True, text=True, timeout=300, env=env)
+        r = run_edgeprune("profile", bundle, "--remote", "testboard", "--ssh-config", sshd["config"],
+                          "--remote-python", py, "--remote-dir", tmp_path / "rb", "--iters", "2",
+                          "--warmup", "1", "--out", out, timeout=300, env=env)
         err = r.stderr.strip().splitlines()
         assert r.returncode != 0 and len(err) == 1 and err[0].startswith("edgeprune: error: testboard"), r.stderr
         assert msg in err[0] and not out.exists(), (mode, r.stderr)
