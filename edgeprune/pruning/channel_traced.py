@@ -30,7 +30,7 @@ from ..models.macs import count_macs
 from ..models.modular import build_recipe, edited, with_stats
 from .channel import make_importance, reshape_mapping_guard, tp_prune
 from .equivalence import channel_mask_mismatch, check_channel_masked, random_frames, width_changes
-from .macs_target import DEFAULT_TOLERANCE, TargetUnreachable, check_target, search_ratio
+from .macs_target import DEFAULT_TOLERANCE, TargetUnreachable, check_target, ratio_resolution, search_ratio
 from .modular import _no_options, _slimming_start, _trace, attribute_diff
 from .registry import PruneResult, builtin_method
 from .tp_rnn import RNNImportance, rnn_pruners
@@ -159,15 +159,27 @@ class ChannelPruner:
             others = [m for m in members if m != n]
             self.left_alone[n] = (f"coupled with {', '.join(others)}: " if others else "") + why
 
+    def _failing_alone(self, sets: list[list[str]], known_to_fail: bool = False) -> list[tuple[list[str], str]]:
+        """The coupled sets that fail on their own, each with its reason, found by halving: a group of sets whose
+        union prunes cleanly is not split further (a deep network's one bad set costs a few prunes, not two per
+        set). A set that fails only beside another is left to :meth:`find_left_alone`'s second pass."""
+        if not sets:
+            return []
+        if len(sets) == 1:
+            why = self.problems(sets[0])
+            return [(sets[0], why)] if why else []
+        if not known_to_fail and not self.problems([n for members in sets for n in members]):
+            return []
+        half = len(sets) // 2
+        return self._failing_alone(sets[:half]) + self._failing_alone(sets[half:])
+
     def find_left_alone(self) -> None:
         """Leave alone the coupled sets whose pruning breaks Torch-Pruning, the forward or the masked check."""
         if not self.prunable or not self.problems(self.prunable):
             return
         sets = self.coupled_sets()
-        for members in sets:
-            why = self.problems(members)
-            if why:
-                self._leave(members, why)
+        for members, why in self._failing_alone(sets, known_to_fail=True):
+            self._leave(members, why)
         if self.prunable and self.problems(self.prunable):
             accepted: list[str] = []
             for members in sets:
@@ -237,13 +249,15 @@ def _search(pr: ChannelPruner, base: int, fraction: float, tol: float, criterion
 
     names = pr.prunable
     widest = sorted(names, key=lambda n: -pr.caps[n])
+    modules = dict(pr.model.named_modules())
+    resolution = ratio_resolution(max((_width(modules[n]) for n in names), default=1))
     first_error = None
     for order in (names, names[::-1], widest):
         pr.order = list(order)
         last.clear()
         try:
             match = search_ratio(probe, base, fraction, len(names), top, tol, what=f"channel-{criterion}",
-                                 max_hint=hint)
+                                 max_hint=hint, resolution=resolution)
         except TargetUnreachable as exc:
             first_error = first_error or exc
             if out_of_reach:

@@ -113,9 +113,21 @@ def _unreachable(what: str, fraction: float, nearest: float, tol: float, hint: s
         f"{nearest:.4f} x{hint}", nearest)
 
 
+def ratio_resolution(widest: int) -> float:
+    """A ratio spacing that no two width changes of layers of at most ``widest`` channels come closer than.
+
+    A layer of ``n`` channels pruned at ratio ``r`` keeps a count that changes only where ``n * r`` (or
+    ``n * (1 - r)``) crosses a whole or half number, whatever the rounding: at ratios ``a / (2n)``. Two different
+    such fractions with ``n, m <= W`` differ by ``|a m - b n| / (2 n m) >= 1 / (2 W^2)``; half of that is
+    returned, to leave room for float error and for the caps that keep one channel."""
+    w = max(int(widest), 1)
+    return 1.0 / (4.0 * w * w)
+
+
 def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, fraction: float, n_sets: int,
                  max_ratio: float, tol: float = DEFAULT_TOLERANCE, what: str = "channel pruning",
-                 iters: int = 24, max_hint: Callable[[], str] | None = None) -> MatchResult:
+                 iters: int = 24, max_hint: Callable[[], str] | None = None,
+                 resolution: float = 1e-7) -> MatchResult:
     """Find pruning ratios whose MACs are within ``tol`` of ``fraction x base_macs``.
 
     ``max_hint()``, when given, explains (from the network at ``max_ratio``) why the target is out of reach.
@@ -123,6 +135,10 @@ def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, frac
     first ``k`` of ``n_sets`` layer sets and ``r_lo`` on the rest, and returns
     its MACs (non-increasing in the ratios and in ``k``). The returned
     ``setting`` is ``(r_lo, r_hi, k)``.
+
+    ``resolution``: the bisection of the uniform ratio stops once the two ratios are closer than this. For
+    layers of at most ``W`` channels, :func:`ratio_resolution` gives a spacing below which two ratios cannot lie
+    on two sides of more than one width change, so bisecting further only probes the same two networks again.
     """
     fraction = check_target(fraction)
     tol = check_tolerance(tol)
@@ -158,7 +174,7 @@ def search_ratio(probe: Callable[[float, float, int], int], base_macs: int, frac
             lo, m_lo = mid, m
         else:
             hi, m_hi = mid, m
-        if hi - lo < 1e-7:
+        if hi - lo < resolution:
             break
     # the MACs jump from m_lo to m_hi between lo and hi: move layer sets one at a time
     a, b = 0, n_sets                 # macs(lo, hi, a) = m_lo > target ; macs(lo, hi, b) = m_hi

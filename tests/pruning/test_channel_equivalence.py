@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from edgeprune_run import run_edgeprune
 import torch
 from torch import nn
 
@@ -27,12 +28,12 @@ from edgeprune.models.macs import count_macs  # noqa: E402
 pytestmark = pytest.mark.numerics
 
 USER = Path(__file__).resolve().parents[1] / "user_models.py"
-# The two GRU networks take 32-sample frames: Torch-Pruning traces a GRU step by step, and building its
-# dependency graph, which channel pruning does some 25 times per network, grows faster than the frame length
-# (PhaseGRU: 0.28 s at 32 samples, 1.14 s at 64).
+# The two GRU networks take 16-sample frames: Torch-Pruning traces a GRU step by step, and building its
+# dependency graph, which channel pruning does about a dozen times per network, grows faster than the frame length
+# (one PhaseGRU prune: 0.18 s at 16 samples, 0.48 s at 32, 1.14 s at 64).
 SUITE = {"PadResNet2d": None, "PadResNet1d": None, "DualBranchCLDNN": None, "ConvTransformer": None,
-         "PhaseGRU": {"length": 32}, "CLDNNLike": None, "vgg_like": {"length": 64}, "ResNet1d": None,
-         "PhaseRotationGRUFlat": {"length": 32}, "FusionAttentionNet": None}
+         "PhaseGRU": {"length": 16}, "CLDNNLike": None, "vgg_like": {"length": 64}, "ResNet1d": None,
+         "PhaseRotationGRUFlat": {"length": 16}, "FusionAttentionNet": None}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,7 +133,7 @@ def suite(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("suite")
     code = tmp / "nets.py"
     shutil.copy(USER, code)
-    data = {n: tmp / f"toy{n}.npz" for n in (32, 64)}
+    data = {n: tmp / f"toy{n}.npz" for n in (16, 64)}
     for n, path in data.items():
         save_npz(path, make_toy_dataset(length=n))
     out = {}
@@ -189,6 +190,30 @@ def test_left_alone_records_each_layer_and_its_reason(suite):
     assert gru["left_alone"]["conv2"].startswith("Torch-Pruning cannot trace/prune this model (IndexError")
     assert "torch_pruning/" in gru["left_alone"]["conv2"]
     assert gru["width_changes"]["gru"]["out"][1] < 12          # GRU hidden units are pruned
+
+
+def test_halving_leaves_alone_exactly_the_sets_that_fail_on_their_own(suite):
+    """find_left_alone halves the list of coupled sets instead of trying each one: it must leave alone the same
+    layers, with the same reasons, as trying every set on its own at every probe ratio (the ground truth)."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.models.usercode import allow
+    from edgeprune.pruning.channel_traced import ChannelPruner
+
+    code, out = suite
+    allow(code)
+    for name in ("PadResNet2d", "ConvTransformer"):
+        ck = load_checkpoint(out[name][0])
+        found = ChannelPruner(ck, ck.build(), "l1")
+        found.find_left_alone()
+        each = ChannelPruner(ck, ck.build(), "l1")
+        sets = each.coupled_sets()
+        assert len(sets) >= 4, name                  # enough sets to be halved twice
+        for members in sets:
+            why = each.problems(members)
+            if why:
+                each._leave(members, why)
+        assert each.left_alone, name                 # the fixture has sets that fail alone
+        assert found.left_alone == each.left_alone, name
 
 
 def _hand_macs(net) -> int:
@@ -281,17 +306,13 @@ def test_check_rejects_a_wrong_record_and_accepts_the_right_one():
 def test_prune_output_says_what_the_checkpoint_records(suite, tmp_path):
     """The CLI lines for a CNN+LSTM come from the widths: each narrowed layer's line matches the reloaded
     checkpoint's module widths (an LSTM's input and hidden sizes included)."""
-    import os
-    import subprocess
-
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.models.usercode import allow
 
     code, out = suite
     before = out["DualBranchCLDNN"][0]
-    res = subprocess.run([sys.executable, "-m", "edgeprune", "prune", "--model", str(before), "--method", "channel-l1",
-                          "--target-macs", "0.5", "--out", str(tmp_path / "p.pt"), "--code", str(code)],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = run_edgeprune("prune", "--model", before, "--method", "channel-l1", "--target-macs", "0.5",
+                        "--out", tmp_path / "p.pt", "--code", code)
     assert res.returncode == 0, res.stderr
     allow(code)
     orig = dict(load_checkpoint(before).build().named_modules())
