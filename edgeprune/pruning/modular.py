@@ -22,6 +22,8 @@ and the transplant proxies refuse such layers.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -85,16 +87,47 @@ def probe_removal(ckpt, model, unit) -> str | None:
     return None
 
 
+_PROBED: dict[str, tuple[frozenset, list[str]]] = {}   # network + transition -> (units that pass, notes)
+_PROBED_MAX = 8
+
+
+def _network_key(ckpt, res, transition: str) -> str:
+    """What a probe's outcome depends on: the spec (a user's network by its code's sha256), the weights, the traced
+    units and the transition."""
+    h = hashlib.sha256(json.dumps(ckpt.spec, sort_keys=True, default=str).encode())
+    for k in sorted(ckpt.state_dict):
+        v = ckpt.state_dict[k]
+        h.update(k.encode())
+        if isinstance(v, torch.Tensor):
+            h.update(str((v.dtype, tuple(v.shape))).encode())
+            h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(v).encode())
+    h.update(repr([(u.name, u.kind, tuple(u.members), u.removable) for u in res.units]).encode())
+    h.update(transition.encode())
+    return h.hexdigest()
+
+
 def probed_candidates(ckpt, model, res, transition: str = "keep") -> tuple[list, list[str]]:
     """The candidates whose removal, each alone, was probed with a forward pass (and the equivalence check)
-    before any search uses them; those that break are dropped, each with one note."""
+    before any search uses them; those that break are dropped, each with one note. The outcome is kept for the
+    process (keyed by the network's spec, weights, traced units and transition): a study's layer, DBP and random
+    arms, and a method that lists the candidates before it prunes, probe each network once."""
+    key = _network_key(ckpt, res, transition)
+    cands = candidates(res, transition)
+    if key in _PROBED:
+        passed, notes = _PROBED[key]
+        return [u for u in cands if u.name in passed], list(notes)
     out, notes = [], []
-    for u in candidates(res, transition):
+    for u in cands:
         why = probe_removal(ckpt, model, u)
         if why is None:
             out.append(u)
         else:
             notes.append(f"unit {u.name} dropped: removing it breaks the model ({why.split(': ', 1)[-1][:160]})")
+    while len(_PROBED) >= _PROBED_MAX:
+        _PROBED.pop(next(iter(_PROBED)))
+    _PROBED[key] = (frozenset(u.name for u in out), list(notes))
     return out, notes
 
 

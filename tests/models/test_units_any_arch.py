@@ -129,6 +129,37 @@ def test_a_removal_that_breaks_the_forward_is_dropped_with_a_note_before_the_sea
     assert any("encoder.layers.0" in n for n in res.info["notes"])
 
 
+def test_probes_are_kept_per_network_and_weights(code, toy_npz, tmp_path, monkeypatch):
+    """A network is probed once per process (a study's layer, DBP and random arms share it): the kept answer is the
+    one a fresh probe gives, and other weights or another transition are probed again."""
+    import copy
+
+    from edgeprune.pruning import modular as M
+
+    ck = _ckpt(code, toy_npz, tmp_path, "TransformerAMR")
+    calls = []
+    real = M.probe_removal
+    monkeypatch.setattr(M, "probe_removal", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(M, "_PROBED", {})
+
+    def probed(c, transition="keep"):
+        model = c.build()
+        cands, notes = M.probed_candidates(c, model, M._trace(model, c), transition)
+        return [u.name for u in cands], notes
+    first = probed(ck)
+    fresh_calls = len(calls)
+    assert fresh_calls == 3 and first[0] == ["encoder.layers.1", "encoder.layers.2"]
+    assert probed(ck) == first and len(calls) == fresh_calls            # kept: no probe ran
+    other = copy.copy(ck)
+    other.state_dict = {k: v.clone() for k, v in ck.state_dict.items()}
+    next(v for v in other.state_dict.values() if v.is_floating_point()).add_(1.0)
+    assert probed(other) == first and len(calls) == 2 * fresh_calls     # other weights: probed again
+    probed(ck, "reinit")
+    assert len(calls) > 2 * fresh_calls                                   # another transition: probed again
+    M._PROBED.clear()
+    assert probed(ck) == first                                            # the kept answer is a fresh probe's
+
+
 # ---------------------------------------------------------------- pruned == original with the units bypassed
 
 
