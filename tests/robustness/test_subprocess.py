@@ -21,6 +21,7 @@ metadata that contradicts the model.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -199,18 +200,35 @@ def _first_conv(spec, **changes):
 
 
 def _tar_bundle(bundle: Path, path: Path, extra=None, pax=None):
-    """The bundle folder as a .tar.gz (manifest first, as edgeprune writes it), plus ``extra`` members."""
-    with tarfile.open(path, "w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as tar:
-        for p in sorted(bundle.iterdir()):
-            info = tar.gettarinfo(p, arcname=p.name)
-            if pax and p.name == "manifest.json":
-                info.pax_headers = pax
-            with open(p, "rb") as fh:
-                tar.addfile(info, fh)
-        for name, size in (extra or {}).items():
-            info = tarfile.TarInfo(name)
-            info.size = size
-            tar.addfile(info, _Zeros(size))
+    """The bundle folder as a .tar.gz (manifest first, as edgeprune writes it), plus ``extra`` members of zeros.
+
+    A gzip file may hold several members, which gzip readers (tarfile's among them) read as one stream: the
+    zeros are written as copies of one compressed MiB, so a 2 GiB member costs no 2 GiB of compression."""
+    raw = io.BytesIO()
+    tar = tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT)
+    for p in sorted(bundle.iterdir()):
+        info = tar.gettarinfo(p, arcname=p.name)
+        if pax and p.name == "manifest.json":
+            info.pax_headers = pax
+        with open(p, "rb") as fh:
+            tar.addfile(info, fh)
+    pieces = [raw.getvalue()]                # the members so far; tar.close() would add the end blocks
+    for name, size in (extra or {}).items():
+        info = tarfile.TarInfo(name)
+        info.size = size
+        pieces += [info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), -(size + -size % tarfile.BLOCKSIZE)]
+    total = sum(len(b) if isinstance(b, bytes) else -b for b in pieces) + 2 * tarfile.BLOCKSIZE
+    pieces.append(-(2 * tarfile.BLOCKSIZE + -total % tarfile.RECORDSIZE))   # the end blocks, padded to a record
+    mib = gzip.compress(bytes(1 << 20), 1)
+    with open(path, "wb") as out:
+        for b in pieces:
+            if isinstance(b, bytes):
+                out.write(gzip.compress(b, 1))
+                continue
+            whole, rest = divmod(-b, 1 << 20)
+            for _ in range(whole):
+                out.write(mib)
+            out.write(gzip.compress(bytes(rest), 1))
 
 
 def _rewrite_manifest(folder: Path, change):
