@@ -129,10 +129,10 @@ def _torch_to_onnx(model, length, path, opset, exporter, layout, batch=TRACED_BA
                 raise EdgepruneError(f"unknown exporter {exporter!r}; choose auto, legacy or dynamo")
         except EdgepruneError:
             raise
-        except OSError as exc:   # torch writes the graph itself; EFBIG, ENOSPC ... come through as they are
-            raise ExportWriteError(f"cannot write the exported graph to {path}: {exc.strerror or exc}") from exc
         except Exception as exc:  # noqa: BLE001 - torch raises many types here
-            first = _export_failure_line(exc)
+            if isinstance(exc, OSError) and exc.errno is not None:   # torch writes the graph itself: EFBIG, ENOSPC
+                raise ExportWriteError(f"cannot write the exported graph to {path}: {exc.strerror or exc}") from exc
+            first = _export_failure_line(exc)   # an OSError without errno is not I/O (inspect: no source code)
             raise EdgepruneError(f"torch.onnx.export ({exporter}, opset {opset}) failed: {first}") from exc
     m = onnx.load(str(path))
     if exporter == "dynamo":

@@ -4,7 +4,7 @@
 capture_output=True, text=True)``. The command runs in a child forked from one interpreter per pytest worker
 that imported numpy, torch, onnx, onnxruntime and edgeprune's CLI once (``tests/robustness/forkrun.py --serve``):
 its own process, exit status, descriptors 1 and 2 (so native output is caught too), environment and working
-folder, started as ``python -m edgeprune`` starts (``runpy``), in 0.1-0.5 s instead of the 3-6 s an interpreter
+folder, started as ``python -m edgeprune`` starts (``runpy``), in 0.1-0.7 s instead of the 3-6 s an interpreter
 start with those imports takes here.
 
 Use it where the test is about what a command does. Where it is about the interpreter itself (what a fresh start
