@@ -7,12 +7,29 @@ export test files do not each train a model.
 from __future__ import annotations
 
 import os
+import warnings
 import sys
 from pathlib import Path
 
 CLASSES = 4
 LENGTH = 64
 REPO = Path(__file__).resolve().parents[1]
+
+
+def export_onnx(name: str, path: Path, length: int = LENGTH, classes: int = CLASSES, seed: int = 0) -> Path:
+    """A zoo model (untrained) exported the legacy way: input iq (N, 2, L), dynamic batch."""
+    import torch
+
+    from edgeprune.models import build_model, make_spec
+
+    torch.manual_seed(seed)
+    model = build_model(make_spec(name, length, classes)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, 2, length), str(path), dynamo=False, opset_version=17,
+                          input_names=["iq"], output_names=["logits"],
+                          dynamic_axes={"iq": {0: "batch"}, "logits": {0: "batch"}})
+    return path
 
 
 def make_trained(tmp: Path, model: str = "resnet20-1d", epochs: int = 4, seed: int = 0,

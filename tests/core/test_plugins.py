@@ -290,7 +290,7 @@ def test_plugin_criterion_class_through_cli(tmp_path, toy_checkpoint, toy_npz):
 
 def test_plugin_backend_through_cli(tmp_path):
     """`profile --backend ort-plain` times the model with the plugin's session: warm-up + timed calls reach it."""
-    from tests.profiling.test_profiling import export_onnx
+    from export_fixtures import export_onnx
 
     plugin = _write(tmp_path, "my_backend", BACKEND)
     model = export_onnx("cnn1d", tmp_path / "cnn1d.onnx")

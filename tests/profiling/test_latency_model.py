@@ -144,7 +144,7 @@ def test_fit_on_measured_onnx_models(tmp_path):
     """End to end on real measurements: three tiny models on ONNX Runtime, a model that predicts them."""
     from edgeprune.profiling.harness import profile
     from edgeprune.profiling.latency_model import LatencyModel
-    from tests.profiling.test_profiling import export_onnx
+    from export_fixtures import export_onnx
 
     paths = [export_onnx(n, tmp_path / f"{n}.onnx", 32, 3) for n in ("resnet20-1d", "cnn1d", "resnet56-1d")]
     res = profile(paths, warmup_iters=3, iters=20, show_progress=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from tests.profiling.test_profiling import CLASSES, LENGTH, export_onnx
+from export_fixtures import CLASSES, LENGTH, export_onnx
 
 
 @pytest.fixture(scope="module")

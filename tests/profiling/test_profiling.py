@@ -6,31 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
 from edgeprune.errors import EdgepruneError
+from export_fixtures import CLASSES, LENGTH, export_onnx
 
 REPO = Path(__file__).resolve().parents[2]
-LENGTH, CLASSES = 64, 4
-
-
-def export_onnx(name: str, path: Path, length: int = LENGTH, classes: int = CLASSES, seed: int = 0) -> Path:
-    """A zoo model (untrained) exported the legacy way: input iq (N, 2, L), dynamic batch."""
-    import torch
-
-    from edgeprune.models import build_model, make_spec
-
-    torch.manual_seed(seed)
-    model = build_model(make_spec(name, length, classes)).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, torch.zeros(1, 2, length), str(path), dynamo=False, opset_version=17,
-                          input_names=["iq"], output_names=["logits"],
-                          dynamic_axes={"iq": {0: "batch"}, "logits": {0: "batch"}})
-    return path
 
 
 @pytest.fixture(scope="module")
