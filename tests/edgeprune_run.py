@@ -71,8 +71,12 @@ def _ask(request: dict) -> dict:
 def run_cases(cases: list[dict], work, timeout_each: float = 90, as_mib: int = 2048, fsize_mib: int = 1024,
               keep: int = 4000) -> list[dict]:
     """forkrun.py's cases (see its docstring), each in a child of the server with forkrun's limits: the address
-    space the server has at the fork plus ``as_mib``, files up to ``fsize_mib``; results as forkrun writes them."""
-    return [_ask({"case": dict(c, env=dict(c.get("env") or {}, EDGEPRUNE_QUIET="1")), "work": str(work),
+    space the server has at the fork plus ``as_mib``, files up to ``fsize_mib``; results as forkrun writes them.
+    Each case's environment is this process's now (as a driver started now would have it: the repository and
+    ``tests/`` on PYTHONPATH, EDGEPRUNE_QUIET=1) plus the case's own variables."""
+    base = dict(os.environ, EDGEPRUNE_QUIET="1", PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(HERE)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    return [_ask({"case": dict(c, env=dict(base, **(c.get("env") or {})), env_replace=True), "work": str(work),
                   "timeout": timeout_each, "as_mib": as_mib, "fsize_mib": fsize_mib, "keep": keep}) for c in cases]
 
 
