@@ -73,11 +73,14 @@ def run_cases(cases: list[dict], work, timeout_each: float = 90, as_mib: int = 2
     """forkrun.py's cases (see its docstring), each in a child of the server with forkrun's limits: the address
     space the server has at the fork plus ``as_mib``, files up to ``fsize_mib``; results as forkrun writes them.
     Each case's environment is this process's now (as a driver started now would have it: the repository and
-    ``tests/`` on PYTHONPATH, EDGEPRUNE_QUIET=1) plus the case's own variables."""
+    ``tests/`` on PYTHONPATH, EDGEPRUNE_QUIET=1) plus the case's own variables; its folder, this process's now
+    unless the case names one."""
     base = dict(os.environ, EDGEPRUNE_QUIET="1", PYTHONPATH=os.pathsep.join(
         [str(REPO), str(HERE)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
-    return [_ask({"case": dict(c, env=dict(base, **(c.get("env") or {})), env_replace=True), "work": str(work),
-                  "timeout": timeout_each, "as_mib": as_mib, "fsize_mib": fsize_mib, "keep": keep}) for c in cases]
+    here = os.getcwd()
+    limits = {"work": str(work), "timeout": timeout_each, "as_mib": as_mib, "fsize_mib": fsize_mib, "keep": keep}
+    return [_ask(dict(limits, case=dict(c, env=dict(base, **(c.get("env") or {})), env_replace=True,
+                                        cwd=c.get("cwd") or here))) for c in cases]
 
 
 def run_edgeprune(*args, env: dict | None = None, cwd=None, input: str | bytes | None = None,
@@ -87,8 +90,7 @@ def run_edgeprune(*args, env: dict | None = None, cwd=None, input: str | bytes |
     argv = [str(a) for a in (args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args)]
     case = {"name": " ".join(argv)[:200], "argv": argv, "env": dict(os.environ if env is None else env),
             "env_replace": True, "timeout": timeout}
-    if cwd is not None:
-        case["cwd"] = str(cwd)
+    case["cwd"] = str(os.getcwd() if cwd is None else cwd)   # as subprocess.run: this process's folder by default
     stdin_path = None
     if input is not None:
         fd, stdin_path = tempfile.mkstemp(prefix="edgeprune-stdin-")
