@@ -28,9 +28,15 @@ _lock = threading.Lock()
 _server: dict = {}
 
 
+def with_repo_path(environ: dict) -> dict:
+    """``environ`` with the repository and ``tests/`` first on PYTHONPATH (what a started interpreter needs to
+    import edgeprune and the fixture modules from this checkout)."""
+    return dict(environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(HERE)] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])))
+
+
 def _start() -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO), str(HERE)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    env = with_repo_path(os.environ)
     proc = subprocess.Popen([sys.executable, str(HERE / "robustness" / "forkrun.py"), "--serve"], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
     ready = proc.stdout.readline()
@@ -75,8 +81,7 @@ def run_cases(cases: list[dict], work, timeout_each: float = 90, as_mib: int = 2
     Each case's environment is this process's now (as a driver started now would have it: the repository and
     ``tests/`` on PYTHONPATH, EDGEPRUNE_QUIET=1) plus the case's own variables; its folder, this process's now
     unless the case names one."""
-    base = dict(os.environ, EDGEPRUNE_QUIET="1", PYTHONPATH=os.pathsep.join(
-        [str(REPO), str(HERE)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    base = with_repo_path(dict(os.environ, EDGEPRUNE_QUIET="1"))
     here = os.getcwd()
     limits = {"work": str(work), "timeout": timeout_each, "as_mib": as_mib, "fsize_mib": fsize_mib, "keep": keep}
     return [_ask(dict(limits, case=dict(c, env=dict(base, **(c.get("env") or {})), env_replace=True,

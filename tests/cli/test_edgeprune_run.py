@@ -10,15 +10,12 @@ import subprocess
 import sys
 
 import numpy as np
-from edgeprune_run import run_edgeprune
-
-from export_fixtures import REPO
+from edgeprune_run import run_edgeprune, with_repo_path
 
 
 def _fresh(args, cwd, env):
-    env = dict(env, PYTHONPATH=os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])))
     return subprocess.run([sys.executable, "-m", "edgeprune", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+                          env=with_repo_path(env), timeout=300)
 
 
 def test_a_forked_command_answers_as_a_fresh_interpreter(tmp_path):

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeprune_run import run_cases, with_repo_path
 
 from .tally import check_error_output, record
 
@@ -594,17 +595,19 @@ def build_cases(d: Path, shared) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------- running
 
+CASE_KEYS = ("name", "argv", "cwd", "env", "stdin", "fsize")   # what forkrun.py reads of a case
+
+
 def driver_command(cases, work: Path, timeout_each: int = 90, environ=None) -> tuple[list[str], dict, Path]:
     """The forkrun.py command line for ``cases`` (written to ``work``), its environment (``environ``, default
     this process's, plus the repository on PYTHONPATH) and where its results go."""
     environ = dict(os.environ if environ is None else environ)
     doc = {"options": {"as_mib": 2048, "fsize_mib": 1024, "timeout": timeout_each},
-           "cases": [{k: c[k] for k in ("name", "argv", "cwd", "env", "stdin", "fsize") if k in c} for c in cases]}
+           "cases": [{k: c[k] for k in CASE_KEYS if k in c} for c in cases]}
     cases_path = work / "cases.json"
     results_path = work / "results.json"
     cases_path.write_text(json.dumps(doc))
-    env = dict(environ, EDGEPRUNE_QUIET="1", PYTHONPATH=os.pathsep.join(
-        [str(REPO), str(REPO / "tests")] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])))
+    env = with_repo_path(dict(environ, EDGEPRUNE_QUIET="1"))
     return [sys.executable, str(HERE / "forkrun.py"), str(cases_path), str(results_path)], env, results_path
 
 
@@ -612,10 +615,7 @@ def _run_driver(cases, work: Path, timeout_each: int = 90, environ=None) -> dict
     """The cases' results: in children of this worker's fork server (tests/edgeprune_run.py), or, with
     ``environ``, of a driver started in that environment."""
     if environ is None:
-        from edgeprune_run import run_cases
-
-        keys = ("name", "argv", "cwd", "env", "stdin", "fsize")
-        return {"results": run_cases([{k: c[k] for k in keys if k in c} for c in cases], work, timeout_each)}
+        return {"results": run_cases([{k: c[k] for k in CASE_KEYS if k in c} for c in cases], work, timeout_each)}
     cmd, env, results_path = driver_command(cases, work, timeout_each, environ)
     subprocess.run(cmd, env=env, timeout=timeout_each * len(cases) + 120, check=True)
     return json.loads(results_path.read_text())
